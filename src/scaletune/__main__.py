@@ -1,0 +1,5 @@
+import sys
+
+from scaletune.cli import main
+
+sys.exit(main())

@@ -1,0 +1,3 @@
+"""`scaletune` commands of the curves area."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""`scaletune` commands of the hparams area."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""`scaletune` commands of the laws area."""
+
+COMMANDS: list = []

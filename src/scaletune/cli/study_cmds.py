@@ -1,0 +1,3 @@
+"""`scaletune` commands of the study area."""
+
+COMMANDS: list = []

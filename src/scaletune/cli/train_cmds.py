@@ -1,0 +1,3 @@
+"""`scaletune` commands of the train area."""
+
+COMMANDS: list = []
