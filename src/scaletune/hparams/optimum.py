@@ -1,0 +1,392 @@
+"""The optimal learning rate (and batch size) at one scale, estimated robustly from a sweep.
+
+Not the argmin of a coarse grid. At each scale (by default each distinct (N, D)):
+
+1. Runs of the same configuration (lr, batch size) are averaged over seeds.
+2. A convex quadratic in x = ln(lr) (and y = ln(batch_size) when the sweep has at least three batch
+   sizes) is fitted to the runs near the best configuration: the k configurations nearest to it in
+   log space (k = 5 in 1-D, i.e. two grid steps either side, and 9 in 2-D, a 3x3 block). The vertex is
+   the optimum; the fitted curve evaluated at the tested configurations is the *smoothed* loss.
+3. The near-optimal band: tested configurations whose smoothed loss is within ``band`` (default 0.25%,
+   as in DeepSeek LLM 2024 and StepLaw 2025) of the best smoothed loss.
+4. Bracketing check: the optimum is only trusted when the best configuration has an ok run on both
+   sides along every swept axis and the fitted curve is convex with its vertex inside the tested range.
+   Otherwise the estimate is flagged (``bracketed = False``), never silently used by the laws, and the
+   next rates to try are proposed (continuing the sweep's geometric spacing beyond the open edge, or
+   bisecting the gap towards the lowest diverged rate when the optimum sits at the stability edge).
+5. Intervals: percentile bootstrap over runs (resampled with replacement within the scale).
+
+Diverged / failed / pruned runs are counted and shown, never fitted. Losses are natural-log nats per token
+(whatever the run table holds), learning rates as the run table gives them (under muP: the base rate),
+batch sizes in tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from scaletune.errors import ScaletuneError
+from scaletune.runtable import require_columns
+
+DEFAULT_BAND = 0.0025  # 0.25%: DeepSeek LLM (2024) and StepLaw (Li et al. 2025)
+SCALE_COLUMNS = ("N", "D")
+
+
+@dataclass(frozen=True)
+class Optimum:
+    """Optimal hyperparameters at one scale. Learned values end in ``_``; intervals are 95% bootstrap.
+
+    ``lr_``/``batch_size_`` are the vertex of the convex fit (batch size in tokens; ``None`` when the
+    sweep did not vary it), ``loss_`` the fitted loss there (nats/token). ``bracketed`` is False when the
+    sweep does not enclose the minimum; then ``message`` says why and ``next_lrs``/``next_batch_sizes``
+    propose what to run next.
+    """
+
+    scale: dict[str, float]
+    lr_: float
+    lr_interval: tuple[float, float]
+    loss_: float
+    loss_interval: tuple[float, float]
+    batch_size_: float | None = None
+    batch_size_interval: tuple[float, float] | None = None
+    band_lr: tuple[float, float] = (math.nan, math.nan)  # tested rates inside the near-optimal band
+    band_batch_size: tuple[float, float] | None = None
+    band: float = DEFAULT_BAND
+    best_lr: float = math.nan  # best tested configuration (seed-averaged)
+    best_batch_size: float | None = None
+    best_loss: float = math.nan
+    bracketed: bool = True
+    message: str = ""
+    next_lrs: tuple[float, ...] = ()
+    next_batch_sizes: tuple[float, ...] = ()
+    n_runs: int = 0
+    n_ok: int = 0
+    n_excluded: int = 0  # diverged / failed / pruned: shown, not fitted
+    n_fitted: int = 0  # runs inside the fit window
+    bootstrap: int = 0
+    bootstrap_failed: float = 0.0  # fraction of resamples without a convex vertex
+    extra: dict = field(default_factory=dict)  # other constant columns of the scale (param, schedule, ...)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Fit:
+    x0: float  # vertex in ln(lr)
+    y0: float | None  # vertex in ln(batch) (2-D only)
+    loss0: float
+    convex: bool
+    inside: bool  # vertex inside the tested range
+    n: int
+    predict: object  # callable (x, y) -> smoothed loss
+
+
+def _ok_mask(df: pd.DataFrame) -> np.ndarray:
+    loss = pd.to_numeric(df["loss"], errors="coerce").to_numpy(float)
+    ok = np.isfinite(loss)
+    if "status" in df.columns:
+        ok &= df["status"].astype(str).str.lower().eq("ok").to_numpy()
+    return ok
+
+
+def _window(pts: np.ndarray, best: int, k: int) -> np.ndarray:
+    """Indices of the k configurations (rows of ``pts``, log coordinates) nearest the best one.
+
+    Each axis is measured in units of its typical grid step, so that a 2x step in lr and in batch size
+    weigh the same; ties at the k-th distance are kept (a grid's 3x3 block stays whole).
+    """
+    steps = []
+    for j in range(pts.shape[1]):
+        u = np.unique(np.round(pts[:, j], 9))
+        steps.append(np.median(np.diff(u)) if len(u) > 1 else 1.0)
+    d = np.sqrt((((pts - pts[best]) / np.asarray(steps)) ** 2).sum(axis=1))
+    kth = np.sort(d)[min(k, len(d)) - 1]
+    return np.flatnonzero(d <= kth + 1e-9)
+
+
+def _quadratic(x: np.ndarray, y: np.ndarray | None, loss: np.ndarray) -> _Fit | None:
+    """Least-squares quadratic in (x[, y]); None when under-determined."""
+    if y is None:
+        if len(np.unique(np.round(x, 9))) < 3:
+            return None
+        A = np.column_stack([np.ones_like(x), x, x * x])
+        c, *_ = np.linalg.lstsq(A, loss, rcond=None)
+        convex = c[2] > 0
+        x0 = -c[1] / (2 * c[2]) if convex else x[np.argmin(loss)]
+        f = lambda xx, yy=None: c[0] + c[1] * xx + c[2] * xx * xx  # noqa: E731
+        return _Fit(x0, None, float(f(x0)), bool(convex), bool(x.min() <= x0 <= x.max()), len(x), f)
+    if len(np.unique(np.round(x, 9))) < 3 or len(np.unique(np.round(y, 9))) < 3 or len(x) < 6:
+        return None
+    A = np.column_stack([np.ones_like(x), x, y, x * x, y * y, x * y])
+    c, *_ = np.linalg.lstsq(A, loss, rcond=None)
+    H = np.array([[2 * c[3], c[5]], [c[5], 2 * c[4]]])
+    f = lambda xx, yy: c[0] + c[1] * xx + c[2] * yy + c[3] * xx * xx + c[4] * yy * yy + c[5] * xx * yy  # noqa: E731
+    convex = bool(np.all(np.linalg.eigvalsh(H) > 0))
+    if convex:
+        x0, y0 = np.linalg.solve(H, -np.array([c[1], c[2]]))
+    else:
+        i = int(np.argmin(loss))
+        x0, y0 = x[i], y[i]
+    inside = bool(x.min() <= x0 <= x.max() and y.min() <= y0 <= y.max())
+    return _Fit(float(x0), float(y0), float(f(x0, y0)), convex, inside, len(x), f)
+
+
+def _configs(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct configurations of runs (rows of log coordinates) and each run's configuration index."""
+    uniq, inv = np.unique(np.round(pts, 9), axis=0, return_inverse=True)
+    return uniq, inv.ravel()
+
+
+def _fit_scale(pts: np.ndarray, loss: np.ndarray, k: int | None) -> tuple[_Fit | None, np.ndarray, np.ndarray, np.ndarray]:
+    """Fit one scale's ok runs (``pts`` = ln lr[, ln batch] per run).
+
+    Returns (fit, configurations, their seed-averaged loss, boolean mask of configurations in the window).
+    """
+    cfg, inv = _configs(pts)
+    mean = np.bincount(inv, loss, len(cfg)) / np.bincount(inv, None, len(cfg))
+    win = np.zeros(len(cfg), bool)
+    win[_window(cfg, int(np.argmin(mean)), k or (9 if pts.shape[1] == 2 else 5))] = True
+    rows = win[inv]
+    y = pts[rows, 1] if pts.shape[1] == 2 else None
+    return _quadratic(pts[rows, 0], y, loss[rows]), cfg, mean, win
+
+
+def _geometric_step(values: np.ndarray) -> float:
+    u = np.unique(values)
+    return float(np.exp(np.median(np.diff(np.log(u))))) if len(u) > 1 else 2.0
+
+
+def _propose(values: np.ndarray, best: float, bad_above: float | None, n: int = 3) -> tuple[str, tuple[float, ...]]:
+    """Next values for an axis whose best tested value sits at an edge of the sweep."""
+    u = np.unique(values)
+    r = _geometric_step(u)
+    if best >= u.max():
+        if bad_above is not None and bad_above > best:
+            # The optimum is at the stability edge: bisect (geometrically) towards the first diverged value.
+            ratio = bad_above / best
+            return "above", tuple(float(best * ratio ** (i / (n + 1))) for i in range(1, n + 1))
+        return "above", tuple(float(best * r**i) for i in range(1, n + 1))
+    return "below", tuple(float(best / r**i) for i in range(1, n + 1))
+
+
+def find_optimum(
+    runs: pd.DataFrame,
+    *,
+    band: float = DEFAULT_BAND,
+    bootstrap: int = 200,
+    seed: int = 0,
+    window: int | None = None,
+    scale: dict[str, float] | None = None,
+) -> Optimum:
+    """Estimate the optimum of one scale's sweep (columns ``lr``, ``loss``; optional ``batch_size``, ``status``).
+
+    ``band`` is the near-optimal tolerance as a fraction of the best smoothed loss (0.0025 = 0.25%);
+    ``bootstrap`` the number of resamples of runs for the intervals; ``window`` the number of configurations
+    around the best used by the quadratic (default 5 in 1-D, 9 in 2-D).
+    """
+    require_columns(runs, ["lr", "loss"])
+    if not 0 <= band < 1:
+        raise ScaletuneError(f"near-optimal band {band!r} must be a fraction in [0, 1) (0.0025 = 0.25%)")
+    runs = runs.reset_index(drop=True)
+    ok_mask = _ok_mask(runs)
+    for col in ("lr", "batch_size"):
+        if col in runs.columns:
+            v = pd.to_numeric(runs[col], errors="coerce").to_numpy(float)
+            bad = ok_mask & ~(np.isfinite(v) & (v > 0))
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ScaletuneError(f"{runs.attrs.get('source', 'table')}: column {col!r} has a non-positive or missing value {runs[col].iloc[i]!r} in a run with status ok")
+    ok = runs[ok_mask].copy()
+    ok["lr"] = ok["lr"].astype(float)
+    ok["loss"] = ok["loss"].astype(float)
+    has_batch = "batch_size" in ok.columns and ok["batch_size"].nunique() > 1
+    if has_batch:
+        ok["batch_size"] = ok["batch_size"].astype(float)
+    two_d = has_batch and ok["batch_size"].nunique() >= 3
+    scale = dict(scale or {})
+    n_excl = int((~ok_mask).sum())
+    label = ", ".join(f"{k}={v:.3g}" for k, v in scale.items()) or "this scale"
+    if ok["lr"].nunique() < 3:
+        raise ScaletuneError(
+            f"{label}: need ok runs at 3 or more distinct learning rates to locate an optimum "
+            f"(have {ok['lr'].nunique()} ok, {n_excl} diverged/failed)"
+        )
+    if has_batch and not two_d:
+        # Two batch sizes: fit lr at the better one (a quadratic in batch needs three).
+        per_b = ok.groupby("batch_size")["loss"].min()
+        ok = ok[ok["batch_size"] == per_b.idxmin()]
+        if ok["lr"].nunique() < 3:
+            raise ScaletuneError(f"{label}: the best batch size has fewer than 3 learning rates")
+
+    pts = np.log(ok[["lr", "batch_size"] if two_d else ["lr"]].to_numpy(float))
+    loss = ok["loss"].to_numpy(float)
+    fit, cfg_pts, mean, win = _fit_scale(pts, loss, window)
+    cfg_lr = np.exp(cfg_pts[:, 0])
+    cfg_b = np.exp(cfg_pts[:, 1]) if two_d else None
+    ibest = int(np.argmin(mean))
+    best_lr = float(cfg_lr[ibest])
+    best_b = float(cfg_b[ibest]) if two_d else None
+    if not two_d and "batch_size" in ok.columns and ok["batch_size"].nunique() == 1:
+        best_b = float(ok["batch_size"].iloc[0])
+
+    # Smoothed loss: the fitted curve at configurations inside the window, the seed mean elsewhere.
+    smooth = mean.copy()
+    if fit is not None:
+        smooth = np.where(win, fit.predict(cfg_pts[:, 0], cfg_pts[:, 1] if two_d else None), mean)
+    in_band = smooth <= smooth.min() * (1 + band)
+    band_lr = (float(cfg_lr[in_band].min()), float(cfg_lr[in_band].max()))
+    band_b = (float(cfg_b[in_band].min()), float(cfg_b[in_band].max())) if two_d else None
+
+    # Bracketing, per axis.
+    problems, next_lrs, next_bs = [], (), ()
+    bad_lrs = pd.to_numeric(runs.loc[~ok_mask, "lr"], errors="coerce").to_numpy(float)
+    bad_lrs = bad_lrs[bad_lrs > best_lr]
+    first_bad = float(bad_lrs.min()) if len(bad_lrs) else None
+    lr_vals = cfg_lr if not two_d else cfg_lr[np.isclose(cfg_b, best_b)]
+    if best_lr <= lr_vals.min() or best_lr >= lr_vals.max():
+        side, next_lrs = _propose(lr_vals, best_lr, first_bad)
+        if side == "above" and first_bad is not None:
+            problems.append(f"best lr {best_lr:.3g} is the largest stable rate (next, {first_bad:.3g}, diverged): optimum at the stability edge")
+        else:
+            problems.append(f"best lr {best_lr:.3g} is at the {'top' if side == 'above' else 'bottom'} of the sweep")
+    if two_d:
+        b_vals = cfg_b[np.isclose(cfg_lr, best_lr)]
+        if best_b <= b_vals.min() or best_b >= b_vals.max():
+            side, next_bs = _propose(b_vals, best_b, None)
+            problems.append(f"best batch size {best_b:.3g} tokens is at the {'top' if side == 'above' else 'bottom'} of the sweep")
+    if fit is None:
+        problems.append("too few distinct values near the best configuration for a quadratic fit")
+    elif not fit.convex:
+        problems.append("the loss is not convex around the best configuration (flat or noisy)")
+    elif not fit.inside:
+        problems.append("the fitted vertex lies outside the tested range")
+    bracketed = not problems
+
+    if fit is not None and fit.convex and fit.inside:
+        lr0, b0, loss0 = math.exp(fit.x0), (math.exp(fit.y0) if two_d else best_b), fit.loss0
+    else:  # fall back to the best tested configuration, flagged as unbracketed
+        lr0, b0, loss0 = best_lr, best_b, float(mean[ibest])
+
+    # Bootstrap over runs: resample ok runs with replacement, redo window + fit.
+    rng = np.random.default_rng(seed)
+    boot_arr = np.full((bootstrap, 3), np.nan)
+    for i in range(bootstrap):
+        idx = rng.integers(0, len(loss), len(loss))
+        bf = _fit_scale(pts[idx], loss[idx], window)[0]
+        if bf is not None and bf.convex and bf.inside:
+            boot_arr[i] = (bf.x0, bf.y0 if two_d else np.nan, bf.loss0)
+    good = np.isfinite(boot_arr[:, 0])
+    failed = float(1 - good.mean()) if bootstrap else 0.0
+
+    def interval(col: int, center: float, log: bool) -> tuple[float, float]:
+        if not bootstrap or good.sum() < 10:
+            return (math.nan, math.nan)
+        lo, hi = np.percentile(boot_arr[good, col], [2.5, 97.5])
+        lo, hi = (math.exp(lo), math.exp(hi)) if log else (lo, hi)
+        return (float(min(lo, center)), float(max(hi, center)))
+
+    if bootstrap and failed > 0.2 and bracketed:
+        problems.append(f"{failed:.0%} of bootstrap resamples have no convex vertex inside the sweep")
+    message = "; ".join(problems) if problems else "bracketed"
+    extra = {}
+    for col in ("param", "schedule", "warmup", "seq_len", "width", "depth", "N_nonembed", "C"):
+        if col in ok.columns and ok[col].nunique(dropna=False) == 1:
+            v = ok[col].iloc[0]
+            extra[col] = v.item() if hasattr(v, "item") else v
+    return Optimum(
+        scale=scale,
+        lr_=float(lr0),
+        lr_interval=interval(0, lr0, True),
+        loss_=float(loss0),
+        loss_interval=interval(2, loss0, False),
+        batch_size_=None if b0 is None else float(b0),
+        batch_size_interval=interval(1, b0, True) if two_d else None,
+        band_lr=band_lr,
+        band_batch_size=band_b,
+        band=band,
+        best_lr=best_lr,
+        best_batch_size=best_b,
+        best_loss=float(mean[ibest]),
+        bracketed=bracketed,
+        message=message,
+        next_lrs=tuple(next_lrs),
+        next_batch_sizes=tuple(next_bs),
+        n_runs=len(runs),
+        n_ok=int(ok_mask.sum()),
+        n_excluded=n_excl,
+        n_fitted=fit.n if fit is not None else 0,
+        bootstrap=bootstrap,
+        bootstrap_failed=failed,
+        extra=extra,
+    )
+
+
+def scale_columns(df: pd.DataFrame, by: Iterable[str] | None = None) -> list[str]:
+    """The columns that define a scale: ``by`` if given, else whichever of N, D the table has."""
+    if by is not None:
+        cols = list(by)
+        require_columns(df, cols)
+        return cols
+    cols = [c for c in SCALE_COLUMNS if c in df.columns]
+    if not cols:
+        require_columns(df, ["N"])
+    return cols
+
+
+def find_optima(
+    df: pd.DataFrame,
+    *,
+    by: Iterable[str] | None = None,
+    band: float = DEFAULT_BAND,
+    bootstrap: int = 200,
+    seed: int = 0,
+    window: int | None = None,
+    min_lrs: int = 3,
+) -> list[Optimum]:
+    """One `Optimum` per scale (distinct values of ``by``, default N and D), smallest scale first.
+
+    Scales with fewer than ``min_lrs`` distinct ok learning rates are skipped (they cannot locate an
+    optimum); an empty result raises.
+    """
+    require_columns(df, ["lr", "loss"])
+    cols = scale_columns(df, by)
+    out = []
+    for i, (key, group) in enumerate(df.groupby(cols, sort=True)):
+        key = key if isinstance(key, tuple) else (key,)
+        scale = {c: float(v) for c, v in zip(cols, key)}
+        if group[_ok_mask(group)]["lr"].nunique() < min_lrs:
+            continue
+        group.attrs.update(df.attrs)
+        out.append(find_optimum(group, band=band, bootstrap=bootstrap, seed=seed + i, window=window, scale=scale))
+    if not out:
+        raise ScaletuneError(
+            f"{df.attrs.get('source', 'table')}: no scale has ok runs at {min_lrs}+ distinct learning rates "
+            f"(scales by {', '.join(cols)})"
+        )
+    return out
+
+
+def optima_frame(optima: Sequence[Optimum]) -> pd.DataFrame:
+    """A table of optima, one row per scale (intervals as ``*_lo``/``*_hi``), for printing and law fits."""
+    rows = []
+    for o in optima:
+        row = dict(o.scale)
+        row.update(o.extra)
+        row.update(
+            lr=o.lr_, lr_lo=o.lr_interval[0], lr_hi=o.lr_interval[1],
+            batch_size=o.batch_size_,
+            batch_size_lo=o.batch_size_interval[0] if o.batch_size_interval else math.nan,
+            batch_size_hi=o.batch_size_interval[1] if o.batch_size_interval else math.nan,
+            loss=o.loss_, loss_lo=o.loss_interval[0], loss_hi=o.loss_interval[1],
+            band_lr_lo=o.band_lr[0], band_lr_hi=o.band_lr[1],
+            best_lr=o.best_lr, best_loss=o.best_loss, bracketed=o.bracketed, message=o.message,
+            n_ok=o.n_ok, n_excluded=o.n_excluded,
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,79 @@
+"""Synthetic sweeps with a known optimum: for tests, documentation examples and the search-saving measurement.
+
+The landscape is the shape measured in LR/batch sweeps of language models (StepLaw 2025, DeepSeek LLM 2024):
+the final loss is convex in ln(lr) and ln(batch size) around an optimum that follows power laws,
+
+    loss = E + A / N^alpha + B / D^beta + c_lr * (ln lr - ln lr*)^2 + c_b * (ln bs - ln bs*)^2
+    lr*(N, D) = k_lr N^a D^b,    bs*(D) = k_b D^c  (tokens)
+
+plus Gaussian noise with a relative standard deviation ``noise``; rates above ``diverge`` x lr* diverge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Landscape:
+    """A known loss landscape over (N, D, lr, batch_size); defaults are StepLaw's published exponents."""
+
+    E: float = 1.8
+    A: float = 400.0
+    alpha: float = 0.34
+    B: float = 400.0
+    beta: float = 0.28
+    k_lr: float = 1.79
+    a: float = -0.713
+    b: float = 0.307
+    k_b: float = 0.58
+    c: float = 0.571
+    c_lr: float = 0.02  # curvature in ln(lr), nats per (ln unit)^2
+    c_b: float = 0.01
+    noise: float = 0.001  # relative std of the final loss (seed-to-seed)
+    diverge: float = 8.0  # rates above diverge * lr* diverge
+
+    def lr_opt(self, N, D):
+        return self.k_lr * np.asarray(N, float) ** self.a * np.asarray(D, float) ** self.b
+
+    def batch_opt(self, D):
+        return self.k_b * np.asarray(D, float) ** self.c
+
+    def loss_opt(self, N, D):
+        return self.E + self.A / np.asarray(N, float) ** self.alpha + self.B / np.asarray(D, float) ** self.beta
+
+    def loss(self, N, D, lr, batch_size, rng: np.random.Generator | None = None):
+        dl = np.log(lr) - np.log(self.lr_opt(N, D))
+        db = np.log(batch_size) - np.log(self.batch_opt(D))
+        clean = self.loss_opt(N, D) + self.c_lr * dl**2 + self.c_b * db**2
+        if rng is None or self.noise == 0:
+            return clean
+        return clean * (1 + self.noise * rng.standard_normal(np.shape(clean)))
+
+    def sweep(
+        self,
+        scales: Iterable[tuple[float, float]],
+        lr_factors: Iterable[float] = (1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8),
+        batch_factors: Iterable[float] = (1,),
+        seeds: int = 1,
+        seed: int = 0,
+        shift: float = 1.0,
+    ) -> pd.DataFrame:
+        """A run table of a grid around the true optimum (``shift`` moves the grid centre by that factor)."""
+        rng = np.random.default_rng(seed)
+        rows = []
+        for N, D in scales:
+            lr0, b0 = float(self.lr_opt(N, D)) * shift, float(self.batch_opt(D))
+            for fb in batch_factors:
+                for fl in lr_factors:
+                    for s in range(seeds):
+                        lr, bs = lr0 * fl, b0 * fb
+                        diverged = lr > self.diverge * float(self.lr_opt(N, D))
+                        loss = float("nan") if diverged else float(self.loss(N, D, lr, bs, rng))
+                        rows.append(dict(N=N, D=D, C=6 * N * D, lr=lr, batch_size=bs, seed=s, loss=loss,
+                                         status="diverged" if diverged else "ok"))
+        return pd.DataFrame(rows)
