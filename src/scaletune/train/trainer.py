@@ -1,0 +1,265 @@
+"""The proxy workload: train the built-in LM on the bundled corpus and return a run-table row.
+
+`run_lm(config, report)` is the one interface the study stage calls. Losses are natural-log cross-entropy
+per byte-token (nats/token = nats/byte); ``bits_per_byte = loss / ln 2``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, Mapping
+
+import torch
+
+from scaletune.errors import ScaletuneError
+from scaletune.schedules import Schedule
+from scaletune.train import data
+from scaletune.train.model import LMConfig, TransformerLM, count_params, flops_per_token
+from scaletune.train.param import PARAMS, ParamPlan, parameterize
+from scaletune.train.scheduler import torch_scheduler
+
+DIVERGENCE_MARGIN = 1.5  # nats above max(first loss, ln vocab): "far above the start"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run of the built-in LM. Only width, depth, tokens and lr are required.
+
+    Units: ``tokens`` = training tokens D; ``batch_size`` = tokens per optimizer step (sequences =
+    batch_size / seq_len); ``warmup`` = steps if >= 1, else a fraction of the steps; ``eval_every`` =
+    steps (0: eight evaluations per run); ``eval_tokens`` = size of the fixed validation set in tokens.
+    ``schedule`` is a kind (``cosine``) or a spec without steps/lr (``wsd:cooldown=0.2,shape=1-sqrt``); steps
+    = tokens // batch_size and lr come from this config. ``precision`` ``auto`` = bf16 autocast from width
+    128 up (faster on CPU there), fp32 below.
+    """
+
+    width: int
+    depth: int
+    tokens: int
+    lr: float
+    heads: int | None = None
+    batch_size: int = 2048
+    seq_len: int = 128
+    schedule: str = "cosine:final=0.1"
+    warmup: float = 0.05
+    param: str = "mup"
+    base_width: int = 64
+    base_depth: int = 2
+    alpha: float = 1.0
+    weight_decay: float = 0.0
+    eps: float = 1e-8
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    init_std: float = 0.02
+    optimizer: str = "adamw"
+    mlp: str = "gelu"
+    tied: bool = False
+    qk_norm: bool = False
+    z_loss: float = 0.0
+    seed: int = 0
+    threads: int = 1
+    eval_every: int = 0
+    eval_tokens: int = 16384
+    precision: str = "auto"
+    progress: bool = False
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> "RunConfig":
+        """Validate and coerce plain (JSON or string) values; unknown keys are an error, not ignored."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(config) - set(known))
+        if unknown:
+            raise ScaletuneError(f"unknown run config key(s) {unknown} (known: {', '.join(known)})")
+        for key in ("width", "depth", "tokens", "lr"):
+            if config.get(key) is None:
+                raise ScaletuneError(f"run config needs {key}")
+        kwargs = {}
+        for key, value in config.items():
+            kind = known[key].type
+            try:
+                if value is None:
+                    kwargs[key] = None
+                elif "bool" in kind:
+                    kwargs[key] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+                elif "int" in kind:
+                    as_float = float(value)
+                    if as_float != int(as_float):
+                        raise ValueError
+                    kwargs[key] = int(as_float)
+                elif "float" in kind:
+                    kwargs[key] = float(value)
+                else:
+                    kwargs[key] = str(value)
+            except (TypeError, ValueError):
+                raise ScaletuneError(f"run config {key}={value!r} is not a valid {kind}") from None
+        cfg = cls(**kwargs)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        for key in ("width", "depth", "tokens", "batch_size", "seq_len", "base_width", "base_depth", "threads",
+                    "eval_tokens"):
+            if getattr(self, key) <= 0:
+                raise ScaletuneError(f"run config {key} must be positive (got {getattr(self, key)})")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ScaletuneError(f"run config lr must be positive (got {self.lr})")
+        if self.batch_size % self.seq_len:
+            raise ScaletuneError(f"batch_size {self.batch_size} tokens is not a multiple of seq_len {self.seq_len}")
+        if self.tokens < self.batch_size:
+            raise ScaletuneError(f"tokens {self.tokens} is less than one batch ({self.batch_size} tokens)")
+        if self.param not in PARAMS:
+            raise ScaletuneError(f"unknown parameterisation param={self.param!r} (known: {', '.join(PARAMS)})")
+        if self.param == "completep" and not 0.5 <= self.alpha <= 1.0:
+            raise ScaletuneError(f"CompleteP alpha must be in [0.5, 1] (got {self.alpha})")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ScaletuneError(f"optimizer must be adamw or sgd (got {self.optimizer!r})")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ScaletuneError(f"precision must be auto, fp32 or bf16 (got {self.precision!r})")
+        self.lm_config()  # shape errors (heads, mlp)
+        self.make_schedule()
+
+    @property
+    def steps(self) -> int:
+        return self.tokens // self.batch_size
+
+    def warmup_steps(self) -> int:
+        w = self.warmup * self.steps if self.warmup < 1 else self.warmup
+        return int(round(min(w, self.steps - 1)))
+
+    def make_schedule(self) -> Schedule:
+        spec = self.schedule if ":" in self.schedule else self.schedule + ":"
+        return Schedule.parse(spec, steps=self.steps, lr=self.lr, warmup=self.warmup_steps())
+
+    def lm_config(self) -> LMConfig:
+        mu = self.param in ("mup", "completep")
+        heads = self.heads if self.heads else max(1, self.width // 32)
+        head_dim = self.width / heads
+        # muP's 1/d attention, normalised so that it equals 1/sqrt(d) at base width (heads held fixed).
+        base_head_dim = self.base_width / heads if self.heads else min(32, head_dim)
+        scale = math.sqrt(base_head_dim) / head_dim if mu else None
+        return LMConfig(width=self.width, depth=self.depth, heads=heads, seq_len=self.seq_len, mlp=self.mlp,
+                        tied=self.tied, qk_norm=self.qk_norm, z_loss=self.z_loss, attn_scale=scale)
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision == "bf16" or (self.precision == "auto" and self.width >= 128)
+
+
+def build_lm(cfg: RunConfig) -> tuple[TransformerLM, ParamPlan]:
+    """The seeded, parameterised model of a run (init depends only on ``seed`` and the shape)."""
+    torch.manual_seed(cfg.seed)
+    model = TransformerLM(cfg.lm_config())
+    plan = parameterize(model, cfg.param, width=cfg.width, base_width=cfg.base_width, depth=cfg.depth,
+                        base_depth=cfg.base_depth, alpha=cfg.alpha, init_std=cfg.init_std, optimizer=cfg.optimizer)
+    return model, plan
+
+
+def make_optimizer(cfg: RunConfig, model: torch.nn.Module, plan: ParamPlan) -> torch.optim.Optimizer:
+    groups = plan.param_groups(model, cfg.lr, cfg.weight_decay, cfg.eps)
+    if cfg.optimizer == "sgd":
+        for g in groups:
+            g.pop("eps")
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.beta1)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
+
+
+@torch.no_grad()
+def evaluate(model: TransformerLM, inputs: torch.Tensor, targets: torch.Tensor, bf16: bool,
+             chunk: int = 64) -> float:
+    """Mean validation loss in nats/token over the fixed windows."""
+    model.eval()
+    total = 0.0
+    for i in range(0, len(inputs), chunk):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            _, loss = model(inputs[i:i + chunk], targets[i:i + chunk])
+        total += loss.item() * len(inputs[i:i + chunk])
+    model.train()
+    return total / len(inputs)
+
+
+def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | None = None) -> dict[str, Any]:
+    """Train the built-in LM per ``config`` (see `RunConfig`) and return a run-table row with its curve.
+
+    ``report(step, val_loss)`` is called after every intermediate evaluation; returning True stops the run
+    with status ``pruned``. NaN/inf or a training loss far above its start stops it with status
+    ``diverged`` (loss NaN); a diverged run never raises. Row keys: N, N_nonembed (see
+    `scaletune.train.model`), D (tokens trained), C = 6*N*D, C_exact (= flops_per_token * D, attention
+    included), width, depth, heads, lr, batch_size (tokens), schedule (spec), warmup (steps), param, seed,
+    loss (final validation nats/token), bits_per_byte, status, seconds, tokens_per_s, curve (list of
+    {step, tokens, lr, train_loss, val_loss}; val_loss None where not evaluated).
+    """
+    cfg = RunConfig.from_dict(config)
+    start = time.perf_counter()
+    torch.set_num_threads(cfg.threads)
+    model, plan = build_lm(cfg)
+    lm = model.cfg
+    optimizer = make_optimizer(cfg, model, plan)
+    schedule = cfg.make_schedule()
+    scheduler = torch_scheduler(optimizer, schedule)
+    batches = data.Batches(cfg.batch_size // cfg.seq_len, cfg.seq_len, cfg.seed)
+    val_x, val_y = data.val_windows(cfg.eval_tokens, cfg.seq_len)
+    steps = cfg.steps
+    eval_every = cfg.eval_every or max(1, steps // 8)
+    log_every = max(1, steps // 1000)  # keep curves at most ~1000 points
+    lrs = schedule.lrs()
+
+    curve: list[dict[str, Any]] = []
+    status, first_loss, val_loss, train_time = "ok", None, float("nan"), 0.0
+    limit = None
+    for step in range(steps):
+        t0 = time.perf_counter()
+        x, y = batches()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            _, loss = model(x, y)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        train_loss = loss.item()
+        train_time += time.perf_counter() - t0
+        if first_loss is None:
+            first_loss = train_loss
+            limit = max(first_loss, math.log(lm.vocab_size)) + DIVERGENCE_MARGIN
+        last = step == steps - 1
+        evaluated = last or (step + 1) % eval_every == 0
+        if not math.isfinite(train_loss) or train_loss > limit:
+            status = "diverged"
+        elif evaluated:
+            val_loss = evaluate(model, val_x, val_y, cfg.bf16)
+            if not math.isfinite(val_loss) or val_loss > limit:
+                status = "diverged"
+        if evaluated or status != "ok" or step % log_every == 0:
+            curve.append({"step": step + 1, "tokens": (step + 1) * cfg.batch_size, "lr": float(lrs[step]),
+                          "train_loss": train_loss, "val_loss": val_loss if evaluated and status == "ok" else None})
+        if status != "ok":
+            val_loss = float("nan")
+            break
+        if evaluated and cfg.progress:
+            print(f"step {step + 1}/{steps}  tokens {(step + 1) * cfg.batch_size:,}  train {train_loss:.4f}  "
+                  f"val {val_loss:.4f}  {(step + 1) * cfg.batch_size / train_time:,.0f} tok/s", file=sys.stderr)
+        if evaluated and not last and report is not None and report(step + 1, val_loss):
+            status = "pruned"
+            break
+    done = curve[-1]["step"] if curve else 0
+    counts = count_params(lm)
+    tokens = done * cfg.batch_size
+    return {
+        **counts, "D": tokens, "C": 6.0 * counts["N"] * tokens, "C_exact": flops_per_token(lm) * tokens,
+        "width": cfg.width, "depth": cfg.depth, "heads": lm.n_heads, "lr": cfg.lr, "batch_size": cfg.batch_size,
+        "seq_len": cfg.seq_len, "schedule": schedule.spec(), "warmup": schedule.warmup, "param": cfg.param,
+        "base_width": cfg.base_width, "base_depth": cfg.base_depth, "seed": cfg.seed,
+        "loss": val_loss, "bits_per_byte": val_loss / math.log(2), "status": status,
+        "seconds": time.perf_counter() - start, "tokens_per_s": tokens / train_time if train_time else 0.0,
+        "curve": curve,
+    }
+
+
+def config_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The run config as plain JSON values (for recording what produced a result)."""
+    return asdict(cfg)

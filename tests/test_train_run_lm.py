@@ -1,0 +1,77 @@
+"""The workload contract `run_lm(config, report) -> row` that the study stage builds on."""
+
+import math
+
+import pytest
+
+from scaletune.errors import ScaletuneError
+from scaletune.train import count_params, run_lm
+from scaletune.train.model import LMConfig, TransformerLM
+
+TINY = {"width": 32, "depth": 2, "tokens": 24 * 1024, "lr": 1e-2, "batch_size": 1024, "seq_len": 64,
+        "eval_tokens": 4096}
+
+
+def test_run_lm_returns_a_run_table_row_and_learns():
+    row = run_lm(TINY)
+    for key in ("N", "N_nonembed", "D", "C", "width", "depth", "heads", "lr", "batch_size", "schedule", "warmup",
+                "param", "seed", "loss", "status", "seconds", "tokens_per_s", "curve"):
+        assert key in row
+    assert row["status"] == "ok"
+    assert row["D"] == 24 * 1024 and row["C"] == 6 * row["N"] * row["D"]
+    assert row["N"] == sum(p.numel() for p in TransformerLM(LMConfig(width=32, depth=2, seq_len=64)).parameters())
+    assert row["schedule"].startswith("cosine:steps=24,lr=0.01,warmup=1")
+    curve = row["curve"]
+    assert [c["step"] for c in curve] == list(range(1, 25))
+    evaluated = [c for c in curve if c["val_loss"] is not None]
+    assert [c["step"] for c in evaluated] == [3, 6, 9, 12, 15, 18, 21, 24]
+    # byte-level loss starts near ln 256 = 5.55 nats and must drop well below it in 24 steps
+    assert curve[0]["train_loss"] == pytest.approx(math.log(256), abs=0.1)
+    assert row["loss"] == evaluated[-1]["val_loss"] < 3.6
+    assert row["bits_per_byte"] == pytest.approx(row["loss"] / math.log(2))
+
+
+def test_run_lm_is_deterministic_given_seed():
+    a, b = run_lm({**TINY, "tokens": 8192}), run_lm({**TINY, "tokens": 8192})
+    c = run_lm({**TINY, "tokens": 8192, "seed": 1})
+    assert a["loss"] == b["loss"]
+    assert a["loss"] != c["loss"]
+
+
+def test_report_callback_prunes():
+    seen = []
+
+    def report(step, val_loss):
+        seen.append((step, val_loss))
+        return step >= 6
+
+    row = run_lm(TINY, report)
+    assert row["status"] == "pruned"
+    assert [s for s, _ in seen] == [3, 6]
+    assert row["D"] == 6 * 1024 and row["loss"] == seen[-1][1]
+
+
+def test_divergence_is_reported_not_raised():
+    row = run_lm({**TINY, "lr": 50.0, "param": "sp", "grad_clip": 0})
+    assert row["status"] == "diverged"
+    assert math.isnan(row["loss"])
+    assert row["D"] < TINY["tokens"]
+
+
+@pytest.mark.parametrize("bad, word", [
+    ({"lr": -1}, "lr"), ({"batch_size": 1000}, "multiple of seq_len"), ({"learning_rate": 1}, "learning_rate"),
+    ({"param": "ntk"}, "ntk"), ({"schedule": "zigzag"}, "zigzag"), ({"width": 48, "heads": 5}, "divisible"),
+    ({"tokens": 10}, "less than one batch"),
+])
+def test_bad_configs_name_the_problem(bad, word):
+    with pytest.raises(ScaletuneError, match=word):
+        run_lm({**TINY, **bad})
+
+
+def test_param_counts_match_the_model():
+    for kw in (dict(width=64, depth=2), dict(width=96, depth=3, heads=3, mlp="swiglu", tied=True, qk_norm=True)):
+        cfg = LMConfig(**kw)
+        model = TransformerLM(cfg)
+        total = sum(p.numel() for p in model.parameters())
+        embed = model.tok_emb.weight.numel() + model.pos_emb.weight.numel() + (0 if cfg.tied else model.lm_head.weight.numel())
+        assert count_params(cfg) == {"N": total, "N_nonembed": total - embed}
