@@ -71,9 +71,14 @@ class Optimum:
     bootstrap: int = 0
     bootstrap_failed: float = 0.0  # fraction of resamples without a convex vertex
     extra: dict = field(default_factory=dict)  # other constant columns of the scale (param, schedule, ...)
+    # Bootstrap vertices (ln lr, ln batch, loss) per resample, NaN where a resample failed; the law fits
+    # draw from them so that the sweep's noise propagates into the laws' intervals.
+    samples: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("samples")
+        return d
 
 
 @dataclass
@@ -324,6 +329,7 @@ def find_optimum(
         bootstrap=bootstrap,
         bootstrap_failed=failed,
         extra=extra,
+        samples=boot_arr,
     )
 
 

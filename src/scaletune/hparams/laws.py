@@ -1,0 +1,360 @@
+"""Learning-rate and batch-size laws fitted on the optima of a sweep, and the loss law of the same runs.
+
+Forms (the ones a user would otherwise copy from a paper, fitted here on their own runs):
+
+    lr_ND     lr*(N, D) = k N^a D^b        StepLaw (Li et al. 2025)
+    batch_D   B*(D)     = k D^c            StepLaw; B in tokens
+    lr_C      lr*(C)    = k C^e            DeepSeek LLM (2024)
+    batch_C   B*(C)     = k C^f            DeepSeek LLM; B in tokens
+
+N is whatever the run table's N column counts (say which in the table; StepLaw uses non-embedding
+parameters), D tokens, C FLOPs from the C column, else 6*N*D. Fits are least squares in natural-log space
+(the `powerlaw` law of `scaletune.laws`, objective mse_log). Intervals come from a two-level bootstrap:
+each replicate resamples the scales *and* draws each scale's optimum from its own bootstrap over runs, so
+both the scatter between scales and the noise of each sweep widen the interval. Only bracketed optima are
+fitted; the others are listed in ``excluded``. The extrapolation check holds the largest scale out, refits
+and reports whether the held-out optimum falls in the predicted interval.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from scaletune.errors import ScaletuneError
+from scaletune.hparams.optimum import Optimum
+from scaletune.laws import FitResult, fit
+
+FORMS = {
+    "lr_ND": ("lr", ("N", "D"), "lr*(N, D) = k N^a D^b (StepLaw form)"),
+    "batch_D": ("batch_size", ("D",), "B*(D) = k D^c tokens (StepLaw form)"),
+    "lr_C": ("lr", ("C",), "lr*(C) = k C^e (DeepSeek LLM form)"),
+    "batch_C": ("batch_size", ("C",), "B*(C) = k C^f tokens (DeepSeek LLM form)"),
+}
+_COLUMN = {"lr": 0, "batch_size": 1}  # column of Optimum.samples holding ln(response)
+
+
+@dataclass(frozen=True)
+class HparamLaw:
+    """One fitted hyperparameter law. ``fit_`` is the `scaletune.laws` FitResult whose bootstrap samples
+    are the two-level bootstrap described in the module docstring; ``holdout`` the extrapolation check."""
+
+    name: str
+    response: str
+    variables: tuple[str, ...]
+    formula: str
+    fit_: FitResult
+    scales: int
+    excluded: tuple[str, ...] = ()
+    holdout: dict[str, Any] | None = None
+    note: str = ""
+
+    @property
+    def exponents(self) -> dict[str, tuple[float, tuple[float, float]]]:
+        """Exponent per variable with its interval, e.g. {"N": (a, (lo, hi))}."""
+        out = {}
+        for v in self.variables:
+            p = f"c_{v}"
+            out[v] = (self.fit_.params_[p], self.fit_.intervals.get(p, (math.nan, math.nan)))
+        return out
+
+    @property
+    def coefficient(self) -> tuple[float, tuple[float, float]]:
+        return self.fit_.derived_["k"], self.fit_.intervals.get("k", (math.nan, math.nan))
+
+    def predict(self, point: Mapping[str, float], level: float = 0.95) -> "Prediction":
+        x = {v: float(point[v]) for v in self.variables}
+        value = float(self.fit_.predict(x)[0])
+        lo, hi = (math.nan, math.nan)
+        if self.fit_.bootstrap_params is not None and np.isfinite(self.fit_.bootstrap_params).any():
+            a, b = self.fit_.predict_interval(x, level)
+            lo, hi = float(a[0]), float(b[0])
+        return Prediction(value, (lo, hi), float(self.fit_.extrapolation(x)[0]), source=f"fitted {self.name}: {self.formula}")
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "response": self.response, "variables": list(self.variables), "formula": self.formula,
+            "coefficient_k": self.coefficient[0], "coefficient_k_interval": list(self.coefficient[1]),
+            "exponents": {v: {"value": e, "interval": list(i)} for v, (e, i) in self.exponents.items()},
+            "scales": self.scales, "excluded": list(self.excluded), "holdout": self.holdout, "note": self.note,
+            "fit": self.fit_.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A predicted value, its interval (95% unless stated) and how far it extrapolates (1.0 = inside the
+    fitted range; 8.0 = a variable is 8x beyond the largest, or below the smallest, fitted value)."""
+
+    value: float
+    interval: tuple[float, float]
+    extrapolation: float
+    source: str = ""
+
+    def to_dict(self) -> dict:
+        return {"value": self.value, "interval": list(self.interval), "extrapolation": self.extrapolation, "source": self.source}
+
+
+def _label(o: Optimum) -> str:
+    return ", ".join(f"{k}={v:.3g}" for k, v in o.scale.items())
+
+
+def _value(o: Optimum, var: str) -> float:
+    if var in o.scale:
+        return o.scale[var]
+    if var in o.extra:
+        return float(o.extra[var])
+    if var == "C" and "N" in o.scale and "D" in o.scale:
+        return 6.0 * o.scale["N"] * o.scale["D"]
+    raise ScaletuneError(f"optimum at {_label(o)} has no {var!r} (scale columns: {', '.join(o.scale)})")
+
+
+def _design_rank_ok(logs: np.ndarray) -> bool:
+    A = np.column_stack([np.ones(len(logs)), logs])
+    return np.linalg.matrix_rank(A, tol=1e-6 * max(1.0, np.abs(A).max())) == A.shape[1]
+
+
+def fit_hparam_law(
+    optima: Sequence[Optimum],
+    response: str,
+    variables: Sequence[str],
+    *,
+    name: str | None = None,
+    bootstrap: int = 400,
+    seed: int = 0,
+    holdout: bool = True,
+) -> HparamLaw:
+    """Fit ``response = k * prod(v^c_v)`` (response ``lr`` or ``batch_size``) on the bracketed optima."""
+    if response not in _COLUMN:
+        raise ScaletuneError(f"unknown response {response!r} (lr or batch_size)")
+    variables = tuple(variables)
+    use, excluded = [], []
+    for o in optima:
+        val = o.lr_ if response == "lr" else o.batch_size_
+        if not o.bracketed or val is None or (response == "batch_size" and o.batch_size_interval is None):
+            excluded.append(f"{_label(o)}: {o.message if not o.bracketed else 'batch size not swept'}")
+        else:
+            use.append(o)
+    what = f"{response} law in {', '.join(variables)}"
+    if len(use) <= len(variables) + 1:
+        raise ScaletuneError(
+            f"{what}: {len(use)} bracketed scales for {len(variables) + 1} parameters; need more scales "
+            f"than parameters" + (f" (excluded: {'; '.join(excluded)})" if excluded else "")
+        )
+    table = pd.DataFrame({v: [_value(o, v) for o in use] for v in variables})
+    table[response] = [o.lr_ if response == "lr" else o.batch_size_ for o in use]
+    logs = np.log(table[list(variables)].to_numpy(float))
+    for j, v in enumerate(variables):
+        if len(np.unique(np.round(logs[:, j], 9))) < 2:
+            raise ScaletuneError(f"{what}: {v} has one single value among the bracketed scales; the {v} exponent cannot be fitted")
+    if not _design_rank_ok(logs):
+        raise ScaletuneError(f"{what}: the scales' {' and '.join(variables)} are collinear (e.g. D/N constant over the ladder); the exponents cannot be separated")
+    table.attrs["source"] = f"optima ({response})"
+    point = fit(f"powerlaw:{','.join(variables)}", table, y=response, objective="mse_log")
+
+    # Two-level bootstrap (see module docstring), solved in closed form: mse_log on a log-linear law is
+    # ordinary least squares in log space.
+    rng = np.random.default_rng(seed)
+    col = _COLUMN[response]
+    y_samples = np.stack([o.samples[:, col] if o.samples is not None and len(o.samples) else np.full(1, np.nan) for o in use], axis=0) \
+        if all(o.samples is not None and len(o.samples) for o in use) else None
+    A = np.column_stack([np.ones(len(use)), logs])
+    y0 = np.log(table[response].to_numpy(float))
+    thetas = np.full((bootstrap, A.shape[1]), np.nan)
+    for i in range(bootstrap):
+        idx = rng.integers(0, len(use), len(use))
+        if len(np.unique(idx)) <= A.shape[1] - 1 or not _design_rank_ok(logs[idx]):
+            continue
+        y = y0[idx].copy()
+        if y_samples is not None:
+            draws = y_samples[idx, rng.integers(0, y_samples.shape[1], len(idx))]
+            y = np.where(np.isfinite(draws), draws, y)  # a failed resample of a scale keeps its point estimate
+        thetas[i] = np.linalg.lstsq(A[idx], y, rcond=None)[0]
+    ok = np.all(np.isfinite(thetas), axis=1)
+    intervals = {}
+    if ok.sum() >= 20:
+        named = {p: thetas[ok, j] for j, p in enumerate(point.law_.params)}
+        named.update(point.law_.derive(named))
+        intervals = {k: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for k, v in named.items()}
+    diagnostics = dict(point.diagnostics)
+    diagnostics["bootstrap"] = {"samples": bootstrap, "failed": int((~ok).sum()), "groups": len(use),
+                                "kind": "scales resampled + each scale's optimum drawn from its bootstrap over runs"}
+    result = replace(point, bootstrap_params=thetas, intervals=intervals, diagnostics=diagnostics, seed=seed)
+
+    check = None
+    if holdout:
+        check = _holdout_largest(use, response, variables, bootstrap, seed)
+    return HparamLaw(
+        name=name or f"{response}_{''.join(variables)}", response=response, variables=variables,
+        formula=f"{response} = k * " + " * ".join(f"{v}^c_{v}" for v in variables),
+        fit_=result, scales=len(use), excluded=tuple(excluded), holdout=check,
+    )
+
+
+def _holdout_largest(use: Sequence[Optimum], response: str, variables: tuple[str, ...], bootstrap: int, seed: int) -> dict | None:
+    """Refit without the largest scale (by compute, else by the first variable) and predict it."""
+    key = (lambda o: _value(o, "C")) if all(("N" in o.scale and "D" in o.scale) or "C" in o.extra for o in use) else (lambda o: _value(o, variables[0]))
+    largest = max(key(o) for o in use)
+    held = [o for o in use if key(o) == largest]
+    rest = [o for o in use if key(o) != largest]
+    try:
+        law = fit_hparam_law(rest, response, variables, bootstrap=bootstrap, seed=seed + 1, holdout=False)
+    except ScaletuneError as exc:
+        return {"skipped": str(exc)}
+    points = []
+    for o in held:
+        pred = law.predict({v: _value(o, v) for v in variables})
+        obs = o.lr_ if response == "lr" else o.batch_size_
+        obs_iv = o.lr_interval if response == "lr" else o.batch_size_interval
+        points.append({
+            "scale": dict(o.scale), "observed": obs, "observed_interval": list(obs_iv), "predicted": pred.value,
+            "interval": list(pred.interval), "ratio": pred.value / obs, "extrapolation": pred.extrapolation,
+            "covered": bool(pred.interval[0] <= obs <= pred.interval[1]),
+        })
+    return {"held_out": "largest scale (by compute C)", "points": points,
+            "coverage": float(np.mean([p["covered"] for p in points]))}
+
+
+@dataclass(frozen=True)
+class TransferReport:
+    """How far the optimal learning rate moved across width (N) at fixed tokens, per token budget.
+
+    ``shift`` is lr*(largest N) / lr*(smallest N) with its bootstrap interval; under muP transfer holds
+    when the shift is within half a 2x grid step (a factor sqrt 2) or its interval contains 1.
+    """
+
+    rows: tuple[dict, ...]
+    held: bool
+    note: str
+
+    def to_dict(self) -> dict:
+        return {"rows": list(self.rows), "held": self.held, "note": self.note}
+
+
+def transfer_report(optima: Sequence[Optimum]) -> TransferReport | None:
+    """Per token budget D with 2+ bracketed widths: the learning-rate shift across N (None if no such D)."""
+    by_d: dict[float, list[Optimum]] = {}
+    for o in optima:
+        if o.bracketed and "N" in o.scale and "D" in o.scale:
+            by_d.setdefault(o.scale["D"], []).append(o)
+    rows = []
+    for D, group in sorted(by_d.items()):
+        if len({o.scale["N"] for o in group}) < 2:
+            continue
+        lo_o, hi_o = min(group, key=lambda o: o.scale["N"]), max(group, key=lambda o: o.scale["N"])
+        shift = hi_o.lr_ / lo_o.lr_
+        interval = (math.nan, math.nan)
+        if lo_o.samples is not None and hi_o.samples is not None:
+            a, b = hi_o.samples[:, 0], lo_o.samples[:, 0]
+            a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+            n = min(len(a), len(b))  # independent bootstraps: pair draws in order
+            d = a[:n] - b[:n]
+            if len(d) >= 10:
+                interval = (float(np.exp(np.percentile(d, 2.5))), float(np.exp(np.percentile(d, 97.5))))
+        held = abs(math.log(shift)) <= 0.5 * math.log(2) or (interval[0] <= 1 <= interval[1])
+        rows.append({"D": D, "N_small": lo_o.scale["N"], "N_large": hi_o.scale["N"], "N_ratio": hi_o.scale["N"] / lo_o.scale["N"],
+                     "lr_small": lo_o.lr_, "lr_large": hi_o.lr_, "shift": shift, "shift_interval": list(interval),
+                     "held": bool(held)})
+    if not rows:
+        return None
+    held = all(r["held"] for r in rows)
+    worst = max(rows, key=lambda r: abs(math.log(r["shift"])))
+    note = (f"optimal lr moved by x{worst['shift']:.2f} across {worst['N_ratio']:.1f}x parameters at D={worst['D']:.3g}: "
+            + ("transfer held (within half a 2x grid step or within the interval)" if held else "transfer did NOT hold: use the fitted N exponent"))
+    return TransferReport(tuple(rows), held, note)
+
+
+@dataclass(frozen=True)
+class HparamLaws:
+    """Every law fitted on one sweep: lr/batch laws (where the ladder identifies them), the loss law,
+    the muP transfer report, and notes on what could not be fitted and why."""
+
+    laws: dict[str, HparamLaw] = field(default_factory=dict)
+    loss: FitResult | None = None
+    transfer: TransferReport | None = None
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "laws": {k: v.to_dict() for k, v in self.laws.items()},
+            "loss_law": None if self.loss is None else self.loss.to_dict(),
+            "transfer": None if self.transfer is None else self.transfer.to_dict(),
+            "notes": list(self.notes),
+        }
+
+
+def _varies(optima: Sequence[Optimum], var: str) -> bool:
+    try:
+        return len({round(math.log(_value(o, var)), 9) for o in optima if o.bracketed}) >= 2
+    except ScaletuneError:
+        return False
+
+
+def fit_loss_law(optima: Sequence[Optimum], *, bootstrap: int = 200, seed: int = 0) -> tuple[FitResult | None, str]:
+    """The loss at the optimum per scale, fitted with `chinchilla` (L(N, D)) when the ladder has 7+ bracketed
+    scales with 2+ values of both N and D, else `compute` (L(C), C = 6ND unless given) with 4+ scales."""
+    use = [o for o in optima if o.bracketed]
+    rows = pd.DataFrame({"N": [o.scale.get("N", math.nan) for o in use], "D": [o.scale.get("D", math.nan) for o in use],
+                         "C": [(_value(o, "C") if ("C" in o.extra or {"N", "D"} <= set(o.scale)) else math.nan) for o in use],
+                         "loss": [o.loss_ for o in use]})
+    rows.attrs["source"] = "optima (loss at the optimal learning rate)"
+    candidates = []
+    if len(use) >= 7 and rows["N"].nunique() >= 2 and rows["D"].nunique() >= 2 and rows[["N", "D"]].notna().all().all():
+        candidates.append("chinchilla")
+    if len(use) >= 4 and rows["C"].notna().all() and rows["C"].nunique() >= 4:
+        candidates.append("compute")
+    if not candidates:
+        return None, f"loss law: {len(use)} bracketed scales; need 4+ distinct compute values (compute law) or 7+ scales (chinchilla)"
+    for law in candidates:
+        try:
+            result = fit(law, rows, bootstrap=bootstrap, seed=seed)
+        except ScaletuneError as exc:
+            last = str(exc)
+            continue
+        return result, f"loss law: {law} on {len(use)} bracketed scales"
+    return None, f"loss law: no fit ({last})"
+
+
+def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_bootstrap: int = 200, seed: int = 0) -> HparamLaws:
+    """Fit every law the ladder identifies; the reasons for the ones it does not go into ``notes``.
+
+    ``bootstrap`` replicates for the lr / batch laws (cheap, closed form), ``loss_bootstrap`` for the loss law.
+    """
+    laws: dict[str, HparamLaw] = {}
+    notes = []
+    has_batch = sum(o.bracketed and o.batch_size_interval is not None for o in optima) >= 3
+    lr_vars = tuple(v for v in ("N", "D") if _varies(optima, v))
+    plans = [("lr_ND", "lr", lr_vars)]
+    if lr_vars == ("N", "D"):
+        logs = np.log([[_value(o, "N"), _value(o, "D")] for o in optima if o.bracketed])
+        if not _design_rank_ok(logs):
+            plans = [("lr_ND", "lr", ("N",))]
+            notes.append("N and D are collinear over the ladder (constant D/N): lr law fitted in N only; "
+                         "the prediction is valid only at the ladder's tokens per parameter")
+    if has_batch and _varies(optima, "D"):
+        plans.append(("batch_D", "batch_size", ("D",)))
+    elif not has_batch:
+        notes.append("batch size not swept (or fewer than 3 bracketed scales with a batch sweep): no batch-size law")
+    if _varies(optima, "C"):
+        plans.append(("lr_C", "lr", ("C",)))
+        if has_batch:
+            plans.append(("batch_C", "batch_size", ("C",)))
+    for i, (name, response, variables) in enumerate(plans):
+        if not variables:
+            notes.append(f"{name}: the ladder varies neither N nor D")
+            continue
+        try:
+            law = fit_hparam_law(optima, response, variables, name=name, bootstrap=bootstrap, seed=seed + 10 * i)
+        except ScaletuneError as exc:
+            notes.append(f"{name}: not fitted ({exc})")
+            continue
+        if variables != FORMS[name][1]:
+            law = replace(law, note=f"fitted in {', '.join(variables)} only ({FORMS[name][2]} needs both)")
+        laws[name] = law
+    loss, loss_note = fit_loss_law(optima, bootstrap=loss_bootstrap, seed=seed)
+    notes.append(loss_note)
+    return HparamLaws(laws=laws, loss=loss, transfer=transfer_report(optima), notes=tuple(notes))

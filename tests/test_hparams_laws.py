@@ -1,0 +1,84 @@
+"""Learning-rate / batch-size laws on the optima of synthetic sweeps with known exponents."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from scaletune.errors import ScaletuneError
+from scaletune.hparams.laws import fit_hparam_law, fit_hparam_laws, transfer_report
+from scaletune.hparams.optimum import find_optima
+from scaletune.hparams.synthetic import Landscape
+
+LADDER = [(n, d) for n in (1e7, 3e7, 1e8) for d in (1e9, 4e9, 1.6e10)]
+
+
+@pytest.fixture(scope="module")
+def optima():
+    land = Landscape(noise=0.001)
+    runs = land.sweep(LADDER, lr_factors=2.0 ** np.arange(-3, 4), batch_factors=2.0 ** np.arange(-2, 3), seed=1)
+    return land, find_optima(runs, bootstrap=100)
+
+
+def test_steplaw_exponents_recovered_within_intervals(optima):
+    land, opts = optima
+    laws = fit_hparam_laws(opts, bootstrap=200, loss_bootstrap=40)
+    lr = laws.laws["lr_ND"]
+    (a, a_iv), (b, b_iv) = lr.exponents["N"], lr.exponents["D"]
+    assert a_iv[0] <= land.a <= a_iv[1] and abs(a - land.a) < 0.06
+    assert b_iv[0] <= land.b <= b_iv[1] and abs(b - land.b) < 0.06
+    c, c_iv = laws.laws["batch_D"].exponents["D"]
+    assert c_iv[0] <= land.c <= c_iv[1]
+    # The extrapolation check: the largest scale held out is predicted inside its interval.
+    assert lr.holdout["points"] and lr.holdout["coverage"] == 1.0
+    # A 10x-beyond-the-ladder prediction carries its extrapolation factor and covers the truth.
+    pred = lr.predict({"N": 1e9, "D": 1.6e10})
+    assert pred.extrapolation == pytest.approx(10.0)
+    assert pred.interval[0] <= float(land.lr_opt(1e9, 1.6e10)) <= pred.interval[1]
+    # Loss law from the same optima: chinchilla (9 scales, 3 N x 3 D); the optimal loss at a bigger scale.
+    assert laws.loss is not None and laws.loss.law == "chinchilla"
+    lo, hi = laws.loss.predict_interval({"N": 3e8, "D": 3e10})
+    assert abs(float(laws.loss.predict({"N": 3e8, "D": 3e10})[0]) / float(land.loss_opt(3e8, 3e10)) - 1) < 0.01
+    json.dumps(laws.to_dict())  # every record is JSON-serialisable
+
+
+def test_unbracketed_scales_are_excluded_not_fitted(optima):
+    land, opts = optima
+    # Re-sweep the smallest scale with rates that are all too small: it must be excluded, named.
+    bad = Landscape(noise=0.001).sweep([LADDER[0]], lr_factors=2.0 ** np.arange(-8, -3), seed=2)
+    bad_opt = find_optima(bad, bootstrap=20)[0]
+    assert not bad_opt.bracketed
+    law = fit_hparam_law([bad_opt] + opts[1:], "lr", ("N", "D"), bootstrap=50, holdout=False)
+    assert law.scales == len(opts) - 1
+    assert len(law.excluded) == 1 and "top of the sweep" in law.excluded[0]
+
+
+def test_collinear_ladder_falls_back_to_one_variable():
+    land = Landscape(noise=0.001)
+    ladder = [(n, 20 * n) for n in (1e7, 2e7, 4e7, 8e7, 1.6e8)]  # D/N = 20 on every rung
+    opts = find_optima(land.sweep(ladder, seed=3), bootstrap=50)
+    with pytest.raises(ScaletuneError, match="collinear"):
+        fit_hparam_law(opts, "lr", ("N", "D"), bootstrap=20)
+    laws = fit_hparam_laws(opts, bootstrap=100, loss_bootstrap=0)
+    assert laws.laws["lr_ND"].variables == ("N",)
+    assert any("collinear" in n for n in laws.notes)
+    # Along D = 20 N the true law is lr ~ N^(a+b): the single exponent absorbs both.
+    c, iv = laws.laws["lr_ND"].exponents["N"]
+    assert iv[0] <= land.a + land.b <= iv[1]
+
+
+def test_transfer_report_under_mup_like_landscape():
+    # A landscape whose optimum does not move with N (muP): transfer holds; StepLaw's SP exponent: it does not.
+    mup = Landscape(a=0.0, noise=0.001)
+    ladder = [(n, 1e9) for n in (1e7, 3e7, 8e7)]
+    rep = transfer_report(find_optima(mup.sweep(ladder, seed=4), bootstrap=60))
+    assert rep.held and abs(math.log(rep.rows[0]["shift"])) < math.log(1.3)
+    sp = transfer_report(find_optima(Landscape(noise=0.001).sweep(ladder, seed=4), bootstrap=60))
+    assert not sp.held and sp.rows[0]["shift"] == pytest.approx(8.0**-0.713, rel=0.2)
+
+
+def test_too_few_scales_is_a_clear_error():
+    opts = find_optima(Landscape().sweep([(1e7, 1e9), (3e7, 2e9), (1e8, 3e9)], seed=5), bootstrap=20)
+    with pytest.raises(ScaletuneError, match="need more scales than parameters"):
+        fit_hparam_law(opts, "lr", ("N", "D"))
