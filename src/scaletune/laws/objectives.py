@@ -28,6 +28,11 @@ class Objective:
 
     def rho(self, r: np.ndarray) -> tuple[float, np.ndarray]:
         """Return (sum of rho(r), d rho / d r) for residuals ``r``."""
+        value, grad = self.elementwise(r)
+        return float(value.sum()), grad
+
+    def elementwise(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """rho(r) and d rho / d r element by element (any shape: the fitter scores a whole grid at once)."""
         if self.name in ("huber", "lower_envelope"):
             a = np.abs(r)
             quad = a <= self.delta
@@ -38,7 +43,7 @@ class Objective:
         if self.under_weight != 1.0:
             w = np.where(r < 0, self.under_weight, 1.0)
             value, grad = value * w, grad * w
-        return float(value.sum()), grad
+        return value, grad
 
     def __call__(self, pred: np.ndarray, obs: np.ndarray) -> float:
         return self.rho(self.residual(pred, obs))[0]
