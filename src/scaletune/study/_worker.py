@@ -1,0 +1,217 @@
+"""A worker: claims planned trials from the storage one at a time, runs the workload, records the outcome.
+
+The same loop runs in a local worker process and in a Ray task. Claiming is the storage's atomic
+WAITING -> RUNNING transition, so any number of workers on any number of machines never run a queued
+trial twice. While a trial runs, a heartbeat thread stamps it; a trial whose heartbeat stops is stale.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+from scaletune.study.config import Dimension, Rung, StudyConfig
+from scaletune.study.plan import rung_study_name
+from scaletune.study.results import HEARTBEAT, WORKER, finite_or_none
+from scaletune.study.storage import open_storage
+
+STATUSES = ("ok", "diverged", "failed", "pruned")
+
+
+def make_token(suffix: str) -> str:
+    """Worker identity ``host:pid:suffix``: lets a sweep on the same host see at once that a worker is gone."""
+    return f"{socket.gethostname()}:{os.getpid()}:{suffix}"
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, storage: Any, trial_id: int, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(self.interval):
+            try:
+                self.storage.set_trial_system_attr(self.trial_id, HEARTBEAT, time.time())
+            except Exception:  # the trial finished meanwhile or the database blinked: the next beat retries
+                pass
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")
+
+
+def _suggest(trial: Any, dim: Dimension, lo: float | None, hi: float | None) -> Any:
+    if dim.kind == "choices":
+        return trial.suggest_categorical(dim.name, list(dim.choices))
+    if dim.kind == "int":
+        return trial.suggest_int(dim.name, int(lo), int(hi), log=dim.log)
+    return trial.suggest_float(dim.name, lo, hi, log=dim.kind == "log")
+
+
+def _compact_curve(curve: Any) -> dict[str, list] | None:
+    """A list of {step, tokens, lr, train_loss, val_loss} dicts -> columns (smaller to store)."""
+    if not curve:
+        return None
+    keys = list(dict.fromkeys(k for point in curve for k in point))
+    return {k: [finite_or_none(point.get(k)) for point in curve] for k in keys}
+
+
+class Worker:
+    """Claims and runs trials of one study; see the module docstring."""
+
+    def __init__(self, config: StudyConfig, token: str) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        self.config, self.token = config, token
+        self.storage = open_storage(config.storage.url)
+        self.workload = config.load_workload()
+        self.studies: dict[int, Any] = {}
+        self.ranges: dict[int, dict] = {}
+
+    def _study(self, rung: Rung):
+        import optuna
+
+        if rung.index not in self.studies:
+            try:
+                study = optuna.load_study(study_name=rung_study_name(self.config.name, rung.index),
+                                          storage=self.storage, sampler=self.config.make_sampler(rung),
+                                          pruner=self.config.make_pruner())
+            except KeyError:
+                return None  # not planned yet (a scale-aware rung waits for the smaller ones)
+            self.studies[rung.index] = study
+        return self.studies[rung.index]
+
+    def claim(self) -> tuple[Any, Rung, int] | None:
+        """Atomically take the first queued trial of the smallest rung that has one."""
+        from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        for rung in self.config.rungs:
+            study = self._study(rung)
+            if study is None:
+                continue
+            waiting = self.storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
+            for t in sorted(waiting, key=lambda t: t.number):
+                try:
+                    if self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                        return study, rung, t._trial_id
+                except (UpdateFinishedTrialError, StorageInternalError):
+                    continue  # another worker took it, or the database was busy: try the next one
+        return None
+
+    def run(self, study: Any, rung: Rung, trial_id: int) -> str:
+        """Run one claimed trial to its recorded outcome; returns its status."""
+        import optuna
+
+        storage = self.storage
+        storage.set_trial_system_attr(trial_id, WORKER, self.token)
+        storage.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
+        beat = _Heartbeat(storage, trial_id, self.config.storage.heartbeat)
+        beat.start()
+        pruned = False
+        result: dict = {}
+        error = None
+        try:
+            trial = optuna.trial.Trial(study, trial_id)
+            if rung.index not in self.ranges:
+                self.ranges[rung.index] = study.user_attrs.get("ranges", {})
+            ranges = self.ranges[rung.index]
+            params = {d.name: _suggest(trial, d, *ranges.get(d.name, (None, None)))
+                      for d in self.config.space if d.kind != "fixed"}
+            config = {**self.config.fixed, **rung.scale,
+                      **{d.name: d.value for d in self.config.space if d.kind == "fixed"}, **params,
+                      "seed": trial.user_attrs.get("seed", 0), "threads": self.config.threads}
+
+            def report(step: int, value: float) -> bool:
+                """Record an intermediate validation loss; True when the pruner says stop."""
+                nonlocal pruned
+                value = float(value)
+                if math.isfinite(value):
+                    trial.report(value, int(step))
+                    pruned = pruned or trial.should_prune()
+                return pruned
+
+            start = time.perf_counter()
+            try:
+                out = self.workload(config, report)
+                result = dict(out) if isinstance(out, dict) else {}
+                if not isinstance(out, dict):
+                    error = f"workload returned {type(out).__name__}, expected a dict"
+            except Exception as exc:  # the workload's own failure is a recorded outcome, not a crash
+                error = _one_line(exc)
+            result.setdefault("seconds", time.perf_counter() - start)
+        finally:
+            beat.halt.set()
+        return self._record(study, trial_id, result, error, pruned)
+
+    def _record(self, study: Any, trial_id: int, result: dict, error: str | None, pruned: bool) -> str:
+        from optuna.trial import TrialState
+
+        curve = _compact_curve(result.pop("curve", None))
+        status = "failed" if error else str(result.pop("status", "pruned" if pruned else "ok"))
+        if status not in STATUSES:
+            status, error = "failed", f"workload returned unknown status {status!r} (expected {', '.join(STATUSES)})"
+        loss = result.get("loss")
+        finite = isinstance(loss, (int, float)) and math.isfinite(loss)
+        if status == "ok" and not finite:
+            status = "diverged"  # a NaN / inf final loss is a divergence whatever the workload says
+        storage = self.storage
+        number = storage.get_trial_number_from_id(trial_id)
+        try:
+            storage.set_trial_user_attr(trial_id, "result", {k: finite_or_none(v) for k, v in result.items()
+                                                             if isinstance(v, (int, float, str, bool)) or v is None
+                                                             or hasattr(v, "item")})
+            if curve:
+                storage.set_trial_user_attr(trial_id, "curve", curve)
+            storage.set_trial_user_attr(trial_id, "error", error)
+            storage.set_trial_user_attr(trial_id, "status", status)
+            if status == "ok":
+                study.tell(number, float(loss))
+            else:
+                study.tell(number, state=TrialState.PRUNED if status == "pruned" else TrialState.FAIL)
+        except Exception as exc:  # marked stale by another sweep meanwhile: its re-queued copy will run
+            print(f"scaletune: trial {number} of {study.study_name}: result not recorded ({_one_line(exc)})",
+                  flush=True)
+        return status
+
+    def loop(self, should_stop: Callable[[], bool], poll: float = 0.2) -> int:
+        """Claim and run trials until ``should_stop()``; returns the number of trials run."""
+        n = 0
+        while not should_stop():
+            claimed = self.claim()
+            if claimed is None:
+                time.sleep(poll)
+                continue
+            self.run(*claimed)
+            n += 1
+        return n
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this worker when the sweep process dies (even by SIGKILL), so no
+    orphan keeps running trials that the resumed sweep re-queues."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def local_worker_main(config: StudyConfig, suffix: str, stop: Any, parent_pid: int) -> None:
+    """Entry point of a local worker process (multiprocessing, spawn)."""
+    _die_with_parent()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(config.threads)
+    if os.getppid() != parent_pid:
+        return
+    worker = Worker(config, make_token(suffix))
+    worker.loop(lambda: stop.is_set() or os.getppid() != parent_pid)

@@ -1,0 +1,426 @@
+"""Run a study: plan the rungs into the storage, run the trials on local worker processes or Ray, watch
+them, and end with exactly the planned set of finished trials.
+
+Crash safety: the plan lives in the storage (queued trials), workers claim trials atomically, a running
+trial carries a heartbeat. Whatever kills the sweep (SIGKILL included), running the same command again
+keeps every finished trial, marks the trials left running as interrupted (FAIL without an outcome) as soon
+as their worker is known to be gone (same host) or their heartbeat is older than ``storage.grace``, and
+re-queues exactly those slots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from scaletune.errors import ScaletuneError
+from scaletune.study.config import Rung, StudyConfig, resolve_storage_url
+from scaletune.study.plan import narrowed_ranges, plan_rung, rung_study_name
+from scaletune.study.results import (HEARTBEAT, META_KEY, WORKER, RungStatus, StoredStudy, _row, rung_status,
+                                     slot_records)
+from scaletune.study.storage import mask_url, open_storage
+
+
+@dataclass
+class SweepResult:
+    """What a sweep call ended with: per-rung status, and why it stopped early (a budget cap) if it did."""
+
+    name: str
+    storage: str
+    rungs: list[RungStatus]
+    stopped: str | None
+    seconds: float
+
+    @property
+    def complete(self) -> bool:
+        return all(r.planned is not None and r.done == r.planned for r in self.rungs)
+
+
+def _meta(config: StudyConfig) -> dict:
+    return {"fingerprint": config.fingerprint, "config": config.raw, "source": config.source,
+            "workload": config.workload, "rungs": [dict(r.scale) for r in config.rungs],
+            "fixed_params": {d.name: d.value for d in config.space if d.kind == "fixed"}}
+
+
+def _init_study(config: StudyConfig, storage: Any) -> StoredStudy:
+    import optuna
+
+    study = optuna.create_study(storage=storage, study_name=config.name, load_if_exists=True)
+    meta = study.user_attrs.get(META_KEY)
+    if meta is None:
+        study.set_user_attr(META_KEY, _meta(config))
+        meta = _meta(config)
+    elif meta["fingerprint"] != config.fingerprint:
+        raise ScaletuneError(
+            f"study {config.name!r} in {mask_url(config.storage.url)} was planned from a different study file "
+            f"({meta.get('source')}): its ladder, space, strategy, seeds or workload changed; use a new name "
+            f"or another storage")
+    return StoredStudy(config.name, config.storage.url, storage, meta)
+
+
+def _smaller_runs(stored: StoredStudy, rung: int):
+    import pandas as pd
+
+    rows = []
+    for k in range(rung):
+        trials, planned = stored.rung_trials(k)
+        rows += [_row(stored, k, rec.final) for rec in slot_records(trials, planned).values()
+                 if rec.final is not None and rec.final.state.name == "COMPLETE"]
+    return pd.DataFrame(rows)
+
+
+def _plan(config: StudyConfig, stored: StoredStudy, rung: Rung) -> None:
+    """Put a rung's planned trials into the storage once (idempotent; safe against a concurrent sweep)."""
+    import optuna
+    from optuna.exceptions import DuplicatedStudyError
+
+    name = rung_study_name(config.name, rung.index)
+    try:
+        study = optuna.create_study(storage=stored.storage, study_name=name)
+        creator = True
+    except DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=stored.storage)
+        creator = False
+    if not creator:  # another sweep is planning it right now, or planned it, or died while planning
+        deadline = time.monotonic() + config.storage.grace
+        while study.user_attrs.get("planned") is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    attrs = study.user_attrs
+    if attrs.get("planned") is not None:
+        return
+    ranges = attrs.get("ranges")
+    if ranges is None:  # computed once and stored, so a resumed sweep plans the very same trials
+        ranges = {k: [float(v[0]), float(v[1])]
+                  for k, v in narrowed_ranges(config, rung, _smaller_runs(stored, rung.index)).items()}
+        study.set_user_attr("rung", dict(rung.scale))
+        study.set_user_attr("ranges", ranges)
+    slots = plan_rung(config, rung, {k: tuple(v) for k, v in ranges.items()})
+    existing = {t.user_attrs.get("slot") for t in study.get_trials(deepcopy=False)}
+    for s in slots:
+        if s.slot not in existing:
+            study.enqueue_trial(s.params or {}, user_attrs={"slot": s.slot, "rung": rung.index, "seed": s.seed},
+                                skip_if_exists=False)
+    study.set_user_attr("planned", len(slots))
+
+
+def _requeue(study: Any, attempt: Any) -> None:
+    """Queue a new attempt of a slot with the same hyperparameters, naming the attempt it replaces."""
+    params = {**attempt.system_attrs.get("fixed_params", {}), **attempt.params}
+    keep = {k: attempt.user_attrs[k] for k in ("slot", "rung", "seed") if k in attempt.user_attrs}
+    study.enqueue_trial(params, user_attrs={**keep, "retry_of": attempt.number}, skip_if_exists=False)
+
+
+def _worker_gone(token: str | None) -> bool:
+    """True when the token names a process on this host that no longer exists."""
+    if not token:
+        return False
+    host, _, rest = token.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _fail_running(study: Any, storage: Any, pick, error: str | None) -> int:
+    """Mark the running trials chosen by ``pick(trial)``: with ``error`` as a failed outcome (the worker
+    process died under the trial), or without one as interrupted, re-queueing the slot. The FAIL
+    transition is atomic, so only one sweep re-queues a given trial."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    n = 0
+    for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+        if not pick(t):
+            continue
+        try:
+            if error is not None:
+                storage.set_trial_user_attr(t._trial_id, "status", "failed")
+                storage.set_trial_user_attr(t._trial_id, "error", error)
+            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue  # it finished, or another sweep marked it first
+        if error is None:
+            _requeue(study, t)
+        n += 1
+    return n
+
+
+def _is_stale(t: Any, grace: float, now: float) -> bool:
+    if _worker_gone(t.system_attrs.get(WORKER)):
+        return True
+    last = t.system_attrs.get(HEARTBEAT) or (t.datetime_start.timestamp() if t.datetime_start else now)
+    return now - last > grace
+
+
+def _repair_orphans(study: Any, planned: int, retry_failed: bool) -> None:
+    """Re-queue slots with neither a live nor a done trial (a sweep died between marking an attempt
+    interrupted and re-queueing it), and with ``retry_failed`` the slots whose outcome is ``failed``."""
+    trials = study.get_trials(deepcopy=False)
+    for rec in slot_records(trials, planned).values():
+        if rec.live:
+            continue
+        if rec.final is None and rec.attempts:
+            _requeue(study, rec.attempts[-1])
+        elif retry_failed and rec.final is not None and rec.final.user_attrs.get("status") == "failed":
+            _requeue(study, rec.final)
+
+
+class _LocalPool:
+    """Worker processes on this machine (spawned, so CUDA / torch state is never forked)."""
+
+    def __init__(self, config: StudyConfig, n: int) -> None:
+        import multiprocessing as mp
+
+        from scaletune.study._worker import local_worker_main
+
+        self.ctx = mp.get_context("spawn")
+        self.config, self.target = config, local_worker_main
+        self.stop = self.ctx.Event()
+        self.procs: dict[str, Any] = {}
+        for _ in range(n):
+            self.spawn()
+
+    def spawn(self) -> None:
+        suffix = uuid.uuid4().hex[:12]
+        p = self.ctx.Process(target=self.target, args=(self.config, suffix, self.stop, os.getpid()), daemon=True)
+        p.start()
+        self.procs[suffix] = p
+
+    def dead(self) -> list[tuple[str, str]]:
+        """(suffix, reason) of workers that exited abnormally since the last call."""
+        out = []
+        for suffix, p in list(self.procs.items()):
+            if p.exitcode is None:
+                continue
+            del self.procs[suffix]
+            if p.exitcode != 0:
+                how = f"signal {-p.exitcode}" if p.exitcode < 0 else f"exit code {p.exitcode}"
+                out.append((suffix, f"worker process died ({how})"))
+        return out
+
+    def busy(self) -> bool:
+        return any(p.exitcode is None for p in self.procs.values())
+
+    def stop_claiming(self) -> None:
+        self.stop.set()
+
+    def shutdown(self, wait: float) -> None:
+        self.stop.set()
+        deadline = time.monotonic() + wait
+        for p in self.procs.values():
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.exitcode is None:
+                p.kill()
+                p.join()
+
+
+class _RayPool:
+    """Worker tasks on a Ray cluster (the current one if ray.init was called, else ``address``)."""
+
+    def __init__(self, config: StudyConfig, n: int, address: str | None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ScaletuneError("backend 'ray' needs Ray: pip install 'scaletune[ray]'") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            try:
+                ray.init(address=address, log_to_driver=False, include_dashboard=False)
+            except Exception as exc:
+                raise ScaletuneError(f"cannot connect to Ray at {address or 'a new local instance'}: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+        @ray.remote
+        class Flag:
+            def __init__(self) -> None:
+                self.value = False
+
+            def set(self) -> None:
+                self.value = True
+
+            def get(self) -> bool:
+                return self.value
+
+        @ray.remote(max_retries=0)
+        def work(config: StudyConfig, suffix: str, flag: Any) -> int:
+            from scaletune.study._worker import Worker, make_token
+
+            return Worker(config, make_token(suffix)).loop(lambda: ray.get(flag.get.remote()), poll=0.5)
+
+        self.flag = Flag.remote()
+        self.work = work.options(num_cpus=config.threads)
+        self.config = config
+        self.tasks: dict[Any, str] = {}
+        for _ in range(n):
+            self.spawn()
+
+    def spawn(self) -> None:
+        suffix = uuid.uuid4().hex[:12]
+        self.tasks[self.work.remote(self.config, suffix, self.flag)] = suffix
+
+    def dead(self) -> list[tuple[str, str]]:
+        if not self.tasks:
+            return []
+        ready, _ = self.ray.wait(list(self.tasks), num_returns=len(self.tasks), timeout=0)
+        out = []
+        for ref in ready:
+            suffix = self.tasks.pop(ref)
+            try:
+                self.ray.get(ref)
+            except Exception as exc:
+                out.append((suffix, f"Ray worker died ({type(exc).__name__})"))
+        return out
+
+    def busy(self) -> bool:
+        return bool(self.tasks) and len(self.ray.wait(list(self.tasks), num_returns=len(self.tasks), timeout=0)[0]) < len(self.tasks)
+
+    def stop_claiming(self) -> None:
+        self.flag.set.remote()
+
+    def shutdown(self, wait: float) -> None:
+        self.stop_claiming()
+        if self.tasks:
+            self.ray.wait(list(self.tasks), num_returns=len(self.tasks), timeout=wait)
+            for ref in self.tasks:
+                self.ray.cancel(ref, force=True)
+
+
+class _Progress:
+    """Live table: done/planned per rung, running, outcomes, best loss so far, elapsed and ETA."""
+
+    def __init__(self, config: StudyConfig, enabled: bool) -> None:
+        self.config, self.live = config, None
+        self.start, self.done0 = time.monotonic(), None
+        if enabled:
+            from rich.console import Console
+            from rich.live import Live
+
+            self.live = Live(console=Console(stderr=True), refresh_per_second=2, transient=False)
+            self.live.start()
+
+    def update(self, statuses: list[RungStatus], note: str = "") -> None:
+        if self.live is None:
+            return
+        from rich.table import Table
+
+        done = sum(r.done for r in statuses)
+        planned = sum(r.planned or 0 for r in statuses)
+        self.done0 = done if self.done0 is None else self.done0
+        elapsed = time.monotonic() - self.start
+        rate = (done - self.done0) / elapsed if elapsed > 0 else 0.0
+        eta = f"{(planned - done) / rate:,.0f} s" if rate > 0 and planned > done else "-"
+        table = Table(title=f"{self.config.name}: {done}/{planned} trials, {elapsed:,.0f} s elapsed, ETA {eta}"
+                      + (f"  [{note}]" if note else ""), title_justify="left")
+        names = " ".join(self.config.rungs[0].scale)
+        for col in ("rung", names, "done", "run", "ok", "div", "fail", "prun", "best loss", "best at"):
+            table.add_column(col, justify="left" if col in (names, "best at") else "right",
+                             no_wrap=col != "best at")
+        for r in statuses:
+            c = r.counts
+            table.add_row(str(r.index), " ".join(f"{v:.3g}" for v in r.scale.values()),
+                          f"{r.done}/{r.planned if r.planned is not None else '?'}", str(c.get("running", 0)),
+                          *(str(c.get(k, 0)) for k in ("ok", "diverged", "failed", "pruned")),
+                          f"{r.best_loss:.4f}" if r.best_loss is not None else "-",
+                          " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                   for k, v in (r.best_params or {}).items()))
+        self.live.update(table, refresh=True)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def run_study(config: StudyConfig, storage: str | None = None, workers: int | None = None,
+              backend: str = "local", address: str | None = None, progress: bool = True,
+              retry_failed: bool = False, poll: float = 0.5) -> SweepResult:
+    """Run (or resume) a study until every planned trial has finished, or a budget cap stops it.
+
+    ``storage`` overrides the study file's storage URL; ``workers`` defaults to cores // threads per
+    trial (local) or 2 x that (Ray: the cluster queues what it cannot place). Returns the per-rung status.
+    Any number of sweeps may run the same study on the same storage at once (e.g. one per machine).
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if backend not in ("local", "ray"):
+        raise ScaletuneError(f"backend: expected 'local' or 'ray', got {backend!r}")
+    if storage:
+        config = dataclasses.replace(config, storage=dataclasses.replace(config.storage,
+                                                                          url=resolve_storage_url(storage)))
+    if workers is not None and workers < 1:
+        raise ScaletuneError(f"workers: expected a positive number, got {workers}")
+    workers = workers or max(1, (os.cpu_count() or 1) // config.threads)
+    st = open_storage(config.storage.url)
+    stored = _init_study(config, st)
+    scale_aware = config.strategy.name == "scale-aware"
+    studies: dict[int, Any] = {}
+
+    def plan(rung: Rung) -> None:
+        _plan(config, stored, rung)
+        studies[rung.index] = optuna.load_study(study_name=rung_study_name(config.name, rung.index), storage=st)
+
+    for rung in config.rungs[:1] if scale_aware else config.rungs:
+        plan(rung)
+    if scale_aware:  # resume: rungs planned before the crash
+        for rung in config.rungs[1:]:
+            if stored.rung_trials(rung.index)[1] is not None:
+                plan(rung)
+    now = time.time()
+    for k, study in studies.items():
+        _fail_running(study, st, lambda t: _is_stale(t, config.storage.grace, now), None)
+        _repair_orphans(study, stored.rung_trials(k)[1], retry_failed)
+
+    start = time.monotonic()
+    view = _Progress(config, progress)
+    pool = _LocalPool(config, workers) if backend == "local" else _RayPool(config, workers, address)
+    stopped = None
+    try:
+        while True:
+            now = time.time()
+            for suffix, reason in pool.dead():
+                for study in studies.values():
+                    _fail_running(study, st, lambda t: str(t.system_attrs.get(WORKER, "")).endswith(suffix), reason)
+                if stopped is None:
+                    pool.spawn()
+            for study in studies.values():
+                _fail_running(study, st, lambda t: _is_stale(t, config.storage.grace, now), None)
+            statuses = [rung_status(stored, r.index) for r in config.rungs]
+            if scale_aware:
+                for r in config.rungs[1:]:
+                    if r.index not in studies and all(s.planned is not None and s.done == s.planned
+                                                      for s in statuses[:r.index]):
+                        plan(r)
+                        statuses[r.index] = rung_status(stored, r.index)
+            view.update(statuses, stopped or "")
+            if all(s.planned is not None and s.done == s.planned for s in statuses):
+                break
+            if stopped is None:
+                if config.budget.seconds is not None and time.monotonic() - start >= config.budget.seconds:
+                    stopped = f"wall-time budget of {config.budget.seconds:g} s reached"
+                elif config.budget.flops is not None and sum(s.flops for s in statuses) >= config.budget.flops:
+                    stopped = f"FLOPs budget of {config.budget.flops:g} reached"
+                if stopped:
+                    pool.stop_claiming()
+            if stopped and not pool.busy():
+                break
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+        raise
+    finally:
+        pool.shutdown(wait=5.0 if stopped == "interrupted" else 30.0)
+        view.close()
+    statuses = [rung_status(stored, r.index) for r in config.rungs]
+    return SweepResult(config.name, config.storage.url, statuses, stopped, time.monotonic() - start)
