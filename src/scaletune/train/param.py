@@ -102,6 +102,7 @@ class ParamPlan:
     params: dict[str, ParamInfo]
     multipliers: dict[str, float] = field(default_factory=dict)  # module name -> output multiplier
     optimizer: str = "adamw"
+    readout: str | None = None  # name of the readout module
 
     @property
     def width_mult(self) -> float:
@@ -170,7 +171,8 @@ class ParamPlan:
                 "name": name, "role": info.role + (" (tied)" if info.tied else ""),
                 "shape": "x".join(map(str, info.shape)), "in_block": info.in_block,
                 "init_std": info.init_std, "lr": lr * info.lr_mult, "weight_decay": weight_decay * info.wd_mult,
-                "eps": eps * info.eps_mult, "out_mult": self.multipliers.get(module, 1.0),
+                "eps": eps * info.eps_mult,
+                "out_mult": self.multipliers.get(self.readout if info.tied else module, 1.0),
             })
         return rows
 
@@ -339,7 +341,8 @@ def make_plan(
         plans[name] = ParamInfo(role=role, shape=tuple(p.shape), in_block=blk, init_std=std, lr_mult=lr_m,
                                 wd_mult=wd_m, eps_mult=eps_m, tied=is_tied)
     return ParamPlan(param=param, width=width, base_width=base_width, depth=depth, base_depth=base_depth,
-                     alpha=alpha if cp else 0.0, params=plans, multipliers=multipliers, optimizer=optimizer)
+                     alpha=alpha if cp else 0.0, params=plans, multipliers=multipliers, optimizer=optimizer,
+                     readout=readout_mod)
 
 
 def _canon_modules(model: nn.Module) -> dict[str, nn.Module]:
