@@ -334,11 +334,14 @@ def find_optimum(
 
 
 def scale_columns(df: pd.DataFrame, by: Iterable[str] | None = None) -> list[str]:
-    """The columns that define a scale: ``by`` if given, else whichever of N, D the table has."""
+    """The columns that define a scale: ``by`` if given, else ``rung`` for a study's export (its runs may
+    differ slightly in D when the batch size does not divide the token budget), else whichever of N, D exist."""
     if by is not None:
         cols = list(by)
         require_columns(df, cols)
         return cols
+    if "rung" in df.columns:
+        return ["rung"]
     cols = [c for c in SCALE_COLUMNS if c in df.columns]
     if not cols:
         require_columns(df, ["N"])
@@ -355,10 +358,11 @@ def find_optima(
     window: int | None = None,
     min_lrs: int = 3,
 ) -> list[Optimum]:
-    """One `Optimum` per scale (distinct values of ``by``, default N and D), smallest scale first.
+    """One `Optimum` per scale (distinct values of ``by``; see `scale_columns`), in the table's scale order.
 
-    Scales with fewer than ``min_lrs`` distinct ok learning rates are skipped (they cannot locate an
-    optimum); an empty result raises.
+    The scale of each optimum holds the grouping columns plus the median of N, D (and C) over its runs
+    where the table has them. Scales with fewer than ``min_lrs`` distinct ok learning rates are skipped
+    (they cannot locate an optimum); an empty result raises.
     """
     require_columns(df, ["lr", "loss"])
     cols = scale_columns(df, by)
@@ -366,6 +370,11 @@ def find_optima(
     for i, (key, group) in enumerate(df.groupby(cols, sort=True)):
         key = key if isinstance(key, tuple) else (key,)
         scale = {c: float(v) for c, v in zip(cols, key)}
+        for c in SCALE_COLUMNS:
+            if c not in scale and c in group.columns:
+                values = pd.to_numeric(group[c], errors="coerce")
+                if values.notna().any():
+                    scale[c] = float(values.median())
         if group[_ok_mask(group)]["lr"].nunique() < min_lrs:
             continue
         group.attrs.update(df.attrs)
