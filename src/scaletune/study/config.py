@@ -18,6 +18,7 @@ import itertools
 import json
 import math
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -78,7 +79,8 @@ class Dimension:
 
     def bounds(self, scale: Mapping[str, float], rung_label: str = "") -> tuple[float, float]:
         """The range at a rung, evaluated and checked (non-empty, positive for log scales)."""
-        where = f"space.{self.name}" + (f" at {rung_label}" if rung_label else "")
+        scale_dependent = not all(isinstance(b, (int, float)) for b in (self.low, self.high))
+        where = f"space.{self.name}" + (f" at {rung_label}" if rung_label and scale_dependent else "")
         lo, hi = (evaluate(b, scale, where) if not isinstance(b, (int, float)) else float(b)
                   for b in (self.low, self.high))
         if not lo < hi:
@@ -261,11 +263,15 @@ class StudyConfig:
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         if name == "qmc":
-            return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
-                                              warn_independent_sampling=False)
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.0; the interface we use is stable
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
+                                                  warn_independent_sampling=False)
         if name == "tpe":
             return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, self.strategy.trials // 3)))
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(10, max(2, self.strategy.trials // 3)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(10, max(2, self.strategy.trials // 3)))
 
 
 def _import_function(spec: str, what: str) -> Callable:

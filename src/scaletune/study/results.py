@@ -109,7 +109,7 @@ def open_stored_study(study: str | StudyConfig, storage: str | None = None) -> S
         if storage is None:
             raise ScaletuneError(f"study {name!r}: give the storage URL (--storage) or the study file")
         url = resolve_storage_url(storage)
-    st = open_storage(url)
+    st = open_storage(url, must_exist=True)
     try:
         study_id = st.get_study_id_from_name(name)
     except KeyError:

@@ -297,6 +297,25 @@ class _RayPool:
                 self.ray.cancel(ref, force=True)
 
 
+def status_table(statuses: list[RungStatus], title: str):
+    """A rich table of per-rung progress: done/planned, running, outcomes, best loss and where."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    names = " ".join(statuses[0].scale) if statuses else "scale"
+    for col in ("rung", names, "done", "run", "ok", "div", "fail", "prun", "best loss", "best at"):
+        table.add_column(col, justify="left" if col in (names, "best at") else "right", no_wrap=col != "best at")
+    for r in statuses:
+        c = r.counts
+        table.add_row(str(r.index), " ".join(f"{v:.3g}" for v in r.scale.values()),
+                      f"{r.done}/{r.planned if r.planned is not None else '?'}", str(c.get("running", 0)),
+                      *(str(c.get(k, 0)) for k in ("ok", "diverged", "failed", "pruned")),
+                      f"{r.best_loss:.4f}" if r.best_loss is not None else "-",
+                      " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in (r.best_params or {}).items()))
+    return table
+
+
 class _Progress:
     """Live table: done/planned per rung, running, outcomes, best loss so far, elapsed and ETA."""
 
@@ -313,29 +332,15 @@ class _Progress:
     def update(self, statuses: list[RungStatus], note: str = "") -> None:
         if self.live is None:
             return
-        from rich.table import Table
-
         done = sum(r.done for r in statuses)
         planned = sum(r.planned or 0 for r in statuses)
         self.done0 = done if self.done0 is None else self.done0
         elapsed = time.monotonic() - self.start
         rate = (done - self.done0) / elapsed if elapsed > 0 else 0.0
         eta = f"{(planned - done) / rate:,.0f} s" if rate > 0 and planned > done else "-"
-        table = Table(title=f"{self.config.name}: {done}/{planned} trials, {elapsed:,.0f} s elapsed, ETA {eta}"
-                      + (f"  [{note}]" if note else ""), title_justify="left")
-        names = " ".join(self.config.rungs[0].scale)
-        for col in ("rung", names, "done", "run", "ok", "div", "fail", "prun", "best loss", "best at"):
-            table.add_column(col, justify="left" if col in (names, "best at") else "right",
-                             no_wrap=col != "best at")
-        for r in statuses:
-            c = r.counts
-            table.add_row(str(r.index), " ".join(f"{v:.3g}" for v in r.scale.values()),
-                          f"{r.done}/{r.planned if r.planned is not None else '?'}", str(c.get("running", 0)),
-                          *(str(c.get(k, 0)) for k in ("ok", "diverged", "failed", "pruned")),
-                          f"{r.best_loss:.4f}" if r.best_loss is not None else "-",
-                          " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                   for k, v in (r.best_params or {}).items()))
-        self.live.update(table, refresh=True)
+        title = (f"{self.config.name}: {done}/{planned} trials, {elapsed:,.0f} s elapsed, ETA {eta}"
+                 + (f"  [{note}]" if note else ""))
+        self.live.update(status_table(statuses, title), refresh=True)
 
     def close(self) -> None:
         if self.live is not None:

@@ -47,8 +47,11 @@ def _serialise_sqlite(engine) -> None:
     engine.dispose()  # connections opened by Optuna's schema check predate the listeners
 
 
-def open_storage(url: str):
-    """An Optuna storage for ``url`` (already resolved, see `resolve_storage_url`), checked to be reachable."""
+def open_storage(url: str, must_exist: bool = False):
+    """An Optuna storage for ``url`` (already resolved, see `resolve_storage_url`), checked to be reachable.
+
+    ``must_exist``: a sqlite / journal file must already exist (reading a study never creates a storage).
+    """
     import optuna
     from optuna.storages import RDBStorage
     from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -59,6 +62,8 @@ def open_storage(url: str):
         folder = Path(rest[1:]).parent
         if not folder.is_dir():
             raise ScaletuneError(f"storage {shown}: folder {folder} does not exist")
+        if must_exist and not Path(rest[1:]).is_file():
+            raise ScaletuneError(f"storage {shown}: no such file")
     if scheme in ("postgresql", "postgres"):
         url = f"postgresql+{_postgres_driver()}://{rest}"
     try:
