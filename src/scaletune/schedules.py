@@ -166,3 +166,83 @@ class Schedule:
         if "steps" not in kwargs or "lr" not in kwargs:
             raise ScaletuneError(f"schedule {spec!r}: needs steps= and lr= (in the spec or from the caller)")
         return cls(kind=kind.strip(), **kwargs)
+
+
+@dataclass(frozen=True)
+class TableSchedule:
+    """A schedule given as an explicit table of (step, lr): each rate holds until the next listed step.
+
+    A dense table (every step listed) is used as is; a sparse one lists the steps where the rate changes.
+    The table must start at step 0. ``source`` (a file name) is what `spec` returns.
+    """
+
+    table_steps: tuple[int, ...]
+    table_lrs: tuple[float, ...]
+    source: str = "table"
+
+    def __post_init__(self) -> None:
+        s = np.asarray(self.table_steps)
+        r = np.asarray(self.table_lrs, dtype=float)
+        if len(s) == 0 or len(s) != len(r):
+            raise ScaletuneError(f"{self.source}: a (step, lr) table needs equally many steps and rates, at least one")
+        if s[0] != 0 or np.any(np.diff(s) <= 0):
+            raise ScaletuneError(f"{self.source}: table steps must start at 0 and increase (got first {s[0]})")
+        if not np.all(np.isfinite(r)) or np.any(r < 0):
+            raise ScaletuneError(f"{self.source}: table rates must be finite and >= 0")
+
+    @property
+    def steps(self) -> int:
+        return int(self.table_steps[-1]) + 1
+
+    @property
+    def lr(self) -> float:
+        return float(max(self.table_lrs))
+
+    @property
+    def warmup(self) -> int:
+        """As for `Schedule`: the rate first reaches its peak at step ``warmup - 1`` (0: it starts there)."""
+        r = np.asarray(self.table_lrs, dtype=float)
+        return 0 if r[0] >= r.max() else int(self.table_steps[int(np.argmax(r >= r.max()))]) + 1
+
+    def __call__(self, step: Any) -> np.ndarray:
+        s = np.asarray(step, dtype=float)
+        idx = np.searchsorted(np.asarray(self.table_steps, float), s, side="right") - 1
+        return np.asarray(self.table_lrs, dtype=float)[np.clip(idx, 0, None)]
+
+    def lrs(self, n: int | None = None) -> np.ndarray:
+        return self(np.arange(self.steps if n is None else n))
+
+    def spec(self) -> str:
+        return self.source
+
+    @classmethod
+    def read(cls, path: str) -> "TableSchedule":
+        """Read a CSV with columns ``step`` and ``lr``."""
+        import pandas as pd
+
+        try:
+            df = pd.read_csv(path)
+        except Exception as exc:  # malformed CSVs raise many pandas error types
+            raise ScaletuneError(f"{path}: cannot read as a (step, lr) CSV ({type(exc).__name__})") from None
+        for col in ("step", "lr"):
+            if col not in df.columns:
+                raise ScaletuneError(f"{path}: missing column {col!r} (a schedule table needs columns step, lr)")
+        step = pd.to_numeric(df["step"], errors="coerce").to_numpy(float)
+        lr = pd.to_numeric(df["lr"], errors="coerce").to_numpy(float)
+        if not (np.all(np.isfinite(step)) and np.all(np.isfinite(lr))):
+            raise ScaletuneError(f"{path}: non-numeric value in column step or lr")
+        order = np.argsort(step, kind="stable")
+        return cls(tuple(int(v) for v in step[order]), tuple(float(v) for v in lr[order]), source=str(path))
+
+
+def read_schedule(text: str | Schedule | TableSchedule, **overrides: Any) -> Schedule | TableSchedule:
+    """A schedule from a spec string, or from a path to a (step, lr) CSV table."""
+    if isinstance(text, (Schedule, TableSchedule)):
+        return text
+    from pathlib import Path
+
+    if Path(text).suffix.lower() in (".csv", ".txt") or Path(text).is_file():
+        if not Path(text).is_file():
+            raise ScaletuneError(f"{text}: no such schedule table")
+        return TableSchedule.read(text)
+    return Schedule.parse(text, **overrides)

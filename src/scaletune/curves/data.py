@@ -1,0 +1,191 @@
+"""Loss curves with their per-step learning rates, read from CSVs, run-table curve files or studies.
+
+A `Curve` holds the logged (step, loss) points and the rate of *every* step from 0 to the last logged one,
+because the laws sum over all steps. The rates come from, in this order:
+
+1. the curve's own ``lr`` column when it lists every step 0..last;
+2. a schedule: a spec string (``cosine:steps=24000,lr=3e-4,warmup=2160,final=0.1``) or a (step, lr) CSV,
+   given per curve; when the curve also records sampled rates, they must agree with it (a wrong spec is
+   caught instead of silently fitted).
+
+Steps are optimizer updates (0-indexed, the convention of `scaletune.schedules`); losses are in nats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from scaletune.errors import ScaletuneError
+from scaletune.runtable import read_table, require_columns
+from scaletune.schedules import Schedule, TableSchedule, read_schedule
+
+ScheduleLike = "str | Schedule | TableSchedule"
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One training run's loss curve. ``lrs[s]`` is the rate of step ``s`` for s = 0..steps[-1]."""
+
+    name: str
+    steps: np.ndarray  # logged steps (int, increasing)
+    loss: np.ndarray  # loss at those steps (nats)
+    lrs: np.ndarray  # per-step learning rates 0..steps[-1]
+    warmup: int  # the rate first reaches its peak at step warmup - 1 (0: no warm-up)
+    schedule: str = ""  # spec string or table file the rates came from ("recorded": the curve's own lr column)
+
+    @property
+    def area(self) -> float:
+        """Total learning-rate area (sum of all rates) up to the last logged step."""
+        return float(self.lrs.sum())
+
+    def fitted_points(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (step, loss) points a law can use: those at or after the end of warm-up."""
+        keep = self.steps >= self.warmup
+        return self.steps[keep], self.loss[keep]
+
+
+def detect_warmup(lrs: np.ndarray) -> int:
+    """Warm-up length of a rate sequence: 0 if it starts at its peak, else the first peak step + 1."""
+    lrs = np.asarray(lrs, dtype=float)
+    peak = lrs.max()
+    return 0 if lrs[0] >= peak * (1 - 1e-9) else int(np.argmax(lrs >= peak * (1 - 1e-9))) + 1
+
+
+def curve_from_arrays(
+    name: str,
+    steps: Sequence[int],
+    loss: Sequence[float],
+    lr: Sequence[float] | None = None,
+    schedule: "str | Schedule | TableSchedule | None" = None,
+    source: str = "",
+) -> Curve:
+    """Build a curve, taking per-step rates from ``lr`` (if it lists every step) or from ``schedule``."""
+    where = source or name
+    steps = np.asarray(steps, dtype=float)
+    loss = np.asarray(loss, dtype=float)
+    if len(steps) == 0:
+        raise ScaletuneError(f"{where}: curve {name!r} has no points")
+    if not (np.all(np.isfinite(steps)) and np.all(steps >= 0) and np.all(steps == np.round(steps))):
+        raise ScaletuneError(f"{where}: curve {name!r}: column 'step' must hold integers >= 0")
+    bad = ~np.isfinite(loss) | (loss <= 0)
+    if bad.any():
+        raise ScaletuneError(f"{where}: curve {name!r}: column 'loss' has a missing or non-positive value at step {int(steps[np.argmax(bad)])}")
+    order = np.argsort(steps, kind="stable")
+    steps, loss = steps[order].astype(np.int64), loss[order]
+    if np.any(np.diff(steps) == 0):
+        raise ScaletuneError(f"{where}: curve {name!r}: step {int(steps[np.argmax(np.diff(steps) == 0)])} appears twice")
+    last = int(steps[-1])
+    rec = None if lr is None else np.asarray(lr, dtype=float)[order]
+    if rec is not None and not np.all(np.isfinite(rec)):
+        rec = None if np.all(~np.isfinite(rec)) else rec
+        if rec is not None:
+            raise ScaletuneError(f"{where}: curve {name!r}: column 'lr' has a missing value")
+    if schedule is not None:
+        sched = read_schedule(schedule)
+        if sched.steps <= last:
+            raise ScaletuneError(f"{where}: curve {name!r} runs to step {last} but its schedule {sched.spec()!r} has {sched.steps} steps")
+        lrs = sched.lrs(last + 1)
+        if rec is not None:
+            expected = lrs[steps]
+            off = np.abs(expected - rec) > 1e-3 * lrs.max() + 1e-12
+            if off.any():
+                i = int(np.argmax(off))
+                raise ScaletuneError(
+                    f"{where}: curve {name!r}: recorded lr {rec[i]:.6g} at step {steps[i]} disagrees with schedule "
+                    f"{sched.spec()!r} ({expected[i]:.6g})"
+                )
+        warmup = sched.warmup
+        label = sched.spec()
+    elif rec is not None and len(steps) == last + 1:
+        lrs, warmup, label = rec, detect_warmup(rec), "recorded"
+    else:
+        raise ScaletuneError(
+            f"{where}: curve {name!r} records rates at {0 if rec is None else len(steps)} of its {last + 1} steps; "
+            "give its schedule (--schedule SPEC or a step,lr CSV) so that every step's rate is known"
+        )
+    if np.any(lrs < 0) or not np.all(np.isfinite(lrs)):
+        raise ScaletuneError(f"{where}: curve {name!r}: learning rates must be finite and >= 0")
+    curve = Curve(name=name, steps=steps, loss=loss, lrs=np.asarray(lrs, dtype=float), warmup=int(warmup), schedule=label)
+    if len(curve.fitted_points()[0]) == 0:
+        raise ScaletuneError(f"{where}: curve {name!r} has no point after its warm-up of {warmup} steps")
+    return curve
+
+
+def _schedule_for(name: str, schedules: "Mapping[str, object] | object | None"):
+    if isinstance(schedules, Mapping):
+        return schedules.get(name, schedules.get("*"))
+    return schedules
+
+
+def read_curves(
+    path: str | Path,
+    schedules: "Mapping[str, object] | str | Schedule | TableSchedule | None" = None,
+    mapping: Mapping[str, str] | str | None = None,
+    runs: pd.DataFrame | None = None,
+    max_step: int | None = None,
+) -> list[Curve]:
+    """Read curves from a CSV/Parquet/JSONL with columns step, loss[, lr][, run_id][, tokens].
+
+    Without ``run_id`` the file is one curve named after the file. ``schedules`` is one schedule for all
+    curves, or a mapping run_id -> schedule (``"*"`` for the rest). ``runs`` (a run table with ``run_id``
+    and ``schedule`` columns) supplies spec strings for curves that have none. Points at steps >=
+    ``max_step`` are dropped (for logs that record the end of the schedule itself).
+    """
+    df = read_table(path, mapping)
+    require_columns(df, ("step", "loss"))
+    source = str(path)
+    groups = [(Path(path).stem, df)] if "run_id" not in df.columns else [(str(k), g) for k, g in df.groupby("run_id", sort=False)]
+    run_specs = {}
+    if runs is not None and "run_id" in runs.columns and "schedule" in runs.columns:
+        run_specs = {str(r): s for r, s in zip(runs["run_id"], runs["schedule"]) if isinstance(s, str) and s}
+    curves = []
+    for name, g in groups:
+        steps = pd.to_numeric(g["step"], errors="coerce").to_numpy(float)
+        loss = pd.to_numeric(g["loss"], errors="coerce").to_numpy(float)
+        if np.isnan(steps).any():
+            raise ScaletuneError(f"{source}: column 'step' has a non-numeric value in curve {name!r}")
+        lr = pd.to_numeric(g["lr"], errors="coerce").to_numpy(float) if "lr" in g.columns else None
+        if max_step is not None:
+            keep = steps < max_step
+            steps, loss, lr = steps[keep], loss[keep], None if lr is None else lr[keep]
+        sched = _schedule_for(name, schedules) or run_specs.get(name)
+        curves.append(curve_from_arrays(name, steps, loss, lr, sched, source=source))
+    return curves
+
+
+def curves_from_study(study, schedule_attr: str = "schedule", states=("COMPLETE",)) -> list[Curve]:
+    """Curves of an Optuna study's trials: intermediate values (step -> loss) and the schedule spec the
+    trial stored in ``trial.user_attrs[schedule_attr]``."""
+    import optuna
+
+    wanted = {getattr(optuna.trial.TrialState, s) for s in states}
+    curves = []
+    for trial in study.get_trials(deepcopy=False, states=tuple(wanted)):
+        values = trial.intermediate_values
+        spec = trial.user_attrs.get(schedule_attr)
+        if not values or not spec:
+            continue
+        steps = np.fromiter(values.keys(), dtype=float)
+        loss = np.fromiter(values.values(), dtype=float)
+        curves.append(curve_from_arrays(f"trial-{trial.number}", steps, loss, None, spec, source=f"study {study.study_name}"))
+    if not curves:
+        raise ScaletuneError(
+            f"study {study.study_name}: no finished trial has intermediate values and a user attribute {schedule_attr!r}"
+        )
+    return curves
+
+
+def curves_hash(curves: Sequence[Curve]) -> str:
+    """A short hash of the fitted data (names, points and rates), recorded in fit results."""
+    h = hashlib.sha256()
+    for c in curves:
+        h.update(c.name.encode())
+        for a in (c.steps, c.loss, c.lrs):
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]

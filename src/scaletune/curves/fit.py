@@ -1,0 +1,323 @@
+"""Fit a loss-curve law to a few curves, bootstrap its uncertainty, and predict curves under new schedules.
+
+Fitting minimises the summed Huber loss (delta 1e-3) of natural-log residuals, the convention of
+`scaletune.laws.objectives` and of both papers, with L-BFGS-B and the laws' exact Jacobians. Positive
+scales (A, B, C) are fitted in log space. Start points: every combination of the law's grid of non-linear
+parameters, with the linear ones (L0, A, B...) solved by least squares; the best few are refined.
+
+Intervals come from a moving-block bootstrap over steps within each curve (loss-curve noise is correlated
+over neighbouring steps, so points are resampled in blocks), seeded and recorded. Predictions carry the
+bootstrap band and say how far they extrapolate beyond the fitted curves.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy.optimize import minimize
+
+from scaletune import __version__
+from scaletune.curves.data import Curve, curves_hash
+from scaletune.curves.laws import ANNEALING_LAMBDAS, CurveLaw, get_law, prepare
+from scaletune.errors import ScaletuneError
+from scaletune.laws.objectives import get_objective
+from scaletune.schedules import Schedule, TableSchedule, read_schedule
+
+LEVEL = 0.95  # coverage of every interval
+
+
+class _Problem:
+    """The objective of one fit: a law, prepared curves (possibly resampled points) and the loss rho."""
+
+    def __init__(self, law: CurveLaw, points: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]], options: dict, objective: str):
+        self.law, self.options = law, options
+        self.objective = get_objective(objective)
+        self.preps = [prepare(lrs, warmup, steps) for steps, _, warmup, lrs in points]
+        self.obs = [loss for _, loss, _, _ in points]
+        self.log_mask = np.array([p in law.log_params for p in law.params])
+
+    def natural(self, z: np.ndarray) -> np.ndarray:
+        return np.where(self.log_mask, np.exp(np.where(self.log_mask, z, 0.0)), z)
+
+    def fitting_space(self, theta: np.ndarray) -> np.ndarray:
+        return np.where(self.log_mask, np.log(np.maximum(np.where(self.log_mask, theta, 1.0), 1e-300)), theta)
+
+    def bounds(self) -> list[tuple[float, float]]:
+        return [(np.log(max(lo, 1e-300)), np.log(hi)) if m else (lo, hi) for (lo, hi), m in zip(self.law.bounds, self.log_mask)]
+
+    def value_and_grad(self, z: np.ndarray) -> tuple[float, np.ndarray]:
+        theta = self.natural(z)
+        total, grad = 0.0, np.zeros_like(theta)
+        for prep, obs in zip(self.preps, self.obs):
+            pred, jac = self.law.evaluate(theta, prep, self.options)
+            if np.any(pred <= 0) or not np.all(np.isfinite(pred)):
+                return 1e10, np.zeros_like(z)
+            value, drho = self.objective.rho(self.objective.residual(pred, obs))
+            total += value
+            grad += jac.T @ (drho / pred if self.objective.log_space else drho)
+        return total, grad * np.where(self.log_mask, theta, 1.0)
+
+    def starts(self, n: int) -> list[np.ndarray]:
+        """The n best grid points, linear parameters solved by least squares on the losses."""
+        law = self.law
+        lin = [law.params.index(p) for p in law.linear]
+        names = list(law.start_grid)
+        y = np.concatenate(self.obs)
+        scored = []
+        for combo in itertools.product(*law.start_grid.values()):
+            theta = np.array([(lo + hi) / 2 if np.isfinite(hi) else 1.0 for lo, hi in law.bounds])
+            for name, value in zip(names, combo):
+                theta[law.params.index(name)] = value
+            theta[lin] = 1.0
+            X = np.vstack([law.evaluate(theta, p, self.options)[1][:, lin] for p in self.preps])
+            coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+            for i, c in zip(lin, coef):
+                lo, hi = law.bounds[i]
+                theta[i] = np.clip(abs(c) if law.params[i] in law.log_params else c, max(lo, 1e-8), hi)
+            value, _ = self.value_and_grad(self.fitting_space(theta))
+            scored.append((value, theta))
+        scored.sort(key=lambda item: item[0])
+        return [theta for _, theta in scored[:n]]
+
+    def minimise(self, theta0: np.ndarray) -> tuple[np.ndarray, float, bool, str]:
+        res = minimize(
+            self.value_and_grad, self.fitting_space(theta0), jac=True, method="L-BFGS-B", bounds=self.bounds(),
+            options={"maxiter": 2000, "maxfun": 4000, "ftol": 1e-12, "gtol": 1e-10},
+        )
+        return self.natural(res.x), float(res.fun), bool(res.success), str(res.message)
+
+
+def _points(curves: Sequence[Curve]) -> list[tuple[np.ndarray, np.ndarray, int, np.ndarray]]:
+    return [(*c.fitted_points(), c.warmup, c.lrs) for c in curves]
+
+
+def _fit_once(law: CurveLaw, points, options: dict, objective: str, n_starts: int, theta0: np.ndarray | None = None):
+    problem = _Problem(law, points, options, objective)
+    starts = [theta0] if theta0 is not None else problem.starts(n_starts)
+    best = None
+    for start in starts:
+        theta, value, ok, message = problem.minimise(start)
+        if best is None or value < best[1]:
+            best = (theta, value, ok, message)
+    return best
+
+
+def _block_resample(points, rng: np.random.Generator, block: int):
+    """One moving-block bootstrap replicate: each curve's points resampled in runs of ``block``."""
+    out = []
+    for steps, loss, warmup, lrs in points:
+        n = len(steps)
+        b = max(1, min(block, n))
+        starts = rng.integers(0, n - b + 1, size=int(np.ceil(n / b)))
+        idx = (starts[:, None] + np.arange(b)[None, :]).ravel()[:n]
+        out.append((steps[idx], loss[idx], warmup, lrs))
+    return out
+
+
+@dataclass(frozen=True)
+class CurvePrediction:
+    """A predicted loss curve under one schedule. Losses in nats; ``lo``/``hi`` the 95% bootstrap band."""
+
+    schedule: str
+    steps: np.ndarray
+    loss: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    extrapolation: dict  # how far beyond the fitted curves (steps and learning-rate area ratios)
+
+    @property
+    def final_loss(self) -> float:
+        return float(self.loss[-1])
+
+    @property
+    def final_interval(self) -> tuple[float, float]:
+        return float(self.lo[-1]), float(self.hi[-1])
+
+    def to_dict(self, every: int = 1) -> dict:
+        sl = slice(None, None, max(1, every))
+        idx = np.r_[np.arange(len(self.steps))[sl], len(self.steps) - 1] if len(self.steps) else []
+        idx = np.unique(idx)
+        return {
+            "schedule": self.schedule,
+            "final_loss": self.final_loss,
+            "final_interval": list(self.final_interval),
+            "extrapolation": self.extrapolation,
+            "curve": {"step": self.steps[idx].tolist(), "loss": self.loss[idx].tolist(), "lo": self.lo[idx].tolist(), "hi": self.hi[idx].tolist()},
+        }
+
+
+@dataclass(frozen=True)
+class CurveFit:
+    """A fitted curve law: everything needed to reproduce the fit and to predict. Round-trips through JSON.
+
+    ``params``/``intervals`` are in natural units (losses in nats, rates as given); ``curves`` describes the
+    fitted curves (name, schedule, last step, learning-rate area); ``boot_params`` the bootstrap replicates.
+    """
+
+    law: str
+    params: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    options: dict
+    objective: str
+    diagnostics: dict
+    curves: tuple[dict, ...]
+    boot_params: tuple[tuple[float, ...], ...] = ()
+    data_hash: str = ""
+    seed: int = 0
+    level: float = LEVEL
+    version: str = __version__
+
+    @property
+    def theta_(self) -> np.ndarray:
+        return np.array([self.params[p] for p in get_law(self.law).params])
+
+    def predict(self, schedule: "str | Schedule | TableSchedule | np.ndarray", steps: Sequence[int] | None = None) -> CurvePrediction:
+        """Predict the loss curve under ``schedule`` (a spec, a (step, lr) CSV, a schedule or per-step rates)
+        at ``steps`` (default: every step after warm-up to the end of the schedule)."""
+        if isinstance(schedule, np.ndarray):
+            from scaletune.curves.data import detect_warmup
+
+            lrs, warmup, label = np.asarray(schedule, float), detect_warmup(schedule), "per-step rates"
+        else:
+            sched = read_schedule(schedule)
+            lrs, warmup, label = sched.lrs(), sched.warmup, sched.spec()
+        if steps is None:
+            steps = np.arange(warmup, len(lrs))
+        steps = np.asarray(steps, dtype=np.int64)
+        if steps.size == 0:
+            raise ScaletuneError(f"schedule {label!r}: no step to predict")
+        if steps.min() < 0 or steps.max() >= len(lrs):
+            raise ScaletuneError(f"schedule {label!r} has {len(lrs)} steps; cannot predict step {int(steps.max())}")
+        law = get_law(self.law)
+        prep = prepare(lrs, warmup, steps)
+        loss = law.evaluate(self.theta_, prep, self.options)[0]
+        if self.boot_params:
+            boot = np.array([law.evaluate(np.array(b), prep, self.options)[0] for b in self.boot_params])
+            q = (1 - self.level) / 2
+            lo, hi = np.quantile(boot, [q, 1 - q], axis=0)
+            lo, hi = np.minimum(lo, loss), np.maximum(hi, loss)
+        else:
+            lo = hi = loss
+        max_step = max(c["last_step"] for c in self.curves)
+        max_area = max(c["area"] for c in self.curves)
+        last = int(steps.max())
+        area = float(lrs[: last + 1].sum())
+        extrapolation = {
+            "last_step": last,
+            "steps_ratio": last / max_step,  # last predicted step / longest fitted curve's last step
+            "area_ratio": area / max_area,  # learning-rate area (sum of rates) / largest fitted area
+            "beyond_fitted": bool(last > max_step or area > max_area * (1 + 1e-9)),
+        }
+        return CurvePrediction(label, steps, loss, lo, hi, extrapolation)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["intervals"] = {k: list(v) for k, v in self.intervals.items()}
+        d["boot_params"] = [list(b) for b in self.boot_params]
+        d["curves"] = list(self.curves)
+        d["units"] = "loss in nats per token (natural log); steps are optimizer updates; areas are sums of per-step rates"
+        return json.dumps(d, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "fit") -> "CurveFit":
+        try:
+            d = json.loads(text)
+            get_law(d["law"])
+            d.pop("units", None)
+            d["intervals"] = {k: tuple(v) for k, v in d["intervals"].items()}
+            d["boot_params"] = tuple(tuple(b) for b in d.get("boot_params", ()))
+            d["curves"] = tuple(d["curves"])
+            fit = cls(**d)
+            fit.theta_  # every parameter present
+        except ScaletuneError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ScaletuneError(f"{source}: not a curve-fit JSON ({type(exc).__name__}: {exc})") from None
+        return fit
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CurveFit":
+        path = Path(path)
+        if not path.is_file():
+            raise ScaletuneError(f"{path}: no such fit file")
+        return cls.from_json(path.read_text(), source=str(path))
+
+
+def curve_metrics(pred: np.ndarray, obs: np.ndarray) -> dict[str, float]:
+    """R2 (on losses), mean and worst relative error |pred - obs| / obs, as the papers report them."""
+    rel = np.abs(pred - obs) / obs
+    r2 = 1 - np.sum((pred - obs) ** 2) / np.sum((obs - obs.mean()) ** 2)
+    return {"r2": float(r2), "mean_rel_error": float(rel.mean()), "max_rel_error": float(rel.max()), "n_points": int(len(obs))}
+
+
+def evaluate_fit(fit: CurveFit, curves: Sequence[Curve]) -> dict[str, float]:
+    """Metrics of a fit's predictions on curves (pooled over all their points after warm-up)."""
+    preds, obs = [], []
+    for c in curves:
+        steps, loss = c.fitted_points()
+        preds.append(fit.predict(c.lrs, steps).loss)
+        obs.append(loss)
+    return curve_metrics(np.concatenate(preds), np.concatenate(obs))
+
+
+def fit_curves(
+    curves: Sequence[Curve],
+    law: str = "multipower",
+    objective: str = "huber",
+    n_starts: int = 2,
+    n_boot: int = 20,
+    block: int = 16,
+    seed: int = 0,
+) -> CurveFit:
+    """Fit ``law`` to ``curves``; ``n_boot`` block-bootstrap refits (blocks of ``block`` logged points) give
+    the intervals (0: point estimate only, intervals collapse to it)."""
+    if not curves:
+        raise ScaletuneError("no curves to fit")
+    spec = get_law(law)
+    points = _points(curves)
+    n_points = sum(len(p[0]) for p in points)
+    if n_points <= len(spec.params):
+        raise ScaletuneError(f"law {law} has {len(spec.params)} parameters but the curves have only {n_points} points after warm-up")
+    lambdas = ANNEALING_LAMBDAS if law == "annealing" else (None,)
+    best = None
+    for lam in lambdas:
+        options = {} if lam is None else {"lam": lam}
+        theta, value, ok, message = _fit_once(spec, points, options, objective, n_starts)
+        if best is None or value < best[1]:
+            best = (theta, value, ok, message, options)
+    theta, value, ok, message, options = best
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        replicate = _block_resample(points, rng, block)
+        boot.append(_fit_once(spec, replicate, options, objective, 1, theta0=theta)[0])
+    boot_arr = np.array(boot) if boot else theta[None, :]
+    q = (1 - LEVEL) / 2
+    lo, hi = np.quantile(boot_arr, [q, 1 - q], axis=0)
+    params = {p: float(v) for p, v in zip(spec.params, theta)}
+    intervals = {p: (float(min(l, v)), float(max(h, v))) for p, l, h, v in zip(spec.params, lo, hi, theta)}
+    described = tuple(
+        {"name": c.name, "schedule": c.schedule, "warmup": c.warmup, "first_step": int(c.steps[0]), "last_step": int(c.steps[-1]),
+         "area": c.area, "peak_lr": float(c.lrs.max()), "n_points": int(len(c.fitted_points()[0]))}
+        for c in curves
+    )
+    fit = CurveFit(
+        law=law, params=params, intervals=intervals, options=options, objective=objective,
+        diagnostics={"objective_value": value, "success": ok, "message": message, "n_starts": n_starts,
+                     "n_boot": n_boot, "block": block, "n_curves": len(curves), "n_points": n_points},
+        curves=described, boot_params=tuple(tuple(map(float, b)) for b in boot), data_hash=curves_hash(curves), seed=seed,
+    )
+    diagnostics = dict(fit.diagnostics, **{f"train_{k}": v for k, v in evaluate_fit(fit, curves).items()})
+    return CurveFit(**{**asdict(fit), "diagnostics": diagnostics, "curves": described,
+                       "intervals": intervals, "boot_params": fit.boot_params})

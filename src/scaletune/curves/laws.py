@@ -1,0 +1,257 @@
+"""Loss-curve laws under learning-rate schedules, vectorised over steps (numpy only).
+
+A curve has the rate of every step, ``lrs[0..]`` (step = optimizer update, 0-indexed, as in
+`scaletune.schedules`), and a warm-up of ``W`` steps. The loss logged at step ``t`` is predicted from
+
+- the learning-rate area   ``S(t) = sum_{tau=0..t} lrs[tau]``  (the paper's ``S1(t) + S_W``);
+- the area from step k     ``S_k(t) = sum_{tau=k..t} lrs[tau]``.
+
+Laws (losses in nats per token, natural log everywhere):
+
+- ``multipower`` (Luo et al. 2025, arXiv 2503.12811):
+  ``L(t) = L0 + A S(t)^-alpha - B sum_{k=1..t} (lrs[k-1] - lrs[k]) G(lrs[k]^-gamma S_k(t))``,
+  ``G(x) = 1 - (C x + 1)^-beta``. The sum runs over the warm-up too, where the rising rate counts as a
+  negative drop: that is the convention of the published fits (with it, the published 25M parameters give
+  R2 0.9988 on the published test curves; summing only after warm-up shifts every loss by about 0.1).
+- ``annealing`` (Tissue et al. 2024, arXiv 2408.11029): ``L = L0 + A S(t)^-alpha - C S2(t)`` with
+  ``S2(t) = sum_{tau<=t} m_tau``, ``m_tau = lam m_{tau-1} + (lrs[tau-1] - lrs[tau])`` over the steps after
+  warm-up (Tissue et al. count warm-up at the peak rate, so it adds no annealing). ``lam`` (about 0.999)
+  is chosen from a grid by the fitter, not by gradient.
+- ``power``: ``L = L0 + A t^-alpha`` in steps ``t`` (> 0); for constant-rate curves, it ignores the schedule.
+
+Each law maps natural parameters to predictions *and* their Jacobian, so fits use exact gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.signal import lfilter
+
+from scaletune.errors import ScaletuneError
+
+# Groups of rate drops in the multipower sum. Seen from an evaluation step t, the NEAR newest drops are
+# summed one by one (exactly); older ones in groups whose width grows geometrically by RATIO, each replaced
+# by its drop-weighted mean argument. G is smooth in log-distance, so this costs O(log t) per point instead
+# of O(t). Within the warm-up the rate itself changes by orders of magnitude, so warm-up groups are also cut
+# at steps growing geometrically from step 1 (rates within a group then differ by at most RATIO). Tests
+# compare with the term-by-term sum: the difference is below 1e-5 in loss.
+NEAR = 16
+RATIO = 1.15
+
+
+def _geometric(n: int, start: int) -> np.ndarray:
+    d = [float(i) for i in range(start + 1)]
+    while d[-1] < n:
+        d.append(max(d[-1] + 1, np.ceil(d[-1] * RATIO)))
+    return np.asarray(d, dtype=np.int64)
+
+
+def _group_edges(t: np.ndarray, warmup: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per evaluation point, the bounds (lo, hi] of each group of drops k (descending, covering 1..t)."""
+    edges = np.clip(t[:, None] - _geometric(n, NEAR)[None, :], 0, None)
+    if warmup > 1:
+        cuts = _geometric(warmup, 1)
+        edges = np.concatenate([edges, np.minimum(cuts[cuts <= warmup][None, :], t[:, None])], axis=1)
+    edges = -np.sort(-edges, axis=1)
+    return edges[:, 1:], edges[:, :-1]
+
+
+@dataclass
+class Prepared:
+    """Per-curve quantities that do not depend on the law's parameters (computed once per fit)."""
+
+    t: np.ndarray  # evaluation steps, shape (M,)
+    eta: np.ndarray  # per-step rates 0 .. n-1 (floored at a tiny positive value: eta^-gamma stays finite)
+    warmup: int
+    area: np.ndarray  # S(t) at the evaluation points
+    cache: dict = field(default_factory=dict)
+
+
+def prepare(lrs: np.ndarray, warmup: int, steps: np.ndarray) -> Prepared:
+    """Precompute the schedule areas for evaluating a law at ``steps`` (0 <= step < len(lrs))."""
+    lrs = np.asarray(lrs, dtype=float)
+    steps = np.asarray(steps, dtype=np.int64)
+    if steps.size and (steps.min() < 0 or steps.max() >= len(lrs)):
+        raise ScaletuneError(f"curve steps must lie in [0, last scheduled step {len(lrs) - 1}] (got {steps.min()}..{steps.max()})")
+    eta = np.maximum(lrs, 1e-12 * max(lrs.max(), 1e-30))
+    partial = np.concatenate([[0.0], np.cumsum(eta[1:])])  # sum_{tau=1..t}: S_k(t) = partial[t] - partial[k-1]
+    return Prepared(t=steps, eta=eta, warmup=int(warmup), area=partial[steps] + eta[0], cache={"partial": partial})
+
+
+@dataclass(frozen=True)
+class CurveLaw:
+    """A loss-curve law: parameter names, bounds, which are fitted in log space, and its evaluator."""
+
+    name: str
+    params: tuple[str, ...]
+    bounds: tuple[tuple[float, float], ...]  # natural units
+    log_params: tuple[str, ...]  # fitted as log(value): positive scales
+    linear: tuple[str, ...]  # enter the prediction linearly (solved exactly for start points)
+    start_grid: dict[str, tuple[float, ...]]  # values tried for the non-linear parameters
+    formula: str
+
+    def evaluate(self, theta: np.ndarray, prep: Prepared, options: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Prediction (M,) and its Jacobian (M, P) with respect to the natural parameters."""
+        return _EVALUATORS[self.name](np.asarray(theta, dtype=float), prep, options)
+
+    def basis(self, theta: np.ndarray, prep: Prepared, options: dict) -> np.ndarray:
+        """Columns multiplying the linear parameters (in `linear` order) at fixed non-linear ones."""
+        pred, jac = self.evaluate(theta, prep, options)
+        return jac[:, [self.params.index(p) for p in self.linear]]
+
+
+def _power_term(A: float, alpha: float, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    upow = u ** (-alpha)
+    return A * upow, upow, -A * upow * np.log(u)
+
+
+def _multipower(theta: np.ndarray, prep: Prepared, options: dict) -> tuple[np.ndarray, np.ndarray]:
+    L0, A, alpha, B, C, beta, gamma = theta
+    u = prep.area
+    term, d_A, d_alpha = _power_term(A, alpha, u)
+    drop = _loss_drop(prep, C, beta, gamma)
+    jac = np.empty((len(u), 7))
+    jac[:, 0] = 1.0
+    jac[:, 1] = d_A
+    jac[:, 2] = d_alpha
+    jac[:, 3] = -drop["value"]
+    jac[:, 4] = -B * drop["dC"]
+    jac[:, 5] = -B * drop["dbeta"]
+    jac[:, 6] = -B * drop["dgamma"]
+    return L0 + term - B * drop["value"], jac
+
+
+def _loss_drop(prep: Prepared, C: float, beta: float, gamma: float, grad: bool = True) -> dict[str, np.ndarray]:
+    """sum_k (eta_{k-1} - eta_k) G(eta_k^-gamma S_k(t)) and (if ``grad``) its derivatives in C, beta, gamma.
+
+    Vectorised with prefix sums over k: for a group of drops k in (lo, hi], the drop mass and the
+    drop-weighted sums of eta_k^-gamma and eta_k^-gamma S1(k-1) are differences of cumulative sums.
+    """
+    eta, t = prep.eta, prep.t
+    M = len(t)
+    out = {k: np.zeros(M) for k in ("value", "dC", "dbeta", "dgamma")}
+    if "groups" not in prep.cache:
+        prep.cache["groups"] = _drop_groups(prep)
+    for part, lo, hi, mass, inv_mass in prep.cache["groups"]:
+        partial = prep.cache["partial"]
+        s1_t = partial[t][:, None]
+        pw = part * eta[1:] ** (-gamma)
+        sums = [pw, pw * partial[:-1]]  # S1(k-1) = partial[k-1]
+        if grad:
+            log_eta = np.log(eta[1:])
+            sums += [-pw * log_eta, -pw * log_eta * partial[:-1]]
+        P = [np.concatenate([[0.0], np.cumsum(v)]) for v in sums]
+        P = [v[hi] - v[lo] for v in P]
+        y = (s1_t * P[0] - P[1]) * inv_mass  # drop-weighted mean of eta_k^-gamma S_k(t)
+        x1 = C * y + 1.0
+        pow_ = x1 ** (-beta)
+        out["value"] += (mass * (1.0 - pow_)).sum(axis=1)
+        if grad:
+            dG_dx = mass * beta * pow_ / x1
+            out["dC"] += (dG_dx * y).sum(axis=1)
+            out["dbeta"] += (mass * pow_ * np.log(x1)).sum(axis=1)
+            out["dgamma"] += (dG_dx * C * (s1_t * P[2] - P[3]) * inv_mass).sum(axis=1)
+    return out
+
+
+def _drop_groups(prep: Prepared) -> list:
+    """Parameter-free parts of the drop sum: for decreases and (apart) increases, each group's bounds and mass."""
+    eta, t = prep.eta, prep.t
+    delta = eta[:-1] - eta[1:]  # drop at k = 1..n-1
+    if len(t) == 0 or not np.any(delta):
+        return []
+    lo, hi = _group_edges(t, prep.warmup, len(eta))
+    groups = []
+    # Rises (negative drops, e.g. the warm-up) are grouped apart from decreases so no group mixes signs.
+    for part in (np.clip(delta, 0, None), np.clip(delta, None, 0)):
+        if not np.any(part):
+            continue
+        P0 = np.concatenate([[0.0], np.cumsum(part)])
+        mass = P0[hi] - P0[lo]
+        keep = np.abs(mass) > 0
+        groups.append((part, lo, hi, np.where(keep, mass, 0.0), np.where(keep, 1.0 / np.where(keep, mass, 1.0), 0.0)))
+    return groups
+
+
+def loss_drop_exact(prep: Prepared, C: float, beta: float, gamma: float) -> np.ndarray:
+    """The multipower loss-drop sum term by term (O(t) per point): the reference for tests."""
+    eta, area = prep.eta, prep.cache["partial"]
+    out = np.zeros(len(prep.t))
+    for i, t in enumerate(prep.t):
+        k = np.arange(1, t + 1)
+        out[i] = np.sum((eta[k - 1] - eta[k]) * (1 - (1 + C * eta[k] ** (-gamma) * (area[t] - area[k - 1])) ** (-beta)))
+    return out
+
+
+def annealing_area(prep: Prepared, lam: float) -> np.ndarray:
+    """S2(t) = sum_{tau<=t} m_tau with m_tau = lam m_{tau-1} + (eta_{tau-1} - eta_tau) (a linear filter)."""
+    key = ("s2", lam)
+    if key not in prep.cache:
+        delta = np.concatenate([[0.0], prep.eta[:-1] - prep.eta[1:]])
+        delta[: prep.warmup + 1] = 0.0  # no annealing from the warm-up's rising rate
+        momentum = lfilter([1.0], [1.0, -lam], delta)
+        prep.cache[key] = np.cumsum(momentum)[prep.t]
+    return prep.cache[key]
+
+
+def _annealing(theta: np.ndarray, prep: Prepared, options: dict) -> tuple[np.ndarray, np.ndarray]:
+    L0, A, alpha, C = theta
+    u = prep.area
+    term, d_A, d_alpha = _power_term(A, alpha, u)
+    s2 = annealing_area(prep, float(options.get("lam", 0.999)))
+    jac = np.column_stack([np.ones_like(u), d_A, d_alpha, -s2])
+    return L0 + term - C * s2, jac
+
+
+def _power(theta: np.ndarray, prep: Prepared, options: dict) -> tuple[np.ndarray, np.ndarray]:
+    L0, A, alpha = theta
+    s = prep.t.astype(float)
+    if np.any(s <= 0):
+        raise ScaletuneError("the power law in steps needs steps > 0")
+    term, d_A, d_alpha = _power_term(A, alpha, s)
+    return L0 + term, np.column_stack([np.ones_like(s), d_A, d_alpha])
+
+
+_EVALUATORS = {"multipower": _multipower, "annealing": _annealing, "power": _power}
+
+LAWS: dict[str, CurveLaw] = {
+    "multipower": CurveLaw(
+        name="multipower",
+        params=("L0", "A", "alpha", "B", "C", "beta", "gamma"),
+        bounds=((0.0, 50.0), (1e-8, 1e4), (0.01, 3.0), (1e-4, 1e6), (1e-4, 1e4), (0.01, 5.0), (0.0, 2.0)),
+        log_params=("A", "B", "C"),
+        linear=("L0", "A", "B"),
+        start_grid={"alpha": (0.3, 0.6), "C": (0.5, 2.0, 8.0), "beta": (0.3, 0.6), "gamma": (0.3, 0.6)},
+        formula="L0 + A*(S1+S_W)^-alpha - B*sum_k (eta_{k-1}-eta_k)*(1-(C*eta_k^-gamma*S_k(t)+1)^-beta)",
+    ),
+    "annealing": CurveLaw(
+        name="annealing",
+        params=("L0", "A", "alpha", "C"),
+        bounds=((0.0, 50.0), (1e-8, 1e4), (0.01, 3.0), (0.0, 1e6)),
+        log_params=("A",),
+        linear=("L0", "A", "C"),
+        start_grid={"alpha": (0.2, 0.4, 0.6, 0.9)},
+        formula="L0 + A*(S1+S_W)^-alpha - C*S2, S2 = sum_t m_t, m_t = lam*m_{t-1} + (eta_{t-1}-eta_t)",
+    ),
+    "power": CurveLaw(
+        name="power",
+        params=("L0", "A", "alpha"),
+        bounds=((0.0, 50.0), (1e-8, 1e6), (0.01, 3.0)),
+        log_params=("A",),
+        linear=("L0", "A"),
+        start_grid={"alpha": (0.1, 0.3, 0.5, 0.8)},
+        formula="L0 + A*step^-alpha (steps, constant-rate curves)",
+    ),
+}
+
+# The annealing momentum lam is picked from this grid by the fitter (Tissue et al. use 0.999).
+ANNEALING_LAMBDAS = (0.99, 0.995, 0.998, 0.999, 0.9995)
+
+
+def get_law(name: str) -> CurveLaw:
+    try:
+        return LAWS[name]
+    except KeyError:
+        raise ScaletuneError(f"unknown curve law {name!r} (known: {', '.join(LAWS)})") from None
