@@ -1,7 +1,19 @@
 """Scaling laws: a catalogue declared as data, robust fits with bootstrap intervals, isoFLOP analysis,
-compute-optimal allocation and published laws. numpy/scipy/pandas only (no torch)."""
+compute-optimal allocation and published laws. numpy/scipy/pandas only (no torch).
 
+    from scaletune.laws import fit
+    result = fit("chinchilla", table, bootstrap=1000, seed=0)   # table has N, D, loss
+    result.params_, result.intervals, result.diagnostics
+    result.predict({"N": 7e10, "D": 1.4e12}), result.predict_interval(...), result.extrapolation(...)
+"""
+
+from scaletune.laws.allocation import Allocation, allocate, compute_for_loss
 from scaletune.laws.catalogue import Law, Projection, get_law, law_names, register_law
 from scaletune.laws.fitting import FitResult, fit, holdout_mask
+from scaletune.laws.isoflop import IsoflopResult, isoflop
+from scaletune.laws.published import load_fit, published
 
-__all__ = ["Law", "Projection", "FitResult", "fit", "get_law", "law_names", "register_law", "holdout_mask"]
+__all__ = [
+    "Law", "Projection", "FitResult", "fit", "get_law", "law_names", "register_law", "holdout_mask",
+    "isoflop", "IsoflopResult", "allocate", "compute_for_loss", "Allocation", "published", "load_fit",
+]

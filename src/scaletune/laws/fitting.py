@@ -79,7 +79,8 @@ class _Problem:
     y: np.ndarray
     objective: Objective
     fixed: dict[str, float]
-    has_jac: bool | None = None  # whether the law gives an analytic Jacobian (else finite differences)
+    has_jac: bool | None = None  # filled in by __post_init__
+    weights: np.ndarray | None = None  # per-point weights of the objective (None: all 1)  # whether the law gives an analytic Jacobian (else finite differences)
 
     def __post_init__(self) -> None:
         if self.has_jac is None:
@@ -107,7 +108,10 @@ class _Problem:
                 dr = None if jac is None else jac * pred[:, None]
             if not np.all(np.isfinite(r)):
                 return _BAD, (np.zeros(len(theta_free)) if jac is not None else None)
-            value, g = self.objective.rho(r)
+            value, g = self.objective.elementwise(r)
+            if self.weights is not None:
+                value, g = value * self.weights, g * self.weights
+            value = float(value.sum())
         if dr is None:
             return value, None
         # elementwise, not a BLAS gemv: threaded BLAS in forked bootstrap workers oversubscribes the cores
@@ -131,7 +135,8 @@ class _Problem:
                 else:
                     c, _ = batched_nnls(phi, self.y)
                     r = (phi * c[:, None, :]).sum(axis=2) - self.y[None, :]
-                scores = self.objective.elementwise(r)[0].sum(axis=1)
+                rho = self.objective.elementwise(r)[0]
+                scores = (rho if self.weights is None else rho * self.weights[None, :]).sum(axis=1)
             scores[~np.isfinite(scores)] = np.inf
             order = np.argsort(scores, kind="stable")[:n_best]
             params = proj.to_params({k: v[order] for k, v in g.items()}, c[order])
@@ -345,7 +350,8 @@ def _refit_chunk(rows: list[np.ndarray]) -> np.ndarray:
     prob: _Problem = _WORK["problem"]
     out = np.full((len(rows), len(prob.law.params)), np.nan)
     for i, idx in enumerate(rows):
-        sub = _Problem(prob.law, {k: v[idx] for k, v in prob.x.items()}, prob.y[idx], prob.objective, prob.fixed, prob.has_jac)
+        w = None if prob.weights is None else prob.weights[idx]
+        sub = _Problem(prob.law, {k: v[idx] for k, v in prob.x.items()}, prob.y[idx], prob.objective, prob.fixed, prob.has_jac, w)
         if any(len(np.unique(v)) < 2 for v in sub.x.values()):
             continue  # a resample with a single scale cannot identify the law: counted as failed
         try:
@@ -436,6 +442,7 @@ def fit(
     groups: str | Sequence | np.ndarray | None = None,
     holdout: str | np.ndarray | None = None,
     fixed: Mapping[str, float] | None = None,
+    weights: str | Sequence[float] | np.ndarray | None = None,
     level: float = 0.95,
     n_starts: int = 5,
     workers: int | None = None,
@@ -447,7 +454,8 @@ def fit(
     ``groups`` (a column name or one label per row; default: each row) ``bootstrap`` times on all cores, with
     ``seed``; intervals are percentile intervals at ``level``. ``holdout`` (an expression such as
     ``"C>=1e21"`` or ``"largest(N,2)"``, or a boolean mask) is left out of the fit and reported.
-    ``fixed`` freezes parameters at given values.
+    ``fixed`` freezes parameters at given values; ``weights`` (a column name or one value per row)
+    multiplies each point's term of the objective.
     """
     law = get_law(law)
     y = y or law.response
@@ -479,7 +487,18 @@ def fit(
 
     x = _design(law, train)
     yv = pd.to_numeric(train[y]).to_numpy(dtype=float)
-    problem = _Problem(law, x, yv, obj, fixed)
+    w = None
+    if weights is not None:
+        if isinstance(weights, str):
+            require_columns(df, [weights])
+            require_positive(df, [weights])
+            w = pd.to_numeric(df[weights]).to_numpy(float)
+        else:
+            w = np.asarray(weights, dtype=float)
+            if len(w) != len(df) or not np.all(np.isfinite(w) & (w > 0)):
+                raise ScaletuneError(f"weights must be {len(df)} positive finite values, one per row")
+        w = w[~mask]
+    problem = _Problem(law, x, yv, obj, fixed, weights=w)
     theta, value, res = problem.solve(n_starts)
     params = {p: float(t) for p, t in zip(law.params, theta)}
     derived = {k: float(v) for k, v in law.derive(params).items()}
