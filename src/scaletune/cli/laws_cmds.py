@@ -1,3 +1,288 @@
-"""`scaletune` commands of the laws area."""
+"""`scaletune` commands of the laws area: fit, predict, allocate, isoflop.
 
-COMMANDS: list = []
+Thin: parse, call `scaletune.laws`, print a table (rich) or one JSON document (--json). Matplotlib is
+imported only when --plot is given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+
+from scaletune.errors import ScaletuneError
+from scaletune.runtable import parse_assignments, parse_point, read_table
+
+EXAMPLES = {
+    # name: (file in scaletune/data/laws, default law)
+    "porian": ("porian_rw_tuned.csv", "chinchilla"),
+    "datablations": ("datablations_182.csv", "data_constrained"),
+}
+
+
+def example_path(name: str) -> Path:
+    """Path of a bundled real data set (see scaletune/data/laws/SOURCE.md)."""
+    return Path(str(resources.files("scaletune") / "data" / "laws" / EXAMPLES[name][0]))
+
+
+def _load(data: str | None, example: str | None, mapping: str | None, where: str | None) -> pd.DataFrame:
+    if (data is None) == (example is None):
+        raise ScaletuneError("give a data file (CSV, Parquet or JSON lines) or --example NAME, not both or neither")
+    df = read_table(data if data else example_path(example), mapping)
+    if where:
+        source = df.attrs.get("source")
+        for col, value in parse_assignments(where, "--where filter").items():
+            if col not in df.columns:
+                raise ScaletuneError(f"{source}: --where column {col!r} not found (columns: {', '.join(map(str, df.columns))})")
+            keep = df[col].astype(str) == value
+            if not keep.any():
+                raise ScaletuneError(f"{source}: no row has {col} == {value!r} (values: {', '.join(map(str, df[col].unique()[:10]))})")
+            df = df[keep]
+        df.attrs["source"] = f"{source} [{where}]"
+    return df
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, (int, np.integer)):
+        return str(v)
+    return f"{v:.6g}"
+
+
+def _echo_json(doc) -> None:
+    from scaletune.laws.fitting import _jsonable
+
+    click.echo(json.dumps(_jsonable(doc), indent=1))
+
+
+def _table(title: str, columns: list[str], rows: list[list]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for c in columns:
+        table.add_column(c, justify="right" if c not in ("name", "quantity", "check") else "left")
+    for row in rows:
+        table.add_row(*[r if isinstance(r, str) else _fmt(r) for r in row])
+    Console(width=140).print(table)
+
+
+def _fit_doc(result) -> dict:
+    doc = result.to_dict()
+    doc.pop("bootstrap_params")  # thousands of numbers: in --out, not on the screen
+    return doc
+
+
+def _print_fit(result, law) -> None:
+    click.echo(f"law {result.law}: {law.formula}")
+    click.echo(f"fitted to {result.diagnostics['n_points']} points of {result.provenance.get('source')} "
+               f"(y = {result.y}; objective {result.objective}; natural logs)")
+    level = int(round(result.level * 100))
+    rows = [[k, v, *result.intervals.get(k, (None, None))] for k, v in {**result.params_, **result.derived_}.items()]
+    rows += [[f"{k} (fixed)", v, None, None] for k, v in result.fixed.items() if k not in result.params_]
+    _table("parameters and derived quantities", ["name", "value", f"{level}% lo", f"{level}% hi"], rows)
+    d = result.diagnostics
+    boot = d.get("bootstrap")
+    click.echo(f"converged: {d['converged']}; objective {d['objective_value']:.8g}; residual std (log) "
+               f"{d['residual_std_log']:.4g}, max |log residual| {d['residual_max_abs_log']:.4g}; distinct scales "
+               + ", ".join(f"{k}: {v}" for k, v in d["n_scales"].items()))
+    if boot:
+        click.echo(f"bootstrap: {boot['samples']} resamples of {boot['groups']} groups (seed {result.seed}), {boot['failed']} failed")
+    else:
+        click.echo("no bootstrap: no intervals (use --bootstrap K)")
+    for w in d.get("warnings", []):
+        click.echo(f"warning: {w}")
+    if result.holdout:
+        h = result.holdout
+        cols = [*law.variables, "observed", "predicted", "rel. error", "lo", "hi", "covered", "extrapolation x"]
+        rows = [[*(p[v] for v in law.variables), p["observed"], p["predicted"], p["relative_error"], p.get("lo"), p.get("hi"),
+                 str(p.get("covered", "-")), p["extrapolation"]] for p in h["points"]]
+        _table(f"held out ({h['expression']}): {h['n']} points, mean |rel. error| {h['mean_abs_relative_error']:.4g}"
+               + (f", interval coverage {h['coverage']:.0%}" if "coverage" in h else ""), cols, rows)
+
+
+@click.command("fit")
+@click.argument("data", required=False)
+@click.option("--example", type=click.Choice(sorted(EXAMPLES)), help="Use a bundled real data set instead of DATA.")
+@click.option("--law", "law_name", help="Law name (chinchilla, compute, powerlaw:N,D, data_constrained, ...).")
+@click.option("--map", "mapping", help="Rename columns: canonical=yours, e.g. N=params,D=tokens,loss=val_loss.")
+@click.option("--y", "y", help="Response column (default: the law's, usually loss).")
+@click.option("--where", help="Keep rows where COL=VALUE[,COL=VALUE...].")
+@click.option("--holdout", help="Hold out rows and report how well they are predicted: 'C>=1e21', 'largest(N,2)'.")
+@click.option("--bootstrap", default=200, show_default=True, type=click.IntRange(min=0), help="Bootstrap resamples.")
+@click.option("--groups", help="Column whose values are resampled together (default: each row).")
+@click.option("--weights", help="Column of per-point weights of the objective.")
+@click.option("--fix", help="Freeze parameters: NAME=VALUE[,...].")
+@click.option("--objective", default="huber", show_default=True, help="huber | mse_log | mse_linear | lower_envelope.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the fit (with bootstrap samples) as JSON.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write a figure (PNG, PDF or SVG).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
+def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, groups, weights, fix, objective, seed, out, plot, as_json):
+    """Fit a scaling law to a run table (CSV, Parquet, JSON lines) with bootstrap intervals."""
+    from scaletune.laws import fit, get_law
+
+    df = _load(data, example, mapping, where)
+    if law_name is None:
+        if example is None:
+            raise ScaletuneError("missing --law (e.g. --law chinchilla); known laws: see `scaletune laws`")
+        law_name = EXAMPLES[example][1]
+    law = get_law(law_name)
+    fixed = parse_point(fix) if fix else None
+    result = fit(law, df, y=y, objective=objective, bootstrap=bootstrap, seed=seed, groups=groups,
+                 holdout=holdout, fixed=fixed, weights=weights)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(result.to_json())
+    if plot:
+        from scaletune.report.laws_plots import plot_fit
+
+        plot_fit(result, df, plot)
+    if as_json:
+        _echo_json(_fit_doc(result))
+        return
+    _print_fit(result, law)
+    for what, path in (("fit", out), ("figure", plot)):
+        if path:
+            click.echo(f"{what} written to {path}")
+
+
+@click.command("laws")
+def laws_cmd():
+    """List the law catalogue and the published laws."""
+    from scaletune.laws import get_law, law_names
+    from scaletune.laws.published import ALLOCATION_ONLY, PUBLISHED
+
+    for name in law_names():
+        law = get_law(name.replace(":VARS", ""))
+        click.echo(f"{name:22s} {law.formula}")
+    for name, pub in PUBLISHED.items():
+        click.echo(f"published:{name:12s} {pub.law} ({pub.convention}) - {pub.citation}")
+    for name, (_, cite) in ALLOCATION_ONLY.items():
+        click.echo(f"published:{name:12s} allocation only - {cite}")
+
+
+@click.command("predict")
+@click.argument("fit_spec", metavar="(FIT.json | published:NAME)")
+@click.option("--at", "points", multiple=True, required=True, help="Point NAME=VALUE[,...], e.g. N=7e10,D=1.4e12 (repeatable).")
+@click.option("--level", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999))
+@click.option("--json", "as_json", is_flag=True)
+def predict_cmd(fit_spec, points, level, as_json):
+    """Predict with a fitted or published law, with its interval and how far it extrapolates."""
+    from scaletune.laws import load_fit
+
+    result = load_fit(fit_spec)
+    law = result.law_
+    rows = []
+    for text in points:
+        point = parse_point(text)
+        extra = [k for k in point if k not in law.variables]
+        if extra:
+            raise ScaletuneError(f"--at {text!r}: law {result.law!r} has no variable {extra[0]!r} (variables: {', '.join(law.variables)})")
+        for k, v in point.items():
+            if not (v > 0 and math.isfinite(v)):
+                raise ScaletuneError(f"--at {text!r}: {k} must be positive, got {v!r}")
+        pred = float(result.predict(point)[0])
+        lo = hi = None
+        if result.bootstrap_params is not None:
+            lo, hi = (float(a[0]) for a in result.predict_interval(point, level))
+        rows.append({**point, result.y: pred, "lo": lo, "hi": hi, "level": level,
+                     "extrapolation": float(result.extrapolation(point)[0])})
+    if as_json:
+        _echo_json({"law": result.law, "source": fit_spec, "y": result.y, "citation": result.citation, "predictions": rows})
+        return
+    click.echo(f"{fit_spec}: {result.law} ({law.formula})")
+    cols = [*law.variables, result.y, f"{int(level * 100)}% lo", f"{int(level * 100)}% hi", "extrapolation x"]
+    _table("predictions (extrapolation x: largest factor outside the fitted range, 1 = inside)", cols,
+           [[*(r[v] for v in law.variables), r[result.y], r["lo"], r["hi"], r["extrapolation"]] for r in rows])
+    if result.bootstrap_params is None:
+        click.echo("no interval: this law carries no bootstrap samples" + (" (published)" if result.diagnostics.get("published") else ""))
+
+
+@click.command("allocate")
+@click.argument("fit_spec", metavar="(FIT.json | published:NAME)")
+@click.option("--compute", "computes", multiple=True, type=float, help="Compute budget C in FLOPs (C = 6ND); repeatable.")
+@click.option("--loss", "losses", multiple=True, type=float, help="Target loss: the compute needed to reach it; repeatable.")
+@click.option("--json", "as_json", is_flag=True)
+def allocate_cmd(fit_spec, computes, losses, as_json):
+    """Compute-optimal N*, D* (and the loss there) for a budget, or the compute that reaches a loss."""
+    from scaletune.laws import allocate, compute_for_loss, load_fit
+    from scaletune.laws.published import ALLOCATION_ONLY
+
+    if not computes and not losses:
+        raise ScaletuneError("give --compute FLOPS or --loss TARGET")
+    fit_obj = fit_spec if fit_spec.removeprefix("published:") in ALLOCATION_ONLY else load_fit(fit_spec)
+    results = [allocate(fit_obj, c) for c in computes] + [compute_for_loss(fit_obj, l) for l in losses]
+    if as_json:
+        _echo_json({"source": fit_spec, "allocations": [r.to_dict() for r in results]})
+        return
+    click.echo(f"{fit_spec}: {results[0].convention}")
+    rows = []
+    for r in results:
+        for q, v in (("C (FLOPs)", r.C), ("N*", r.N_star), ("D* (tokens)", r.D_star), ("D*/N*", r.tokens_per_param), ("loss", r.loss)):
+            key = {"C (FLOPs)": "C", "N*": "N_star", "D* (tokens)": "D_star", "D*/N*": "tokens_per_param", "loss": "loss"}[q]
+            rows.append([q, v, *r.intervals.get(key, (None, None))])
+        rows.append(["extrapolation x", r.extrapolation, None, None])
+    _table("compute-optimal allocation", ["quantity", "value", "95% lo", "95% hi"], rows)
+    for r in results:
+        for note in r.notes:
+            click.echo(f"note: {note}")
+    if not results[0].intervals:
+        click.echo("no intervals: this law carries no bootstrap samples")
+
+
+@click.command("isoflop")
+@click.argument("data", required=False)
+@click.option("--example", type=click.Choice(["porian"]), help="Use the bundled Porian et al. isoFLOP sweep.")
+@click.option("--map", "mapping", help="Rename columns: C=flops,N=params,D=tokens,loss=val_loss.")
+@click.option("--where", help="Keep rows where COL=VALUE[,COL=VALUE...].")
+@click.option("--interpolation", type=click.Choice(["akima", "cubic"]), default="akima", show_default=True)
+@click.option("--bootstrap", default=200, show_default=True, type=click.IntRange(min=0))
+@click.option("--unweighted", is_flag=True, help="Fit N*(C) without weighting budgets by 1/var(ln N*).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the N*(C) fit as JSON (usable by `predict`).")
+@click.option("--plot", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def isoflop_cmd(data, example, mapping, where, interpolation, bootstrap, unweighted, seed, out, plot, as_json):
+    """IsoFLOP analysis (Chinchilla Approach 2): optimum per budget, then N*(C) = k C^a and D*(C) = k' C^b."""
+    from scaletune.laws import isoflop
+
+    df = _load(data, example, mapping, where)
+    res = isoflop(df, interpolation=interpolation, bootstrap=bootstrap, seed=seed, weighted=not unweighted)
+    if out:
+        Path(out).write_text(res.n_fit.to_json())
+    if plot:
+        from scaletune.report.laws_plots import plot_isoflop
+
+        plot_isoflop(res, df, plot)
+    if as_json:
+        doc = res.to_dict()
+        for k in ("n_fit", "d_fit"):
+            doc[k].pop("bootstrap_params")
+        _echo_json(doc)
+        return
+    click.echo(f"isoFLOP analysis of {df.attrs.get('source')}: {len(res.optima)} budgets used, {len(res.dropped)} dropped; "
+               f"{interpolation} interpolation of loss vs ln N; {bootstrap} bootstrap resamples per budget (seed {seed})")
+    rows = [[r.C, r.N_star, r.N_star_lo, r.N_star_hi, r.D_star, r.tokens_per_param, r.loss_star, r.n_points]
+            for r in res.optima.itertuples()]
+    _table("per-budget optimum", ["C (FLOPs)", "N*", "N* 95% lo", "N* 95% hi", "D* (tokens)", "D*/N*", "loss*", "points"], rows)
+    lo, hi = res.n_fit.intervals.get("c_C", (None, None))
+    dlo, dhi = res.d_fit.intervals.get("c_C", (None, None))
+    _table(("weighted" if not unweighted else "unweighted") + " power-law fits (ln-space least squares)",
+           ["quantity", "value", "95% lo", "95% hi"],
+           [["a in N* = k C^a", res.a, lo, hi], ["k", res.n_fit.derived_["k"], *res.n_fit.intervals.get("k", (None, None))],
+            ["b in D* = k' C^b", res.b, dlo, dhi], ["k'", res.d_fit.derived_["k"], *res.d_fit.intervals.get("k", (None, None))]])
+    for w in res.warnings:
+        click.echo(f"warning: {w}")
+    for what, path in (("N*(C) fit", out), ("figure", plot)):
+        if path:
+            click.echo(f"{what} written to {path}")
+
+
+COMMANDS = [fit_cmd, predict_cmd, allocate_cmd, isoflop_cmd, laws_cmd]
