@@ -1,0 +1,287 @@
+"""Running studies for real: worker processes on SQLite / PostgreSQL / journal storage, outcomes, pruning,
+samplers, scale-aware rungs, SIGKILL and resume with exact accounting, concurrent sweeps."""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scaletune.cli import main
+from scaletune.errors import ScaletuneError
+from scaletune.runtable import read_table
+from scaletune.study import export_curves, export_runs, load_study_config, run_study, study_status
+from scaletune.study.results import open_stored_study, slot_records
+
+TESTS = Path(__file__).parent
+PG_URL = os.environ.get("SCALETUNE_TEST_POSTGRES_URL")
+needs_pg = pytest.mark.skipif(not PG_URL, reason="SCALETUNE_TEST_POSTGRES_URL is not set (source .ci/postgres.sh)")
+
+
+def bowl_loss(width: float, lr: float, seed: int) -> float:
+    """Final loss of study_workloads.bowl (its last reported value)."""
+    return 2.0 + 0.3 / math.log(width) + (0.1 + 3 * math.exp(-4)) * math.log(lr * width / 0.5) ** 2 + 0.001 * seed
+
+
+def toml_file(tmp_path: Path, name: str, storage: str, *, fixed: str = "", strategy: str = 'name = "grid"',
+              space: str = 'lr = { log = ["0.05 / width", "5 / width"], points = 3 }', seeds: str = "[0, 1]",
+              widths: str = "[8, 16]", extra: str = "", steps: int = 5) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f"""
+name = "{name}"
+workload = "study_workloads:bowl"
+seeds = {seeds}
+[storage]
+url = "{storage}"
+heartbeat = 1
+grace = 10
+[fixed]
+steps = {steps}
+{fixed}
+[ladder]
+width = {widths}
+depth = [2]
+tokens = [1e5]
+params = "12 * depth * width**2"
+[space]
+{space}
+[strategy]
+{strategy}
+{extra}
+""")
+    return path
+
+
+def assert_exact(config, storage: str | None = None) -> pd.DataFrame:
+    """Every planned slot of every rung has exactly one finished trial and nothing queued or running."""
+    stored = open_stored_study(config, storage)
+    for rung in range(len(stored.rungs)):
+        trials, planned = stored.rung_trials(rung)
+        records = slot_records(trials, planned)
+        assert planned is not None and sorted(records) == list(range(planned))
+        assert [r.done_count for r in records.values()] == [1] * planned
+        assert not any(r.live for r in records.values())
+    return export_runs(config, storage)
+
+
+def executions(log: Path) -> collections.Counter:
+    lines = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+    return collections.Counter((r["width"], round(r["lr"], 12), r["seed"]) for r in lines)
+
+
+def sweep_process(path: Path, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.Popen([sys.executable, "-m", "scaletune", "sweep", str(path), "--no-progress", *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_grid_sweep_cli_export_and_status(tmp_path, capsys):
+    log = tmp_path / "runs.jsonl"
+    path = toml_file(tmp_path, "grid", "grid.db", fixed=f'log = "{log}"')
+    assert main(["sweep", str(path), "--workers", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "study grid: 12/12 trials finished (12 ok)" in out
+    config = load_study_config(path)
+    df = assert_exact(config)
+    assert len(df) == 12 and set(df["status"]) == {"ok"} and df["error"].isna().all()
+    assert sorted(executions(log).values()) == [1] * 12  # every planned trial ran exactly once
+    expected = [bowl_loss(w, lr, s) for w, lr, s in zip(df["width"], df["lr"], df["seed"])]
+    assert df["loss"].to_numpy() == pytest.approx(expected)
+    assert (df["N"] == 12 * 2 * df["width"] ** 2).all() and (df["C"] == 6 * df["N"] * df["D"]).all()
+    assert set(df.groupby("width")["lr"].nunique()) == {3}
+    # export -> the run table `scaletune fit` reads
+    assert main(["export", str(path), "--format", "parquet", "--out", str(tmp_path / "runs.parquet"),
+                 "--curves", str(tmp_path / "curves.csv")]) == 0
+    table = read_table(tmp_path / "runs.parquet")
+    assert len(table) == 12 and {"N", "D", "C", "loss", "status", "lr", "seed", "run_id"} <= set(table.columns)
+    curves = pd.read_csv(tmp_path / "curves.csv")
+    assert len(curves) == 12 * 5 and set(curves.columns) >= {"run_id", "step", "tokens", "lr", "loss", "train_loss"}
+    last = curves.groupby("run_id")["loss"].last()
+    assert last.loc[df["run_id"]].to_numpy() == pytest.approx(df["loss"].to_numpy())
+    assert main(["export", "grid", "--storage", str(tmp_path / "grid.db"), "--out", str(tmp_path / "r.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "r.csv")) == 12
+    capsys.readouterr()
+    assert main(["status", str(path), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert [(r["planned"], r["done"], r["counts"]) for r in status] == [(6, 6, {"ok": 6})] * 2
+    assert status[0]["best_params"]["lr"] == pytest.approx(0.5 / 8)  # the bowl's optimum, on the grid
+    # running it again finds nothing to do and runs nothing
+    assert main(["sweep", str(path), "--workers", "1", "--no-progress"]) == 0
+    assert sum(executions(log).values()) == 12
+
+
+def test_outcomes_crash_failure_divergence_are_recorded_and_the_study_goes_on(tmp_path):
+    config = load_study_config(toml_file(
+        tmp_path, "outcomes", "outcomes.db", seeds="[0]", widths="[8]",
+        fixed="crash_lr = 0.5\nfail_lr = 0.2\ndiverge_lr = 0.1",
+        space='lr = { log = [0.01, 1.0], points = 5 }'))  # 0.01, 0.0316, 0.1, 0.316, 1.0
+    result = run_study(config, workers=2, progress=False)
+    assert result.complete
+    df = assert_exact(config).sort_values("lr")
+    assert list(df["status"]) == ["ok", "ok", "ok", "failed", "failed"]  # 0.1 is not above diverge_lr
+    assert df["error"].iloc[3] == "ValueError: learning rate 0.316228 too large for this test"
+    assert df["error"].iloc[4] == "worker process died (signal 9)"
+    config2 = load_study_config(toml_file(
+        tmp_path, "diverge", "outcomes.db", seeds="[0]", widths="[8]", fixed="diverge_lr = 0.05",
+        space='lr = { log = [0.01, 1.0], points = 3 }'))
+    run_study(config2, workers=1, progress=False)
+    df2 = assert_exact(config2).sort_values("lr")
+    assert list(df2["status"]) == ["ok", "diverged", "diverged"] and df2["loss"].iloc[1:].isna().all()
+
+
+def test_median_pruner_stops_bad_trials_early(tmp_path):
+    config = load_study_config(toml_file(
+        tmp_path, "prune", "prune.db", seeds="[0]", widths="[8]", steps=8,
+        space='lr = { log = [0.0005, 5.0], points = 9 }',
+        extra="[pruner]\nname = \"median\"\nn_startup_trials = 3\nn_warmup_steps = 2"))
+    run_study(config, workers=1, progress=False)
+    df = assert_exact(config)
+    curves = export_curves(config)
+    steps = curves.groupby("run_id")["step"].max()
+    pruned = df[df["status"] == "pruned"]
+    assert len(pruned) >= 2 and (steps.loc[pruned["run_id"]] < 8).all()
+    assert (steps.loc[df.loc[df["status"] == "ok", "run_id"]] == 8).all()
+    best = df.loc[df["loss"].idxmin()]
+    assert best["status"] == "ok" and best["lr"] == pytest.approx(0.5 / 8, rel=0.5)
+    assert pruned["loss"].notna().all()  # a pruned run's loss is its last reported validation loss
+
+
+def test_tpe_strategy_samples_inside_scale_dependent_ranges(tmp_path):
+    config = load_study_config(toml_file(
+        tmp_path, "tpe", "tpe.db", seeds="[0]", strategy='name = "tpe"\ntrials = 6\nseed = 1',
+        space='lr = { log = ["0.05 / width", "5 / width"] }\nwarmup = { int = [0, 4] }\nopt = { choices = ["a", "b"] }'))
+    run_study(config, workers=2, progress=False)
+    df = assert_exact(config)
+    assert len(df) == 12 and set(df["status"]) == {"ok"}
+    assert ((df["lr"] >= 0.05 / df["width"]) & (df["lr"] <= 5 / df["width"])).all()
+    assert set(df["warmup"]) <= set(range(5)) and set(df["opt"]) <= {"a", "b"}
+
+
+def test_scale_aware_rungs_run_in_order_inside_narrowed_ranges(tmp_path):
+    config = load_study_config(toml_file(
+        tmp_path, "aware", "aware.db", seeds="[0]", widths="[8, 32]",
+        strategy='name = "scale-aware"\ntrials = 4\nnarrow = "study_workloads:narrow_around_best"',
+        space='lr = { log = [0.0001, 1.0] }'))
+    run_study(config, workers=2, progress=False)
+    df = assert_exact(config)
+    stored = open_stored_study(config)
+    r0, r1 = (stored.rung_trials(k)[0] for k in (0, 1))
+    assert min(t.datetime_start for t in r1) >= max(t.datetime_complete for t in r0)
+    best0 = df[df["rung"] == 0].sort_values("loss").iloc[0]
+    centre = best0["lr"] * 8 / 32
+    ranges = stored.storage.get_study_user_attrs(stored.storage.get_study_id_from_name("aware/r1"))["ranges"]
+    assert ranges["lr"] == pytest.approx([centre / math.sqrt(10), centre * math.sqrt(10)])
+    lrs = df.loc[df["rung"] == 1, "lr"]
+    assert ((lrs >= ranges["lr"][0]) & (lrs <= ranges["lr"][1])).all() and len(lrs) == 4
+
+
+def test_changed_study_file_under_the_same_name_is_refused(tmp_path, capsys):
+    path = toml_file(tmp_path, "same", "same.db", seeds="[0]", widths="[8]")
+    assert main(["sweep", str(path), "--workers", "1", "--no-progress"]) == 0
+    path.write_text(path.read_text().replace("points = 3", "points = 4"))
+    assert main(["sweep", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "study 'same' in sqlite:///" in err[0] and "was planned from a different study file" in err[0]
+    assert main(["status", "nope", "--storage", str(tmp_path / "same.db")]) == 2
+    assert "no study 'nope' in storage" in capsys.readouterr().err
+    assert main(["status", "same", "--storage", str(tmp_path / "missing.db")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    with pytest.raises(ScaletuneError, match="give the storage URL"):
+        study_status("same")
+
+
+def test_sigkill_mid_sweep_then_resume_keeps_finished_and_reruns_only_unfinished(tmp_path):
+    log = tmp_path / "runs.jsonl"
+    path = toml_file(tmp_path, "kill", "kill.db", fixed=f'log = "{log}"\nsleep = 0.08',
+                     space='lr = { log = ["0.05 / width", "5 / width"], points = 4 }')  # 16 trials of ~0.4 s
+    config = load_study_config(path)
+    proc = sweep_process(path, "--workers", "2")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            done = sum(r.done for r in study_status(config))
+        except ScaletuneError:
+            continue  # not created yet
+        if done >= 4:
+            break
+    assert proc.poll() is None, proc.stdout.read()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(1.0)  # the workers die with their parent (PR_SET_PDEATHSIG)
+    n_logged = sum(executions(log).values())
+    time.sleep(1.0)
+    assert sum(executions(log).values()) == n_logged, "orphan workers kept running trials"
+
+    stored = open_stored_study(config)
+    before = {}
+    running = 0
+    for k in range(2):
+        trials, _ = stored.rung_trials(k)
+        for rec in slot_records(trials, 8).values():
+            if rec.final is not None:
+                before[(k, rec.slot)] = (rec.final.number, rec.final.value)
+        running += sum(t.state.name == "RUNNING" for t in trials)
+    assert 4 <= len(before) < 16 and running >= 1
+
+    result = run_study(config, workers=2, progress=False)
+    assert result.complete
+    df = assert_exact(config)
+    after = {(r.rung, r.slot): (r.trial, r.loss) for r in df.itertuples()}
+    assert len(after) == 16
+    for key, (number, value) in before.items():  # finished trials kept as they were
+        assert after[key][0] == number and after[key][1] == pytest.approx(value)
+    interrupted = 0
+    for k in range(2):
+        trials, _ = stored.rung_trials(k)
+        interrupted += sum(t.state.name == "FAIL" and "status" not in t.user_attrs for t in trials)
+    assert interrupted == running  # exactly the trials left running were marked and re-queued
+    counts = executions(log)
+    finished_before = {(df.set_index(["rung", "slot"]).loc[key, "width"],) for key in before}
+    assert len(finished_before) >= 1
+    for row in df.itertuples():  # nothing finished was run twice; interrupted ones at most twice
+        n = counts[(row.width, round(row.lr, 12), row.seed)]
+        assert n == 1 if (row.rung, row.slot) in before else 1 <= n <= 2
+    assert sum(counts.values()) <= 16 + running
+
+
+def _concurrent_sweeps(tmp_path: Path, storage: str, name: str) -> None:
+    log = tmp_path / f"{name}.jsonl"
+    path = toml_file(tmp_path, name, storage, fixed=f'log = "{log}"\nsleep = 0.01',
+                     space='lr = { log = ["0.05 / width", "5 / width"], points = 5 }')  # 20 trials
+    procs = [sweep_process(path, "--workers", "2") for _ in range(2)]
+    outs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    config = load_study_config(path)
+    df = assert_exact(config)
+    assert len(df) == 20 and set(df["status"]) == {"ok"}
+    assert sorted(executions(log).values()) == [1] * 20, "a trial was lost or run twice"
+    pids = {json.loads(x)["pid"] for x in log.read_text().splitlines()}
+    assert len(pids) >= 2  # the work was really shared
+
+
+def test_two_sweeps_with_two_workers_each_on_sqlite(tmp_path):
+    _concurrent_sweeps(tmp_path, "shared.db", "sq")
+
+
+@pytest.mark.postgres
+@needs_pg
+def test_two_sweeps_with_two_workers_each_on_postgresql(tmp_path):
+    _concurrent_sweeps(tmp_path, PG_URL, f"pg{uuid.uuid4().hex[:8]}")
+
+
+def test_journal_file_storage(tmp_path):
+    config = load_study_config(toml_file(tmp_path, "jr", "journal.log", seeds="[0]"))
+    assert config.storage.url.startswith("journal:///")
+    run_study(config, workers=2, progress=False)
+    assert len(assert_exact(config)) == 6
