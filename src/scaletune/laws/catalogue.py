@@ -74,6 +74,7 @@ class Law:
     # which derived names give the Chinchilla form E + A/N^alpha + B/D^beta (for allocation)
     chinchilla_form: Callable[[Mapping[str, np.ndarray]], tuple] | None = None
     spec: str = ""  # how get_law() names it, e.g. "powerlaw:N,D"; defaults to name
+    log_linear: bool = False  # log y is linear in the parameters (least squares in log space is exact)
 
     def __post_init__(self) -> None:
         if self.log_model is None and self.model is None:
@@ -248,6 +249,7 @@ def _powerlaw(variables: tuple[str, ...], response: str = "y") -> Law:
         log_model=log_model,
         derived={"k": lambda p: np.exp(p["log_k"])},
         response=response,
+        log_linear=True,
         citation="form of optimal-LR / batch-size laws (e.g. DeepSeek-AI 2024, Li et al. 2025 StepLaw)",
         spec="powerlaw:" + ",".join(variables),
     )

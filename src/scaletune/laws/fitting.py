@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import multiprocessing
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
+from scipy.optimize import OptimizeResult, minimize
 from threadpoolctl import threadpool_limits
 
 from scaletune import __version__
@@ -157,8 +157,25 @@ class _Problem:
         return minimize(fun, start, jac=self.has_jac, method="L-BFGS-B", bounds=self.bounds_array(),
                         options={"maxiter": 5000, "maxfun": 20000, "ftol": 1e-13, "gtol": 1e-10})
 
+    def least_squares_log(self) -> np.ndarray:
+        """Weighted least squares of log y on the design of a log-linear law (free parameters)."""
+        theta0 = np.array([self.fixed.get(p, 0.0) for p in self.law.params])
+        logp, J = self.law.log_predict(theta0, self.x)
+        target = np.log(self.y) - (logp - J @ theta0)  # move the fixed parameters' contribution to the target
+        sw = np.ones(len(self.y)) if self.weights is None else np.sqrt(self.weights)
+        coef, *_ = np.linalg.lstsq(J[:, self.free] * sw[:, None], target * sw, rcond=None)
+        return coef
+
     def solve(self, n_starts: int):
         """Polish the best ``n_starts`` starts; return (theta (all params), objective value, scipy result)."""
+        if self.law.log_linear:
+            coef = self.least_squares_log()
+            lo, hi = self.bounds_array().T
+            if self.objective.name == "mse_log" and np.all((coef > lo) & (coef < hi)):
+                value = self.value(coef)  # exact optimum: no iterations needed
+                return self.full(coef), value, OptimizeResult(x=coef, fun=value, success=True, message="exact least squares in log space")
+            res = self.polish(np.clip(coef, lo, hi))  # robust objectives start from the least-squares solution
+            return self.full(res.x), float(res.fun), res
         best = None
         for start in self.starts(n_starts):
             res = self.polish(start)
