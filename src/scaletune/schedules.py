@@ -172,8 +172,8 @@ class Schedule:
 class TableSchedule:
     """A schedule given as an explicit table of (step, lr): each rate holds until the next listed step.
 
-    A dense table (every step listed) is used as is; a sparse one lists the steps where the rate changes.
-    The table must start at step 0. ``source`` (a file name) is what `spec` returns.
+    A dense table (every step listed) is used as is; a sparse one lists the steps where the rate changes and,
+    as its last row, the last step. The table must start at step 0. ``source`` (a file name) is what `spec` returns.
     """
 
     table_steps: tuple[int, ...]

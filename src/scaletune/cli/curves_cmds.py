@@ -1,3 +1,235 @@
-"""`scaletune` commands of the curves area."""
+"""`scaletune curves fit|predict` and `scaletune schedule compare|optimise`: loss curves under LR schedules."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from scaletune.errors import ScaletuneError
+
+
+def _fmt_interval(lo: float, hi: float) -> str:
+    return f"[{lo:.4g}, {hi:.4g}]"
+
+
+def _load_curves(paths, schedules, schedule_file, runs, mapping, max_step):
+    from scaletune.curves.data import read_curves
+    from scaletune.runtable import read_table
+
+    if schedules and len(schedules) not in (1, len(paths)):
+        raise ScaletuneError(f"give one --schedule for all curve files or one per file ({len(paths)} files, {len(schedules)} schedules)")
+    by_name = {}
+    if schedule_file:
+        table = read_table(schedule_file)
+        for col in ("curve", "schedule"):
+            if col not in table.columns:
+                raise ScaletuneError(f"{schedule_file}: missing column {col!r} (a schedules file has columns curve, schedule)")
+        by_name = {str(c): str(s) for c, s in zip(table["curve"], table["schedule"])}
+    run_table = read_table(runs) if runs else None
+    curves = []
+    for i, path in enumerate(paths):
+        sched = schedules[i if len(schedules) > 1 else 0] if schedules else None
+        if sched is None and by_name:
+            stem = Path(path).stem
+            sched = {**by_name, "*": by_name[stem]} if stem in by_name else by_name
+        curves += read_curves(path, sched, mapping=mapping, runs=run_table, max_step=max_step)
+    return curves
+
+
+@click.group("curves")
+def curves_group() -> None:
+    """Fit loss-curve laws under learning-rate schedules and predict new curves."""
+
+
+@curves_group.command("fit")
+@click.argument("curve_files", nargs=-1, required=True, type=click.Path())
+@click.option("--law", type=click.Choice(["multipower", "annealing", "power"]), default="multipower", show_default=True)
+@click.option("--schedule", "schedules", multiple=True, help="Schedule spec or step,lr CSV: once for all files or once per file, in order.")
+@click.option("--schedules", "schedule_file", type=click.Path(), help="CSV with columns curve, schedule (curve = file stem or run_id).")
+@click.option("--runs", type=click.Path(), help="Run table whose run_id/schedule columns give each curve's schedule spec.")
+@click.option("--map", "mapping", help="Column mapping canonical=source, e.g. loss=train_loss,step=iter.")
+@click.option("--max-step", type=int, help="Drop points at steps >= this (e.g. a log's final-step entry).")
+@click.option("--boot", "n_boot", type=int, default=20, show_default=True, help="Block-bootstrap refits for the intervals.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the fit as JSON.")
+@click.option("--out", type=click.Path(), help="Write the fit JSON here (input of `curves predict`, `schedule ...`).")
+@click.option("--plot", type=click.Path(), help="Write a figure of the curves and the fitted law (PNG/PDF/SVG).")
+def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step, n_boot, seed, as_json, out, plot) -> None:
+    """Fit LAW to CURVE_FILES (CSV/Parquet/JSONL with step, loss[, lr][, run_id])."""
+    from scaletune.curves.fit import fit_curves
+
+    if n_boot < 0:
+        raise ScaletuneError(f"--boot must be >= 0 (got {n_boot})")
+    curves = _load_curves(curve_files, schedules, schedule_file, runs, mapping, max_step)
+    fit = fit_curves(curves, law=law, n_boot=n_boot, seed=seed)
+    if out:
+        fit.save(out)
+    if plot:
+        from scaletune.report.curves_plots import plot_curves
+
+        preds = [(c.name, fit.predict(c.lrs, np.arange(c.warmup, c.steps[-1] + 1)), None) for c in curves]
+        plot_curves(plot, curves, preds, title=f"{law} fit")
+    if as_json:
+        click.echo(fit.to_json())
+        return
+    d = fit.diagnostics
+    click.echo(f"law {law}: {get_formula(law)}")
+    if fit.options:
+        click.echo("chosen: " + ", ".join(f"{k}={v}" for k, v in fit.options.items()))
+    click.echo(f"{d['n_curves']} curves, {d['n_points']} points; train R2 {d['train_r2']:.5f}, mean rel. error {100 * d['train_mean_rel_error']:.3f}%, "
+               f"worst {100 * d['train_max_rel_error']:.3f}%")
+    click.echo(f"{'param':<8} {'value':>12}  95% interval ({n_boot} block-bootstrap refits, seed {seed})")
+    for name, value in fit.params.items():
+        click.echo(f"{name:<8} {value:>12.5g}  {_fmt_interval(*fit.intervals[name])}")
+    if out:
+        click.echo(f"wrote {out}")
+
+
+def get_formula(law: str) -> str:
+    from scaletune.curves.laws import get_law
+
+    return get_law(law).formula
+
+
+@curves_group.command("predict")
+@click.argument("fit_file", type=click.Path())
+@click.option("--schedule", "schedule", required=True, help="Schedule spec (missing steps/lr/warmup come from --steps and the fit) or step,lr CSV.")
+@click.option("--steps", type=int, help="Training length in steps when the spec has none (default: the longest fitted curve + 1).")
+@click.option("--every", type=int, default=500, show_default=True, help="Print/write one point every this many steps (and the last).")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--out", type=click.Path(), help="Write the predicted curve as CSV (step, loss, lo, hi).")
+@click.option("--plot", type=click.Path())
+def predict_cmd(fit_file, schedule, steps, every, as_json, out, plot) -> None:
+    """Predict the loss curve and final loss under a schedule, with 95% intervals."""
+    from scaletune.curves.fit import CurveFit
+    from scaletune.curves.search import complete_schedule
+
+    fit = CurveFit.load(fit_file)
+    if every < 1:
+        raise ScaletuneError(f"--every must be >= 1 (got {every})")
+    budget = steps or max(c["last_step"] for c in fit.curves) + 1
+    sched = complete_schedule(fit, schedule, budget)
+    pred = fit.predict(sched)
+    if out:
+        import pandas as pd
+
+        from scaletune.runtable import write_table
+
+        write_table(pd.DataFrame({"step": pred.steps, "lr": sched(pred.steps), "loss": pred.loss, "lo": pred.lo, "hi": pred.hi}), out)
+    if plot:
+        from scaletune.report.curves_plots import plot_curves
+
+        plot_curves(plot, (), [(sched.spec(), pred, sched.lrs())], title=f"{fit.law} prediction")
+    if as_json:
+        click.echo(json.dumps(pred.to_dict(every), indent=1))
+        return
+    x = pred.extrapolation
+    click.echo(f"schedule {sched.spec()}")
+    click.echo(f"final loss at step {x['last_step']}: {pred.final_loss:.4f} nats, 95% interval {_fmt_interval(*pred.final_interval)}")
+    click.echo(f"extrapolation: {x['steps_ratio']:.2f}x the longest fitted curve's steps, {x['area_ratio']:.2f}x its learning-rate area"
+               + (" (beyond the fitted curves)" if x["beyond_fitted"] else ""))
+    click.echo(f"{'step':>8} {'loss':>8} {'95% interval':>20}")
+    for i in sorted(set(range(0, len(pred.steps), every)) | {len(pred.steps) - 1}):
+        click.echo(f"{pred.steps[i]:>8} {pred.loss[i]:>8.4f} {_fmt_interval(pred.lo[i], pred.hi[i]):>20}")
+
+
+@click.group("schedule")
+def schedule_group() -> None:
+    """Compare and optimise learning-rate schedules with a fitted curve law."""
+
+
+def _print_candidates(cands, limit: int | None = None) -> None:
+    click.echo(f"{'rank':>4} {'final loss':>10} {'95% interval':>20} {'steps x':>7} {'area x':>7}  schedule")
+    for i, c in enumerate(cands[:limit] if limit else cands):
+        click.echo(f"{i + 1:>4} {c.final_loss:>10.4f} {_fmt_interval(c.lo, c.hi):>20} {c.extrapolation['steps_ratio']:>7.2f} "
+                   f"{c.extrapolation['area_ratio']:>7.2f}  {c.spec}")
+
+
+def _cand_dict(c) -> dict:
+    return {"schedule": c.spec, "final_loss": c.final_loss, "final_interval": [c.lo, c.hi], "extrapolation": c.extrapolation}
+
+
+@schedule_group.command("compare")
+@click.argument("fit_file", type=click.Path())
+@click.option("--steps", type=int, required=True, help="Budget in optimizer steps, the same for every candidate.")
+@click.option("--candidates", "candidates", multiple=True, required=True, help="Schedule spec (repeat); steps/lr/warmup default to the budget and the fit.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--out", type=click.Path(), help="Write the table as CSV.")
+@click.option("--plot", type=click.Path(), help="One figure: predicted final loss of each candidate with its interval.")
+def compare_cmd(fit_file, steps, candidates, as_json, out, plot) -> None:
+    """Predicted final loss of each candidate schedule at the same budget, best first."""
+    from scaletune.curves.fit import CurveFit
+    from scaletune.curves.search import compare_schedules
+
+    fit = CurveFit.load(fit_file)
+    if steps <= 0:
+        raise ScaletuneError(f"--steps must be positive (got {steps})")
+    cands = compare_schedules(fit, list(candidates), steps)
+    _write_outputs(cands, out, plot, f"{fit.law}: predicted final loss at {steps} steps")
+    if as_json:
+        click.echo(json.dumps({"law": fit.law, "steps": steps, "candidates": [_cand_dict(c) for c in cands]}, indent=1))
+        return
+    _print_candidates(cands)
+
+
+def _write_outputs(cands, out, plot, title) -> None:
+    if out:
+        import pandas as pd
+
+        from scaletune.runtable import write_table
+
+        write_table(pd.DataFrame([{"schedule": c.spec, "final_loss": c.final_loss, "lo": c.lo, "hi": c.hi,
+                                   "steps_ratio": c.extrapolation["steps_ratio"], "area_ratio": c.extrapolation["area_ratio"]} for c in cands]), out)
+    if plot:
+        from scaletune.report.curves_plots import plot_candidates
+
+        plot_candidates(plot, cands, title=title)
+
+
+@schedule_group.command("optimise")
+@click.argument("fit_file", type=click.Path())
+@click.option("--steps", type=int, required=True, help="Budget in optimizer steps.")
+@click.option("--family", type=click.Choice(["wsd", "cosine", "free"]), default="wsd", show_default=True)
+@click.option("--final", type=float, default=0.0, show_default=True, help="WSD: last rate / peak.")
+@click.option("--top", type=int, default=8, show_default=True, help="Rows of the table to print.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--out", type=click.Path(), help="Write every evaluated candidate as CSV.")
+@click.option("--table-out", type=click.Path(), help="free family: write the best schedule's per-step rates (step, lr CSV).")
+@click.option("--plot", type=click.Path())
+def optimise_cmd(fit_file, steps, family, final, top, as_json, out, table_out, plot) -> None:
+    """The best member of a schedule family at a budget (e.g. WSD cooldown fraction and shape)."""
+    from scaletune.curves.fit import CurveFit
+    from scaletune.curves.search import optimise_schedule
+
+    fit = CurveFit.load(fit_file)
+    if steps <= 0:
+        raise ScaletuneError(f"--steps must be positive (got {steps})")
+    if not 0 <= final <= 1:
+        raise ScaletuneError(f"--final must be in [0, 1] (got {final})")
+    best, tried = optimise_schedule(fit, steps, family, final=final)
+    if table_out:
+        if best.rates is None:
+            raise ScaletuneError("--table-out needs --family free (other families have a spec string)")
+        import pandas as pd
+
+        from scaletune.runtable import write_table
+
+        write_table(pd.DataFrame({"step": np.arange(len(best.rates)), "lr": best.rates}), table_out)
+    _write_outputs(tried, out, plot and None, "")
+    if plot:
+        from scaletune.report.curves_plots import plot_candidates
+
+        plot_candidates(plot, tried[: max(top, 1)], title=f"{fit.law}: best {family} schedules at {steps} steps")
+    if as_json:
+        click.echo(json.dumps({"law": fit.law, "steps": steps, "family": family, "best": _cand_dict(best),
+                               "evaluated": [_cand_dict(c) for c in tried]}, indent=1))
+        return
+    click.echo(f"best {family} at {steps} steps: {best.spec}")
+    click.echo(f"predicted final loss {best.final_loss:.4f} nats, 95% interval {_fmt_interval(best.lo, best.hi)}")
+    _print_candidates(tried, top)
+
+
+COMMANDS: list = [curves_group, schedule_group]

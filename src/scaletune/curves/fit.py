@@ -87,7 +87,7 @@ class _Problem:
     def minimise(self, theta0: np.ndarray) -> tuple[np.ndarray, float, bool, str]:
         res = minimize(
             self.value_and_grad, self.fitting_space(theta0), jac=True, method="L-BFGS-B", bounds=self.bounds(),
-            options={"maxiter": 2000, "maxfun": 4000, "ftol": 1e-12, "gtol": 1e-10},
+            options={"maxiter": 500, "maxfun": 1000, "ftol": 1e-12, "gtol": 1e-10},
         )
         return self.natural(res.x), float(res.fun), bool(res.success), str(res.message)
 
