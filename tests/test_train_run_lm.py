@@ -61,7 +61,8 @@ def test_divergence_is_reported_not_raised():
 @pytest.mark.parametrize("bad, word", [
     ({"lr": -1}, "lr"), ({"batch_size": 1000}, "multiple of seq_len"), ({"learning_rate": 1}, "learning_rate"),
     ({"param": "ntk"}, "ntk"), ({"schedule": "zigzag"}, "zigzag"), ({"width": 48, "heads": 5}, "divisible"),
-    ({"tokens": 10}, "less than one batch"),
+    ({"tokens": 10}, "less than one batch"), ({"schedule": "cosine:steps=5"}, "leave them out"),
+    ({"param": "completep", "alpha": 0.2}, "alpha"), ({"optimizer": "lion"}, "lion"), ({"width": "wide"}, "width"),
 ])
 def test_bad_configs_name_the_problem(bad, word):
     with pytest.raises(ScaletuneError, match=word):
@@ -75,3 +76,15 @@ def test_param_counts_match_the_model():
         total = sum(p.numel() for p in model.parameters())
         embed = model.tok_emb.weight.numel() + model.pos_emb.weight.numel() + (0 if cfg.tied else model.lm_head.weight.numel())
         assert count_params(cfg) == {"N": total, "N_nonembed": total - embed}
+
+
+@pytest.mark.parametrize("extra", [
+    {"param": "completep", "depth": 3, "alpha": 0.5, "base_depth": 2},
+    {"param": "sp", "optimizer": "sgd", "lr": 0.3},
+    {"tied": True, "mlp": "swiglu", "qk_norm": True, "z_loss": 1e-4, "schedule": "wsd:cooldown=0.3,shape=1-sqrt"},
+    {"width": 128, "heads": 2, "precision": "auto", "schedule": "power:a=0.5,b=0.3,tokens_per_step=1024"},
+])
+def test_variants_train(extra):
+    row = run_lm({**TINY, "tokens": 12 * 1024, "eval_every": 100, **extra})
+    assert row["status"] == "ok" and row["loss"] < 5.0
+    assert row["param"] == extra.get("param", "mup")

@@ -132,7 +132,11 @@ class RunConfig:
 
     def make_schedule(self) -> Schedule:
         spec = self.schedule if ":" in self.schedule else self.schedule + ":"
-        return Schedule.parse(spec, steps=self.steps, lr=self.lr, warmup=self.warmup_steps())
+        sched = Schedule.parse(spec, steps=self.steps, lr=self.lr, warmup=self.warmup_steps())
+        if (sched.steps, sched.lr) != (self.steps, self.lr):
+            raise ScaletuneError(f"schedule {self.schedule!r}: steps/lr come from the run (steps = tokens // "
+                                 f"batch_size = {self.steps}, lr = {self.lr}); leave them out of the spec")
+        return sched
 
     def lm_config(self) -> LMConfig:
         mu = self.param in ("mup", "completep")
