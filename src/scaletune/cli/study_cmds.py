@@ -41,14 +41,14 @@ def sweep(study_file: str, workers: int | None, backend: str, address: str | Non
 
     from scaletune.study import load_study_config, run_study
     from scaletune.study.config import n_planned, resolve_storage_url
-    from scaletune.study.storage import mask_url, open_storage
+    from scaletune.study.storage import check_storage, mask_url
 
     config = load_study_config(study_file)
     if storage:
         config = dataclasses.replace(config, storage=dataclasses.replace(config.storage,
                                                                           url=resolve_storage_url(storage)))
     if dry_run:
-        open_storage(config.storage.url)
+        check_storage(config.storage.url)
         click.echo(f"study {config.name}: workload {config.workload}, strategy {config.strategy.name}, "
                    f"pruner {config.pruner}, storage {mask_url(config.storage.url)}")
         for rung in config.rungs:

@@ -126,9 +126,9 @@ class Worker:
             ranges = self.ranges[rung.index]
             params = {d.name: _suggest(trial, d, *ranges.get(d.name, (None, None)))
                       for d in self.config.space if d.kind != "fixed"}
-            config = {**self.config.fixed, **rung.scale,
+            config = self.config.workload_input({**self.config.fixed, **rung.scale,
                       **{d.name: d.value for d in self.config.space if d.kind == "fixed"}, **params,
-                      "seed": trial.user_attrs.get("seed", 0), "threads": self.config.threads}
+                      "seed": trial.user_attrs.get("seed", 0), "threads": self.config.threads})
 
             def report(step: int, value: float) -> bool:
                 """Record an intermediate validation loss; True when the pruner says stop."""

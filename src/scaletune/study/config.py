@@ -228,6 +228,16 @@ class StudyConfig:
         """Configured (unnarrowed) ranges of the numeric hyperparameters at a rung."""
         return {d.name: d.bounds(rung.scale, rung.label) for d in self.space if d.numeric}
 
+    def workload_input(self, values: Mapping[str, Any]) -> dict:
+        """The config dict a trial's workload receives. For the built-in LM, the ladder's D becomes its
+        ``tokens`` and the derived N is dropped (run_lm counts its own parameters)."""
+        out = dict(values)
+        if self.workload == "lm":
+            out.pop("N", None)
+            if "D" in out:
+                out["tokens"] = int(out.pop("D"))
+        return out
+
     def load_workload(self) -> Callable[[dict, Callable[[int, float], bool]], dict]:
         """Import the workload function (``lm`` is `scaletune.train.run_lm`)."""
         return _import_function("lm" if self.workload == "lm" else self.workload, "workload")
@@ -291,7 +301,9 @@ def _import_function(spec: str, what: str) -> Callable:
     return fn
 
 
-def _parse_ladder(ladder: Any) -> tuple[Rung, ...]:
+def _parse_ladder(ladder: Any, count: Callable[[dict], float] | None = None) -> tuple[Rung, ...]:
+    """Rungs in ladder order (smallest first). ``count(scale) -> N`` is the workload's own parameter count
+    (the built-in LM's), used when the ladder gives no ``params`` formula."""
     if not isinstance(ladder, dict) or not ladder:
         raise ScaletuneError("ladder: expected a table, e.g. [ladder] width = [32, 64], depth = [2], tokens = [1e6]")
     params = ladder.get("params")
@@ -301,7 +313,7 @@ def _parse_ladder(ladder: Any) -> tuple[Rung, ...]:
     ratio = ladder.get("tokens_per_param")
     if ratio is not None:
         ratio = _number(ratio, "ladder.tokens_per_param", positive=True)
-        if params_tree is None:
+        if params_tree is None and count is None:
             raise ScaletuneError("ladder.tokens_per_param needs ladder.params, a formula for N in the scale "
                                  "variables (e.g. params = \"12 * depth * width**2\")")
 
@@ -331,6 +343,8 @@ def _parse_ladder(ladder: Any) -> tuple[Rung, ...]:
             scale["N"] = evaluate(params_tree, scale, f"ladder.params (rung {i})")
             if scale["N"] <= 0:
                 raise ScaletuneError(f"ladder.params: N = {scale['N']:g} is not positive at rung {i}")
+        elif count is not None:
+            scale["N"] = float(count(scale))
         if ratio is not None:
             if "D" in scale:
                 raise ScaletuneError("ladder: give either tokens (D) or tokens_per_param, not both")
@@ -458,13 +472,13 @@ def _validate(raw: dict, base: Path, where: str) -> StudyConfig:
     if not any(d.kind != "fixed" for d in space):
         raise ScaletuneError("space: nothing to search (every hyperparameter is fixed)")
 
-    rungs = _parse_ladder(raw["ladder"])
-    clash = {d.name for d in space} & set().union(*(r.scale for r in rungs))
-    if clash:
-        raise ScaletuneError(f"space.{sorted(clash)[0]}: is also a scale variable of the ladder")
     fixed = raw.get("fixed", {})
     if not isinstance(fixed, dict):
         raise ScaletuneError(f"fixed: expected a table of values passed to every trial, got {fixed!r}")
+    rungs = _parse_ladder(raw["ladder"], _lm_counter(fixed) if workload == "lm" else None)
+    clash = {d.name for d in space} & set().union(*(r.scale for r in rungs))
+    if clash:
+        raise ScaletuneError(f"space.{sorted(clash)[0]}: is also a scale variable of the ladder")
 
     seeds = raw.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
@@ -504,6 +518,8 @@ def _validate(raw: dict, base: Path, where: str) -> StudyConfig:
         config.ranges(rung)
     config.make_pruner()
     config.load_workload()
+    if workload == "lm":
+        _check_lm(config)
     if sname == "scale-aware":
         _import_function(strategy.narrow, "strategy.narrow")
     planned = sum(n_planned(config, r) for r in rungs)
@@ -511,6 +527,39 @@ def _validate(raw: dict, base: Path, where: str) -> StudyConfig:
         raise ScaletuneError(f"budget.trials: the plan has {planned} trials ({len(rungs)} rungs), more than "
                              f"the cap of {budget.trials}; lower strategy.trials, the grid or the seeds")
     return config
+
+
+def _lm_counter(fixed: dict) -> Callable[[dict], float]:
+    """N (total parameters, embeddings included: scaletune.train.count_params) of the built-in LM at a rung."""
+
+    def count(scale: dict) -> float:
+        from scaletune.train import RunConfig, count_params
+
+        values = {"lr": 1e-3, "tokens": 10**12, **fixed, **{("tokens" if k == "D" else k): v for k, v in scale.items()}}
+        try:
+            return count_params(RunConfig.from_dict(values).lm_config())["N"]
+        except ScaletuneError as exc:
+            raise ScaletuneError(f"workload lm at {scale}: {exc}") from None
+
+    return count
+
+
+def _check_lm(config: StudyConfig) -> None:
+    """Every value the built-in LM can receive (each range end, each choice) is a valid run config."""
+    from scaletune.train import RunConfig
+
+    for rung in config.rungs:
+        ranges = config.ranges(rung)
+        base = {d.name: d.value if d.kind == "fixed" else d.choices[0] if d.kind == "choices" else ranges[d.name][0]
+                for d in config.space}
+        variants = [base] + [{**base, d.name: v} for d in config.space
+                             for v in (d.choices if d.kind == "choices" else ranges.get(d.name, ()))]
+        for values in variants:
+            trial = {**config.fixed, **rung.scale, **values, "seed": config.seeds[0], "threads": config.threads}
+            try:
+                RunConfig.from_dict(config.workload_input(trial))
+            except ScaletuneError as exc:
+                raise ScaletuneError(f"workload lm at {rung.label}: {exc}") from None
 
 
 def n_planned(config: StudyConfig, rung: Rung) -> int:

@@ -77,6 +77,18 @@ def open_storage(url: str, must_exist: bool = False):
             time.sleep(0.5 + attempt)
 
 
+def check_storage(url: str) -> None:
+    """Check that a storage can be used without creating anything (a dry run): a database must answer,
+    a sqlite / journal file must exist or its folder must."""
+    scheme, _, rest = url.partition("://")
+    if scheme in ("sqlite", "journal") and not Path(rest[1:]).exists():
+        folder = Path(rest[1:]).parent
+        if not folder.is_dir():
+            raise ScaletuneError(f"storage {mask_url(url)}: folder {folder} does not exist")
+        return
+    open_storage(url)
+
+
 def _open(scheme: str, rest: str, url: str):
     import optuna
     from optuna.storages import RDBStorage
