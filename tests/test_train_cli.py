@@ -16,7 +16,7 @@ def test_train_writes_row_and_curve(tmp_path, capsys):
     row = json.loads(out.read_text())
     assert row["status"] == "ok" and row["D"] == 4096 and len(row["curve"]) == 4
     assert row["loss"] < 5.6
-    assert "run (loss" in capsys.readouterr().out
+    assert "run-table row" in capsys.readouterr().out
 
 
 def test_param_table_json_for_builtin_and_user_model(tmp_path, capsys):

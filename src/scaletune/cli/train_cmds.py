@@ -74,9 +74,10 @@ def train_cmd(width: int, depth: int, tokens: float, lr: float, param: str, extr
         config.update(parse_assignments(extra, "run config"))
     row = run_lm(config)
     curve = row.pop("curve")
-    _print_table([{k: v for k, v in row.items()}], "run (loss: validation nats/byte; C = 6*N*D FLOPs)",
-                 {"loss": ".4f", "bits_per_byte": ".4f", "C": ".3g", "C_exact": ".3g", "seconds": ".1f",
-                  "tokens_per_s": ",.0f", "lr": "g"})
+    formats = {"loss": ".4f", "bits_per_byte": ".4f", "C": ".4g", "C_exact": ".4g", "seconds": ".1f",
+               "tokens_per_s": ",.0f", "lr": "g"}
+    _print_table([{"column": k, "value": format(v, formats.get(k, "")) if isinstance(v, float) else str(v)}
+                  for k, v in row.items()], "run-table row (loss: validation nats/byte; C = 6*N*D FLOPs)")
     if out:
         Path(out).write_text(json.dumps({**row, "curve": curve}, indent=1))
         click.echo(f"wrote {out}")
