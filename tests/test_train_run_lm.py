@@ -52,10 +52,17 @@ def test_report_callback_prunes():
 
 
 def test_divergence_is_reported_not_raised():
-    row = run_lm({**TINY, "lr": 50.0, "param": "sp", "grad_clip": 0})
-    assert row["status"] == "diverged"
-    assert math.isnan(row["loss"])
-    assert row["D"] < TINY["tokens"]
+    nan = run_lm({**TINY, "lr": 50.0, "param": "sp", "grad_clip": 0})  # loss becomes NaN at step 3
+    assert nan["status"] == "diverged" and math.isnan(nan["loss"]) and nan["D"] == 3 * 1024
+    high = run_lm({**TINY, "lr": 1.0, "param": "sp"})  # finite but > ln256 + 1.5 nats for 8 steps running
+    assert high["status"] == "diverged" and math.isnan(high["loss"]) and high["D"] < TINY["tokens"]
+    assert all(c["train_loss"] > math.log(256) + 1.5 for c in high["curve"][-8:])
+
+
+def test_a_spike_that_recovers_is_not_a_divergence():
+    row = run_lm({**TINY, "lr": 0.3, "param": "sp"})
+    assert max(c["train_loss"] for c in row["curve"]) > math.log(256) + 1.5
+    assert row["status"] == "ok" and row["loss"] < 4.0
 
 
 @pytest.mark.parametrize("bad, word", [

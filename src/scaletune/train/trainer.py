@@ -21,7 +21,8 @@ from scaletune.train.model import LMConfig, TransformerLM, count_params, flops_p
 from scaletune.train.param import PARAMS, ParamPlan, parameterize
 from scaletune.train.scheduler import torch_scheduler
 
-DIVERGENCE_MARGIN = 1.5  # nats above max(first loss, ln vocab): "far above the start"
+DIVERGENCE_MARGIN = 1.5  # nats above max(first loss, ln vocab): "far above the start" ...
+DIVERGENCE_PATIENCE = 8  # ... for this many consecutive steps (NaN/inf: at once)
 
 
 @dataclass(frozen=True)
@@ -189,8 +190,8 @@ def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | Non
     """Train the built-in LM per ``config`` (see `RunConfig`) and return a run-table row with its curve.
 
     ``report(step, val_loss)`` is called after every intermediate evaluation; returning True stops the run
-    with status ``pruned``. NaN/inf or a training loss far above its start stops it with status
-    ``diverged`` (loss NaN); a diverged run never raises. Row keys: N, N_nonembed (see
+    with status ``pruned``. NaN/inf, or a training loss more than 1.5 nats above max(first loss, ln 256)
+    for 8 consecutive steps, stops it with status ``diverged`` (loss NaN); a diverged run never raises. Row keys: N, N_nonembed (see
     `scaletune.train.model`), D (tokens trained), C = 6*N*D, C_exact (= flops_per_token * D, attention
     included), width, depth, heads, lr, batch_size (tokens), schedule (spec), warmup (steps), param, seed,
     loss (final validation nats/token), bits_per_byte, status, seconds, tokens_per_s, curve (list of
@@ -213,7 +214,7 @@ def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | Non
 
     curve: list[dict[str, Any]] = []
     status, first_loss, val_loss, train_time = "ok", None, float("nan"), 0.0
-    limit = None
+    limit, over = None, 0
     for step in range(steps):
         t0 = time.perf_counter()
         x, y = batches()
@@ -232,11 +233,13 @@ def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | Non
             limit = max(first_loss, math.log(lm.vocab_size)) + DIVERGENCE_MARGIN
         last = step == steps - 1
         evaluated = last or (step + 1) % eval_every == 0
-        if not math.isfinite(train_loss) or train_loss > limit:
+        # a spike that recovers is not a divergence: "far above the start" must last DIVERGENCE_PATIENCE steps
+        over = over + 1 if train_loss > limit else 0
+        if not math.isfinite(train_loss) or over >= DIVERGENCE_PATIENCE:
             status = "diverged"
         elif evaluated:
             val_loss = evaluate(model, val_x, val_y, cfg.bf16)
-            if not math.isfinite(val_loss) or val_loss > limit:
+            if not math.isfinite(val_loss):
                 status = "diverged"
         if evaluated or status != "ok" or step % log_every == 0:
             curve.append({"step": step + 1, "tokens": (step + 1) * cfg.batch_size, "lr": float(lrs[step]),
