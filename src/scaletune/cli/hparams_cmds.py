@@ -1,3 +1,229 @@
-"""`scaletune` commands of the hparams area."""
+"""`scaletune` commands of the hparams area: optimum, recommend, demo."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+from scaletune.errors import ScaletuneError
+
+
+def _clean(obj: Any) -> Any:
+    """Plain JSON values: numpy scalars and arrays unpacked, NaN / inf as null."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(_clean(obj), indent=1)
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return f"{x:.{digits}g}"
+
+
+def fmt_iv(iv) -> str:
+    if iv is None or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in iv):
+        return "(none)"
+    return f"[{fmt(iv[0])}, {fmt(iv[1])}]"
+
+
+def load_runs(source: str, mapping: str | None = None, storage: str | None = None):
+    """A run table from a data file (CSV, Parquet, JSON lines), a study file (.toml) or a study name + storage."""
+    from scaletune.runtable import read_table
+
+    path = Path(source)
+    if path.suffix.lower() == ".toml" or (storage and not path.exists()):
+        try:
+            from scaletune.study import export_runs, load_study_config
+        except ImportError as exc:  # the study extra (optuna) is missing
+            raise ScaletuneError(f"reading a study needs optuna: {exc}") from None
+        study = load_study_config(path) if path.suffix.lower() == ".toml" else source
+        runs = export_runs(study, storage)
+        if runs.empty:
+            raise ScaletuneError(f"study {source}: no finished trials yet")
+        if mapping:
+            from scaletune.runtable import parse_assignments
+            runs = runs.rename(columns={src: dst for dst, src in parse_assignments(mapping, "column mapping").items()})
+        return runs
+    return read_table(path, mapping)
+
+
+def optima_table(optima, title: str):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    scale_keys = [k for k in optima[0].scale if k != "rung"] or list(optima[0].scale)
+    for k in scale_keys:
+        table.add_column(k + (" (tokens)" if k == "D" else ""), justify="right")
+    for col in ("lr* [95%]", "batch* tokens [95%]", "loss* nats", f"band lr ({optima[0].band:.2%})", "runs ok/excl", "bracketed"):
+        table.add_column(col, justify="right" if "bracketed" not in col else "left")
+    for o in optima:
+        band = f"{fmt(o.band_lr[0])}-{fmt(o.band_lr[1])}"
+        b = "-" if o.batch_size_ is None else f"{fmt(o.batch_size_)} {fmt_iv(o.batch_size_interval) if o.batch_size_interval else '(fixed)'}"
+        status = "yes" if o.bracketed else f"NO: {o.message}" + (f"; try lr {', '.join(fmt(r) for r in o.next_lrs)}" if o.next_lrs else "") \
+            + (f"; try batch {', '.join(fmt(r) for r in o.next_batch_sizes)}" if o.next_batch_sizes else "")
+        table.add_row(*[fmt(o.scale[k]) for k in scale_keys], f"{fmt(o.lr_)} {fmt_iv(o.lr_interval)}", b,
+                      f"{o.loss_:.4f}", band, f"{o.n_ok}/{o.n_excluded}", status)
+    return table
+
+
+@click.command("optimum")
+@click.argument("source")
+@click.option("--map", "mapping", help="Column mapping canonical=source, e.g. lr=learning_rate,loss=val_loss.")
+@click.option("--storage", help="Optuna storage URL when SOURCE is a study name.")
+@click.option("--by", help="Columns that define a scale (default: rung for a study export, else N,D).")
+@click.option("--band", type=float, default=0.0025, show_default=True, help="Near-optimal band: fraction of the best smoothed loss.")
+@click.option("--bootstrap", type=int, default=200, show_default=True, help="Bootstrap resamples of runs per scale.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of the table.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write the loss-vs-lr figure (PNG/PDF/SVG).")
+def optimum_cmd(source, mapping, storage, by, band, bootstrap, seed, as_json, plot):
+    """Optimal learning rate (and batch size) per scale of a sweep, with the near-optimal band,
+    a bracketing check and bootstrap intervals. Diverged runs are shown, never fitted."""
+    from scaletune.hparams.optimum import find_optima
+
+    runs = load_runs(source, mapping, storage)
+    optima = find_optima(runs, by=by.split(",") if by else None, band=band, bootstrap=bootstrap, seed=seed)
+    if plot:
+        from scaletune.report.hparams_plots import plot_sweeps
+        plot_sweeps(runs, optima, plot)
+    if as_json:
+        click.echo(dump_json({"band": band, "lr_units": "as in the run table (muP: base rate)",
+                              "batch_size_units": "tokens", "loss_units": "nats/token", "optima": [o.to_dict() for o in optima]}))
+        return
+    from rich.console import Console
+
+    console = Console()
+    console.print(optima_table(optima, f"Optimum per scale of {source} (lr*: vertex of a convex fit in ln lr; 95% bootstrap over runs)"))
+    unbracketed = [o for o in optima if not o.bracketed]
+    if unbracketed:
+        console.print(f"[yellow]{len(unbracketed)} scale(s) not bracketed: their optimum is NOT used by the laws; run the proposed rates.[/]")
+    if plot:
+        console.print(f"figure: {plot}")
+
+
+def print_recommendation(rec, console, title: str = "Recommendation") -> None:
+    from rich.table import Table
+
+    t = rec.target
+    head = ", ".join(f"{k}={fmt(v, 4)}" for k, v in t.items())
+    table = Table(title=f"{title} at {head}", title_justify="left")
+    for col in ("quantity", "value", "95% interval", "extrapolation", "source"):
+        table.add_column(col, justify="right" if col in ("value", "95% interval", "extrapolation") else "left")
+
+    def row(name, p, digits=3):
+        table.add_row(name, fmt(p.value, digits), fmt_iv(p.interval), f"x{p.extrapolation:.1f}", p.source)
+
+    row("learning rate" + (f" ({rec.param} base rate)" if rec.param in ("mup", "completep") else ""), rec.lr)
+    row("batch size (tokens)", rec.batch_size)
+    if rec.batch_sequences is not None:
+        row(f"batch size (sequences of {rec.seq_len})", rec.batch_sequences)
+    w = rec.warmup
+    table.add_row("warm-up (steps)", str(w.get("steps")), fmt_iv(w.get("steps_interval")), "-",
+                  f"{w.get('fraction', 0):.1%} of {rec.steps} steps; {w.get('source')}")
+    table.add_row("schedule", rec.schedule, "-", "-", "as in the proxies")
+    table.add_row("parameterisation", rec.param, "-", "-", "as in the proxies")
+    if rec.loss is not None:
+        row("final loss (nats/token)", rec.loss, 4)
+    else:
+        table.add_row("final loss (nats/token)", "-", "-", "-", "no loss law (too few scales)")
+    console.print(table)
+
+    pub = Table(title="What the published laws would set at the same target", title_justify="left")
+    for col in ("law", "lr", "lr / recommended", "in our interval", "batch (tokens)", "batch / recommended", "inputs"):
+        pub.add_column(col, justify="left" if col in ("law", "inputs") else "right")
+    for name, p in rec.published.items():
+        pub.add_row(name, fmt(p["lr"]), f"x{p['lr_ratio_to_recommended']:.2f}", "yes" if p["lr_inside_interval"] else "no",
+                    fmt(p["batch_size"]), f"x{p['batch_ratio_to_recommended']:.2f}", p["inputs"])
+    console.print(pub)
+
+    laws = Table(title="Laws fitted on the proxies' optima (95% intervals; check = largest scale held out)", title_justify="left")
+    for col in ("law", "k", "exponents", "scales", "held-out check"):
+        laws.add_column(col)
+    for name, law in rec.laws.laws.items():
+        k, kiv = law.coefficient
+        exps = ", ".join(f"{v}: {e:+.3f} {fmt_iv(iv)}" for v, (e, iv) in law.exponents.items())
+        check = "-"
+        if law.holdout and law.holdout.get("points"):
+            p = law.holdout["points"][0]
+            check = f"pred {fmt(p['predicted'])} vs {fmt(p['observed'])} (x{p['ratio']:.2f}, {'covered' if p['covered'] else 'NOT covered'})"
+        elif law.holdout:
+            check = law.holdout.get("skipped", "-")[:60]
+        laws.add_row(name, f"{fmt(k)} {fmt_iv(kiv)}", exps, str(law.scales), check)
+    console.print(laws)
+    if rec.transfer is not None:
+        console.print(("[green]" if rec.transfer.held else "[yellow]") + "transfer across width: " + rec.transfer.note + "[/]")
+    for note in rec.notes:
+        console.print(f"note: {note}")
+
+
+@click.command("recommend")
+@click.argument("source")
+@click.option("--target", required=True, help="Target scale, e.g. N=1e6,D=2e7 (N as the table counts it; D tokens; "
+              "optional N_nonembed, width, depth, seq_len for the published laws).")
+@click.option("--map", "mapping", help="Column mapping canonical=source.")
+@click.option("--storage", help="Optuna storage URL when SOURCE is a study name.")
+@click.option("--band", type=float, default=0.0025, show_default=True)
+@click.option("--bootstrap", type=int, default=400, show_default=True, help="Bootstrap replicates of the laws.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document with everything the tables show.")
+@click.option("--out", type=click.Path(file_okay=False), help="Also write recommendation.json and figures into this folder.")
+def recommend_cmd(source, target, mapping, storage, band, bootstrap, seed, as_json, out):
+    """Learning rate, batch size, warm-up, schedule, parameterisation and predicted loss at a target scale,
+    from a sweep of proxies (a run table or a study), beside StepLaw and DeepSeek LLM."""
+    from scaletune.hparams.recommend import recommend
+    from scaletune.runtable import parse_point
+
+    point = parse_point(target)
+    runs = load_runs(source, mapping, storage)
+    rec = recommend(runs, point, band=band, bootstrap=bootstrap, seed=seed)
+    if out:
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "recommendation.json").write_text(dump_json(rec.to_dict()))
+        from scaletune.report.hparams_plots import plot_laws, plot_sweeps
+        plot_sweeps(runs, list(rec.optima), out_dir / "sweeps.png")
+        plot_laws(rec, out_dir / "laws.png")
+    if as_json:
+        click.echo(dump_json(rec.to_dict()))
+        return
+    from rich.console import Console
+
+    console = Console()
+    print_recommendation(rec, console)
+    if out:
+        console.print(f"written: {out}/recommendation.json, sweeps.png, laws.png")
+
+
+@click.command("demo")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: scaletune-out-demo-<time>).")
+@click.option("--tiny", is_flag=True, help="A minute-long version of the whole loop (what CI runs).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: CPU cores).")
+def demo_cmd(out, tiny, workers):
+    """The whole loop on embedded defaults: a ladder of muP proxies swept on the bundled text (SQLite study,
+    local runner), the fits, a recommendation for a target >= 8x the largest proxy, then the target trained
+    with the recommended settings and neighbouring rates: predicted vs measured."""
+    from scaletune.hparams.demo import run_demo
+
+    run_demo(out=out, tiny=tiny, workers=workers)
+
+
+COMMANDS: list = [optimum_cmd, recommend_cmd, demo_cmd]

@@ -1,0 +1,237 @@
+"""`scaletune demo`: the whole loop on embedded defaults, checked at the end against real training.
+
+1. A ladder of muP proxies of the built-in LM on the bundled text (3 widths x 3 token budgets), each swept
+   over 6 learning rates spaced by 2x: a study in an SQLite file, run by the local runner.
+2. The optimum per scale, the learning-rate laws and the loss law, fitted on the proxies only.
+3. A recommendation for a target with about 11x the non-embedding (8.4x the total) parameters of the
+   largest proxy, beside StepLaw and DeepSeek LLM.
+4. The target trained at the recommended settings and at neighbouring learning rates (a second study in
+   the same storage): predicted vs measured loss, and whether the recommended rate landed in the measured
+   near-optimal band.
+
+Everything lands in one output folder: the study file and database, runs.csv, target_runs.csv, fits.json
+(optima, laws, recommendation, check), and the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scaletune.errors import ScaletuneError
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The embedded defaults. Tokens are training tokens D; batch sizes tokens per step (64-token sequences)."""
+
+    widths: tuple[int, ...] = (24, 32, 48)
+    tokens: tuple[int, ...] = (2**16, 2**17, 2**19)
+    lrs: tuple[float, ...] = (6.25e-4, 1.25e-3, 2.5e-3, 5e-3, 1e-2, 2e-2)
+    target_width: int = 160
+    target_tokens: int = 2**19
+    neighbours: tuple[float, ...] = (0.25, 0.5, 2.0, 4.0)  # target lrs = recommended x these factors
+    depth: int = 2
+    batch_size: int = 1024
+    seq_len: int = 64
+    fixed: dict = field(default_factory=lambda: {
+        # QK-norm: without it these tiny-batch runs spike and get stopped as diverged well below the optimum.
+        "param": "mup", "qk_norm": True, "eval_tokens": 8192, "schedule": "cosine:final=0.1", "warmup": 0.05,
+    })
+
+
+TINY = DemoConfig(widths=(16, 24), tokens=(2**13, 2**14), lrs=(1.25e-3, 2.5e-3, 5e-3, 1e-2, 2e-2),
+                  target_width=48, target_tokens=2**14, neighbours=(0.5, 2.0), batch_size=256)
+
+
+def lm_workload(config: dict, report) -> dict:
+    """The built-in LM as a study workload: the ladder's ``D`` (tokens) becomes run_lm's ``tokens``."""
+    from scaletune.train import run_lm
+
+    cfg = dict(config)
+    if "D" in cfg:
+        cfg["tokens"] = int(cfg.pop("D"))
+    cfg.pop("N", None)
+    return run_lm(cfg, report)
+
+
+def _study(name: str, out: Path, widths, tokens, lrs, demo: DemoConfig, batch_size: int) -> dict:
+    return {
+        "name": name,
+        "workload": "scaletune.hparams.demo:lm_workload",
+        "storage": f"sqlite:///{(out / 'demo.db').resolve()}",
+        "seeds": [0],
+        "threads": 1,
+        "fixed": {**demo.fixed, "depth": demo.depth, "batch_size": batch_size, "seq_len": demo.seq_len},
+        "ladder": {"width": list(widths), "tokens": list(tokens)},
+        "space": {"lr": {"choices": [float(x) for x in lrs]}},
+        "strategy": "grid",
+    }
+
+
+def _toml(study: dict) -> str:
+    """The study as a TOML file (the same content `scaletune sweep` accepts)."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return repr(v)
+
+    lines = []
+    for k, v in study.items():
+        if not isinstance(v, dict):
+            lines.append(f"{k} = {value(v)}")
+    for k, v in study.items():
+        if isinstance(v, dict):
+            lines += ["", f"[{k}]"] + [f"{kk} = {value(vv)}" for kk, vv in v.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _params(width: int, demo: DemoConfig) -> dict[str, int]:
+    from scaletune.train import count_params
+    from scaletune.train.model import LMConfig
+
+    return count_params(LMConfig(width=width, depth=demo.depth, seq_len=demo.seq_len))
+
+
+def _round_batch(tokens: float, demo: DemoConfig, budget: int) -> int:
+    """A batch size the trainer accepts: a power-of-two number of sequences that divides the budget."""
+    seqs = 2 ** max(0, int(round(math.log2(max(tokens / demo.seq_len, 1)))))
+    while budget % (seqs * demo.seq_len) and seqs > 1:
+        seqs //= 2
+    return seqs * demo.seq_len
+
+
+def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | None = None,
+             demo: DemoConfig | None = None) -> dict[str, Any]:
+    """Run the demo; returns the check (predicted vs measured) and writes everything into ``out``."""
+    from rich.console import Console
+
+    from scaletune.cli.hparams_cmds import dump_json, optima_table, print_recommendation
+    from scaletune.hparams.laws import fit_hparam_laws
+    from scaletune.hparams.optimum import find_optima, find_optimum
+    from scaletune.hparams.recommend import recommend
+    from scaletune.runtable import write_table
+    from scaletune.study import export_runs, load_study_config, run_study
+
+    demo = demo or (TINY if tiny else DemoConfig())
+    console = Console()
+    out = Path(out or f"scaletune-out-demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    proxy_n = {w: _params(w, demo) for w in demo.widths}
+    target_n = _params(demo.target_width, demo)
+    largest = proxy_n[max(demo.widths)]
+    console.rule("[bold]scaletune demo: sweep small muP proxies -> fit -> recommend -> check at the target")
+    console.print(f"proxies: widths {list(demo.widths)} (depth {demo.depth}, N = {min(v['N'] for v in proxy_n.values()):,}"
+                  f"-{largest['N']:,} parameters, total), tokens {list(demo.tokens)}, {len(demo.lrs)} learning rates "
+                  f"{demo.lrs[0]:g}-{demo.lrs[-1]:g} (muP base rates), batch {demo.batch_size} tokens")
+    console.print(f"target:  width {demo.target_width}, N = {target_n['N']:,} ({target_n['N'] / largest['N']:.1f}x total, "
+                  f"{target_n['N_nonembed'] / largest['N_nonembed']:.1f}x non-embedding parameters of the largest proxy), "
+                  f"D = {demo.target_tokens:,} tokens")
+    console.print(f"output:  {out}/")
+
+    # 1. The proxy sweep: a study in SQLite, run by the local runner (resumable: rerun the command).
+    study = _study("demo-proxies", out, demo.widths, demo.tokens, demo.lrs, demo, demo.batch_size)
+    (out / "demo_study.toml").write_text(_toml(study))
+    config = load_study_config(study, base_dir=out)
+    console.rule("1. sweep of the proxies")
+    run_study(config, workers=workers, progress=True)
+    runs = export_runs(config)
+    runs.attrs["source"] = "demo proxies"
+    write_table(runs, out / "runs.csv")
+
+    # 2-3. Fits and recommendation from the proxies only.
+    console.rule("2. optimum per scale and laws (proxies only)")
+    optima = find_optima(runs, bootstrap=200)
+    console.print(optima_table(optima, "Optimum per scale (vertex of a convex fit in ln lr, 95% bootstrap over runs)"))
+    laws = fit_hparam_laws(optima, bootstrap=400, loss_bootstrap=100)
+    point = {"N": float(target_n["N"]), "D": float(demo.target_tokens), "N_nonembed": float(target_n["N_nonembed"]),
+             "width": float(demo.target_width), "depth": float(demo.depth), "seq_len": float(demo.seq_len)}
+    rec = recommend(runs, point, optima=optima, laws=laws)
+    console.rule("3. recommendation at the target")
+    print_recommendation(rec, console)
+
+    # 4. Train the target at the recommended settings and neighbouring rates.
+    console.rule("4. check: the target trained at the recommended and neighbouring learning rates")
+    lr_rec = float(rec.lr.value)
+    batch = _round_batch(rec.batch_size.value, demo, demo.target_tokens)
+    target_lrs = sorted([lr_rec] + [lr_rec * f for f in demo.neighbours])
+    tstudy = _study("demo-target", out, (demo.target_width,), (demo.target_tokens,), target_lrs, demo, batch)
+    (out / "demo_target.toml").write_text(_toml(tstudy))
+    tconfig = load_study_config(tstudy, base_dir=out)
+    run_study(tconfig, workers=workers, progress=True)
+    truns = export_runs(tconfig)
+    write_table(truns, out / "target_runs.csv")
+
+    ok = truns[truns["status"] == "ok"]
+    at_rec = ok[np.isclose(ok["lr"], lr_rec)]
+    measured = float(at_rec["loss"].mean()) if len(at_rec) else math.nan
+    best = ok.loc[ok["loss"].idxmin()] if len(ok) else None
+    check: dict[str, Any] = {
+        "target": point, "recommended_lr": lr_rec, "recommended_lr_interval": list(rec.lr.interval),
+        "batch_size_tokens": batch, "measured_loss_at_recommended": measured,
+        "predicted_loss": None if rec.loss is None else rec.loss.value,
+        "predicted_loss_interval": None if rec.loss is None else list(rec.loss.interval),
+        "best_measured_lr": None if best is None else float(best["lr"]),
+        "best_measured_loss": None if best is None else float(best["loss"]),
+        "diverged": int((truns["status"] == "diverged").sum()),
+    }
+    try:
+        tgt_opt = find_optimum(truns, bootstrap=200, scale={"N": point["N"], "D": point["D"]})
+        check.update(measured_optimum=tgt_opt.to_dict(), band_lr=list(tgt_opt.band_lr),
+                     recommended_in_band=bool(tgt_opt.band_lr[0] <= lr_rec <= tgt_opt.band_lr[1]),
+                     measured_optimum_lr=tgt_opt.lr_, measured_optimum_bracketed=tgt_opt.bracketed)
+    except ScaletuneError as exc:
+        check.update(measured_optimum=None, recommended_in_band=None, note=str(exc))
+    if best is not None and math.isfinite(measured):
+        check["gap_to_best_measured_percent"] = 100 * (measured / float(best["loss"]) - 1)
+    if rec.loss is not None and math.isfinite(measured):
+        check["loss_prediction_error_percent"] = 100 * (rec.loss.value / measured - 1)
+        check["loss_prediction_covered"] = bool(rec.loss.interval[0] <= measured <= rec.loss.interval[1])
+
+    from rich.table import Table
+
+    table = Table(title="Predicted (from proxies) vs measured (at the target)", title_justify="left")
+    for col in ("", "predicted", "measured"):
+        table.add_column(col, justify="left" if not col else "right")
+    from scaletune.cli.hparams_cmds import fmt, fmt_iv
+
+    table.add_row("learning rate (muP base)", f"{fmt(lr_rec)} {fmt_iv(rec.lr.interval)}",
+                  f"best {fmt(check['best_measured_lr'])}; vertex {fmt(check.get('measured_optimum_lr'))}; "
+                  f"band {fmt_iv(check.get('band_lr'))}")
+    table.add_row("loss at the recommended lr (nats/token)",
+                  "-" if rec.loss is None else f"{rec.loss.value:.4f} {fmt_iv(rec.loss.interval)}", f"{measured:.4f}")
+    table.add_row("recommended lr in the measured 0.25% band", "", {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[check.get("recommended_in_band")])
+    if "gap_to_best_measured_percent" in check:
+        table.add_row("loss gap to the best measured rate", "", f"{check['gap_to_best_measured_percent']:+.2f}%")
+    console.print(table)
+
+    # Records and figures.
+    fits = {"optima": [o.to_dict() for o in optima], "laws": laws.to_dict(), "recommendation": rec.to_dict(),
+            "check": check, "demo_config": {k: getattr(demo, k) for k in demo.__dataclass_fields__},
+            "seconds": time.monotonic() - start}
+    (out / "fits.json").write_text(dump_json(fits))
+    try:
+        from scaletune.report.hparams_plots import plot_laws, plot_sweeps, plot_target_check
+        plot_sweeps(runs, optima, out / "sweeps.png")
+        plot_laws(rec, out / "laws.png", measured=check)
+        plot_target_check(truns, rec, out / "target.png")
+        figures = "sweeps.png, laws.png, target.png"
+    except ImportError as exc:  # matplotlib missing: the numbers are still written
+        figures = f"(no figures: {exc})"
+    console.rule(f"done in {time.monotonic() - start:.0f} s")
+    console.print(f"output folder: [bold]{out.resolve()}[/]\n  runs.csv, target_runs.csv, fits.json, {figures}, "
+                  f"demo_study.toml, demo_target.toml, demo.db (Optuna storage)")
+    return check

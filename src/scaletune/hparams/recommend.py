@@ -1,0 +1,255 @@
+"""Recommendations at a target scale, from a sweep of proxies, beside what the published laws would say.
+
+    from scaletune.hparams import recommend
+    rec = recommend(runs, {"N": 1e6, "D": 2e6})      # runs: a run table (or a study's export)
+    rec.lr.value, rec.lr.interval, rec.lr.extrapolation
+
+Every number carries a 95% interval (two-level bootstrap, see `scaletune.hparams.laws`) and an
+extrapolation factor (1.0 = inside the proxies' range; 8.0 = 8x beyond the largest proxy in some variable).
+Under muP/CompleteP the learning rate is the base rate of the parameterisation (the proxies' ``lr``
+column); hidden matrices get it scaled by base_width / width as the parameterisation prescribes. The
+published laws (StepLaw, DeepSeek LLM) were fitted on standard-parameterised models: beside a muP
+recommendation they show what a user copying them would set, not the same quantity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from scaletune.errors import ScaletuneError
+from scaletune.hparams.laws import HparamLaws, Prediction, TransferReport, fit_hparam_laws
+from scaletune.hparams.optimum import DEFAULT_BAND, Optimum, find_optima, optima_frame
+from scaletune.laws.published import deepseek_batch, deepseek_lr, steplaw_batch, steplaw_lr
+from scaletune.runtable import require_columns
+from scaletune.schedules import Schedule
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What to use at ``target``: learning rate, batch size (tokens and sequences), warm-up (steps),
+    schedule (spec), parameterisation and the predicted final loss (nats/token), each with its source."""
+
+    target: dict[str, float]
+    lr: Prediction
+    batch_size: Prediction  # tokens
+    batch_sequences: Prediction | None  # batch_size / seq_len
+    seq_len: int | None
+    steps: int
+    warmup: dict[str, Any]
+    schedule: str
+    param: str
+    loss: Prediction | None
+    published: dict[str, dict[str, Any]]
+    optima: tuple[Optimum, ...]
+    laws: HparamLaws
+    notes: tuple[str, ...] = ()
+
+    @property
+    def transfer(self) -> TransferReport | None:
+        return self.laws.transfer
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "lr": self.lr.to_dict(),
+            "batch_size_tokens": self.batch_size.to_dict(),
+            "batch_size_sequences": None if self.batch_sequences is None else self.batch_sequences.to_dict(),
+            "seq_len": self.seq_len,
+            "steps": self.steps,
+            "warmup": self.warmup,
+            "schedule": self.schedule,
+            "param": self.param,
+            "loss_nats_per_token": None if self.loss is None else self.loss.to_dict(),
+            "published": self.published,
+            "optima": [o.to_dict() for o in self.optima],
+            "laws": self.laws.to_dict(),
+            "notes": list(self.notes),
+        }
+
+
+def _mode(series: pd.Series) -> Any:
+    values = series.dropna()
+    return values.mode().iloc[0] if len(values) else None
+
+
+def _proxy_fallback(optima: list[Optimum], target: Mapping[str, float], response: str) -> Prediction | None:
+    """The largest bracketed proxy's optimum, copied (transfer assumed), when no law can be fitted."""
+    use = [o for o in optima if o.bracketed and (response == "lr" or o.batch_size_interval is not None)]
+    if not use:
+        return None
+    o = max(use, key=lambda o: (o.scale.get("N", 0), o.scale.get("D", 0)))
+    value = o.lr_ if response == "lr" else o.batch_size_
+    iv = o.lr_interval if response == "lr" else o.batch_size_interval
+    extra = max([max(target[k] / o.scale[k], o.scale[k] / target[k]) for k in ("N", "D") if k in target and k in o.scale] or [1.0])
+    label = ", ".join(f"{k}={v:.3g}" for k, v in o.scale.items() if k in ("N", "D"))
+    return Prediction(value, tuple(iv), extra, source=f"copied from the largest proxy ({label}); transfer assumed, no law")
+
+
+def deepseek_compute(target: Mapping[str, float]) -> tuple[float, str]:
+    """DeepSeek's C = M D (M = non-embedding FLOPs/token incl. attention = 6 N_nonembed + 6 depth width seq_len)."""
+    n = target.get("N_nonembed", target["N"])
+    if all(k in target for k in ("depth", "width", "seq_len")):
+        m = 6 * n + 6 * target["depth"] * target["width"] * target["seq_len"]
+        how = "C = M D, M = 6 N_nonembed + 6 depth width seq_len"
+    else:
+        m = 6 * n
+        how = "C ~ 6 N_nonembed D (attention FLOPs omitted: give width, depth, seq_len for M)"
+    if "N_nonembed" not in target:
+        how += "; N_nonembed not given, N used"
+    return m * target["D"], how
+
+
+def published_at(target: Mapping[str, float], seq_len: int | None = None) -> dict[str, dict[str, Any]]:
+    """StepLaw and DeepSeek LLM at the target (N_nonembed if given, else N; D tokens)."""
+    n = target.get("N_nonembed", target["N"])
+    D = target["D"]
+    t = dict(target)
+    if seq_len and "seq_len" not in t:
+        t["seq_len"] = seq_len
+    C, how = deepseek_compute(t)
+    n_note = "N_nonembed" if "N_nonembed" in target else "N (N_nonembed not given)"
+    return {
+        "steplaw": {"lr": float(steplaw_lr(n, D)), "batch_size": float(steplaw_batch(D)),
+                    "formula": "lr = 1.79 N^-0.713 D^0.307, B = 0.58 D^0.571 tokens (Li et al. 2025)",
+                    "inputs": f"{n_note} = {n:.4g}, D = {D:.4g} tokens"},
+        "deepseek": {"lr": float(deepseek_lr(C)), "batch_size": float(deepseek_batch(C)),
+                     "formula": "lr = 0.3118 C^-0.125, B = 0.2920 C^0.3271 tokens (DeepSeek-AI 2024)",
+                     "inputs": f"C = {C:.4g} FLOPs ({how})"},
+    }
+
+
+def recommend(
+    runs: pd.DataFrame,
+    target: Mapping[str, float],
+    *,
+    band: float = DEFAULT_BAND,
+    bootstrap: int = 400,
+    loss_bootstrap: int = 200,
+    seed: int = 0,
+    optima: list[Optimum] | None = None,
+    laws: HparamLaws | None = None,
+) -> Recommendation:
+    """Recommend hyperparameters at ``target`` (N parameters in the table's convention, D tokens; optional
+    N_nonembed, width, depth, seq_len for the published laws) from a run table of proxy sweeps."""
+    target = {k: float(v) for k, v in target.items()}
+    for key in ("N", "D"):
+        if key not in target:
+            raise ScaletuneError(f"target needs {key} (e.g. --target N=1e6,D=2e7; N in the table's convention, D tokens)")
+        if not target[key] > 0:
+            raise ScaletuneError(f"target {key}={target[key]!r} must be positive")
+    require_columns(runs, ["lr", "loss"])
+    if optima is None:
+        optima = find_optima(runs, band=band, bootstrap=max(bootstrap // 2, 100), seed=seed)
+    if laws is None:
+        laws = fit_hparam_laws(optima, bootstrap=bootstrap, loss_bootstrap=loss_bootstrap, seed=seed)
+    notes = list(laws.notes)
+    ok = runs[runs["status"].astype(str).eq("ok")] if "status" in runs.columns else runs
+
+    # Learning rate: the StepLaw-form law, else the DeepSeek form, else the largest proxy copied.
+    lr = None
+    for name in ("lr_ND", "lr_C"):
+        law = laws.laws.get(name)
+        if law is not None:
+            point = dict(target)
+            point.setdefault("C", 6 * target["N"] * target["D"])
+            lr = law.predict(point)
+            break
+    if lr is None:
+        lr = _proxy_fallback(optima, target, "lr")
+        if lr is None:
+            raise ScaletuneError("no scale has a bracketed learning-rate optimum: nothing to recommend "
+                                 "(see each scale's message and the proposed next rates with `scaletune optimum`)")
+        notes.append("learning rate: no law could be fitted; copied from the largest proxy")
+
+    # Batch size (tokens): B*(D) law, else the proxies' batch size.
+    batch = None
+    if "batch_D" in laws.laws:
+        batch = laws.laws["batch_D"].predict(target)
+    elif "batch_C" in laws.laws:
+        batch = laws.laws["batch_C"].predict({"C": 6 * target["N"] * target["D"]})
+    if batch is None:
+        fb = _proxy_fallback(optima, target, "batch_size")
+        if fb is not None:
+            batch = fb
+        elif "batch_size" in ok.columns and ok["batch_size"].notna().any():
+            b = float(_mode(ok["batch_size"]))
+            batch = Prediction(b, (math.nan, math.nan), 1.0, source="as in the proxies (batch size not swept)")
+        else:
+            raise ScaletuneError(f"{runs.attrs.get('source', 'table')}: no batch_size column and no batch law")
+
+    seq_len = int(target.get("seq_len") or (_mode(ok["seq_len"]) if "seq_len" in ok.columns else 0) or 0) or None
+    seqs = None
+    if seq_len:
+        seqs = Prediction(batch.value / seq_len, tuple(v / seq_len for v in batch.interval), batch.extrapolation,
+                          source=f"batch_size / seq_len ({seq_len} tokens per sequence)")
+    steps = max(1, int(target["D"] // batch.value))
+
+    # Warm-up: the proxies' warm-up as a fraction of their steps (run tables record it in steps).
+    warmup: dict[str, Any] = {"steps": 0, "fraction": 0.0, "source": "no warmup column in the runs"}
+    if "warmup" in ok.columns and "batch_size" in ok.columns and "D" in ok.columns:
+        frac = pd.to_numeric(ok["warmup"], errors="coerce") / (pd.to_numeric(ok["D"], errors="coerce") / pd.to_numeric(ok["batch_size"], errors="coerce"))
+        frac = frac[np.isfinite(frac)]
+        if len(frac):
+            f = float(frac.median())
+            lo_steps = f * target["D"] / batch.interval[1] if math.isfinite(batch.interval[1]) else math.nan
+            hi_steps = f * target["D"] / batch.interval[0] if math.isfinite(batch.interval[0]) else math.nan
+            warmup = {"steps": int(round(f * steps)), "fraction": f, "steps_interval": [lo_steps, hi_steps],
+                      "source": "the proxies' warm-up fraction of their steps (not fitted; interval from the batch size)"}
+            if frac.max() - frac.min() > 0.02:
+                notes.append(f"the proxies used warm-up fractions from {frac.min():.3f} to {frac.max():.3f}: the median is recommended")
+
+    # Schedule and parameterisation: carried over from the proxies (the laws hold for them only).
+    schedule = "unknown (no schedule column)"
+    if "schedule" in ok.columns and ok["schedule"].notna().any():
+        spec = str(_mode(ok["schedule"]))
+        if ok["schedule"].astype(str).str.partition(":")[0].nunique() > 1:
+            notes.append("the proxies used several schedule kinds: the most common one is recommended")
+        try:
+            base = Schedule.parse(spec) if "steps=" in spec else Schedule.parse(spec, steps=steps, lr=lr.value)
+            target_schedule = replace(base, steps=steps, lr=lr.value, warmup=min(warmup["steps"], steps - 1))
+            if base.decay_start is not None:  # keep the cooldown as the same fraction of the run
+                target_schedule = replace(target_schedule, decay_start=int(round(base.decay_start / base.steps * steps)))
+            schedule = target_schedule.spec()
+        except ScaletuneError:
+            schedule = spec
+    param = str(_mode(ok["param"])) if "param" in ok.columns and ok["param"].notna().any() else "unknown"
+    if "param" in ok.columns and ok["param"].nunique() > 1:
+        notes.append(f"the runs mix parameterisations ({', '.join(map(str, ok['param'].unique()))}); fit one at a time")
+    if param == "sp":
+        notes.append("standard parameterisation: the optimum moves with width, so the N exponent carries the transfer; "
+                     "muP proxies transfer more reliably")
+
+    loss = None
+    if laws.loss is not None:
+        point = {"N": target["N"], "D": target["D"], "C": target.get("C", 6 * target["N"] * target["D"])}
+        value = float(laws.loss.predict(point)[0])
+        iv = (math.nan, math.nan)
+        if laws.loss.bootstrap_params is not None and len(laws.loss.bootstrap_params):
+            lo, hi = laws.loss.predict_interval(point)
+            iv = (float(lo[0]), float(hi[0]))
+        loss = Prediction(value, iv, float(laws.loss.extrapolation(point)[0]),
+                          source=f"{laws.loss.law} law fitted on the optimal loss per scale")
+
+    pub = published_at(target, seq_len)
+    for entry in pub.values():
+        entry["lr_ratio_to_recommended"] = entry["lr"] / lr.value
+        entry["batch_ratio_to_recommended"] = entry["batch_size"] / batch.value
+        entry["lr_inside_interval"] = bool(lr.interval[0] <= entry["lr"] <= lr.interval[1])
+    if param in ("mup", "completep"):
+        notes.append(f"under {param} the recommended lr is the base rate of the parameterisation; the published "
+                     "laws give a standard-parameterisation AdamW rate (compare with care)")
+    return Recommendation(
+        target=target, lr=lr, batch_size=batch, batch_sequences=seqs, seq_len=seq_len, steps=steps, warmup=warmup,
+        schedule=schedule, param=param, loss=loss, published=pub, optima=tuple(optima), laws=laws, notes=tuple(notes),
+    )
+
+
+def optima_table(rec_or_optima: Recommendation | list[Optimum]) -> pd.DataFrame:
+    """The per-scale optima behind a recommendation, as a table."""
+    optima = rec_or_optima.optima if isinstance(rec_or_optima, Recommendation) else rec_or_optima
+    return optima_frame(list(optima))

@@ -1,0 +1,142 @@
+"""Figures of the hparams area: sweeps per scale, lr laws with their target prediction, the target check.
+
+Plots only draw what `scaletune.hparams` computed; they never fit anything themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _groups(runs: pd.DataFrame, optima) -> list[tuple[Any, pd.DataFrame]]:
+    cols = [c for c in optima[0].scale if c in runs.columns and c in ("rung",)] or [c for c in ("N", "D") if c in runs.columns]
+    out = []
+    for o in optima:
+        mask = np.ones(len(runs), bool)
+        for c in cols:
+            mask &= np.isclose(pd.to_numeric(runs[c], errors="coerce").to_numpy(float), o.scale[c])
+        out.append((o, runs[mask]))
+    return out
+
+
+def plot_sweeps(runs: pd.DataFrame, optima: Sequence, path: str | Path) -> Path:
+    """Final loss vs learning rate per scale: ok runs (dots), diverged/failed (x at the top, never fitted),
+    the vertex with its 95% interval, the near-optimal band (shaded)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(optima)))
+    ok_all = runs[runs.get("status", "ok") == "ok"] if "status" in runs.columns else runs
+    top = float(pd.to_numeric(ok_all["loss"], errors="coerce").max())
+    for (o, g), color in zip(_groups(runs, optima), colors):
+        ok = g[g["status"] == "ok"] if "status" in g.columns else g
+        bad = g[g["status"] != "ok"] if "status" in g.columns else g.iloc[:0]
+        label = ", ".join(f"{k}={v:.3g}" for k, v in o.scale.items() if k in ("N", "D"))
+        mean = ok.groupby("lr")["loss"].mean()
+        ax.plot(mean.index, mean.values, "o-", color=color, ms=4, lw=1, label=label + ("" if o.bracketed else " (not bracketed)"))
+        if len(bad):
+            ax.plot(bad["lr"], np.full(len(bad), top * 1.01), "x", color=color, ms=6)
+        lo, hi = o.lr_interval
+        if math.isfinite(lo):
+            ax.errorbar([o.lr_], [o.loss_], xerr=[[o.lr_ - lo], [hi - o.lr_]], fmt="*", color=color, ms=10, capsize=3)
+        ax.axvspan(o.band_lr[0], o.band_lr[1], color=color, alpha=0.08)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (as in the run table; muP: base rate)")
+    ax.set_ylabel("final validation loss (nats/token)")
+    ax.set_title("Sweeps per scale: * vertex with 95% interval, shaded = near-optimal band, x = diverged (not fitted)", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_laws(rec, path: str | Path, measured: dict | None = None) -> Path:
+    """Optimal lr per scale vs N (one colour per D), the fitted lr*(N, D) lines with their 95% band, the
+    recommendation at the target with its interval, the published laws, and the measured target optimum."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    optima = [o for o in rec.optima if "N" in o.scale and "D" in o.scale]
+    Ds = sorted({o.scale["D"] for o in optima})
+    colors = plt.cm.plasma(np.linspace(0, 0.8, max(len(Ds), 1)))
+    law = rec.laws.laws.get("lr_ND")
+    n_max = max([o.scale["N"] for o in optima] + [rec.target["N"]])
+    n_min = min(o.scale["N"] for o in optima) if optima else rec.target["N"] / 10
+    grid = np.geomspace(n_min / 1.2, n_max * 1.2, 60)
+    for D, color in zip(Ds, colors):
+        group = [o for o in optima if o.scale["D"] == D]
+        for o in group:
+            lo, hi = o.lr_interval
+            marker = "o" if o.bracketed else "^"
+            yerr = [[o.lr_ - lo], [hi - o.lr_]] if math.isfinite(lo) else None
+            ax.errorbar([o.scale["N"]], [o.lr_], yerr=yerr, fmt=marker, color=color, capsize=3, mfc="none" if not o.bracketed else color)
+        if law is not None:
+            x = {"N": grid, "D": np.full_like(grid, D)}
+            x = {v: x[v] for v in law.variables}
+            ax.plot(grid, law.fit_.predict(x), "-", color=color, lw=1, label=f"D = {D:.3g} tokens")
+            if law.fit_.bootstrap_params is not None:
+                lo, hi = law.fit_.predict_interval(x)
+                ax.fill_between(grid, lo, hi, color=color, alpha=0.12)
+    lo, hi = rec.lr.interval
+    yerr = [[rec.lr.value - lo], [hi - rec.lr.value]] if math.isfinite(lo) else None
+    ax.errorbar([rec.target["N"]], [rec.lr.value], yerr=yerr, fmt="s", color="k", capsize=4,
+                label=f"recommended at target (x{rec.lr.extrapolation:.1f} extrapolation)")
+    if measured and measured.get("band_lr"):
+        b = measured["band_lr"]
+        ax.plot([rec.target["N"]] * 2, b, "-", color="g", lw=6, alpha=0.4, label="measured near-optimal band at target")
+    for name, p in rec.published.items():
+        ax.plot([rec.target["N"]], [p["lr"]], "x", ms=8, label=f"{name} (published, SP)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("N (parameters, as counted in the run table)")
+    ax.set_ylabel("optimal learning rate")
+    ax.set_title("lr*(N, D): per-scale optima (95%), fitted law and 95% band, target", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_target_check(target_runs: pd.DataFrame, rec, path: str | Path) -> Path:
+    """Loss vs lr measured at the target, the recommended lr (with interval) and the predicted loss band."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    ok = target_runs[target_runs["status"] == "ok"]
+    bad = target_runs[target_runs["status"] != "ok"]
+    ax.plot(ok["lr"], ok["loss"], "o-", color="C0", label="measured at the target")
+    if len(bad):
+        ax.plot(bad["lr"], np.full(len(bad), ok["loss"].max() * 1.01 if len(ok) else 1.0), "x", color="C3", label="diverged")
+    lo, hi = rec.lr.interval
+    if math.isfinite(lo):
+        ax.axvspan(lo, hi, color="k", alpha=0.08, label="recommended lr, 95% interval")
+    ax.axvline(rec.lr.value, color="k", lw=1)
+    if rec.loss is not None:
+        a, b = rec.loss.interval
+        if math.isfinite(a):
+            ax.axhspan(a, b, color="C1", alpha=0.15, label="predicted loss, 95% interval")
+        ax.axhline(rec.loss.value, color="C1", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (muP base rate)")
+    ax.set_ylabel("final validation loss (nats/token)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
