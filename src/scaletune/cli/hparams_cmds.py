@@ -194,7 +194,7 @@ def recommend_cmd(source, target, mapping, storage, band, bootstrap, seed, as_js
 
     point = parse_point(target)
     runs = load_runs(source, mapping, storage)
-    rec = recommend(runs, point, band=band, bootstrap=bootstrap, seed=seed)
+    rec = recommend(runs, point, band=band, bootstrap=bootstrap, loss_bootstrap=min(bootstrap, 200), seed=seed)
     if out:
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
