@@ -185,3 +185,22 @@ def test_coord_check_flat_under_mup_growing_under_sp(coords):
     assert abs(sp["input"]) < 0.1 and abs(mup["input"]) < 0.1  # embeddings: width-independent in both
     table = coords["mup"].table_
     assert set(table["width"]) == {32, 64, 128, 256} and set(table["step"]) == {0, 1, 2, 3}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's import of torch.jit
+def test_compiled_wrapper_names_map_to_the_same_plan():
+    model = lm(width=64)
+    plan = make_plan(model, "mup", width=64, base_width=16)
+    compiled = torch.compile(model)  # not run: only its parameter names (prefixed _orig_mod.) matter here
+    assert next(iter(dict(compiled.named_parameters()))).startswith("_orig_mod.")
+    assert make_plan(compiled, "mup", width=64, base_width=16) == plan
+    assert _group_signature(plan, compiled) == _group_signature(plan, model)
+
+
+def test_cli_import_does_not_pull_in_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, scaletune.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
