@@ -166,8 +166,9 @@ class _Problem:
         coef, *_ = np.linalg.lstsq(J[:, self.free] * sw[:, None], target * sw, rcond=None)
         return coef
 
-    def solve(self, n_starts: int):
-        """Polish the best ``n_starts`` starts; return (theta (all params), objective value, scipy result)."""
+    def solve(self, n_starts: int, warm: np.ndarray | None = None):
+        """Polish the best ``n_starts`` starts (and ``warm``, all parameters, if given); return
+        (theta (all params), objective value, scipy result)."""
         if self.law.log_linear:
             coef = self.least_squares_log()
             lo, hi = self.bounds_array().T
@@ -177,7 +178,10 @@ class _Problem:
             res = self.polish(np.clip(coef, lo, hi))  # robust objectives start from the least-squares solution
             return self.full(res.x), float(res.fun), res
         best = None
-        for start in self.starts(n_starts):
+        starts = self.starts(n_starts)
+        if warm is not None:
+            starts = np.vstack([starts, np.asarray(warm, float)[self.free]])
+        for start in starts:
             res = self.polish(start)
             if best is None or res.fun < best.fun:
                 best = res
@@ -378,7 +382,7 @@ def _refit_rows(rows: list[np.ndarray]) -> np.ndarray:
         if any(len(np.unique(v)) < 2 for v in sub.x.values()):
             continue  # a resample with a single scale cannot identify the law: counted as failed
         try:
-            theta, value, res = sub.solve(_WORK["n_starts"])
+            theta, value, res = sub.solve(_WORK["n_starts"], _WORK["warm"])
         except (ValueError, np.linalg.LinAlgError):
             continue
         if value < _BAD:
@@ -386,14 +390,19 @@ def _refit_rows(rows: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _bootstrap(problem: _Problem, groups: np.ndarray, k: int, seed: int, n_starts: int, workers: int | None) -> np.ndarray:
-    """Refit on ``k`` resamples of whole groups (all rows of a group together); returns (k, P), NaN rows failed."""
+def _bootstrap(problem: _Problem, groups: np.ndarray, k: int, seed: int, n_starts: int, workers: int | None,
+               warm: np.ndarray) -> np.ndarray:
+    """Refit on ``k`` resamples of whole groups (all rows of a group together); returns (k, P), NaN rows failed.
+
+    Each refit polishes the best start of its own grid and the full-data optimum ``warm``: a replicate that
+    lands in a worse local minimum than the main fit would widen (and shift) the intervals for no reason.
+    """
     labels, inverse = np.unique(groups, return_inverse=True)
     members = [np.flatnonzero(inverse == g) for g in range(len(labels))]
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(labels), size=(k, len(labels)))  # drawn up front: results do not depend on workers
     rows = [np.concatenate([members[g] for g in draw]) for draw in draws]
-    _WORK.update(problem=problem, n_starts=n_starts)
+    _WORK.update(problem=problem, n_starts=n_starts, warm=warm)
     workers = workers or os.cpu_count() or 1
     try:
         if workers > 1 and k >= 20 and "fork" in multiprocessing.get_all_start_methods():
@@ -532,7 +541,7 @@ def fit(
 
     samples, intervals = None, {}
     if bootstrap > 0:
-        samples = _bootstrap(problem, group_labels[~mask], bootstrap, seed, 1, workers)
+        samples = _bootstrap(problem, group_labels[~mask], bootstrap, seed, 1, workers, theta)
         ok = np.all(np.isfinite(samples), axis=1)
         diagnostics["bootstrap"] = {"samples": int(bootstrap), "failed": int((~ok).sum()), "groups": int(len(np.unique(group_labels[~mask])))}
         tail = 50 * (1 - level)
