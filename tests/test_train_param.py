@@ -177,8 +177,7 @@ def coords():
 
 def test_coord_check_flat_under_mup_growing_under_sp(coords):
     # measured (steps=3, widths 32..256): SP hidden +1.25, readout +0.97, residual +1.6;
-    # muP hidden -0.14, readout -0.02, residual -0.20. A muP without the hidden 1/m LR or the readout
-    # 1/m multiplier lands on the SP side of these thresholds.
+    # muP hidden -0.14, readout -0.02, residual -0.20 (broken muPs: see the next test).
     sp, mup = coords["sp"].kind_slopes(), coords["mup"].kind_slopes()
     assert abs(mup["hidden"]) < 0.4 and abs(mup["readout"]) < 0.3 and abs(mup["residual"]) < 0.4
     assert sp["hidden"] > 0.8 and sp["readout"] > 0.5 and sp["residual"] > 0.8
@@ -204,3 +203,28 @@ def test_cli_import_does_not_pull_in_torch():
     code = "import sys, scaletune.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("fault, kind", [("hidden_lr", "hidden"), ("readout_mult", "readout")])
+def test_coord_check_catches_a_broken_mup(monkeypatch, fault, kind):
+    """The two classic porting bugs: hidden Adam LR not divided by m; readout multiplier never applied."""
+    import dataclasses
+
+    import scaletune.train.coordcheck as cc_module
+
+    real = cc_module.build_lm
+
+    def broken_build(cfg):
+        model, plan = real(cfg)
+        if fault == "hidden_lr":
+            plan.params = {n: dataclasses.replace(i, lr_mult=1.0) if i.role == "hidden" else i
+                           for n, i in plan.params.items()}
+        else:
+            plan.multipliers = {k: 1.0 for k in plan.multipliers}
+            plan.attach(model)
+        return model, plan
+
+    monkeypatch.setattr(cc_module, "build_lm", broken_build)
+    slopes = coord_check((32, 64, 128, 256), "mup", steps=3, config={"batch_size": 512, "seq_len": 64}).kind_slopes()
+    limit = {"hidden": 0.4, "readout": 0.3}[kind]  # the muP thresholds of the test above
+    assert slopes[kind] > limit  # measured: hidden +1.26 / readout +0.89
