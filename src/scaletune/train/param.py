@@ -295,6 +295,8 @@ def make_plan(
             raise ScaletuneError(f"{key} must be positive (got {value})")
     if param == "completep" and not 0.5 <= alpha <= 1.0:
         raise ScaletuneError(f"CompleteP alpha must be in [0.5, 1] (got {alpha})")
+    if param == "completep" and optimizer == "sgd":
+        raise ScaletuneError("completep: the depth rules implemented are CompleteP's for Adam; use adamw")
     m = width / base_width
     l = depth / base_depth
     mu = param in ("mup", "completep")
@@ -328,7 +330,7 @@ def make_plan(
             std, lr_m, wd_m, eps_m = input_std, (m if optimizer == "sgd" and mu else 1.0), 1.0, 1.0
         elif role == "hidden":
             std = init_std / math.sqrt(m)
-            lr_m = (1.0 / m if optimizer == "adamw" else 1.0) * depth_lr if mu else 1.0
+            lr_m = (1.0 / m if optimizer == "adamw" else 1.0) * depth_lr if mu else 1.0  # SGD: TP5 says 1
             wd_m = m if mu else 1.0
             eps_m = (1.0 / m) * depth_eps if mu else 1.0
         elif role == "readout":
