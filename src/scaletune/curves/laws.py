@@ -35,24 +35,25 @@ from scaletune.errors import ScaletuneError
 # summed one by one (exactly); older ones in groups whose width grows geometrically by RATIO, each replaced
 # by its drop-weighted mean argument. G is smooth in log-distance, so this costs O(log t) per point instead
 # of O(t). Within the warm-up the rate itself changes by orders of magnitude, so warm-up groups are also cut
-# at steps growing geometrically from step 1 (rates within a group then differ by at most RATIO). Tests
+# at steps growing geometrically (by WARMUP_RATIO) from step 1. Tests
 # compare with the term-by-term sum: the difference is below 3e-5 nats of loss.
 NEAR = 16
 RATIO = 1.15
+WARMUP_RATIO = 1.15
 
 
-def _geometric(n: int, start: int) -> np.ndarray:
+def _geometric(n: int, start: int, ratio: float) -> np.ndarray:
     d = [float(i) for i in range(start + 1)]
     while d[-1] < n:
-        d.append(max(d[-1] + 1, np.ceil(d[-1] * RATIO)))
+        d.append(max(d[-1] + 1, np.ceil(d[-1] * ratio)))
     return np.asarray(d, dtype=np.int64)
 
 
 def _group_edges(t: np.ndarray, warmup: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per evaluation point, the bounds (lo, hi] of each group of drops k (descending, covering 1..t)."""
-    edges = np.clip(t[:, None] - _geometric(n, NEAR)[None, :], 0, None)
+    edges = np.clip(t[:, None] - _geometric(n, NEAR, RATIO)[None, :], 0, None)
     if warmup > 1:
-        cuts = _geometric(warmup, 1)
+        cuts = _geometric(warmup, 1, WARMUP_RATIO)
         edges = np.concatenate([edges, np.minimum(cuts[cuts <= warmup][None, :], t[:, None])], axis=1)
     edges = -np.sort(-edges, axis=1)
     return edges[:, 1:], edges[:, :-1]
@@ -134,17 +135,22 @@ def _loss_drop(prep: Prepared, C: float, beta: float, gamma: float, grad: bool =
     out = {k: np.zeros(M) for k in ("value", "dC", "dbeta", "dgamma")}
     if "groups" not in prep.cache:
         prep.cache["groups"] = _drop_groups(prep)
+    if not prep.cache["groups"]:
+        return out
+    partial = prep.cache["partial"]
+    s1_t = partial[t][:, None]
+    w = eta[1:] ** (-gamma)
     for part, lo, hi, mass, inv_mass in prep.cache["groups"]:
-        partial = prep.cache["partial"]
-        s1_t = partial[t][:, None]
-        pw = part * eta[1:] ** (-gamma)
-        sums = [pw, pw * partial[:-1]]  # S1(k-1) = partial[k-1]
+        pw = part * w
+        cols = [pw, pw * partial[:-1]]  # S1(k-1) = partial[k-1]
         if grad:
-            log_eta = np.log(eta[1:])
-            sums += [-pw * log_eta, -pw * log_eta * partial[:-1]]
-        P = [np.concatenate([[0.0], np.cumsum(v)]) for v in sums]
-        P = [v[hi] - v[lo] for v in P]
-        y = (s1_t * P[0] - P[1]) * inv_mass  # drop-weighted mean of eta_k^-gamma S_k(t)
+            pwl = -pw * np.log(eta[1:])
+            cols += [pwl, pwl * partial[:-1]]
+        D = []
+        for v in cols:  # prefix sums, read at the group bounds (the costly step)
+            c = np.concatenate([[0.0], np.cumsum(v)])
+            D.append(c[hi] - c[lo])
+        y = (s1_t * D[0] - D[1]) * inv_mass  # drop-weighted mean of eta_k^-gamma S_k(t)
         x1 = C * y + 1.0
         pow_ = x1 ** (-beta)
         out["value"] += (mass * (1.0 - pow_)).sum(axis=1)
@@ -152,7 +158,7 @@ def _loss_drop(prep: Prepared, C: float, beta: float, gamma: float, grad: bool =
             dG_dx = mass * beta * pow_ / x1
             out["dC"] += (dG_dx * y).sum(axis=1)
             out["dbeta"] += (mass * pow_ * np.log(x1)).sum(axis=1)
-            out["dgamma"] += (dG_dx * C * (s1_t * P[2] - P[3]) * inv_mass).sum(axis=1)
+            out["dgamma"] += (dG_dx * C * (s1_t * D[2] - D[3]) * inv_mass).sum(axis=1)
     return out
 
 
@@ -171,7 +177,11 @@ def _drop_groups(prep: Prepared) -> list:
         P0 = np.concatenate([[0.0], np.cumsum(part)])
         mass = P0[hi] - P0[lo]
         keep = np.abs(mass) > 0
-        groups.append((part, lo, hi, np.where(keep, mass, 0.0), np.where(keep, 1.0 / np.where(keep, mass, 1.0), 0.0)))
+        # keep only groups holding a drop: move them to the front of each row and cut the empty tail
+        # (a constant or step schedule has drops in few groups)
+        order = np.argsort(~keep, axis=1, kind="stable")[:, : max(int(keep.sum(axis=1).max()), 1)]
+        lo_, hi_, mass_, keep_ = (np.take_along_axis(a, order, axis=1) for a in (lo, hi, mass, keep))
+        groups.append((part, lo_, hi_, np.where(keep_, mass_, 0.0), np.where(keep_, 1.0 / np.where(keep_, mass_, 1.0), 0.0)))
     return groups
 
 
