@@ -48,7 +48,7 @@ def published_fit(size: str) -> CurveFit:
 ])
 def test_grouped_drop_sum_matches_term_by_term_sum(spec):
     sched = Schedule.parse(spec)
-    steps = np.r_[np.arange(sched.warmup, 3000, 37), 2999]
+    steps = np.r_[np.arange(max(sched.warmup, 1), 3000, 37), 3000]
     prep = prepare(sched.lrs(), sched.warmup, steps)
     fast = _loss_drop(prep, 2.0, 0.6, 0.65)["value"]
     exact = loss_drop_exact(prep, 2.0, 0.6, 0.65)
@@ -119,8 +119,8 @@ def test_bootstrap_is_seeded_and_json_round_trips(tmp_path):
 
 def test_prediction_reports_extrapolation():
     fit = published_fit("25")
-    long = fit.predict(SPECS["cosine_72000"], steps=[71999])
-    assert long.extrapolation["beyond_fitted"] and long.extrapolation["steps_ratio"] == pytest.approx(71999 / 23936)
+    long = fit.predict(SPECS["cosine_72000"], steps=[72000])
+    assert long.extrapolation["beyond_fitted"] and long.extrapolation["steps_ratio"] == pytest.approx(72000 / 23936)
     assert long.extrapolation["area_ratio"] == pytest.approx(Schedule.parse(SPECS["cosine_72000"]).lrs(72000).sum() / load("25", ["constant_24000"])[0].area)
     inside = fit.predict(SPECS["wsdcon_3"], steps=[14000])
     assert not inside.extrapolation["beyond_fitted"]
@@ -155,7 +155,7 @@ def test_wrong_schedule_for_recorded_rates_is_caught():
 
 def test_dense_recorded_rates_need_no_schedule(tmp_path):
     sched = Schedule.parse("cosine:steps=600,lr=1e-3,warmup=60,final=0.1")
-    steps = np.arange(600)
+    steps = np.arange(1, 601)  # run_lm's convention: loss after `step` updates, lr of the update just done
     loss = 3 + 2 * (sched.lrs().cumsum() + 1e-3) ** -0.3
     df = pd.DataFrame({"run_id": "a", "step": steps, "lr": sched.lrs(), "loss": loss})
     df = pd.concat([df, df.assign(run_id="b", loss=loss + 0.01)])

@@ -70,7 +70,7 @@ def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step,
     if plot:
         from scaletune.report.curves_plots import plot_curves
 
-        preds = [(c.name, fit.predict(c.lrs, np.arange(c.warmup, c.steps[-1] + 1)), None) for c in curves]
+        preds = [(c.name, fit.predict(c.lrs, np.arange(max(c.warmup, 1), c.steps[-1] + 1)), None) for c in curves]
         plot_curves(plot, curves, preds, title=f"{law} fit")
     if as_json:
         click.echo(fit.to_json())

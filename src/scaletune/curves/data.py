@@ -8,7 +8,10 @@ because the laws sum over all steps. The rates come from, in this order:
    given per curve; when the curve also records sampled rates, they must agree with it (a wrong spec is
    caught instead of silently fitted).
 
-Steps are optimizer updates (0-indexed, the convention of `scaletune.schedules`); losses are in nats.
+A point at step ``s`` is the loss after ``s`` optimizer updates (as `scaletune.train.run_lm` logs it), so it
+follows the rates ``lrs[0..s-1]`` of the schedule (0-indexed, `scaletune.schedules`). A recorded ``lr`` at
+step ``s`` may be the rate of the update just done (``lrs[s-1]``, run_lm) or of the next one (``lrs[s]``,
+the multipowerlaw logs): both are accepted. Losses are in nats.
 """
 
 from __future__ import annotations
@@ -30,12 +33,12 @@ ScheduleLike = "str | Schedule | TableSchedule"
 
 @dataclass(frozen=True)
 class Curve:
-    """One training run's loss curve. ``lrs[s]`` is the rate of step ``s`` for s = 0..steps[-1]."""
+    """One training run's loss curve: ``loss[i]`` after ``steps[i]`` updates; ``lrs`` the rates of updates 0..steps[-1]-1."""
 
     name: str
     steps: np.ndarray  # logged steps (int, increasing)
     loss: np.ndarray  # loss at those steps (nats)
-    lrs: np.ndarray  # per-step learning rates 0..steps[-1]
+    lrs: np.ndarray  # learning rates of updates 0..steps[-1]-1
     warmup: int  # the rate first reaches its peak at step warmup - 1 (0: no warm-up)
     schedule: str = ""  # spec string or table file the rates came from ("recorded": the curve's own lr column)
 
@@ -45,8 +48,8 @@ class Curve:
         return float(self.lrs.sum())
 
     def fitted_points(self) -> tuple[np.ndarray, np.ndarray]:
-        """The (step, loss) points a law can use: those at or after the end of warm-up."""
-        keep = self.steps >= self.warmup
+        """The (step, loss) points a law can use: those at or after the end of warm-up (and after step 0)."""
+        keep = self.steps >= max(self.warmup, 1)
         return self.steps[keep], self.loss[keep]
 
 
@@ -88,12 +91,13 @@ def curve_from_arrays(
             raise ScaletuneError(f"{where}: curve {name!r}: column 'lr' has a missing value")
     if schedule is not None:
         sched = read_schedule(schedule)
-        if sched.steps <= last:
+        if sched.steps < last:
             raise ScaletuneError(f"{where}: curve {name!r} runs to step {last} but its schedule {sched.spec()!r} has {sched.steps} steps")
-        lrs = sched.lrs(last + 1)
+        lrs = sched.lrs(last)
         if rec is not None:
-            expected = lrs[steps]
-            off = np.abs(expected - rec) > 1e-3 * lrs.max() + 1e-12
+            tol = 1e-3 * sched.lr + 1e-12
+            just_done, expected = sched(np.maximum(steps - 1, 0)), sched(steps)
+            off = (np.abs(just_done - rec) > tol) & (np.abs(expected - rec) > tol)
             if off.any():
                 i = int(np.argmax(off))
                 raise ScaletuneError(
@@ -102,11 +106,12 @@ def curve_from_arrays(
                 )
         warmup = sched.warmup
         label = sched.spec()
-    elif rec is not None and len(steps) == last + 1:
-        lrs, warmup, label = rec, detect_warmup(rec), "recorded"
+    elif rec is not None and len(steps[steps >= 1]) == last:
+        rates = rec[steps >= 1]  # at step s the rate of the update just done, lrs[s-1]
+        lrs, warmup, label = rates, detect_warmup(rates), "recorded"
     else:
         raise ScaletuneError(
-            f"{where}: curve {name!r} records rates at {0 if rec is None else len(steps)} of its {last + 1} steps; "
+            f"{where}: curve {name!r} records rates at {0 if rec is None else len(steps)} of its {last} steps; "
             "give its schedule (--schedule SPEC or a step,lr CSV) so that every step's rate is known"
         )
     if np.any(lrs < 0) or not np.all(np.isfinite(lrs)):

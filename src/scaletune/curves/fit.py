@@ -196,7 +196,7 @@ class CurveFit:
 
     def predict(self, schedule: "str | Schedule | TableSchedule | np.ndarray", steps: Sequence[int] | None = None) -> CurvePrediction:
         """Predict the loss curve under ``schedule`` (a spec, a (step, lr) CSV, a schedule or per-step rates)
-        at ``steps`` (default: every step after warm-up to the end of the schedule)."""
+        after ``steps`` updates (default: every step from the end of warm-up to the end of the schedule)."""
         if isinstance(schedule, np.ndarray):
             from scaletune.curves.data import detect_warmup
 
@@ -205,11 +205,11 @@ class CurveFit:
             sched = read_schedule(schedule)
             lrs, warmup, label = sched.lrs(), sched.warmup, sched.spec()
         if steps is None:
-            steps = np.arange(warmup, len(lrs))
+            steps = np.arange(max(warmup, 1), len(lrs) + 1)
         steps = np.asarray(steps, dtype=np.int64)
         if steps.size == 0:
             raise ScaletuneError(f"schedule {label!r}: no step to predict")
-        if steps.min() < 0 or steps.max() >= len(lrs):
+        if steps.min() < 1 or steps.max() > len(lrs):
             raise ScaletuneError(f"schedule {label!r} has {len(lrs)} steps; cannot predict step {int(steps.max())}")
         law = get_law(self.law)
         prep = prepare(lrs, warmup, steps)
@@ -224,7 +224,7 @@ class CurveFit:
         max_step = max(c["last_step"] for c in self.curves)
         max_area = max(c["area"] for c in self.curves)
         last = int(steps.max())
-        area = float(lrs[: last + 1].sum())
+        area = float(lrs[:last].sum())
         extrapolation = {
             "last_step": last,
             "steps_ratio": last / max_step,  # last predicted step / longest fitted curve's last step

@@ -1,7 +1,8 @@
 """Loss-curve laws under learning-rate schedules, vectorised over steps (numpy only).
 
-A curve has the rate of every step, ``lrs[0..]`` (step = optimizer update, 0-indexed, as in
-`scaletune.schedules`), and a warm-up of ``W`` steps. The loss logged at step ``t`` is predicted from
+A curve has the rate of every update, ``lrs[0..]`` (0-indexed as in `scaletune.schedules`), and a warm-up of
+``W`` steps. A loss logged at step ``s`` follows ``s`` completed updates (`scaletune.train.run_lm` logs so;
+tokens = s * batch size), i.e. the rates ``lrs[0..s-1]``; with ``t = s - 1`` it is predicted from
 
 - the learning-rate area   ``S(t) = sum_{tau=0..t} lrs[tau]``  (the paper's ``S1(t) + S_W``);
 - the area from step k     ``S_k(t) = sum_{tau=k..t} lrs[tau]``.
@@ -17,7 +18,7 @@ Laws (losses in nats per token, natural log everywhere):
   ``S2(t) = sum_{tau<=t} m_tau``, ``m_tau = lam m_{tau-1} + (lrs[tau-1] - lrs[tau])`` over the steps after
   warm-up (Tissue et al. count warm-up at the peak rate, so it adds no annealing). ``lam`` (about 0.999)
   is chosen from a grid by the fitter, not by gradient.
-- ``power``: ``L = L0 + A t^-alpha`` in steps ``t`` (> 0); for constant-rate curves, it ignores the schedule.
+- ``power``: ``L = L0 + A s^-alpha`` in steps ``s`` (>= 1); for constant-rate curves, it ignores the schedule.
 
 Each law maps natural parameters to predictions *and* their Jacobian, so fits use exact gradients.
 """
@@ -63,7 +64,7 @@ def _group_edges(t: np.ndarray, warmup: int, n: int) -> tuple[np.ndarray, np.nda
 class Prepared:
     """Per-curve quantities that do not depend on the law's parameters (computed once per fit)."""
 
-    t: np.ndarray  # evaluation steps, shape (M,)
+    t: np.ndarray  # index of the last update before each evaluation point (steps - 1), shape (M,)
     eta: np.ndarray  # per-step rates 0 .. n-1 (floored at a tiny positive value: eta^-gamma stays finite)
     warmup: int
     area: np.ndarray  # S(t) at the evaluation points
@@ -71,11 +72,11 @@ class Prepared:
 
 
 def prepare(lrs: np.ndarray, warmup: int, steps: np.ndarray) -> Prepared:
-    """Precompute the schedule areas for evaluating a law at ``steps`` (0 <= step < len(lrs))."""
+    """Precompute the schedule areas for evaluating a law after ``steps`` updates (1 <= steps <= len(lrs))."""
     lrs = np.asarray(lrs, dtype=float)
-    steps = np.asarray(steps, dtype=np.int64)
+    steps = np.asarray(steps, dtype=np.int64) - 1
     if steps.size and (steps.min() < 0 or steps.max() >= len(lrs)):
-        raise ScaletuneError(f"curve steps must lie in [0, last scheduled step {len(lrs) - 1}] (got {steps.min()}..{steps.max()})")
+        raise ScaletuneError(f"curve steps must lie in [1, {len(lrs)} scheduled steps] (got {steps.min() + 1}..{steps.max() + 1})")
     eta = np.maximum(lrs, 1e-12 * max(lrs.max(), 1e-30))
     partial = np.concatenate([[0.0], np.cumsum(eta[1:])])  # sum_{tau=1..t}: S_k(t) = partial[t] - partial[k-1]
     return Prepared(t=steps, eta=eta, warmup=int(warmup), area=partial[steps] + eta[0], cache={"partial": partial})
@@ -217,9 +218,7 @@ def _annealing(theta: np.ndarray, prep: Prepared, options: dict) -> tuple[np.nda
 
 def _power(theta: np.ndarray, prep: Prepared, options: dict) -> tuple[np.ndarray, np.ndarray]:
     L0, A, alpha = theta
-    s = prep.t.astype(float)
-    if np.any(s <= 0):
-        raise ScaletuneError("the power law in steps needs steps > 0")
+    s = prep.t + 1.0  # completed updates
     term, d_A, d_alpha = _power_term(A, alpha, s)
     return L0 + term, np.column_stack([np.ones_like(s), d_A, d_alpha])
 

@@ -42,7 +42,7 @@ class Candidate:
 
 
 def _final(fit: CurveFit, schedule) -> Candidate:
-    pred: CurvePrediction = fit.predict(schedule, [schedule.steps - 1])
+    pred: CurvePrediction = fit.predict(schedule, [schedule.steps])
     lo, hi = pred.final_interval
     return Candidate(schedule.spec(), pred.final_loss, lo, hi, pred.extrapolation)
 
@@ -118,14 +118,14 @@ def _free_form(fit: CurveFit, base: dict, knots: int, start: Candidate) -> Candi
         return np.concatenate([warm, np.interp(steps, x, levels)])
 
     def loss(d: np.ndarray) -> float:
-        return float(fit.predict(rates(d), [T - 1]).loss[0])
+        return float(fit.predict(rates(d), [T]).loss[0])
 
     # start from the best WSD, read at the knots
     lv = np.maximum(start_lrs[x.astype(int)], 1e-6 * peak) / peak
     d0 = np.clip(1.0 - lv[1:] / lv[:-1], 0.0, 0.999)
     res = minimize(loss, d0, method="L-BFGS-B", bounds=[(0.0, 0.999)] * (knots - 1), options={"maxiter": 200})
     lrs = rates(res.x)
-    pred = fit.predict(lrs, [T - 1])
+    pred = fit.predict(lrs, [T])
     levels = peak * np.cumprod(np.concatenate([[1.0], 1.0 - res.x]))
     spec = "free:" + "|".join(f"{int(round(s))}={v:.4g}" for s, v in zip(x, levels))
     return Candidate(spec, pred.final_loss, *pred.final_interval, pred.extrapolation, rates=lrs)
