@@ -18,11 +18,11 @@ def test_batched_nnls_matches_scipy_nnls():
     from scipy.optimize import nnls
 
     rng = np.random.default_rng(0)
-    M = rng.normal(size=(50, 30, 3))
+    M = rng.normal(size=(50, 3, 30))
     t = rng.normal(size=30)
     c, rss = batched_nnls(M, t)
     for g in range(50):
-        ref, rnorm = nnls(M[g], t)
+        ref, rnorm = nnls(M[g].T, t)
         np.testing.assert_allclose(c[g], ref, atol=1e-8)
         np.testing.assert_allclose(rss[g], rnorm**2, rtol=1e-7, atol=1e-10)
 

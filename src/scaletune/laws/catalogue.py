@@ -41,7 +41,8 @@ LogModel = Callable[[np.ndarray, Arrays], "tuple[np.ndarray, np.ndarray | None]"
 class Projection:
     """Variable projection: with the ``grid`` parameters fixed, the prediction is ``basis @ c`` with c >= 0.
 
-    ``basis(g, x)`` takes grid values ``g`` (name -> array of G values) and returns an array (G, n, k);
+    ``basis(g, x)`` takes grid values ``g`` (name -> array of G values) and returns an array (G, k, n)
+    (one row per linear coefficient, so the fitter's products run over contiguous memory);
     ``to_params(g, c)`` maps grid values and linear coefficients c (G, k) to all parameters (name -> (G,)).
     """
 
@@ -174,7 +175,7 @@ def _chinchilla() -> Law:
         lnN, lnD = np.log(x["N"]), np.log(x["D"])
         colN = np.exp(-np.outer(g["alpha"], lnN))
         colD = np.exp(-np.outer(g["beta"], lnD))
-        return np.stack([colN, colD, np.ones_like(colN)], axis=2)
+        return np.stack([colN, colD, np.ones_like(colN)], axis=1)
 
     derived = {"A": lambda p: np.exp(p["a"]), "B": lambda p: np.exp(p["b"]), "E": lambda p: np.exp(p["e"])}
     derived.update(_alloc_derived(_chinchilla_form))
@@ -206,7 +207,7 @@ def _offset_powerlaw(var: str, name: str) -> Law:
 
     def basis(g, x):
         col = np.exp(-np.outer(g["alpha"], np.log(x[var])))
-        return np.stack([col, np.ones_like(col)], axis=2)
+        return np.stack([col, np.ones_like(col)], axis=1)
 
     def to_params(g, c):
         return {"a": _safe_log(c[:, 0]), "e": _safe_log(c[:, 1]), "alpha": g["alpha"]}
@@ -321,7 +322,7 @@ def _overtrained() -> Law:
     def basis(g, x):
         lnN, lnMN = np.log(x["N"]), np.log(x["M"] * x["N"])
         b = g["b"][:, None]
-        return np.stack([np.exp(b * lnN), np.exp(b * (0.5 * np.log(6.0) + lnMN)), np.ones((len(g["b"]), len(lnN)))], axis=2)
+        return np.stack([np.exp(b * lnN), np.exp(b * (0.5 * np.log(6.0) + lnMN)), np.ones((len(g["b"]), len(lnN)))], axis=1)
 
     def to_params(g, c):
         return {"a": c[:, 0], "b": g["b"], "c": c[:, 1], "E": c[:, 2]}

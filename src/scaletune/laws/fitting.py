@@ -38,20 +38,17 @@ _BAD = 1e30  # objective value of a parameter vector whose prediction is not fin
 
 
 def batched_nnls(M: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Solve min ||M[g] c - t||^2 subject to c >= 0 for every g at once; M is (G, n, k), t is (n,).
+    """Solve min ||M[g].T c - t||^2 subject to c >= 0 for every g at once; M is (G, k, n), t is (n,).
 
     For the few columns a law has (k <= 4), the NNLS optimum is the least-squares solution of the feasible
     column subset with the smallest residual, so enumerating the 2^k - 1 subsets vectorises over the grid.
     Returns (c (G, k), residual sum of squares (G,)).
     """
-    G_, n, k = M.shape
-    # Elementwise products, not BLAS: in forked bootstrap workers a threaded BLAS oversubscribes the cores.
-    gram = np.empty((G_, k, k))
-    for i in range(k):
-        for j in range(i, k):
-            gram[:, i, j] = gram[:, j, i] = (M[:, :, i] * M[:, :, j]).sum(axis=1)
-    rhs = (M * t[None, :, None]).sum(axis=1)
-    best_rss = np.full(G_, float(t @ t))
+    G_, k, n = M.shape
+    gram = M @ M.transpose(0, 2, 1)  # (G, k, k); BLAS is single-threaded inside fit()
+    rhs = M @ t
+    tt = float(t @ t)
+    best_rss = np.full(G_, tt)
     best_c = np.zeros((G_, k))
     ridge = 1e-12 * np.trace(gram, axis1=1, axis2=2)[:, None, None]
     for size in range(1, k + 1):
@@ -62,7 +59,7 @@ def batched_nnls(M: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 c_s = np.linalg.solve(A, rhs[:, s][..., None])[..., 0]
             except np.linalg.LinAlgError:
                 c_s = np.einsum("gij,gj->gi", np.linalg.pinv(A), rhs[:, s])
-            rss = float(t @ t) - np.einsum("gi,gi->g", c_s, rhs[:, s])
+            rss = tt - np.einsum("gi,gi->g", c_s, rhs[:, s])
             better = np.all(c_s >= 0, axis=1) & (rss < best_rss)
             best_rss = np.where(better, rss, best_rss)
             best_c[better] = 0.0
@@ -121,21 +118,23 @@ class _Problem:
     def value(self, theta_free: np.ndarray) -> float:
         return self.value_and_grad(theta_free)[0]
 
-    def starts(self, n_best: int) -> np.ndarray:
-        """The best ``n_best`` starting points (free parameters): by variable projection when the law has one."""
+    def starts(self, n_best: int, thin: int = 1) -> np.ndarray:
+        """The best ``n_best`` starting points (free parameters): by variable projection when the law has one,
+        scoring every ``thin``-th point of the flattened grid."""
         law, free_names = self.law, [self.law.params[i] for i in self.free]
         proj = law.projection
         if proj is not None and not self.fixed:
-            g = {k: np.asarray(v, float) for k, v in proj.grid.items()}
+            g = {k: np.asarray(v, float)[::thin] for k, v in proj.grid.items()}
             with np.errstate(all="ignore"):
-                phi = proj.basis(g, self.x)  # (G, n, k)
+                phi = proj.basis(g, self.x)  # (G, k, n)
                 if self.objective.log_space:
-                    c, _ = batched_nnls(phi / self.y[None, :, None], np.ones(len(self.y)))
-                    pred = (phi * c[:, None, :]).sum(axis=2)
-                    r = np.log(pred) - np.log(self.y)[None, :]
+                    # relative residuals (pred - y) / y approximate log residuals near a good fit
+                    c, _ = batched_nnls(phi / self.y, np.ones(len(self.y)))
+                    pred = (c[:, None, :] @ phi)[:, 0, :]
+                    r = np.log(pred) - np.log(self.y)
                 else:
                     c, _ = batched_nnls(phi, self.y)
-                    r = (phi * c[:, None, :]).sum(axis=2) - self.y[None, :]
+                    r = (c[:, None, :] @ phi)[:, 0, :] - self.y
                 rho = self.objective.elementwise(r)[0]
                 scores = (rho if self.weights is None else rho * self.weights[None, :]).sum(axis=1)
             scores[~np.isfinite(scores)] = np.inf
@@ -166,9 +165,13 @@ class _Problem:
         coef, *_ = np.linalg.lstsq(J[:, self.free] * sw[:, None], target * sw, rcond=None)
         return coef
 
-    def solve(self, n_starts: int, warm: np.ndarray | None = None):
-        """Polish the best ``n_starts`` starts (and ``warm``, all parameters, if given); return
-        (theta (all params), objective value, scipy result)."""
+    def solve(self, n_starts: int, warm: np.ndarray | None = None, thin: int = 1):
+        """Polish the best ``n_starts`` grid starts; return (theta (all params), objective value, scipy result).
+
+        With ``warm`` (all parameters: a bootstrap refit starting from the full-data optimum), the warm start
+        is polished first and a grid start (from every ``thin``-th grid point) only when it already scores
+        better than that.
+        """
         if self.law.log_linear:
             coef = self.least_squares_log()
             lo, hi = self.bounds_array().T
@@ -177,11 +180,10 @@ class _Problem:
                 return self.full(coef), value, OptimizeResult(x=coef, fun=value, success=True, message="exact least squares in log space")
             res = self.polish(np.clip(coef, lo, hi))  # robust objectives start from the least-squares solution
             return self.full(res.x), float(res.fun), res
-        best = None
-        starts = self.starts(n_starts)
-        if warm is not None:
-            starts = np.vstack([starts, np.asarray(warm, float)[self.free]])
-        for start in starts:
+        best = None if warm is None else self.polish(np.asarray(warm, float)[self.free])
+        for start in self.starts(n_starts, thin):
+            if warm is not None and self.value(start) >= best.fun:
+                continue  # a grid start already worse than the polished warm start: skip (bootstrap speed)
             res = self.polish(start)
             if best is None or res.fun < best.fun:
                 best = res
@@ -382,7 +384,7 @@ def _refit_rows(rows: list[np.ndarray]) -> np.ndarray:
         if any(len(np.unique(v)) < 2 for v in sub.x.values()):
             continue  # a resample with a single scale cannot identify the law: counted as failed
         try:
-            theta, value, res = sub.solve(_WORK["n_starts"], _WORK["warm"])
+            theta, value, res = sub.solve(_WORK["n_starts"], _WORK["warm"], thin=4)
         except (ValueError, np.linalg.LinAlgError):
             continue
         if value < _BAD:
@@ -394,8 +396,9 @@ def _bootstrap(problem: _Problem, groups: np.ndarray, k: int, seed: int, n_start
                warm: np.ndarray) -> np.ndarray:
     """Refit on ``k`` resamples of whole groups (all rows of a group together); returns (k, P), NaN rows failed.
 
-    Each refit polishes the best start of its own grid and the full-data optimum ``warm``: a replicate that
-    lands in a worse local minimum than the main fit would widen (and shift) the intervals for no reason.
+    Each refit polishes the full-data optimum ``warm`` and, when it scores better, the best point of a
+    thinned grid: a replicate that lands in a worse local minimum than the main fit would widen (and shift)
+    the intervals for no reason, and thousands of refits must cost less than one brute-force fit.
     """
     labels, inverse = np.unique(groups, return_inverse=True)
     members = [np.flatnonzero(inverse == g) for g in range(len(labels))]
