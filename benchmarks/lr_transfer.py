@@ -40,8 +40,8 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--log2-lrs", default="-11,-10,-9,-8,-7,-6,-5", help="peak LRs as powers of 2")
     ap.add_argument("--seeds", type=int, default=2)
-    ap.add_argument("--tokens", type=int, default=131072, help="training tokens per run (same for every run)")
-    ap.add_argument("--batch-size", type=int, default=1024, help="tokens per step")
+    ap.add_argument("--tokens", type=int, default=65536, help="training tokens per run (same for every run)")
+    ap.add_argument("--batch-size", type=int, default=512, help="tokens per step")
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(RESULTS / "lr_transfer"))
@@ -51,7 +51,7 @@ def main() -> None:
     configs = [
         {"width": w, "depth": args.depth, "tokens": args.tokens, "lr": lr, "batch_size": args.batch_size,
          "seq_len": args.seq_len, "param": param, "base_width": min(widths), "base_depth": args.depth,
-         "seed": seed, "threads": 1, "eval_every": 10**9, "eval_tokens": 16384, "schedule": "cosine:final=0.1",
+         "seed": seed, "threads": 1, "eval_every": 10**9, "eval_tokens": 8192, "schedule": "cosine:final=0.1",
          "warmup": 0.05}
         for w in sorted(widths, reverse=True)  # longest runs first keeps both workers busy to the end
         for param in ("sp", "mup") for seed in range(args.seeds) for lr in lrs
@@ -75,7 +75,8 @@ def main() -> None:
     for param in ("sp", "mup"):
         for w in widths:
             sub = table[(table["param"] == param) & (table["width"] == w)]
-            mean = sub.groupby("lr")["loss"].mean().reindex(lrs)
+            # a rate where any seed diverged counts as diverged (NaN), not as the mean of the survivors
+            mean = sub.groupby("lr")["loss"].apply(lambda v: v.mean(skipna=False)).reindex(lrs)
             best = float(mean.idxmin())
             summary.append({"param": param, "width": w, "best_lr": best, "best_loss": float(mean.min())})
             cells = " ".join(f"{v:8.4f}" if np.isfinite(v) else f"{'div':>8}" for v in mean)
