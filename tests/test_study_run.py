@@ -257,15 +257,15 @@ def test_sigkill_mid_sweep_then_resume_keeps_finished_and_reruns_only_unfinished
 
 def _concurrent_sweeps(tmp_path: Path, storage: str, name: str) -> None:
     log = tmp_path / f"{name}.jsonl"
-    path = toml_file(tmp_path, name, storage, fixed=f'log = "{log}"\nsleep = 0.01',
-                     space='lr = { log = ["0.05 / width", "5 / width"], points = 5 }')  # 20 trials
+    path = toml_file(tmp_path, name, storage, fixed=f'log = "{log}"\nsleep = 0.02',
+                     space='lr = { log = ["0.05 / width", "5 / width"], points = 4 }')  # 16 trials
     procs = [sweep_process(path, "--workers", "2") for _ in range(2)]
     outs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     config = load_study_config(path)
     df = assert_exact(config)
-    assert len(df) == 20 and set(df["status"]) == {"ok"}
-    assert sorted(executions(log).values()) == [1] * 20, "a trial was lost or run twice"
+    assert len(df) == 16 and set(df["status"]) == {"ok"}
+    assert sorted(executions(log).values()) == [1] * 16, "a trial was lost or run twice"
     pids = {json.loads(x)["pid"] for x in log.read_text().splitlines()}
     assert len(pids) >= 2  # the work was really shared
 
@@ -284,4 +284,19 @@ def test_journal_file_storage(tmp_path):
     config = load_study_config(toml_file(tmp_path, "jr", "journal.log", seeds="[0]"))
     assert config.storage.url.startswith("journal:///")
     run_study(config, workers=2, progress=False)
+    assert len(assert_exact(config)) == 6
+
+
+def test_budget_caps_stop_claiming_and_a_later_call_finishes_the_plan(tmp_path):
+    # 1 rung x 6 trials; each trial's C = 6 N D = 6 * 1536 * 1e5 = 9.216e8 FLOPs
+    path = toml_file(tmp_path, "budget", "budget.db", widths="[8]", fixed="sleep = 0.3",  # 1.5 s per trial
+                     extra="[budget]\nflops = 2.5e9")
+    config = load_study_config(path)
+    result = run_study(config, workers=1, progress=False)
+    done = sum(r.done for r in result.rungs)
+    assert result.stopped == "FLOPs budget of 2.5e+09 reached" and 3 <= done < 6
+    assert result.rungs[0].flops == pytest.approx(done * 9.216e8)
+    path.write_text(path.read_text().replace("flops = 2.5e9", "seconds = 600"))
+    result = run_study(load_study_config(path), workers=2, progress=False)
+    assert result.stopped is None and result.complete
     assert len(assert_exact(config)) == 6

@@ -112,8 +112,7 @@ class Worker:
         import optuna
 
         storage = self.storage
-        storage.set_trial_system_attr(trial_id, WORKER, self.token)
-        storage.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
+        storage.set_trial_system_attr(trial_id, WORKER, self.token)  # the claim's start time is the first beat
         beat = _Heartbeat(storage, trial_id, self.config.storage.heartbeat)
         beat.start()
         pruned = False
@@ -171,8 +170,9 @@ class Worker:
                                                              or hasattr(v, "item")})
             if curve:
                 storage.set_trial_user_attr(trial_id, "curve", curve)
-            storage.set_trial_user_attr(trial_id, "error", error)
-            storage.set_trial_user_attr(trial_id, "status", status)
+            if error:
+                storage.set_trial_user_attr(trial_id, "error", error)
+            storage.set_trial_user_attr(trial_id, "status", status)  # last: it makes a FAIL outcome final
             if status == "ok":
                 study.tell(number, float(loss))
             else:

@@ -349,7 +349,7 @@ class _Progress:
 
 def run_study(config: StudyConfig, storage: str | None = None, workers: int | None = None,
               backend: str = "local", address: str | None = None, progress: bool = True,
-              retry_failed: bool = False, poll: float = 0.5) -> SweepResult:
+              retry_failed: bool = False, poll: float = 1.0) -> SweepResult:
     """Run (or resume) a study until every planned trial has finished, or a budget cap stops it.
 
     ``storage`` overrides the study file's storage URL; ``workers`` defaults to cores // threads per

@@ -72,7 +72,8 @@ def open_storage(url: str, must_exist: bool = False):
             return _open(scheme, rest, url)
         except ScaletuneError as exc:
             # Two sweeps starting together on a new database both create its tables; the loser retries.
-            if not ("already exists" in str(exc) or "locked" in str(exc)) or attempt == 4:
+            racing = ("already exists", "locked", "UNIQUE constraint", "duplicate key")
+            if not any(r in str(exc) for r in racing) or attempt == 4:
                 raise ScaletuneError(f"storage {shown}: {exc}") from None
             time.sleep(0.5 + attempt)
 
