@@ -32,60 +32,81 @@ LEVEL = 0.95  # coverage of every interval
 
 
 class _Problem:
-    """The objective of one fit: a law, prepared curves (possibly resampled points) and the loss rho."""
+    """The objective of one fit: a law, prepared curves (possibly resampled points) and the loss rho.
 
-    def __init__(self, law: CurveLaw, points: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]], options: dict, objective: str):
+    The fitting vector is ``z = [law parameters in fitting space, level offsets]``: with ``levels`` each
+    curve after the first gets its own additive offset to L0 (same shape, own level; used by the pruner,
+    whose curves come from different learning rates).
+    """
+
+    def __init__(self, law: CurveLaw, points: list, options: dict, objective: str, levels: bool = False):
         self.law, self.options = law, options
         self.objective = get_objective(objective)
         self.preps = [prepare(lrs, warmup, steps) for steps, _, warmup, lrs in points]
         self.obs = [loss for _, loss, _, _ in points]
         self.log_mask = np.array([p in law.log_params for p in law.params])
+        self.P = len(law.params)
+        self.n_levels = len(points) - 1 if levels else 0
+        self.l0 = law.params.index("L0")
         # multipower: when beta -> 0 the drop term tends to B*beta*log(1 + C x), so B alone runs along a
         # long valley; fitting log(B*beta) instead of log(B) straightens it (several times fewer iterations).
         self.product = (law.params.index("B"), law.params.index("beta")) if law.name == "multipower" else None
 
     def natural(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z[: self.P], dtype=float)
         theta = np.where(self.log_mask, np.exp(np.where(self.log_mask, z, 0.0)), z)
         if self.product:
             b, beta = self.product
             theta[b] = theta[b] / theta[beta]
         return theta
 
-    def fitting_space(self, theta: np.ndarray) -> np.ndarray:
+    def fitting_space(self, theta: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
         theta = np.array(theta, dtype=float)
         if self.product:
             b, beta = self.product
             theta[b] = theta[b] * theta[beta]
-        return np.where(self.log_mask, np.log(np.maximum(np.where(self.log_mask, theta, 1.0), 1e-300)), theta)
+        z = np.where(self.log_mask, np.log(np.maximum(np.where(self.log_mask, theta, 1.0), 1e-300)), theta)
+        return np.r_[z, np.zeros(self.n_levels) if offsets is None else offsets]
 
     def bounds(self) -> list[tuple[float, float]]:
         out = [(np.log(max(lo, 1e-300)), np.log(hi)) if m else (lo, hi) for (lo, hi), m in zip(self.law.bounds, self.log_mask)]
         if self.product:  # bounds of log(B*beta)
             b, beta = self.product
             out[b] = (np.log(self.law.bounds[b][0] * self.law.bounds[beta][0]), np.log(self.law.bounds[b][1] * self.law.bounds[beta][1]))
-        return out
+        return out + [(-10.0, 10.0)] * self.n_levels
 
     def value_and_grad(self, z: np.ndarray) -> tuple[float, np.ndarray]:
         theta = self.natural(z)
-        total, grad = 0.0, np.zeros_like(theta)
-        for prep, obs in zip(self.preps, self.obs):
-            pred, jac = self.law.evaluate(theta, prep, self.options)
+        total, grad, grad_levels = 0.0, np.zeros_like(theta), np.zeros(self.n_levels)
+        for i, (prep, obs) in enumerate(zip(self.preps, self.obs)):
+            th = theta
+            if self.n_levels and i > 0:
+                th = theta.copy()
+                th[self.l0] += z[self.P + i - 1]
+            pred, jac = self.law.evaluate(th, prep, self.options)
             if np.any(pred <= 0) or not np.all(np.isfinite(pred)):
                 return 1e10, np.zeros_like(z)
             value, drho = self.objective.rho(self.objective.residual(pred, obs))
             total += value
-            grad += jac.T @ (drho / pred if self.objective.log_space else drho)
+            g = drho / pred if self.objective.log_space else drho
+            grad += jac.T @ g
+            if self.n_levels and i > 0:
+                grad_levels[i - 1] = jac[:, self.l0] @ g
         if self.product:  # B = exp(z_B) / beta: d/dbeta at fixed z_B gains -(B / beta) d/dB
             b, beta = self.product
             grad[beta] -= theta[b] / theta[beta] * grad[b]
-        return total, grad * np.where(self.log_mask, theta, 1.0)
+        return total, np.r_[grad * np.where(self.log_mask, theta, 1.0), grad_levels]
 
     def starts(self, n: int) -> list[np.ndarray]:
-        """The n best grid points, linear parameters solved by least squares on the losses."""
+        """The n best grid points (fitting space), linear parameters and levels solved by least squares."""
         law = self.law
         lin = [law.params.index(p) for p in law.linear]
         names = list(law.start_grid)
         y = np.concatenate(self.obs)
+        indicator = np.zeros((len(y), self.n_levels))
+        at = np.cumsum([0] + [len(o) for o in self.obs])
+        for i in range(self.n_levels):
+            indicator[at[i + 1]: at[i + 2], i] = 1.0
         scored = []
         for combo in itertools.product(*law.start_grid.values()):
             theta = np.array([(lo + hi) / 2 if np.isfinite(hi) else 1.0 for lo, hi in law.bounds])
@@ -93,35 +114,36 @@ class _Problem:
                 theta[law.params.index(name)] = value
             theta[lin] = 1.0
             X = np.vstack([law.evaluate(theta, p, self.options)[1][:, lin] for p in self.preps])
-            coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+            coef, *_ = np.linalg.lstsq(np.hstack([X, indicator]), y, rcond=None)
             for i, c in zip(lin, coef):
                 lo, hi = law.bounds[i]
                 theta[i] = np.clip(abs(c) if law.params[i] in law.log_params else c, max(lo, 1e-8), hi)
-            value, _ = self.value_and_grad(self.fitting_space(theta))
-            scored.append((value, theta))
+            z = self.fitting_space(theta, np.clip(coef[len(lin):], -10, 10))
+            scored.append((self.value_and_grad(z)[0], z))
         scored.sort(key=lambda item: item[0])
-        return [theta for _, theta in scored[:n]]
+        return [z for _, z in scored[:n]]
 
-    def minimise(self, theta0: np.ndarray) -> tuple[np.ndarray, float, bool, str]:
+    def minimise(self, z0: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, bool, str]:
         res = minimize(
-            self.value_and_grad, self.fitting_space(theta0), jac=True, method="L-BFGS-B", bounds=self.bounds(),
+            self.value_and_grad, z0, jac=True, method="L-BFGS-B", bounds=self.bounds(),
             options={"maxiter": 500, "maxfun": 1000, "ftol": 1e-12, "gtol": 1e-10},
         )
-        return self.natural(res.x), float(res.fun), bool(res.success), str(res.message)
+        return self.natural(res.x), res.x[self.P:], float(res.fun), bool(res.success), str(res.message)
 
 
 def _points(curves: Sequence[Curve]) -> list[tuple[np.ndarray, np.ndarray, int, np.ndarray]]:
     return [(*c.fitted_points(), c.warmup, c.lrs) for c in curves]
 
 
-def _fit_once(law: CurveLaw, points, options: dict, objective: str, n_starts: int, theta0: np.ndarray | None = None):
-    problem = _Problem(law, points, options, objective)
-    starts = [theta0] if theta0 is not None else problem.starts(n_starts)
+def _fit_once(law: CurveLaw, points, options: dict, objective: str, n_starts: int, theta0: np.ndarray | None = None,
+              levels: bool = False, offsets0: np.ndarray | None = None):
+    problem = _Problem(law, points, options, objective, levels)
+    starts = [problem.fitting_space(theta0, offsets0)] if theta0 is not None else problem.starts(n_starts)
     best = None
     for start in starts:
-        theta, value, ok, message = problem.minimise(start)
+        theta, offsets, value, ok, message = problem.minimise(start)
         if best is None or value < best[1]:
-            best = (theta, value, ok, message)
+            best = (theta, value, ok, message, offsets)
     return best
 
 
@@ -297,9 +319,12 @@ def fit_curves(
     n_boot: int = 20,
     block: int = 16,
     seed: int = 0,
+    level_per_curve: bool = False,
 ) -> CurveFit:
     """Fit ``law`` to ``curves``; ``n_boot`` block-bootstrap refits (blocks of ``block`` logged points) give
-    the intervals (0: point estimate only, intervals collapse to it)."""
+    the intervals (0: point estimate only, intervals collapse to it). With ``level_per_curve`` every curve
+    after the first gets its own L0 offset (recorded in ``diagnostics["L0_offsets"]``): a shared shape
+    for curves whose levels differ for reasons the law does not model (e.g. different peak rates)."""
     if not curves:
         raise ScaletuneError("no curves to fit")
     spec = get_law(law)
@@ -311,15 +336,15 @@ def fit_curves(
     best = None
     for lam in lambdas:
         options = {} if lam is None else {"lam": lam}
-        theta, value, ok, message = _fit_once(spec, points, options, objective, n_starts)
+        theta, value, ok, message, offsets = _fit_once(spec, points, options, objective, n_starts, levels=level_per_curve)
         if best is None or value < best[1]:
-            best = (theta, value, ok, message, options)
-    theta, value, ok, message, options = best
+            best = (theta, value, ok, message, options, offsets)
+    theta, value, ok, message, options, offsets = best
     rng = np.random.default_rng(seed)
     boot = []
     for _ in range(n_boot):
         replicate = _block_resample(points, rng, block)
-        boot.append(_fit_once(spec, replicate, options, objective, 1, theta0=theta)[0])
+        boot.append(_fit_once(spec, replicate, options, objective, 1, theta0=theta, levels=level_per_curve, offsets0=offsets)[0])
     boot_arr = np.array(boot) if boot else theta[None, :]
     q = (1 - LEVEL) / 2
     lo, hi = np.quantile(boot_arr, [q, 1 - q], axis=0)
@@ -333,9 +358,17 @@ def fit_curves(
     fit = CurveFit(
         law=law, params=params, intervals=intervals, options=options, objective=objective,
         diagnostics={"objective_value": value, "success": ok, "message": message, "n_starts": n_starts,
-                     "n_boot": n_boot, "block": block, "n_curves": len(curves), "n_points": n_points},
+                     "n_boot": n_boot, "block": block, "n_curves": len(curves), "n_points": n_points,
+                     **({"L0_offsets": [float(o) for o in offsets]} if level_per_curve else {})},
         curves=described, boot_params=tuple(tuple(map(float, b)) for b in boot), data_hash=curves_hash(curves), seed=seed,
     )
-    diagnostics = dict(fit.diagnostics, **{f"train_{k}": v for k, v in evaluate_fit(fit, curves).items()})
+    preds, obs = [], []
+    for i, c in enumerate(curves):
+        steps, loss = c.fitted_points()
+        shift = offsets[i - 1] if level_per_curve and i > 0 else 0.0
+        preds.append(fit.predict(c.lrs, steps).loss + shift)
+        obs.append(loss)
+    train = curve_metrics(np.concatenate(preds), np.concatenate(obs))
+    diagnostics = dict(fit.diagnostics, **{f"train_{k}": v for k, v in train.items()})
     return CurveFit(**{**asdict(fit), "diagnostics": diagnostics, "curves": described,
                        "intervals": intervals, "boot_params": fit.boot_params})
