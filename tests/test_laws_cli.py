@@ -55,6 +55,17 @@ def test_published_laws_in_predict_and_allocate(capsys):
     assert code == 0 and "N*" in out and "no intervals" in out
 
 
+def test_fit_where_comparison_and_fixed_parameters(capsys):
+    doc = run_json(capsys, "fit", "--example", "porian", "--where", "tokens_per_param>=5", "--bootstrap", "20",
+                   "--holdout", "C>=1e19")
+    assert doc["diagnostics"]["n_points"] == 61 and doc["holdout"]["n"] == 12
+    assert doc["holdout"]["mean_abs_relative_error"] < 0.03
+    doc = run_json(capsys, "fit", "--example", "datablations", "--bootstrap", "10",
+                   "--fix", "a=6.255414,b=7.3049974,e=0.6254804,alpha=0.3526596,beta=0.3526596")
+    assert doc["diagnostics"]["objective_value"] <= 0.015825936
+    assert set(doc["intervals"]) == {"R_D", "R_N"}  # quantities of fixed parameters only carry no interval
+
+
 def test_fit_example_and_human_output(capsys, tmp_path):
     code, out, err = run_cli(capsys, "fit", "--example", "porian", "--bootstrap", "10", "--holdout", "C>=1e19",
                              "--plot", tmp_path / "fit.png")

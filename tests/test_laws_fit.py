@@ -196,3 +196,15 @@ def test_fixed_parameters_and_fit_errors():
         fit("chinchilla", bad)
     with pytest.raises(ScaletuneError, match="cannot parse holdout"):
         fit("chinchilla", df, holdout="N >> 3")
+
+
+def test_observation_interval_adds_the_residual_spread():
+    df = chinchilla_data(seed=12, noise=0.02)
+    r = fit("chinchilla", df, bootstrap=40, seed=0, workers=1)
+    x = {"N": [3e8], "D": [3e10]}
+    lo, hi = r.predict_interval(x)
+    olo, ohi = r.predict_interval(x, observation=True)
+    assert olo[0] < lo[0] and ohi[0] > hi[0]
+    # a new measurement with 2% noise: the observation interval spans roughly +-2 sigma
+    assert 0.05 < np.log(ohi[0] / olo[0]) < 0.12
+    assert FitResult.from_json(r.to_json()).predict_interval(x, observation=True)[0][0] == pytest.approx(olo[0])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -25,6 +26,9 @@ EXAMPLES = {
 }
 
 
+_COMPARISON = re.compile(r"(>=|<=|!=|==|>|<|largest\(|smallest\()")
+
+
 def example_path(name: str) -> Path:
     """Path of a bundled real data set (see scaletune/data/laws/SOURCE.md)."""
     return Path(str(resources.files("scaletune") / "data" / "laws" / EXAMPLES[name][0]))
@@ -36,6 +40,15 @@ def _load(data: str | None, example: str | None, mapping: str | None, where: str
     df = read_table(data if data else example_path(example), mapping)
     if where:
         source = df.attrs.get("source")
+        if _COMPARISON.search(where):  # 'D>=1e9 and tokens_per_param>=5': the holdout grammar
+            from scaletune.laws import row_mask
+
+            keep = row_mask(df, where, "--where filter")
+            if not keep.any():
+                raise ScaletuneError(f"{source}: --where {where!r} selects no rows")
+            df = df[keep]
+            df.attrs["source"] = f"{source} [{where}]"
+            return df
         for col, value in parse_assignments(where, "--where filter").items():
             if col not in df.columns:
                 raise ScaletuneError(f"{source}: --where column {col!r} not found (columns: {', '.join(map(str, df.columns))})")
@@ -84,8 +97,8 @@ def _print_fit(result, law) -> None:
     click.echo(f"fitted to {result.diagnostics['n_points']} points of {result.provenance.get('source')} "
                f"(y = {result.y}; objective {result.objective}; natural logs)")
     level = int(round(result.level * 100))
-    rows = [[k, v, *result.intervals.get(k, (None, None))] for k, v in {**result.params_, **result.derived_}.items()]
-    rows += [[f"{k} (fixed)", v, None, None] for k, v in result.fixed.items() if k not in result.params_]
+    rows = [[f"{k} (fixed)" if k in result.fixed else k, v, *result.intervals.get(k, (None, None))]
+            for k, v in {**result.params_, **result.derived_}.items()]
     _table("parameters and derived quantities", ["name", "value", f"{level}% lo", f"{level}% hi"], rows)
     d = result.diagnostics
     boot = d.get("bootstrap")
@@ -104,7 +117,7 @@ def _print_fit(result, law) -> None:
         rows = [[*(p[v] for v in law.variables), p["observed"], p["predicted"], p["relative_error"], p.get("lo"), p.get("hi"),
                  str(p.get("covered", "-")), p["extrapolation"]] for p in h["points"]]
         _table(f"held out ({h['expression']}): {h['n']} points, mean |rel. error| {h['mean_abs_relative_error']:.4g}"
-               + (f", interval coverage {h['coverage']:.0%}" if "coverage" in h else ""), cols, rows)
+               + (f", {level}% observation-interval coverage {h['coverage']:.0%}" if "coverage" in h else ""), cols, rows)
 
 
 @click.command("fit")
@@ -113,7 +126,7 @@ def _print_fit(result, law) -> None:
 @click.option("--law", "law_name", help="Law name (chinchilla, compute, powerlaw:N,D, data_constrained, ...).")
 @click.option("--map", "mapping", help="Rename columns: canonical=yours, e.g. N=params,D=tokens,loss=val_loss.")
 @click.option("--y", "y", help="Response column (default: the law's, usually loss).")
-@click.option("--where", help="Keep rows where COL=VALUE[,COL=VALUE...].")
+@click.option("--where", help="Keep rows: COL=VALUE[,COL=VALUE...] or comparisons 'D>=1e9 and tokens_per_param>=5'.")
 @click.option("--holdout", help="Hold out rows and report how well they are predicted: 'C>=1e21', 'largest(N,2)'.")
 @click.option("--bootstrap", default=200, show_default=True, type=click.IntRange(min=0), help="Bootstrap resamples.")
 @click.option("--groups", help="Column whose values are resampled together (default: each row).")
@@ -223,13 +236,12 @@ def allocate_cmd(fit_spec, computes, losses, as_json):
         _echo_json({"source": fit_spec, "allocations": [r.to_dict() for r in results]})
         return
     click.echo(f"{fit_spec}: {results[0].convention}")
-    rows = []
-    for r in results:
-        for q, v in (("C (FLOPs)", r.C), ("N*", r.N_star), ("D* (tokens)", r.D_star), ("D*/N*", r.tokens_per_param), ("loss", r.loss)):
-            key = {"C (FLOPs)": "C", "N*": "N_star", "D* (tokens)": "D_star", "D*/N*": "tokens_per_param", "loss": "loss"}[q]
-            rows.append([q, v, *r.intervals.get(key, (None, None))])
+    names = (("C (FLOPs)", "C"), ("N*", "N_star"), ("D* (tokens)", "D_star"), ("D*/N*", "tokens_per_param"), ("loss", "loss"))
+    for i, r in enumerate(results):
+        title = f"compute-optimal allocation at C = {r.C:.4g} FLOPs" if i < len(computes) else f"least compute reaching loss {r.loss:.4g}"
+        rows = [[q, getattr(r, key), *r.intervals.get(key, (None, None))] for q, key in names]
         rows.append(["extrapolation x", r.extrapolation, None, None])
-    _table("compute-optimal allocation", ["quantity", "value", "95% lo", "95% hi"], rows)
+        _table(title, ["quantity", "value", "95% lo", "95% hi"], rows)
     for r in results:
         for note in r.notes:
             click.echo(f"note: {note}")

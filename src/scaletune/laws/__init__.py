@@ -9,11 +9,11 @@ compute-optimal allocation and published laws. numpy/scipy/pandas only (no torch
 
 from scaletune.laws.allocation import Allocation, allocate, compute_for_loss
 from scaletune.laws.catalogue import Law, Projection, get_law, law_names, register_law
-from scaletune.laws.fitting import FitResult, fit, holdout_mask
+from scaletune.laws.fitting import FitResult, fit, holdout_mask, row_mask
 from scaletune.laws.isoflop import IsoflopResult, isoflop
 from scaletune.laws.published import load_fit, published
 
 __all__ = [
-    "Law", "Projection", "FitResult", "fit", "get_law", "law_names", "register_law", "holdout_mask",
+    "Law", "Projection", "FitResult", "fit", "get_law", "law_names", "register_law", "holdout_mask", "row_mask",
     "isoflop", "IsoflopResult", "allocate", "compute_for_loss", "Allocation", "published", "load_fit",
 ]

@@ -217,9 +217,9 @@ _COMPARE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|==|!=|>|<)\s*([-+0-9.eE]+
 _RANK = re.compile(r"^\s*(largest|smallest)\s*\(\s*([A-Za-z_][\w.]*)\s*,\s*(\d+)\s*\)\s*$")
 
 
-def holdout_mask(df: pd.DataFrame, expression: str) -> np.ndarray:
-    """Rows to hold out: ``COL OP NUMBER`` (OP in >= > <= < == !=) or ``largest(COL, K)`` / ``smallest(COL, K)``
-    (every row whose COL is among the K largest / smallest distinct values). Conditions join with ``and``."""
+def row_mask(df: pd.DataFrame, expression: str, what: str = "row selection") -> np.ndarray:
+    """Rows matching ``COL OP NUMBER`` (OP in >= > <= < == !=) or ``largest(COL, K)`` / ``smallest(COL, K)``
+    (every row whose COL is among the K largest / smallest distinct values); conditions join with ``and``."""
     mask = np.ones(len(df), dtype=bool)
     for part in re.split(r"\s+and\s+|\s*&\s*", expression.strip()):
         m, r = _COMPARE.match(part), _RANK.match(part)
@@ -228,13 +228,13 @@ def holdout_mask(df: pd.DataFrame, expression: str) -> np.ndarray:
             try:
                 value = float(num)
             except ValueError:
-                raise ScaletuneError(f"holdout expression {expression!r}: {num!r} is not a number") from None
+                raise ScaletuneError(f"{what} {expression!r}: {num!r} is not a number") from None
         elif r:
             kind, col, k = r.groups()
         else:
-            raise ScaletuneError(f"cannot parse holdout expression {expression!r}: expected e.g. 'C>=1e21' or 'largest(N,2)'")
+            raise ScaletuneError(f"cannot parse {what} {expression!r}: expected e.g. 'C>=1e21' or 'largest(N,2)'")
         if col not in df.columns:
-            raise ScaletuneError(f"holdout expression {expression!r}: no column {col!r} (columns: {', '.join(map(str, df.columns))})")
+            raise ScaletuneError(f"{what} {expression!r}: no column {col!r} (columns: {', '.join(map(str, df.columns))})")
         values = pd.to_numeric(df[col], errors="coerce").to_numpy(float)
         if m:
             ops = {">=": np.greater_equal, "<=": np.less_equal, "==": np.equal, "!=": np.not_equal, ">": np.greater, "<": np.less}
@@ -243,6 +243,12 @@ def holdout_mask(df: pd.DataFrame, expression: str) -> np.ndarray:
             distinct = np.unique(values[np.isfinite(values)])
             keep = distinct[-int(k):] if kind == "largest" else distinct[: int(k)]
             mask &= np.isin(values, keep)
+    return mask
+
+
+def holdout_mask(df: pd.DataFrame, expression: str) -> np.ndarray:
+    """Rows to hold out (see `row_mask` for the grammar): must select some rows but not all."""
+    mask = row_mask(df, expression, "holdout expression")
     if not mask.any():
         raise ScaletuneError(f"holdout expression {expression!r} selects no rows")
     if mask.all():
@@ -278,6 +284,7 @@ class FitResult:
     data_hash: str = ""
     provenance: dict[str, str] = field(default_factory=dict)
     citation: str = ""
+    residuals_log: np.ndarray | None = None  # log(observed) - log(fitted) of the fitted points
 
     @property
     def law_(self) -> Law:
@@ -305,9 +312,16 @@ class FitResult:
             return np.array([np.exp(law.log_predict(theta, xs)[0]) if np.all(np.isfinite(theta)) else np.full(len(next(iter(xs.values()))), np.nan)
                              for theta in self.bootstrap_params])
 
-    def predict_interval(self, x: Mapping[str, Any] | pd.DataFrame, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile bootstrap interval of the prediction at ``x``."""
+    def predict_interval(self, x: Mapping[str, Any] | pd.DataFrame, level: float = 0.95,
+                         observation: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Percentile bootstrap interval of the law at ``x`` (parameter uncertainty); with ``observation``, of a
+        new measurement there: each bootstrap prediction times exp(a residual of the fit drawn at random)."""
         samples = self.predict_samples(x)
+        if observation:
+            if self.residuals_log is None or len(self.residuals_log) == 0:
+                raise ScaletuneError(f"fit of {self.law!r} has no residuals for an observation interval")
+            rng = np.random.default_rng(self.seed)
+            samples = samples * np.exp(rng.choice(np.asarray(self.residuals_log), size=samples.shape))
         tail = 50 * (1 - level)
         return np.nanpercentile(samples, tail, axis=0), np.nanpercentile(samples, 100 - tail, axis=0)
 
@@ -326,6 +340,7 @@ class FitResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["bootstrap_params"] = None if self.bootstrap_params is None else self.bootstrap_params.tolist()
+        d["residuals_log"] = None if self.residuals_log is None else np.asarray(self.residuals_log).tolist()
         d["intervals"] = {k: list(v) for k, v in self.intervals.items()}
         d["data_range"] = {k: list(v) for k, v in self.data_range.items()}
         d["params_order"] = list(self.law_.params)
@@ -345,6 +360,7 @@ class FitResult:
         d.pop("params_order", None)
         bp = d.get("bootstrap_params")
         d["bootstrap_params"] = None if bp is None else np.array(bp, dtype=float).reshape(len(bp), -1)
+        d["residuals_log"] = None if d.get("residuals_log") is None else np.array(d["residuals_log"], dtype=float)
         d["intervals"] = {k: (float(v[0]), float(v[1])) for k, v in d.get("intervals", {}).items()}
         d["data_range"] = {k: (float(v[0]), float(v[1])) for k, v in d.get("data_range", {}).items()}
         known = {f for f in cls.__dataclass_fields__}
@@ -554,7 +570,9 @@ def fit(
             for name, vals in named.items():
                 if name in fixed:
                     continue
-                intervals[name] = (float(np.nanpercentile(vals, tail)), float(np.nanpercentile(vals, 100 - tail)))
+                lo, hi = float(np.nanpercentile(vals, tail)), float(np.nanpercentile(vals, 100 - tail))
+                if lo != hi:  # a quantity of fixed parameters only has no interval
+                    intervals[name] = (lo, hi)
 
     digest = hashlib.sha256()
     for v in law.variables:
@@ -569,6 +587,7 @@ def fit(
         provenance={"scaletune": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
                     "source": str(df.attrs.get("source", "in-memory data"))},
         citation=law.citation,
+        residuals_log=np.log(yv) - law.log_predict(theta, x)[0],
     )
     if mask.any():
         result = _with_holdout(result, df[mask], holdout if isinstance(holdout, str) else "mask", level)
@@ -583,7 +602,7 @@ def _with_holdout(result: FitResult, held: pd.DataFrame, expression: str, level:
     points = []
     lo = hi = None
     if result.bootstrap_params is not None:
-        lo, hi = result.predict_interval(xs, level)
+        lo, hi = result.predict_interval(xs, level, observation=True)  # a held-out point is a new measurement
     extra = result.extrapolation(xs)
     for i in range(len(obs)):
         point = {v: float(xs[v][i]) for v in law.variables}
@@ -592,7 +611,7 @@ def _with_holdout(result: FitResult, held: pd.DataFrame, expression: str, level:
         if lo is not None:
             point.update(lo=float(lo[i]), hi=float(hi[i]), covered=bool(lo[i] <= obs[i] <= hi[i]))
         points.append(point)
-    summary = {"expression": expression, "n": len(points), "points": points,
+    summary = {"expression": expression, "n": len(points), "points": points, "interval": "observation (law + residual)",
                "mean_abs_relative_error": float(np.mean(np.abs(pred / obs - 1)))}
     if lo is not None:
         summary["coverage"] = float(np.mean([p["covered"] for p in points]))
