@@ -6,6 +6,7 @@ imported only when --plot is given.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -150,6 +151,8 @@ def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, grou
     fixed = parse_point(fix) if fix else None
     result = fit(law, df, y=y, objective=objective, bootstrap=bootstrap, seed=seed, groups=groups,
                  holdout=holdout, fixed=fixed, weights=weights)
+    options = {k: v for k, v in click.get_current_context().params.items() if v is not None and v is not False}
+    result = dataclasses.replace(result, provenance={**result.provenance, "command": "scaletune fit", "options": options})
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(result.to_json())
