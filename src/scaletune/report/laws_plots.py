@@ -72,7 +72,9 @@ def plot_fit(fit: FitResult, data: pd.DataFrame, path: str | Path) -> Path:
         ax2.scatter(pred[held], obs[held], s=40, marker="x", color="red", label="held out")
     lims = [min(pred.min(), obs.min()), max(pred.max(), obs.max())]
     ax2.plot(lims, lims, color="gray", lw=1)
-    ax2.set(xscale="log", yscale="log", xlabel=f"predicted {fit.y}", ylabel=f"observed {fit.y}", title="observed vs predicted")
+    wide = lims[1] / lims[0] > 10  # log axes only when the values span more than a decade
+    ax2.set(xscale="log" if wide else "linear", yscale="log" if wide else "linear",
+            xlabel=f"predicted {fit.y}", ylabel=f"observed {fit.y}", title="observed vs predicted")
     ax2.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
