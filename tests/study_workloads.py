@@ -4,7 +4,7 @@
 with width as under SP (lr* ~ 1 / width), plus a seed-dependent wiggle; it reports a decaying loss curve.
 Options come from the study's [fixed] table: ``sleep`` (seconds per step), ``log`` (a file where every
 execution appends one JSON line), ``crash_lr`` (SIGKILL itself above it), ``fail_lr`` (raise above it),
-``diverge_lr`` (NaN loss above it).
+``diverge_lr`` (NaN loss above it), ``fail_while`` (raise while this file exists).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ def bowl(config: dict, report) -> dict:
         os.kill(os.getpid(), signal.SIGKILL)
     if lr > config.get("fail_lr", math.inf):
         raise ValueError(f"learning rate {lr:g} too large for this test")
+    if config.get("fail_while") and os.path.exists(config["fail_while"]):
+        raise RuntimeError("transient failure")
     best = 0.5 / width
     final = 2.0 + 0.3 * math.log(width) ** -1 + 0.1 * math.log(lr / best) ** 2 + 0.001 * seed
     steps = int(config.get("steps", 10))

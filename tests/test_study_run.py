@@ -300,3 +300,23 @@ def test_budget_caps_stop_claiming_and_a_later_call_finishes_the_plan(tmp_path):
     result = run_study(load_study_config(path), workers=2, progress=False)
     assert result.stopped is None and result.complete
     assert len(assert_exact(config)) == 6
+
+
+def test_retry_failed_reruns_only_failed_slots_and_supersedes_them(tmp_path):
+    flag = tmp_path / "down"
+    flag.touch()
+    path = toml_file(tmp_path, "retry", "retry.db", seeds="[0]", widths="[8]", fixed=f'fail_while = "{flag}"')
+    config = load_study_config(path)
+    run_study(config, workers=1, progress=False)
+    first = assert_exact(config)
+    assert list(first["status"]) == ["failed"] * 3 and set(first["error"]) == {"RuntimeError: transient failure"}
+    run_study(config, workers=1, progress=False)  # without --retry-failed a failed outcome is final
+    assert list(assert_exact(config)["trial"]) == list(first["trial"])
+    flag.unlink()
+    run_study(config, workers=1, progress=False, retry_failed=True)
+    df = assert_exact(config)
+    assert list(df["status"]) == ["ok"] * 3 and df["error"].isna().all()
+    assert set(df["trial"]).isdisjoint(first["trial"])
+    stored = open_stored_study(config)
+    retries = {t.user_attrs.get("retry_of") for t in stored.rung_trials(0)[0]} - {None}
+    assert retries == set(first["trial"])

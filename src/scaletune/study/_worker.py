@@ -138,6 +138,9 @@ class Worker:
                     pruned = pruned or trial.should_prune()
                 return pruned
 
+            spec = self._schedule_spec(config)
+            if spec:  # the full schedule of this trial, for pruners that predict the rest of its curve
+                trial.set_user_attr("schedule", spec)
             start = time.perf_counter()
             try:
                 out = self.workload(config, report)
@@ -150,6 +153,20 @@ class Worker:
         finally:
             beat.halt.set()
         return self._record(study, trial_id, result, error, pruned)
+
+    def _schedule_spec(self, config: dict) -> str | None:
+        """The trial's full learning-rate schedule spec: the built-in LM's, or a ``schedule`` value that
+        already names its steps and lr; None otherwise (or when the config is invalid: the workload reports that)."""
+        if self.config.workload == "lm":
+            from scaletune.errors import ScaletuneError
+            from scaletune.train import RunConfig
+
+            try:
+                return RunConfig.from_dict(config).make_schedule().spec()
+            except ScaletuneError:
+                return None
+        spec = config.get("schedule")
+        return spec if isinstance(spec, str) and "steps=" in spec and "lr=" in spec else None
 
     def _record(self, study: Any, trial_id: int, result: dict, error: str | None, pruned: bool) -> str:
         from optuna.trial import TrialState

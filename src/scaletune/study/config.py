@@ -259,7 +259,7 @@ class StudyConfig:
                    "hyperband": optuna.pruners.HyperbandPruner}[self.pruner]
         try:
             return cls(**self.pruner_options)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ScaletuneError) as exc:
             raise ScaletuneError(f"pruner {self.pruner!r}: bad options {self.pruner_options}: {exc}") from None
 
     def make_sampler(self, rung: Rung):

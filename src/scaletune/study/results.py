@@ -131,8 +131,8 @@ def _row(stored: StoredStudy, rung: int, trial) -> dict:
     row.update(trial.params)
     row["seed"] = trial.user_attrs.get("seed")
     row.update({k: v for k, v in result.items() if k not in ("curve", "status")})
-    if "loss" not in row and trial.intermediate_values:  # a pruned trial: its last validation loss
-        row["loss"] = trial.intermediate_values[max(trial.intermediate_values)]
+    if "loss" not in row and trial.intermediate_values and trial_status(trial) == "pruned":
+        row["loss"] = trial.intermediate_values[max(trial.intermediate_values)]  # its last validation loss
     if "C" not in row and "N" in row and "D" in row:
         row["C"] = 6.0 * float(row["N"]) * float(row["D"])
         row["C_convention"] = "6ND"

@@ -303,14 +303,14 @@ def status_table(statuses: list[RungStatus], title: str):
 
     table = Table(title=title, title_justify="left")
     names = " ".join(statuses[0].scale) if statuses else "scale"
-    for col in ("rung", names, "done", "run", "ok", "div", "fail", "prun", "best loss", "best at"):
-        table.add_column(col, justify="left" if col in (names, "best at") else "right", no_wrap=col != "best at")
+    for col in ("rung", names, "done", "run", "outcomes", "best loss", "best at"):
+        table.add_column(col, justify="left" if col in (names, "outcomes", "best at") else "right",
+                         no_wrap=col != "best at", overflow="fold", min_width=10 if col == "best at" else None)
     for r in statuses:
-        c = r.counts
+        outcomes = ", ".join(f"{r.counts[k]} {k}" for k in ("ok", "diverged", "failed", "pruned") if r.counts.get(k))
         table.add_row(str(r.index), " ".join(f"{v:.3g}" for v in r.scale.values()),
-                      f"{r.done}/{r.planned if r.planned is not None else '?'}", str(c.get("running", 0)),
-                      *(str(c.get(k, 0)) for k in ("ok", "diverged", "failed", "pruned")),
-                      f"{r.best_loss:.4f}" if r.best_loss is not None else "-",
+                      f"{r.done}/{r.planned if r.planned is not None else '?'}", str(r.counts.get("running", 0)),
+                      outcomes or "-", f"{r.best_loss:.4f}" if r.best_loss is not None else "-",
                       " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                for k, v in (r.best_params or {}).items()))
     return table
