@@ -218,7 +218,8 @@ class CurveFit:
 
     def predict(self, schedule: "str | Schedule | TableSchedule | np.ndarray", steps: Sequence[int] | None = None) -> CurvePrediction:
         """Predict the loss curve under ``schedule`` (a spec, a (step, lr) CSV, a schedule or per-step rates)
-        after ``steps`` updates (default: every step from the end of warm-up to the end of the schedule)."""
+        after ``steps`` updates (default: about 1,000 evenly spaced steps from the end of warm-up to the last).
+        Every step of a 70,000-step schedule takes about a second; pass ``np.arange(...)`` for that."""
         if isinstance(schedule, np.ndarray):
             from scaletune.curves.data import detect_warmup
 
@@ -227,7 +228,7 @@ class CurveFit:
             sched = read_schedule(schedule)
             lrs, warmup, label = sched.lrs(), sched.warmup, sched.spec()
         if steps is None:
-            steps = np.arange(max(warmup, 1), len(lrs) + 1)
+            steps = np.unique(np.linspace(max(warmup, 1), len(lrs), 1000).round().astype(np.int64))
         steps = np.asarray(steps, dtype=np.int64)
         if steps.size == 0:
             raise ScaletuneError(f"schedule {label!r}: no step to predict")
@@ -235,9 +236,9 @@ class CurveFit:
             raise ScaletuneError(f"schedule {label!r} has {len(lrs)} steps; cannot predict step {int(steps.max())}")
         law = get_law(self.law)
         prep = prepare(lrs, warmup, steps)
-        loss = law.evaluate(self.theta_, prep, self.options)[0]
+        loss = law.evaluate(self.theta_, prep, self.options, jac=False)[0]
         if self.boot_params:
-            boot = np.array([law.evaluate(np.array(b), prep, self.options)[0] for b in self.boot_params])
+            boot = np.array([law.evaluate(np.array(b), prep, self.options, jac=False)[0] for b in self.boot_params])
             q = (1 - self.level) / 2
             lo, hi = np.quantile(boot, [q, 1 - q], axis=0)
             lo, hi = np.minimum(lo, loss), np.maximum(hi, loss)

@@ -41,6 +41,7 @@ from scaletune.errors import ScaletuneError
 NEAR = 16
 RATIO = 1.15
 WARMUP_RATIO = 1.15
+CHUNK = 1024  # evaluation points per block
 
 
 def _geometric(n: int, start: int, ratio: float) -> np.ndarray:
@@ -94,9 +95,9 @@ class CurveLaw:
     start_grid: dict[str, tuple[float, ...]]  # values tried for the non-linear parameters
     formula: str
 
-    def evaluate(self, theta: np.ndarray, prep: Prepared, options: dict) -> tuple[np.ndarray, np.ndarray]:
-        """Prediction (M,) and its Jacobian (M, P) with respect to the natural parameters."""
-        return _EVALUATORS[self.name](np.asarray(theta, dtype=float), prep, options)
+    def evaluate(self, theta: np.ndarray, prep: Prepared, options: dict, jac: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Prediction (M,) and its Jacobian (M, P) with respect to the natural parameters (None if not ``jac``)."""
+        return _EVALUATORS[self.name](np.asarray(theta, dtype=float), prep, options, jac)
 
     def basis(self, theta: np.ndarray, prep: Prepared, options: dict) -> np.ndarray:
         """Columns multiplying the linear parameters (in `linear` order) at fixed non-linear ones."""
@@ -109,11 +110,13 @@ def _power_term(A: float, alpha: float, u: np.ndarray) -> tuple[np.ndarray, np.n
     return A * upow, upow, -A * upow * np.log(u)
 
 
-def _multipower(theta: np.ndarray, prep: Prepared, options: dict) -> tuple[np.ndarray, np.ndarray]:
+def _multipower(theta: np.ndarray, prep: Prepared, options: dict, want_jac: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     L0, A, alpha, B, C, beta, gamma = theta
     u = prep.area
     term, d_A, d_alpha = _power_term(A, alpha, u)
-    drop = _loss_drop(prep, C, beta, gamma)
+    drop = _loss_drop(prep, C, beta, gamma, grad=want_jac)
+    if not want_jac:
+        return L0 + term - B * drop["value"], None
     jac = np.empty((len(u), 7))
     jac[:, 0] = 1.0
     jac[:, 1] = d_A
@@ -147,19 +150,20 @@ def _loss_drop(prep: Prepared, C: float, beta: float, gamma: float, grad: bool =
         if grad:
             pwl = -pw * np.log(eta[1:])
             cols += [pwl, pwl * partial[:-1]]
-        D = []
-        for v in cols:  # prefix sums, read at the group bounds (the costly step)
-            c = np.concatenate([[0.0], np.cumsum(v)])
-            D.append(c[hi] - c[lo])
-        y = (s1_t * D[0] - D[1]) * inv_mass  # drop-weighted mean of eta_k^-gamma S_k(t)
-        x1 = C * y + 1.0
-        pow_ = x1 ** (-beta)
-        out["value"] += (mass * (1.0 - pow_)).sum(axis=1)
-        if grad:
-            dG_dx = mass * beta * pow_ / x1
-            out["dC"] += (dG_dx * y).sum(axis=1)
-            out["dbeta"] += (mass * pow_ * np.log(x1)).sum(axis=1)
-            out["dgamma"] += (dG_dx * C * (s1_t * D[2] - D[3]) * inv_mass).sum(axis=1)
+        sums = [np.concatenate([[0.0], np.cumsum(v)]) for v in cols]
+        for r in range(0, M, CHUNK):  # row blocks keep the (rows, groups) temporaries in cache
+            rows = slice(r, r + CHUNK)
+            lo_, hi_, m_, inv_, s1_ = lo[rows], hi[rows], mass[rows], inv_mass[rows], s1_t[rows]
+            D = [c[hi_] - c[lo_] for c in sums]  # prefix sums read at the group bounds
+            y = (s1_ * D[0] - D[1]) * inv_  # drop-weighted mean of eta_k^-gamma S_k(t)
+            x1 = C * y + 1.0
+            pow_ = x1 ** (-beta)
+            out["value"][rows] += (m_ * (1.0 - pow_)).sum(axis=1)
+            if grad:
+                dG_dx = m_ * beta * pow_ / x1
+                out["dC"][rows] += (dG_dx * y).sum(axis=1)
+                out["dbeta"][rows] += (m_ * pow_ * np.log(x1)).sum(axis=1)
+                out["dgamma"][rows] += (dG_dx * C * (s1_ * D[2] - D[3]) * inv_).sum(axis=1)
     return out
 
 
@@ -180,9 +184,12 @@ def _drop_groups(prep: Prepared) -> list:
         keep = np.abs(mass) > 0
         # keep only groups holding a drop: move them to the front of each row and cut the empty tail
         # (a constant or step schedule has drops in few groups)
-        order = np.argsort(~keep, axis=1, kind="stable")[:, : max(int(keep.sum(axis=1).max()), 1)]
-        lo_, hi_, mass_, keep_ = (np.take_along_axis(a, order, axis=1) for a in (lo, hi, mass, keep))
-        groups.append((part, lo_, hi_, np.where(keep_, mass_, 0.0), np.where(keep_, 1.0 / np.where(keep_, mass_, 1.0), 0.0)))
+        width = max(int(keep.sum(axis=1).max()), 1)
+        lo_p, hi_p = lo, hi
+        if width < 0.7 * keep.shape[1]:  # worth it (a decaying schedule fills most groups: skip the sort)
+            order = np.argsort(~keep, axis=1, kind="stable")[:, :width]
+            lo_p, hi_p, mass, keep = (np.take_along_axis(a, order, axis=1) for a in (lo, hi, mass, keep))
+        groups.append((part, lo_p, hi_p, np.where(keep, mass, 0.0), np.where(keep, 1.0 / np.where(keep, mass, 1.0), 0.0)))
     return groups
 
 
@@ -207,7 +214,7 @@ def annealing_area(prep: Prepared, lam: float) -> np.ndarray:
     return prep.cache[key]
 
 
-def _annealing(theta: np.ndarray, prep: Prepared, options: dict) -> tuple[np.ndarray, np.ndarray]:
+def _annealing(theta: np.ndarray, prep: Prepared, options: dict, want_jac: bool = True) -> tuple[np.ndarray, np.ndarray]:
     L0, A, alpha, C = theta
     u = prep.area
     term, d_A, d_alpha = _power_term(A, alpha, u)
@@ -216,7 +223,7 @@ def _annealing(theta: np.ndarray, prep: Prepared, options: dict) -> tuple[np.nda
     return L0 + term - C * s2, jac
 
 
-def _power(theta: np.ndarray, prep: Prepared, options: dict) -> tuple[np.ndarray, np.ndarray]:
+def _power(theta: np.ndarray, prep: Prepared, options: dict, want_jac: bool = True) -> tuple[np.ndarray, np.ndarray]:
     L0, A, alpha = theta
     s = prep.t + 1.0  # completed updates
     term, d_A, d_alpha = _power_term(A, alpha, s)

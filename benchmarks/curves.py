@@ -1,0 +1,187 @@
+"""Benchmarks of scaletune.curves, each printing its numbers side by side in one run.
+
+    .venv/bin/python benchmarks/curves.py eval      # multipower evaluation time on a 72,000-step schedule
+    .venv/bin/python benchmarks/curves.py pruner    # curve pruner vs no pruning vs Optuna's median pruner
+    .venv/bin/python benchmarks/curves.py lm        # built-in LM: predict a WSD run; optimise the cooldown
+
+Training runs use `scaletune.train.run_lm` on CPU (1 thread, tiny models). Runs are deterministic for a
+given config and seed, so the LR sweep trains each learning rate once to the end and *replays* its
+reported validation losses through each pruner: a pruned trial costs the steps it ran before the pruner
+stopped it, exactly what it would have cost live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from scaletune.curves import curve_from_arrays, fit_curves
+from scaletune.curves.laws import LAWS, loss_drop_exact, prepare
+from scaletune.curves.search import optimise_schedule
+from scaletune.schedules import Schedule
+
+THETA_25M = np.array([3.04045406, 0.52468604, 0.50786857, 363.78751622, 2.06560812, 0.58279013, 0.64142257])
+
+
+def bench_eval() -> None:
+    sched = Schedule.parse("cosine:steps=72000,lr=3e-4,warmup=2160,final=0.1")
+    lrs = sched.lrs()
+    law = LAWS["multipower"]
+    rows = []
+    for label, steps in [("547 logged points (every 128 steps)", np.arange(2176, 72001, 128)), ("every step (69,841 points)", np.arange(2160, 72001))]:
+        t0 = time.perf_counter()
+        prep = prepare(lrs, 2160, steps)
+        law.evaluate(THETA_25M, prep, {})
+        first = time.perf_counter() - t0
+        reps = 5 if len(steps) < 1000 else 1
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            law.evaluate(THETA_25M, prep, {})  # value and 7-column Jacobian, groups cached (as in a fit)
+        again = (time.perf_counter() - t0) / reps
+        t0 = time.perf_counter()
+        law.evaluate(THETA_25M, prepare(lrs, 2160, steps), {}, jac=False)
+        value_only = time.perf_counter() - t0
+        rows.append((label, first, again, value_only))
+    # the term-by-term sum (O(t) per point) on 20 of the logged points, scaled to 547
+    steps = np.arange(2176, 72001, 128)
+    sub = steps[:: len(steps) // 20][:20]
+    prep = prepare(lrs, 2160, sub)
+    t0 = time.perf_counter()
+    loss_drop_exact(prep, *THETA_25M[4:])
+    exact = (time.perf_counter() - t0) * len(steps) / len(sub)
+    print("| multipower on cosine_72000 (72,000 steps) | prediction: prepare + value | fit: prepare + value + Jacobian | fit, again (groups cached) |")
+    print("|---|---|---|---|")
+    for label, first, again, value_only in rows:
+        print(f"| {label} | {1e3 * value_only:.1f} ms | {1e3 * first:.1f} ms | {1e3 * again:.1f} ms |")
+    print(f"| term-by-term sum, 547 points (extrapolated from 20) | {1e3 * exact:.0f} ms | | |")
+    print(f"\nspeed-up of the grouped sum over the term-by-term sum at the logged points (values only): {exact / rows[0][3]:.0f}x")
+
+
+LM = {"width": 64, "depth": 2, "batch_size": 1024, "eval_tokens": 8192, "threads": 1}
+
+
+def _train(steps: int, lr: float, schedule: str, seed: int = 0, eval_every: int = 10) -> dict:
+    from scaletune.train.trainer import run_lm
+
+    return run_lm({**LM, "tokens": steps * LM["batch_size"], "lr": lr, "schedule": schedule, "warmup": 0.1,
+                   "eval_every": eval_every, "seed": seed})
+
+
+def _curve(row: dict, name: str):
+    pts = [(c["step"], c["val_loss"]) for c in row["curve"] if c["val_loss"] is not None]
+    steps, loss = zip(*pts)
+    return curve_from_arrays(name, steps, loss, None, row["schedule"])
+
+
+def bench_pruner(steps: int, lrs: list[float]) -> None:
+    import optuna
+
+    from scaletune.curves.pruner import CurvePruner
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    every = steps // 8
+    recorded, seconds = {}, 0.0
+    for lr in lrs:
+        row = _train(steps, lr, "cosine:final=0.1", eval_every=every)
+        seconds += row["seconds"]
+        recorded[lr] = ({c["step"]: c["val_loss"] for c in row["curve"] if c["val_loss"] is not None}, row["loss"], row["status"])
+        print(f"  lr {lr:.1e}: final val loss {row['loss']:.4f} ({row['status']}, {row['seconds']:.0f} s)", flush=True)
+    spec = f"cosine:steps={steps},warmup={int(0.1 * steps)},final=0.1"
+    pruners = {
+        "none": optuna.pruners.NopPruner(),
+        "median (Optuna defaults)": optuna.pruners.MedianPruner(),
+        "median (n_startup_trials=2)": optuna.pruners.MedianPruner(n_startup_trials=2),
+        "curve (scaletune, band 1%)": CurvePruner(schedule=spec, band=0.01),
+    }
+    best_all = min(v[1] for v in recorded.values() if np.isfinite(v[1]))
+    print(f"\nLR sweep: {len(lrs)} learning rates, {steps} steps each, cosine to 10%, width {LM['width']} depth {LM['depth']}; "
+          f"training the full sweep took {seconds:.0f} s\n")
+    print("| pruner | steps used | share of full sweep | trials pruned | best final loss found | best = true best? |")
+    print("|---|---|---|---|---|---|")
+    for name, pruner in pruners.items():
+        study = optuna.create_study(pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0))
+        for lr in lrs:
+            study.enqueue_trial({"lr": lr})
+        used = 0
+
+        def objective(trial):
+            nonlocal used
+            lr = trial.suggest_float("lr", min(lrs), max(lrs), log=True)
+            values, final, status = recorded[lr]
+            for step in sorted(values):
+                if step >= steps:
+                    break
+                trial.report(values[step], step)
+                if trial.should_prune():
+                    used += step
+                    raise optuna.TrialPruned()
+            used += steps
+            return final if status == "ok" else float("nan")
+
+        study.optimize(objective, n_trials=len(lrs))
+        pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+        best = study.best_value
+        print(f"| {name} | {used} | {used / (steps * len(lrs)):.0%} | {pruned} | {best:.4f} | {'yes' if best == best_all else 'no'} |")
+
+
+def bench_lm(steps: int, seeds: int) -> None:
+    lr = 3e-3
+    t0 = time.time()
+    const = _train(steps, lr, "constant")
+    cos = _train(steps, lr, "cosine:final=0.1")
+    curves = [_curve(const, "constant"), _curve(cos, "cosine")]
+    print(f"built-in LM, width {LM['width']} depth {LM['depth']}, {steps} steps of {LM['batch_size']} tokens, lr {lr}, warm-up 10%; "
+          f"validation loss every 10 steps")
+    fits = {law: fit_curves(curves, law=law, n_boot=20, seed=0) for law in ("multipower", "annealing")}
+    wsd_spec = "wsd:cooldown=0.2,shape=1-sqrt"
+    wsd_runs = [_train(steps, lr, wsd_spec, seed=s) for s in range(seeds)]
+    measured = np.array([r["loss"] for r in wsd_runs])
+    print("\n| law | fit R2 (train) | predicted final loss, WSD 20% 1-sqrt | 95% interval | measured (mean of seeds) | seed spread (sd) | error |")
+    print("|---|---|---|---|---|---|---|")
+    sched = Schedule.parse(wsd_runs[0]["schedule"])
+    for law, fit in fits.items():
+        p = fit.predict(sched, [steps])
+        lo, hi = p.final_interval
+        print(f"| {law} | {fit.diagnostics['train_r2']:.4f} | {p.final_loss:.4f} | [{lo:.4f}, {hi:.4f}] | {measured.mean():.4f} | "
+              f"{measured.std(ddof=1) if seeds > 1 else float('nan'):.4f} | {100 * (p.final_loss - measured.mean()) / measured.mean():+.2f}% |")
+    # optimise the cooldown fraction with the multipower fit, then measure a grid of cooldowns
+    best, _ = optimise_schedule(fits["multipower"], steps, "wsd", final=0.0)
+    chosen = Schedule.parse(best.spec)
+    grid = [0.1, 0.2, 0.3, 0.5]
+    print(f"\n`schedule optimise --family wsd` picks {best.spec.split(':', 1)[1]} (predicted {best.final_loss:.4f})\n")
+    print("| WSD cooldown (shape) | predicted final loss | measured final loss per seed | mean |")
+    print("|---|---|---|---|")
+    results = {}
+    for frac, shape in [(f, "1-sqrt") for f in grid] + [(chosen.cooldown, chosen.shape)]:
+        spec = f"wsd:cooldown={frac},shape={shape}"
+        runs = [_train(steps, lr, spec, seed=s) for s in range(seeds)] if (frac, shape) != (0.2, "1-sqrt") else wsd_runs
+        vals = np.array([r["loss"] for r in runs])
+        pred = fits["multipower"].predict(Schedule.parse(runs[0]["schedule"]), [steps]).final_loss
+        results[(frac, shape)] = vals
+        print(f"| {frac:.3g} ({shape}){' = chosen' if (frac, shape) == (chosen.cooldown, chosen.shape) else ''} | {pred:.4f} | "
+              f"{', '.join(f'{v:.4f}' for v in vals)} | {vals.mean():.4f} |")
+    grid_best = min((v.mean(), k) for k, v in results.items() if k != (chosen.cooldown, chosen.shape))
+    spread = np.mean([v.std(ddof=1) for v in results.values()]) if seeds > 1 else float("nan")
+    gap = results[(chosen.cooldown, chosen.shape)].mean() - grid_best[0]
+    print(f"\nchosen - best of grid ({grid_best[1][0]} {grid_best[1][1]}): {gap:+.4f} nats; mean seed sd {spread:.4f}; "
+          f"within seed spread: {'yes' if gap <= 2 * spread else 'no'}  (total {time.time() - t0:.0f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["eval", "pruner", "lm"])
+    parser.add_argument("--steps", type=int, default=240)
+    parser.add_argument("--seeds", type=int, default=2)
+    args = parser.parse_args()
+    if args.what == "eval":
+        bench_eval()
+    elif args.what == "pruner":
+        bench_pruner(args.steps, [3e-4, 1e-2, 1e-3, 3e-2, 3e-3, 6e-4, 2e-3, 5e-3])
+    else:
+        bench_lm(args.steps, args.seeds)
+
+
+if __name__ == "__main__":
+    main()
