@@ -232,8 +232,12 @@ def find_optimum(
     pts = np.log(ok[["lr", "batch_size"] if two_d else ["lr"]].to_numpy(float))
     loss = ok["loss"].to_numpy(float)
     fit, cfg_pts, mean, win = _fit_scale(pts, loss, window)
-    cfg_lr = np.exp(cfg_pts[:, 0])
-    cfg_b = np.exp(cfg_pts[:, 1]) if two_d else None
+    # The tested values exactly as the table has them (not exp(log(.))), so that band and best compare equal.
+    _, inv = _configs(pts)
+    first = np.full(len(cfg_pts), len(inv))
+    np.minimum.at(first, inv, np.arange(len(inv)))
+    cfg_lr = ok["lr"].to_numpy(float)[first]
+    cfg_b = ok["batch_size"].to_numpy(float)[first] if two_d else None
     ibest = int(np.argmin(mean))
     best_lr = float(cfg_lr[ibest])
     best_b = float(cfg_b[ibest]) if two_d else None

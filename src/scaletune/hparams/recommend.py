@@ -15,7 +15,7 @@ recommendation they show what a user copying them would set, not the same quanti
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -23,7 +23,7 @@ import pandas as pd
 
 from scaletune.errors import ScaletuneError
 from scaletune.hparams.laws import HparamLaws, Prediction, TransferReport, fit_hparam_laws
-from scaletune.hparams.optimum import DEFAULT_BAND, Optimum, find_optima, optima_frame
+from scaletune.hparams.optimum import DEFAULT_BAND, Optimum, find_optima
 from scaletune.laws.published import deepseek_batch, deepseek_lr, steplaw_batch, steplaw_lr
 from scaletune.runtable import require_columns
 from scaletune.schedules import Schedule
@@ -248,8 +248,3 @@ def recommend(
         schedule=schedule, param=param, loss=loss, published=pub, optima=tuple(optima), laws=laws, notes=tuple(notes),
     )
 
-
-def optima_table(rec_or_optima: Recommendation | list[Optimum]) -> pd.DataFrame:
-    """The per-scale optima behind a recommendation, as a table."""
-    optima = rec_or_optima.optima if isinstance(rec_or_optima, Recommendation) else rec_or_optima
-    return optima_frame(list(optima))
