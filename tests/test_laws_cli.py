@@ -1,6 +1,5 @@
 """`scaletune fit | predict | allocate | isoflop | laws`: outputs, JSON documents, and every bad input."""
 
-import json
 
 import numpy as np
 import pandas as pd

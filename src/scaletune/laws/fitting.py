@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import multiprocessing
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
-import multiprocessing
 import numpy as np
 import pandas as pd
+import scipy
 from scipy.optimize import OptimizeResult, minimize
 from threadpoolctl import threadpool_limits
 
@@ -77,8 +78,8 @@ class _Problem:
     y: np.ndarray
     objective: Objective
     fixed: dict[str, float]
-    has_jac: bool | None = None  # filled in by __post_init__
-    weights: np.ndarray | None = None  # per-point weights of the objective (None: all 1)  # whether the law gives an analytic Jacobian (else finite differences)
+    has_jac: bool | None = None  # whether the law gives an analytic Jacobian (else finite differences); probed if None
+    weights: np.ndarray | None = None  # per-point weights of the objective (None: all 1)
 
     def __post_init__(self) -> None:
         if self.has_jac is None:
@@ -112,7 +113,6 @@ class _Problem:
             value = float(value.sum())
         if dr is None:
             return value, None
-        # elementwise, not a BLAS gemv: threaded BLAS in forked bootstrap workers oversubscribes the cores
         return value, (dr[:, self.free] * g[:, None]).sum(axis=0)
 
     def value(self, theta_free: np.ndarray) -> float:
@@ -578,7 +578,6 @@ def fit(
     for v in law.variables:
         digest.update(x[v].tobytes())
     digest.update(yv.tobytes())
-    import scipy
 
     result = FitResult(
         law=law.spec, y=y, objective=obj.name, params_=params, derived_=derived, intervals=intervals,
