@@ -229,7 +229,7 @@ class _LocalPool:
 class _RayPool:
     """Worker tasks on a Ray cluster (the current one if ray.init was called, else ``address``)."""
 
-    def __init__(self, config: StudyConfig, n: int, address: str | None) -> None:
+    def __init__(self, config: StudyConfig, n: int | None, address: str | None) -> None:
         try:
             import ray
         except ImportError:
@@ -259,6 +259,8 @@ class _RayPool:
 
             return Worker(config, make_token(suffix)).loop(lambda: ray.get(flag.get.remote()), poll=0.5)
 
+        if n is None:  # one worker per `threads` CPUs of the whole cluster
+            n = max(1, int(ray.cluster_resources().get("CPU", 1)) // config.threads)
         self.flag = Flag.remote()
         self.work = work.options(num_cpus=config.threads)
         self.config = config
@@ -352,8 +354,8 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
               retry_failed: bool = False, poll: float = 1.0) -> SweepResult:
     """Run (or resume) a study until every planned trial has finished, or a budget cap stops it.
 
-    ``storage`` overrides the study file's storage URL; ``workers`` defaults to cores // threads per
-    trial (local) or 2 x that (Ray: the cluster queues what it cannot place). Returns the per-rung status.
+    ``storage`` overrides the study file's storage URL; ``workers`` defaults to CPU cores // threads per
+    trial, of this machine (local) or of the whole cluster (Ray). Returns the per-rung status.
     Any number of sweeps may run the same study on the same storage at once (e.g. one per machine).
     """
     import optuna
@@ -366,7 +368,6 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
                                                                           url=resolve_storage_url(storage)))
     if workers is not None and workers < 1:
         raise ScaletuneError(f"workers: expected a positive number, got {workers}")
-    workers = workers or max(1, (os.cpu_count() or 1) // config.threads)
     st = open_storage(config.storage.url)
     stored = _init_study(config, st)
     scale_aware = config.strategy.name == "scale-aware"
@@ -389,14 +390,21 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
 
     start = time.monotonic()
     view = _Progress(config, progress)
-    pool = _LocalPool(config, workers) if backend == "local" else _RayPool(config, workers, address)
+    if backend == "local":
+        pool = _LocalPool(config, workers or max(1, (os.cpu_count() or 1) // config.threads))
+    else:
+        pool = _RayPool(config, workers, address)
     stopped = None
+    deaths = 0  # workers that died without a trial to blame: a broken environment, not a trial
     try:
         while True:
             now = time.time()
             for suffix, reason in pool.dead():
-                for study in studies.values():
-                    _fail_running(study, st, lambda t: str(t.system_attrs.get(WORKER, "")).endswith(suffix), reason)
+                blamed = sum(_fail_running(study, st, lambda t: str(t.system_attrs.get(WORKER, "")).endswith(suffix),
+                                           reason) for study in studies.values())
+                deaths += blamed == 0
+                if deaths > 3:
+                    raise ScaletuneError(f"worker processes keep dying outside any trial (last: {reason})")
                 if stopped is None:
                     pool.spawn()
             for study in studies.values():
