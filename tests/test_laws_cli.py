@@ -162,3 +162,20 @@ def test_isoflop_drops_edge_and_sparse_budgets_with_warnings():
     assert len(res.optima) == 3 and len(reasons) == 2
     assert reasons[0].startswith("fewer than 5") and reasons[1].startswith("lowest loss at the edge")
     assert len(res.warnings) == 2
+
+
+def test_fit_reads_parquet_and_jsonl_with_groups_and_weights(capsys, tmp_path):
+    df = chinchilla_data(seed=4, n_sizes=6, n_tokens=6)
+    df["model_id"] = df.groupby("N").ngroup()
+    df["w"] = 1.0
+    df.to_parquet(tmp_path / "runs.parquet")
+    df.to_json(tmp_path / "runs.jsonl", orient="records", lines=True)
+    a = run_json(capsys, "fit", tmp_path / "runs.parquet", "--law", "chinchilla", "--bootstrap", "20",
+                 "--groups", "model_id", "--weights", "w")
+    b = run_json(capsys, "fit", tmp_path / "runs.jsonl", "--law", "chinchilla", "--bootstrap", "20",
+                 "--groups", "model_id", "--weights", "w")
+    assert a["diagnostics"]["bootstrap"]["groups"] == 6
+    # pandas writes JSON lines with 10 significant digits: the two fits agree to that precision
+    assert a["params_"] == pytest.approx(b["params_"], rel=1e-6)
+    assert a["intervals"]["alpha"] == pytest.approx(b["intervals"]["alpha"], rel=1e-4)
+    assert "missing column 'size'" in _bad(capsys, "fit", tmp_path / "runs.jsonl", "--law", "chinchilla", "--groups", "size")
