@@ -125,19 +125,11 @@ class _Problem:
         proj = law.projection
         if proj is not None and not self.fixed:
             g = {k: np.asarray(v, float)[::thin] for k, v in proj.grid.items()}
-            with np.errstate(all="ignore"):
-                phi = proj.basis(g, self.x)  # (G, k, n)
-                if self.objective.log_space:
-                    # relative residuals (pred - y) / y approximate log residuals near a good fit
-                    c, _ = batched_nnls(phi / self.y, np.ones(len(self.y)))
-                    pred = (c[:, None, :] @ phi)[:, 0, :]
-                    r = np.log(pred) - np.log(self.y)
-                else:
-                    c, _ = batched_nnls(phi, self.y)
-                    r = (c[:, None, :] @ phi)[:, 0, :] - self.y
-                rho = self.objective.elementwise(r)[0]
-                scores = (rho if self.weights is None else rho * self.weights[None, :]).sum(axis=1)
-            scores[~np.isfinite(scores)] = np.inf
+            size = len(next(iter(g.values())))
+            chunk = max(1, 4_000_000 // (4 * len(self.y)))  # bound memory: ~4M numbers per array for big tables
+            parts = [self._score_grid({k: v[i:i + chunk] for k, v in g.items()}) for i in range(0, size, chunk)]
+            c = np.concatenate([p[0] for p in parts])
+            scores = np.concatenate([p[1] for p in parts])
             order = np.argsort(scores, kind="stable")[:n_best]
             params = proj.to_params({k: v[order] for k, v in g.items()}, c[order])
             pts = np.stack([params[p] for p in free_names], axis=1)
@@ -147,6 +139,22 @@ class _Problem:
             pts = grid[np.argsort(scores, kind="stable")[:n_best]]
         lo, hi = self.bounds_array().T
         return np.clip(pts, lo, hi)
+
+    def _score_grid(self, g: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """NNLS coefficients (G, k) and objective values (G,) at grid points ``g`` of the projection."""
+        with np.errstate(all="ignore"):
+            phi = self.law.projection.basis(g, self.x)  # (G, k, n)
+            if self.objective.log_space:
+                # relative residuals (pred - y) / y approximate log residuals near a good fit
+                c, _ = batched_nnls(phi / self.y, np.ones(len(self.y)))
+                r = np.log((c[:, None, :] @ phi)[:, 0, :]) - np.log(self.y)
+            else:
+                c, _ = batched_nnls(phi, self.y)
+                r = (c[:, None, :] @ phi)[:, 0, :] - self.y
+            rho = self.objective.elementwise(r)[0]
+            scores = (rho if self.weights is None else rho * self.weights[None, :]).sum(axis=1)
+        scores[~np.isfinite(scores)] = np.inf
+        return c, scores
 
     def bounds_array(self) -> np.ndarray:
         return np.array([self.law.bounds[self.law.params[i]] for i in self.free], dtype=float)
