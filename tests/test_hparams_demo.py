@@ -4,10 +4,12 @@ import json
 import math
 
 import pandas as pd
+import pytest
 
 from scaletune.cli import main
 
 
+@pytest.mark.slow
 def test_tiny_demo_runs_the_whole_loop(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--tiny", "--out", str(out), "--workers", "2"]) == 0
