@@ -179,3 +179,21 @@ def test_fit_reads_parquet_and_jsonl_with_groups_and_weights(capsys, tmp_path):
     assert a["params_"] == pytest.approx(b["params_"], rel=1e-6)
     assert a["intervals"]["alpha"] == pytest.approx(b["intervals"]["alpha"], rel=1e-4)
     assert "missing column 'size'" in _bad(capsys, "fit", tmp_path / "runs.jsonl", "--law", "chinchilla", "--groups", "size")
+
+
+def test_user_law_from_a_python_file(capsys, tmp_path):
+    (tmp_path / "my_laws.py").write_text(
+        "from scaletune.laws import Law, register_law\n"
+        "register_law(Law(name='cli_saturating', variables=('N',), params=('E', 'A', 'alpha'), formula='L = E + A N^-alpha',\n"
+        "    model=lambda p, x: p['E'] + p['A'] * x['N'] ** -p['alpha'],\n"
+        "    bounds={'E': (0, 10), 'A': (0, 1e6), 'alpha': (0, 3)},\n"
+        "    start={'E': [1, 2], 'A': [10, 100, 1000], 'alpha': [0.1, 0.3, 0.6]}), replace=True)\n")
+    N = np.logspace(6, 9, 20)
+    pd.DataFrame({"N": N, "loss": 1.8 + 300 * N**-0.3}).to_csv(tmp_path / "runs.csv", index=False)
+    doc = run_json(capsys, "fit", tmp_path / "runs.csv", "--law", "cli_saturating", "--laws-from", tmp_path / "my_laws.py",
+                   "--bootstrap", "0", "--out", tmp_path / "fit.json")
+    assert doc["params_"]["alpha"] == pytest.approx(0.3, rel=1e-3)
+    pred = run_json(capsys, "predict", tmp_path / "fit.json", "--at", "N=1e10", "--laws-from", tmp_path / "my_laws.py")
+    assert pred["predictions"][0]["loss"] == pytest.approx(1.8 + 300 * 1e10**-0.3, rel=1e-4)
+    (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
+    assert "error while loading user laws: RuntimeError: boom" in _bad(capsys, "laws", "--laws-from", tmp_path / "broken.py")

@@ -61,6 +61,26 @@ def _load(data: str | None, example: str | None, mapping: str | None, where: str
     return df
 
 
+def _import_laws(path: str | None) -> None:
+    """Run a Python file that registers user laws (``register_law(Law(...))``) before the command uses them."""
+    if not path:
+        return
+    import runpy
+
+    if not Path(path).is_file():
+        raise ScaletuneError(f"{path}: no such law file (--laws-from expects a .py file calling register_law)")
+    try:
+        runpy.run_path(path, run_name="scaletune_user_laws")
+    except ScaletuneError:
+        raise
+    except Exception as exc:  # a user's file: report its error in one line
+        raise ScaletuneError(f"{path}: error while loading user laws: {type(exc).__name__}: {exc}") from None
+
+
+LAWS_FROM = click.option("--laws-from", type=click.Path(dir_okay=False),
+                         help="Python file that registers user laws with scaletune.laws.register_law.")
+
+
 def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
@@ -138,10 +158,13 @@ def _print_fit(result, law) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the fit (with bootstrap samples) as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a figure (PNG, PDF or SVG).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
-def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, groups, weights, fix, objective, seed, out, plot, as_json):
+@LAWS_FROM
+def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, groups, weights, fix, objective, seed, out, plot,
+            as_json, laws_from):
     """Fit a scaling law to a run table (CSV, Parquet, JSON lines) with bootstrap intervals."""
     from scaletune.laws import fit, get_law
 
+    _import_laws(laws_from)
     df = _load(data, example, mapping, where)
     if law_name is None:
         if example is None:
@@ -170,11 +193,13 @@ def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, grou
 
 
 @click.command("laws")
-def laws_cmd():
+@LAWS_FROM
+def laws_cmd(laws_from):
     """List the law catalogue and the published laws."""
     from scaletune.laws import get_law, law_names
     from scaletune.laws.published import ALLOCATION_ONLY, PUBLISHED
 
+    _import_laws(laws_from)
     for name in law_names():
         law = get_law(name.replace(":VARS", ""))
         click.echo(f"{name:22s} {law.formula}")
@@ -189,10 +214,12 @@ def laws_cmd():
 @click.option("--at", "points", multiple=True, required=True, help="Point NAME=VALUE[,...], e.g. N=7e10,D=1.4e12 (repeatable).")
 @click.option("--level", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999))
 @click.option("--json", "as_json", is_flag=True)
-def predict_cmd(fit_spec, points, level, as_json):
+@LAWS_FROM
+def predict_cmd(fit_spec, points, level, as_json, laws_from):
     """Predict with a fitted or published law, with its interval and how far it extrapolates."""
     from scaletune.laws import load_fit
 
+    _import_laws(laws_from)
     result = load_fit(fit_spec)
     law = result.law_
     rows = []
