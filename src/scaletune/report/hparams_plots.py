@@ -95,9 +95,12 @@ def plot_laws(rec, path: str | Path, measured: dict | None = None) -> Path:
     yerr = [[rec.lr.value - lo], [hi - rec.lr.value]] if math.isfinite(lo) else None
     ax.errorbar([rec.target["N"]], [rec.lr.value], yerr=yerr, fmt="s", color="k", capsize=4,
                 label=f"recommended at target (x{rec.lr.extrapolation:.1f} extrapolation)")
-    if measured and measured.get("band_lr"):
-        b = measured["band_lr"]
-        ax.plot([rec.target["N"]] * 2, b, "-", color="g", lw=6, alpha=0.4, label="measured near-optimal band at target")
+    if measured and measured.get("measured_optimum"):
+        m = measured["measured_optimum"]
+        lo, hi = m["lr_interval"]
+        yerr = [[m["lr_"] - lo], [hi - m["lr_"]]] if lo is not None and math.isfinite(lo) else None
+        ax.errorbar([rec.target["N"] * 1.06], [m["lr_"]], yerr=yerr, fmt="D", color="g", capsize=4,
+                    label="measured at the target (vertex, 95%)")
     for name, p in rec.published.items():
         ax.plot([rec.target["N"]], [p["lr"]], "x", ms=8, label=f"{name} (published, SP)")
     ax.set_xscale("log")
