@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import scipy
 from scipy.optimize import OptimizeResult, minimize
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from scaletune import __version__
 from scaletune.errors import ScaletuneError
@@ -33,6 +33,8 @@ from scaletune.runtable import require_columns, require_positive
 
 Data = pd.DataFrame | Mapping[str, Any]
 _BAD = 1e30  # objective value of a parameter vector whose prediction is not finite and positive
+# Found once: scanning the loaded BLAS libraries on every call would cost milliseconds per fit.
+BLAS = ThreadpoolController()
 
 
 # --------------------------------------------------------------------------- batched non-negative least squares
@@ -395,7 +397,7 @@ _WORK: dict[str, Any] = {}  # the bootstrap's shared inputs, inherited by forked
 
 
 def _refit_chunk(rows: list[np.ndarray]) -> np.ndarray:
-    with threadpool_limits(1, user_api="blas"):
+    with BLAS.limit(limits=1, user_api="blas"):
         return _refit_rows(rows)
 
 
@@ -492,7 +494,7 @@ def _diagnostics(problem: _Problem, theta: np.ndarray, value: float, res, n_star
 
 # Single-threaded BLAS: the problems are tiny, and a threaded BLAS on a loaded machine turns each
 # L-BFGS-B step from microseconds into milliseconds (measured: ~100x on 2 busy cores).
-@threadpool_limits.wrap(limits=1, user_api="blas")
+@BLAS.wrap(limits=1, user_api="blas")
 def fit(
     law: str | Law,
     data: Data,

@@ -17,11 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.interpolate import Akima1DInterpolator, CubicSpline
-from threadpoolctl import threadpool_limits
 
 from scaletune.errors import ScaletuneError
 from scaletune.laws.catalogue import get_law
-from scaletune.laws.fitting import FitResult, _as_frame
+from scaletune.laws.fitting import BLAS, FitResult, _as_frame
 from scaletune.runtable import require_columns, require_positive
 
 MIN_POINTS = 5
@@ -90,7 +89,7 @@ def _wls(log_c: np.ndarray, log_v: np.ndarray, w: np.ndarray) -> tuple[float, fl
     return float(coef[0]), float(coef[1])
 
 
-@threadpool_limits.wrap(limits=1, user_api="blas")  # tiny problems: see scaletune.laws.fitting.fit
+@BLAS.wrap(limits=1, user_api="blas")  # tiny problems: see scaletune.laws.fitting.fit
 def isoflop(
     data: pd.DataFrame | dict,
     *,
