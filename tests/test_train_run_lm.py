@@ -95,3 +95,22 @@ def test_variants_train(extra):
     row = run_lm({**TINY, "tokens": 12 * 1024, "eval_every": 100, **extra})
     assert row["status"] == "ok" and row["loss"] < 5.0
     assert row["param"] == extra.get("param", "mup")
+
+
+def test_flops_per_token_matches_torch_flop_counter():
+    """Matmul FLOPs of one forward+backward, counted by torch, equal flops_per_token(attention=False);
+    the attention term is the documented analytic 3 * 2*2*depth*seq_len*width (torch's CPU counter
+    does not see inside scaled_dot_product_attention)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from scaletune.train.model import flops_per_token
+
+    for kw in (dict(width=64, depth=2, seq_len=32), dict(width=96, depth=3, heads=3, mlp="swiglu", seq_len=16, tied=True)):
+        cfg = LMConfig(**kw)
+        model = TransformerLM(cfg)
+        x = torch.randint(0, 256, (2, cfg.seq_len))
+        with FlopCounterMode(display=False) as counter:
+            model(x, x)[1].backward()
+        assert counter.get_total_flops() == flops_per_token(cfg, attention=False) * x.numel()
+        assert flops_per_token(cfg) - flops_per_token(cfg, attention=False) == 3 * 4 * cfg.depth * cfg.seq_len * cfg.width
