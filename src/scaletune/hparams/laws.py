@@ -357,4 +357,10 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
         laws[name] = law
     loss, loss_note = fit_loss_law(optima, bootstrap=loss_bootstrap, seed=seed)
     notes.append(loss_note)
-    return HparamLaws(laws=laws, loss=loss, transfer=transfer_report(optima), notes=tuple(notes))
+    transfer = transfer_report(optima)
+    lr_law = laws.get("lr_ND")
+    if transfer is not None and lr_law is not None:
+        # The corrections the transfer needs, from the fitted exponents: width (N) and tokens (D).
+        parts = [f"lr* ~ {v}^{e:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]" for v, (e, iv) in lr_law.exponents.items()]
+        transfer = replace(transfer, note=transfer.note + "; corrections: " + ", ".join(parts))
+    return HparamLaws(laws=laws, loss=loss, transfer=transfer, notes=tuple(notes))
