@@ -1,5 +1,6 @@
 """Benchmarks of scaletune.curves, each printing its numbers side by side in one run.
 
+    .venv/bin/python benchmarks/curves.py protocol  # the published multipowerlaw protocol, both laws, 25M and 100M
     .venv/bin/python benchmarks/curves.py eval      # multipower evaluation time on a 72,000-step schedule
     .venv/bin/python benchmarks/curves.py pruner    # curve pruner vs no pruning vs Optuna's median pruner
     .venv/bin/python benchmarks/curves.py lm        # built-in LM: predict a WSD run; optimise the cooldown
@@ -23,6 +24,34 @@ from scaletune.curves.search import optimise_schedule
 from scaletune.schedules import Schedule
 
 THETA_25M = np.array([3.04045406, 0.52468604, 0.50786857, 363.78751622, 2.06560812, 0.58279013, 0.64142257])
+
+
+def bench_protocol() -> None:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from scaletune.curves import evaluate_fit, read_curves
+
+    data = Path(__file__).resolve().parents[1] / "tests" / "data" / "multipowerlaw"
+    specs = dict(pd.read_csv(data / "schedules.csv").values)
+    train = ["cosine_24000", "constant_24000", "wsdcon_9"]
+    test = ["constant_72000", "cosine_72000", "wsd_20000_24000", "wsdld_20000_24000", "wsdcon_3", "wsdcon_18"]
+    published = {"25": (0.9988, 0.0011, 0.0041), "100": (0.9983, 0.0014, 0.0058)}
+    print("Fit on cosine_24000, constant_24000, wsdcon_9; scored on the 6 other schedules (all their logged points).\n")
+    print("| model | law | test R2 | mean rel. error | worst rel. error | fit seconds |")
+    print("|---|---|---|---|---|---|")
+    for size in ("25", "100"):
+        load = lambda names: [read_curves(data / f"csv_{size}" / f"{n}.csv", specs[n], max_step=24000)[0] for n in names]
+        tr, te = load(train), load(test)
+        r2, mre, worst = published[size]
+        print(f"| {size}M | multipower, published (Luo et al. 2025) | {r2:.4f} | {100 * mre:.3f}% | {100 * worst:.2f}% | |")
+        for law in ("multipower", "annealing"):
+            t0 = time.perf_counter()
+            fit = fit_curves(tr, law=law, n_boot=0)
+            sec = time.perf_counter() - t0
+            m = evaluate_fit(fit, te)
+            print(f"| {size}M | {law} (scaletune) | {m['r2']:.4f} | {100 * m['mean_rel_error']:.3f}% | {100 * m['max_rel_error']:.2f}% | {sec:.1f} |")
 
 
 def bench_eval() -> None:
@@ -171,11 +200,13 @@ def bench_lm(steps: int, seeds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["eval", "pruner", "lm"])
+    parser.add_argument("what", choices=["protocol", "eval", "pruner", "lm"])
     parser.add_argument("--steps", type=int, default=240)
     parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args()
-    if args.what == "eval":
+    if args.what == "protocol":
+        bench_protocol()
+    elif args.what == "eval":
         bench_eval()
     elif args.what == "pruner":
         bench_pruner(args.steps, [3e-4, 1e-2, 1e-3, 3e-2, 3e-3, 6e-4, 2e-3, 5e-3])

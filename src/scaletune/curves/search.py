@@ -23,7 +23,7 @@ def _defaults(fit: CurveFit, steps: int) -> dict:
     ref = max(fit.curves, key=lambda c: c["last_step"])
     if steps <= ref["warmup"]:
         raise ScaletuneError(f"--steps {steps} must exceed the fitted warm-up of {ref['warmup']} steps")
-    return {"steps": int(steps), "lr": ref["peak_lr"], "warmup": ref["warmup"]}
+    return {"steps": int(steps), "lr": float(f"{ref['peak_lr']:.6g}"), "warmup": ref["warmup"]}
 
 
 def complete_schedule(fit: CurveFit, spec: str, steps: int):
@@ -96,7 +96,7 @@ def optimise_schedule(fit: CurveFit, steps: int, family: str = "wsd", final: flo
         if fit.law != "multipower":
             raise ScaletuneError(f"a free-form schedule needs the multipower law (this fit is {fit.law})")
         free = _free_form(fit, base, knots, start=min(tried, key=lambda c: c.final_loss))
-        return free, sorted([free, *tried], key=lambda c: c.final_loss)
+        return free, sorted({c.spec: c for c in [free, *tried]}.values(), key=lambda c: c.final_loss)
     tried_sorted = sorted({c.spec: c for c in tried}.values(), key=lambda c: c.final_loss)
     return tried_sorted[0], tried_sorted
 
