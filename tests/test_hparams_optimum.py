@@ -125,3 +125,17 @@ def test_bad_input_names_the_problem():
         find_optimum(pd.DataFrame(dict(lr=[1e-3, -2e-3, 4e-3], loss=[3.0, 2.9, 3.1])))
     with pytest.raises(ScaletuneError, match="band"):
         find_optimum(pd.DataFrame(dict(lr=[1e-3, 2e-3, 4e-3], loss=[3.0, 2.9, 3.1])), band=2)
+
+
+def test_scattered_samples_like_a_qmc_study():
+    # Random (lr, batch) samples instead of a grid, as the random / QMC / scale-aware strategies produce.
+    land = Landscape(noise=0.001)
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(10):
+        lr = float(land.lr_opt(*SCALE)) * np.exp(rng.uniform(np.log(1 / 8), np.log(8), 32))
+        bs = float(land.batch_opt(SCALE[1])) * np.exp(rng.uniform(np.log(1 / 4), np.log(4), 32))
+        runs = pd.DataFrame(dict(lr=lr, batch_size=bs, loss=land.loss(*SCALE, lr, bs, rng), status="ok"))
+        opt = find_optimum(runs, bootstrap=60)
+        hits += opt.bracketed and abs(math.log(opt.lr_ / float(land.lr_opt(*SCALE)))) < math.log(1.15)
+    assert hits >= 8

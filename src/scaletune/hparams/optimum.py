@@ -156,7 +156,7 @@ def _fit_scale(pts: np.ndarray, loss: np.ndarray, k: int | None) -> tuple[_Fit |
     cfg, inv = _configs(pts)
     mean = np.bincount(inv, loss, len(cfg)) / np.bincount(inv, None, len(cfg))
     win = np.zeros(len(cfg), bool)
-    win[_window(cfg, int(np.argmin(mean)), k or (9 if pts.shape[1] == 2 else 5))] = True
+    win[_window(cfg, int(np.argmin(mean)), k or max(9 if pts.shape[1] == 2 else 5, -(-len(cfg) // 2)))] = True
     rows = win[inv]
     y = pts[rows, 1] if pts.shape[1] == 2 else None
     return _quadratic(pts[rows, 0], y, loss[rows]), cfg, mean, win
@@ -167,11 +167,10 @@ def _geometric_step(values: np.ndarray) -> float:
     return float(np.exp(np.median(np.diff(np.log(u))))) if len(u) > 1 else 2.0
 
 
-def _propose(values: np.ndarray, best: float, bad_above: float | None, n: int = 3) -> tuple[str, tuple[float, ...]]:
-    """Next values for an axis whose best tested value sits at an edge of the sweep."""
-    u = np.unique(values)
-    r = _geometric_step(u)
-    if best >= u.max():
+def _propose(values: np.ndarray, best: float, bad_above: float | None, side: str, n: int = 3) -> tuple[str, tuple[float, ...]]:
+    """Next values for an axis whose minimum is not enclosed on ``side`` (above | below) of the best value."""
+    r = _geometric_step(np.unique(values))
+    if side == "above":
         if bad_above is not None and bad_above > best:
             # The optimum is at the stability edge: bisect (geometrically) towards the first diverged value.
             ratio = bad_above / best
@@ -257,17 +256,27 @@ def find_optimum(
     bad_lrs = pd.to_numeric(runs.loc[~ok_mask, "lr"], errors="coerce").to_numpy(float)
     bad_lrs = bad_lrs[bad_lrs > best_lr]
     first_bad = float(bad_lrs.min()) if len(bad_lrs) else None
-    lr_vals = cfg_lr if not two_d else cfg_lr[np.isclose(cfg_b, best_b)]
-    if best_lr <= lr_vals.min() or best_lr >= lr_vals.max():
-        side, next_lrs = _propose(lr_vals, best_lr, first_bad)
+    # An axis is bracketed when the fit window holds tested values on both sides of the best one (on a
+    # grid: its neighbours; for scattered samples, e.g. QMC, the nearest configurations).
+    def open_side(j: int) -> str | None:
+        vals, best = cfg_pts[win, j], cfg_pts[ibest, j]
+        if not (vals < best - 1e-9).any():
+            return "below"
+        if not (vals > best + 1e-9).any():
+            return "above"
+        return None
+
+    side = open_side(0)
+    if side is not None:
+        _, next_lrs = _propose(cfg_lr, best_lr, first_bad if side == "above" else None, side)
         if side == "above" and first_bad is not None:
             problems.append(f"best lr {best_lr:.3g} is the largest stable rate (next, {first_bad:.3g}, diverged): optimum at the stability edge")
         else:
             problems.append(f"best lr {best_lr:.3g} is at the {'top' if side == 'above' else 'bottom'} of the sweep")
     if two_d:
-        b_vals = cfg_b[np.isclose(cfg_lr, best_lr)]
-        if best_b <= b_vals.min() or best_b >= b_vals.max():
-            side, next_bs = _propose(b_vals, best_b, None)
+        side = open_side(1)
+        if side is not None:
+            _, next_bs = _propose(cfg_b, best_b, None, side)
             problems.append(f"best batch size {best_b:.3g} tokens is at the {'top' if side == 'above' else 'bottom'} of the sweep")
     if fit is None:
         problems.append("too few distinct values near the best configuration for a quadratic fit")
