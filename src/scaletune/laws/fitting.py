@@ -434,7 +434,10 @@ def _bootstrap(problem: _Problem, groups: np.ndarray, k: int, seed: int, n_start
     _WORK.update(problem=problem, n_starts=n_starts, warm=warm)
     workers = workers or os.cpu_count() or 1
     try:
-        if workers > 1 and k >= 20 and "fork" in multiprocessing.get_all_start_methods():
+        # fork: workers inherit the problem (user laws with lambdas cannot be pickled); a daemonic process
+        # (e.g. a pool worker that calls fit) may not have children, so it refits serially
+        parallel = workers > 1 and k >= 20 and not multiprocessing.current_process().daemon
+        if parallel and "fork" in multiprocessing.get_all_start_methods():
             chunks = [rows[i::workers * 4] for i in range(workers * 4)]
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
                 parts = list(pool.map(_refit_chunk, chunks))
