@@ -75,6 +75,7 @@ class Worker:
         self.workload = config.load_workload()
         self.studies: dict[int, Any] = {}
         self.ranges: dict[int, dict] = {}
+        self.queues: dict[int, list[int]] = {}  # rung -> ids of trials seen waiting, in plan order
 
     def _study(self, rung: Rung):
         import optuna
@@ -98,13 +99,21 @@ class Worker:
             study = self._study(rung)
             if study is None:
                 continue
-            waiting = self.storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
-            for t in sorted(waiting, key=lambda t: t.number):
+            # Loading the queue costs one read of every waiting trial, so it is cached and reloaded only
+            # when used up; a stale entry is harmless because the claim itself is atomic.
+            queue = self.queues.get(rung.index) or []
+            if not queue:
+                waiting = self.storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
+                queue = [t._trial_id for t in sorted(waiting, key=lambda t: t.number)]
+            while queue:
+                trial_id = queue.pop(0)
                 try:
-                    if self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
-                        return study, rung, t._trial_id
+                    if self.storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+                        self.queues[rung.index] = queue
+                        return study, rung, trial_id
                 except (UpdateFinishedTrialError, StorageInternalError):
                     continue  # another worker took it, or the database was busy: try the next one
+            self.queues[rung.index] = queue
         return None
 
     def run(self, study: Any, rung: Rung, trial_id: int) -> str:
@@ -189,7 +198,8 @@ class Worker:
                 storage.set_trial_user_attr(trial_id, "curve", curve)
             if error:
                 storage.set_trial_user_attr(trial_id, "error", error)
-            storage.set_trial_user_attr(trial_id, "status", status)  # last: it makes a FAIL outcome final
+            if status in ("failed", "diverged"):  # last: it makes a FAIL outcome final (other states say it)
+                storage.set_trial_user_attr(trial_id, "status", status)
             if status == "ok":
                 study.tell(number, float(loss))
             else:

@@ -127,6 +127,7 @@ def _row(stored: StoredStudy, rung: int, trial) -> dict:
     row: dict[str, Any] = {"run_id": f"{stored.name}/r{rung}/s{trial.user_attrs['slot']}", "study": stored.name,
                            "rung": rung, "slot": trial.user_attrs["slot"], "trial": trial.number}
     row.update(stored.rungs[rung])
+    row.update(stored.meta.get("fixed", {}))  # the study's [fixed] values, then the space's fixed ones
     row.update(stored.meta.get("fixed_params", {}))
     row.update(trial.params)
     row["seed"] = trial.user_attrs.get("seed")
@@ -144,8 +145,8 @@ def _row(stored: StoredStudy, rung: int, trial) -> dict:
 def export_runs(study: str | StudyConfig, storage: str | None = None) -> pd.DataFrame:
     """The run table of a study: one row per finished planned trial (ok, diverged, failed, pruned).
 
-    Columns: run_id, study, rung, slot, trial, the scale variables (N, D, width, ...), the hyperparameters,
-    seed, then what the workload returned (loss = final validation loss in nats per token, N, D, C,
+    Columns: run_id, study, rung, slot, trial, the scale variables (N, D, width, ...), the study's fixed
+    values, the hyperparameters, seed, then what the workload returned (loss = final validation loss in nats per token, N, D, C,
     seconds, ...), status and error. C is the workload's FLOPs when it reports them, else 6*N*D
     (C_convention = "6ND").
     """

@@ -44,7 +44,8 @@ class SweepResult:
 def _meta(config: StudyConfig) -> dict:
     return {"fingerprint": config.fingerprint, "config": config.raw, "source": config.source,
             "workload": config.workload, "rungs": [dict(r.scale) for r in config.rungs],
-            "fixed_params": {d.name: d.value for d in config.space if d.kind == "fixed"}}
+            "fixed_params": {d.name: d.value for d in config.space if d.kind == "fixed"},
+            "fixed": {k: v for k, v in config.fixed.items() if isinstance(v, (int, float, str, bool))}}
 
 
 def _init_study(config: StudyConfig, storage: Any) -> StoredStudy:
