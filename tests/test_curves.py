@@ -228,3 +228,28 @@ def test_cli_bad_schedule_and_budget(tmp_path, capsys):
     bad.write_text("step,loss\n0,3.0\n10,-1\n")
     assert main(["curves", "fit", str(bad), "--schedule", "constant:steps=20,lr=1e-3"]) == 2
     assert "non-positive value at step 10" in capsys.readouterr().err
+
+
+def test_run_table_curve_file_with_schedules_from_the_run_table(tmp_path, capsys):
+    """The study export format: run_id, step, tokens, lr, loss (validation, empty where not evaluated),
+    train_loss; schedules from the run table's `schedule` column."""
+    fit = published_fit("25")
+    frames, runs = [], []
+    for run_id, spec in [("s/r0/s0", "constant:steps=12000,lr=3e-4,warmup=2160"),
+                         ("s/r0/s1", "cosine:steps=12000,lr=3e-4,warmup=2160,final=0.1")]:
+        sched = Schedule.parse(spec)
+        steps = np.arange(1, 12001)
+        val = np.full(len(steps), np.nan)
+        evaluated = steps % 100 == 0
+        val[evaluated] = fit.predict(sched, steps[evaluated]).loss * (1 + 0.001 * np.sin(steps[evaluated]))
+        frames.append(pd.DataFrame({"run_id": run_id, "step": steps, "tokens": steps * 1024, "lr": sched.lrs(),
+                                    "loss": val, "train_loss": 4.0}))
+        runs.append({"run_id": run_id, "schedule": spec, "loss": val[-1]})
+    pd.concat(frames).to_csv(tmp_path / "curves.csv", index=False)
+    pd.DataFrame(runs).to_csv(tmp_path / "runs.csv", index=False)
+    curves = read_curves(tmp_path / "curves.csv", runs=pd.read_csv(tmp_path / "runs.csv"))
+    assert [len(c.steps) for c in curves] == [120, 120] and curves[1].schedule.startswith("cosine")
+    rc = main(["curves", "fit", str(tmp_path / "curves.csv"), "--runs", str(tmp_path / "runs.csv"), "--law", "annealing",
+               "--boot", "0", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["diagnostics"]["n_curves"] == 2 and out["diagnostics"]["train_mean_rel_error"] < 0.003

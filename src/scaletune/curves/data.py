@@ -67,8 +67,10 @@ def curve_from_arrays(
     lr: Sequence[float] | None = None,
     schedule: "str | Schedule | TableSchedule | None" = None,
     source: str = "",
+    lr_steps: Sequence[int] | None = None,
 ) -> Curve:
-    """Build a curve, taking per-step rates from ``lr`` (if it lists every step) or from ``schedule``."""
+    """Build a curve, taking per-step rates from ``lr`` (if it lists every step) or from ``schedule``.
+    ``lr`` is given at ``steps``, or at ``lr_steps`` when the rates are logged at other steps than losses."""
     where = source or name
     steps = np.asarray(steps, dtype=float)
     loss = np.asarray(loss, dtype=float)
@@ -84,11 +86,21 @@ def curve_from_arrays(
     if np.any(np.diff(steps) == 0):
         raise ScaletuneError(f"{where}: curve {name!r}: step {int(steps[np.argmax(np.diff(steps) == 0)])} appears twice")
     last = int(steps[-1])
-    rec = None if lr is None else np.asarray(lr, dtype=float)[order]
-    if rec is not None and not np.all(np.isfinite(rec)):
-        rec = None if np.all(~np.isfinite(rec)) else rec
-        if rec is not None:
+    rec, rec_steps = None, steps
+    if lr is not None:
+        rec = np.asarray(lr, dtype=float)
+        rec_steps = steps if lr_steps is None else np.asarray(lr_steps, dtype=float).astype(np.int64)
+        if lr_steps is None:
+            rec = rec[order]
+        if len(rec) != len(rec_steps):
+            raise ScaletuneError(f"{where}: curve {name!r}: {len(rec)} rates for {len(rec_steps)} steps")
+        if np.all(np.isnan(rec)):
+            rec = None
+        elif not np.all(np.isfinite(rec)):
             raise ScaletuneError(f"{where}: curve {name!r}: column 'lr' has a missing value")
+        else:
+            _, first = np.unique(rec_steps, return_index=True)
+            rec, rec_steps = rec[first], rec_steps[first]
     if schedule is not None:
         sched = read_schedule(schedule)
         if sched.steps < last:
@@ -96,22 +108,22 @@ def curve_from_arrays(
         lrs = sched.lrs(last)
         if rec is not None:
             tol = 1e-3 * sched.lr + 1e-12
-            just_done, expected = sched(np.maximum(steps - 1, 0)), sched(steps)
+            just_done, expected = sched(np.maximum(rec_steps - 1, 0)), sched(rec_steps)
             off = (np.abs(just_done - rec) > tol) & (np.abs(expected - rec) > tol)
             if off.any():
                 i = int(np.argmax(off))
                 raise ScaletuneError(
-                    f"{where}: curve {name!r}: recorded lr {rec[i]:.6g} at step {steps[i]} disagrees with schedule "
+                    f"{where}: curve {name!r}: recorded lr {rec[i]:.6g} at step {rec_steps[i]} disagrees with schedule "
                     f"{sched.spec()!r} ({expected[i]:.6g})"
                 )
         warmup = sched.warmup
         label = sched.spec()
-    elif rec is not None and len(steps[steps >= 1]) == last:
-        rates = rec[steps >= 1]  # at step s the rate of the update just done, lrs[s-1]
+    elif rec is not None and np.array_equal(rec_steps[(rec_steps >= 1) & (rec_steps <= last)], np.arange(1, last + 1)):
+        rates = rec[(rec_steps >= 1) & (rec_steps <= last)]  # at step s the rate of the update just done, lrs[s-1]
         lrs, warmup, label = rates, detect_warmup(rates), "recorded"
     else:
         raise ScaletuneError(
-            f"{where}: curve {name!r} records rates at {0 if rec is None else len(steps)} of its {last} steps; "
+            f"{where}: curve {name!r} records rates at {0 if rec is None else len(rec_steps)} of its {last} steps; "
             "give its schedule (--schedule SPEC or a step,lr CSV) so that every step's rate is known"
         )
     if np.any(lrs < 0) or not np.all(np.isfinite(lrs)):
@@ -155,12 +167,21 @@ def read_curves(
         loss = pd.to_numeric(g["loss"], errors="coerce").to_numpy(float)
         if np.isnan(steps).any():
             raise ScaletuneError(f"{source}: column 'step' has a non-numeric value in curve {name!r}")
+        text = g["loss"].notna().to_numpy() & np.isnan(loss)  # a cell that is there but not a number
+        if text.any():
+            raise ScaletuneError(f"{source}: column 'loss' has a non-numeric value {g['loss'].iloc[int(np.argmax(text))]!r} in curve {name!r}")
         lr = pd.to_numeric(g["lr"], errors="coerce").to_numpy(float) if "lr" in g.columns else None
         if max_step is not None:
             keep = steps < max_step
             steps, loss, lr = steps[keep], loss[keep], None if lr is None else lr[keep]
+        # rows without a loss still give rates (a run table's curve file logs every step, evaluates some)
+        rates = None
+        if lr is not None and np.all(np.isfinite(lr)):
+            rates = (steps, lr)
+        has = np.isfinite(loss)
         sched = _schedule_for(name, schedules) or run_specs.get(name)
-        curves.append(curve_from_arrays(name, steps, loss, lr, sched, source=source))
+        curves.append(curve_from_arrays(name, steps[has], loss[has], None if rates is None else rates[1], sched, source=source,
+                                        lr_steps=None if rates is None else rates[0]))
     return curves
 
 
