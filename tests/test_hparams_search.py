@@ -51,3 +51,17 @@ def test_prediction_outside_the_configured_range_leaves_it_unchanged():
     out = narrow_space({"lr": (0.5, 1.0)}, {"N": 1e8, "D": 4e9}, _runs(land, ladder))
     assert out["lr"] == (0.5, 1.0)
     assert math.isfinite(out["lr"][0])
+
+
+def test_an_escaped_optimum_keeps_that_side_open():
+    # Rung 0 is bracketed; rung 1 was swept too low (its best rate is the top of its range): the law from
+    # rung 0 alone missed upwards, so rung 2 keeps the upper side of the configured range.
+    land = Landscape(k_lr=0.006, a=0.0, b=0.0, noise=0.001)
+    r0 = land.sweep([(1e7, 1e9)], seed=1)
+    r1 = land.sweep([(3e7, 1e9)], lr_factors=2.0 ** np.arange(-7, -2), seed=2)
+    r0["rung"], r1["rung"] = 0, 1
+    configured = {"lr": (1e-5, 1.0)}
+    out = narrow_space(dict(configured), {"N": 1e8, "D": 1e9}, pd.concat([r0, r1]))
+    assert out["lr"][1] == 1.0 and out["lr"][0] > 1e-5
+    only_r0 = narrow_space(dict(configured), {"N": 1e8, "D": 1e9}, r0)
+    assert only_r0["lr"][1] < 1.0

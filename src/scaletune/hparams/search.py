@@ -6,7 +6,9 @@ optimum in the scale variables that vary (`fit_hparam_law`: lr* = k prod v^c_v, 
 size), predicts the optimum at the new rung with its bootstrap interval, and returns that interval widened
 by ``margin`` on each side (so the rung's own sweep can still bracket its minimum), at least ``min_ratio``
 wide, clipped to the configured range. With too few rungs for a law it assumes transfer (muP) and centres on
-the smaller rungs' optima. It never widens a range and returns the configured one when nothing is known.
+the smaller rungs' optima. When a smaller rung's optimum escaped its range (unbracketed at an edge), that side
+stays open up to the configured bound. It never widens beyond the configured range and returns it unchanged
+when nothing is known.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def narrow_space(
     runs: pd.DataFrame,
     *,
     margin: float = 2.0,
-    min_ratio: float = 4.0,
+    min_ratio: float = 16.0,
 ) -> dict[str, tuple[float, float]]:
     """Narrow a rung's log-ranges of ``lr`` / ``batch_size`` around the optimum predicted from smaller rungs.
 
@@ -101,6 +103,17 @@ def narrow_space(
             half = math.sqrt(min_ratio)
             lo, hi = min(lo, centre / half), max(hi, centre * half)
         c_lo, c_hi = (float(v) for v in ranges[key])
+        # A smaller rung whose optimum escaped its range (unbracketed at an edge) says the law missed that
+        # way: keep that side of the configured range open instead of narrowing it.
+        for o in optima:
+            if o.bracketed:
+                continue
+            nxt, best = (o.next_lrs, o.best_lr) if key == "lr" else (o.next_batch_sizes, o.best_batch_size)
+            if nxt and best:
+                if max(nxt) > best:
+                    hi = c_hi
+                else:
+                    lo = c_lo
         new_lo, new_hi = max(lo, c_lo), min(hi, c_hi)
         if new_lo < new_hi:
             out[key] = (float(new_lo), float(new_hi))
