@@ -157,9 +157,11 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
 
     # 2-3. Fits and recommendation from the proxies only.
     console.rule("2. optimum per scale and laws (proxies only)")
-    optima = find_optima(runs, bootstrap=200)
+    with console.status("locating the optimum of each scale (convex fits, bootstrap over runs)"):
+        optima = find_optima(runs, bootstrap=200)
     console.print(optima_table(optima, "Optimum per scale (vertex of a convex fit in ln lr, 95% bootstrap over runs)"))
-    laws = fit_hparam_laws(optima, bootstrap=400, loss_bootstrap=100)
+    with console.status("fitting lr*(N, D), lr*(C) and the loss law (two-level bootstrap)"):
+        laws = fit_hparam_laws(optima, bootstrap=400, loss_bootstrap=100)
     point = {"N": float(target_n["N"]), "D": float(demo.target_tokens), "N_nonembed": float(target_n["N_nonembed"]),
              "width": float(demo.target_width), "depth": float(demo.depth), "seq_len": float(demo.seq_len)}
     rec = recommend(runs, point, optima=optima, laws=laws)
