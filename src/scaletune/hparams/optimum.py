@@ -5,12 +5,13 @@ Not the argmin of a coarse grid. At each scale (by default each distinct (N, D))
 1. Runs of the same configuration (lr, batch size) are averaged over seeds.
 2. A convex quadratic in x = ln(lr) (and y = ln(batch_size) when the sweep has at least three batch
    sizes) is fitted to the runs near the best configuration: the k configurations nearest to it in
-   log space (k = 5 in 1-D, i.e. two grid steps either side, and 9 in 2-D, a 3x3 block). The vertex is
+   log space (k = 5 in 1-D, i.e. two grid steps either side, and 9 in 2-D, a 3x3 block; half the
+   configurations on finer or scattered sweeps). The vertex is
    the optimum; the fitted curve evaluated at the tested configurations is the *smoothed* loss.
 3. The near-optimal band: tested configurations whose smoothed loss is within ``band`` (default 0.25%,
    as in DeepSeek LLM 2024 and StepLaw 2025) of the best smoothed loss.
-4. Bracketing check: the optimum is only trusted when the best configuration has an ok run on both
-   sides along every swept axis and the fitted curve is convex with its vertex inside the tested range.
+4. Bracketing check: the optimum is only trusted when the fit window holds ok runs on both sides of the
+   best configuration along every swept axis and the fitted curve is convex with its vertex inside them.
    Otherwise the estimate is flagged (``bracketed = False``), never silently used by the laws, and the
    next rates to try are proposed (continuing the sweep's geometric spacing beyond the open edge, or
    bisecting the gap towards the lowest diverged rate when the optimum sits at the stability edge).
@@ -192,7 +193,8 @@ def find_optimum(
 
     ``band`` is the near-optimal tolerance as a fraction of the best smoothed loss (0.0025 = 0.25%);
     ``bootstrap`` the number of resamples of runs for the intervals; ``window`` the number of configurations
-    around the best used by the quadratic (default 5 in 1-D, 9 in 2-D).
+    around the best used by the quadratic (default 5 in 1-D and 9 in 2-D, or half the configurations when
+    the sweep has more than twice that).
     """
     require_columns(runs, ["lr", "loss"])
     if not 0 <= band < 1:
@@ -309,9 +311,9 @@ def find_optimum(
         lo, hi = (math.exp(lo), math.exp(hi)) if log else (lo, hi)
         return (float(min(lo, center)), float(max(hi, center)))
 
-    if bootstrap and failed > 0.2 and bracketed:
-        problems.append(f"{failed:.0%} of bootstrap resamples have no convex vertex inside the sweep")
     message = "; ".join(problems) if problems else "bracketed"
+    if bootstrap and failed > 0.2 and bracketed:  # still bracketed, but the interval rests on fewer resamples
+        message += f" (warning: {failed:.0%} of bootstrap resamples have no convex vertex inside the sweep)"
     extra = {}
     for col in ("param", "schedule", "warmup", "seq_len", "width", "depth", "N_nonembed", "C"):
         if col in ok.columns and ok[col].nunique(dropna=False) == 1:
