@@ -200,6 +200,7 @@ def test_changed_study_file_under_the_same_name_is_refused(tmp_path, capsys):
         study_status("same")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_sweep_then_resume_keeps_finished_and_reruns_only_unfinished(tmp_path):
     log = tmp_path / "runs.jsonl"
     path = toml_file(tmp_path, "kill", "kill.db", fixed=f'log = "{log}"\nsleep = 0.08',
@@ -270,10 +271,12 @@ def _concurrent_sweeps(tmp_path: Path, storage: str, name: str) -> None:
     assert len(pids) >= 2  # the work was really shared
 
 
+@pytest.mark.slow
 def test_two_sweeps_with_two_workers_each_on_sqlite(tmp_path):
     _concurrent_sweeps(tmp_path, "shared.db", "sq")
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @needs_pg
 def test_two_sweeps_with_two_workers_each_on_postgresql(tmp_path):
