@@ -228,3 +228,13 @@ def test_coord_check_catches_a_broken_mup(monkeypatch, fault, kind):
     slopes = coord_check((32, 64, 128, 256), "mup", steps=3, config={"batch_size": 512, "seq_len": 64}).kind_slopes()
     limit = {"hidden": 0.4, "readout": 0.3}[kind]  # the muP thresholds of the test above
     assert slopes[kind] > limit  # measured: hidden +1.26 / readout +0.89
+
+
+@pytest.mark.slow  # ~25 s of CPU: depth 16
+def test_depth_coord_check_flat_under_completep_growing_under_mup():
+    # the final residual stream after 5 steps at width 64, depths 2..16; measured: muP +0.17, CompleteP -0.01
+    kw = dict(steps=5, axis="depth", config={"batch_size": 512, "seq_len": 64, "width": 64, "lr": 2e-3})
+    last = {p: coord_check((2, 4, 8, 16), p, **kw).slopes().set_index("layer").loc["blocks.-1", "slope"]
+            for p in ("mup", "completep")}
+    assert abs(last["completep"]) < 0.07
+    assert last["mup"] > 0.12

@@ -134,35 +134,46 @@ def param_table_cmd(model_spec: str, param: str, width: float | None, base_width
 @click.command("coord-check")
 @click.option("--param", "params", multiple=True, type=click.Choice(["sp", "mup", "completep"]),
               default=("sp", "mup"), show_default=True)
-@click.option("--widths", default="32,64,128,256", show_default=True, help="Comma-separated widths.")
+@click.option("--axis", type=click.Choice(["width", "depth"]), default="width", show_default=True,
+              help="Sweep width (muP check) or depth (CompleteP check).")
+@click.option("--widths", default="32,64,128,256", show_default=True, help="Comma-separated widths (axis width).")
+@click.option("--depths", default="2,4,8,16", show_default=True, help="Comma-separated depths (axis depth).")
 @click.option("--steps", type=int, default=5, show_default=True, help="Adam steps after initialisation.")
 @click.option("--seeds", type=int, default=1, show_default=True)
 @click.option("--set", "extra", default="", help="Run config keys, e.g. 'lr=0.003,depth=4,mlp=swiglu'.")
 @click.option("--out", type=click.Path(file_okay=False), default="coord_check", show_default=True,
               help="Folder for coord_check.csv and coord_check.png.")
-def coord_check_cmd(params: tuple[str, ...], widths: str, steps: int, seeds: int, extra: str, out: str) -> None:
-    """Record every layer's activation RMS per step at several widths; print slopes vs width, write a plot."""
+def coord_check_cmd(params: tuple[str, ...], axis: str, widths: str, depths: str, steps: int, seeds: int, extra: str,
+                    out: str) -> None:
+    """Record every layer's activation RMS per step at several widths (or depths); print the log-log slopes
+    of RMS vs width (depth), write coord_check.csv and coord_check.png."""
     import pandas as pd
 
     from scaletune.report.train_plots import plot_coord_check
     from scaletune.train.coordcheck import coord_check
 
+    text = widths if axis == "width" else depths
     try:
-        ws = sorted({int(w) for w in widths.split(",") if w.strip()})
+        ws = sorted({int(w) for w in text.split(",") if w.strip()})
     except ValueError:
-        raise ScaletuneError(f"--widths {widths!r}: expected comma-separated integers") from None
+        raise ScaletuneError(f"--{axis}s {text!r}: expected comma-separated integers") from None
     if len(ws) < 2 or min(ws) <= 0:
-        raise ScaletuneError(f"--widths {widths!r}: need at least two positive widths")
+        raise ScaletuneError(f"--{axis}s {text!r}: need at least two positive {axis}s")
     if steps < 1 or seeds < 1:
         raise ScaletuneError("--steps and --seeds must be at least 1")
     config = parse_assignments(extra, "run config") if extra else {}
-    results = {p: coord_check(ws, p, steps=steps, seeds=range(seeds), config=config) for p in params}
+    results = {p: coord_check(ws, p, steps=steps, seeds=range(seeds), config=config, axis=axis) for p in params}
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     pd.concat([r.table_.assign(param=p) for p, r in results.items()]).to_csv(folder / "coord_check.csv", index=False)
-    plot_coord_check({p: r.table_ for p, r in results.items()}, folder / "coord_check.png")
-    rows = [{"param": p, **{f"slope_{k}": v for k, v in r.kind_slopes().items()}} for p, r in results.items()]
-    _print_table(rows, f"log-log slope of activation RMS vs width at step {steps} (flat = 0)",
+    plot_coord_check({p: r.table_ for p, r in results.items()}, folder / "coord_check.png", axis=axis)
+    rows = []
+    for p, r in results.items():
+        row = {"param": p, **{f"slope_{k}": v for k, v in r.kind_slopes().items()}}
+        if axis == "depth":
+            row["slope_last_block"] = float(r.slopes().set_index("layer").loc["blocks.-1", "slope"])
+        rows.append(row)
+    _print_table(rows, f"log-log slope of activation RMS vs {axis} at step {steps} (flat = 0)",
                  {k: "+.3f" for k in rows[0] if k.startswith("slope")})
     click.echo(f"wrote {folder / 'coord_check.csv'} and {folder / 'coord_check.png'}")
 

@@ -18,10 +18,10 @@ def _plt():
     return plt
 
 
-def plot_coord_check(tables: Mapping[str, pd.DataFrame], path: str | Path) -> Path:
-    """One row of panels per parameterisation, one panel per layer kind: RMS vs width, a line per step.
-
-    ``tables`` maps a parameterisation name to a `CoordCheck.table_` (columns width, step, kind, rms).
+def plot_coord_check(tables: Mapping[str, pd.DataFrame], path: str | Path, axis: str = "width") -> Path:
+    """One row of panels per parameterisation, one panel per layer kind: RMS vs width (or depth), a line
+    per step. ``tables`` maps a parameterisation name to a `CoordCheck.table_` (columns width, depth,
+    step, kind, rms); for a depth sweep the residual panel shows the last block's output only.
     """
     plt = _plt()
     kinds = ["input", "hidden", "residual", "readout"]
@@ -31,14 +31,19 @@ def plot_coord_check(tables: Mapping[str, pd.DataFrame], path: str | Path) -> Pa
         colors = plt.cm.viridis(np.linspace(0, 0.9, len(steps)))
         for col, kind in enumerate(kinds):
             ax = axes[row][col]
-            sub = table[table["kind"] == kind].groupby(["step", "width"], as_index=False)["rms"].mean()
+            rows = table[table["kind"] == kind]
+            if axis == "depth":  # blocks differ in number across depths: compare common layers only
+                rows = rows[rows["layer"] == "blocks.-1"] if kind == "residual" else rows[~rows["layer"].str.startswith("blocks.")]
+                if kind == "hidden":
+                    rows = table[(table["kind"] == kind) & table["layer"].str.startswith("blocks.0.")]
+            sub = rows.groupby(["step", axis], as_index=False)["rms"].mean()
             for color, step in zip(colors, steps):
                 s = sub[sub["step"] == step]
-                ax.plot(s["width"], s["rms"], "o-", color=color, ms=3, label=f"step {step}")
+                ax.plot(s[axis], s["rms"], "o-", color=color, ms=3, label=f"step {step}")
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_title(f"{param}: {kind}", fontsize=9)
-            ax.set_xlabel("width")
+            ax.set_xlabel(axis)
             if col == 0:
                 ax.set_ylabel("activation RMS (mean over layers)")
         axes[row][-1].legend(fontsize=7)

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from scaletune.errors import ScaletuneError
 from scaletune.train import data
 from scaletune.train.model import Block
 from scaletune.train.trainer import RunConfig, build_lm, make_optimizer
@@ -22,20 +23,27 @@ from scaletune.train.trainer import RunConfig, build_lm, make_optimizer
 
 @dataclass
 class CoordCheck:
-    """Result of `coord_check`: ``table_`` has one row per (seed, width, step, layer) with the RMS."""
+    """Result of `coord_check`: ``table_`` has one row per (seed, width, depth, step, layer) with the RMS;
+    ``axis`` is the swept dimension (width or depth)."""
 
     param: str
-    widths: list[int]
+    values: list[int]
     table_: pd.DataFrame
+    axis: str = "width"
 
     def slopes(self, step: int | None = None) -> pd.DataFrame:
-        """Least-squares slope of log(RMS) vs log(width) per layer at ``step`` (default: the last step)."""
+        """Least-squares slope of log(RMS) vs log(axis) per layer at ``step`` (default: the last step).
+
+        Layers present at only some values of the axis (deeper blocks in a depth sweep) are left out;
+        for a depth sweep, compare kinds (`kind_slopes`) and the final residual stream (`blocks.-1`)."""
         t = self.table_
         step = int(t["step"].max()) if step is None else step
-        sub = t[t["step"] == step].groupby(["layer", "kind", "width"], as_index=False)["rms"].mean()
+        sub = t[t["step"] == step].groupby(["layer", "kind", self.axis], as_index=False)["rms"].mean()
         rows = []
         for (layer, kind), g in sub.groupby(["layer", "kind"], sort=False):
-            slope = np.polyfit(np.log(g["width"]), np.log(g["rms"]), 1)[0]
+            if len(g) < len(self.values):
+                continue
+            slope = np.polyfit(np.log(g[self.axis]), np.log(g["rms"]), 1)[0]
             rows.append({"layer": layer, "kind": kind, "step": step, "slope": float(slope)})
         return pd.DataFrame(rows)
 
@@ -66,19 +74,25 @@ def coord_check(
     steps: int = 5,
     seeds: Iterable[int] = (0,),
     config: dict[str, Any] | None = None,
+    axis: str = "width",
 ) -> CoordCheck:
     """Train ``steps`` Adam steps at each width and record output RMS of every watched module at each step.
 
     ``config`` holds other `RunConfig` keys (defaults: depth 2, lr 1e-2, seq_len 64, batch 1024 tokens,
     base_width = min(widths), constant LR, fp32). Step 0 is the initial model; step t is the forward pass
-    before the t-th update.
+    before the t-th update. ``axis="depth"`` sweeps depth instead: ``widths`` are then the depths, width
+    comes from ``config`` (default 64) and base_depth = min(depths) — the CompleteP check. The last block's
+    output is also recorded as layer ``blocks.-1`` so that depths can be compared.
     """
-    base = {"depth": 2, "lr": 1e-2, "seq_len": 64, "batch_size": 1024, "schedule": "constant", "warmup": 0,
-            "base_width": min(widths), "precision": "fp32", "heads": 1, **(config or {})}
+    if axis not in ("width", "depth"):
+        raise ScaletuneError(f"coord check axis must be width or depth (got {axis!r})")
+    base = {"depth": 2, "width": 64, "lr": 1e-2, "seq_len": 64, "batch_size": 1024, "schedule": "constant",
+            "warmup": 0, "base_width": min(widths) if axis == "width" else 64,
+            "base_depth": min(widths) if axis == "depth" else 2, "precision": "fp32", "heads": 1, **(config or {})}
     rows = []
     for seed in seeds:
-        for width in widths:
-            cfg = RunConfig.from_dict({**base, "width": width, "param": param, "seed": seed,
+        for value in widths:
+            cfg = RunConfig.from_dict({**base, axis: value, "param": param, "seed": seed,
                                        "tokens": (steps + 1) * base["batch_size"]})
             model, plan = build_lm(cfg)
             optimizer = make_optimizer(cfg, model, plan)
@@ -92,8 +106,10 @@ def coord_check(
                 x, y = batches()
                 record.clear()
                 _, loss = model(x, y)
-                rows += [{"seed": seed, "width": width, "step": step, "layer": n, "kind": kinds[n], "rms": r}
-                         for n, r in record.items()]
+                last = f"blocks.{cfg.depth - 1}"
+                rows += [{"seed": seed, "width": cfg.width, "depth": cfg.depth, "step": step, "layer": layer,
+                          "kind": kinds[n], "rms": r}
+                         for n, r in record.items() for layer in ([n, "blocks.-1"] if n == last and axis == "depth" else [n])]
                 if step == steps:
                     break
                 loss.backward()
@@ -101,4 +117,4 @@ def coord_check(
                 optimizer.zero_grad(set_to_none=True)
             for h in hooks:
                 h.remove()
-    return CoordCheck(param=param, widths=list(widths), table_=pd.DataFrame(rows))
+    return CoordCheck(param=param, values=list(widths), table_=pd.DataFrame(rows), axis=axis)
