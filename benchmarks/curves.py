@@ -118,41 +118,49 @@ def bench_pruner(steps: int, lrs: list[float]) -> None:
         recorded[lr] = ({c["step"]: c["val_loss"] for c in row["curve"] if c["val_loss"] is not None}, row["loss"], row["status"])
         print(f"  lr {lr:.1e}: final val loss {row['loss']:.4f} ({row['status']}, {row['seconds']:.0f} s)", flush=True)
     spec = f"cosine:steps={steps},warmup={int(0.1 * steps)},final=0.1"
-    pruners = {
-        "none": optuna.pruners.NopPruner(),
-        "median (Optuna defaults)": optuna.pruners.MedianPruner(),
-        "median (n_startup_trials=2)": optuna.pruners.MedianPruner(n_startup_trials=2),
-        "curve (scaletune, band 1%)": CurvePruner(schedule=spec, band=0.01),
+    pruners = {  # factories: a pruner may keep state (the curve pruner caches its fit)
+        "none": optuna.pruners.NopPruner,
+        "median (Optuna defaults)": optuna.pruners.MedianPruner,
+        "median (n_startup_trials=2)": lambda: optuna.pruners.MedianPruner(n_startup_trials=2),
+        "curve (scaletune, band 1%)": lambda: CurvePruner(schedule=spec, band=0.01),
     }
     best_all = min(v[1] for v in recorded.values() if np.isfinite(v[1]))
     print(f"\nLR sweep: {len(lrs)} learning rates, {steps} steps each, cosine to 10%, width {LM['width']} depth {LM['depth']}; "
           f"training the full sweep took {seconds:.0f} s\n")
-    print("| pruner | steps used | share of full sweep | trials pruned | best final loss found | best = true best? |")
+    orders = [list(lrs)] + [list(np.random.default_rng(k).permutation(lrs)) for k in range(1, 6)]
+    print(f"each pruner replays the sweep in {len(orders)} trial orders (the given one, then 5 seeded shuffles)\n")
+    print("| pruner | steps used (mean of orders) | share of full sweep | trials pruned (mean) | best final loss found (given order) | true best found |")
     print("|---|---|---|---|---|---|")
-    for name, pruner in pruners.items():
-        study = optuna.create_study(pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0))
-        for lr in lrs:
-            study.enqueue_trial({"lr": lr})
-        used = 0
+    for name, make in pruners.items():
+        used_all, pruned_all, found, best_first = [], [], 0, None
+        for order in orders:
+            study = optuna.create_study(pruner=make(), sampler=optuna.samplers.RandomSampler(seed=0))
+            for lr in order:
+                study.enqueue_trial({"lr": lr})
+            used = 0
 
-        def objective(trial):
-            nonlocal used
-            lr = trial.suggest_float("lr", min(lrs), max(lrs), log=True)
-            values, final, status = recorded[lr]
-            for step in sorted(values):
-                if step >= steps:
-                    break
-                trial.report(values[step], step)
-                if trial.should_prune():
-                    used += step
-                    raise optuna.TrialPruned()
-            used += steps
-            return final if status == "ok" else float("nan")
+            def objective(trial):
+                nonlocal used
+                lr = trial.suggest_float("lr", min(lrs), max(lrs), log=True)
+                values, final, status = recorded[lr]
+                for step in sorted(values):
+                    if step >= steps:
+                        break
+                    trial.report(values[step], step)
+                    if trial.should_prune():
+                        used += step
+                        raise optuna.TrialPruned()
+                used += steps
+                return final if status == "ok" else float("nan")
 
-        study.optimize(objective, n_trials=len(lrs))
-        pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
-        best = study.best_value
-        print(f"| {name} | {used} | {used / (steps * len(lrs)):.0%} | {pruned} | {best:.4f} | {'yes' if best == best_all else 'no'} |")
+            study.optimize(objective, n_trials=len(order))
+            used_all.append(used)
+            pruned_all.append(sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials))
+            found += study.best_value == best_all
+            best_first = study.best_value if best_first is None else best_first
+        mean_used = float(np.mean(used_all))
+        print(f"| {name} | {mean_used:.0f} | {mean_used / (steps * len(lrs)):.0%} | {np.mean(pruned_all):.1f} | {best_first:.4f} | "
+              f"{found} of {len(orders)} orders |")
 
 
 def bench_lm(steps: int, seeds: int) -> None:

@@ -88,3 +88,23 @@ def test_constructed_from_simple_options_and_bad_options_are_user_errors():
         CurvePruner(schedule="wsd:steps=1000,shape=zigzag")
     with pytest.raises(ScaletuneError, match="no such fit file"):
         CurvePruner(fit="missing.json")
+
+
+def test_curves_from_a_study_fit_like_curves_from_files():
+    from scaletune.curves import curves_from_study, fit_curves
+
+    study = optuna.create_study()
+    for lr in (1e-3, 3e-3):
+        study.enqueue_trial({"lr": lr})
+        trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})
+        steps = np.arange(500, 4001, 250)
+        for step, value in zip(steps, sweep_curve(trial.params["lr"], steps, 0)):
+            trial.report(float(value), int(step))
+        trial.set_user_attr("schedule", Schedule.parse(SPEC, lr=trial.params["lr"]).spec())
+        study.tell(trial, float(value))
+    curves = curves_from_study(study)
+    assert len(curves) == 2 and len(curves[0].steps) == 15
+    fit = fit_curves(curves, law="annealing", n_boot=0, level_per_curve=True)
+    assert fit.diagnostics["train_mean_rel_error"] < 0.01 and len(fit.diagnostics["L0_offsets"]) == 1
+    with pytest.raises(ScaletuneError, match="no finished trial"):
+        curves_from_study(optuna.create_study())

@@ -218,8 +218,8 @@ def optimise_cmd(fit_file, steps, family, final, top, as_json, out, table_out, p
         from scaletune.runtable import write_table
 
         write_table(pd.DataFrame({"step": np.arange(len(best.rates)), "lr": best.rates}), table_out)
-    _write_outputs(tried, out, plot and None, "")
-    if plot:
+    _write_outputs(tried, out, None, "")
+    if plot:  # the best few only: a family search evaluates ~150 members
         from scaletune.report.curves_plots import plot_candidates
 
         plot_candidates(plot, tried[: max(top, 1)], title=f"{fit.law}: best {family} schedules at {steps} steps")

@@ -28,7 +28,6 @@ from scaletune.errors import ScaletuneError
 from scaletune.runtable import read_table, require_columns
 from scaletune.schedules import Schedule, TableSchedule, read_schedule
 
-ScheduleLike = "str | Schedule | TableSchedule"
 
 
 @dataclass(frozen=True)
@@ -186,23 +185,28 @@ def read_curves(
 
 
 def curves_from_study(study, schedule_attr: str = "schedule", states=("COMPLETE",)) -> list[Curve]:
-    """Curves of an Optuna study's trials: intermediate values (step -> loss) and the schedule spec the
-    trial stored in ``trial.user_attrs[schedule_attr]``."""
+    """Curves of an Optuna study's finished trials: the validation curve a scaletune sweep stores (user
+    attribute ``curve``), else the reported intermediate values (step -> loss); the schedule spec from the
+    user attribute ``schedule_attr`` or the stored run result's ``schedule``."""
     import optuna
 
-    wanted = {getattr(optuna.trial.TrialState, s) for s in states}
+    wanted = tuple(getattr(optuna.trial.TrialState, s) for s in states)
     curves = []
-    for trial in study.get_trials(deepcopy=False, states=tuple(wanted)):
-        values = trial.intermediate_values
-        spec = trial.user_attrs.get(schedule_attr)
-        if not values or not spec:
+    for trial in study.get_trials(deepcopy=False, states=wanted):
+        spec = trial.user_attrs.get(schedule_attr) or (trial.user_attrs.get("result") or {}).get("schedule")
+        stored = trial.user_attrs.get("curve")
+        if stored and "val_loss" in stored:
+            steps, loss = stored["step"], [np.nan if v is None else v for v in stored["val_loss"]]
+        else:
+            steps, loss = list(trial.intermediate_values), list(trial.intermediate_values.values())
+        steps, loss = np.asarray(steps, float), np.asarray(loss, float)
+        if not spec or not np.isfinite(loss).any():
             continue
-        steps = np.fromiter(values.keys(), dtype=float)
-        loss = np.fromiter(values.values(), dtype=float)
-        curves.append(curve_from_arrays(f"trial-{trial.number}", steps, loss, None, spec, source=f"study {study.study_name}"))
+        has = np.isfinite(loss)
+        curves.append(curve_from_arrays(f"trial-{trial.number}", steps[has], loss[has], None, spec, source=f"study {study.study_name}"))
     if not curves:
         raise ScaletuneError(
-            f"study {study.study_name}: no finished trial has intermediate values and a user attribute {schedule_attr!r}"
+            f"study {study.study_name}: no finished trial has a loss curve and a schedule (user attribute {schedule_attr!r})"
         )
     return curves
 
