@@ -4,7 +4,6 @@ import copy
 import io
 import json
 import math
-import os
 
 import pytest
 import torch

@@ -12,7 +12,6 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
 from scaletune.errors import ScaletuneError

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
 import torch
@@ -191,8 +191,8 @@ def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | Non
 
     ``report(step, val_loss)`` is called after every intermediate evaluation; returning True stops the run
     with status ``pruned``. NaN/inf, or a training loss more than 1.5 nats above max(first loss, ln 256)
-    for 8 consecutive steps, stops it with status ``diverged`` (loss NaN); a diverged run never raises. Row keys: N, N_nonembed (see
-    `scaletune.train.model`), D (tokens trained), C = 6*N*D, C_exact (= flops_per_token * D, attention
+    for 8 consecutive steps, stops it with status ``diverged`` (loss NaN); a diverged run never raises.
+    Row keys: N, N_nonembed (see `scaletune.train.model`), D (tokens trained), C = 6*N*D, C_exact (= flops_per_token * D, attention
     included), width, depth, heads, lr, batch_size (tokens), schedule (spec), warmup (steps), param, seed,
     loss (final validation nats/token), bits_per_byte, status, seconds, tokens_per_s, curve (list of
     {step, tokens, lr, train_loss, val_loss}; val_loss None where not evaluated).
@@ -265,8 +265,3 @@ def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | Non
         "seconds": time.perf_counter() - start, "tokens_per_s": tokens / train_time if train_time else 0.0,
         "curve": curve,
     }
-
-
-def config_dict(cfg: RunConfig) -> dict[str, Any]:
-    """The run config as plain JSON values (for recording what produced a result)."""
-    return asdict(cfg)
