@@ -236,6 +236,7 @@ def _die_with_parent() -> None:
 def local_worker_main(config: StudyConfig, suffix: str, stop: Any, parent_pid: int) -> None:
     """Entry point of a local worker process (multiprocessing, spawn)."""
     _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to handle: it stops the workers
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(config.threads)
     if os.getppid() != parent_pid:

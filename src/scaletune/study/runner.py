@@ -190,6 +190,7 @@ class _LocalPool:
         self.config, self.target = config, local_worker_main
         self.stop = self.ctx.Event()
         self.procs: dict[str, Any] = {}
+        self.suffixes: set[str] = set()  # every worker this pool started
         for _ in range(n):
             self.spawn()
 
@@ -198,6 +199,7 @@ class _LocalPool:
         p = self.ctx.Process(target=self.target, args=(self.config, suffix, self.stop, os.getpid()), daemon=True)
         p.start()
         self.procs[suffix] = p
+        self.suffixes.add(suffix)
 
     def dead(self) -> list[tuple[str, str]]:
         """(suffix, reason) of workers that exited abnormally since the last call."""
@@ -266,12 +268,14 @@ class _RayPool:
         self.work = work.options(num_cpus=config.threads)
         self.config = config
         self.tasks: dict[Any, str] = {}
+        self.suffixes: set[str] = set()
         for _ in range(n):
             self.spawn()
 
     def spawn(self) -> None:
         suffix = uuid.uuid4().hex[:12]
         self.tasks[self.work.remote(self.config, suffix, self.flag)] = suffix
+        self.suffixes.add(suffix)
 
     def dead(self) -> list[tuple[str, str]]:
         if not self.tasks:
@@ -434,7 +438,11 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
         stopped = "interrupted"
         raise
     finally:
-        pool.shutdown(wait=5.0 if stopped == "interrupted" else 30.0)
+        pool.shutdown(wait=0.0 if stopped == "interrupted" else 30.0)
         view.close()
+        if stopped == "interrupted":  # re-queue our workers' trials now rather than at the next start
+            for study in studies.values():
+                _fail_running(study, st, lambda t: str(t.system_attrs.get(WORKER, "")).rpartition(":")[2]
+                              in pool.suffixes, None)
     statuses = [rung_status(stored, r.index) for r in config.rungs]
     return SweepResult(config.name, config.storage.url, statuses, stopped, time.monotonic() - start)
