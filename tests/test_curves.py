@@ -253,3 +253,19 @@ def test_run_table_curve_file_with_schedules_from_the_run_table(tmp_path, capsys
                "--boot", "0", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["diagnostics"]["n_curves"] == 2 and out["diagnostics"]["train_mean_rel_error"] < 0.003
+
+
+def test_cosine_family_and_free_form_needs_multipower(tmp_path, capsys):
+    fit = published_fit("25")
+    best, tried = optimise_schedule(fit, 24000, "cosine")
+    assert best.spec.startswith("cosine") and len(tried) == 26
+    assert 0.0 < Schedule.parse(best.spec).final < 0.5  # an interior optimum: area traded against annealing
+    ann = fit_curves(load("25", ["cosine_24000", "constant_24000"]), law="annealing", n_boot=0)
+    path = ann.save(tmp_path / "ann.json")
+    assert main(["schedule", "optimise", str(path), "--steps", "24000", "--family", "free"]) == 2
+    assert "needs the multipower law" in capsys.readouterr().err
+    assert main(["curves", "predict", str(path), "--schedule", "cosine:final=0.1", "--out", str(tmp_path / "p.csv"),
+                 "--plot", str(tmp_path / "p.png")]) == 0
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert list(table.columns) == ["step", "lr", "loss", "lo", "hi"] and table.step.iloc[-1] == 23937
+    assert (tmp_path / "p.png").exists()
