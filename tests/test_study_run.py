@@ -325,3 +325,36 @@ def test_retry_failed_reruns_only_failed_slots_and_supersedes_them(tmp_path):
     stored = open_stored_study(config)
     retries = {t.user_attrs.get("retry_of") for t in stored.rung_trials(0)[0]} - {None}
     assert retries == set(first["trial"])
+
+
+def test_trial_of_a_silent_worker_on_another_host_is_requeued_after_the_grace_period(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    from scaletune.study.results import HEARTBEAT, WORKER
+    from scaletune.study.runner import _fail_running, _init_study, _is_stale, _plan
+    from scaletune.study.storage import open_storage
+
+    config = load_study_config(toml_file(tmp_path, "stale", "stale.db", seeds="[0]", widths="[8]"))
+    st = open_storage(config.storage.url)
+    stored = _init_study(config, st)
+    _plan(config, stored, config.rungs[0])
+    trials, _ = stored.rung_trials(0)
+    # two trials claimed by workers on another machine: one silent for 100 s (> grace 10 s), one beating
+    for t, age in zip(trials[:2], (100.0, 1.0)):
+        assert st.set_trial_state_values(t._trial_id, TrialState.RUNNING)
+        st.set_trial_system_attr(t._trial_id, WORKER, f"elsewhere:{t.number + 1}:x")
+        st.set_trial_system_attr(t._trial_id, HEARTBEAT, time.time() - age)
+    study = optuna.load_study(study_name="stale/r0", storage=st)
+    assert _fail_running(study, st, lambda t: _is_stale(t, config.storage.grace, time.time()), None) == 1
+    trials, _ = stored.rung_trials(0)
+    assert [t.state.name for t in trials[:3]] == ["FAIL", "RUNNING", "WAITING"]
+    study.tell(trials[1].number, 2.5)  # the live worker finishes its trial
+    assert run_study(config, workers=1, progress=False).complete
+    trials, _ = stored.rung_trials(0)
+    assert trials[0].state.name == "FAIL" and "status" not in trials[0].user_attrs
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == trials[0].number]
+    assert len(retry) == 1 and retry[0].state.name == "COMPLETE"
+    assert retry[0].params == trials[0].system_attrs["fixed_params"]  # the same planned hyperparameters
+    assert trials[1].value == 2.5
+    assert len(assert_exact(config)) == 3
