@@ -26,7 +26,7 @@ import json
 import math
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,9 @@ FIXED = {"depth": DEPTH, "seq_len": SEQ, "qk_norm": True, "eval_tokens": 8192, "
 PROXY_WIDTHS, PROXY_TOKENS = (24, 32, 48), (2**16, 2**17, 2**19)
 PROXY_LRS = (6.25e-4, 1.25e-3, 2.5e-3, 5e-3, 1e-2, 2e-2)
 PROXY_BATCH = 1024
+# Batch-size sweep at the smallest width only (B* depends on D, not on N, in StepLaw's fits): enough for
+# B*(D) at 3 token budgets for a quarter more proxy compute.
+BATCH_SWEEP_WIDTH, BATCH_SWEEP = 24, (256, 512, 2048)
 TARGET_WIDTH, TARGET_TOKENS = 160, 2**19
 GRID_LRS = (6.25e-4, 1.25e-3, 2.5e-3, 5e-3, 1e-2, 2e-2)
 GRID_BATCHES = (512, 1024, 2048)
@@ -72,7 +75,9 @@ def train_all(configs: list[dict], workers: int) -> pd.DataFrame:
         print(f"training {len(todo)} runs ({len(configs) - len(todo)} cached)", file=sys.stderr, flush=True)
         t0 = time.time()
         with ProcessPoolExecutor(workers) as pool:
-            for i, row in enumerate(pool.map(_train, todo), 1):
+            futures = [pool.submit(_train, c) for c in todo]
+            for i, fut in enumerate(as_completed(futures), 1):  # cache each run as soon as it finishes
+                row = fut.result()
                 cache = pd.concat([cache, pd.DataFrame([row])], ignore_index=True)
                 DATA.mkdir(parents=True, exist_ok=True)
                 cache.to_csv(CACHE, index=False)
@@ -182,7 +187,10 @@ def main() -> None:
         proxies = pd.read_csv(args.proxies)
     else:
         proxies = train_all([cfg(w, d, lr, PROXY_BATCH) for w in PROXY_WIDTHS for d in PROXY_TOKENS for lr in PROXY_LRS], args.workers)
+    proxies = pd.concat([proxies, train_all([cfg(BATCH_SWEEP_WIDTH, d, lr, b) for d in PROXY_TOKENS for lr in PROXY_LRS
+                                             for b in BATCH_SWEEP], args.workers)], ignore_index=True)
     sp_proxy = train_all([cfg(max(PROXY_WIDTHS), TARGET_TOKENS, lr, PROXY_BATCH, "sp") for lr in SP_LRS], args.workers)
+    proxies = proxies.drop(columns=["rung"], errors="ignore")  # scales are (N, D); the demo's rungs do not cover the batch sweep
     proxy_flops = float((6.0 * proxies["N"] * proxies["D"]).sum())
 
     rec = recommend(proxies, target, bootstrap=400, loss_bootstrap=100)
@@ -221,14 +229,15 @@ def main() -> None:
     n_tpe = max(1, int(proxy_flops // run_flops))
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
     tpe_losses = []
-    for _ in range(n_tpe):
-        trial = study.ask()
-        lr = trial.suggest_float("lr", GRID_LRS[0], GRID_LRS[-1], log=True)
-        b = trial.suggest_categorical("batch_size", list(GRID_BATCHES))
-        r = train_all([cfg(TARGET_WIDTH, TARGET_TOKENS, lr, b)], 1).iloc[0]
+    # TPE's first trials are its random start-up ones, so asking for a whole batch at once changes nothing
+    # and lets the runs train in parallel.
+    trials = [study.ask() for _ in range(n_tpe)]
+    tpe_cfgs = [cfg(TARGET_WIDTH, TARGET_TOKENS, t.suggest_float("lr", GRID_LRS[0], GRID_LRS[-1], log=True),
+                    t.suggest_categorical("batch_size", list(GRID_BATCHES))) for t in trials]
+    for t, (_, r) in zip(trials, train_all(tpe_cfgs, args.workers).iterrows()):
         loss = float(r["loss"]) if r["status"] == "ok" else float("inf")
         tpe_losses.append(loss)
-        study.tell(trial, loss)
+        study.tell(t, loss)
     tpe_best = min(tpe_losses)
 
     def gap(loss: float) -> tuple[float, float]:

@@ -139,3 +139,17 @@ def test_scattered_samples_like_a_qmc_study():
         opt = find_optimum(runs, bootstrap=60)
         hits += opt.bracketed and abs(math.log(opt.lr_ / float(land.lr_opt(*SCALE)))) < math.log(1.15)
     assert hits >= 8
+
+
+def test_batch_swept_too_narrowly_keeps_the_lr_optimum_usable():
+    land = Landscape(noise=0.0005)
+    # Batch sizes 4x..16x above the optimum: the batch axis is open at the bottom, the lr axis is not.
+    runs = land.sweep([SCALE], lr_factors=GRID, batch_factors=(4.0, 8.0, 16.0), seed=2)
+    opt = find_optimum(runs, bootstrap=60)
+    assert not opt.bracketed and opt.batch_bracketed is False and opt.lr_bracketed
+    assert opt.usable("lr") and not opt.usable("batch_size")
+    assert opt.best_batch_size == pytest.approx(4 * float(land.batch_opt(SCALE[1])))
+    assert max(opt.next_batch_sizes) < opt.best_batch_size
+    # The lr comes from the 1-D fit at the best batch size: near the truth (the landscape is separable).
+    assert abs(math.log(opt.lr_ / float(land.lr_opt(*SCALE)))) < math.log(1.15)
+    assert opt.lr_interval[0] <= opt.lr_ <= opt.lr_interval[1]

@@ -134,11 +134,10 @@ def fit_hparam_law(
     variables = tuple(variables)
     use, excluded = [], []
     for o in optima:
-        val = o.lr_ if response == "lr" else o.batch_size_
-        if not o.bracketed or val is None or (response == "batch_size" and o.batch_size_interval is None):
-            excluded.append(f"{_label(o)}: {o.message if not o.bracketed else 'batch size not swept'}")
-        else:
+        if o.usable(response):
             use.append(o)
+        else:
+            excluded.append(f"{_label(o)}: {o.message if not o.bracketed else 'batch size not swept'}")
     what = f"{response} law in {', '.join(variables)}"
     if len(use) <= len(variables) + 1:
         raise ScaletuneError(
@@ -239,7 +238,7 @@ def transfer_report(optima: Sequence[Optimum]) -> TransferReport | None:
     """Per token budget D with 2+ bracketed widths: the learning-rate shift across N (None if no such D)."""
     by_d: dict[float, list[Optimum]] = {}
     for o in optima:
-        if o.bracketed and "N" in o.scale and "D" in o.scale:
+        if o.lr_bracketed and "N" in o.scale and "D" in o.scale:
             by_d.setdefault(o.scale["D"], []).append(o)
     rows = []
     for D, group in sorted(by_d.items()):
@@ -289,7 +288,7 @@ class HparamLaws:
 
 def _varies(optima: Sequence[Optimum], var: str) -> bool:
     try:
-        return len({round(math.log(_value(o, var)), 9) for o in optima if o.bracketed}) >= 2
+        return len({round(math.log(_value(o, var)), 9) for o in optima if o.lr_bracketed}) >= 2
     except ScaletuneError:
         return False
 
@@ -297,7 +296,7 @@ def _varies(optima: Sequence[Optimum], var: str) -> bool:
 def fit_loss_law(optima: Sequence[Optimum], *, bootstrap: int = 200, seed: int = 0) -> tuple[FitResult | None, str]:
     """The loss at the optimum per scale, fitted with `chinchilla` (L(N, D)) when the ladder has 7+ bracketed
     scales with 2+ values of both N and D, else `compute` (L(C), C = 6ND unless given) with 4+ scales."""
-    use = [o for o in optima if o.bracketed]
+    use = [o for o in optima if o.lr_bracketed]
     rows = pd.DataFrame({"N": [o.scale.get("N", math.nan) for o in use], "D": [o.scale.get("D", math.nan) for o in use],
                          "C": [(_value(o, "C") if ("C" in o.extra or {"N", "D"} <= set(o.scale)) else math.nan) for o in use],
                          "loss": [o.loss_ for o in use]})
@@ -326,16 +325,16 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
     """
     laws: dict[str, HparamLaw] = {}
     notes = []
-    has_batch = sum(o.bracketed and o.batch_size_interval is not None for o in optima) >= 3
+    has_batch = sum(o.usable("batch_size") for o in optima) >= 3
     lr_vars = tuple(v for v in ("N", "D") if _varies(optima, v))
     plans = [("lr_ND", "lr", lr_vars)]
     if lr_vars == ("N", "D"):
-        logs = np.log([[_value(o, "N"), _value(o, "D")] for o in optima if o.bracketed])
+        logs = np.log([[_value(o, "N"), _value(o, "D")] for o in optima if o.lr_bracketed])
         if not _design_rank_ok(logs):
             plans = [("lr_ND", "lr", ("N",))]
             notes.append("N and D are collinear over the ladder (constant D/N): lr law fitted in N only; "
                          "the prediction is valid only at the ladder's tokens per parameter")
-    if has_batch and _varies(optima, "D"):
+    if has_batch and len({o.scale.get("D") for o in optima if o.usable("batch_size")}) >= 2:
         plans.append(("batch_D", "batch_size", ("D",)))
     elif not has_batch:
         notes.append("batch size not swept (or fewer than 3 bracketed scales with a batch sweep): no batch-size law")

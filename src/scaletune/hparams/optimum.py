@@ -71,6 +71,10 @@ class Optimum:
     n_fitted: int = 0  # runs inside the fit window
     bootstrap: int = 0
     bootstrap_failed: float = 0.0  # fraction of resamples without a convex vertex
+    # Per axis: an lr optimum can be trusted while the batch size was swept too narrowly (its lr then
+    # comes from the 1-D fit at the best batch size); laws of each quantity use the scales bracketed in it.
+    lr_bracketed: bool = True
+    batch_bracketed: bool | None = None  # None: batch size not swept in 2-D
     extra: dict = field(default_factory=dict)  # other constant columns of the scale (param, schedule, ...)
     # Bootstrap vertices (ln lr, ln batch, loss) per resample, NaN where a resample failed; the law fits
     # draw from them so that the sweep's noise propagates into the laws' intervals.
@@ -80,6 +84,12 @@ class Optimum:
         d = asdict(self)
         d.pop("samples")
         return d
+
+    def usable(self, response: str) -> bool:
+        """Whether this scale's optimum of ``response`` (lr | batch_size) may enter a law."""
+        if response == "lr":
+            return self.lr_bracketed
+        return bool(self.batch_bracketed) and self.batch_size_interval is not None
 
 
 @dataclass
@@ -269,14 +279,17 @@ def find_optimum(
         return None
 
     side = open_side(0)
+    lr_open = side is not None
     if side is not None:
         _, next_lrs = _propose(cfg_lr, best_lr, first_bad if side == "above" else None, side)
         if side == "above" and first_bad is not None:
             problems.append(f"best lr {best_lr:.3g} is the largest stable rate (next, {first_bad:.3g}, diverged): optimum at the stability edge")
         else:
             problems.append(f"best lr {best_lr:.3g} is at the {'top' if side == 'above' else 'bottom'} of the sweep")
+    batch_open = False
     if two_d:
         side = open_side(1)
+        batch_open = side is not None
         if side is not None:
             _, next_bs = _propose(cfg_b, best_b, None, side)
             problems.append(f"best batch size {best_b:.3g} tokens is at the {'top' if side == 'above' else 'bottom'} of the sweep")
@@ -287,11 +300,23 @@ def find_optimum(
     elif not fit.inside:
         problems.append("the fitted vertex lies outside the tested range")
     bracketed = not problems
+    fit_ok = fit is not None and fit.convex and fit.inside
+    lr_bracketed = bracketed
+    batch_bracketed = bracketed if two_d else None
 
-    if fit is not None and fit.convex and fit.inside:
+    if fit_ok:
         lr0, b0, loss0 = math.exp(fit.x0), (math.exp(fit.y0) if two_d else best_b), fit.loss0
     else:  # fall back to the best tested configuration, flagged as unbracketed
         lr0, b0, loss0 = best_lr, best_b, float(mean[ibest])
+    sub = None
+    if two_d and batch_open and not lr_open:
+        # The batch size escaped its sweep but the lr did not: the lr optimum of the 1-D sweep at the best
+        # batch size is still usable (flagged per axis), the 2-D vertex is not.
+        at_best = ok[np.isclose(ok["batch_size"].to_numpy(float), best_b)]
+        if at_best["lr"].nunique() >= 3:
+            sub = find_optimum(at_best, band=band, bootstrap=bootstrap, seed=seed, window=window, scale=scale)
+            lr_bracketed = sub.bracketed
+            lr0, loss0, b0 = sub.lr_, sub.loss_, best_b
 
     # Bootstrap over runs: resample ok runs with replacement, redo window + fit.
     rng = np.random.default_rng(seed)
@@ -322,9 +347,9 @@ def find_optimum(
     return Optimum(
         scale=scale,
         lr_=float(lr0),
-        lr_interval=interval(0, lr0, True),
+        lr_interval=sub.lr_interval if sub is not None else interval(0, lr0, True),
         loss_=float(loss0),
-        loss_interval=interval(2, loss0, False),
+        loss_interval=sub.loss_interval if sub is not None else interval(2, loss0, False),
         batch_size_=None if b0 is None else float(b0),
         batch_size_interval=interval(1, b0, True) if two_d else None,
         band_lr=band_lr,
@@ -344,7 +369,9 @@ def find_optimum(
         bootstrap=bootstrap,
         bootstrap_failed=failed,
         extra=extra,
-        samples=boot_arr,
+        samples=sub.samples if sub is not None else boot_arr,
+        lr_bracketed=lr_bracketed,
+        batch_bracketed=batch_bracketed,
     )
 
 

@@ -79,7 +79,7 @@ def _mode(series: pd.Series) -> Any:
 
 def _proxy_fallback(optima: list[Optimum], target: Mapping[str, float], response: str) -> Prediction | None:
     """The largest bracketed proxy's optimum, copied (transfer assumed), when no law can be fitted."""
-    use = [o for o in optima if o.bracketed and (response == "lr" or o.batch_size_interval is not None)]
+    use = [o for o in optima if o.usable(response)]
     if not use:
         return None
     o = max(use, key=lambda o: (o.scale.get("N", 0), o.scale.get("D", 0)))
@@ -174,8 +174,16 @@ def recommend(
         batch = laws.laws["batch_C"].predict({"C": 6 * target["N"] * target["D"]})
     if batch is None:
         fb = _proxy_fallback(optima, target, "batch_size")
+        swept = [o for o in optima if o.batch_bracketed is not None and o.best_batch_size]
         if fb is not None:
             batch = fb
+        elif swept:
+            # Swept but never bracketed: the best tested size of the largest swept scale, flagged.
+            o = max(swept, key=lambda o: (o.scale.get("D", 0), o.scale.get("N", 0)))
+            edge = "smaller" if o.next_batch_sizes and max(o.next_batch_sizes) < o.best_batch_size else "larger"
+            batch = Prediction(float(o.best_batch_size), (math.nan, math.nan), 1.0,
+                               source=f"best tested batch size of the largest swept scale; not bracketed ({edge} may be better)")
+            notes.append(f"batch size: the optimum was not bracketed by the sweep; try {edge} batch sizes on the proxies")
         elif "batch_size" in ok.columns and ok["batch_size"].notna().any():
             b = float(_mode(ok["batch_size"]))
             batch = Prediction(b, (math.nan, math.nan), 1.0, source="as in the proxies (batch size not swept)")

@@ -28,7 +28,7 @@ SEARCHED = ("lr", "batch_size")
 
 def _law_variables(optima: list[Optimum], rung: Mapping[str, float], response: str) -> list[str]:
     """Scale variables of the rung that vary over the bracketed optima, as many as they identify."""
-    use = [o for o in optima if o.bracketed and (response == "lr" or o.batch_size_interval is not None)]
+    use = [o for o in optima if o.usable(response)]
     names = []
     for v in rung:
         values = [o.scale.get(v, o.extra.get(v)) for o in use]
@@ -45,7 +45,7 @@ def _law_variables(optima: list[Optimum], rung: Mapping[str, float], response: s
 
 def predict_range(optima: list[Optimum], rung: Mapping[str, float], response: str) -> tuple[float, float, float] | None:
     """(centre, low, high) of the optimum of ``response`` predicted at ``rung`` from ``optima``; None if unknown."""
-    use = [o for o in optima if o.bracketed and (response == "lr" or o.batch_size_interval is not None)]
+    use = [o for o in optima if o.usable(response)]
     if not use:
         return None
     names = _law_variables(optima, rung, response)
@@ -106,7 +106,7 @@ def narrow_space(
         # A smaller rung whose optimum escaped its range (unbracketed at an edge) says the law missed that
         # way: keep that side of the configured range open instead of narrowing it.
         for o in optima:
-            if o.bracketed:
+            if o.usable(key):
                 continue
             nxt, best = (o.next_lrs, o.best_lr) if key == "lr" else (o.next_batch_sizes, o.best_batch_size)
             if nxt and best:
