@@ -269,3 +269,15 @@ def test_cosine_family_and_free_form_needs_multipower(tmp_path, capsys):
     table = pd.read_csv(tmp_path / "p.csv")
     assert list(table.columns) == ["step", "lr", "loss", "lo", "hi"] and table.step.iloc[-1] == 23937
     assert (tmp_path / "p.png").exists()
+
+
+def test_leave_one_curve_out_reports_the_law_error(capsys):
+    files = [str(DATA / "csv_25" / f"{n}.csv") for n in TRAIN]
+    rc = main(["curves", "fit", *files, "--law", "annealing", "--schedules", str(DATA / "schedules.csv"),
+               "--max-step", "24000", "--boot", "0", "--cv", "--json"])
+    fit = CurveFit.from_json(capsys.readouterr().out)
+    held = {h["curve"]: h for h in fit.diagnostics["cv"]}
+    assert rc == 0 and set(held) == set(TRAIN)
+    # a constant curve cannot teach annealing: leaving out the cosine run loses most of the cooldown benefit
+    assert abs(held["cosine_24000"]["final_rel_error"]) > abs(held["constant_24000"]["final_rel_error"])
+    assert all(abs(h["final_rel_error"]) < 0.05 for h in held.values())

@@ -54,17 +54,18 @@ def curves_group() -> None:
 @click.option("--max-step", type=int, help="Drop points at steps >= this (e.g. a log's final-step entry).")
 @click.option("--boot", "n_boot", type=int, default=20, show_default=True, help="Block-bootstrap refits for the intervals.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--cv", is_flag=True, help="Also refit leaving each curve out and report how well it is predicted.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit as JSON.")
 @click.option("--out", type=click.Path(), help="Write the fit JSON here (input of `curves predict`, `schedule ...`).")
 @click.option("--plot", type=click.Path(), help="Write a figure of the curves and the fitted law (PNG/PDF/SVG).")
-def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step, n_boot, seed, as_json, out, plot) -> None:
+def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step, n_boot, seed, cv, as_json, out, plot) -> None:
     """Fit LAW to CURVE_FILES (CSV/Parquet/JSONL with step, loss[, lr][, run_id])."""
     from scaletune.curves.fit import fit_curves
 
     if n_boot < 0:
         raise ScaletuneError(f"--boot must be >= 0 (got {n_boot})")
     curves = _load_curves(curve_files, schedules, schedule_file, runs, mapping, max_step)
-    fit = fit_curves(curves, law=law, n_boot=n_boot, seed=seed)
+    fit = fit_curves(curves, law=law, n_boot=n_boot, seed=seed, cv=cv)
     if out:
         fit.save(out)
     if plot:
@@ -84,6 +85,9 @@ def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step,
     click.echo(f"{'param':<8} {'value':>12}  95% interval ({n_boot} block-bootstrap refits, seed {seed})")
     for name, value in fit.params.items():
         click.echo(f"{name:<8} {value:>12.5g}  {_fmt_interval(*fit.intervals[name])}")
+    for held in d.get("cv", []):
+        click.echo(f"left out {held['curve']}: predicted from the others with final-loss error {100 * held['final_rel_error']:+.2f}%, "
+                   f"mean |error| {100 * held['mean_rel_error']:.2f}%")
     if out:
         click.echo(f"wrote {out}")
 
@@ -131,6 +135,10 @@ def predict_cmd(fit_file, schedule, steps, every, as_json, out, plot) -> None:
     click.echo(f"final loss at step {x['last_step']}: {pred.final_loss:.4f} nats, 95% interval {_fmt_interval(*pred.final_interval)}")
     click.echo(f"extrapolation: {x['steps_ratio']:.2f}x the longest fitted curve's steps, {x['area_ratio']:.2f}x its learning-rate area"
                + (" (beyond the fitted curves)" if x["beyond_fitted"] else ""))
+    held = fit.diagnostics.get("cv") or []
+    if held:
+        worst = max(abs(h["final_rel_error"]) for h in held)
+        click.echo(f"the interval is parameter uncertainty only; leaving one fitted curve out, its final loss was off by up to {100 * worst:.2f}%")
     click.echo(f"{'step':>8} {'loss':>8} {'95% interval':>20}")
     for i in sorted(set(range(0, len(pred.steps), every)) | {len(pred.steps) - 1}):
         click.echo(f"{pred.steps[i]:>8} {pred.loss[i]:>8.4f} {_fmt_interval(pred.lo[i], pred.hi[i]):>20}")

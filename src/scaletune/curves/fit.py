@@ -321,11 +321,16 @@ def fit_curves(
     block: int = 16,
     seed: int = 0,
     level_per_curve: bool = False,
+    cv: bool = False,
 ) -> CurveFit:
     """Fit ``law`` to ``curves``; ``n_boot`` block-bootstrap refits (blocks of ``block`` logged points) give
     the intervals (0: point estimate only, intervals collapse to it). With ``level_per_curve`` every curve
     after the first gets its own L0 offset (recorded in ``diagnostics["L0_offsets"]``): a shared shape
-    for curves whose levels differ for reasons the law does not model (e.g. different peak rates)."""
+    for curves whose levels differ for reasons the law does not model (e.g. different peak rates).
+
+    ``cv`` adds a leave-one-curve-out check (one refit per curve, the others fitted, the left-out one
+    predicted): ``diagnostics["cv"]`` holds each held-out curve's relative error at its last point and on
+    average. It measures the law's own error, which the bootstrap intervals do not include."""
     if not curves:
         raise ScaletuneError("no curves to fit")
     spec = get_law(law)
@@ -363,6 +368,19 @@ def fit_curves(
                      **({"L0_offsets": [float(o) for o in offsets]} if level_per_curve else {})},
         curves=described, boot_params=tuple(tuple(map(float, b)) for b in boot), data_hash=curves_hash(curves), seed=seed,
     )
+    if cv and len(curves) > 1 and not level_per_curve:
+        held = []
+        for i, c in enumerate(curves):
+            rest = [p for j, p in enumerate(points) if j != i]
+            if sum(len(p[0]) for p in rest) <= len(spec.params):
+                continue
+            theta_i = _fit_once(spec, rest, options, objective, n_starts)[0]
+            steps, loss = c.fitted_points()
+            pred = spec.evaluate(theta_i, prepare(c.lrs, c.warmup, steps), options, jac=False)[0]
+            held.append({"curve": c.name, "final_rel_error": float((pred[-1] - loss[-1]) / loss[-1]),
+                         "mean_rel_error": float(np.mean(np.abs(pred - loss) / loss))})
+        fit = CurveFit(**{**asdict(fit), "diagnostics": {**fit.diagnostics, "cv": held}, "curves": described,
+                          "intervals": intervals, "boot_params": fit.boot_params})
     preds, obs = [], []
     for i, c in enumerate(curves):
         steps, loss = c.fitted_points()
