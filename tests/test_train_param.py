@@ -229,7 +229,6 @@ def test_coord_check_catches_a_broken_mup(monkeypatch, fault, kind):
     assert slopes[kind] > limit  # measured: hidden +1.26 / readout +0.89
 
 
-@pytest.mark.slow  # ~25 s of CPU: depth 16
 def test_depth_coord_check_flat_under_completep_growing_under_mup():
     # the final residual stream after 5 steps at width 64, depths 2..16; measured: muP +0.17, CompleteP -0.01
     kw = dict(steps=5, axis="depth", config={"batch_size": 512, "seq_len": 64, "width": 64, "lr": 2e-3})

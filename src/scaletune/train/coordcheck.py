@@ -12,6 +12,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
 from scaletune.errors import ScaletuneError
@@ -93,6 +94,7 @@ def coord_check(
         for value in widths:
             cfg = RunConfig.from_dict({**base, axis: value, "param": param, "seed": seed,
                                        "tokens": (steps + 1) * base["batch_size"]})
+            torch.set_num_threads(cfg.threads)  # as run_lm: one thread unless the config says otherwise
             model, plan = build_lm(cfg)
             optimizer = make_optimizer(cfg, model, plan)
             batches = data.Batches(cfg.batch_size // cfg.seq_len, cfg.seq_len, seed)
