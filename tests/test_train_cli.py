@@ -11,10 +11,12 @@ from scaletune.cli import main
 def test_train_writes_row_and_curve(tmp_path, capsys):
     out = tmp_path / "run.json"
     rc = main(["train", "--width", "32", "--depth", "1", "--tokens", "4096", "--lr", "0.01",
-               "--set", "batch_size=1024,seq_len=64,eval_tokens=2048", "--out", str(out)])
+               "--schedule", "wsd:cooldown=0.5,shape=1-sqrt", "--set", "batch_size=1024,seq_len=64,eval_tokens=2048",
+               "--out", str(out)])
     assert rc == 0
     row = json.loads(out.read_text())
     assert row["status"] == "ok" and row["D"] == 4096 and len(row["curve"]) == 4
+    assert row["schedule"] == "wsd:steps=4,lr=0.01,cooldown=0.5,shape=1-sqrt"
     assert row["loss"] < 5.6
     assert "run-table row" in capsys.readouterr().out
 

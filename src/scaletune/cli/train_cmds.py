@@ -62,14 +62,17 @@ def _load_model(spec: str):
 @click.option("--tokens", type=float, required=True, help="Training tokens D (bytes).")
 @click.option("--lr", type=float, required=True, help="Peak (base) learning rate.")
 @click.option("--param", type=click.Choice(["sp", "mup", "completep"]), default="mup", show_default=True)
-@click.option("--set", "extra", default="", help="Other run config keys, e.g. 'batch_size=4096,schedule=wsd,seed=1'.")
+@click.option("--schedule", default="cosine:final=0.1", show_default=True,
+              help="Schedule kind or spec without steps/lr, e.g. 'wsd:cooldown=0.2,shape=1-sqrt'.")
+@click.option("--set", "extra", default="", help="Other run config keys, e.g. 'batch_size=4096,seed=1,tied=true'.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the run-table row (JSON, with its curve) here.")
-def train_cmd(width: int, depth: int, tokens: float, lr: float, param: str, extra: str, out: str | None) -> None:
+def train_cmd(width: int, depth: int, tokens: float, lr: float, param: str, schedule: str, extra: str,
+              out: str | None) -> None:
     """Train the built-in LM on the bundled Shakespeare text and print its run-table row."""
     from scaletune.train import run_lm
 
     config: dict[str, Any] = {"width": width, "depth": depth, "tokens": int(tokens), "lr": lr, "param": param,
-                              "progress": True}
+                              "schedule": schedule, "progress": True}
     if extra:
         config.update(parse_assignments(extra, "run config"))
     row = run_lm(config)
