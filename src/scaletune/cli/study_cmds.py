@@ -12,13 +12,14 @@ from pathlib import Path
 import click
 
 
-def _resolve(study: str, storage: str | None):
-    """A StudyConfig for a study file, else the study name (with --storage)."""
-    from scaletune.study.config import load_study_config
+def _resolve(study: str, storage: str | None) -> tuple[str, str | None]:
+    """(study name, storage URL) from a study file (--storage overrides its storage) or a name."""
+    from scaletune.study.config import study_location
 
     if study.endswith(".toml") or Path(study).is_file():
-        return load_study_config(study)
-    return study
+        name, url = study_location(study)
+        return name, storage or url
+    return study, storage
 
 
 @click.command()
@@ -82,12 +83,11 @@ def status(study: str, storage: str | None, as_json: bool) -> None:
     from scaletune.study import study_status
     from scaletune.study.runner import status_table
 
-    target = _resolve(study, storage)
-    rungs = study_status(target, storage)
+    name, url = _resolve(study, storage)
+    rungs = study_status(name, url)
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(r) | {"done": r.done} for r in rungs], indent=2))
         return
-    name = target if isinstance(target, str) else target.name
     done, planned = sum(r.done for r in rungs), sum(r.planned or 0 for r in rungs)
     Console().print(status_table(rungs, f"{name}: {done}/{planned} trials finished"))
 
@@ -103,13 +103,12 @@ def export(study: str, fmt: str, out: str | None, curves: str | None, storage: s
     from scaletune.study import export_curves, export_runs
     from scaletune.study.results import write_export
 
-    target = _resolve(study, storage)
-    name = target if isinstance(target, str) else target.name
-    df = export_runs(target, storage)
+    name, url = _resolve(study, storage)
+    df = export_runs(name, url)
     path = write_export(df, out or f"{name}.{fmt}", fmt)
     click.echo(f"wrote {len(df)} runs to {path}")
     if curves:
-        cdf = export_curves(target, storage)
+        cdf = export_curves(name, url)
         cpath = write_export(cdf, curves, "parquet" if curves.endswith((".parquet", ".pq")) else "csv")
         click.echo(f"wrote {len(cdf)} curve points to {cpath}")
 

@@ -402,6 +402,25 @@ def resolve_storage_url(url: str, base_dir: Path | None = None) -> str:
                          f"or journal:///FILE)")
 
 
+def study_location(path: str | Path) -> tuple[str, str]:
+    """(name, storage URL) of a study file, read without validating the rest: reading a stored study needs
+    neither its workload nor its search space."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScaletuneError(f"{path}: no such study file")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ScaletuneError(f"{path}: not valid TOML ({exc})") from None
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise ScaletuneError(f"{path}: missing required key 'name'")
+    try:
+        return name, _parse_storage(raw.get("storage"), path.parent, name).url
+    except ScaletuneError as exc:
+        raise ScaletuneError(f"{path}: {exc}") from None
+
+
 def load_study_config(source: str | Path | Mapping[str, Any], base_dir: str | Path | None = None) -> StudyConfig:
     """Read and validate a study file (a TOML path) or the same content as a dict.
 
