@@ -236,3 +236,29 @@ def test_depth_coord_check_flat_under_completep_growing_under_mup():
             for p in ("mup", "completep")}
     assert abs(last["completep"]) < 0.07
     assert last["mup"] > 0.12
+
+
+def test_completep_branch_out_pattern_reaches_non_linear_modules():
+    class Conv1D(nn.Module):  # weight stored (in, out), as Hugging Face GPT-2's
+        def __init__(self, n_in, n_out):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(n_in, n_out) * 0.02)
+
+        def forward(self, x):
+            return x @ self.weight
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_fc, self.c_proj = Conv1D(16, 64), Conv1D(64, 16)
+
+        def forward(self, x):
+            return x + self.c_proj(torch.relu(self.c_fc(x)))
+
+    model = nn.ModuleDict({"wte": nn.Embedding(10, 16), "h": nn.ModuleList([Block() for _ in range(4)]),
+                           "lm_head": nn.Linear(16, 10, bias=False)})
+    plan = parameterize(model, "completep", width=16, base_width=16, depth=4, base_depth=1, alpha=1.0,
+                        branch_out=r"\.c_proj$")
+    assert {k: v for k, v in plan.multipliers.items() if k != "lm_head"} == {f"h.{i}.c_proj": 0.25 for i in range(4)}
+    x = torch.randn(3, 64)
+    assert torch.allclose(model["h"][2].c_proj(x), x @ model["h"][2].c_proj.weight * 0.25)

@@ -312,9 +312,12 @@ def make_plan(
     if readout_mod is not None:
         multipliers[readout_mod] = 1.0 / m if mu else 1.0
     if cp:
+        # default: Linear layers named like out/proj/down/...; a user pattern may name any module with a
+        # weight (e.g. HF GPT-2's Conv1D c_proj)
         outs = [n for n, mod in modules.items()
-                if isinstance(mod, nn.Linear) and re.search(branch_out or BRANCH_OUT_PATTERN, n)
-                and in_block.get(f"{n}.weight", False)]
+                if (isinstance(mod, nn.Linear) or branch_out is not None)
+                and isinstance(getattr(mod, "weight", None), torch.Tensor)
+                and re.search(branch_out or BRANCH_OUT_PATTERN, n) and in_block.get(f"{n}.weight", False)]
         if any(in_block.values()) and not outs:
             raise ScaletuneError("completep: no residual-branch output layer found; name them with branch_out=REGEX")
         for n in outs:
