@@ -114,3 +114,23 @@ def test_flops_per_token_matches_torch_flop_counter():
             model(x, x)[1].backward()
         assert counter.get_total_flops() == flops_per_token(cfg, attention=False) * x.numel()
         assert flops_per_token(cfg) - flops_per_token(cfg, attention=False) == 3 * 4 * cfg.depth * cfg.seq_len * cfg.width
+
+
+def test_bundled_corpus_split_and_batches():
+    import hashlib
+
+    import torch
+
+    from scaletune.train import data
+
+    raw = data.corpus_bytes()
+    assert len(raw) == 5_057_198  # SOURCE.md: SHA-256 of the uncompressed text
+    assert hashlib.sha256(raw.tobytes()).hexdigest() == "da68ca4e8201d41a12c1d5e82d967bda85105f1dabe823d5735138bccabdd387"
+    train, val = data.split("train"), data.split("val")
+    assert len(train) + len(val) == len(raw) and len(val) == 252_860
+    assert bytes(val[-60:].tolist()).decode().strip().endswith("hastily lead away!\n\n[Exeunt.]")  # The Winter's Tale ends the corpus
+    x1, y1 = data.Batches(4, 16, seed=3)()
+    x2, y2 = data.Batches(4, 16, seed=3)()
+    assert torch.equal(x1, x2) and torch.equal(x1[:, 1:], y1[:, :-1])
+    vx, vy = data.val_windows(1024, 64)
+    assert vx.shape == (16, 64) and int(vx.max()) < 256
