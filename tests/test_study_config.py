@@ -72,6 +72,8 @@ def test_valid_file_dry_run_prints_the_plan_smallest_rung_first(tmp_path, capsys
      "ladder.tokens_per_param needs ladder.params"),
     (lambda s: s.replace("[space]", "[space]\nwidth = { log = [1, 2], points = 2 }"), "space.width: is also a scale variable"),
     (lambda s: s.replace("[ladder]", "[ladder]\nlr = [1]"), "space.lr: is also a scale variable"),
+    (lambda s: s + "[fixed]\nlr = 0.1\n", "fixed.lr: is also set by the space, the ladder or the study"),
+    (lambda s: s + "[fixed]\nwidth = 3\n", "fixed.width: is also set by"),
     (lambda s: s.replace("name = \"t\"\n", ""), "missing required key 'name'"),
     (lambda s: s.replace("seeds = [0, 1]", "seeds = [1, 1]"), "seeds: repeated seed in [1, 1]"),
     (lambda s: s + "[storage]\nurl = \"sqlite:///no/such/dir/x.db\"\n", "folder"),

@@ -95,6 +95,7 @@ def test_grid_sweep_cli_export_and_status(tmp_path, capsys):
     df = assert_exact(config)
     assert len(df) == 12 and set(df["status"]) == {"ok"} and df["error"].isna().all()
     assert sorted(executions(log).values()) == [1] * 12  # every planned trial ran exactly once
+    assert {json.loads(x)["threads"] for x in log.read_text().splitlines()} == {1}  # threads per trial
     expected = [bowl_loss(w, lr, s) for w, lr, s in zip(df["width"], df["lr"], df["seed"])]
     assert df["loss"].to_numpy() == pytest.approx(expected)
     assert (df["N"] == 12 * 2 * df["width"] ** 2).all() and (df["C"] == 6 * df["N"] * df["D"]).all()

@@ -498,6 +498,10 @@ def _validate(raw: dict, base: Path, where: str) -> StudyConfig:
     clash = {d.name for d in space} & set().union(*(r.scale for r in rungs))
     if clash:
         raise ScaletuneError(f"space.{sorted(clash)[0]}: is also a scale variable of the ladder")
+    clash = set(fixed) & ({d.name for d in space} | set().union(*(r.scale for r in rungs)) | {"seed", "threads"})
+    if clash:
+        raise ScaletuneError(f"fixed.{sorted(clash)[0]}: is also set by the space, the ladder or the study "
+                             f"(seed, threads); give each value in one place")
 
     seeds = raw.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
