@@ -434,7 +434,7 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
             if stopped and not pool.busy():
                 break
             time.sleep(poll)
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, or an error while planning a rung: stop at once
         stopped = "interrupted"
         raise
     finally:
