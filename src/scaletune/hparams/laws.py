@@ -276,6 +276,8 @@ class HparamLaws:
     loss: FitResult | None = None
     transfer: TransferReport | None = None
     notes: tuple[str, ...] = ()
+    reference_batch: float | None = None  # batch size (tokens) the lr / loss laws hold at, when no batch law
+
 
     def to_dict(self) -> dict:
         return {
@@ -283,6 +285,7 @@ class HparamLaws:
             "loss_law": None if self.loss is None else self.loss.to_dict(),
             "transfer": None if self.transfer is None else self.transfer.to_dict(),
             "notes": list(self.notes),
+            "reference_batch_tokens": self.reference_batch,
         }
 
 
@@ -294,20 +297,21 @@ def _varies(optima: Sequence[Optimum], var: str) -> bool:
 
 
 def fit_loss_law(optima: Sequence[Optimum], *, bootstrap: int = 200, seed: int = 0) -> tuple[FitResult | None, str]:
-    """The loss at the optimum per scale, fitted with `chinchilla` (L(N, D)) when the ladder has 7+ bracketed
-    scales with 2+ values of both N and D, else `compute` (L(C), C = 6ND unless given) with 4+ scales."""
+    """The loss at the optimum per scale, fitted with `chinchilla` (L(N, D)) when the ladder has 6+ bracketed
+    scales with 2+ values of both N and D (its 5 parameters need more points), else `compute` (L(C), C = 6ND
+    unless given) with 4+ scales; L(C) ignores the split between N and D, so it is the weaker fallback."""
     use = [o for o in optima if o.lr_bracketed]
     rows = pd.DataFrame({"N": [o.scale.get("N", math.nan) for o in use], "D": [o.scale.get("D", math.nan) for o in use],
                          "C": [(_value(o, "C") if ("C" in o.extra or {"N", "D"} <= set(o.scale)) else math.nan) for o in use],
                          "loss": [o.loss_ for o in use]})
     rows.attrs["source"] = "optima (loss at the optimal learning rate)"
     candidates = []
-    if len(use) >= 7 and rows["N"].nunique() >= 2 and rows["D"].nunique() >= 2 and rows[["N", "D"]].notna().all().all():
+    if len(use) >= 6 and rows["N"].nunique() >= 2 and rows["D"].nunique() >= 2 and rows[["N", "D"]].notna().all().all():
         candidates.append("chinchilla")
     if len(use) >= 4 and rows["C"].notna().all() and rows["C"].nunique() >= 4:
         candidates.append("compute")
     if not candidates:
-        return None, f"loss law: {len(use)} bracketed scales; need 4+ distinct compute values (compute law) or 7+ scales (chinchilla)"
+        return None, f"loss law: {len(use)} bracketed scales; need 4+ distinct compute values (compute law) or 6+ scales (chinchilla)"
     for law in candidates:
         try:
             result = fit(law, rows, bootstrap=bootstrap, seed=seed)
@@ -325,7 +329,22 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
     """
     laws: dict[str, HparamLaw] = {}
     notes = []
+    all_optima = list(optima)
     has_batch = sum(o.usable("batch_size") for o in optima) >= 3
+    reference_batch = None
+    batches = [o.best_batch_size for o in optima if o.lr_bracketed and o.best_batch_size]
+    partly_swept = any(o.batch_bracketed is not None for o in optima)
+    if not has_batch and partly_swept and len(set(batches)) > 1:
+        # Without a batch-size law, an lr law across scales optimised at different batch sizes would mistake
+        # the batch effect for a scale effect: fit the lr (and loss) laws at the most common batch size.
+        counts = pd.Series(batches).value_counts()
+        reference_batch = float(counts.index[0])
+        left_out = [o for o in optima if o.best_batch_size and o.best_batch_size != reference_batch]
+        optima = [o for o in optima if o not in left_out]
+        notes.append(f"lr and loss laws fitted at batch size {reference_batch:g} tokens, the one most scales used; "
+                     f"{len(left_out)} scale(s) at other batch sizes left out of them (no batch-size law to reconcile them)")
+    elif not has_batch and len(set(batches)) == 1:
+        reference_batch = float(batches[0])
     lr_vars = tuple(v for v in ("N", "D") if _varies(optima, v))
     plans = [("lr_ND", "lr", lr_vars)]
     if lr_vars == ("N", "D"):
@@ -334,7 +353,7 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
             plans = [("lr_ND", "lr", ("N",))]
             notes.append("N and D are collinear over the ladder (constant D/N): lr law fitted in N only; "
                          "the prediction is valid only at the ladder's tokens per parameter")
-    if has_batch and len({o.scale.get("D") for o in optima if o.usable("batch_size")}) >= 2:
+    if has_batch and len({o.scale.get("D") for o in all_optima if o.usable("batch_size")}) >= 2:
         plans.append(("batch_D", "batch_size", ("D",)))
     elif not has_batch:
         notes.append("batch size not swept (or fewer than 3 bracketed scales with a batch sweep): no batch-size law")
@@ -347,7 +366,8 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
             notes.append(f"{name}: the ladder varies neither N nor D")
             continue
         try:
-            law = fit_hparam_law(optima, response, variables, name=name, bootstrap=bootstrap, seed=seed + 10 * i)
+            pool = all_optima if response == "batch_size" else optima
+            law = fit_hparam_law(pool, response, variables, name=name, bootstrap=bootstrap, seed=seed + 10 * i)
         except ScaletuneError as exc:
             notes.append(f"{name}: not fitted ({exc})")
             continue
@@ -362,4 +382,4 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
         # The corrections the transfer needs, from the fitted exponents: width (N) and tokens (D).
         parts = [f"lr* ~ {v}^{e:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]" for v, (e, iv) in lr_law.exponents.items()]
         transfer = replace(transfer, note=transfer.note + "; corrections: " + ", ".join(parts))
-    return HparamLaws(laws=laws, loss=loss, transfer=transfer, notes=tuple(notes))
+    return HparamLaws(laws=laws, loss=loss, transfer=transfer, notes=tuple(notes), reference_batch=reference_batch)

@@ -72,6 +72,10 @@ class Recommendation:
         }
 
 
+def _label(o: Optimum) -> str:
+    return ", ".join(f"{k}={v:.3g}" for k, v in o.scale.items() if k in ("N", "D"))
+
+
 def _mode(series: pd.Series) -> Any:
     values = series.dropna()
     return values.mode().iloc[0] if len(values) else None
@@ -172,23 +176,26 @@ def recommend(
         batch = laws.laws["batch_D"].predict(target)
     elif "batch_C" in laws.laws:
         batch = laws.laws["batch_C"].predict({"C": 6 * target["N"] * target["D"]})
+    swept = [o for o in optima if o.batch_bracketed is False and o.best_batch_size]
+    if swept:
+        o = max(swept, key=lambda o: (o.scale.get("D", 0), o.scale.get("N", 0)))
+        edge = "smaller" if o.next_batch_sizes and max(o.next_batch_sizes) < o.best_batch_size else "larger"
+        notes.append(f"batch size: the sweep at {_label(o)} did not bracket the optimum (best {o.best_batch_size:g} tokens, "
+                     f"at the edge); {edge} batch sizes may be better: sweep them on the proxies")
     if batch is None:
-        fb = _proxy_fallback(optima, target, "batch_size")
-        swept = [o for o in optima if o.batch_bracketed is not None and o.best_batch_size]
-        if fb is not None:
-            batch = fb
-        elif swept:
-            # Swept but never bracketed: the best tested size of the largest swept scale, flagged.
-            o = max(swept, key=lambda o: (o.scale.get("D", 0), o.scale.get("N", 0)))
-            edge = "smaller" if o.next_batch_sizes and max(o.next_batch_sizes) < o.best_batch_size else "larger"
-            batch = Prediction(float(o.best_batch_size), (math.nan, math.nan), 1.0,
-                               source=f"best tested batch size of the largest swept scale; not bracketed ({edge} may be better)")
-            notes.append(f"batch size: the optimum was not bracketed by the sweep; try {edge} batch sizes on the proxies")
-        elif "batch_size" in ok.columns and ok["batch_size"].notna().any():
-            b = float(_mode(ok["batch_size"]))
-            batch = Prediction(b, (math.nan, math.nan), 1.0, source="as in the proxies (batch size not swept)")
-        else:
-            raise ScaletuneError(f"{runs.attrs.get('source', 'table')}: no batch_size column and no batch law")
+        batch = _proxy_fallback(optima, target, "batch_size")
+    if batch is None and "batch_size" in ok.columns and ok["batch_size"].nunique() == 1:
+        batch = Prediction(float(ok["batch_size"].iloc[0]), (math.nan, math.nan), 1.0,
+                           source="as in the proxies (batch size not swept)")
+    if batch is None and laws.reference_batch is not None:
+        # Keep the pair consistent: the batch size the lr law was fitted at.
+        batch = Prediction(laws.reference_batch, (math.nan, math.nan), 1.0,
+                           source="the batch size the lr law was fitted at (no batch-size law)")
+    if batch is None and "batch_size" in ok.columns and ok["batch_size"].notna().any():
+        batch = Prediction(float(_mode(ok["batch_size"])), (math.nan, math.nan), 1.0,
+                           source="the proxies' most common batch size (no batch-size law)")
+    if batch is None:
+        raise ScaletuneError(f"{runs.attrs.get('source', 'table')}: no batch_size column and no batch law")
 
     seq_len = int(target.get("seq_len") or (_mode(ok["seq_len"]) if "seq_len" in ok.columns else 0) or 0) or None
     seqs = None
