@@ -53,21 +53,10 @@ TINY = DemoConfig(widths=(16, 24), tokens=(2**12, 2**13), lrs=(2.5e-3, 5e-3, 1e-
                          "warmup": 0.05})
 
 
-def lm_workload(config: dict, report) -> dict:
-    """The built-in LM as a study workload: the ladder's ``D`` (tokens) becomes run_lm's ``tokens``."""
-    from scaletune.train import run_lm
-
-    cfg = dict(config)
-    if "D" in cfg:
-        cfg["tokens"] = int(cfg.pop("D"))
-    cfg.pop("N", None)
-    return run_lm(cfg, report)
-
-
 def _study(name: str, out: Path, widths, tokens, lrs, demo: DemoConfig, batch_size: int) -> dict:
     return {
         "name": name,
-        "workload": "scaletune.hparams.demo:lm_workload",
+        "workload": "lm",  # the built-in LM (scaletune.train.run_lm); the ladder's tokens become its D
         "storage": f"sqlite:///{(out / 'demo.db').resolve()}",
         "seeds": [0],
         "threads": 1,
