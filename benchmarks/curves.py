@@ -58,38 +58,75 @@ def bench_protocol() -> None:
             print(f"| {size}M | {law} (scaletune) | {m['r2']:.4f} | {100 * m['mean_rel_error']:.3f}% | {100 * m['max_rel_error']:.2f}% | {sec:.1f} |")
 
 
+# the grouped sum as first built (first-order groups widening by 1.15), evaluated beside the current one
+OLD_LAWS_COMMIT = "5510459"
+
+
+def _old_laws():
+    """src/scaletune/curves/laws.py at OLD_LAWS_COMMIT, imported from git history (None outside a git checkout)."""
+    import importlib.util
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    try:
+        text = subprocess.run(["git", "show", f"{OLD_LAWS_COMMIT}:src/scaletune/curves/laws.py"], capture_output=True,
+                              text=True, check=True, cwd=Path(__file__).resolve().parents[1]).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    path = Path(tempfile.mkdtemp()) / "old_curve_laws.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("old_curve_laws", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["old_curve_laws"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _best_of(fn, reps: int) -> float:
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def bench_eval() -> None:
+    import os
+
+    from scaletune.curves import laws as new
+
     sched = Schedule.parse("cosine:steps=72000,lr=3e-4,warmup=2160,final=0.1")
     lrs = sched.lrs()
-    law = LAWS["multipower"]
-    rows = []
+    old = _old_laws()
+    impls = [("current (second-order groups)", new)] + ([(f"previous ({OLD_LAWS_COMMIT}, first-order groups)", old)] if old else [])
+    print(f"load average before: {os.getloadavg()[0]:.1f} (2 cores); times are the best of repeats\n")
+    print("| multipower on cosine_72000 (72,000 steps) | implementation | prediction: prepare + value | fit: prepare + value + Jacobian"
+          " | fit, again (groups cached) | max error of the drop term vs term-by-term, nats (B = 364) |")
+    print("|---|---|---|---|---|---|")
+    sub = np.arange(2176, 72001, 128)[::27]  # 21 logged points for the term-by-term reference
+    exact = loss_drop_exact(prepare(lrs, 2160, sub), *THETA_25M[4:])
+    times = {}
     for label, steps in [("547 logged points (every 128 steps)", np.arange(2176, 72001, 128)), ("every step (69,841 points)", np.arange(2160, 72001))]:
-        t0 = time.perf_counter()
-        prep = prepare(lrs, 2160, steps)
-        law.evaluate(THETA_25M, prep, {})
-        first = time.perf_counter() - t0
-        reps = 5 if len(steps) < 1000 else 1
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            law.evaluate(THETA_25M, prep, {})  # value and 7-column Jacobian, groups cached (as in a fit)
-        again = (time.perf_counter() - t0) / reps
-        t0 = time.perf_counter()
-        law.evaluate(THETA_25M, prepare(lrs, 2160, steps), {}, jac=False)
-        value_only = time.perf_counter() - t0
-        rows.append((label, first, again, value_only))
-    # the term-by-term sum (O(t) per point) on 20 of the logged points, scaled to 547
-    steps = np.arange(2176, 72001, 128)
-    sub = steps[:: len(steps) // 20][:20]
-    prep = prepare(lrs, 2160, sub)
-    t0 = time.perf_counter()
-    loss_drop_exact(prep, *THETA_25M[4:])
-    exact = (time.perf_counter() - t0) * len(steps) / len(sub)
-    print("| multipower on cosine_72000 (72,000 steps) | prediction: prepare + value | fit: prepare + value + Jacobian | fit, again (groups cached) |")
-    print("|---|---|---|---|")
-    for label, first, again, value_only in rows:
-        print(f"| {label} | {1e3 * value_only:.1f} ms | {1e3 * first:.1f} ms | {1e3 * again:.1f} ms |")
-    print(f"| term-by-term sum, 547 points (extrapolated from 20) | {1e3 * exact:.0f} ms | | |")
-    print(f"\nspeed-up of the grouped sum over the term-by-term sum at the logged points (values only): {exact / rows[0][3]:.0f}x")
+        for name, mod in impls:
+            law = mod.LAWS["multipower"]
+            reps = 5 if len(steps) < 1000 else (3 if mod is new else 1)
+            value = _best_of(lambda: law.evaluate(THETA_25M, mod.prepare(lrs, 2160, steps), {}, jac=False), reps)
+            first = _best_of(lambda: law.evaluate(THETA_25M, mod.prepare(lrs, 2160, steps), {}), reps)
+            prep = mod.prepare(lrs, 2160, steps)
+            law.evaluate(THETA_25M, prep, {})
+            again = _best_of(lambda: law.evaluate(THETA_25M, prep, {}), reps)
+            err = THETA_25M[3] * np.max(np.abs(mod._loss_drop(mod.prepare(lrs, 2160, sub), *THETA_25M[4:], grad=False)["value"] - exact))
+            times[label, mod is new] = value
+            print(f"| {label} | {name} | {1e3 * value:.1f} ms | {1e3 * first:.1f} ms | {1e3 * again:.1f} ms | {err:.1e} |")
+    t_exact = _best_of(lambda: loss_drop_exact(prepare(lrs, 2160, sub), *THETA_25M[4:]), 1) * 547 / len(sub)
+    print(f"| 547 logged points | term-by-term sum (extrapolated from {len(sub)} points) | {1e3 * t_exact:.0f} ms | | | 0 |")
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}")
+    if old:
+        for label in ("547 logged points (every 128 steps)", "every step (69,841 points)"):
+            print(f"speed-up of the current over the previous grouped sum, {label}, prediction: {times[label, False] / times[label, True]:.0f}x")
 
 
 LM = {"width": 64, "depth": 2, "batch_size": 1024, "eval_tokens": 8192, "threads": 1}
