@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/curves.py protocol  # the published multipowerlaw protocol, both laws, 25M and 100M
     .venv/bin/python benchmarks/curves.py eval      # multipower evaluation time on a 72,000-step schedule
+    .venv/bin/python benchmarks/curves.py intervals # coverage of held-out final losses: parameter-only vs with law error
     .venv/bin/python benchmarks/curves.py pruner    # curve pruner vs no pruning vs Optuna's median pruner
     .venv/bin/python benchmarks/curves.py lm        # built-in LM: predict a WSD run; optimise the cooldown
 
@@ -56,6 +57,40 @@ def bench_protocol() -> None:
             sec = time.perf_counter() - t0
             m = evaluate_fit(fit, te)
             print(f"| {size}M | {law} (scaletune) | {m['r2']:.4f} | {100 * m['mean_rel_error']:.3f}% | {100 * m['max_rel_error']:.2f}% | {sec:.1f} |")
+
+
+def bench_intervals(n_boot: int) -> None:
+    """Fit the protocol's 3 curves; predict the 6 held-out curves' final losses (last logged step, up to
+    71,920); count how many lie in the parameter-only interval and in the interval with the law's error."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from scaletune.curves import read_curves
+
+    data = Path(__file__).resolve().parents[1] / "tests" / "data" / "multipowerlaw"
+    specs = dict(pd.read_csv(data / "schedules.csv").values)
+    train = ["cosine_24000", "constant_24000", "wsdcon_9"]
+    test = ["constant_72000", "cosine_72000", "wsd_20000_24000", "wsdld_20000_24000", "wsdcon_3", "wsdcon_18"]
+    print(f"{n_boot} block-bootstrap refits, seed 0; 95% intervals; held-out final losses: 6 per model size\n")
+    print("| model | law | law error (method: relative sd) | covered: parameters only | covered: with law error | mean width: parameters only | mean width: with law error |")
+    print("|---|---|---|---|---|---|---|")
+    for size in ("25", "100"):
+        tr = [read_curves(data / f"csv_{size}" / f"{n}.csv", specs[n], max_step=24000)[0] for n in train]
+        te = [read_curves(data / f"csv_{size}" / f"{n}.csv", specs[n])[0] for n in test]
+        for law in ("multipower", "annealing"):
+            for cv in (True, False):
+                fit = fit_curves(tr, law=law, n_boot=n_boot, seed=0, cv=cv)
+                err = fit.diagnostics["model_error"]
+                rows = []
+                for c in te:
+                    p = fit.predict(c.lrs, [int(c.steps[-1])])
+                    y = c.loss[-1]
+                    (lp, hp), (lo, hi) = p.final_interval_params, p.final_interval
+                    rows.append((lp <= y <= hp, lo <= y <= hi, (hp - lp) / y, (hi - lo) / y))
+                r = np.array(rows, dtype=float)
+                print(f"| {size}M | {law} | {err['method']}: {100 * err['rel_sd']:.2f}% (n = {err['n']}) | {int(r[:, 0].sum())}/6 | {int(r[:, 1].sum())}/6 "
+                      f"| {100 * r[:, 2].mean():.2f}% | {100 * r[:, 3].mean():.2f}% |")
 
 
 # the grouped sum as first built (first-order groups widening by 1.15), evaluated beside the current one
@@ -249,14 +284,17 @@ def bench_lm(steps: int, seeds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["protocol", "eval", "pruner", "lm"])
+    parser.add_argument("what", choices=["protocol", "eval", "intervals", "pruner", "lm"])
     parser.add_argument("--steps", type=int, default=240)
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--boot", type=int, default=10, help="bootstrap refits (intervals)")
     args = parser.parse_args()
     if args.what == "protocol":
         bench_protocol()
     elif args.what == "eval":
         bench_eval()
+    elif args.what == "intervals":
+        bench_intervals(args.boot)
     elif args.what == "pruner":
         bench_pruner(args.steps, [3e-4, 1e-2, 1e-3, 3e-2, 3e-3, 6e-4, 2e-3, 5e-3])
     else:

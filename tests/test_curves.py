@@ -133,6 +133,12 @@ def test_bootstrap_is_seeded_and_json_round_trips(tmp_path):
     spec = SPECS["wsd_20000_24000"]
     a, b = fit.predict(spec), loaded.predict(spec)
     np.testing.assert_array_equal(a.loss, b.loss)
+    # without --cv the law's error is the in-sample residual spread, added to the bootstrap band
+    err = fit.diagnostics["model_error"]
+    assert err["method"] == "residuals" and 1e-4 < err["rel_sd"] < 5e-3 and err["n"] == fit.diagnostics["n_points"]
+    assert a.interval_method.startswith("parameters + law error (residuals")
+    assert np.all(a.lo <= a.lo_params) and np.all(a.hi >= a.hi_params)
+    np.testing.assert_array_equal(a.hi, b.hi)
     assert a.lo[-1] <= a.final_loss <= a.hi[-1]
 
 
@@ -207,11 +213,16 @@ def test_cli_fit_predict_compare_optimise(tmp_path, capsys):
     rc = main(["curves", "fit", *files, "--law", "annealing", "--schedules", str(DATA / "schedules.csv"),
                "--max-step", "24000", "--boot", "2", "--out", str(out), "--plot", str(tmp_path / "fit.png")])
     assert rc == 0 and out.exists() and (tmp_path / "fit.png").stat().st_size > 10000
-    assert "lam=" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "lam=" in text and "law error added to prediction intervals: relative sd" in text and "(residuals, n = 437;" in text
+    rc = main(["curves", "predict", str(out), "--schedule", "cosine:final=0.1", "--steps", "24000", "--every", "5000"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "interval: parameters + law error (residuals: relative sd" in text and "parameters only" in text
     pub = _write_published(tmp_path)
     rc = main(["curves", "predict", pub, "--schedule", "wsd:decay_start=20000,shape=exp,final=0.1", "--steps", "24000", "--json"])
     pred = json.loads(capsys.readouterr().out)
     assert rc == 0 and 3.2 < pred["final_loss"] < 3.35
+    assert pred["interval_method"] == "parameters only" and pred["final_interval"] == pred["final_interval_params"]  # no law error recorded
     observed = pd.read_csv(DATA / "csv_25" / "wsd_20000_24000.csv")
     assert abs(pred["final_loss"] - observed.loss.iloc[-2]) / observed.loss.iloc[-2] < 0.005
     rc = main(["schedule", "compare", pub, "--steps", "24000", "--candidates", "constant", "--candidates", "cosine:final=0.1",
@@ -286,7 +297,9 @@ def test_cosine_family_and_free_form_needs_multipower(tmp_path, capsys):
     assert main(["curves", "predict", str(path), "--schedule", "cosine:final=0.1", "--out", str(tmp_path / "p.csv"),
                  "--plot", str(tmp_path / "p.png")]) == 0
     table = pd.read_csv(tmp_path / "p.csv")
-    assert list(table.columns) == ["step", "lr", "loss", "lo", "hi"] and table.step.iloc[-1] == 23937
+    assert list(table.columns) == ["step", "lr", "loss", "lo", "hi", "lo_params", "hi_params"] and table.step.iloc[-1] == 23937
+    # no bootstrap: the parameter band collapses to the prediction; the residual law error still widens it
+    assert np.allclose(table.lo_params, table.loss) and np.all(table.lo < table.loss) and np.all(table.hi > table.loss)
     assert (tmp_path / "p.png").exists()
 
 
@@ -300,3 +313,25 @@ def test_leave_one_curve_out_reports_the_law_error(capsys):
     # a constant curve cannot teach annealing: leaving out the cosine run loses most of the cooldown benefit
     assert abs(held["cosine_24000"]["final_rel_error"]) > abs(held["constant_24000"]["final_rel_error"])
     assert all(abs(h["final_rel_error"]) < 0.05 for h in held.values())
+
+
+def test_law_error_widens_intervals_to_cover_held_out_final_losses():
+    """Parameter-only (bootstrap) intervals miss most held-out final losses; adding the leave-one-curve-out
+    law error (Student t, 3 held-out curves) covers most. Annealing keeps it cheap; 25M and 100M, 12 finals."""
+    covered = {"params": 0, "total": 0}
+    for size in ("25", "100"):
+        fit = fit_curves(load(size, TRAIN), law="annealing", n_boot=10, seed=0, cv=True)
+        err = fit.diagnostics["model_error"]
+        assert err["method"] == "leave-one-curve-out" and err["n"] == 3
+        assert err["rel_sd"] == pytest.approx(np.sqrt(np.mean([h["final_rel_error"] ** 2 for h in fit.diagnostics["cv"]])))
+        for name in TEST:  # the whole held-out curve: its final loss is the last logged step (up to 71,920)
+            curve = read_curves(DATA / f"csv_{size}" / f"{name}.csv", SPECS[name])[0]
+            pred = fit.predict(curve.lrs, [int(curve.steps[-1])])
+            (lo_p, hi_p), (lo, hi), y = pred.final_interval_params, pred.final_interval, curve.loss[-1]
+            assert lo <= lo_p <= pred.final_loss <= hi_p <= hi
+            # the law error is ~0.1-0.2% relative, the bootstrap band ~0.05%: the total is several times wider
+            assert (hi - lo) > 2 * (hi_p - lo_p)
+            covered["params"] += lo_p <= y <= hi_p
+            covered["total"] += lo <= y <= hi
+    assert covered["params"] <= 3, covered  # measured: 2 of 12
+    assert covered["total"] >= 9, covered  # measured: 10 of 12

@@ -88,6 +88,9 @@ def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step,
     for held in d.get("cv", []):
         click.echo(f"left out {held['curve']}: predicted from the others with final-loss error {100 * held['final_rel_error']:+.2f}%, "
                    f"mean |error| {100 * held['mean_rel_error']:.2f}%")
+    err = d["model_error"]
+    click.echo(f"law error added to prediction intervals: relative sd {100 * err['rel_sd']:.3f}% ({err['method']}, n = {err['n']}"
+               + (")" if err["method"] == "leave-one-curve-out" else "; in-sample, optimistic: --cv measures it on held-out curves)"))
     if out:
         click.echo(f"wrote {out}")
 
@@ -122,7 +125,8 @@ def predict_cmd(fit_file, schedule, steps, every, as_json, out, plot) -> None:
 
         from scaletune.runtable import write_table
 
-        write_table(pd.DataFrame({"step": pred.steps, "lr": sched(pred.steps), "loss": pred.loss, "lo": pred.lo, "hi": pred.hi}), out)
+        write_table(pd.DataFrame({"step": pred.steps, "lr": sched(pred.steps), "loss": pred.loss, "lo": pred.lo, "hi": pred.hi,
+                                  "lo_params": pred.lo_params, "hi_params": pred.hi_params}), out)
     if plot:
         from scaletune.report.curves_plots import plot_curves
 
@@ -132,16 +136,15 @@ def predict_cmd(fit_file, schedule, steps, every, as_json, out, plot) -> None:
         return
     x = pred.extrapolation
     click.echo(f"schedule {sched.spec()}")
-    click.echo(f"final loss at step {x['last_step']}: {pred.final_loss:.4f} nats, 95% interval {_fmt_interval(*pred.final_interval)}")
+    click.echo(f"final loss at step {x['last_step']}: {pred.final_loss:.4f} nats, 95% interval {_fmt_interval(*pred.final_interval)}, "
+               f"parameters only {_fmt_interval(*pred.final_interval_params)}")
+    click.echo(f"interval: {pred.interval_method}")
     click.echo(f"extrapolation: {x['steps_ratio']:.2f}x the longest fitted curve's steps, {x['area_ratio']:.2f}x its learning-rate area"
                + (" (beyond the fitted curves)" if x["beyond_fitted"] else ""))
-    held = fit.diagnostics.get("cv") or []
-    if held:
-        worst = max(abs(h["final_rel_error"]) for h in held)
-        click.echo(f"the interval is parameter uncertainty only; leaving one fitted curve out, its final loss was off by up to {100 * worst:.2f}%")
-    click.echo(f"{'step':>8} {'loss':>8} {'95% interval':>20}")
+    click.echo(f"{'step':>8} {'loss':>8} {'95% interval':>20} {'parameters only':>20}")
     for i in sorted(set(range(0, len(pred.steps), every)) | {len(pred.steps) - 1}):
-        click.echo(f"{pred.steps[i]:>8} {pred.loss[i]:>8.4f} {_fmt_interval(pred.lo[i], pred.hi[i]):>20}")
+        click.echo(f"{pred.steps[i]:>8} {pred.loss[i]:>8.4f} {_fmt_interval(pred.lo[i], pred.hi[i]):>20} "
+                   f"{_fmt_interval(pred.lo_params[i], pred.hi_params[i]):>20}")
 
 
 @click.group("schedule")

@@ -5,9 +5,13 @@ Fitting minimises the summed Huber loss (delta 1e-3) of natural-log residuals, t
 scales (A, B, C) are fitted in log space. Start points: every combination of the law's grid of non-linear
 parameters, with the linear ones (L0, A, B...) solved by least squares; the best few are refined.
 
-Intervals come from a moving-block bootstrap over steps within each curve (loss-curve noise is correlated
-over neighbouring steps, so points are resampled in blocks), seeded and recorded. Predictions carry the
-bootstrap band and say how far they extrapolate beyond the fitted curves.
+Parameter intervals come from a moving-block bootstrap over steps within each curve (loss-curve noise is
+correlated over neighbouring steps, so points are resampled in blocks), seeded and recorded. A prediction
+carries two 95% intervals: ``interval_params`` (the bootstrap band: parameter uncertainty only) and
+``interval``, which adds the law's own error in quadrature: a relative standard deviation measured by
+leaving each fitted curve out (``cv=True``: the RMS relative error of the held-out curves' final losses) or,
+without that, the spread of the fit's own relative residuals (an optimistic, in-sample estimate). Each
+prediction names its method and says how far it extrapolates beyond the fitted curves.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from scaletune.laws.objectives import get_objective
 from scaletune.schedules import Schedule, TableSchedule, read_schedule
 
 LEVEL = 0.95  # coverage of every interval
+LOCO = "leave-one-curve-out"
+RESIDUALS = "residuals"
 
 
 class _Problem:
@@ -161,7 +167,8 @@ def _block_resample(points, rng: np.random.Generator, block: int):
 
 @dataclass(frozen=True)
 class CurvePrediction:
-    """A predicted loss curve under one schedule. Losses in nats; ``lo``/``hi`` the 95% bootstrap band."""
+    """A predicted loss curve under one schedule, losses in nats. ``lo``/``hi``: the 95% interval with the
+    law's own error (``interval_method``); ``lo_params``/``hi_params``: the bootstrap band (parameters only)."""
 
     schedule: str
     steps: np.ndarray
@@ -169,6 +176,9 @@ class CurvePrediction:
     lo: np.ndarray
     hi: np.ndarray
     extrapolation: dict  # how far beyond the fitted curves (steps and learning-rate area ratios)
+    lo_params: np.ndarray | None = None
+    hi_params: np.ndarray | None = None
+    interval_method: str = "parameters only"
 
     @property
     def final_loss(self) -> float:
@@ -176,7 +186,14 @@ class CurvePrediction:
 
     @property
     def final_interval(self) -> tuple[float, float]:
+        """95% interval of the final loss: parameter uncertainty and the law's own error."""
         return float(self.lo[-1]), float(self.hi[-1])
+
+    @property
+    def final_interval_params(self) -> tuple[float, float]:
+        """95% bootstrap interval of the final loss: parameter uncertainty only."""
+        lo, hi = (self.lo, self.hi) if self.lo_params is None else (self.lo_params, self.hi_params)
+        return float(lo[-1]), float(hi[-1])
 
     def to_dict(self, every: int = 1) -> dict:
         sl = slice(None, None, max(1, every))
@@ -186,8 +203,11 @@ class CurvePrediction:
             "schedule": self.schedule,
             "final_loss": self.final_loss,
             "final_interval": list(self.final_interval),
+            "final_interval_params": list(self.final_interval_params),
+            "interval_method": self.interval_method,
             "extrapolation": self.extrapolation,
-            "curve": {"step": self.steps[idx].tolist(), "loss": self.loss[idx].tolist(), "lo": self.lo[idx].tolist(), "hi": self.hi[idx].tolist()},
+            "curve": {"step": self.steps[idx].tolist(), "loss": self.loss[idx].tolist(), "lo": self.lo[idx].tolist(), "hi": self.hi[idx].tolist(),
+                      **({"lo_params": self.lo_params[idx].tolist(), "hi_params": self.hi_params[idx].tolist()} if self.lo_params is not None else {})},
         }
 
 
@@ -244,6 +264,18 @@ class CurveFit:
             lo, hi = np.minimum(lo, loss), np.maximum(hi, loss)
         else:
             lo = hi = loss
+        err = self.diagnostics.get("model_error")
+        method = "parameters only"
+        lo_p, hi_p = lo, hi
+        if err:
+            # the law's own error, added in quadrature to the bootstrap half-widths. rel_sd is an RMS of n
+            # zero-mean errors, so a new error / rel_sd follows Student's t with n degrees of freedom (with
+            # 3 held-out curves the 95% factor is 3.18, not 1.96)
+            from scipy.stats import t as student_t
+
+            half = student_t.ppf(0.5 + self.level / 2, err["n"]) * err["rel_sd"] * loss
+            lo, hi = loss - np.hypot(loss - lo_p, half), loss + np.hypot(hi_p - loss, half)
+            method = f"parameters + law error ({err['method']}: relative sd {100 * err['rel_sd']:.2f}% from {err['n']}, Student t)"
         max_step = max(c["last_step"] for c in self.curves)
         max_area = max(c["area"] for c in self.curves)
         last = int(steps.max())
@@ -254,7 +286,7 @@ class CurveFit:
             "area_ratio": area / max_area,  # learning-rate area (sum of rates) / largest fitted area
             "beyond_fitted": bool(last > max_step or area > max_area * (1 + 1e-9)),
         }
-        return CurvePrediction(label, steps, loss, lo, hi, extrapolation)
+        return CurvePrediction(label, steps, loss, lo, hi, extrapolation, lo_p, hi_p, method)
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -330,7 +362,12 @@ def fit_curves(
 
     ``cv`` adds a leave-one-curve-out check (one refit per curve, the others fitted, the left-out one
     predicted): ``diagnostics["cv"]`` holds each held-out curve's relative error at its last point and on
-    average. It measures the law's own error, which the bootstrap intervals do not include."""
+    average. It measures the law's own error, which the bootstrap intervals do not include.
+
+    ``diagnostics["model_error"]`` (``method``, ``rel_sd``, ``n``) is the law's own error that predictions add
+    to their bootstrap band: the RMS relative final-loss error of the held-out curves with ``cv`` (two or
+    more held out), else the RMS relative residual of the fitted points (in-sample: smaller than the error
+    of predicting a new schedule)."""
     if not curves:
         raise ScaletuneError("no curves to fit")
     spec = get_law(law)
@@ -387,7 +424,14 @@ def fit_curves(
         shift = offsets[i - 1] if level_per_curve and i > 0 else 0.0
         preds.append(fit.predict(c.lrs, steps).loss + shift)
         obs.append(loss)
-    train = curve_metrics(np.concatenate(preds), np.concatenate(obs))
-    diagnostics = dict(fit.diagnostics, **{f"train_{k}": v for k, v in train.items()})
+    pred, obs = np.concatenate(preds), np.concatenate(obs)
+    train = curve_metrics(pred, obs)
+    held = fit.diagnostics.get("cv") or []
+    if len(held) >= 2:
+        errors = np.array([h["final_rel_error"] for h in held])
+        model_error = {"method": LOCO, "rel_sd": float(np.sqrt(np.mean(errors**2))), "n": len(errors)}
+    else:
+        model_error = {"method": RESIDUALS, "rel_sd": float(np.sqrt(np.mean(((pred - obs) / obs) ** 2))), "n": len(obs)}
+    diagnostics = dict(fit.diagnostics, **{f"train_{k}": v for k, v in train.items()}, model_error=model_error)
     return CurveFit(**{**asdict(fit), "diagnostics": diagnostics, "curves": described,
                        "intervals": intervals, "boot_params": fit.boot_params})

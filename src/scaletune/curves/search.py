@@ -2,7 +2,7 @@
 
 Every candidate is completed from the fit when its spec leaves keys out: ``steps`` from the budget, ``lr``
 (peak) and ``warmup`` from the fitted curves (the law was fitted at that peak rate; other peaks extrapolate).
-Losses are the law's predicted final loss (nats) at the last step, with the fit's bootstrap interval.
+Losses are the law's predicted final loss (nats) at the last step, with the prediction's 95% interval (bootstrap + the law's error).
 """
 
 from __future__ import annotations
