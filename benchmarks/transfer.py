@@ -47,7 +47,7 @@ PROXY_BATCH = 1024
 BATCH_SWEEP_WIDTH, BATCH_SWEEP = 24, (256, 512, 2048)
 TARGET_WIDTH, TARGET_TOKENS = 160, 2**19
 GRID_LRS = (6.25e-4, 1.25e-3, 2.5e-3, 5e-3, 1e-2, 2e-2)
-GRID_BATCHES = (512, 1024, 2048)
+GRID_BATCHES = (256, 512, 1024, 2048)
 SP_LRS = (2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3)
 SEEDS = (1, 2)  # extra seeds at the brute-force best cell (seed 0 is the grid itself)
 
@@ -268,6 +268,15 @@ def main() -> None:
     g, s = gap(tpe_best)
     lines.append(f"| Optuna TPE at target, {n_tpe} run(s) = proxy compute | best of {n_tpe} | - | {tpe_best:.4f} | {g:+.2f}% | {s:+.1f} |")
     lines.append(f"| brute force best ({len(grid)} runs) | {best['lr']:g} | {int(best['batch_size'])} | {brute_best:.4f} | 0 | 0 |")
+    at_batch = ok[ok["batch_size"] == rec_batch]
+    if len(at_batch):
+        r0 = rows.iloc[0]
+        b_best = float(at_batch["loss"].min())
+        lines.append("")
+        lines.append(f"decomposition: at the recommended batch size {rec_batch} the brute-force best is {b_best:.4f} "
+                     f"(lr {float(at_batch.loc[at_batch['loss'].idxmin(), 'lr']):g}); the recommended lr is "
+                     f"{100 * (float(r0['loss']) / b_best - 1):+.2f}% from it (learning rate), and that best is "
+                     f"{100 * (b_best / brute_best - 1):+.2f}% from the overall best (batch size)")
     if rec.loss is not None:
         r0 = rows.iloc[0]
         lines.append("")
