@@ -158,6 +158,17 @@ def bench_eval() -> None:
             print(f"| {label} | {name} | {1e3 * value:.1f} ms | {1e3 * first:.1f} ms | {1e3 * again:.1f} ms | {err:.1e} |")
     t_exact = _best_of(lambda: loss_drop_exact(prepare(lrs, 2160, sub), *THETA_25M[4:]), 1) * 547 / len(sub)
     print(f"| 547 logged points | term-by-term sum (extrapolated from {len(sub)} points) | {1e3 * t_exact:.0f} ms | | | 0 |")
+    # what a fit evaluates: the protocol's 24,000-step training curves at their logged points (every 128 steps)
+    print("\n| value + Jacobian, groups cached, 24,000-step curve at 171 logged points | " + " | ".join(n for n, _ in impls) + " |")
+    print("|---|" + "---|" * len(impls))
+    for spec in ("cosine:steps=24000,lr=3e-4,warmup=2160,final=0.1", "constant:steps=24000,lr=3e-4,warmup=2160",
+                 "wsd:steps=24000,lr=3e-4,warmup=2160,decay_start=20000,shape=exp,final=0.1"):
+        cells = []
+        for _, mod in impls:
+            prep = mod.prepare(Schedule.parse(spec).lrs(), 2160, np.arange(2176, 24000, 128))
+            mod.LAWS["multipower"].evaluate(THETA_25M, prep, {})
+            cells.append(f"{1e3 * _best_of(lambda: mod.LAWS['multipower'].evaluate(THETA_25M, prep, {}), 20):.2f} ms")
+        print(f"| {spec.split(':')[0]} | " + " | ".join(cells) + " |")
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
     if old:
         for label in ("547 logged points (every 128 steps)", "every step (69,841 points)"):

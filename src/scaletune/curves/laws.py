@@ -162,7 +162,9 @@ def _loss_drop(prep: Prepared, C: float, beta: float, gamma: float, grad: bool =
         cols = [pw, pw * pk, pw2, pw2 * pk, pw2 * pk * pk]
         if grad:
             cols += [c * minus_log_eta[k0:k1] for c in cols[:2]] + [2.0 * c * minus_log_eta[k0:k1] for c in cols[2:]]
-        sums = [np.concatenate([[0.0], np.cumsum(c)]) for c in cols]
+        sums = np.zeros((len(cols), k1 - k0 + 1))
+        for row, c in zip(sums, cols):
+            np.cumsum(c, out=row[1:])
         for rows, edges, mass, inv_mass, mass_sum in blocks:
             s1 = s1_all[rows][:, None]
             # at each group edge e, the sums over k <= e of part_k w_k (s1 - S1(k-1)) and of part_k w_k^2 (s1 - S1(k-1))^2:
