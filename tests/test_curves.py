@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from scaletune.cli import main
-from scaletune.curves import CurveFit, evaluate_fit, fit_curves, read_curves
+from scaletune.curves import CurveFit, curve_from_arrays, evaluate_fit, fit_curves, read_curves
 from scaletune.curves.laws import LAWS, _loss_drop, loss_drop_exact, prepare
 from scaletune.curves.search import compare_schedules, optimise_schedule
 from scaletune.errors import ScaletuneError
@@ -157,6 +157,27 @@ def test_converged_fit_fits_better_but_extrapolates_worse():
         fit_curves(train, law="annealing", method="luo2025")
     with pytest.raises(ScaletuneError, match="unknown fitting method"):
         fit_curves(train, method="adam")
+
+
+def test_both_methods_on_a_well_specified_synthetic_law():
+    """Curves drawn from the law itself (0.1% noise, peak rate 1e-3, 2,400 steps): here the converged fit is
+    the better one (measured: final-loss error of a WSD run 0.07% vs 0.67%): the published protocol's fixed
+    AdamW step sizes stop it after ~40 steps with C, beta, gamma still near their start (1, 0.5, 0.5)."""
+    theta = np.array([3.0, 0.5, 0.5, 40.0, 2.0, 0.6, 0.6])
+
+    def curve(spec, noise, seed):
+        sched = Schedule.parse(spec)
+        steps = np.arange(sched.warmup, sched.steps + 1, 10)
+        y = LAWS["multipower"].evaluate(theta, prepare(sched.lrs(), sched.warmup, steps), {}, jac=False)[0]
+        return curve_from_arrays(spec, steps, y * (1 + noise * np.random.default_rng(seed).standard_normal(len(y))), schedule=spec)
+
+    train = [curve("constant:steps=2400,lr=1e-3,warmup=240", 1e-3, 0), curve("cosine:steps=2400,lr=1e-3,warmup=240,final=0.1", 1e-3, 1)]
+    wsd = curve("wsd:steps=2400,lr=1e-3,warmup=240,cooldown=0.2,shape=1-sqrt", 0.0, 2)
+    errors = {}
+    for method in ("lbfgs", "luo2025"):
+        fit = fit_curves(train, law="multipower", n_boot=0, method=method)
+        errors[method] = abs(fit.predict(wsd.lrs, wsd.steps[-1:]).final_loss / wsd.loss[-1] - 1)
+    assert errors["lbfgs"] < 0.002 and errors["luo2025"] < 0.01, errors
 
 
 def test_bootstrap_is_seeded_and_json_round_trips(tmp_path):

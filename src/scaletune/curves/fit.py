@@ -177,9 +177,10 @@ def _initial_four(problem: _Problem) -> np.ndarray:
 
     def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
         L0, A, alpha, B = x
-        power = area ** (-alpha)
-        pred = L0 + A * power - B * drop
-        if np.any(pred <= 0):
+        with np.errstate(over="ignore", invalid="ignore"):  # far starts on short curves (small areas) overflow
+            power = area ** (-alpha)
+            pred = L0 + A * power - B * drop
+        if not np.all(np.isfinite(pred) & (pred > 0)):
             return 1e10, np.zeros(4)
         value, drho = obj.rho(obj.residual(pred, y))
         g = drho / pred if obj.log_space else drho
