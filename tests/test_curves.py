@@ -159,25 +159,40 @@ def test_converged_fit_fits_better_but_extrapolates_worse():
         fit_curves(train, method="adam")
 
 
+def _synthetic(theta, spec, noise, seed):
+    sched = Schedule.parse(spec)
+    steps = np.arange(sched.warmup, sched.steps + 1, 10)
+    y = LAWS["multipower"].evaluate(np.array(theta), prepare(sched.lrs(), sched.warmup, steps), {}, jac=False)[0]
+    return curve_from_arrays(spec, steps, y * (1 + noise * np.random.default_rng(seed).standard_normal(len(y))), schedule=spec)
+
+
 def test_both_methods_on_a_well_specified_synthetic_law():
     """Curves drawn from the law itself (0.1% noise, peak rate 1e-3, 2,400 steps): here the converged fit is
     the better one (measured: final-loss error of a WSD run 0.07% vs 0.67%): the published protocol's fixed
     AdamW step sizes stop it after ~40 steps with C, beta, gamma still near their start (1, 0.5, 0.5)."""
     theta = np.array([3.0, 0.5, 0.5, 40.0, 2.0, 0.6, 0.6])
 
-    def curve(spec, noise, seed):
-        sched = Schedule.parse(spec)
-        steps = np.arange(sched.warmup, sched.steps + 1, 10)
-        y = LAWS["multipower"].evaluate(theta, prepare(sched.lrs(), sched.warmup, steps), {}, jac=False)[0]
-        return curve_from_arrays(spec, steps, y * (1 + noise * np.random.default_rng(seed).standard_normal(len(y))), schedule=spec)
-
-    train = [curve("constant:steps=2400,lr=1e-3,warmup=240", 1e-3, 0), curve("cosine:steps=2400,lr=1e-3,warmup=240,final=0.1", 1e-3, 1)]
-    wsd = curve("wsd:steps=2400,lr=1e-3,warmup=240,cooldown=0.2,shape=1-sqrt", 0.0, 2)
+    train = [_synthetic(theta, "constant:steps=2400,lr=1e-3,warmup=240", 1e-3, 0),
+             _synthetic(theta, "cosine:steps=2400,lr=1e-3,warmup=240,final=0.1", 1e-3, 1)]
+    wsd = _synthetic(theta, "wsd:steps=2400,lr=1e-3,warmup=240,cooldown=0.2,shape=1-sqrt", 0.0, 2)
     errors = {}
     for method in ("lbfgs", "luo2025"):
         fit = fit_curves(train, law="multipower", n_boot=0, method=method)
         errors[method] = abs(fit.predict(wsd.lrs, wsd.steps[-1:]).final_loss / wsd.loss[-1] - 1)
     assert errors["lbfgs"] < 0.002 and errors["luo2025"] < 0.01, errors
+
+
+def test_default_falls_back_to_converged_fit_where_the_protocol_leaves_the_domain():
+    """Parameters far from the protocol's calibration (A ~ 0.01 below its AdamW step 5e-2, as on the built-in
+    LM's 240-step curves): a step makes A < 0; the default then uses the converged fit and says so."""
+    theta = [2.5, 0.0123, 1.4, 36.0, 0.01, 1.0, 1.0]
+    train = [_synthetic(theta, "constant:steps=240,lr=3e-3,warmup=24", 3e-3, 0),
+             _synthetic(theta, "cosine:steps=240,lr=3e-3,warmup=24,final=0.1", 3e-3, 1)]
+    forced = fit_curves(train, law="multipower", n_boot=0, method="luo2025")
+    assert not forced.diagnostics["success"] and "left the law's domain" in forced.diagnostics["message"]
+    fit = fit_curves(train, law="multipower", n_boot=0)
+    assert fit.diagnostics["method"] == "lbfgs" and "published protocol left" in fit.diagnostics["message"]
+    assert fit.diagnostics["train_r2"] > 0.999 > forced.diagnostics["train_r2"]  # measured 0.9995 vs 0.9875
 
 
 def test_bootstrap_is_seeded_and_json_round_trips(tmp_path):

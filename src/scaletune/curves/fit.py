@@ -199,17 +199,24 @@ def _initial_four(problem: _Problem) -> np.ndarray:
     return best.x
 
 
-def _adamw(problem: _Problem, theta: np.ndarray) -> tuple[np.ndarray, float, int]:
+def _adamw(problem: _Problem, theta: np.ndarray) -> tuple[np.ndarray, float, int, bool]:
     """Stage 2 of the published protocol: early-stopped AdamW on the natural parameters (see PUBLISHED).
-    Returns the parameters kept, their objective and the number of steps taken."""
+    Returns the parameters kept, their objective, the number of steps taken and whether a step left the
+    law's domain (the fixed step sizes are too large for these curves' parameter scales)."""
     law = problem.law
     step = np.array([PUBLISHED["lr_shape"] if p in ("alpha", "beta", "gamma") else PUBLISHED["lr_scale"] for p in law.params])
     m, v = np.zeros(len(theta)), np.zeros(len(theta))
-    best, best_value, lowest, stale = theta.copy(), np.inf, np.inf, 0
+    best, best_value, lowest, stale, left = theta.copy(), np.inf, np.inf, 0, False
     for k in range(PUBLISHED["adam_steps"]):
         value, grad = problem.natural_value_and_grad(theta)
         if not np.isfinite(value):
+            left = True  # e.g. A < 0 when A is far below the step size 5e-2
             break
+        if value < best_value:
+            # the published loop keeps the parameters one step *after* its best loss; we keep those whose
+            # loss was measured, so the result is never outside the domain (on the published curves the
+            # two differ by one step: parameters within 0.3%)
+            best, best_value = theta.copy(), value
         # torch.optim.AdamW: decoupled weight decay, then the bias-corrected Adam step
         theta = theta * (1 - step * PUBLISHED["weight_decay"])
         m = 0.9 * m + 0.1 * grad
@@ -220,11 +227,7 @@ def _adamw(problem: _Problem, theta: np.ndarray) -> tuple[np.ndarray, float, int
             break
         if np.linalg.norm(grad) < PUBLISHED["grad_tol"]:
             break
-        if value < best_value:
-            # as in the published loop: the loss is that of the parameters before this step, the parameters
-            # kept are those after it
-            best, best_value = theta.copy(), value
-    return best, problem.natural_value_and_grad(best)[0], k + 1
+    return best, best_value, k + 1, left
 
 
 def _points(curves: Sequence[Curve]) -> list[tuple[np.ndarray, np.ndarray, int, np.ndarray]]:
@@ -235,8 +238,9 @@ def _fit_once(law: CurveLaw, points, options: dict, objective: str, n_starts: in
               levels: bool = False, offsets0: np.ndarray | None = None, method: str = "lbfgs"):
     problem = _Problem(law, points, options, objective, levels)
     if method == "luo2025":  # the whole protocol, also for bootstrap replicates (it has no warm start)
-        theta, value, steps = _adamw(problem, np.r_[_initial_four(problem), 1.0, 0.5, 0.5])
-        return theta, value, True, f"published protocol: {steps} AdamW steps", np.zeros(0)
+        theta, value, steps, left = _adamw(problem, np.r_[_initial_four(problem), 1.0, 0.5, 0.5])
+        message = f"published protocol: {steps} AdamW steps" + (", stopped where a step left the law's domain" if left else "")
+        return theta, value, not left, message, np.zeros(0)
     starts = [problem.fitting_space(theta0, offsets0)] if theta0 is not None else problem.starts(n_starts)
     best = None
     for start in starts:
@@ -468,6 +472,7 @@ def fit_curves(
     converged multi-start L-BFGS-B fit (lowest objective on the fitted curves); ``"auto"``: ``luo2025`` for
     ``multipower`` without ``level_per_curve``, else ``lbfgs``. Bootstrap and leave-one-curve-out refits use
     the same method."""
+    requested = method
     if method == "auto":
         method = "luo2025" if law == "multipower" and not level_per_curve else "lbfgs"
     if method not in METHODS:
@@ -489,6 +494,12 @@ def fit_curves(
         if best is None or value < best[1]:
             best = (theta, value, ok, message, options, offsets)
     theta, value, ok, message, options, offsets = best
+    if requested == "auto" and method == "luo2025" and not ok:
+        # the protocol's fixed AdamW step sizes suit parameters of order 0.1-1000 (rates ~3e-4, losses in
+        # nats); when a step leaves the law's domain they do not suit these curves: use the converged fit
+        method = "lbfgs"
+        theta, value, ok, message, offsets = _fit_once(spec, points, options, objective, n_starts, method=method)
+        message = f"lbfgs (the published protocol left the law's domain): {message}"
     rng = np.random.default_rng(seed)
     boot = []
     for _ in range(n_boot):
