@@ -4,6 +4,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from scaletune.errors import ScaletuneError
@@ -82,3 +83,22 @@ def test_too_few_scales_is_a_clear_error():
     opts = find_optima(Landscape().sweep([(1e7, 1e9), (3e7, 2e9), (1e8, 3e9)], seed=5), bootstrap=20)
     with pytest.raises(ScaletuneError, match="need more scales than parameters"):
         fit_hparam_law(opts, "lr", ("N", "D"))
+
+
+def test_lr_is_recommended_at_the_recommended_batch_size():
+    # lr* ~ sqrt(batch / B*): the batch size is swept at the smallest N only, the larger N are tuned at 4x B*.
+    # An lr law across the per-scale optima would read the 2x lr shift as a scale effect; the recommendation
+    # must fit lr*(N, D, B) on the (scale, batch size) slices and predict at the recommended batch size.
+    from scaletune.hparams.recommend import recommend
+
+    land = Landscape(noise=0.0005, g=0.5)
+    swept = land.sweep([(1e7, d) for d in (1e9, 4e9, 1.6e10)], batch_factors=2.0 ** np.arange(-2, 3), seed=7)
+    fixed = land.sweep([(n, d) for n in (3e7, 1e8) for d in (1e9, 4e9, 1.6e10)], lr_factors=2.0 ** np.arange(-2, 5),
+                       batch_factors=(4,), seed=8)
+    rec = recommend(pd.concat([swept, fixed], ignore_index=True), {"N": 3e8, "D": 3e10}, bootstrap=100, loss_bootstrap=0)
+    true_b = float(land.batch_opt(3e10))
+    assert abs(math.log(rec.batch_size.value / true_b)) < math.log(1.3)
+    true_lr = float(land.lr_opt(3e8, 3e10, rec.batch_size.value))
+    assert abs(math.log(rec.lr.value / true_lr)) < math.log(1.25)
+    assert rec.lr.interval[0] <= true_lr <= rec.lr.interval[1]
+    assert any("at the recommended batch size" in n for n in rec.notes)

@@ -94,6 +94,32 @@ def _proxy_fallback(optima: list[Optimum], target: Mapping[str, float], response
     return Prediction(value, tuple(iv), extra, source=f"copied from the largest proxy ({label}); transfer assumed, no law")
 
 
+def _lr_at_batch(runs: pd.DataFrame, target: Mapping[str, float], batch: float, *,
+                 band: float, bootstrap: int, seed: int) -> tuple[Prediction | None, str]:
+    """lr*(N, D, B) = k N^a D^b B^g fitted on the lr optimum of every (scale, batch size) slice of the sweep.
+
+    The per-scale optima sit at different batch sizes (the 2-D optimum where the batch size was swept, the
+    fixed batch size elsewhere); an lr law across them would read the batch effect as a scale effect, so the
+    batch size enters the law as a variable and the prediction is made at the recommended batch size.
+    """
+    from scaletune.hparams.laws import fit_hparam_law
+    from scaletune.hparams.optimum import scale_columns
+
+    cols = [c for c in scale_columns(runs) if c != "batch_size"] + ["batch_size"]
+    try:
+        slices = find_optima(runs, by=cols, band=band, bootstrap=max(bootstrap // 4, 50), seed=seed)
+        variables = tuple(v for v in ("N", "D") if len({round(s.scale.get(v, math.nan), 6) for s in slices if s.usable("lr")}) > 1)
+        law = fit_hparam_law(slices, "lr", variables + ("batch_size",), name="lr_NDB", bootstrap=bootstrap, seed=seed + 7)
+    except ScaletuneError as exc:
+        return None, f"learning rate: no lr law with the batch size as a variable ({exc}); lr law fitted across scales instead"
+    point = {**target, "batch_size": batch}
+    point.setdefault("C", 6 * target["N"] * target["D"])
+    pred = law.predict(point)
+    expo = ", ".join(f"{v}^{e:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]" for v, (e, iv) in law.exponents.items())
+    return pred, (f"learning rate at the recommended batch size {batch:.4g} tokens from lr* ~ {expo}, fitted on "
+                  f"{law.scales} bracketed (scale, batch size) slices ({len(law.excluded)} unbracketed left out)")
+
+
 def deepseek_compute(target: Mapping[str, float]) -> tuple[float, str]:
     """DeepSeek's C = M D (M = non-embedding FLOPs/token incl. attention = 6 N_nonembed + 6 depth width seq_len)."""
     n = target.get("N_nonembed", target["N"])
@@ -154,22 +180,6 @@ def recommend(
     notes = list(laws.notes)
     ok = runs[runs["status"].astype(str).eq("ok")] if "status" in runs.columns else runs
 
-    # Learning rate: the StepLaw-form law, else the DeepSeek form, else the largest proxy copied.
-    lr = None
-    for name in ("lr_ND", "lr_C"):
-        law = laws.laws.get(name)
-        if law is not None:
-            point = dict(target)
-            point.setdefault("C", 6 * target["N"] * target["D"])
-            lr = law.predict(point)
-            break
-    if lr is None:
-        lr = _proxy_fallback(optima, target, "lr")
-        if lr is None:
-            raise ScaletuneError("no scale has a bracketed learning-rate optimum: nothing to recommend "
-                                 "(see each scale's message and the proposed next rates with `scaletune optimum`)")
-        notes.append("learning rate: no law could be fitted; copied from the largest proxy")
-
     # Batch size (tokens): B*(D) law, else the proxies' batch size.
     batch = None
     if "batch_D" in laws.laws:
@@ -196,6 +206,26 @@ def recommend(
                            source="the proxies' most common batch size (no batch-size law)")
     if batch is None:
         raise ScaletuneError(f"{runs.attrs.get('source', 'table')}: no batch_size column and no batch law")
+
+    # Learning rate: with a batch-size law, lr*(N, D, B) at the recommended batch size; else the StepLaw
+    # form, else the DeepSeek form, else the largest proxy copied.
+    lr = None
+    if "batch_D" in laws.laws or "batch_C" in laws.laws:
+        lr, note = _lr_at_batch(runs, target, batch.value, band=band, bootstrap=bootstrap, seed=seed)
+        notes.append(note)
+    for name in ("lr_ND", "lr_C"):
+        law = laws.laws.get(name)
+        if law is not None and lr is None:
+            point = dict(target)
+            point.setdefault("C", 6 * target["N"] * target["D"])
+            lr = law.predict(point)
+            break
+    if lr is None:
+        lr = _proxy_fallback(optima, target, "lr")
+        if lr is None:
+            raise ScaletuneError("no scale has a bracketed learning-rate optimum: nothing to recommend "
+                                 "(see each scale's message and the proposed next rates with `scaletune optimum`)")
+        notes.append("learning rate: no law could be fitted; copied from the largest proxy")
 
     seq_len = int(target.get("seq_len") or (_mode(ok["seq_len"]) if "seq_len" in ok.columns else 0) or 0) or None
     seqs = None

@@ -32,13 +32,18 @@ class Landscape:
     b: float = 0.307
     k_b: float = 0.58
     c: float = 0.571
+    g: float = 0.0  # lr* ~ (batch / B*(D))^g off the optimal batch size (0.5: square-root scaling)
     c_lr: float = 0.02  # curvature in ln(lr), nats per (ln unit)^2
     c_b: float = 0.01
     noise: float = 0.001  # relative std of the final loss (seed-to-seed)
     diverge: float = 8.0  # rates above diverge * lr* diverge
 
-    def lr_opt(self, N, D):
-        return self.k_lr * np.asarray(N, float) ** self.a * np.asarray(D, float) ** self.b
+    def lr_opt(self, N, D, batch_size=None):
+        """lr* at (N, D), at the optimal batch size B*(D) unless ``batch_size`` (tokens) is given."""
+        lr = self.k_lr * np.asarray(N, float) ** self.a * np.asarray(D, float) ** self.b
+        if batch_size is None or self.g == 0:
+            return lr
+        return lr * (np.asarray(batch_size, float) / self.batch_opt(D)) ** self.g
 
     def batch_opt(self, D):
         return self.k_b * np.asarray(D, float) ** self.c
@@ -47,7 +52,7 @@ class Landscape:
         return self.E + self.A / np.asarray(N, float) ** self.alpha + self.B / np.asarray(D, float) ** self.beta
 
     def loss(self, N, D, lr, batch_size, rng: np.random.Generator | None = None):
-        dl = np.log(lr) - np.log(self.lr_opt(N, D))
+        dl = np.log(lr) - np.log(self.lr_opt(N, D, batch_size))
         db = np.log(batch_size) - np.log(self.batch_opt(D))
         clean = self.loss_opt(N, D) + self.c_lr * dl**2 + self.c_b * db**2
         if rng is None or self.noise == 0:
@@ -72,7 +77,7 @@ class Landscape:
                 for fl in lr_factors:
                     for s in range(seeds):
                         lr, bs = lr0 * fl, b0 * fb
-                        diverged = lr > self.diverge * float(self.lr_opt(N, D))
+                        diverged = lr > self.diverge * float(self.lr_opt(N, D, bs))
                         loss = float("nan") if diverged else float(self.loss(N, D, lr, bs, rng))
                         rows.append(dict(N=N, D=D, C=6 * N * D, lr=lr, batch_size=bs, seed=s, loss=loss,
                                          status="diverged" if diverged else "ok"))
