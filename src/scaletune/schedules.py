@@ -2,7 +2,8 @@
 
 Convention: step ``s`` (0-indexed) is the s-th optimizer update and ``lr(s)`` the rate it uses.
 Warm-up is linear from ``peak/warmup`` at step 0 to ``peak`` at step ``warmup-1``; every shape below
-starts after warm-up. ``final`` is the last rate as a fraction of the peak.
+starts after warm-up. ``final`` is the end rate as a fraction of the peak, reached at step == steps (as
+PyTorch's schedulers and the multi-power-law data do), so the last update, step steps-1, runs just above it.
 
 A schedule is written as a spec string, ``KIND:key=value,...``, e.g.
 
@@ -39,7 +40,7 @@ class Schedule:
     steps: int
     lr: float
     warmup: int = 0
-    final: float = 0.0  # last rate / peak (cosine, linear, wsd, power cooldown)
+    final: float = 0.0  # end rate / peak, reached at step == steps (cosine, linear, wsd, power cooldown)
     cooldown: float = 0.2  # wsd/power: cooldown length, as a fraction of steps if < 1 else in steps
     decay_start: int | None = None  # wsd: absolute step where the cooldown starts (overrides cooldown)
     shape: str = "linear"  # wsd cooldown shape
