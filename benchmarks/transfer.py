@@ -45,6 +45,7 @@ PROXY_BATCH = 1024
 # Batch-size sweep at the smallest width only (B* depends on D, not on N, in StepLaw's fits): enough for
 # B*(D) at 3 token budgets for a quarter more proxy compute.
 BATCH_SWEEP_WIDTH, BATCH_SWEEP = 24, (64, 128, 256, 512, 2048)
+SMALL_BATCH, SMALL_LRS = 256, PROXY_LRS[:4]  # below 256 tokens, the four lowest rates only (see GRID_SMALL_LRS)
 TARGET_WIDTH, TARGET_TOKENS = 160, 2**19
 GRID_LRS = (6.25e-4, 1.25e-3, 2.5e-3, 5e-3, 1e-2, 2e-2)
 GRID_BATCHES = (64, 128, 256, 512, 1024, 2048)
@@ -93,6 +94,12 @@ def train_all(configs: list[dict], workers: int) -> pd.DataFrame:
 def cfg(width, tokens, lr, batch, param="mup", seed=0) -> dict:
     return {**FIXED, "width": int(width), "tokens": int(tokens), "lr": float(lr), "batch_size": int(batch),
             "param": param, "seed": int(seed)}
+
+
+def batch_sweep_configs() -> list[dict]:
+    """The proxies' batch-size sweep at width 24 (the ladder itself runs at PROXY_BATCH)."""
+    return [cfg(BATCH_SWEEP_WIDTH, d, lr, b) for d in PROXY_TOKENS for b in BATCH_SWEEP
+            for lr in (PROXY_LRS if b >= SMALL_BATCH else SMALL_LRS)]
 
 
 def grid_configs() -> list[dict]:
@@ -196,8 +203,7 @@ def main() -> None:
         proxies = pd.read_csv(args.proxies)
     else:
         proxies = train_all([cfg(w, d, lr, PROXY_BATCH) for w in PROXY_WIDTHS for d in PROXY_TOKENS for lr in PROXY_LRS], args.workers)
-    proxies = pd.concat([proxies, train_all([cfg(BATCH_SWEEP_WIDTH, d, lr, b) for d in PROXY_TOKENS for lr in PROXY_LRS
-                                             for b in BATCH_SWEEP], args.workers)], ignore_index=True)
+    proxies = pd.concat([proxies, train_all(batch_sweep_configs(), args.workers)], ignore_index=True)
     sp_proxy = train_all([cfg(max(PROXY_WIDTHS), TARGET_TOKENS, lr, PROXY_BATCH, "sp") for lr in SP_LRS], args.workers)
     proxies = proxies.drop(columns=["rung"], errors="ignore")  # scales are (N, D); the demo's rungs do not cover the batch sweep
     proxy_flops = float((6.0 * proxies["N"] * proxies["D"]).sum())
@@ -256,7 +262,8 @@ def main() -> None:
         f"target: width {TARGET_WIDTH}, depth {DEPTH}, N = {counts['N']:,} total / {counts['N_nonembed']:,} non-embedding "
         f"({counts['N'] / largest['N']:.1f}x / {counts['N_nonembed'] / largest['N_nonembed']:.1f}x the largest proxy), "
         f"D = {TARGET_TOKENS:,} tokens; muP unless marked SP",
-        f"brute force: {len(grid)} runs (lr {GRID_LRS[0]:g}..{GRID_LRS[-1]:g} x batch {GRID_BATCHES} tokens); best "
+        f"brute force: {len(grid)} runs (lr {GRID_LRS[0]:g}..{GRID_LRS[-1]:g} x batch {GRID_BATCHES} tokens; below "
+        f"{GRID_SMALL_BATCH} tokens lr {GRID_SMALL_LRS[0]:g}..{GRID_SMALL_LRS[-1]:g} only); best "
         f"lr {best['lr']:g}, batch {int(best['batch_size'])}: loss {brute_best:.4f}; seed-to-seed std at the best cell "
         f"{spread:.4f} ({len(best_losses)} seeds: {', '.join(f'{x:.4f}' for x in best_losses)}); vertex at batch "
         f"{int(best['batch_size'])}: lr {vertex.lr_:.3g} {tuple(round(x, 5) for x in vertex.lr_interval)}, band "
@@ -266,6 +273,14 @@ def main() -> None:
         f"scaletune recommendation: lr {rec.lr.value:.4g} {tuple(round(x, 5) for x in rec.lr.interval)} "
         f"(x{rec.lr.extrapolation:.1f} extrapolation), batch {rec.batch_size.value:.4g} tokens -> {rec_batch}; predicted loss "
         + ("-" if rec.loss is None else f"{rec.loss.value:.4f} {tuple(round(x, 4) for x in rec.loss.interval)}"),
+        "brute-force best loss per batch size (tokens): " + ", ".join(
+            f"{int(b)}: {v:.4f}" for b, v in ok.groupby("batch_size")["loss"].min().items()),
+        "proxy batch optima (width 24): " + "; ".join(
+            f"D={o.scale['D']:.3g}: {o.batch_size_:.4g} {tuple(round(x) for x in o.batch_size_interval or (math.nan, math.nan))}"
+            f"{'' if o.batch_bracketed else ' (NOT bracketed)'}" for o in rec.optima if o.batch_bracketed is not None),
+        *(f"law {name}: " + ", ".join(f"{v}^{e:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]" for v, (e, iv) in law.exponents.items())
+          for name, law in rec.laws.laws.items()),
+        *(f"note: {n}" for n in rec.notes),
         "",
         "| choice | lr | batch (tokens) | loss | gap to brute-force best | gap / seed std |",
         "|---|---|---|---|---|---|",

@@ -102,3 +102,21 @@ def test_lr_is_recommended_at_the_recommended_batch_size():
     assert abs(math.log(rec.lr.value / true_lr)) < math.log(1.25)
     assert rec.lr.interval[0] <= true_lr <= rec.lr.interval[1]
     assert any("at the recommended batch size" in n for n in rec.notes)
+
+
+def test_batch_optimum_below_the_sweep_is_a_bound_with_the_lr_at_it():
+    # The batch sweep starts at 2x B*: no batch law; the smallest tested size is recommended (said to be an
+    # edge) with the learning rate predicted at that size, not at the ladder's batch size.
+    from scaletune.hparams.recommend import recommend
+
+    land = Landscape(noise=0.0005, g=0.5)
+    swept = land.sweep([(1e7, d) for d in (1e9, 4e9, 1.6e10)], batch_factors=2.0 ** np.arange(1, 5), seed=9)
+    fixed = land.sweep([(n, d) for n in (3e7, 1e8) for d in (1e9, 4e9, 1.6e10)], lr_factors=2.0 ** np.arange(-2, 5),
+                       batch_factors=(4,), seed=10)
+    rec = recommend(pd.concat([swept, fixed], ignore_index=True), {"N": 3e8, "D": 1.6e10}, bootstrap=100, loss_bootstrap=0)
+    assert "batch_D" not in rec.laws.laws
+    assert rec.batch_size.value == pytest.approx(2 * float(land.batch_opt(1.6e10)))
+    assert "at the edge" in rec.batch_size.source
+    assert any("smaller batch sizes may be better" in n for n in rec.notes)
+    true_lr = float(land.lr_opt(3e8, 1.6e10, rec.batch_size.value))
+    assert abs(math.log(rec.lr.value / true_lr)) < math.log(1.25)

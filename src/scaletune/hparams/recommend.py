@@ -192,6 +192,14 @@ def recommend(
         edge = "smaller" if o.next_batch_sizes and max(o.next_batch_sizes) < o.best_batch_size else "larger"
         notes.append(f"batch size: the sweep at {_label(o)} did not bracket the optimum (best {o.best_batch_size:g} tokens, "
                      f"at the edge); {edge} batch sizes may be better: sweep them on the proxies")
+    at_edge = False
+    if batch is None and swept:
+        # No law, but the sweep shows the optimum lies beyond its edge: the best tested size there is closer
+        # to the optimum than any fixed ladder batch size (the lr is then predicted at it, below).
+        batch = Prediction(float(o.best_batch_size), (math.nan, math.nan), 1.0,
+                           source=f"best tested batch size at {_label(o)}, at the edge of the proxies' sweep: "
+                                  f"a bound, not a fitted optimum (no batch-size law)")
+        at_edge = True
     if batch is None:
         batch = _proxy_fallback(optima, target, "batch_size")
     if batch is None and "batch_size" in ok.columns and ok["batch_size"].nunique() == 1:
@@ -210,9 +218,13 @@ def recommend(
     # Learning rate: with a batch-size law, lr*(N, D, B) at the recommended batch size; else the StepLaw
     # form, else the DeepSeek form, else the largest proxy copied.
     lr = None
-    if "batch_D" in laws.laws or "batch_C" in laws.laws:
+    if "batch_D" in laws.laws or "batch_C" in laws.laws or at_edge:
         lr, note = _lr_at_batch(runs, target, batch.value, band=band, bootstrap=bootstrap, seed=seed)
         notes.append(note)
+        if lr is None and at_edge and laws.reference_batch is not None:
+            # Keep the pair consistent: the lr law below holds at the batch size it was fitted at.
+            batch = Prediction(laws.reference_batch, (math.nan, math.nan), 1.0,
+                               source="the batch size the lr law was fitted at (no batch-size law)")
     for name in ("lr_ND", "lr_C"):
         law = laws.laws.get(name)
         if law is not None and lr is None:
@@ -278,7 +290,9 @@ def recommend(
             lo, hi = laws.loss.predict_interval(point)
             iv = (float(lo[0]), float(hi[0]))
         loss = Prediction(value, iv, float(laws.loss.extrapolation(point)[0]),
-                          source=f"{laws.loss.law} law fitted on the optimal loss per scale")
+                          source=f"{laws.loss.law} law fitted on the optimal loss per scale"
+                          + (f" (at batch {laws.reference_batch:g} tokens, the one it was fitted at; not at the recommended batch size)"
+                             if laws.reference_batch is not None and laws.reference_batch != batch.value else ""))
 
     pub = published_at(target, seq_len)
     for entry in pub.values():
