@@ -52,20 +52,22 @@ def curves_group() -> None:
 @click.option("--runs", type=click.Path(), help="Run table whose run_id/schedule columns give each curve's schedule spec.")
 @click.option("--map", "mapping", help="Column mapping canonical=source, e.g. loss=train_loss,step=iter.")
 @click.option("--max-step", type=int, help="Drop points at steps >= this (e.g. a log's final-step entry).")
+@click.option("--method", type=click.Choice(["auto", "luo2025", "lbfgs"]), default="auto", show_default=True,
+              help="luo2025: the published early-stopped AdamW protocol (multipower's default under auto); lbfgs: converged multi-start L-BFGS-B.")
 @click.option("--boot", "n_boot", type=int, default=20, show_default=True, help="Block-bootstrap refits for the intervals.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--cv", is_flag=True, help="Also refit leaving each curve out and report how well it is predicted.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit as JSON.")
 @click.option("--out", type=click.Path(), help="Write the fit JSON here (input of `curves predict`, `schedule ...`).")
 @click.option("--plot", type=click.Path(), help="Write a figure of the curves and the fitted law (PNG/PDF/SVG).")
-def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step, n_boot, seed, cv, as_json, out, plot) -> None:
+def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step, method, n_boot, seed, cv, as_json, out, plot) -> None:
     """Fit LAW to CURVE_FILES (CSV/Parquet/JSONL with step, loss[, lr][, run_id])."""
     from scaletune.curves.fit import fit_curves
 
     if n_boot < 0:
         raise ScaletuneError(f"--boot must be >= 0 (got {n_boot})")
     curves = _load_curves(curve_files, schedules, schedule_file, runs, mapping, max_step)
-    fit = fit_curves(curves, law=law, n_boot=n_boot, seed=seed, cv=cv)
+    fit = fit_curves(curves, law=law, n_boot=n_boot, seed=seed, cv=cv, method=method)
     if out:
         fit.save(out)
     if plot:
