@@ -10,6 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
+from scaletune.report import save_figure
+
 
 def _figure(rows: int = 1):
     import matplotlib
@@ -44,12 +46,7 @@ def plot_curves(path: str | Path, observed: Sequence = (), predictions: Sequence
     if lows:
         pad = 0.05 * (max(highs) - min(lows) + 1e-9)
         ax.set_ylim(min(lows) - pad, max(highs) + pad)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=130)
 
 
 def plot_candidates(path: str | Path, candidates: Sequence, title: str = "") -> Path:
@@ -64,9 +61,4 @@ def plot_candidates(path: str | Path, candidates: Sequence, title: str = "") -> 
     ax.set_yticklabels([c.spec if len(c.spec) < 60 else c.spec[:57] + "..." for c in candidates], fontsize=7)
     ax.set_xlabel("predicted final loss (nats)")
     ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=130)

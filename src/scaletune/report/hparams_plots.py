@@ -12,6 +12,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from scaletune.report import save_figure
+
 
 def _plt():
     import matplotlib
@@ -58,11 +60,7 @@ def plot_sweeps(runs: pd.DataFrame, optima: Sequence, path: str | Path) -> Path:
     ax.set_ylabel("final validation loss (nats/token)")
     ax.set_title("Sweeps per scale: * vertex with 95% interval, shaded = near-optimal band, x = diverged (not fitted)", fontsize=8)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_laws(rec, path: str | Path, measured: dict | None = None) -> Path:
@@ -109,11 +107,7 @@ def plot_laws(rec, path: str | Path, measured: dict | None = None) -> Path:
     ax.set_ylabel("optimal learning rate")
     ax.set_title("lr*(N, D): per-scale optima (95%), fitted law and 95% band, target", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_target_check(target_runs: pd.DataFrame, rec, path: str | Path) -> Path:
@@ -138,8 +132,4 @@ def plot_target_check(target_runs: pd.DataFrame, rec, path: str | Path) -> Path:
     ax.set_xlabel("learning rate (muP base rate)")
     ax.set_ylabel("final validation loss (nats/token)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

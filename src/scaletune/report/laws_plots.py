@@ -10,6 +10,7 @@ import pandas as pd
 
 from scaletune.laws.fitting import FitResult, holdout_mask
 from scaletune.laws.isoflop import IsoflopResult
+from scaletune.report import save_figure
 
 
 def _pyplot():
@@ -76,12 +77,7 @@ def plot_fit(fit: FitResult, data: pd.DataFrame, path: str | Path) -> Path:
     ax2.set(xscale="log" if wide else "linear", yscale="log" if wide else "linear",
             xlabel=f"predicted {fit.y}", ylabel=f"observed {fit.y}", title="observed vs predicted")
     ax2.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_isoflop(res: IsoflopResult, data: pd.DataFrame, path: str | Path, C: str = "C", N: str = "N", y: str = "loss") -> Path:
@@ -108,9 +104,4 @@ def plot_isoflop(res: IsoflopResult, data: pd.DataFrame, path: str | Path, C: st
         _band(ax2, fit, {"C": cs}, cs, color)
     ax2.set(xscale="log", yscale="log", xlabel="C (FLOPs)", ylabel="N* (parameters), D* (tokens)", title="compute-optimal allocation")
     ax2.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

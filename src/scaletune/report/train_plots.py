@@ -8,6 +8,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from scaletune.report import save_figure
+
 
 def _plt():
     import matplotlib
@@ -47,11 +49,7 @@ def plot_coord_check(tables: Mapping[str, pd.DataFrame], path: str | Path, axis:
             if col == 0:
                 ax.set_ylabel("activation RMS (mean over layers)")
         axes[row][-1].legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_schedules(schedules: Sequence, path: str | Path) -> Path:
@@ -63,11 +61,7 @@ def plot_schedules(schedules: Sequence, path: str | Path) -> Path:
     ax.set_xlabel("step (optimizer update, 0-indexed)")
     ax.set_ylabel("learning rate")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_lr_transfer(runs: pd.DataFrame, path: str | Path) -> Path:
@@ -93,8 +87,4 @@ def plot_lr_transfer(runs: pd.DataFrame, path: str | Path) -> Path:
         ax.set_xlabel("peak learning rate (base LR)")
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("final validation loss (nats/byte)")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
