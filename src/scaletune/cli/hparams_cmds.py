@@ -9,28 +9,12 @@ from typing import Any
 
 import click
 
+from scaletune._json import to_plain
 from scaletune.errors import ScaletuneError
 
 
-def _clean(obj: Any) -> Any:
-    """Plain JSON values: numpy scalars and arrays unpacked, NaN / inf as null."""
-    import numpy as np
-
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def dump_json(obj: Any) -> str:
-    return json.dumps(_clean(obj), indent=1)
+    return json.dumps(to_plain(obj, nan_to_null=True), indent=1)
 
 
 def fmt(x: float | None, digits: int = 3) -> str:

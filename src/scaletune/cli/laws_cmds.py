@@ -90,9 +90,9 @@ def _fmt(v) -> str:
 
 
 def _echo_json(doc) -> None:
-    from scaletune.laws.fitting import _jsonable
+    from scaletune._json import to_plain
 
-    click.echo(json.dumps(_jsonable(doc), indent=1))
+    click.echo(json.dumps(to_plain(doc), indent=1))
 
 
 def _table(title: str, columns: list[str], rows: list[list]) -> None:

@@ -26,6 +26,7 @@ from scipy.optimize import OptimizeResult, minimize
 from threadpoolctl import ThreadpoolController
 
 from scaletune import __version__
+from scaletune._json import to_plain
 from scaletune.errors import ScaletuneError
 from scaletune.laws.catalogue import Law, get_law
 from scaletune.laws.objectives import Objective, get_objective
@@ -357,7 +358,7 @@ class FitResult:
         return d
 
     def to_json(self, indent: int | None = 1) -> str:
-        return json.dumps(_jsonable(self.to_dict()), indent=indent, allow_nan=True)
+        return json.dumps(to_plain(self.to_dict()), indent=indent, allow_nan=True)
 
     @classmethod
     def from_json(cls, text: str) -> "FitResult":
@@ -375,20 +376,6 @@ class FitResult:
         d["data_range"] = {k: (float(v[0]), float(v[1])) for k, v in d.get("data_range", {}).items()}
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 # --------------------------------------------------------------------------- bootstrap (all cores, seeded)
