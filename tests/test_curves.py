@@ -21,25 +21,21 @@ DATA = Path(__file__).parent / "data" / "multipowerlaw"
 SPECS = dict(pd.read_csv(DATA / "schedules.csv").values)
 TRAIN = ["cosine_24000", "constant_24000", "wsdcon_9"]
 TEST = ["constant_72000", "cosine_72000", "wsd_20000_24000", "wsdld_20000_24000", "wsdcon_3", "wsdcon_18"]
-# Published fits (SOURCE.md) and the paper's test metrics: R2 and mean relative error. Our scoring of the
-# published parameters differs from the paper's numbers: on the full test curves (the two 72,000-step ones
-# predicted to their end) they give R2 0.9988 / 0.124% (25M) and 0.9984 / 0.173% (100M); with every test curve
-# cut at step 24,000, 0.9990 / 0.111% and 0.9989 / 0.108%. The paper's exact scoring is not published; the
-# tests compare our fit with the published parameters under the same scoring.
+# Published fits (SOURCE.md) and the paper's test metrics: R2, mean and worst relative error, each per test curve
+# and averaged over the 6 curves, as the authors' repository scores them (`evaluate_mpl`).
 PUBLISHED = {
-    "25": ([3.04045406, 0.52468604, 0.50786857, 363.78751622, 2.06560812, 0.58279013, 0.64142257], 0.9988, 0.0011),
-    "100": ([2.6514477, 0.60115152, 0.45295811, 437.9464276, 2.13245612, 0.59785199, 0.65523644], 0.9983, 0.00142),
+    "25": ([3.04045406, 0.52468604, 0.50786857, 363.78751622, 2.06560812, 0.58279013, 0.64142257], 0.9988, 0.00110, 0.00409),
+    "100": ([2.6514477, 0.60115152, 0.45295811, 437.9464276, 2.13245612, 0.59785199, 0.65523644], 0.9983, 0.00142, 0.00583),
 }
 
 
-def load(size: str, names: list[str], truncate: bool = False):
+def load(size: str, names: list[str]):
     """The curves as SOURCE.md says: files whose last step is 24,000 are cut to steps < 24,000 (that logged
-    point is the end of the schedule); the 72,000-step curves are kept whole. ``truncate``: every curve cut
-    at 24,000 (the scoring of earlier versions; the 72,000-step curves then lose two thirds of their points)."""
+    point is the end of the schedule); the 72,000-step curves are kept whole."""
     out = []
     for n in names:
         path = DATA / f"csv_{size}" / f"{n}.csv"
-        cut = truncate or pd.read_csv(path, usecols=["step"]).step.iloc[-1] == 24000
+        cut = pd.read_csv(path, usecols=["step"]).step.iloc[-1] == 24000
         out.append(read_curves(path, SPECS[n], max_step=24000 if cut else None)[0])
     return out
 
@@ -108,53 +104,50 @@ def test_jacobian_matches_finite_differences(law, theta, options, every):
 
 
 @pytest.mark.parametrize("size", ["25", "100"])
-def test_published_parameters_reproduce_published_test_r2(size):
-    """Our convention (drop sum over every step, warm-up included) is the one the published fit used."""
+def test_published_parameters_reproduce_published_test_metrics(size):
+    """Our convention (drop sum over every step, warm-up included) and scoring (per curve, averaged over the
+    curves; the 72,000-step curves to their end) are the paper's: the published parameters give the published
+    numbers (measured 25M 0.99880 / 0.111% / 0.40%, 100M 0.99829 / 0.143% / 0.58%)."""
     m = evaluate_fit(published_fit(size), load(size, TEST))
-    assert m["n_points"] > 1600  # the 72,000-step curves in full
-    assert m["r2"] >= PUBLISHED[size][1] - 0.0005
-    assert m["mean_rel_error"] < 0.0018
+    assert m["n_points"] > 1600 and m["n_curves"] == 6  # the 72,000-step curves in full
+    _, r2, mre, worst = PUBLISHED[size]
+    assert abs(m["r2"] - r2) < 1e-4 and abs(m["mean_rel_error"] - mre) < 2e-5 and abs(m["max_rel_error"] - worst) < 1e-4, m
+    # pooled over all points the long curves weigh more and score worse (25M 0.123%, 100M 0.173%)
+    assert m["pooled"]["mean_rel_error"] > m["mean_rel_error"]
 
 
 @pytest.mark.parametrize("size", ["25", "100"])
 def test_multipower_fit_reaches_published_test_metrics(size):
-    """Done when: fit on cosine_24000, constant_24000, wsdcon_9; predict the 6 others, the 72,000-step
-    curves to their end. Our fit must predict at least as well as the published parameters scored the same way
-    (measured: 25M R2 0.99912 / 0.108% vs 0.99882 / 0.123%; 100M 0.99857 / 0.160% vs 0.99842 / 0.173%), and,
-    with every test curve cut at 24,000, reach the paper's numbers (measured 0.99928 / 0.087%, 0.99899 / 0.098%).
-    Not reached: the paper's 100M mean error (0.142%) on the full curves; the published parameters miss it too."""
+    """Done when: fit on cosine_24000, constant_24000, wsdcon_9; predict the 6 others (the 72,000-step curves
+    to their end); reach at least the paper's R2 / mean / worst relative error (measured 25M 0.99909 / 0.095% /
+    0.35% vs 0.9988 / 0.110% / 0.41%; 100M 0.99844 / 0.133% / 0.57% vs 0.9983 / 0.142% / 0.58%)."""
     train, test = load(size, TRAIN), load(size, TEST)
     fit = fit_curves(train, law="multipower", n_boot=0)
     assert fit.diagnostics["method"] == "luo2025"
     # the published protocol reproduces the published parameters (measured: 25M C 2.3% off, the rest within
     # 1.4%; 100M within 0.5%)
     np.testing.assert_allclose(fit.theta_, PUBLISHED[size][0], rtol=0.025)
-    m, pub = evaluate_fit(fit, test), evaluate_fit(published_fit(size), test)
-    assert m["n_points"] == pub["n_points"] > 1600
-    assert m["r2"] >= pub["r2"] - 1e-4, (m, pub)
-    assert m["mean_rel_error"] <= pub["mean_rel_error"] + 2e-5, (m, pub)
-    _, r2_paper, mre_paper = PUBLISHED[size]
-    short = evaluate_fit(fit, load(size, TEST, truncate=True))
-    assert short["n_points"] > 850
-    assert short["r2"] >= r2_paper, short
-    assert short["mean_rel_error"] <= mre_paper, short
+    _, r2_paper, mre_paper, worst_paper = PUBLISHED[size]
+    m = evaluate_fit(fit, test)
+    assert m["r2"] >= r2_paper and m["mean_rel_error"] <= mre_paper and m["max_rel_error"] <= worst_paper, m
     # annealing law reported beside it: fitted on the same curves and scored on the same test points
+    # (measured 25M 0.99827 / 0.130%, 100M 0.99795 / 0.145%)
     ann = fit_curves(train, law="annealing", n_boot=0)
     ma = evaluate_fit(ann, test)
     assert ann.options["lam"] in (0.99, 0.995, 0.998, 0.999, 0.9995)
-    assert ma["r2"] > 0.995 and ma["mean_rel_error"] < 0.003
+    assert ma["r2"] > 0.997 and ma["mean_rel_error"] < 0.0016
 
 
 def test_converged_fit_fits_better_but_extrapolates_worse():
     """Why the published (early-stopped) protocol is the default: the converged L-BFGS-B fit reaches half the
     Huber loss on the three fitted curves but predicts the full 72,000-step curves worse (measured, 25M:
-    objective 1.38e-4 vs 2.76e-4; test R2 0.9969 / 0.196% vs 0.9991 / 0.108%)."""
+    objective 1.38e-4 vs 2.76e-4; test R2 0.99761 / 0.138% vs 0.99909 / 0.095%)."""
     train, test = load("25", TRAIN), load("25", TEST)
     early = fit_curves(train, law="multipower", n_boot=0)
     converged = fit_curves(train, law="multipower", n_boot=0, method="lbfgs")
     assert converged.diagnostics["objective_value"] < 0.6 * early.diagnostics["objective_value"]
     m_early, m_conv = evaluate_fit(early, test), evaluate_fit(converged, test)
-    assert m_conv["r2"] < m_early["r2"] - 0.001 and m_conv["mean_rel_error"] > m_early["mean_rel_error"] + 5e-4
+    assert m_conv["r2"] < m_early["r2"] - 0.001 and m_conv["mean_rel_error"] > m_early["mean_rel_error"] + 3e-4
     with pytest.raises(ScaletuneError, match="published multipower protocol"):
         fit_curves(train, law="annealing", method="luo2025")
     with pytest.raises(ScaletuneError, match="unknown fitting method"):

@@ -432,14 +432,22 @@ def curve_metrics(pred: np.ndarray, obs: np.ndarray) -> dict[str, float]:
     return {"r2": float(r2), "mean_rel_error": float(rel.mean()), "max_rel_error": float(rel.max()), "n_points": int(len(obs))}
 
 
-def evaluate_fit(fit: CurveFit, curves: Sequence[Curve]) -> dict[str, float]:
-    """Metrics of a fit's predictions on curves (pooled over all their points after warm-up)."""
-    preds, obs = [], []
+def evaluate_fit(fit: CurveFit, curves: Sequence[Curve]) -> dict:
+    """Metrics of a fit's predictions on curves (their points after warm-up), scored as Luo et al. (2025)
+    score them: R2, mean and worst relative error per curve, then each averaged over the curves (their
+    repository's `evaluate_mpl`), so a 72,000-step curve counts as much as a 16,000-step one. ``pooled``
+    holds the same metrics over all points together; ``per_curve`` each curve's."""
+    per, preds, obs = [], [], []
     for c in curves:
         steps, loss = c.fitted_points()
-        preds.append(fit.predict(c.lrs, steps).loss)
+        pred = fit.predict(c.lrs, steps).loss
+        per.append({"name": c.name, **curve_metrics(pred, loss)})
+        preds.append(pred)
         obs.append(loss)
-    return curve_metrics(np.concatenate(preds), np.concatenate(obs))
+    out = {k: float(np.mean([m[k] for m in per])) for k in ("r2", "mean_rel_error", "max_rel_error")}
+    out.update(n_points=int(sum(m["n_points"] for m in per)), n_curves=len(per),
+               pooled=curve_metrics(np.concatenate(preds), np.concatenate(obs)), per_curve=per)
+    return out
 
 
 def fit_curves(
