@@ -153,8 +153,11 @@ def print_recommendation(rec, console, title: str = "Recommendation") -> None:
             check = law.holdout.get("skipped", "-")[:60]
         laws.add_row(name, f"{fmt(k)} {fmt_iv(kiv)}", exps, str(law.scales), check)
     console.print(laws)
-    if rec.transfer is not None:
-        console.print(("[green]" if rec.transfer.held else "[yellow]") + "transfer across width: " + rec.transfer.note + "[/]")
+    tr = rec.transfer
+    if tr is not None and tr.rows:
+        console.print(("[green]" if tr.width_held else "[yellow]") + "transfer across width: " + tr.note + "[/]")
+    if tr is not None and tr.depth_rows:
+        console.print(("[green]" if tr.depth_held else "[yellow]") + "transfer across depth: " + tr.depth_note + "[/]")
     for note in rec.notes:
         console.print(f"note: {note}")
 

@@ -220,51 +220,150 @@ def _holdout_largest(use: Sequence[Optimum], response: str, variables: tuple[str
 
 @dataclass(frozen=True)
 class TransferReport:
-    """How far the optimal learning rate moved across width (N) at fixed tokens, per token budget.
+    """How far the optimal learning rate moved across width (N) and across depth, at fixed tokens.
 
-    ``shift`` is lr*(largest N) / lr*(smallest N) with its bootstrap interval; under muP transfer holds
-    when the shift is within half a 2x grid step (a factor sqrt 2) or its interval contains 1.
+    ``rows`` (width): per token budget D and depth, lr*(largest N) / lr*(smallest N) with its bootstrap
+    interval. ``depth_rows``: per token budget D and width, lr*(deepest) / lr*(shallowest) with its interval
+    and the depth exponent e of lr* ~ depth^e fitted over every bracketed depth (the depth correction a
+    transfer needs). A shift holds when it is within half a 2x grid step (a factor sqrt 2) or its interval
+    contains 1. ``held`` is True when every row, width and depth, held; ``note`` describes width,
+    ``depth_note`` depth ("" where that axis was not swept).
     """
 
     rows: tuple[dict, ...]
     held: bool
     note: str
+    depth_rows: tuple[dict, ...] = ()
+    depth_note: str = ""
+
+    @property
+    def width_held(self) -> bool | None:
+        return all(r["held"] for r in self.rows) if self.rows else None
+
+    @property
+    def depth_held(self) -> bool | None:
+        return all(r["held"] for r in self.depth_rows) if self.depth_rows else None
 
     def to_dict(self) -> dict:
-        return {"rows": list(self.rows), "held": self.held, "note": self.note}
+        return {"rows": list(self.rows), "held": self.held, "note": self.note, "width_held": self.width_held,
+                "depth_rows": list(self.depth_rows), "depth_held": self.depth_held, "depth_note": self.depth_note}
 
 
-def transfer_report(optima: Sequence[Optimum]) -> TransferReport | None:
-    """Per token budget D with 2+ bracketed widths: the learning-rate shift across N (None if no such D)."""
-    by_d: dict[float, list[Optimum]] = {}
+_HALF_STEP = 0.5 * math.log(2)  # half a 2x grid step in ln(lr): a smaller move is within the sweep's resolution
+
+
+def _axis(o: Optimum, name: str) -> float | None:
+    """Width or depth of an optimum's scale (a grouping column, else a constant column of its runs)."""
+    v = o.scale.get(name, o.extra.get(name))
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None
+
+
+def _ln_lr_draws(group: Sequence[Optimum]) -> np.ndarray | None:
+    """(draws, scales) matrix of bootstrap ln lr*, or None when fewer than 10 draws per scale exist.
+
+    The scales' bootstraps are independent (one per sweep), so draw i of every scale together is one draw
+    of the joint distribution."""
+    cols = []
+    for o in group:
+        if o.samples is None:
+            return None
+        x = o.samples[:, 0]
+        cols.append(x[np.isfinite(x)])
+    n = min(len(c) for c in cols)
+    return np.column_stack([c[:n] for c in cols]) if n >= 10 else None
+
+
+def _percentiles(x: np.ndarray) -> tuple[float, float]:
+    return float(np.percentile(x, 2.5)), float(np.percentile(x, 97.5))
+
+
+def _shift_row(lo_o: Optimum, hi_o: Optimum, draws: np.ndarray | None) -> tuple[float, tuple[float, float], bool]:
+    """lr*(hi) / lr*(lo), its interval (from paired draws: column 0 = lo, -1 = hi) and whether it held."""
+    shift = hi_o.lr_ / lo_o.lr_
+    interval = (math.nan, math.nan)
+    if draws is not None:
+        interval = tuple(float(v) for v in np.exp(_percentiles(draws[:, -1] - draws[:, 0])))
+    held = abs(math.log(shift)) <= _HALF_STEP or (interval[0] <= 1 <= interval[1])
+    return shift, interval, bool(held)
+
+
+def _width_rows(optima: Sequence[Optimum]) -> list[dict]:
+    # Same D and same depth (when known): a depth sweep at fixed width also changes N, and is not a width shift.
+    groups: dict[tuple, list[Optimum]] = {}
     for o in optima:
         if o.lr_bracketed and "N" in o.scale and "D" in o.scale:
-            by_d.setdefault(o.scale["D"], []).append(o)
+            groups.setdefault((o.scale["D"], _axis(o, "depth")), []).append(o)
     rows = []
-    for D, group in sorted(by_d.items()):
+    for (D, depth), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0.0)):
         if len({o.scale["N"] for o in group}) < 2:
             continue
         lo_o, hi_o = min(group, key=lambda o: o.scale["N"]), max(group, key=lambda o: o.scale["N"])
-        shift = hi_o.lr_ / lo_o.lr_
-        interval = (math.nan, math.nan)
-        if lo_o.samples is not None and hi_o.samples is not None:
-            a, b = hi_o.samples[:, 0], lo_o.samples[:, 0]
-            a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-            n = min(len(a), len(b))  # independent bootstraps: pair draws in order
-            d = a[:n] - b[:n]
-            if len(d) >= 10:
-                interval = (float(np.exp(np.percentile(d, 2.5))), float(np.exp(np.percentile(d, 97.5))))
-        held = abs(math.log(shift)) <= 0.5 * math.log(2) or (interval[0] <= 1 <= interval[1])
-        rows.append({"D": D, "N_small": lo_o.scale["N"], "N_large": hi_o.scale["N"], "N_ratio": hi_o.scale["N"] / lo_o.scale["N"],
-                     "lr_small": lo_o.lr_, "lr_large": hi_o.lr_, "shift": shift, "shift_interval": list(interval),
-                     "held": bool(held)})
-    if not rows:
+        shift, interval, held = _shift_row(lo_o, hi_o, _ln_lr_draws([lo_o, hi_o]))
+        row = {"D": D, "N_small": lo_o.scale["N"], "N_large": hi_o.scale["N"], "N_ratio": hi_o.scale["N"] / lo_o.scale["N"],
+               "lr_small": lo_o.lr_, "lr_large": hi_o.lr_, "shift": shift, "shift_interval": list(interval), "held": held}
+        if depth is not None:
+            row["depth"] = depth
+        rows.append(row)
+    return rows
+
+
+def _depth_rows(optima: Sequence[Optimum]) -> list[dict]:
+    groups: dict[tuple, list[Optimum]] = {}
+    for o in optima:
+        depth = _axis(o, "depth")
+        if o.lr_bracketed and depth is not None and "D" in o.scale:
+            groups.setdefault((o.scale["D"], _axis(o, "width")), []).append(o)
+    rows = []
+    for (D, width), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0.0)):
+        group = sorted(group, key=lambda o: _axis(o, "depth"))
+        depths = np.array([_axis(o, "depth") for o in group])
+        if len(depths) < 2 or len(np.unique(depths)) != len(depths):
+            # One depth twice: the scales differ in something else (a width the table does not name), so
+            # their shift is not a depth shift.
+            continue
+        # lr* ~ depth^e: least squares in log space, on the point optima and on each joint bootstrap draw.
+        x = np.log(depths)
+        xc = (x - x.mean()) / ((x - x.mean()) ** 2).sum()
+        exponent = float(np.log([o.lr_ for o in group]) @ xc)
+        draws = _ln_lr_draws(group)
+        exp_iv = _percentiles(draws @ xc) if draws is not None else (math.nan, math.nan)
+        shift, interval, held = _shift_row(group[0], group[-1], draws)
+        row = {"D": D, "depth_shallow": float(depths[0]), "depth_deep": float(depths[-1]),
+               "depth_ratio": float(depths[-1] / depths[0]), "depths": depths.tolist(),
+               "lr": [o.lr_ for o in group], "lr_shallow": group[0].lr_, "lr_deep": group[-1].lr_,
+               "shift": shift, "shift_interval": list(interval), "exponent": exponent,
+               "exponent_interval": list(exp_iv), "held": held}
+        if width is not None:
+            row["width"] = width
+        rows.append(row)
+    return rows
+
+
+def transfer_report(optima: Sequence[Optimum]) -> TransferReport | None:
+    """The learning-rate shift across width per token budget D (and depth) with 2+ bracketed widths, and
+    across depth per D (and width) with 2+ bracketed depths; None when neither axis has two."""
+    rows, depth_rows = _width_rows(optima), _depth_rows(optima)
+    if not rows and not depth_rows:
         return None
-    held = all(r["held"] for r in rows)
-    worst = max(rows, key=lambda r: abs(math.log(r["shift"])))
-    note = (f"optimal lr moved by x{worst['shift']:.2f} across {worst['N_ratio']:.1f}x parameters at D={worst['D']:.3g}: "
-            + ("transfer held (within half a 2x grid step or within the interval)" if held else "transfer did NOT hold: use the fitted N exponent"))
-    return TransferReport(tuple(rows), held, note)
+    note = depth_note = ""
+    if rows:
+        held = all(r["held"] for r in rows)
+        worst = max(rows, key=lambda r: abs(math.log(r["shift"])))
+        note = (f"optimal lr moved by x{worst['shift']:.2f} across {worst['N_ratio']:.1f}x parameters at D={worst['D']:.3g}: "
+                + ("transfer held (within half a 2x grid step or within the interval)" if held else "transfer did NOT hold: use the fitted N exponent"))
+    if depth_rows:
+        held = all(r["held"] for r in depth_rows)
+        worst = max(depth_rows, key=lambda r: abs(math.log(r["shift"])))
+        e, (lo, hi) = worst["exponent"], worst["exponent_interval"]
+        depth_note = (f"optimal lr moved by x{worst['shift']:.2f} across {worst['depth_ratio']:.1f}x depth at D={worst['D']:.3g}"
+                      + (f", width {worst['width']:g}" if "width" in worst else "") + ": "
+                      + ("transfer held (within half a 2x grid step or within the interval)" if held else "transfer did NOT hold")
+                      + f"; depth correction lr* ~ depth^{e:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    return TransferReport(tuple(rows), all(r["held"] for r in rows + depth_rows), note, tuple(depth_rows), depth_note)
 
 
 @dataclass(frozen=True)
@@ -378,7 +477,7 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
     notes.append(loss_note)
     transfer = transfer_report(optima)
     lr_law = laws.get("lr_ND")
-    if transfer is not None and lr_law is not None:
+    if transfer is not None and transfer.rows and lr_law is not None:
         # The corrections the transfer needs, from the fitted exponents: width (N) and tokens (D).
         parts = [f"lr* ~ {v}^{e:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]" for v, (e, iv) in lr_law.exponents.items()]
         transfer = replace(transfer, note=transfer.note + "; corrections: " + ", ".join(parts))
