@@ -94,8 +94,16 @@ def _proxy_fallback(optima: list[Optimum], target: Mapping[str, float], response
     return Prediction(value, tuple(iv), extra, source=f"copied from the largest proxy ({label}); transfer assumed, no law")
 
 
-def _lr_at_batch(runs: pd.DataFrame, target: Mapping[str, float], batch: float, *,
-                 band: float, bootstrap: int, seed: int) -> tuple[Prediction | None, str]:
+def _batch_slices(runs: pd.DataFrame, *, band: float, bootstrap: int, seed: int) -> list[Optimum]:
+    """The lr optimum of every (scale, batch size) slice of the sweep (1-D in lr), with bootstrap samples."""
+    from scaletune.hparams.optimum import scale_columns
+
+    cols = [c for c in scale_columns(runs) if c != "batch_size"] + ["batch_size"]
+    return find_optima(runs, by=cols, band=band, bootstrap=max(bootstrap // 4, 50), seed=seed)
+
+
+def _lr_at_batch(slices: list[Optimum], target: Mapping[str, float], batch: float, *,
+                 bootstrap: int, seed: int) -> tuple[Prediction | None, str]:
     """lr*(N, D, B) = k N^a D^b B^g fitted on the lr optimum of every (scale, batch size) slice of the sweep.
 
     The per-scale optima sit at different batch sizes (the 2-D optimum where the batch size was swept, the
@@ -103,11 +111,8 @@ def _lr_at_batch(runs: pd.DataFrame, target: Mapping[str, float], batch: float, 
     batch size enters the law as a variable and the prediction is made at the recommended batch size.
     """
     from scaletune.hparams.laws import fit_hparam_law
-    from scaletune.hparams.optimum import scale_columns
 
-    cols = [c for c in scale_columns(runs) if c != "batch_size"] + ["batch_size"]
     try:
-        slices = find_optima(runs, by=cols, band=band, bootstrap=max(bootstrap // 4, 50), seed=seed)
         variables = tuple(v for v in ("N", "D") if len({round(s.scale.get(v, math.nan), 6) for s in slices if s.usable("lr")}) > 1)
         law = fit_hparam_law(slices, "lr", variables + ("batch_size",), name="lr_NDB", bootstrap=bootstrap, seed=seed + 7)
     except ScaletuneError as exc:
@@ -118,6 +123,80 @@ def _lr_at_batch(runs: pd.DataFrame, target: Mapping[str, float], batch: float, 
     expo = ", ".join(f"{v}^{e:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]" for v, (e, iv) in law.exponents.items())
     return pred, (f"learning rate at the recommended batch size {batch:.4g} tokens from lr* ~ {expo}, fitted on "
                   f"{law.scales} bracketed (scale, batch size) slices ({len(law.excluded)} unbracketed left out)")
+
+
+def _interp_weights(xs: np.ndarray, x: float) -> np.ndarray:
+    """Weights w with sum(w * ys) = the value at x (inside xs, sorted) of the parabola through the three points
+    nearest x (the loss is convex in ln batch; a straight line between 2x-spaced sizes overestimates it
+    between them), or of the line through two points when there are only two."""
+    w = np.zeros(len(xs))
+    idx = np.sort(np.argsort(np.abs(xs - x), kind="stable")[: min(3, len(xs))])
+    for j in idx:  # Lagrange basis
+        others = [k for k in idx if k != j]
+        w[j] = np.prod([(x - xs[k]) / (xs[j] - xs[k]) for k in others])
+    return w
+
+
+def _batch_loss_ratio(slices: list[Optimum], target: Mapping[str, float], batch: float, reference: float, *,
+                      seed: int = 0, draws_per_slice: int = 200) -> tuple[float, np.ndarray, float, str] | None:
+    """L*(batch) - L*(reference) in nats at the target's D, from the scales whose batch sweep spans both sizes.
+
+    The loss law is fitted on optima at the reference batch size; at another batch size the best loss
+    differs. Per swept scale, the slices' minimum losses (lr optimised at each batch size) are interpolated
+    in ln batch; across token budgets the difference is fitted linearly in ln D (or taken as is
+    from one budget). The difference is added, not multiplied: a batch size off its optimum wastes tokens
+    (fewer useful steps), a change of the data term of the loss law, which does not depend on N; and the
+    batch optimum moves with D, hardly with N (StepLaw). Returns (point, bootstrap draws, extrapolation in D,
+    note), or None.
+    """
+    by_scale: dict[tuple, list[Optimum]] = {}
+    for o in slices:
+        if o.scale.get("batch_size") and "D" in o.scale and math.isfinite(o.best_loss):
+            by_scale.setdefault((o.scale.get("N"), o.scale["D"]), []).append(o)
+
+    rng = np.random.default_rng(seed)
+
+    def level(o: Optimum) -> tuple[float, np.ndarray]:
+        # A slice whose lr optimum is bracketed has a fitted minimum and bootstrap draws of it (resampled to a
+        # common count: the slices' bootstraps are independent, and some of their resamples find no vertex);
+        # otherwise its best tested loss is an upper bound on the minimum (conservative for the recommended size).
+        if o.lr_bracketed and o.samples is not None:
+            finite = o.samples[np.isfinite(o.samples[:, 2]), 2]
+            if len(finite) >= 10:
+                return o.loss_, rng.choice(finite, draws_per_slice)
+        value = o.loss_ if o.lr_bracketed else o.best_loss
+        return value, np.full(draws_per_slice, value)
+
+    Ds, points, draws = [], [], []
+    for (_, D), group in sorted(by_scale.items(), key=lambda kv: kv[0][1]):
+        group.sort(key=lambda o: o.scale["batch_size"])
+        lb = np.log([o.scale["batch_size"] for o in group])
+        if len(group) < 2 or not (lb[0] <= math.log(batch) <= lb[-1]) or not (lb[0] <= math.log(reference) <= lb[-1]):
+            continue
+        levels = [level(o) for o in group]
+        w = _interp_weights(lb, math.log(batch)) - _interp_weights(lb, math.log(reference))
+        Ds.append(D)
+        points.append(float(w @ [v for v, _ in levels]))
+        draws.append(np.column_stack([d for _, d in levels]) @ w)
+    if not Ds:
+        return None
+    lnD, t = np.log(Ds), math.log(target["D"])
+    R = np.column_stack(draws)  # (draws, scales)
+    if len(set(Ds)) >= 2:
+        X = np.column_stack([np.ones_like(lnD), lnD])
+        w = np.linalg.lstsq(X, np.array(points), rcond=None)[0]
+        value = float(w[0] + w[1] * t)
+        boot = np.linalg.lstsq(X, R.T, rcond=None)[0].T @ np.array([1.0, t])
+        how = f"fitted linearly in ln D on {len(Ds)} swept scales (D {min(Ds):.3g}..{max(Ds):.3g})"
+    else:
+        value = float(np.mean(points))
+        boot = R.mean(axis=1)
+        how = f"measured at D = {Ds[0]:.3g} only"
+    extra = max(target["D"] / max(Ds), min(Ds) / target["D"], 1.0)
+    note = (f"loss at batch {batch:.4g} tokens = the loss law's prediction at {reference:g} tokens {value:+.4f} nats "
+            f"(best loss at {batch:.4g} minus at {reference:g} tokens on the proxies' batch sweep, {how}; "
+            f"assumes the batch penalty depends on D, not N)")
+    return value, boot, extra, note
 
 
 def deepseek_compute(target: Mapping[str, float]) -> tuple[float, str]:
@@ -218,8 +297,10 @@ def recommend(
     # Learning rate: with a batch-size law, lr*(N, D, B) at the recommended batch size; else the StepLaw
     # form, else the DeepSeek form, else the largest proxy copied.
     lr = None
+    slices = None
     if "batch_D" in laws.laws or "batch_C" in laws.laws or at_edge:
-        lr, note = _lr_at_batch(runs, target, batch.value, band=band, bootstrap=bootstrap, seed=seed)
+        slices = _batch_slices(runs, band=band, bootstrap=bootstrap, seed=seed)
+        lr, note = _lr_at_batch(slices, target, batch.value, bootstrap=bootstrap, seed=seed)
         notes.append(note)
         if lr is None and at_edge and laws.reference_batch is not None:
             # Keep the pair consistent: the lr law below holds at the batch size it was fitted at.
@@ -285,14 +366,34 @@ def recommend(
     if laws.loss is not None:
         point = {"N": target["N"], "D": target["D"], "C": target.get("C", 6 * target["N"] * target["D"])}
         value = float(laws.loss.predict(point)[0])
+        has_boot = laws.loss.bootstrap_params is not None and len(laws.loss.bootstrap_params) > 0
+        samples = laws.loss.predict_samples(point)[:, 0] if has_boot else np.zeros(0)
+        extra = float(laws.loss.extrapolation(point)[0])
+        source = f"{laws.loss.law} law fitted on the optimal loss per scale"
+        ref = laws.reference_batch
+        if ref is not None and ref != batch.value:
+            # The law holds at the batch size its optima were fitted at: move it to the recommended batch size.
+            if slices is None:
+                slices = _batch_slices(runs, band=band, bootstrap=bootstrap, seed=seed)
+            ratio = _batch_loss_ratio(slices, target, batch.value, ref, seed=seed)
+            if ratio is None:
+                source += f" (at batch {ref:g} tokens, the one it was fitted at; no batch sweep spans {batch.value:.4g} tokens to correct it)"
+            else:
+                r, r_draws, r_extra, r_note = ratio
+                value += r
+                if len(r_draws):
+                    m = min(len(samples), len(r_draws))
+                    samples = samples[:m] + r_draws[:m]  # independent bootstraps: paired in order
+                else:
+                    samples = samples + r
+                extra = max(extra, r_extra)
+                source += ", moved to the recommended batch size"
+                notes.append(r_note)
+        samples = samples[np.isfinite(samples)]
         iv = (math.nan, math.nan)
-        if laws.loss.bootstrap_params is not None and len(laws.loss.bootstrap_params):
-            lo, hi = laws.loss.predict_interval(point)
-            iv = (float(lo[0]), float(hi[0]))
-        loss = Prediction(value, iv, float(laws.loss.extrapolation(point)[0]),
-                          source=f"{laws.loss.law} law fitted on the optimal loss per scale"
-                          + (f" (at batch {laws.reference_batch:g} tokens, the one it was fitted at; not at the recommended batch size)"
-                             if laws.reference_batch is not None and laws.reference_batch != batch.value else ""))
+        if len(samples) >= 10:
+            iv = (float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5)))
+        loss = Prediction(value, iv, extra, source=source)
 
     pub = published_at(target, seq_len)
     for entry in pub.values():
