@@ -47,3 +47,13 @@ def test_scale_aware_with_the_hparams_narrow_space(tmp_path):
     assert 1e-4 <= lo < hi <= 1.0 and math.log(hi / lo) < math.log(1e4)  # narrowed from the configured range
     rung1 = df[df["rung"] == 1]
     assert rung1["lr"].between(lo, hi).all()
+
+
+def test_progress_without_a_terminal_prints_a_line_per_finished_trial(tmp_path, capsys):
+    """In CI logs (stderr not a terminal) a live table would show only at the end: one line per trial instead."""
+    config = study(tmp_path, space={"lr": {"log": [5e-4, 5.0], "points": 4}})
+    run_study(config, workers=1, progress=True)
+    err = capsys.readouterr().err
+    counts = [int(line.split(": ")[1].split("/")[0]) for line in err.splitlines() if line.startswith("h: ") and "trials" in line]
+    assert counts == sorted(counts) and counts[0] < 4 and counts[-1] == 4
+    assert "4 ok" in err  # the final per-rung table

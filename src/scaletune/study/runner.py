@@ -324,20 +324,24 @@ def status_table(statuses: list[RungStatus], title: str):
 
 
 class _Progress:
-    """Live table: done/planned per rung, running, outcomes, best loss so far, elapsed and ETA."""
+    """Live table: done/planned per rung, running, outcomes, best loss so far, elapsed and ETA. When stderr is
+    not a terminal (CI logs, `nohup`), a live table only shows when it stops, so a plain line is printed
+    whenever another trial finishes instead."""
 
     def __init__(self, config: StudyConfig, enabled: bool) -> None:
-        self.config, self.live = config, None
-        self.start, self.done0 = time.monotonic(), None
+        self.config, self.live, self.console = config, None, None
+        self.start, self.done0, self.last_done, self.last = time.monotonic(), None, None, None
         if enabled:
             from rich.console import Console
             from rich.live import Live
 
-            self.live = Live(console=Console(stderr=True), refresh_per_second=2, transient=False)
-            self.live.start()
+            self.console = Console(stderr=True)
+            if self.console.is_terminal:
+                self.live = Live(console=self.console, refresh_per_second=2, transient=False)
+                self.live.start()
 
     def update(self, statuses: list[RungStatus], note: str = "") -> None:
-        if self.live is None:
+        if self.console is None:
             return
         done = sum(r.done for r in statuses)
         planned = sum(r.planned or 0 for r in statuses)
@@ -347,11 +351,18 @@ class _Progress:
         eta = f"{(planned - done) / rate:,.0f} s" if rate > 0 and planned > done else "-"
         title = (f"{self.config.name}: {done}/{planned} trials, {elapsed:,.0f} s elapsed, ETA {eta}"
                  + (f"  [{note}]" if note else ""))
-        self.live.update(status_table(statuses, title), refresh=True)
+        self.last = (statuses, title)
+        if self.live is not None:
+            self.live.update(status_table(statuses, title), refresh=True)
+        elif done != self.last_done:
+            self.last_done = done
+            self.console.print(title, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         if self.live is not None:
             self.live.stop()
+        elif self.last is not None:  # the final table, as the live view leaves it on a terminal
+            self.console.print(status_table(*self.last))
 
 
 def run_study(config: StudyConfig, storage: str | None = None, workers: int | None = None,
