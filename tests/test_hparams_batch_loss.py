@@ -63,3 +63,27 @@ def test_no_correction_without_a_batch_sweep_spanning_the_recommended_size():
     truth = LAND.c_b * (np.log(2.0**16 / b_opt) ** 2 - np.log(REF_BATCH / b_opt) ** 2)
     assert abs(value - truth) < 0.01, (value, truth)
     assert len(draws) == 200 and np.all(np.isfinite(draws)) and np.percentile(draws, 2.5) < value < np.percentile(draws, 97.5)
+
+
+def test_with_a_batch_law_the_loss_law_is_fitted_at_the_ladders_batch_size_and_moved():
+    """Batch swept at 3 token budgets: a B*(D) law is fitted and recommended; the loss law must not mix the
+    swept scales' optima (at their best batch size) with the ladder's (at REF_BATCH)."""
+    rng = np.random.default_rng(1)
+    runs = [_sweep()]
+    for b in 2.0 ** np.arange(15, 20):  # the third budget's batch sweep
+        lr0 = float(LAND.lr_opt(1e7, 2e9, b))
+        lrs = lr0 * np.array([1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8])
+        runs.append(pd.DataFrame(dict(N=1e7, D=2e9, lr=lrs, batch_size=b, loss=LAND.loss(1e7, 2e9, lrs, b, rng), status="ok")))
+    runs = pd.concat(runs, ignore_index=True)
+    target = {"N": 3e8, "D": 4e9}
+    rec = recommend(runs, target, bootstrap=200, loss_bootstrap=100)
+    assert "batch_D" in rec.laws.laws and rec.laws.reference_batch is None
+    assert rec.laws.loss_batch == REF_BATCH
+    assert abs(rec.batch_size.value / float(LAND.batch_opt(4e9)) - 1) < 0.15
+    truth = float(LAND.loss(target["N"], target["D"], rec.lr.value, rec.batch_size.value))
+    assert "moved to the recommended batch size" in rec.loss.source
+    assert abs(rec.loss.value / truth - 1) < 0.005, (rec.loss.value, truth)
+    # the move itself (recommended minus ladder batch size) is the landscape's, within 0.003 nats
+    at_ref = float(rec.laws.loss.predict({**target, "C": 6 * target["N"] * target["D"]})[0])
+    true_move = truth - float(LAND.loss(target["N"], target["D"], LAND.lr_opt(3e8, 4e9, REF_BATCH), REF_BATCH))
+    assert true_move < -0.04 and abs((rec.loss.value - at_ref) - true_move) < 0.003

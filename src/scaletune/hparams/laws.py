@@ -376,7 +376,7 @@ class HparamLaws:
     transfer: TransferReport | None = None
     notes: tuple[str, ...] = ()
     reference_batch: float | None = None  # batch size (tokens) the lr / loss laws hold at, when no batch law
-
+    loss_batch: float | None = None  # batch size (tokens) the loss law holds at (None: each scale's optimal one)
 
     def to_dict(self) -> dict:
         return {
@@ -385,6 +385,7 @@ class HparamLaws:
             "transfer": None if self.transfer is None else self.transfer.to_dict(),
             "notes": list(self.notes),
             "reference_batch_tokens": self.reference_batch,
+            "loss_batch_tokens": self.loss_batch,
         }
 
 
@@ -473,7 +474,22 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
         if variables != FORMS[name][1]:
             law = replace(law, note=f"fitted in {', '.join(variables)} only ({FORMS[name][2]} needs both)")
         laws[name] = law
-    loss, loss_note = fit_loss_law(optima, bootstrap=loss_bootstrap, seed=seed)
+    loss_optima, loss_batch = optima, reference_batch
+    fixed = [o for o in optima if o.lr_bracketed and o.batch_bracketed is None and o.best_batch_size]
+    if has_batch and fixed and len(fixed) < len([o for o in optima if o.lr_bracketed]):
+        # A batch law exists, but only some scales swept the batch size: their optima sit at their best batch
+        # size, the others' at the ladder's. A loss law across both would read the batch penalty as a scale
+        # effect: fit it on the ladder's batch size (recommend moves it to the recommended one).
+        common = float(pd.Series([o.best_batch_size for o in fixed]).value_counts().index[0])
+        at_common = [o for o in fixed if o.best_batch_size == common]
+        if len(at_common) >= 4:
+            loss_optima, loss_batch = at_common, common
+            notes.append(f"loss law fitted at batch size {common:g} tokens, the ladder's ({len(optima) - len(at_common)} "
+                         f"scale(s) with a batch sweep or another batch size left out of it)")
+        else:
+            notes.append("loss law fitted across scales at different batch sizes (too few at one batch size): "
+                         "the batch effect is read as a scale effect")
+    loss, loss_note = fit_loss_law(loss_optima, bootstrap=loss_bootstrap, seed=seed)
     notes.append(loss_note)
     transfer = transfer_report(optima)
     lr_law = laws.get("lr_ND")
@@ -481,4 +497,5 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
         # The corrections the transfer needs, from the fitted exponents: width (N) and tokens (D).
         parts = [f"lr* ~ {v}^{e:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]" for v, (e, iv) in lr_law.exponents.items()]
         transfer = replace(transfer, note=transfer.note + "; corrections: " + ", ".join(parts))
-    return HparamLaws(laws=laws, loss=loss, transfer=transfer, notes=tuple(notes), reference_batch=reference_batch)
+    return HparamLaws(laws=laws, loss=loss, transfer=transfer, notes=tuple(notes), reference_batch=reference_batch,
+                      loss_batch=loss_batch)

@@ -370,7 +370,7 @@ def recommend(
         samples = laws.loss.predict_samples(point)[:, 0] if has_boot else np.zeros(0)
         extra = float(laws.loss.extrapolation(point)[0])
         source = f"{laws.loss.law} law fitted on the optimal loss per scale"
-        ref = laws.reference_batch
+        ref = laws.loss_batch
         if ref is not None and ref != batch.value:
             # The law holds at the batch size its optima were fitted at: move it to the recommended batch size.
             if slices is None:
