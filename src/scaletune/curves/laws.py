@@ -47,20 +47,34 @@ CHUNK = 512  # evaluation points per block: the (rows, groups) temporaries stay 
 # NODES Chebyshev nodes and interpolated; each point sums only its near drops (at most 2 FAR_BLOCK steps back).
 FAR_BLOCK = 128
 NODES = 8
+# Every step of a long stretch (a predicted curve) takes a hierarchy of such far fields, like a one-dimensional fast
+# multipole method: blocks of LEAF steps, then LEVEL_RATIO times wider at each coarser level. A block's far field at
+# its nodes is its parent's, interpolated, plus the band of drops between the parent's cut and its own (a few groups:
+# its nodes lie a block past its cut); each step sums only its near drops (LEAF to 2 LEAF - 1 back) in groups at
+# fixed distances, so their sums are slices of the prefix sums rather than per-point gathers.
+LEAF = 64
+LEVEL_RATIO = 8
+NODE_CHUNK = 4096  # node rows per block (a node's band has ~6 groups)
+NEAR_CHUNK = 16384  # steps per block of the near groups: their sums and temporaries stay in cache
+DENSE_MIN_STEP = 4 * LEAF  # from this step on, the near drops lie past the warm-up's fixed cuts (at most t / 2)
+DENSE_MIN_RUN = 16 * LEAF  # shorter runs of steps: the per-point groups are as fast
 
 
-def _geometric(n: int, ratio: float) -> np.ndarray:
-    """0, 1, 2, ... then widening by ``ratio`` (never by more than ratio - 1 of the start), up to >= n."""
-    d = [0]
+def _geometric(n: int, ratio: float, start: int = 0) -> np.ndarray:
+    """start, start + 1, ... widening by ``ratio`` (never by more than ratio - 1 of the start), up to >= n."""
+    d = [start]
     while d[-1] < n:
         d.append(max(d[-1] + 1, int(d[-1] * ratio)))
     return np.asarray(d, dtype=np.int64)
 
 
-def _group_edges(t: np.ndarray, warmup: int, floor: np.ndarray) -> np.ndarray:
-    """Per evaluation point, descending group edges: group i holds the drops k in (E[:, i+1], E[:, i]], all > floor."""
+def _group_edges(t: np.ndarray, warmup: int, floor: np.ndarray, gap: int = 0) -> np.ndarray:
+    """Per evaluation row, descending group edges: group i holds the drops k in (E[:, i+1], E[:, i]], all > floor.
+
+    A row evaluated at least ``gap`` steps after its step t (a far-field node: t is its block's cut) sees the
+    drops from t + gap, so its groups start ``gap`` wide instead of one drop wide."""
     a = np.maximum(np.minimum(warmup, t // 2) if warmup > 1 else 0, floor)
-    near = np.maximum(t[:, None] - _geometric(int((t - floor).max()), RATIO)[None, :], a[:, None])
+    near = np.maximum(t[:, None] + gap - _geometric(int((t - floor).max()) + gap, RATIO, gap)[None, :], a[:, None])
     if warmup <= 1 or not np.any(a > floor):
         return near
     cuts = _geometric(warmup, RATIO)[::-1]
@@ -139,8 +153,19 @@ def _loss_drop(prep: Prepared, C: float, beta: float, gamma: float, grad: bool =
 
     Vectorised with prefix sums over k: for a group of drops k in (lo, hi], the drop mass and the
     drop-weighted sums of eta_k^-gamma and eta_k^-gamma S1(k-1) are differences of cumulative sums, read
-    for all points and groups of a block of points at once.
+    for all points and groups of a block of points at once. A value at every step of a long stretch (a
+    predicted curve) takes `_dense_drop`, which reads those sums along slices instead.
     """
+    if not grad:
+        if "dense" not in prep.cache:
+            prep.cache["dense"] = _dense_plan(prep)
+        if prep.cache["dense"] is not None:
+            return {"value": _dense_drop(prep, prep.cache["dense"], C, beta, gamma)}
+    return _grouped_drop(prep, C, beta, gamma, grad)
+
+
+def _grouped_drop(prep: Prepared, C: float, beta: float, gamma: float, grad: bool) -> dict[str, np.ndarray]:
+    """The drop sum at any points: per point its groups of drops, dense points with a shared far field."""
     eta, t = prep.eta, prep.t
     if "groups" not in prep.cache:
         prep.cache["groups"] = _drop_groups(prep)
@@ -149,58 +174,93 @@ def _loss_drop(prep: Prepared, C: float, beta: float, gamma: float, grad: bool =
         return {k: np.zeros(len(t)) for k in ("value", "dC", "dbeta", "dgamma")}
     s1_all = groups["s1"]  # S(t) of each point, then the far-field nodes
     out = {k: np.zeros(len(s1_all)) for k in ("value", "dC", "dbeta", "dgamma")}
-    partial = prep.cache["partial"]
-    p = partial[:-1]  # S1(k-1) = partial[k-1]
     w = eta[1:] ** (-gamma)
-    minus_log_eta = -np.log(eta[1:])  # d(eta^-gamma)/dgamma = -log(eta) eta^-gamma
-    b = 0.5 * beta * (beta + 1.0)
     for (k0, k1), part, blocks in groups["parts"]:
-        # drop-weighted sums of w S1^i (i = 0, 1) and w^2 S1^i (i = 0, 1, 2); with grad also their gamma-derivatives,
-        # over the drops k0 + 1 .. k1 that hold this part (the warm-up's rises: a short stretch)
-        wk, pk = w[k0:k1], p[k0:k1]
-        pw, pw2 = part * wk, part * wk * wk
-        cols = [pw, pw * pk, pw2, pw2 * pk, pw2 * pk * pk]
-        if grad:
-            cols += [c * minus_log_eta[k0:k1] for c in cols[:2]] + [2.0 * c * minus_log_eta[k0:k1] for c in cols[2:]]
-        sums = np.zeros((len(cols), k1 - k0 + 1))
-        for row, c in zip(sums, cols):
-            np.cumsum(c, out=row[1:])
-        for rows, edges, mass, inv_mass, mass_sum in blocks:
-            s1 = s1_all[rows][:, None]
-            # at each group edge e, the sums over k <= e of part_k w_k (s1 - S1(k-1)) and of part_k w_k^2 (s1 - S1(k-1))^2:
-            # differences of neighbouring edges give each group's mean and variance of y_k = w_k (s1 - S1(k-1))
-            at = [c[edges] for c in sums]
-            first = s1 * at[0] - at[1]
-            second = (s1 * at[2] - 2.0 * at[3]) * s1 + at[4]
-            y = (first[:, :-1] - first[:, 1:]) * inv_mass
-            var = (second[:, :-1] - second[:, 1:]) * inv_mass - y * y
-            var[var < 0] = 0.0  # rounding (a group of one drop has none)
-            x1 = C * y + 1.0
-            log_x = np.log(x1)
-            mp = np.exp(-beta * log_x)
-            mp *= mass  # mass (C y + 1)^-beta
-            q = var / (x1 * x1)
-            q *= C * C
-            # E G(y) ~ G(mean) + G''(mean) var / 2 = 1 - (Cy+1)^-beta (1 + b q): second order, so groups can be wide
-            corr = b * q
-            corr += 1.0
-            out["value"][rows] += mass_sum - np.einsum("ij,ij->i", mp, corr)
-            if grad:  # the value term is mass - mp corr: minus the derivatives of mp corr
-                first = s1 * at[5] - at[6]
-                second = (s1 * at[7] - 2.0 * at[8]) * s1 + at[9]
-                dy_dg = (first[:, :-1] - first[:, 1:]) * inv_mass
-                dvar_dg = (second[:, :-1] - second[:, 1:]) * inv_mass - 2.0 * y * dy_dg
-                dvar_dg[var == 0] = 0.0
-                dq_dg = C * C * dvar_dg / (x1 * x1) - 2.0 * q * C * dy_dg / x1
-                out["dC"][rows] -= np.einsum("ij,ij->i", mp, (-beta * y * corr + 2.0 * b * q / C) / x1)
-                out["dbeta"][rows] -= np.einsum("ij,ij->i", mp, -log_x * corr + (beta + 0.5) * q)
-                out["dgamma"][rows] -= np.einsum("ij,ij->i", mp, -beta * C * dy_dg / x1 * corr + b * dq_dg)
+        _row_sums(blocks, _moment_sums(prep, w, part, k0, k1, grad), s1_all, C, beta, out, grad)
     points, nodes, weights = groups["far"]  # add the interpolated far field to the points that have one
     for key, v in out.items():
         if grad or key == "value":
             v[points] += np.einsum("ij,ij->i", weights, v[nodes])
         out[key] = v[: len(t)]
     return out
+
+
+def _moment_sums(prep: Prepared, w: np.ndarray, part: np.ndarray, k0: int, k1: int, grad: bool) -> np.ndarray:
+    """Prefix sums over the drops k0 + 1 .. k1 that hold this part (the warm-up's rises: a short stretch) of
+    part_k w_k S1(k-1)^i (i = 0, 1) and part_k w_k^2 S1(k-1)^i (i = 0, 1, 2), w_k = eta_k^-gamma (``w[k-1]``);
+    with grad also their gamma-derivatives. Entry e of a row sums the drops k <= k0 + e."""
+    wk, pk = w[k0:k1], prep.cache["partial"][k0:k1]  # S1(k-1) = partial[k-1]
+    pw, pw2 = part * wk, part * wk * wk
+    cols = [pw, pw * pk, pw2, pw2 * pk, pw2 * pk * pk]
+    if grad:
+        minus_log_eta = -np.log(prep.eta[k0 + 1 : k1 + 1])  # d(eta^-gamma)/dgamma = -log(eta) eta^-gamma
+        cols += [c * minus_log_eta for c in cols[:2]] + [2.0 * c * minus_log_eta for c in cols[2:]]
+    sums = np.zeros((len(cols), k1 - k0 + 1))
+    for row, c in zip(sums, cols):
+        np.cumsum(c, out=row[1:])
+    return sums
+
+
+def _row_sums(blocks: list, sums: np.ndarray, s1_all: np.ndarray, C: float, beta: float, out: dict, grad: bool) -> None:
+    """Add one part's grouped drop sum (and with grad its derivatives) to ``out`` at every row of ``blocks``."""
+    b = 0.5 * beta * (beta + 1.0)
+    for rows, edges, mass, inv_mass, mass_sum in blocks:
+        s1 = s1_all[rows][:, None]
+        # at each group edge e, the sums over k <= e of part_k w_k (s1 - S1(k-1)) and of part_k w_k^2 (s1 - S1(k-1))^2:
+        # differences of neighbouring edges give each group's mean and variance of y_k = w_k (s1 - S1(k-1))
+        at = [c[edges] for c in sums]
+        first = s1 * at[0] - at[1]
+        second = (s1 * at[2] - 2.0 * at[3]) * s1 + at[4]
+        y = (first[:, :-1] - first[:, 1:]) * inv_mass
+        var = (second[:, :-1] - second[:, 1:]) * inv_mass - y * y
+        var[var < 0] = 0.0  # rounding (a group of one drop has none)
+        x1 = C * y + 1.0
+        log_x = np.log(x1)
+        mp = np.exp(-beta * log_x)
+        mp *= mass  # mass (C y + 1)^-beta
+        q = var / (x1 * x1)
+        q *= C * C
+        # E G(y) ~ G(mean) + G''(mean) var / 2 = 1 - (Cy+1)^-beta (1 + b q): second order, so groups can be wide
+        corr = b * q
+        corr += 1.0
+        out["value"][rows] += mass_sum - np.einsum("ij,ij->i", mp, corr)
+        if grad:  # the value term is mass - mp corr: minus the derivatives of mp corr
+            first = s1 * at[5] - at[6]
+            second = (s1 * at[7] - 2.0 * at[8]) * s1 + at[9]
+            dy_dg = (first[:, :-1] - first[:, 1:]) * inv_mass
+            dvar_dg = (second[:, :-1] - second[:, 1:]) * inv_mass - 2.0 * y * dy_dg
+            dvar_dg[var == 0] = 0.0
+            dq_dg = C * C * dvar_dg / (x1 * x1) - 2.0 * q * C * dy_dg / x1
+            out["dC"][rows] -= np.einsum("ij,ij->i", mp, (-beta * y * corr + 2.0 * b * q / C) / x1)
+            out["dbeta"][rows] -= np.einsum("ij,ij->i", mp, -log_x * corr + (beta + 0.5) * q)
+            out["dgamma"][rows] -= np.einsum("ij,ij->i", mp, -beta * C * dy_dg / x1 * corr + b * dq_dg)
+
+
+_CHEB = np.cos((2 * np.arange(NODES) + 1) * np.pi / (2 * NODES))  # Chebyshev nodes of the first kind on [-1, 1]
+_CHEB_LAMBDA = (-1.0) ** np.arange(NODES) * np.sin((2 * np.arange(NODES) + 1) * np.pi / (2 * NODES))  # their barycentric weights
+
+
+_VANDER_INV = np.linalg.inv(np.vander(_CHEB, NODES, increasing=True))  # node values -> monomial coefficients
+
+
+def _polynomial(values: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Row i: at positions ``u[i]`` in [-1, 1], the polynomial through node ``values[i]``: Horner's rule on its
+    monomial coefficients, a few operations per point and no per-point weights."""
+    coef = values @ _VANDER_INV.T  # column k: the coefficients of u^k
+    out = np.empty_like(u)
+    out[:] = coef[:, -1:]
+    for k in range(NODES - 2, -1, -1):
+        out *= u
+        out += coef[:, k : k + 1]
+    return out
+
+
+def _interpolation_weights(u: np.ndarray) -> np.ndarray:
+    """Barycentric weights (..., NODES) of the Chebyshev nodes for positions ``u`` in [-1, 1]."""
+    diff = u[..., None] - _CHEB
+    diff[diff == 0] = 1e-300  # a point on a node takes that node's value
+    bary = _CHEB_LAMBDA / diff
+    return bary / bary.sum(axis=-1, keepdims=True)
 
 
 def _far_field(t: np.ndarray, partial: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -219,10 +279,8 @@ def _far_field(t: np.ndarray, partial: np.ndarray) -> tuple[np.ndarray, ...]:
     if not far.any():
         return floor, np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((0, NODES), dtype=np.int64), np.zeros((0, NODES))
     j = np.arange(NODES)
-    x = np.cos((2 * j + 1) * np.pi / (2 * NODES))
-    lam = (-1.0) ** j * np.sin((2 * j + 1) * np.pi / (2 * NODES))
     mid, half = (s_lo + s_hi)[far] / 2, (s_hi - s_lo)[far] / 2
-    node_s = (mid[:, None] + half[:, None] * x[None, :]).ravel()
+    node_s = (mid[:, None] + half[:, None] * _CHEB[None, :]).ravel()
     node_t = np.repeat(cut[far], NODES)
     block_of = np.repeat(np.arange(len(blocks)), counts)  # per sorted point
     far_index = np.cumsum(far) - 1  # per block: its index among the far blocks
@@ -230,21 +288,54 @@ def _far_field(t: np.ndarray, partial: np.ndarray) -> tuple[np.ndarray, ...]:
     points = order[sel]
     floor[points] = cut[block_of[sel]]
     fb = far_index[block_of[sel]]
-    u = (partial[t[points]] - mid[fb]) / half[fb]
-    diff = u[:, None] - x[None, :]
-    diff[diff == 0] = 1e-300  # a point on a node takes that node's value
-    bary = lam / diff
-    weights = bary / bary.sum(axis=1, keepdims=True)
+    weights = _interpolation_weights((partial[t[points]] - mid[fb]) / half[fb])
     return floor, node_s, node_t, points, fb[:, None] * NODES + j[None, :], weights
+
+
+def _drop_parts(eta: np.ndarray) -> list[tuple[tuple[int, int], np.ndarray]]:
+    """Drops and rises (negative drops, e.g. the warm-up) apart, so that no group mixes signs: per sign the
+    span k0 + 1 .. k1 of steps that holds one, ((k0, k1), part[k0:k1]) with part[i] the drop at step k0 + i + 1."""
+    delta = eta[:-1] - eta[1:]  # drop at k = 1..n-1
+    out = []
+    for holds, clip in ((delta > 0, np.maximum), (delta < 0, np.minimum)):
+        k0 = int(holds.argmax())
+        if holds[k0]:
+            k1 = len(delta) - int(holds[::-1].argmax())
+            out.append(((k0, k1), clip(delta[k0:k1], 0.0)))
+    return out
+
+
+def _row_blocks(k0: int, k1: int, P0: np.ndarray, row_t: np.ndarray, row_floor: np.ndarray, chunks: list, edges: list) -> list:
+    """Per block of rows, one part's group edges and masses (``P0``: the part's prefix sums), cut to the span of
+    groups that hold a drop for some row of the block (a constant or step schedule has drops in few groups)."""
+    blocks = []
+    for rows, E in zip(chunks, edges):
+        reach = (row_floor[rows] < k1) & (row_t[rows] > k0)  # rows with drops of this part in their range (floor, t]
+        if not reach.any():
+            continue
+        if not reach.all():
+            rows, E = rows[reach], E[reach]
+        E = np.clip(E - k0, 0, k1 - k0)  # prefix sums over part[k0:k1]: edges shift by k0 and clip
+        at = P0[E]
+        mass = at[:, :-1] - at[:, 1:]
+        nonzero = mass != 0
+        used = np.flatnonzero(np.any(nonzero, axis=0))
+        if not len(used):
+            continue
+        keep = np.any(nonzero, axis=1)  # rows with a drop of this part (e.g. the few whose range reaches the warm-up)
+        if not keep.all():
+            rows, E, mass = rows[keep], E[keep], mass[keep]
+        mass = np.ascontiguousarray(mass[:, used[0] : used[-1] + 1])
+        inv_mass = np.divide(1.0, mass, out=np.zeros_like(mass), where=mass != 0)
+        blocks.append((rows, np.ascontiguousarray(E[:, used[0] : used[-1] + 2]), mass, inv_mass, mass.sum(axis=1)))
+    return blocks
 
 
 def _drop_groups(prep: Prepared) -> dict | None:
     """Parameter-free parts of the drop sum: the far-field interpolation, and per sign of the drops and per
-    block of rows (points, then far-field nodes) the group edges and masses, cut to the span of groups that
-    hold a drop for some row of the block (a constant or step schedule has drops in few groups)."""
+    block of rows (points, then far-field nodes) the group edges and masses."""
     eta, t, partial = prep.eta, prep.t, prep.cache["partial"]
-    delta = eta[:-1] - eta[1:]  # drop at k = 1..n-1
-    if len(t) == 0 or not np.any(delta):
+    if len(t) == 0 or not np.any(eta[:-1] != eta[1:]):
         return None
     floor, node_s, node_t, points, nodes, weights = _far_field(t, partial)
     # rows: the points (drops k > floor), then the nodes (drops k <= their block's cut, seen from the cut)
@@ -254,30 +345,205 @@ def _drop_groups(prep: Prepared) -> dict | None:
     order = np.concatenate([np.argsort(t, kind="stable"), len(t) + np.argsort(node_t, kind="stable")])
     chunks = [order[r : r + CHUNK] for r in range(0, len(row_t), CHUNK)]
     edges = [_group_edges(row_t[rows], prep.warmup, row_floor[rows]) for rows in chunks]
-    parts = []
-    # Rises (negative drops, e.g. the warm-up) are grouped apart from decreases so no group mixes signs.
-    for part in (np.clip(delta, 0, None), np.clip(delta, None, 0)):
-        if not np.any(part):
-            continue
-        k0, k1 = np.flatnonzero(part)[[0, -1]] + [0, 1]  # prefix sums over part[k0:k1]: edges shift by k0 and clip
-        part = part[k0:k1]
-        P0 = np.concatenate([[0.0], np.cumsum(part)])
-        blocks = []
-        for rows, E in zip(chunks, edges):
-            if row_floor[rows].min() >= k1 or row_t[rows].max() <= k0:
-                continue  # no drop of this part lies in any row's range (floor, t]
-            E = np.clip(E - k0, 0, k1 - k0)
-            at = P0[E]
-            mass = at[:, :-1] - at[:, 1:]
-            used = np.flatnonzero(np.any(mass != 0, axis=0))
-            if not len(used):
-                continue
-            mass = np.ascontiguousarray(mass[:, used[0] : used[-1] + 1])
-            inv_mass = np.divide(1.0, mass, out=np.zeros_like(mass), where=mass != 0)
-            blocks.append((rows, np.ascontiguousarray(E[:, used[0] : used[-1] + 2]), mass, inv_mass, mass.sum(axis=1)))
-        parts.append(((k0, k1), part, blocks))
+    parts = [((k0, k1), part, _row_blocks(k0, k1, np.concatenate([[0.0], np.cumsum(part)]), row_t, row_floor, chunks, edges))
+             for (k0, k1), part in _drop_parts(eta)]
     s1 = np.concatenate([partial[t], node_s])
     return {"parts": parts, "s1": s1, "far": (points, len(t) + nodes, weights)}
+
+
+def _dense_plan(prep: Prepared) -> dict | None:
+    """Parameter-free parts of `_dense_drop`, or None unless the points hold every step of a long stretch.
+
+    The steps from DENSE_MIN_STEP on must form one run without gaps; steps before it, and those of leaf
+    blocks whose far field cannot be interpolated (the area over the block exceeds its distance to the far
+    drops: a rate that jumps up), are left to the per-point groups."""
+    eta, partial, t = prep.eta, prep.cache["partial"], prep.t
+    n = len(eta)
+    if len(t) > 1 and np.all(t[1:] > t[:-1]):  # already sorted and distinct (a predicted curve): no sort
+        steps, inverse = t, None
+    else:
+        steps, inverse = np.unique(t, return_inverse=True)
+    start = int(np.searchsorted(steps, DENSE_MIN_STEP))
+    run = steps[start:]
+    if len(run) < DENSE_MIN_RUN or run[-1] - run[0] + 1 != len(run) or not np.any(eta[:-1] != eta[1:]):
+        return None
+    ta, tb = int(run[0]), int(run[-1])
+    # the blocks of each level, leaves first: block j holds steps j b .. j b + b - 1 and its far field the drops
+    # k <= cut = (j - 1) b; as in `_far_field`, it is interpolated only where the area over the block is at most
+    # the area between the block and its cut (G's singularity >= 3 half-spans from the interval)
+    levels, b, js = [], LEAF, np.arange(ta // LEAF, tb // LEAF + 1)
+    while True:
+        cut = (js - 1) * b
+        s_lo, s_hi = partial[js * b], partial[np.minimum(js * b + b, n) - 1]
+        valid = (cut >= 1) & (s_hi > s_lo) & (s_hi - s_lo <= s_lo - partial[np.maximum(cut, 0)])
+        levels.append({"size": b, "j": js, "cut": cut, "valid": valid, "mid": (s_lo + s_hi) / 2, "half": (s_hi - s_lo) / 2})
+        if tb // (b * LEVEL_RATIO) < 2:  # a coarser level's blocks would all lie within one block of step 0
+            break
+        b, js = b * LEVEL_RATIO, np.unique(js // LEVEL_RATIO)
+    # node rows, coarsest level first: a node of a block whose parent is valid sums the band of drops between the
+    # parent's cut and its own (its floor) and adds the parent's far field, interpolated; other nodes sum all drops
+    row_t, row_floor, row_s, chunks, parent = [], [], [], [], None
+    for lev in reversed(levels):
+        blocks = np.flatnonzero(lev["valid"])
+        lev["index"] = np.full(len(lev["j"]), -1)
+        lev["index"][blocks] = np.arange(len(blocks))
+        node_s = lev["mid"][blocks, None] + lev["half"][blocks, None] * _CHEB
+        floor = np.zeros(len(blocks), dtype=np.int64)
+        if parent is not None:
+            up = lev["j"][blocks] // LEVEL_RATIO - parent["j"][0]
+            has = parent["index"][up] >= 0
+            floor[has] = parent["cut"][up[has]]
+            u = (node_s[has] - parent["mid"][up[has], None]) / parent["half"][up[has], None]
+            lev["from_parent"] = (np.flatnonzero(has), parent["index"][up[has]], u)
+        first = sum(len(r) for r in row_t)
+        lev["rows"] = first + np.arange(len(blocks) * NODES)
+        # rows with a parent see their band from a block past the cut (~6 groups); the others (the coarsest level,
+        # and below a parent that a rising rate made invalid) sum all drops in the finer groups of the points
+        for rows, gap in ((lev["rows"][np.repeat(floor > 0, NODES)], lev["size"]), (lev["rows"][np.repeat(floor == 0, NODES)], 0)):
+            chunks += [(rows[r : r + NODE_CHUNK], gap) for r in range(0, len(rows), NODE_CHUNK)]
+        row_t.append(np.repeat(lev["cut"][blocks], NODES))
+        row_floor.append(np.repeat(floor, NODES))
+        row_s.append(node_s.ravel())
+        parent = lev
+    row_t, row_floor = np.concatenate(row_t), np.concatenate(row_floor)
+    edges = [_group_edges(row_t[rows], prep.warmup, row_floor[rows], gap) for rows, gap in chunks]
+    chunks = [rows for rows, _ in chunks]
+    parts = []
+    for (k0, k1), part in _drop_parts(eta):
+        on_steps = np.zeros(n)  # the part's drop at each step k
+        on_steps[k0 + 1 : k1 + 1] = part
+        P0 = np.concatenate([[0.0], np.cumsum(part)])
+        parts.append(((k0, k1), part, on_steps, P0, _row_blocks(k0, k1, P0, row_t, row_floor, chunks, edges)))
+    # the steps of the run on a grid of whole leaves (rows): each row's far field is one polynomial in its area
+    leaves = levels[0]
+    grid = np.minimum(np.arange(leaves["j"][0] * LEAF, (leaves["j"][-1] + 1) * LEAF), n - 1).reshape(-1, LEAF)
+    mid, half = np.where(leaves["valid"], leaves["mid"], 0.0), np.where(leaves["valid"], leaves["half"], 1.0)
+    u = (partial[grid] - mid[:, None]) / half[:, None]
+    bad = [np.arange(max(j * LEAF, ta), min(j * LEAF + LEAF - 1, tb) + 1) - ta + start for j in leaves["j"][~leaves["valid"]]]
+    rest = np.concatenate([np.arange(start)] + bad).astype(np.int64)  # indices into steps of the per-point groups' steps
+    m = int(steps[rest].max()) + 1 if len(rest) else 1
+    rest_prep = Prepared(t=steps[rest], eta=eta[:m], warmup=prep.warmup, area=partial[steps[rest]] + eta[0], cache={"partial": partial[:m]})
+    return {"run": (ta, tb), "levels": levels, "row_s": np.concatenate(row_s), "parts": parts, "grid": (ta - grid[0, 0], u),
+            "rest": (rest, rest_prep), "start": start, "n_steps": len(steps), "inverse": inverse}
+
+
+def _dense_drop(prep: Prepared, plan: dict, C: float, beta: float, gamma: float) -> np.ndarray:
+    """The drop sum's value at every step of a run (`_dense_plan`): interpolated far field plus near groups."""
+    w = prep.eta[1:] ** (-gamma)
+    ta, tb = plan["run"]
+    nodes = {"value": np.zeros(len(plan["row_s"]))}
+    near = np.zeros(tb - ta + 1)
+    for (k0, k1), part, on_steps, P0, blocks in plan["parts"]:
+        sums = _moment_sums(prep, w, part, k0, k1, grad=False)
+        _row_sums(blocks, sums, plan["row_s"], C, beta, nodes, grad=False)
+        _near_drop(prep, w, (k0, k1), on_steps, P0, sums, C, beta, near, ta, tb)
+    # downward pass: each level's node values plus its parent's far field at those nodes
+    far = None
+    for lev in reversed(plan["levels"]):
+        values = nodes["value"][lev["rows"]].reshape(-1, NODES)
+        if "from_parent" in lev:
+            child, up, u = lev["from_parent"]
+            values[child] += _polynomial(far[up], u)
+        far = values
+    leaves = plan["levels"][0]
+    values = np.zeros((len(leaves["j"]), NODES))
+    values[leaves["valid"]] = far
+    first, u = plan["grid"]
+    out = np.empty(plan["n_steps"])
+    out[plan["start"] :] = near + _polynomial(values, u).ravel()[first : first + len(near)]
+    rest, rest_prep = plan["rest"]
+    if len(rest):
+        out[rest] = _grouped_drop(rest_prep, C, beta, gamma, grad=False)["value"]
+    return out if plan["inverse"] is None else out[plan["inverse"]]
+
+
+def _near_drop(prep: Prepared, w: np.ndarray, span: tuple[int, int], on_steps: np.ndarray, P0: np.ndarray, sums: np.ndarray,
+               C: float, beta: float, out: np.ndarray, ta: int, tb: int) -> None:
+    """Add one part's near drops to ``out`` (steps ta .. tb): for step t the drops k in (cut, t], cut = the
+    far-field cut of t's leaf block (LEAF to 2 LEAF - 1 steps back), the newest ones one by one, then groups at
+    the fixed distances of `_geometric` from t. ``P0``, ``sums``: the part's prefix sums (mass, `_moment_sums`).
+
+    At fixed distances a group's edges move with t, so its sums are differences of two slices of the prefix
+    sums; only the groups that reach past LEAF steps, cut at the leaf's cut, need a gather."""
+    k0, k1 = span
+    first_t, last_t = max(ta, k0 + 1), min(tb, k1 + 2 * LEAF - 1)  # steps with a drop of this part among their near ones
+    if first_t > last_t:
+        return
+    # G(C w_k (S(t) - S1(k-1))) at d = t - k steps back is about G(C w_k eta (d + 1)): singular at d = -1 - 1 / (C w_k eta),
+    # so groups widen geometrically with the distance to that point; 1 / (C w eta) is taken at its smallest over the
+    # part's drops (w_k eta_k = eta_k^(1 - gamma)), which keeps groups no wider than the rates anywhere would allow
+    offset = 1.0 + 1.0 / (C * np.max(w[k0:k1] * prep.eta[k0 + 1 : k1 + 1]))
+    d = [0]
+    while d[-1] < 2 * LEAF - 1:
+        d.append(max(d[-1] + 1, int((d[-1] + offset) * RATIO - offset)))
+    for lo_t in range(first_t, last_t + 1, NEAR_CHUNK):  # the chunk's sums and temporaries stay in cache
+        hi_t = min(lo_t + NEAR_CHUNK - 1, last_t)
+        out[lo_t - ta : hi_t - ta + 1] += _near_chunk(prep, w, span, on_steps, P0, sums, C, beta, d, lo_t, hi_t)
+
+
+def _near_chunk(prep: Prepared, w: np.ndarray, span: tuple[int, int], on_steps: np.ndarray, P0: np.ndarray, sums: np.ndarray,
+                C: float, beta: float, d: list[int], lo_t: int, hi_t: int) -> np.ndarray:
+    """`_near_drop` at the steps lo_t .. hi_t (in place into a few buffers: these loops are the dense path's cost)."""
+    k0, k1 = span
+    rises = on_steps[k0 + 1] < 0
+    partial = prep.cache["partial"]
+    t = np.arange(lo_t, hi_t + 1)
+    s = partial[lo_t : hi_t + 1]
+    cut = (t // LEAF - 1) * LEAF
+    e0 = lo_t - 2 * LEAF  # drop steps e0 (below every cut: cut >= t - 2 LEAF + 1) .. hi_t are column e - e0 below
+    cols = np.clip(np.arange(e0, hi_t + 1) - k0, 0, k1 - k0)
+    Q = np.empty((6, len(cols)))  # Q[:, e - e0] sums the drops k <= e: mass, then mass C y and mass (C y)^2 terms
+    np.take(P0, cols, out=Q[0])
+    np.take(sums, cols, axis=1, out=Q[1:])
+    Q[1:3] *= C  # scaled so that x = C y + 1 costs one addition
+    Q[3:] *= C * C * np.array([[1.0], [2.0], [1.0]])
+    dk, cwk, pk = on_steps[e0 : hi_t + 1], C * w[e0 - 1 : hi_t], partial[e0 - 1 : hi_t]  # drop k: w[k-1] = eta_k^-gamma
+
+    def at(d):  # the columns of drop steps t - d
+        return slice(lo_t - d - e0, hi_t - d - e0 + 1)
+
+    acc = Q[0, at(0)] - Q[0, cut - e0]  # the near drops' mass; minus sum mass (C y + 1)^-beta (1 + b q) below
+    b = 0.5 * beta * (beta + 1.0)
+    tiny = -1e-300 if rises else 1e-300  # a group without drops: mass 0 and sums 0, so y = 0
+    clip = np.minimum if rises else np.maximum
+    m, first, second, x, e = np.empty((6, len(t))), np.empty(len(t)), np.empty(len(t)), np.empty(len(t)), np.empty(len(t))
+    for lo, hi in zip(d[:-1], d[1:]):
+        if hi == lo + 1:  # one drop k = t - lo, exactly: C y + 1 = C w_k (S(t) - S1(k-1)) + 1
+            np.subtract(s, pk[at(lo)], out=x)
+            x *= cwk[at(lo)]
+            x += 1.0
+            np.log(x, out=e)
+            e *= -beta
+            np.exp(e, out=e)
+            e *= dk[at(lo)]
+            acc -= e
+            continue
+        if hi <= LEAF:  # always whole (cut <= t - LEAF)
+            np.subtract(Q[:, at(lo)], Q[:, at(hi)], out=m)
+        else:
+            np.subtract(Q[:, at(lo)], Q[:, np.minimum(np.maximum(t - hi, cut), t - lo) - e0], out=m)
+        np.multiply(s, m[1], out=first)  # sum of mass C y
+        first -= m[2]
+        np.multiply(s, m[3], out=second)  # sum of mass (C y)^2
+        second -= m[4]
+        second *= s
+        second += m[5]
+        np.add(m[0], tiny, out=x)
+        np.divide(first, x, out=x)  # C y
+        first *= x
+        second -= first  # C^2 mass var(y): >= 0 for drops, <= 0 for rises, but for rounding
+        clip(second, 0.0, out=second)
+        x += 1.0
+        np.log(x, out=e)
+        e *= -beta
+        np.exp(e, out=e)
+        x *= x
+        second *= b
+        second /= x
+        second += m[0]
+        second *= e
+        acc -= second
+    return acc
 
 
 def loss_drop_exact(prep: Prepared, C: float, beta: float, gamma: float) -> np.ndarray:
