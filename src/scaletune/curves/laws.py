@@ -416,14 +416,16 @@ def _dense_plan(prep: Prepared) -> dict | None:
         parts.append(((k0, k1), part, on_steps, P0, _row_blocks(k0, k1, P0, row_t, row_floor, chunks, edges)))
     # the steps of the run on a grid of whole leaves (rows): each row's far field is one polynomial in its area
     leaves = levels[0]
-    grid = np.minimum(np.arange(leaves["j"][0] * LEAF, (leaves["j"][-1] + 1) * LEAF), n - 1).reshape(-1, LEAF)
+    first = leaves["j"][0] * LEAF
+    area = partial[first : first + len(leaves["j"]) * LEAF]
+    area = np.concatenate([area, np.full(len(leaves["j"]) * LEAF - len(area), partial[-1])]).reshape(-1, LEAF)
     mid, half = np.where(leaves["valid"], leaves["mid"], 0.0), np.where(leaves["valid"], leaves["half"], 1.0)
-    u = (partial[grid] - mid[:, None]) / half[:, None]
+    u = (area - mid[:, None]) / half[:, None]
     bad = [np.arange(max(j * LEAF, ta), min(j * LEAF + LEAF - 1, tb) + 1) - ta + start for j in leaves["j"][~leaves["valid"]]]
     rest = np.concatenate([np.arange(start)] + bad).astype(np.int64)  # indices into steps of the per-point groups' steps
     m = int(steps[rest].max()) + 1 if len(rest) else 1
     rest_prep = Prepared(t=steps[rest], eta=eta[:m], warmup=prep.warmup, area=partial[steps[rest]] + eta[0], cache={"partial": partial[:m]})
-    return {"run": (ta, tb), "levels": levels, "row_s": np.concatenate(row_s), "parts": parts, "grid": (ta - grid[0, 0], u),
+    return {"run": (ta, tb), "levels": levels, "row_s": np.concatenate(row_s), "parts": parts, "grid": (ta - first, u),
             "rest": (rest, rest_prep), "start": start, "n_steps": len(steps), "inverse": inverse}
 
 
