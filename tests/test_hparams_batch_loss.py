@@ -50,12 +50,12 @@ def test_loss_is_moved_to_the_recommended_batch_size():
 
 def test_no_correction_without_a_batch_sweep_spanning_the_recommended_size():
     """A batch size the sweep does not span is not extrapolated to: the source says the law's batch size."""
-    from scaletune.hparams.recommend import _batch_loss_ratio, _batch_slices
+    from scaletune.hparams.recommend import _batch_loss_shift, _batch_slices
 
     runs = _sweep()
     slices = _batch_slices(runs, band=0.0025, bootstrap=100, seed=0)
-    assert _batch_loss_ratio(slices, {"N": 3e8, "D": 4e9}, 2.0**14, REF_BATCH) is None  # below the sweep
-    value, draws, extra, note = _batch_loss_ratio(slices, {"N": 3e8, "D": 1.6e10}, 2.0**16, REF_BATCH)
+    assert _batch_loss_shift(slices, {"N": 3e8, "D": 4e9}, 2.0**14, REF_BATCH) is None  # below the sweep
+    value, draws, extra, note = _batch_loss_shift(slices, {"N": 3e8, "D": 1.6e10}, 2.0**16, REF_BATCH)
     assert extra == 4.0  # the ratio is extrapolated 4x in D beyond the swept budgets
     # at D = 1.6e10 the optimum B* is ~3.9e5 tokens: 2^16 is far below it, 2^19 near it (the landscape's
     # penalty is 0.05 (ln B - ln B*)^2, independent of N)

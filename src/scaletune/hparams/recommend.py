@@ -137,7 +137,7 @@ def _interp_weights(xs: np.ndarray, x: float) -> np.ndarray:
     return w
 
 
-def _batch_loss_ratio(slices: list[Optimum], target: Mapping[str, float], batch: float, reference: float, *,
+def _batch_loss_shift(slices: list[Optimum], target: Mapping[str, float], batch: float, reference: float, *,
                       seed: int = 0, draws_per_slice: int = 200) -> tuple[float, np.ndarray, float, str] | None:
     """L*(batch) - L*(reference) in nats at the target's D, from the scales whose batch sweep spans both sizes.
 
@@ -375,17 +375,13 @@ def recommend(
             # The law holds at the batch size its optima were fitted at: move it to the recommended batch size.
             if slices is None:
                 slices = _batch_slices(runs, band=band, bootstrap=bootstrap, seed=seed)
-            ratio = _batch_loss_ratio(slices, target, batch.value, ref, seed=seed)
-            if ratio is None:
+            shift = _batch_loss_shift(slices, target, batch.value, ref, seed=seed)
+            if shift is None:
                 source += f" (at batch {ref:g} tokens, the one it was fitted at; no batch sweep spans {batch.value:.4g} tokens to correct it)"
             else:
-                r, r_draws, r_extra, r_note = ratio
+                r, r_draws, r_extra, r_note = shift
                 value += r
-                if len(r_draws):
-                    m = min(len(samples), len(r_draws))
-                    samples = samples[:m] + r_draws[:m]  # independent bootstraps: paired in order
-                else:
-                    samples = samples + r
+                samples = samples[: len(r_draws)] + r_draws[: len(samples)]  # independent bootstraps: paired in order
                 extra = max(extra, r_extra)
                 source += ", moved to the recommended batch size"
                 notes.append(r_note)
