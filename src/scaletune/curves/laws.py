@@ -190,14 +190,20 @@ def _moment_sums(prep: Prepared, w: np.ndarray, part: np.ndarray, k0: int, k1: i
     part_k w_k S1(k-1)^i (i = 0, 1) and part_k w_k^2 S1(k-1)^i (i = 0, 1, 2), w_k = eta_k^-gamma (``w[k-1]``);
     with grad also their gamma-derivatives. Entry e of a row sums the drops k <= k0 + e."""
     wk, pk = w[k0:k1], prep.cache["partial"][k0:k1]  # S1(k-1) = partial[k-1]
-    pw, pw2 = part * wk, part * wk * wk
-    cols = [pw, pw * pk, pw2, pw2 * pk, pw2 * pk * pk]
+    sums = np.empty((10 if grad else 5, k1 - k0 + 1))
+    sums[:, 0] = 0.0
+    cols = sums[:, 1:]  # the terms, summed in place below (fresh temporaries of this size cost page faults)
+    np.multiply(part, wk, out=cols[0])
+    np.multiply(cols[0], pk, out=cols[1])
+    np.multiply(cols[0], wk, out=cols[2])
+    np.multiply(cols[2], pk, out=cols[3])
+    np.multiply(cols[3], pk, out=cols[4])
     if grad:
         minus_log_eta = -np.log(prep.eta[k0 + 1 : k1 + 1])  # d(eta^-gamma)/dgamma = -log(eta) eta^-gamma
-        cols += [c * minus_log_eta for c in cols[:2]] + [2.0 * c * minus_log_eta for c in cols[2:]]
-    sums = np.zeros((len(cols), k1 - k0 + 1))
-    for row, c in zip(sums, cols):
-        np.cumsum(c, out=row[1:])
+        for i in range(5):
+            np.multiply(cols[i] if i < 2 else 2.0 * cols[i], minus_log_eta, out=cols[5 + i])
+    for row in cols:
+        np.cumsum(row, out=row)
     return sums
 
 
@@ -478,13 +484,15 @@ def _near_drop(prep: Prepared, w: np.ndarray, span: tuple[int, int], on_steps: n
     d = [0]
     while d[-1] < 2 * LEAF - 1:
         d.append(max(d[-1] + 1, int((d[-1] + offset) * RATIO - offset)))
+    size = min(NEAR_CHUNK, last_t - first_t + 1)
+    buffers = np.empty((6, size + 2 * LEAF)), np.empty((10, size))  # reused: fresh ones would cost page faults
     for lo_t in range(first_t, last_t + 1, NEAR_CHUNK):  # the chunk's sums and temporaries stay in cache
         hi_t = min(lo_t + NEAR_CHUNK - 1, last_t)
-        out[lo_t - ta : hi_t - ta + 1] += _near_chunk(prep, w, span, on_steps, P0, sums, C, beta, d, lo_t, hi_t)
+        out[lo_t - ta : hi_t - ta + 1] += _near_chunk(prep, w, span, on_steps, P0, sums, C, beta, d, lo_t, hi_t, buffers)
 
 
 def _near_chunk(prep: Prepared, w: np.ndarray, span: tuple[int, int], on_steps: np.ndarray, P0: np.ndarray, sums: np.ndarray,
-                C: float, beta: float, d: list[int], lo_t: int, hi_t: int) -> np.ndarray:
+                C: float, beta: float, d: list[int], lo_t: int, hi_t: int, buffers: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """`_near_drop` at the steps lo_t .. hi_t (in place into a few buffers: these loops are the dense path's cost)."""
     k0, k1 = span
     rises = on_steps[k0 + 1] < 0
@@ -494,9 +502,9 @@ def _near_chunk(prep: Prepared, w: np.ndarray, span: tuple[int, int], on_steps: 
     cut = (t // LEAF - 1) * LEAF
     e0 = lo_t - 2 * LEAF  # drop steps e0 (below every cut: cut >= t - 2 LEAF + 1) .. hi_t are column e - e0 below
     cols = np.clip(np.arange(e0, hi_t + 1) - k0, 0, k1 - k0)
-    Q = np.empty((6, len(cols)))  # Q[:, e - e0] sums the drops k <= e: mass, then mass C y and mass (C y)^2 terms
-    np.take(P0, cols, out=Q[0])
-    np.take(sums, cols, axis=1, out=Q[1:])
+    Q = buffers[0][:, : len(cols)]  # Q[:, e - e0] sums the drops k <= e: mass, then mass C y and mass (C y)^2 terms
+    np.take(P0, cols, out=Q[0], mode="clip")  # (indices in range; "clip" writes out unbuffered)
+    np.take(sums, cols, axis=1, out=Q[1:], mode="clip")
     Q[1:3] *= C  # scaled so that x = C y + 1 costs one addition
     Q[3:] *= C * C * np.array([[1.0], [2.0], [1.0]])
     dk, cwk, pk = on_steps[e0 : hi_t + 1], C * w[e0 - 1 : hi_t], partial[e0 - 1 : hi_t]  # drop k: w[k-1] = eta_k^-gamma
@@ -508,7 +516,8 @@ def _near_chunk(prep: Prepared, w: np.ndarray, span: tuple[int, int], on_steps: 
     b = 0.5 * beta * (beta + 1.0)
     tiny = -1e-300 if rises else 1e-300  # a group without drops: mass 0 and sums 0, so y = 0
     clip = np.minimum if rises else np.maximum
-    m, first, second, x, e = np.empty((6, len(t))), np.empty(len(t)), np.empty(len(t)), np.empty(len(t)), np.empty(len(t))
+    work = buffers[1][:, : len(t)]
+    m, first, second, x, e = work[:6], work[6], work[7], work[8], work[9]
     for lo, hi in zip(d[:-1], d[1:]):
         if hi == lo + 1:  # one drop k = t - lo, exactly: C y + 1 = C w_k (S(t) - S1(k-1)) + 1
             np.subtract(s, pk[at(lo)], out=x)
