@@ -54,8 +54,8 @@ NODES = 8
 # fixed distances, so their sums are slices of the prefix sums rather than per-point gathers.
 LEAF = 64
 LEVEL_RATIO = 8
-NODE_CHUNK = 4096  # node rows per block (a node's band has ~6 groups)
-NEAR_CHUNK = 16384  # steps per block of the near groups: their sums and temporaries stay in cache
+NODE_CHUNK = 2048  # node rows per block (a node's band has ~6 groups)
+NEAR_CHUNK = 16000  # steps per block of the near groups: their sums and temporaries stay in cache
 DENSE_MIN_STEP = 4 * LEAF  # from this step on, the near drops lie past the warm-up's fixed cuts (at most t / 2)
 DENSE_MIN_RUN = 16 * LEAF  # shorter runs of steps: the per-point groups are as fast
 
@@ -133,10 +133,10 @@ def _power_term(A: float, alpha: float, u: np.ndarray) -> tuple[np.ndarray, np.n
 def _multipower(theta: np.ndarray, prep: Prepared, options: dict, want_jac: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     L0, A, alpha, B, C, beta, gamma = theta
     u = prep.area
-    term, d_A, d_alpha = _power_term(A, alpha, u)
     drop = _loss_drop(prep, C, beta, gamma, grad=want_jac)
-    if not want_jac:
-        return L0 + term - B * drop["value"], None
+    if not want_jac:  # a prediction: no logarithms for the Jacobian
+        return L0 + A * u ** (-alpha) - B * drop["value"], None
+    term, d_A, d_alpha = _power_term(A, alpha, u)
     jac = np.empty((len(u), 7))
     jac[:, 0] = 1.0
     jac[:, 1] = d_A
@@ -416,17 +416,18 @@ def _dense_plan(prep: Prepared) -> dict | None:
     chunks = [rows for rows, _ in chunks]
     parts = []
     for (k0, k1), part in _drop_parts(eta):
-        on_steps = np.zeros(n)  # the part's drop at each step k
-        on_steps[k0 + 1 : k1 + 1] = part
-        P0 = np.concatenate([[0.0], np.cumsum(part)])
-        parts.append(((k0, k1), part, on_steps, P0, _row_blocks(k0, k1, P0, row_t, row_floor, chunks, edges)))
+        P0 = np.empty(len(part) + 1)
+        P0[0] = 0.0
+        np.cumsum(part, out=P0[1:])
+        parts.append(((k0, k1), part, P0, _row_blocks(k0, k1, P0, row_t, row_floor, chunks, edges)))
     # the steps of the run on a grid of whole leaves (rows): each row's far field is one polynomial in its area
     leaves = levels[0]
     first = leaves["j"][0] * LEAF
-    area = partial[first : first + len(leaves["j"]) * LEAF]
-    area = np.concatenate([area, np.full(len(leaves["j"]) * LEAF - len(area), partial[-1])]).reshape(-1, LEAF)
-    mid, half = np.where(leaves["valid"], leaves["mid"], 0.0), np.where(leaves["valid"], leaves["half"], 1.0)
-    u = (area - mid[:, None]) / half[:, None]
+    u = np.empty((len(leaves["j"]), LEAF))  # the area at each step, then its position in its leaf's span (in place)
+    area = partial[first : first + u.size]
+    u.ravel()[: len(area)], u.ravel()[len(area) :] = area, partial[-1]
+    u -= np.where(leaves["valid"], leaves["mid"], 0.0)[:, None]
+    u /= np.where(leaves["valid"], leaves["half"], 1.0)[:, None]
     bad = [np.arange(max(j * LEAF, ta), min(j * LEAF + LEAF - 1, tb) + 1) - ta + start for j in leaves["j"][~leaves["valid"]]]
     rest = np.concatenate([np.arange(start)] + bad).astype(np.int64)  # indices into steps of the per-point groups' steps
     m = int(steps[rest].max()) + 1 if len(rest) else 1
@@ -441,10 +442,10 @@ def _dense_drop(prep: Prepared, plan: dict, C: float, beta: float, gamma: float)
     ta, tb = plan["run"]
     nodes = {"value": np.zeros(len(plan["row_s"]))}
     near = np.zeros(tb - ta + 1)
-    for (k0, k1), part, on_steps, P0, blocks in plan["parts"]:
+    for (k0, k1), part, P0, blocks in plan["parts"]:
         sums = _moment_sums(prep, w, part, k0, k1, grad=False)
         _row_sums(blocks, sums, plan["row_s"], C, beta, nodes, grad=False)
-        _near_drop(prep, w, (k0, k1), on_steps, P0, sums, C, beta, near, ta, tb)
+        _near_drop(prep, w, (k0, k1), part, P0, sums, C, beta, near, ta, tb)
     # downward pass: each level's node values plus its parent's far field at those nodes
     far = None
     for lev in reversed(plan["levels"]):
@@ -465,7 +466,7 @@ def _dense_drop(prep: Prepared, plan: dict, C: float, beta: float, gamma: float)
     return out if plan["inverse"] is None else out[plan["inverse"]]
 
 
-def _near_drop(prep: Prepared, w: np.ndarray, span: tuple[int, int], on_steps: np.ndarray, P0: np.ndarray, sums: np.ndarray,
+def _near_drop(prep: Prepared, w: np.ndarray, span: tuple[int, int], part: np.ndarray, P0: np.ndarray, sums: np.ndarray,
                C: float, beta: float, out: np.ndarray, ta: int, tb: int) -> None:
     """Add one part's near drops to ``out`` (steps ta .. tb): for step t the drops k in (cut, t], cut = the
     far-field cut of t's leaf block (LEAF to 2 LEAF - 1 steps back), the newest ones one by one, then groups at
@@ -485,54 +486,63 @@ def _near_drop(prep: Prepared, w: np.ndarray, span: tuple[int, int], on_steps: n
     while d[-1] < 2 * LEAF - 1:
         d.append(max(d[-1] + 1, int((d[-1] + offset) * RATIO - offset)))
     size = min(NEAR_CHUNK, last_t - first_t + 1)
-    buffers = np.empty((6, size + 2 * LEAF)), np.empty((10, size))  # reused: fresh ones would cost page faults
+    buffers = np.empty((6, size + 2 * LEAF)), np.empty((16, size))  # reused: fresh ones would cost page faults
     for lo_t in range(first_t, last_t + 1, NEAR_CHUNK):  # the chunk's sums and temporaries stay in cache
         hi_t = min(lo_t + NEAR_CHUNK - 1, last_t)
-        out[lo_t - ta : hi_t - ta + 1] += _near_chunk(prep, w, span, on_steps, P0, sums, C, beta, d, lo_t, hi_t, buffers)
+        out[lo_t - ta : hi_t - ta + 1] += _near_chunk(prep, w, span, part, P0, sums, C, beta, d, lo_t, hi_t, buffers)
 
 
-def _near_chunk(prep: Prepared, w: np.ndarray, span: tuple[int, int], on_steps: np.ndarray, P0: np.ndarray, sums: np.ndarray,
+def _near_chunk(prep: Prepared, w: np.ndarray, span: tuple[int, int], part: np.ndarray, P0: np.ndarray, sums: np.ndarray,
                 C: float, beta: float, d: list[int], lo_t: int, hi_t: int, buffers: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """`_near_drop` at the steps lo_t .. hi_t (in place into a few buffers: these loops are the dense path's cost)."""
     k0, k1 = span
-    rises = on_steps[k0 + 1] < 0
+    rises = part[0] < 0
     partial = prep.cache["partial"]
     t = np.arange(lo_t, hi_t + 1)
     s = partial[lo_t : hi_t + 1]
     cut = (t // LEAF - 1) * LEAF
+    near = t - cut  # near drops of each step: LEAF .. 2 LEAF - 1
     e0 = lo_t - 2 * LEAF  # drop steps e0 (below every cut: cut >= t - 2 LEAF + 1) .. hi_t are column e - e0 below
-    cols = np.clip(np.arange(e0, hi_t + 1) - k0, 0, k1 - k0)
-    Q = buffers[0][:, : len(cols)]  # Q[:, e - e0] sums the drops k <= e: mass, then mass C y and mass (C y)^2 terms
-    np.take(P0, cols, out=Q[0], mode="clip")  # (indices in range; "clip" writes out unbuffered)
-    np.take(sums, cols, axis=1, out=Q[1:], mode="clip")
+    Q = buffers[0][:, : hi_t - e0 + 1]  # Q[:, e - e0] sums the drops k <= e: mass, then mass C y and mass (C y)^2 terms
+    if k0 <= e0 and hi_t <= k1:  # inside the part's span: a slice of its sums
+        Q[0], Q[1:] = P0[e0 - k0 : hi_t - k0 + 1], sums[:, e0 - k0 : hi_t - k0 + 1]
+    else:
+        cols = np.clip(np.arange(e0, hi_t + 1) - k0, 0, k1 - k0)
+        np.take(P0, cols, out=Q[0], mode="clip")  # (indices in range; "clip" writes out unbuffered)
+        np.take(sums, cols, axis=1, out=Q[1:], mode="clip")
     Q[1:3] *= C  # scaled so that x = C y + 1 costs one addition
     Q[3:] *= C * C * np.array([[1.0], [2.0], [1.0]])
-    dk, cwk, pk = on_steps[e0 : hi_t + 1], C * w[e0 - 1 : hi_t], partial[e0 - 1 : hi_t]  # drop k: w[k-1] = eta_k^-gamma
+    work = buffers[1][:, : len(t)]
+    m, at_cut, first, second, x, e = work[:6], work[6:12], work[12], work[13], work[14], work[15]
+    np.take(Q, cut - e0, axis=1, out=at_cut, mode="clip")  # the sums up to each step's cut (one column per leaf)
 
     def at(d):  # the columns of drop steps t - d
         return slice(lo_t - d - e0, hi_t - d - e0 + 1)
 
-    acc = Q[0, at(0)] - Q[0, cut - e0]  # the near drops' mass; minus sum mass (C y + 1)^-beta (1 + b q) below
+    acc = Q[0, at(0)] - at_cut[0]  # the near drops' mass; minus sum mass (C y + 1)^-beta (1 + b q) below
     b = 0.5 * beta * (beta + 1.0)
     tiny = -1e-300 if rises else 1e-300  # a group without drops: mass 0 and sums 0, so y = 0
     clip = np.minimum if rises else np.maximum
-    work = buffers[1][:, : len(t)]
-    m, first, second, x, e = work[:6], work[6], work[7], work[8], work[9]
     for lo, hi in zip(d[:-1], d[1:]):
-        if hi == lo + 1:  # one drop k = t - lo, exactly: C y + 1 = C w_k (S(t) - S1(k-1)) + 1
-            np.subtract(s, pk[at(lo)], out=x)
-            x *= cwk[at(lo)]
+        if hi == lo + 1:  # one drop k = t - lo, exactly: C y + 1 = C w_k (S(t) - S1(k-1)) + 1 (w[k-1] = eta_k^-gamma)
+            k = np.arange(lo_t - lo, hi_t - lo + 1)
+            np.subtract(s, partial[k - 1], out=x)
+            x *= C * w[k - 1]
             x += 1.0
             np.log(x, out=e)
             e *= -beta
             np.exp(e, out=e)
-            e *= dk[at(lo)]
+            e *= np.where((k > k0) & (k <= k1), part[np.clip(k - k0 - 1, 0, len(part) - 1)], 0.0)  # the part's drop at k
             acc -= e
             continue
         if hi <= LEAF:  # always whole (cut <= t - LEAF)
             np.subtract(Q[:, at(lo)], Q[:, at(hi)], out=m)
-        else:
-            np.subtract(Q[:, at(lo)], Q[:, np.minimum(np.maximum(t - hi, cut), t - lo) - e0], out=m)
+        else:  # cut at the cut: drops k in (max(t - hi, cut), t - lo], none where t - lo <= cut
+            np.subtract(Q[:, at(lo)], at_cut, out=m)
+            if hi < 2 * LEAF - 1:
+                np.subtract(Q[:, at(lo)], Q[:, at(hi)], out=m, where=near >= hi)
+            if lo >= LEAF:
+                m *= near > lo
         np.multiply(s, m[1], out=first)  # sum of mass C y
         first -= m[2]
         np.multiply(s, m[3], out=second)  # sum of mass (C y)^2
