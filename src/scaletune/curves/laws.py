@@ -469,11 +469,12 @@ def _dense_drop(prep: Prepared, plan: dict, C: float, beta: float, gamma: float)
 def _near_drop(prep: Prepared, w: np.ndarray, span: tuple[int, int], part: np.ndarray, P0: np.ndarray, sums: np.ndarray,
                C: float, beta: float, out: np.ndarray, ta: int, tb: int) -> None:
     """Add one part's near drops to ``out`` (steps ta .. tb): for step t the drops k in (cut, t], cut = the
-    far-field cut of t's leaf block (LEAF to 2 LEAF - 1 steps back), the newest ones one by one, then groups at
-    the fixed distances of `_geometric` from t. ``P0``, ``sums``: the part's prefix sums (mass, `_moment_sums`).
+    far-field cut of t's leaf block (LEAF to 2 LEAF - 1 steps back), in second-order groups at the same distances
+    back from every t (a drop alone where a group would be one step wide). ``P0``, ``sums``: the part's prefix
+    sums (mass, `_moment_sums`).
 
     At fixed distances a group's edges move with t, so its sums are differences of two slices of the prefix
-    sums; only the groups that reach past LEAF steps, cut at the leaf's cut, need a gather."""
+    sums; the groups that reach past LEAF steps end at the leaf's cut, read once per step."""
     k0, k1 = span
     first_t, last_t = max(ta, k0 + 1), min(tb, k1 + 2 * LEAF - 1)  # steps with a drop of this part among their near ones
     if first_t > last_t:
@@ -539,9 +540,9 @@ def _near_chunk(prep: Prepared, w: np.ndarray, span: tuple[int, int], part: np.n
             np.subtract(Q[:, at(lo)], Q[:, at(hi)], out=m)
         else:  # cut at the cut: drops k in (max(t - hi, cut), t - lo], none where t - lo <= cut
             np.subtract(Q[:, at(lo)], at_cut, out=m)
-            if hi < 2 * LEAF - 1:
+            if hi < 2 * LEAF:  # whole where it ends past the cut
                 np.subtract(Q[:, at(lo)], Q[:, at(hi)], out=m, where=near >= hi)
-            if lo >= LEAF:
+            if lo >= LEAF:  # empty where it starts at or before the cut
                 m *= near > lo
         np.multiply(s, m[1], out=first)  # sum of mass C y
         first -= m[2]
