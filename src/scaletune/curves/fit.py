@@ -337,7 +337,7 @@ class CurveFit:
     def predict(self, schedule: "str | Schedule | TableSchedule | np.ndarray", steps: Sequence[int] | None = None) -> CurvePrediction:
         """Predict the loss curve under ``schedule`` (a spec, a (step, lr) CSV, a schedule or per-step rates)
         after ``steps`` updates (default: about 1,000 evenly spaced steps from the end of warm-up to the last;
-        every step of a 72,000-step schedule, ``np.arange(...)``, takes about a tenth of a second)."""
+        every step of a 72,000-step schedule, ``np.arange(...)``, takes about 20 ms)."""
         if isinstance(schedule, np.ndarray):
             from scaletune.curves.data import detect_warmup
 
