@@ -326,8 +326,9 @@ def make_plan(
     plans: dict[str, ParamInfo] = {}
     for name, p in named.items():
         role, blk = role_of[name], in_block[name]
-        depth_lr = l ** (a - 1) if blk else 1.0
-        depth_eps = l ** (-a) if blk else 1.0
+        # depth rules are CompleteP's only: SP and muP (width-only) leave in-block rates and eps alone
+        depth_lr = l ** (a - 1) if (cp and blk) else 1.0
+        depth_eps = l ** (-a) if (cp and blk) else 1.0
         is_tied = role == "input" and p is readout_weight
         if role == "input":
             std, lr_m, wd_m, eps_m = input_std, (m if optimizer == "sgd" and mu else 1.0), 1.0, 1.0
