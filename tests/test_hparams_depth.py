@@ -106,7 +106,9 @@ def test_unbracketed_depth_left_out_of_the_depth_fit():
 def test_recommend_prints_the_depth_line():
     # fit_hparam_laws carries the depth report; the recommend text shows it next to the width line.
     optima = find_optima(depth_sweep(-0.5), bootstrap=100)
-    assert fit_hparam_laws(optima, bootstrap=100).transfer.depth_rows
+    laws = fit_hparam_laws(optima, bootstrap=100)
+    assert laws.transfer.depth_rows
+    assert any("the ladder varies depth" in n for n in laws.notes)  # N then mixes width and depth
     rec = recommend(depth_sweep(-0.5), {"N": 1e6, "D": 1e8}, bootstrap=100, loss_bootstrap=50)
     console = Console(record=True, width=400)
     print_recommendation(rec, console)

@@ -445,6 +445,9 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
                      f"{len(left_out)} scale(s) at other batch sizes left out of them (no batch-size law to reconcile them)")
     elif not has_batch and len(set(batches)) == 1:
         reference_batch = float(batches[0])
+    if len({_axis(o, "depth") for o in optima if o.lr_bracketed} - {None}) > 1:
+        notes.append("the ladder varies depth: N in the lr / loss laws mixes width and depth (their exponents "
+                     "assume one shape family); the depth correction is the transfer report's depth exponent")
     lr_vars = tuple(v for v in ("N", "D") if _varies(optima, v))
     plans = [("lr_ND", "lr", lr_vars)]
     if lr_vars == ("N", "D"):
