@@ -120,3 +120,9 @@ def test_batch_optimum_below_the_sweep_is_a_bound_with_the_lr_at_it():
     assert any("smaller batch sizes may be better" in n for n in rec.notes)
     true_lr = float(land.lr_opt(3e8, 1.6e10, rec.batch_size.value))
     assert abs(math.log(rec.lr.value / true_lr)) < math.log(1.25)
+    # when that smallest size is one sequence, sweeping smaller sizes is impossible: the note says so
+    runs = pd.concat([swept, fixed], ignore_index=True)
+    runs["seq_len"] = runs.groupby("D")["batch_size"].transform("min")  # one sequence = the smallest batch
+    rec = recommend(runs, {"N": 3e8, "D": 1.6e10}, bootstrap=100, loss_bootstrap=0)
+    assert any("the smallest batch at this sequence length" in n for n in rec.notes)
+    assert not any("smaller batch sizes may be better" in n for n in rec.notes)

@@ -269,8 +269,15 @@ def recommend(
     if swept:
         o = max(swept, key=lambda o: (o.scale.get("D", 0), o.scale.get("N", 0)))
         edge = "smaller" if o.next_batch_sizes and max(o.next_batch_sizes) < o.best_batch_size else "larger"
+        seq = pd.to_numeric(pd.Series([o.extra.get("seq_len")]), errors="coerce").iloc[0]  # that scale's sequence length
+        if edge == "smaller" and seq > 0 and o.best_batch_size <= seq:
+            # One sequence is the smallest batch there is: "sweep smaller sizes" cannot be followed as such.
+            advice = (f"it is one sequence of {seq:g} tokens, the smallest batch at this sequence length: the optimum "
+                      f"is at or below it (shorter sequences on the proxies would bracket it)")
+        else:
+            advice = f"{edge} batch sizes may be better: sweep them on the proxies"
         notes.append(f"batch size: the sweep at {_label(o)} did not bracket the optimum (best {o.best_batch_size:g} tokens, "
-                     f"at the edge); {edge} batch sizes may be better: sweep them on the proxies")
+                     f"at the edge); {advice}")
     at_edge = False
     if batch is None and swept:
         # No law, but the sweep shows the optimum lies beyond its edge: the best tested size there is closer
