@@ -344,6 +344,26 @@ def test_cli_fit_predict_compare_optimise(tmp_path, capsys):
     assert rc == 0 and json.loads(capsys.readouterr().out)["best"]["schedule"].startswith("wsd")
 
 
+def test_cli_evaluate_scores_held_out_curves_as_the_paper(tmp_path, capsys):
+    """`curves evaluate`: the paper's per-curve-averaged metrics (the same numbers as `evaluate_fit`), pooled
+    ones, and each final loss against its 95% prediction interval."""
+    pub = _write_published(tmp_path)
+    names = ["wsd_20000_24000", "wsdld_20000_24000", "wsdcon_3", "wsdcon_18"]
+    files = [str(DATA / "csv_25" / f"{n}.csv") for n in names]
+    rc = main(["curves", "evaluate", pub, *files, "--schedules", str(DATA / "schedules.csv"), "--max-step", "24000", "--json"])
+    m = json.loads(capsys.readouterr().out)
+    ref = evaluate_fit(published_fit("25"), load("25", names))
+    assert rc == 0 and m["n_curves"] == 4 and m["n_points"] == ref["n_points"]
+    assert m["mean_rel_error"] == pytest.approx(ref["mean_rel_error"]) and m["r2"] == pytest.approx(ref["r2"])
+    assert m["pooled"]["mean_rel_error"] == pytest.approx(ref["pooled"]["mean_rel_error"])
+    for row, c in zip(m["per_curve"], load("25", names)):  # the published fit has no bootstrap: its interval is a point
+        assert row["final_step"] == c.fitted_points()[0][-1] and row["final_interval"][0] == row["final_interval"][1] == row["predicted_final"]
+        assert abs(row["final_rel_error"]) < 0.005 and row["final_covered"] is False
+    rc = main(["curves", "evaluate", pub, *files[:1], "--schedules", str(DATA / "schedules.csv"), "--max-step", "24000"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "average over curves" in text and "final losses in their 95% interval: 0/1" in text
+
+
 @pytest.mark.parametrize("args,needle", [
     (["curves", "fit", "missing.csv", "--schedule", "constant:steps=10,lr=1"], "no such file"),
     (["curves", "fit", str(DATA / "csv_25" / "cosine_24000.csv")], "give its schedule"),
@@ -352,6 +372,7 @@ def test_cli_fit_predict_compare_optimise(tmp_path, capsys):
     (["curves", "fit", str(DATA / "schedules.csv"), "--schedule", "constant:steps=10,lr=1"], "missing column 'step'"),
     (["curves", "predict", str(DATA / "schedules.csv"), "--schedule", "constant"], "not a curve-fit JSON"),
     (["schedule", "optimise", "nofit.json", "--steps", "100"], "no such fit file"),
+    (["curves", "evaluate", "nofit.json", str(DATA / "csv_25" / "wsdcon_3.csv"), "--schedule", "constant"], "no such fit file"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(args, needle, capsys):
     assert main(args) == 2

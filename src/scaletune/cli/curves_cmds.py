@@ -1,4 +1,4 @@
-"""`scaletune curves fit|predict` and `scaletune schedule compare|optimise`: loss curves under LR schedules."""
+"""`scaletune curves fit|predict|evaluate` and `scaletune schedule compare|optimise`: loss curves under LR schedules."""
 
 from __future__ import annotations
 
@@ -147,6 +147,49 @@ def predict_cmd(fit_file, schedule, steps, every, as_json, out, plot) -> None:
     for i in sorted(set(range(0, len(pred.steps), every)) | {len(pred.steps) - 1}):
         click.echo(f"{pred.steps[i]:>8} {pred.loss[i]:>8.4f} {_fmt_interval(pred.lo[i], pred.hi[i]):>20} "
                    f"{_fmt_interval(pred.lo_params[i], pred.hi_params[i]):>20}")
+
+
+@curves_group.command("evaluate")
+@click.argument("fit_file", type=click.Path())
+@click.argument("curve_files", nargs=-1, required=True, type=click.Path())
+@click.option("--schedule", "schedules", multiple=True, help="Schedule spec or step,lr CSV: once for all files or once per file, in order.")
+@click.option("--schedules", "schedule_file", type=click.Path(), help="CSV with columns curve, schedule (curve = file stem or run_id).")
+@click.option("--runs", type=click.Path(), help="Run table whose run_id/schedule columns give each curve's schedule spec.")
+@click.option("--map", "mapping", help="Column mapping canonical=source, e.g. loss=train_loss,step=iter.")
+@click.option("--max-step", type=int, help="Drop points at steps >= this (e.g. a log's final-step entry).")
+@click.option("--json", "as_json", is_flag=True)
+def evaluate_cmd(fit_file, curve_files, schedules, schedule_file, runs, mapping, max_step, as_json) -> None:
+    """Score a fit on held-out CURVE_FILES: R2, mean and worst relative error per curve and averaged over the
+    curves (as Luo et al. 2025 score), pooled over all points, and whether each final loss lies in its 95%
+    prediction interval."""
+    from scaletune.curves.fit import CurveFit, evaluate_fit
+
+    fit = CurveFit.load(fit_file)
+    curves = _load_curves(curve_files, schedules, schedule_file, runs, mapping, max_step)
+    m = evaluate_fit(fit, curves)
+    for row, c in zip(m["per_curve"], curves):
+        steps, loss = c.fitted_points()
+        pred = fit.predict(c.lrs, steps)
+        lo, hi = pred.final_interval
+        row.update(final_step=int(steps[-1]), final_loss=float(loss[-1]), predicted_final=pred.final_loss,
+                   final_interval=[lo, hi], final_rel_error=pred.final_loss / float(loss[-1]) - 1,
+                   final_covered=bool(lo <= loss[-1] <= hi), steps_ratio=pred.extrapolation["steps_ratio"])
+    if as_json:
+        from scaletune._json import to_plain
+
+        click.echo(json.dumps(to_plain(m), indent=1))
+        return
+    click.echo(f"{fit.law} fit from {fit_file} on {m['n_curves']} curves, {m['n_points']} points (relative error = |pred - obs| / obs)")
+    click.echo(f"{'curve':<24} {'points':>6} {'R2':>8} {'mean err':>9} {'worst':>7}  {'final: measured':>15} {'predicted [95%]':>26} {'in':>3} {'steps x':>7}")
+    for r in m["per_curve"]:
+        click.echo(f"{r['name'][:24]:<24} {r['n_points']:>6} {r['r2']:>8.5f} {100 * r['mean_rel_error']:>8.3f}% {100 * r['max_rel_error']:>6.2f}%  "
+                   f"{r['final_loss']:>15.4f} {r['predicted_final']:>8.4f} {_fmt_interval(*r['final_interval']):>17} "
+                   f"{'yes' if r['final_covered'] else 'no':>3} {r['steps_ratio']:>7.2f}")
+    pooled = m["pooled"]
+    click.echo(f"{'average over curves':<24} {'':>6} {m['r2']:>8.5f} {100 * m['mean_rel_error']:>8.3f}% {100 * m['max_rel_error']:>6.2f}%  "
+               f"final losses in their 95% interval: {sum(r['final_covered'] for r in m['per_curve'])}/{m['n_curves']}")
+    click.echo(f"{'pooled over points':<24} {pooled['n_points']:>6} {pooled['r2']:>8.5f} {100 * pooled['mean_rel_error']:>8.3f}% "
+               f"{100 * pooled['max_rel_error']:>6.2f}%")
 
 
 @click.group("schedule")
