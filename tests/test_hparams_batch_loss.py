@@ -36,6 +36,9 @@ def test_loss_is_moved_to_the_recommended_batch_size():
     target = {"N": 3e8, "D": 4e9}
     rec = recommend(runs, target, bootstrap=200, loss_bootstrap=100)
     assert rec.laws.reference_batch == REF_BATCH  # lr and loss laws hold at the ladder's batch size
+    # the two swept scales enter those laws with their lr optimum at REF_BATCH instead of being left out
+    assert any("2 swept scale(s) enter with their lr optimum at that size, 0 scale(s) left out" in n for n in rec.notes)
+    assert "loss law: chinchilla on 12 bracketed scales" in rec.notes
     assert rec.batch_size.value < REF_BATCH / 2  # the batch sweep found a smaller optimum
     assert "moved to the recommended batch size" in rec.loss.source
     assert any(n.startswith(f"loss at batch {rec.batch_size.value:.4g} tokens") for n in rec.notes)

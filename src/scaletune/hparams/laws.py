@@ -159,8 +159,11 @@ def fit_hparam_law(
     # ordinary least squares in log space.
     rng = np.random.default_rng(seed)
     col = _COLUMN[response]
-    y_samples = np.stack([o.samples[:, col] if o.samples is not None and len(o.samples) else np.full(1, np.nan) for o in use], axis=0) \
-        if all(o.samples is not None and len(o.samples) for o in use) else None
+    y_samples = None
+    if all(o.samples is not None and len(o.samples) for o in use):
+        # independent bootstraps per scale, possibly of different sizes: draws paired in order, up to the fewest
+        n = min(len(o.samples) for o in use)
+        y_samples = np.stack([o.samples[:n, col] for o in use], axis=0)
     A = np.column_stack([np.ones(len(use)), logs])
     y0 = np.log(table[response].to_numpy(float))
     thetas = np.full((bootstrap, A.shape[1]), np.nan)
@@ -422,10 +425,40 @@ def fit_loss_law(optima: Sequence[Optimum], *, bootstrap: int = 200, seed: int =
     return None, f"loss law: no fit ({last})"
 
 
-def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_bootstrap: int = 200, seed: int = 0) -> HparamLaws:
+def _at_batch(o: Optimum, batch: float, slices: Sequence[Optimum]) -> Optimum | None:
+    """The lr optimum of scale ``o`` at one batch size, from the per-(scale, batch size) ``slices``."""
+    for s in slices:
+        if (s.lr_bracketed and s.scale.get("batch_size") == batch
+                and all(s.scale.get(k) == o.scale.get(k) for k in o.scale if k != "batch_size")):
+            return s
+    return None
+
+
+def _to_batch(optima: Sequence[Optimum], batch: float, slices: Sequence[Optimum] | None) -> tuple[list[Optimum], int, int]:
+    """The optima at one batch size: a scale optimised at another (its batch was swept) is replaced by its
+    slice at ``batch`` when ``slices`` has it, else left out. Returns (optima, left out, replaced)."""
+    out, left_out, moved = [], 0, 0
+    for o in optima:
+        if not o.best_batch_size or o.best_batch_size == batch:
+            out.append(o)
+            continue
+        s = _at_batch(o, batch, slices or ())
+        if s is None:
+            left_out += 1
+        else:
+            out.append(s)
+            moved += 1
+    return out, left_out, moved
+
+
+def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_bootstrap: int = 200, seed: int = 0,
+                    slices: Sequence[Optimum] | None = None) -> HparamLaws:
     """Fit every law the ladder identifies; the reasons for the ones it does not go into ``notes``.
 
     ``bootstrap`` replicates for the lr / batch laws (cheap, closed form), ``loss_bootstrap`` for the loss law.
+    ``slices``: the lr optima per (scale, batch size) (`find_optima` grouped by the scale and ``batch_size``);
+    when the lr / loss laws are fitted at one batch size, a scale whose batch was swept enters them with its
+    slice at that size instead of being left out.
     """
     laws: dict[str, HparamLaw] = {}
     notes = []
@@ -439,10 +472,10 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
         # the batch effect for a scale effect: fit the lr (and loss) laws at the most common batch size.
         counts = pd.Series(batches).value_counts()
         reference_batch = float(counts.index[0])
-        left_out = [o for o in optima if o.best_batch_size and o.best_batch_size != reference_batch]
-        optima = [o for o in optima if o not in left_out]
-        notes.append(f"lr and loss laws fitted at batch size {reference_batch:g} tokens, the one most scales used; "
-                     f"{len(left_out)} scale(s) at other batch sizes left out of them (no batch-size law to reconcile them)")
+        optima, left_out, moved = _to_batch(optima, reference_batch, slices)
+        notes.append(f"lr and loss laws fitted at batch size {reference_batch:g} tokens, the one most scales used "
+                     f"(no batch-size law to reconcile others); {moved} swept scale(s) enter with their lr optimum at "
+                     f"that size, {left_out} scale(s) left out")
     elif not has_batch and len(set(batches)) == 1:
         reference_batch = float(batches[0])
     if len({_axis(o, "depth") for o in optima if o.lr_bracketed} - {None}) > 1:
@@ -484,11 +517,11 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
         # size, the others' at the ladder's. A loss law across both would read the batch penalty as a scale
         # effect: fit it on the ladder's batch size (recommend moves it to the recommended one).
         common = float(pd.Series([o.best_batch_size for o in fixed]).value_counts().index[0])
-        at_common = [o for o in fixed if o.best_batch_size == common]
+        at_common, left_out, moved = _to_batch([o for o in optima if o.lr_bracketed], common, slices)
         if len(at_common) >= 4:
             loss_optima, loss_batch = at_common, common
-            notes.append(f"loss law fitted at batch size {common:g} tokens, the ladder's ({len(optima) - len(at_common)} "
-                         f"scale(s) with a batch sweep or another batch size left out of it)")
+            notes.append(f"loss law fitted at batch size {common:g} tokens, the ladder's ({moved} swept scale(s) enter "
+                         f"with their optimum at that size, {left_out} left out)")
         else:
             notes.append("loss law fitted across scales at different batch sizes (too few at one batch size): "
                          "the batch effect is read as a scale effect")

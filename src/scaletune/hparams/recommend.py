@@ -254,8 +254,12 @@ def recommend(
     require_columns(runs, ["lr", "loss"])
     if optima is None:
         optima = find_optima(runs, band=band, bootstrap=max(bootstrap // 2, 100), seed=seed)
+    # Where the batch size was swept at some scales, the per-(scale, batch size) optima: the laws fitted at one
+    # batch size take those scales' slice at it, and the lr and loss are moved to the recommended size.
+    slices = (_batch_slices(runs, band=band, bootstrap=bootstrap, seed=seed)
+              if "batch_size" in runs.columns and any(o.batch_bracketed is not None for o in optima) else None)
     if laws is None:
-        laws = fit_hparam_laws(optima, bootstrap=bootstrap, loss_bootstrap=loss_bootstrap, seed=seed)
+        laws = fit_hparam_laws(optima, bootstrap=bootstrap, loss_bootstrap=loss_bootstrap, seed=seed, slices=slices)
     notes = list(laws.notes)
     ok = runs[runs["status"].astype(str).eq("ok")] if "status" in runs.columns else runs
 
@@ -304,9 +308,9 @@ def recommend(
     # Learning rate: with a batch-size law, lr*(N, D, B) at the recommended batch size; else the StepLaw
     # form, else the DeepSeek form, else the largest proxy copied.
     lr = None
-    slices = None
     if "batch_D" in laws.laws or "batch_C" in laws.laws or at_edge:
-        slices = _batch_slices(runs, band=band, bootstrap=bootstrap, seed=seed)
+        if slices is None:
+            slices = _batch_slices(runs, band=band, bootstrap=bootstrap, seed=seed)
         lr, note = _lr_at_batch(slices, target, batch.value, bootstrap=bootstrap, seed=seed)
         notes.append(note)
         if lr is None and at_edge and laws.reference_batch is not None:
