@@ -167,13 +167,6 @@ def evaluate_cmd(fit_file, curve_files, schedules, schedule_file, runs, mapping,
     fit = CurveFit.load(fit_file)
     curves = _load_curves(curve_files, schedules, schedule_file, runs, mapping, max_step)
     m = evaluate_fit(fit, curves)
-    for row, c in zip(m["per_curve"], curves):
-        steps, loss = c.fitted_points()
-        pred = fit.predict(c.lrs, steps)
-        lo, hi = pred.final_interval
-        row.update(final_step=int(steps[-1]), final_loss=float(loss[-1]), predicted_final=pred.final_loss,
-                   final_interval=[lo, hi], final_rel_error=pred.final_loss / float(loss[-1]) - 1,
-                   final_covered=bool(lo <= loss[-1] <= hi), steps_ratio=pred.extrapolation["steps_ratio"])
     if as_json:
         from scaletune._json import to_plain
 

@@ -436,13 +436,18 @@ def evaluate_fit(fit: CurveFit, curves: Sequence[Curve]) -> dict:
     """Metrics of a fit's predictions on curves (their points after warm-up), scored as Luo et al. (2025)
     score them: R2, mean and worst relative error per curve, then each averaged over the curves (their
     repository's `evaluate_mpl`), so a 72,000-step curve counts as much as a 16,000-step one. ``pooled``
-    holds the same metrics over all points together; ``per_curve`` each curve's."""
+    holds the same metrics over all points together; ``per_curve`` each curve's, with its final point: the
+    measured and predicted loss, the 95% interval, whether it covers the measurement, and the extrapolation."""
     per, preds, obs = [], [], []
     for c in curves:
         steps, loss = c.fitted_points()
-        pred = fit.predict(c.lrs, steps).loss
-        per.append({"name": c.name, **curve_metrics(pred, loss)})
-        preds.append(pred)
+        pred = fit.predict(c.lrs, steps)
+        lo, hi = pred.final_interval
+        per.append({"name": c.name, **curve_metrics(pred.loss, loss), "final_step": int(steps[-1]),
+                    "final_loss": float(loss[-1]), "predicted_final": pred.final_loss, "final_interval": [lo, hi],
+                    "final_rel_error": pred.final_loss / float(loss[-1]) - 1, "final_covered": bool(lo <= loss[-1] <= hi),
+                    "steps_ratio": pred.extrapolation["steps_ratio"]})
+        preds.append(pred.loss)
         obs.append(loss)
     out = {k: float(np.mean([m[k] for m in per])) for k in ("r2", "mean_rel_error", "max_rel_error")}
     out.update(n_points=int(sum(m["n_points"] for m in per)), n_curves=len(per),
