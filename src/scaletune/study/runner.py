@@ -299,8 +299,11 @@ class _RayPool:
     def shutdown(self, wait: float) -> None:
         self.stop_claiming()
         if self.tasks:
-            self.ray.wait(list(self.tasks), num_returns=len(self.tasks), timeout=wait)
-            for ref in self.tasks:
+            _, pending = self.ray.wait(list(self.tasks), num_returns=len(self.tasks), timeout=wait)
+            # Cancel only the tasks still running: cancelling one that has just completed races with its
+            # completion callback and can crash the driver (Ray's RAY_CHECK "Tried to complete task that was
+            # not pending", ray-project/ray#54527; seen here once in the test suite).
+            for ref in pending:
                 self.ray.cancel(ref, force=True)
 
 
