@@ -42,14 +42,17 @@ FIXED = {"depth": DEPTH, "seq_len": SEQ, "qk_norm": True, "eval_tokens": 8192, "
 PROXY_WIDTHS, PROXY_TOKENS = (24, 32, 48), (2**16, 2**17, 2**19)
 PROXY_LRS = (6.25e-4, 1.25e-3, 2.5e-3, 5e-3, 1e-2, 2e-2)
 PROXY_BATCH = 1024
-# Batch-size sweep at the smallest width only (B* depends on D, not on N, in StepLaw's fits): enough for
-# B*(D) at 3 token budgets for a quarter more proxy compute.
+TARGET_WIDTH, TARGET_TOKENS = 160, 2**19
+# Batch-size sweeps. At the smallest width for every D (B* depends on D, not on N, in StepLaw's fits), and at
+# the largest proxy at the target's token budget, because at this scale B* grows with N too: at D = 524,288
+# width 24 prefers one sequence (64 tokens), width 48 and the target 128-256 tokens. Without a batch-size law
+# `recommend` takes the sweep nearest the target.
 BATCH_SWEEP_WIDTH, BATCH_SWEEP = 24, (64, 128, 256, 512, 2048)
 SMALL_BATCH, SMALL_LRS = 256, PROXY_LRS[:4]  # below 256 tokens, the four lowest rates only (see GRID_SMALL_LRS)
+NEAR_SWEEP_WIDTH, NEAR_SWEEP = max(PROXY_WIDTHS), (64, 128, 256)  # the four lowest rates (the ladder has 1024)
 # Where a batch-size slice's lr optimum sat at the edge of its rates, the next rate `find_optima` proposed
 # (its `next_lrs`), run as the tool asks: (width, D, lr, batch tokens).
-FOLLOW_UP = ((24, 2**17, 1e-2, 128), (24, 2**19, 3.125e-4, 64))
-TARGET_WIDTH, TARGET_TOKENS = 160, 2**19
+FOLLOW_UP = ((24, 2**17, 1e-2, 128), (24, 2**19, 3.125e-4, 64), (48, 2**19, 3.125e-4, 64))
 GRID_LRS = (6.25e-4, 1.25e-3, 2.5e-3, 5e-3, 1e-2, 2e-2)
 GRID_BATCHES = (64, 128, 256, 512, 1024, 2048)
 # Below 256 tokens the grid keeps the four lowest rates only: the optimal rate falls with the batch size (the
@@ -106,9 +109,11 @@ def cfg(width, tokens, lr, batch, param="mup", seed=0) -> dict:
 
 
 def batch_sweep_configs() -> list[dict]:
-    """The proxies' batch-size sweep at width 24 (the ladder itself runs at PROXY_BATCH), with the follow-ups."""
-    return [cfg(BATCH_SWEEP_WIDTH, d, lr, b) for d in PROXY_TOKENS for b in BATCH_SWEEP
-            for lr in (PROXY_LRS if b >= SMALL_BATCH else SMALL_LRS)] + [cfg(*f) for f in FOLLOW_UP]
+    """The proxies' batch-size sweeps (the ladder itself runs at PROXY_BATCH), with the follow-ups."""
+    return ([cfg(BATCH_SWEEP_WIDTH, d, lr, b) for d in PROXY_TOKENS for b in BATCH_SWEEP
+             for lr in (PROXY_LRS if b >= SMALL_BATCH else SMALL_LRS)]
+            + [cfg(NEAR_SWEEP_WIDTH, TARGET_TOKENS, lr, b) for b in NEAR_SWEEP for lr in SMALL_LRS]
+            + [cfg(*f) for f in FOLLOW_UP])
 
 
 def grid_configs() -> list[dict]:
@@ -293,8 +298,8 @@ def main() -> None:
         + ("-" if rec.loss is None else f"{rec.loss.value:.4f} {tuple(round(x, 4) for x in rec.loss.interval)}"),
         "brute-force best loss per batch size (tokens): " + ", ".join(
             f"{int(b)}: {v:.4f}" for b, v in ok.groupby("batch_size")["loss"].min().items()),
-        "proxy batch optima (width 24): " + "; ".join(
-            f"D={o.scale['D']:.3g}: {o.batch_size_:.4g} {tuple(round(x) for x in o.batch_size_interval or (math.nan, math.nan))}"
+        "proxy batch optima: " + "; ".join(
+            f"N={o.scale['N']:.3g}, D={o.scale['D']:.3g}: {o.batch_size_:.4g} {tuple(round(x) for x in o.batch_size_interval or (math.nan, math.nan))}"
             f"{'' if o.batch_bracketed else ' (NOT bracketed)'}" for o in rec.optima if o.batch_bracketed is not None),
         *(f"law {name}: " + ", ".join(f"{v}^{e:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]" for v, (e, iv) in law.exponents.items())
           for name, law in rec.laws.laws.items()),

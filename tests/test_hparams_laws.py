@@ -126,3 +126,26 @@ def test_batch_optimum_below_the_sweep_is_a_bound_with_the_lr_at_it():
     rec = recommend(runs, {"N": 3e8, "D": 1.6e10}, bootstrap=100, loss_bootstrap=0)
     assert any("the smallest batch at this sequence length" in n for n in rec.notes)
     assert not any("smaller batch sizes may be better" in n for n in rec.notes)
+
+
+def test_without_a_batch_law_the_sweep_nearest_the_target_sets_the_batch_size():
+    # B* grows with N as well as D (d = 0.4, as small models show): the batch size is swept at a small N and at
+    # a larger N at the target's D, too few scales for a law. The nearer sweep's optimum is copied, not the
+    # far one's, and the learning rate is predicted at that batch size.
+    from scaletune.hparams.recommend import recommend
+
+    land = Landscape(noise=0.0005, g=0.5, d=0.4)
+    D = 1.6e10
+    far = land.sweep([(1e7, D)], batch_factors=2.0 ** np.arange(1, 5), seed=11)  # optimum below this sweep
+    near = land.sweep([(1e8, D)], batch_factors=2.0 ** np.arange(-2, 3), seed=12)
+    fixed = land.sweep([(n, d) for n in (1e7, 3e7, 1e8) for d in (1e9, 4e9)], lr_factors=2.0 ** np.arange(-2, 5),
+                       batch_factors=(4,), seed=13)
+    rec = recommend(pd.concat([far, near, fixed], ignore_index=True), {"N": 3e8, "D": D}, bootstrap=100, loss_bootstrap=0)
+    assert "batch_D" not in rec.laws.laws
+    assert "nearest the target" in rec.batch_size.source and "N=1e+08" in rec.batch_size.source
+    assert rec.batch_size.value == pytest.approx(float(land.batch_opt(D, 1e8)), rel=0.15)
+    assert rec.batch_size.extrapolation == pytest.approx(3.0)
+    true_b = float(land.batch_opt(D, 3e8))
+    assert abs(math.log(rec.batch_size.value / true_b)) < 0.6 * abs(math.log(float(land.batch_opt(D, 1e7)) / true_b))
+    true_lr = float(land.lr_opt(3e8, D, rec.batch_size.value))
+    assert abs(math.log(rec.lr.value / true_lr)) < math.log(1.25)

@@ -81,17 +81,29 @@ def _mode(series: pd.Series) -> Any:
     return values.mode().iloc[0] if len(values) else None
 
 
-def _proxy_fallback(optima: list[Optimum], target: Mapping[str, float], response: str) -> Prediction | None:
-    """The largest bracketed proxy's optimum, copied (transfer assumed), when no law can be fitted."""
-    use = [o for o in optima if o.usable(response)]
+def _proxy_fallback(optima: list[Optimum], target: Mapping[str, float]) -> Prediction | None:
+    """The largest bracketed proxy's learning rate, copied (transfer assumed), when no law can be fitted."""
+    use = [o for o in optima if o.usable("lr")]
     if not use:
         return None
     o = max(use, key=lambda o: (o.scale.get("N", 0), o.scale.get("D", 0)))
-    value = o.lr_ if response == "lr" else o.batch_size_
-    iv = o.lr_interval if response == "lr" else o.batch_size_interval
+    value, iv = o.lr_, o.lr_interval
     extra = max([max(target[k] / o.scale[k], o.scale[k] / target[k]) for k in ("N", "D") if k in target and k in o.scale] or [1.0])
     label = ", ".join(f"{k}={v:.3g}" for k, v in o.scale.items() if k in ("N", "D"))
     return Prediction(value, tuple(iv), extra, source=f"copied from the largest proxy ({label}); transfer assumed, no law")
+
+
+def _nearest_sweep(optima: list[Optimum], target: Mapping[str, float]) -> tuple[Optimum, float] | None:
+    """The scale with a 2-D (lr x batch size) sweep nearest the target in (ln N, ln D), with the largest factor
+    in N or D between them (its extrapolation)."""
+    def ratios(o: Optimum) -> list[float]:
+        return [abs(math.log(target[k] / o.scale[k])) for k in ("N", "D") if k in target and o.scale.get(k, 0) > 0]
+
+    swept = [o for o in optima if o.batch_bracketed is not None and o.best_batch_size]
+    if not swept:
+        return None
+    o = min(swept, key=lambda o: math.hypot(*ratios(o)))
+    return o, math.exp(max(ratios(o) or [0.0]))
 
 
 def _batch_slices(runs: pd.DataFrame, *, band: float, bootstrap: int, seed: int) -> list[Optimum]:
@@ -274,24 +286,33 @@ def recommend(
         o = max(swept, key=lambda o: (o.scale.get("D", 0), o.scale.get("N", 0)))
         edge = "smaller" if o.next_batch_sizes and max(o.next_batch_sizes) < o.best_batch_size else "larger"
         seq = pd.to_numeric(pd.Series([o.extra.get("seq_len")]), errors="coerce").iloc[0]  # that scale's sequence length
-        if edge == "smaller" and seq > 0 and o.best_batch_size <= seq:
+        if not o.next_batch_sizes:  # inside the sweep, but the landscape is too flat or noisy for a vertex
+            advice = f"{o.message}: more seeds there would locate it"
+        elif edge == "smaller" and seq > 0 and o.best_batch_size <= seq:
             # One sequence is the smallest batch there is: "sweep smaller sizes" cannot be followed as such.
-            advice = (f"it is one sequence of {seq:g} tokens, the smallest batch at this sequence length: the optimum "
-                      f"is at or below it (shorter sequences on the proxies would bracket it)")
+            advice = (f"at the edge; it is one sequence of {seq:g} tokens, the smallest batch at this sequence length: "
+                      f"the optimum is at or below it (shorter sequences on the proxies would bracket it)")
         else:
-            advice = f"{edge} batch sizes may be better: sweep them on the proxies"
-        notes.append(f"batch size: the sweep at {_label(o)} did not bracket the optimum (best {o.best_batch_size:g} tokens, "
-                     f"at the edge); {advice}")
-    at_edge = False
-    if batch is None and swept:
-        # No law, but the sweep shows the optimum lies beyond its edge: the best tested size there is closer
-        # to the optimum than any fixed ladder batch size (the lr is then predicted at it, below).
-        batch = Prediction(float(o.best_batch_size), (math.nan, math.nan), 1.0,
-                           source=f"best tested batch size at {_label(o)}, at the edge of the proxies' sweep: "
-                                  f"a bound, not a fitted optimum (no batch-size law)")
-        at_edge = True
-    if batch is None:
-        batch = _proxy_fallback(optima, target, "batch_size")
+            advice = f"at the edge; {edge} batch sizes may be better: sweep them on the proxies"
+        notes.append(f"batch size: the sweep at {_label(o)} did not bracket the optimum (best {o.best_batch_size:g} tokens); {advice}")
+    from_sweep = False
+    near = _nearest_sweep(optima, target)
+    if batch is None and near is not None:
+        # No batch-size law: the sweep nearest the target carries the choice. B* moves with D (StepLaw) and,
+        # at small scales, with N too (the built-in LM: one sequence at width 24, 128-256 tokens at width 48
+        # and at 8x its parameters), so a near sweep's optimum beats a far one's. Its best tested size where
+        # the optimum is not bracketed (at the edge: closer to the optimum than any fixed ladder size).
+        o, extra = near
+        if o.usable("batch_size"):
+            batch = Prediction(float(o.batch_size_), tuple(o.batch_size_interval), extra,
+                               source=f"the batch-size optimum at {_label(o)}, the swept scale nearest the target, "
+                                      f"copied (no batch-size law)")
+        else:
+            batch = Prediction(float(o.best_batch_size), (math.nan, math.nan), extra,
+                               source=f"best tested batch size at {_label(o)}, the swept scale nearest the target; "
+                                      f"{'at the edge of the sweep' if o.next_batch_sizes else 'not bracketed'}: a bound, "
+                                      f"not a fitted optimum (no batch-size law)")
+        from_sweep = True
     if batch is None and "batch_size" in ok.columns and ok["batch_size"].nunique() == 1:
         batch = Prediction(float(ok["batch_size"].iloc[0]), (math.nan, math.nan), 1.0,
                            source="as in the proxies (batch size not swept)")
@@ -308,12 +329,12 @@ def recommend(
     # Learning rate: with a batch-size law, lr*(N, D, B) at the recommended batch size; else the StepLaw
     # form, else the DeepSeek form, else the largest proxy copied.
     lr = None
-    if "batch_D" in laws.laws or "batch_C" in laws.laws or at_edge:
+    if "batch_D" in laws.laws or "batch_C" in laws.laws or from_sweep:
         if slices is None:
             slices = _batch_slices(runs, band=band, bootstrap=bootstrap, seed=seed)
         lr, note = _lr_at_batch(slices, target, batch.value, bootstrap=bootstrap, seed=seed)
         notes.append(note)
-        if lr is None and at_edge and laws.reference_batch is not None:
+        if lr is None and from_sweep and laws.reference_batch is not None:
             # Keep the pair consistent: the lr law below holds at the batch size it was fitted at.
             batch = Prediction(laws.reference_batch, (math.nan, math.nan), 1.0,
                                source="the batch size the lr law was fitted at (no batch-size law)")
@@ -325,7 +346,7 @@ def recommend(
             lr = law.predict(point)
             break
     if lr is None:
-        lr = _proxy_fallback(optima, target, "lr")
+        lr = _proxy_fallback(optima, target)
         if lr is None:
             raise ScaletuneError("no scale has a bracketed learning-rate optimum: nothing to recommend "
                                  "(see each scale's message and the proposed next rates with `scaletune optimum`)")

@@ -4,7 +4,7 @@ The landscape is the shape measured in LR/batch sweeps of language models (StepL
 the final loss is convex in ln(lr) and ln(batch size) around an optimum that follows power laws,
 
     loss = E + A / N^alpha + B / D^beta + c_lr * (ln lr - ln lr*)^2 + c_b * (ln bs - ln bs*)^2
-    lr*(N, D) = k_lr N^a D^b,    bs*(D) = k_b D^c  (tokens)
+    lr*(N, D) = k_lr N^a D^b,    bs*(N, D) = k_b N^d D^c  (tokens; d = 0 as in StepLaw)
 
 plus Gaussian noise with a relative standard deviation ``noise``; rates above ``diverge`` x lr* diverge.
 """
@@ -32,6 +32,7 @@ class Landscape:
     b: float = 0.307
     k_b: float = 0.58
     c: float = 0.571
+    d: float = 0.0  # bs* ~ N^d: StepLaw finds none; small models (the built-in LM) show some
     g: float = 0.0  # lr* ~ (batch / B*(D))^g off the optimal batch size (0.5: square-root scaling)
     c_lr: float = 0.02  # curvature in ln(lr), nats per (ln unit)^2
     c_b: float = 0.01
@@ -43,17 +44,17 @@ class Landscape:
         lr = self.k_lr * np.asarray(N, float) ** self.a * np.asarray(D, float) ** self.b
         if batch_size is None or self.g == 0:
             return lr
-        return lr * (np.asarray(batch_size, float) / self.batch_opt(D)) ** self.g
+        return lr * (np.asarray(batch_size, float) / self.batch_opt(D, N)) ** self.g
 
-    def batch_opt(self, D):
-        return self.k_b * np.asarray(D, float) ** self.c
+    def batch_opt(self, D, N=1.0):
+        return self.k_b * np.asarray(N, float) ** self.d * np.asarray(D, float) ** self.c
 
     def loss_opt(self, N, D):
         return self.E + self.A / np.asarray(N, float) ** self.alpha + self.B / np.asarray(D, float) ** self.beta
 
     def loss(self, N, D, lr, batch_size, rng: np.random.Generator | None = None):
         dl = np.log(lr) - np.log(self.lr_opt(N, D, batch_size))
-        db = np.log(batch_size) - np.log(self.batch_opt(D))
+        db = np.log(batch_size) - np.log(self.batch_opt(D, N))
         clean = self.loss_opt(N, D) + self.c_lr * dl**2 + self.c_b * db**2
         if rng is None or self.noise == 0:
             return clean
@@ -72,7 +73,7 @@ class Landscape:
         rng = np.random.default_rng(seed)
         rows = []
         for N, D in scales:
-            lr0, b0 = float(self.lr_opt(N, D)) * shift, float(self.batch_opt(D))
+            lr0, b0 = float(self.lr_opt(N, D)) * shift, float(self.batch_opt(D, N))
             for fb in batch_factors:
                 for fl in lr_factors:
                     for s in range(seeds):
