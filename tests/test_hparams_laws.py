@@ -31,6 +31,8 @@ def test_steplaw_exponents_recovered_within_intervals(optima):
     assert b_iv[0] <= land.b <= b_iv[1] and abs(b - land.b) < 0.06
     c, c_iv = laws.laws["batch_D"].exponents["D"]
     assert c_iv[0] <= land.c <= c_iv[1]
+    # B* does not depend on N in this landscape: B*(N, D) is tested and dropped for the StepLaw form
+    assert "batch_ND" not in laws.laws and any("no measurable N dependence" in n for n in laws.notes)
     # The extrapolation check: the largest scale held out is predicted inside its interval.
     assert lr.holdout["points"] and lr.holdout["coverage"] == 1.0
     # A 10x-beyond-the-ladder prediction carries its extrapolation factor and covers the truth.
@@ -149,3 +151,21 @@ def test_without_a_batch_law_the_sweep_nearest_the_target_sets_the_batch_size():
     assert abs(math.log(rec.batch_size.value / true_b)) < 0.6 * abs(math.log(float(land.batch_opt(D, 1e7)) / true_b))
     true_lr = float(land.lr_opt(3e8, D, rec.batch_size.value))
     assert abs(math.log(rec.lr.value / true_lr)) < math.log(1.25)
+
+
+def test_batch_optimum_growing_with_n_gets_an_n_term():
+    # B* ~ N^0.4 D^c, swept at every scale: B*(N, D) is kept (its N exponent's interval covers 0.4, not 0) and
+    # recommended; B*(D) alone would be off by (3e8 / N of the ladder)^0.4 at the target.
+    from scaletune.hparams.recommend import recommend
+
+    land = Landscape(noise=0.001, d=0.4, k_b=0.58 / 1e7**0.4)  # StepLaw's B* at the smallest N
+    runs = land.sweep(LADDER, lr_factors=2.0 ** np.arange(-3, 4), batch_factors=2.0 ** np.arange(-2, 3), seed=3)
+    rec = recommend(runs, {"N": 3e8, "D": 3e10}, bootstrap=200, loss_bootstrap=0)
+    d, (lo, hi) = rec.laws.laws["batch_ND"].exponents["N"]
+    assert lo <= 0.4 <= hi and lo > 0
+    assert any("depends on N here" in n for n in rec.notes)
+    true_b = float(land.batch_opt(3e10, 3e8))
+    assert abs(math.log(rec.batch_size.value / true_b)) < math.log(1.3)
+    assert rec.batch_size.interval[0] <= true_b <= rec.batch_size.interval[1]
+    assert abs(math.log(rec.laws.laws["batch_D"].predict({"D": 3e10}).value / true_b)) > math.log(1.5)
+    assert abs(math.log(rec.lr.value / float(land.lr_opt(3e8, 3e10, rec.batch_size.value)))) < math.log(1.1)

@@ -4,6 +4,7 @@ Forms (the ones a user would otherwise copy from a paper, fitted here on their o
 
     lr_ND     lr*(N, D) = k N^a D^b        StepLaw (Li et al. 2025)
     batch_D   B*(D)     = k D^c            StepLaw; B in tokens
+    batch_ND  B*(N, D)  = k N^d D^c        StepLaw's with an N term, kept only where d's interval excludes 0
     lr_C      lr*(C)    = k C^e            DeepSeek LLM (2024)
     batch_C   B*(C)     = k C^f            DeepSeek LLM; B in tokens
 
@@ -32,6 +33,7 @@ from scaletune.laws import FitResult, fit
 FORMS = {
     "lr_ND": ("lr", ("N", "D"), "lr*(N, D) = k N^a D^b (StepLaw form)"),
     "batch_D": ("batch_size", ("D",), "B*(D) = k D^c tokens (StepLaw form)"),
+    "batch_ND": ("batch_size", ("N", "D"), "B*(N, D) = k N^d D^c tokens (StepLaw form with an N term)"),
     "lr_C": ("lr", ("C",), "lr*(C) = k C^e (DeepSeek LLM form)"),
     "batch_C": ("batch_size", ("C",), "B*(C) = k C^f tokens (DeepSeek LLM form)"),
 }
@@ -489,8 +491,13 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
             plans = [("lr_ND", "lr", ("N",))]
             notes.append("N and D are collinear over the ladder (constant D/N): lr law fitted in N only; "
                          "the prediction is valid only at the ladder's tokens per parameter")
-    if has_batch and len({o.scale.get("D") for o in all_optima if o.usable("batch_size")}) >= 2:
+    batch_use = [o for o in all_optima if o.usable("batch_size")]
+    if has_batch and len({o.scale.get("D") for o in batch_use}) >= 2:
         plans.append(("batch_D", "batch_size", ("D",)))
+        if len({_value(o, "N") for o in batch_use}) >= 2 and len(batch_use) >= 4:
+            # StepLaw finds B* independent of N, but small models need not follow (the built-in LM's grows
+            # with N): where the sweeps span N, test it.
+            plans.append(("batch_ND", "batch_size", ("N", "D")))
     elif not has_batch:
         notes.append("batch size not swept (or fewer than 3 bracketed scales with a batch sweep): no batch-size law")
     if _varies(optima, "C"):
@@ -510,6 +517,16 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
         if variables != FORMS[name][1]:
             law = replace(law, note=f"fitted in {', '.join(variables)} only ({FORMS[name][2]} needs both)")
         laws[name] = law
+    nd = laws.get("batch_ND")
+    if nd is not None:
+        d, (lo, hi) = nd.exponents["N"]
+        if lo <= 0 <= hi:
+            del laws["batch_ND"]  # one parameter fewer where the data cannot tell it from zero
+            notes.append(f"batch size: B* ~ N^{d:+.3f} [{lo:+.3f}, {hi:+.3f}]: no measurable N dependence, "
+                         f"B*(D) (StepLaw form) used")
+        else:
+            notes.append(f"batch size: B* ~ N^{d:+.3f} [{lo:+.3f}, {hi:+.3f}] depends on N here (StepLaw's B*(D) "
+                         f"has no N term): B*(N, D) used")
     loss_optima, loss_batch = optima, reference_batch
     fixed = [o for o in optima if o.lr_bracketed and o.batch_bracketed is None and o.best_batch_size]
     if has_batch and fixed and len(fixed) < len([o for o in optima if o.lr_bracketed]):

@@ -275,9 +275,11 @@ def recommend(
     notes = list(laws.notes)
     ok = runs[runs["status"].astype(str).eq("ok")] if "status" in runs.columns else runs
 
-    # Batch size (tokens): B*(D) law, else the proxies' batch size.
+    # Batch size (tokens): B*(N, D) or B*(D) law, else B*(C), else the batch sweep nearest the target.
     batch = None
-    if "batch_D" in laws.laws:
+    if "batch_ND" in laws.laws:
+        batch = laws.laws["batch_ND"].predict(target)
+    elif "batch_D" in laws.laws:
         batch = laws.laws["batch_D"].predict(target)
     elif "batch_C" in laws.laws:
         batch = laws.laws["batch_C"].predict({"C": 6 * target["N"] * target["D"]})
@@ -329,7 +331,7 @@ def recommend(
     # Learning rate: with a batch-size law, lr*(N, D, B) at the recommended batch size; else the StepLaw
     # form, else the DeepSeek form, else the largest proxy copied.
     lr = None
-    if "batch_D" in laws.laws or "batch_C" in laws.laws or from_sweep:
+    if any(name in laws.laws for name in ("batch_ND", "batch_D", "batch_C")) or from_sweep:
         if slices is None:
             slices = _batch_slices(runs, band=band, bootstrap=bootstrap, seed=seed)
         lr, note = _lr_at_batch(slices, target, batch.value, bootstrap=bootstrap, seed=seed)
