@@ -312,8 +312,9 @@ def recommend(
         else:
             batch = Prediction(float(o.best_batch_size), (math.nan, math.nan), extra,
                                source=f"best tested batch size at {_label(o)}, the swept scale nearest the target; "
-                                      f"{'at the edge of the sweep' if o.next_batch_sizes else 'not bracketed'}: a bound, "
-                                      f"not a fitted optimum (no batch-size law)")
+                                      + ("at the edge of the sweep: a bound" if o.next_batch_sizes else
+                                         "no convex optimum there (flat or noisy)")
+                                      + ", not a fitted optimum (no batch-size law)")
         from_sweep = True
     if batch is None and "batch_size" in ok.columns and ok["batch_size"].nunique() == 1:
         batch = Prediction(float(ok["batch_size"].iloc[0]), (math.nan, math.nan), 1.0,

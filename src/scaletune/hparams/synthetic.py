@@ -33,14 +33,14 @@ class Landscape:
     k_b: float = 0.58
     c: float = 0.571
     d: float = 0.0  # bs* ~ N^d: StepLaw finds none; small models (the built-in LM) show some
-    g: float = 0.0  # lr* ~ (batch / B*(D))^g off the optimal batch size (0.5: square-root scaling)
+    g: float = 0.0  # lr* ~ (batch / B*(N, D))^g off the optimal batch size (0.5: square-root scaling)
     c_lr: float = 0.02  # curvature in ln(lr), nats per (ln unit)^2
     c_b: float = 0.01
     noise: float = 0.001  # relative std of the final loss (seed-to-seed)
     diverge: float = 8.0  # rates above diverge * lr* diverge
 
     def lr_opt(self, N, D, batch_size=None):
-        """lr* at (N, D), at the optimal batch size B*(D) unless ``batch_size`` (tokens) is given."""
+        """lr* at (N, D), at the optimal batch size B*(N, D) unless ``batch_size`` (tokens) is given."""
         lr = self.k_lr * np.asarray(N, float) ** self.a * np.asarray(D, float) ** self.b
         if batch_size is None or self.g == 0:
             return lr
