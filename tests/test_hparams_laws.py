@@ -169,3 +169,24 @@ def test_batch_optimum_growing_with_n_gets_an_n_term():
     assert rec.batch_size.interval[0] <= true_b <= rec.batch_size.interval[1]
     assert abs(math.log(rec.laws.laws["batch_D"].predict({"D": 3e10}).value / true_b)) > math.log(1.5)
     assert abs(math.log(rec.lr.value / float(land.lr_opt(3e8, 3e10, rec.batch_size.value)))) < math.log(1.1)
+
+
+def test_a_swept_scale_without_a_2d_optimum_enters_the_laws_with_its_slice():
+    # The largest scale also sweeps the batch size, on a landscape flat in it: its 2-D fit is not convex (no
+    # optimum, lr unbracketed there), but its slice at the ladder's batch size is. It must enter the lr and
+    # loss laws with that slice, not drop out (the laws would lose their largest scale).
+    from scaletune.hparams.recommend import _batch_slices
+
+    land = Landscape(noise=0.001, c_b=0.0)
+    ref, rng, rows = 2.0**20, np.random.default_rng(3), []
+    sizes = [(n, d, ref) for n, d in LADDER] + [(*LADDER[-1], b) for b in (2.0**18, 2.0**19)]
+    for n, d, b in sizes:
+        lrs = float(land.lr_opt(n, d, b)) * 2.0 ** np.arange(-3, 4)
+        rows += [dict(N=n, D=d, lr=lr, batch_size=b, loss=float(land.loss(n, d, lr, b, rng)), status="ok") for lr in lrs]
+    runs = pd.DataFrame(rows)
+    opts = find_optima(runs, bootstrap=100)
+    largest = next(o for o in opts if (o.scale["N"], o.scale["D"]) == LADDER[-1])
+    assert largest.lr_bracketed is False and "not convex" in largest.message
+    laws = fit_hparam_laws(opts, bootstrap=100, loss_bootstrap=20, slices=_batch_slices(runs, band=0.0025, bootstrap=100, seed=0))
+    assert laws.laws["lr_ND"].scales == 9 and laws.reference_batch == ref
+    assert any("chinchilla on 9 bracketed scales" in n for n in laws.notes)

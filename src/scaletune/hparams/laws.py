@@ -437,19 +437,22 @@ def _at_batch(o: Optimum, batch: float, slices: Sequence[Optimum]) -> Optimum | 
 
 
 def _to_batch(optima: Sequence[Optimum], batch: float, slices: Sequence[Optimum] | None) -> tuple[list[Optimum], int, int]:
-    """The optima at one batch size: a scale optimised at another (its batch was swept) is replaced by its
-    slice at ``batch`` when ``slices`` has it, else left out. Returns (optima, left out, replaced)."""
+    """The optima at one batch size: a scale optimised at another, or swept in 2-D (its optimum then sits
+    between sizes, or is unbracketed while its slice at ``batch`` is not), is replaced by its slice at
+    ``batch`` when ``slices`` has it; one optimised at another size without it is left out. Returns
+    (optima, left out, replaced)."""
     out, left_out, moved = [], 0, 0
     for o in optima:
-        if not o.best_batch_size or o.best_batch_size == batch:
-            out.append(o)
-            continue
-        s = _at_batch(o, batch, slices or ())
-        if s is None:
-            left_out += 1
-        else:
-            out.append(s)
-            moved += 1
+        if o.best_batch_size and (o.best_batch_size != batch or o.batch_bracketed is not None):
+            s = _at_batch(o, batch, slices or ())
+            if s is not None:
+                out.append(s)
+                moved += 1
+                continue
+            if o.best_batch_size != batch:
+                left_out += 1
+                continue
+        out.append(o)
     return out, left_out, moved
 
 
@@ -467,7 +470,7 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
     all_optima = list(optima)
     has_batch = sum(o.usable("batch_size") for o in optima) >= 3
     reference_batch = None
-    batches = [o.best_batch_size for o in optima if o.lr_bracketed and o.best_batch_size]
+    batches = [o.best_batch_size for o in optima if o.best_batch_size]
     partly_swept = any(o.batch_bracketed is not None for o in optima)
     if not has_batch and partly_swept and len(set(batches)) > 1:
         # Without a batch-size law, an lr law across scales optimised at different batch sizes would mistake
@@ -534,7 +537,8 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
         # size, the others' at the ladder's. A loss law across both would read the batch penalty as a scale
         # effect: fit it on the ladder's batch size (recommend moves it to the recommended one).
         common = float(pd.Series([o.best_batch_size for o in fixed]).value_counts().index[0])
-        at_common, left_out, moved = _to_batch([o for o in optima if o.lr_bracketed], common, slices)
+        at_common, left_out, moved = _to_batch(optima, common, slices)
+        at_common = [o for o in at_common if o.lr_bracketed]
         if len(at_common) >= 4:
             loss_optima, loss_batch = at_common, common
             notes.append(f"loss law fitted at batch size {common:g} tokens, the ladder's ({moved} swept scale(s) enter "
