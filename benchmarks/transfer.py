@@ -13,7 +13,7 @@ On the built-in LM (muP, bundled text), at a target >= 8x the parameters of the 
 Printed side by side: loss of each choice minus the brute-force best (in % and in seed-to-seed standard
 deviations), and proxy compute as % of the brute-force compute.
 
-    nice -n 10 .venv/bin/python benchmarks/transfer.py [--workers 2] [--proxies PATH/runs.csv]
+    nice -n 10 .venv/bin/python benchmarks/transfer.py [--workers 2] [--proxies PATH/runs.csv] [--near-sweep-only]
 
 Every training run is cached in benchmarks/data/transfer_runs.csv (keyed by its full config), so a rerun
 only trains what is missing; the brute-force cells are also written to transfer_bruteforce.csv.
@@ -108,12 +108,15 @@ def cfg(width, tokens, lr, batch, param="mup", seed=0) -> dict:
             "param": param, "seed": int(seed)}
 
 
-def batch_sweep_configs() -> list[dict]:
-    """The proxies' batch-size sweeps (the ladder itself runs at PROXY_BATCH), with the follow-ups."""
-    return ([cfg(BATCH_SWEEP_WIDTH, d, lr, b) for d in PROXY_TOKENS for b in BATCH_SWEEP
-             for lr in (PROXY_LRS if b >= SMALL_BATCH else SMALL_LRS)]
-            + [cfg(NEAR_SWEEP_WIDTH, TARGET_TOKENS, lr, b) for b in NEAR_SWEEP for lr in SMALL_LRS]
-            + [cfg(*f) for f in FOLLOW_UP])
+def batch_sweep_configs(near_only: bool = False) -> list[dict]:
+    """The proxies' batch-size sweeps (the ladder itself runs at PROXY_BATCH), with the follow-ups;
+    ``near_only``: the sweep at the largest proxy only."""
+    near = [cfg(NEAR_SWEEP_WIDTH, TARGET_TOKENS, lr, b) for b in NEAR_SWEEP for lr in SMALL_LRS]
+    follow = [cfg(*f) for f in FOLLOW_UP if not near_only or f[0] == NEAR_SWEEP_WIDTH]
+    if near_only:
+        return near + follow
+    return [cfg(BATCH_SWEEP_WIDTH, d, lr, b) for d in PROXY_TOKENS for b in BATCH_SWEEP
+            for lr in (PROXY_LRS if b >= SMALL_BATCH else SMALL_LRS)] + near + follow
 
 
 def grid_configs() -> list[dict]:
@@ -200,6 +203,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--proxies", help="a proxy run table (e.g. the demo's runs.csv) instead of training the ladder here")
+    ap.add_argument("--near-sweep-only", action="store_true",
+                    help="batch-size sweep at the largest proxy only (no width-24 sweep): the cheaper design")
     args = ap.parse_args()
 
     from scaletune.hparams import find_optimum, recommend
@@ -217,7 +222,7 @@ def main() -> None:
         proxies = pd.read_csv(args.proxies)
     else:
         proxies = train_all([cfg(w, d, lr, PROXY_BATCH) for w in PROXY_WIDTHS for d in PROXY_TOKENS for lr in PROXY_LRS], args.workers)
-    proxies = pd.concat([proxies, train_all(batch_sweep_configs(), args.workers)], ignore_index=True)
+    proxies = pd.concat([proxies, train_all(batch_sweep_configs(args.near_sweep_only), args.workers)], ignore_index=True)
     sp_proxy = train_all([cfg(max(PROXY_WIDTHS), TARGET_TOKENS, lr, PROXY_BATCH, "sp") for lr in SP_LRS], args.workers)
     proxies = proxies.drop(columns=["rung"], errors="ignore")  # scales are (N, D); the demo's rungs do not cover the batch sweep
     proxy_flops = float((6.0 * proxies["N"] * proxies["D"]).sum())
