@@ -1,7 +1,8 @@
 """`scaletune demo`: the whole loop on embedded defaults, checked at the end against real training.
 
 1. A ladder of muP proxies of the built-in LM on the bundled text (3 widths x 3 token budgets), each swept
-   over 6 learning rates spaced by 2x: a study in an SQLite file, run by the local runner.
+   over 6 learning rates spaced by 2x, then a learning-rate x batch-size sweep of the largest proxy at the
+   target's token budget: studies in an SQLite file, run by the local runner.
 2. The optimum per scale, the learning-rate laws and the loss law, fitted on the proxies only.
 3. A recommendation for a target with about 11x the non-embedding (8.4x the total) parameters of the
    largest proxy, beside StepLaw and DeepSeek LLM.
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from scaletune.errors import ScaletuneError
 
@@ -39,6 +41,12 @@ class DemoConfig:
     neighbours: tuple[float, ...] = (0.25, 0.5, 2.0, 4.0)  # target lrs = recommended x these factors
     depth: int = 2
     batch_size: int = 1024
+    # Batch sizes (tokens) swept at the largest proxy at the target's token budget, with their rates. On this
+    # LM the optimal batch grows with N (one sequence at width 24; 128-256 tokens at width 48 and at the
+    # target), so the sweep nearest the target is the informative one (benchmarks/transfer.py
+    # --near-sweep-only); the ladder's batch size is the sweep's fourth.
+    batch_sweep: tuple[int, ...] = (64, 128, 256)
+    batch_sweep_lrs: tuple[float, ...] = (3.125e-4, 6.25e-4, 1.25e-3, 2.5e-3)
     seq_len: int = 64
     fixed: dict = field(default_factory=lambda: {
         # QK-norm: without it these tiny-batch runs spike and get stopped as diverged well below the optimum.
@@ -49,20 +57,28 @@ class DemoConfig:
 # A minute-long version for CI: the same pipeline, too small for its numbers to mean much.
 TINY = DemoConfig(widths=(16, 24), tokens=(2**12, 2**13), lrs=(2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2),
                   target_width=48, target_tokens=2**13, neighbours=(0.5, 2.0), batch_size=128,
+                  batch_sweep=(64, 256), batch_sweep_lrs=(1.25e-3, 2.5e-3, 5e-3, 1e-2),
                   fixed={"param": "mup", "qk_norm": True, "eval_tokens": 2048, "schedule": "cosine:final=0.1",
                          "warmup": 0.05})
 
 
-def _study(name: str, out: Path, widths, tokens, lrs, demo: DemoConfig, batch_size: int) -> dict:
+def _study(name: str, out: Path, widths, tokens, lrs, demo: DemoConfig, batch_sizes) -> dict:
+    """A grid study over the rates (and the batch sizes, if several) at every (width, tokens) of the ladder."""
+    fixed = {**demo.fixed, "depth": demo.depth, "seq_len": demo.seq_len}
+    space: dict[str, Any] = {"lr": {"choices": [float(x) for x in lrs]}}
+    if len(batch_sizes) == 1:
+        fixed["batch_size"] = int(batch_sizes[0])
+    else:
+        space["batch_size"] = {"choices": [int(b) for b in batch_sizes]}
     return {
         "name": name,
         "workload": "lm",  # the built-in LM (scaletune.train.run_lm); the ladder's tokens become its D
         "storage": f"sqlite:///{(out / 'demo.db').resolve()}",
         "seeds": [0],
         "threads": 1,
-        "fixed": {**demo.fixed, "depth": demo.depth, "batch_size": batch_size, "seq_len": demo.seq_len},
+        "fixed": fixed,
         "ladder": {"width": list(widths), "tokens": list(tokens)},
-        "space": {"lr": {"choices": [float(x) for x in lrs]}},
+        "space": space,
         "strategy": "grid",
     }
 
@@ -111,7 +127,6 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
     from rich.console import Console
 
     from scaletune.cli.hparams_cmds import dump_json, optima_table, print_recommendation
-    from scaletune.hparams.laws import fit_hparam_laws
     from scaletune.hparams.optimum import find_optima, find_optimum
     from scaletune.hparams.recommend import recommend
     from scaletune.runtable import write_table
@@ -128,19 +143,27 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
     console.rule("[bold]scaletune demo: sweep small muP proxies -> fit -> recommend -> check at the target")
     console.print(f"proxies: widths {list(demo.widths)} (depth {demo.depth}, N = {min(v['N'] for v in proxy_n.values()):,}"
                   f"-{largest['N']:,} parameters, total), tokens {list(demo.tokens)}, {len(demo.lrs)} learning rates "
-                  f"{demo.lrs[0]:g}-{demo.lrs[-1]:g} (muP base rates), batch {demo.batch_size} tokens")
+                  f"{demo.lrs[0]:g}-{demo.lrs[-1]:g} (muP base rates), batch {demo.batch_size} tokens; then "
+                  f"width {max(demo.widths)} at D = {demo.target_tokens:,} over batch {list(demo.batch_sweep)} tokens x "
+                  f"{len(demo.batch_sweep_lrs)} rates")
     console.print(f"target:  width {demo.target_width}, N = {target_n['N']:,} ({target_n['N'] / largest['N']:.1f}x total, "
                   f"{target_n['N_nonembed'] / largest['N_nonembed']:.1f}x non-embedding parameters of the largest proxy), "
                   f"D = {demo.target_tokens:,} tokens")
     console.print(f"output:  {out}/")
 
-    # 1. The proxy sweep: a study in SQLite, run by the local runner (resumable: rerun the command).
-    study = _study("demo-proxies", out, demo.widths, demo.tokens, demo.lrs, demo, demo.batch_size)
-    (out / "demo_study.toml").write_text(_toml(study))
-    config = load_study_config(study, base_dir=out)
+    # 1. The proxy sweeps: studies in SQLite, run by the local runner (resumable: rerun the command).
+    study = _study("demo-proxies", out, demo.widths, demo.tokens, demo.lrs, demo, (demo.batch_size,))
+    bstudy = _study("demo-batch", out, (max(demo.widths),), (demo.target_tokens,), demo.batch_sweep_lrs, demo,
+                    demo.batch_sweep)
     console.rule("1. sweep of the proxies")
-    run_study(config, workers=workers, progress=True)
-    runs = export_runs(config)
+    parts = []
+    for spec, toml in ((study, "demo_study.toml"), (bstudy, "demo_batch.toml")):
+        (out / toml).write_text(_toml(spec))
+        config = load_study_config(spec, base_dir=out)
+        run_study(config, workers=workers, progress=True)
+        parts.append(export_runs(config))
+    # One table; scales are (N, D): the two studies' rung numbers would collide.
+    runs = pd.concat(parts, ignore_index=True).drop(columns=["rung"])
     runs.attrs["source"] = "demo proxies"
     write_table(runs, out / "runs.csv")
 
@@ -149,11 +172,10 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
     with console.status("locating the optimum of each scale (convex fits, bootstrap over runs)"):
         optima = find_optima(runs, bootstrap=200)
     console.print(optima_table(optima, "Optimum per scale (vertex of a convex fit in ln lr, 95% bootstrap over runs)"))
-    with console.status("fitting lr*(N, D), lr*(C) and the loss law (two-level bootstrap)"):
-        laws = fit_hparam_laws(optima, bootstrap=400, loss_bootstrap=100)
     point = {"N": float(target_n["N"]), "D": float(demo.target_tokens), "N_nonembed": float(target_n["N_nonembed"]),
              "width": float(demo.target_width), "depth": float(demo.depth), "seq_len": float(demo.seq_len)}
-    rec = recommend(runs, point, optima=optima, laws=laws)
+    with console.status("fitting lr*(N, D), lr*(N, D, B), lr*(C) and the loss law (two-level bootstrap)"):
+        rec = recommend(runs, point, optima=optima, bootstrap=400, loss_bootstrap=100)
     console.rule("3. recommendation at the target")
     print_recommendation(rec, console)
 
@@ -162,7 +184,7 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
     lr_rec = float(rec.lr.value)
     batch = _round_batch(rec.batch_size.value, demo, demo.target_tokens)
     target_lrs = sorted([lr_rec] + [lr_rec * f for f in demo.neighbours])
-    tstudy = _study("demo-target", out, (demo.target_width,), (demo.target_tokens,), target_lrs, demo, batch)
+    tstudy = _study("demo-target", out, (demo.target_width,), (demo.target_tokens,), target_lrs, demo, (batch,))
     (out / "demo_target.toml").write_text(_toml(tstudy))
     tconfig = load_study_config(tstudy, base_dir=out)
     run_study(tconfig, workers=workers, progress=True)
@@ -213,7 +235,7 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
     console.print(table)
 
     # Records and figures.
-    fits = {"optima": [o.to_dict() for o in optima], "laws": laws.to_dict(), "recommendation": rec.to_dict(),
+    fits = {"optima": [o.to_dict() for o in optima], "laws": rec.laws.to_dict(), "recommendation": rec.to_dict(),
             "check": check, "demo_config": {k: getattr(demo, k) for k in demo.__dataclass_fields__},
             "seconds": time.monotonic() - start}
     (out / "fits.json").write_text(dump_json(fits))
@@ -227,5 +249,5 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
         figures = f"(no figures: {exc})"
     console.rule(f"done in {time.monotonic() - start:.0f} s")
     console.print(f"output folder: [bold]{out.resolve()}[/]\n  runs.csv, target_runs.csv, fits.json, {figures}, "
-                  f"demo_study.toml, demo_target.toml, demo.db (Optuna storage)")
+                  f"demo_study.toml, demo_batch.toml, demo_target.toml, demo.db (Optuna storage)")
     return check

@@ -47,6 +47,9 @@ def plot_sweeps(runs: pd.DataFrame, optima: Sequence, path: str | Path) -> Path:
         ok = g[g["status"] == "ok"] if "status" in g.columns else g
         bad = g[g["status"] != "ok"] if "status" in g.columns else g.iloc[:0]
         label = ", ".join(f"{k}={v:.3g}" for k, v in o.scale.items() if k in ("N", "D"))
+        if o.batch_bracketed is not None and "batch_size" in ok.columns:  # swept in 2-D: its best batch size's slice
+            ok = ok[np.isclose(ok["batch_size"].astype(float), o.best_batch_size)]
+            label += f", batch {o.best_batch_size:g}"
         mean = ok.groupby("lr")["loss"].mean()
         ax.plot(mean.index, mean.values, "o-", color=color, ms=4, lw=1, label=label + ("" if o.bracketed else " (not bracketed)"))
         if len(bad):
