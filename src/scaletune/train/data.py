@@ -46,18 +46,20 @@ def split(name: str) -> torch.Tensor:
 class Batches:
     """Random training windows: each call returns (inputs, targets) of shape (sequences, seq_len).
 
-    Window starts are drawn uniformly from the train split with a private generator, so the stream of
-    batches is a function of ``seed`` only (independent of model initialisation and thread count).
+    Window starts are drawn uniformly from the train split with a private CPU generator, so the stream of
+    batches is a function of ``seed`` only (independent of model initialisation, thread count and device).
+    On another ``device`` the split lives there and the windows are gathered there.
     """
 
-    def __init__(self, sequences: int, seq_len: int, seed: int):
-        self.data = split("train")
+    def __init__(self, sequences: int, seq_len: int, seed: int, device: torch.device | str = "cpu"):
+        self.data = split("train").to(device)
         self.sequences, self.seq_len = sequences, seq_len
         self.gen = torch.Generator().manual_seed(seed)
+        self.offsets = torch.arange(seq_len + 1, device=device)
 
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
         starts = torch.randint(0, len(self.data) - self.seq_len - 1, (self.sequences,), generator=self.gen)
-        idx = starts[:, None] + torch.arange(self.seq_len + 1)
+        idx = starts.to(self.data.device)[:, None] + self.offsets
         chunk = self.data[idx]
         return chunk[:, :-1], chunk[:, 1:]
 

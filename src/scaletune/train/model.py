@@ -113,13 +113,31 @@ class Attention(nn.Module):
         self.k_norm = RMSNorm(self.head_dim) if cfg.qk_norm else None
         self.scale = cfg.attn_scale if cfg.attn_scale is not None else 1.0 / math.sqrt(self.head_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, T, _ = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self._qkv(x)
+        # SDPA (fused kernels on GPU); scale= carries muP's 1/head_dim where the default would be 1/sqrt
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
         return self.out(y.transpose(1, 2).reshape(B, T, C))
+
+    @torch.no_grad()
+    def logit_max(self, x: torch.Tensor) -> torch.Tensor:
+        """Largest pre-softmax attention logit, scale included, over the causal positions of input ``x``
+        (B, T, width). SDPA never materialises the logits, so this recomputes q k^T explicitly: call it on
+        a few sequences, not in the training step."""
+        q, k, _ = self._qkv(x)
+        with torch.autocast(x.device.type, enabled=False):  # q, k as the training step made them; product in fp32
+            logits = (q.float() @ k.float().transpose(-2, -1)) * self.scale
+        T = x.shape[1]
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        return logits.masked_fill(~causal, float("-inf")).amax()
 
 
 class MLP(nn.Module):

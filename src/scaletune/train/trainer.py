@@ -16,7 +16,8 @@ import torch
 
 from scaletune.errors import ScaletuneError
 from scaletune.schedules import Schedule
-from scaletune.train import data
+from scaletune.train import data, signals
+from scaletune.train.device import autocast_settings, check_device, configure, resolve_device
 from scaletune.train.model import LMConfig, TransformerLM, count_params, flops_per_token
 from scaletune.train.param import PARAMS, ParamPlan, parameterize
 from scaletune.train.scheduler import torch_scheduler
@@ -33,8 +34,12 @@ class RunConfig:
     batch_size / seq_len); ``warmup`` = steps if >= 1, else a fraction of the steps; ``eval_every`` =
     steps (0: eight evaluations per run); ``eval_tokens`` = size of the fixed validation set in tokens.
     ``schedule`` is a kind (``cosine``) or a spec without steps/lr (``wsd:cooldown=0.2,shape=1-sqrt``); steps
-    = tokens // batch_size and lr come from this config. ``precision`` ``auto`` = bf16 autocast from width
-    128 up (faster on CPU there), fp32 below.
+    = tokens // batch_size and lr come from this config. ``device`` ``auto`` = cuda, else mps, else cpu
+    (or name one: cpu, cuda, cuda:N, mps). ``precision`` ``auto`` = bf16 autocast on CUDA, on CPU from width
+    128 up (faster there), fp32 below and on MPS (see `scaletune.train.device.autocast_settings`).
+    ``compile`` wraps the training forward/backward in ``torch.compile``. ``signals_every``: stability
+    signals (`scaletune.train.signals`) at step 1, every that many steps and the last step; None (default) =
+    at each evaluation; 0 = off.
     """
 
     width: int
@@ -66,6 +71,9 @@ class RunConfig:
     eval_every: int = 0
     eval_tokens: int = 16384
     precision: str = "auto"
+    device: str = "auto"
+    compile: bool = False
+    signals_every: int | None = None
     progress: bool = False
 
     @classmethod
@@ -120,6 +128,9 @@ class RunConfig:
             raise ScaletuneError(f"optimizer must be adamw or sgd (got {self.optimizer!r})")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ScaletuneError(f"precision must be auto, fp32 or bf16 (got {self.precision!r})")
+        check_device(self.device)  # availability is checked where the run starts, not where it is planned
+        if self.signals_every is not None and self.signals_every < 0:
+            raise ScaletuneError(f"run config signals_every must be >= 0 (got {self.signals_every})")
         self.lm_config()  # shape errors (heads, mlp)
         self.make_schedule()
 
@@ -149,9 +160,10 @@ class RunConfig:
         return LMConfig(width=self.width, depth=self.depth, heads=heads, seq_len=self.seq_len, mlp=self.mlp,
                         tied=self.tied, qk_norm=self.qk_norm, z_loss=self.z_loss, attn_scale=scale)
 
-    @property
-    def bf16(self) -> bool:
-        return self.precision == "bf16" or (self.precision == "auto" and self.width >= 128)
+    def autocast(self, device_type: str = "cpu") -> dict[str, Any]:
+        """Keyword arguments of ``torch.autocast`` for this run on ``device_type``."""
+        dtype, enabled = autocast_settings(device_type, self.precision, self.width)
+        return {"device_type": device_type, "dtype": dtype, "enabled": enabled}
 
 
 def build_lm(cfg: RunConfig) -> tuple[TransformerLM, ParamPlan]:
@@ -173,17 +185,25 @@ def make_optimizer(cfg: RunConfig, model: torch.nn.Module, plan: ParamPlan) -> t
 
 
 @torch.no_grad()
-def evaluate(model: TransformerLM, inputs: torch.Tensor, targets: torch.Tensor, bf16: bool,
+def evaluate(model: TransformerLM, inputs: torch.Tensor, targets: torch.Tensor, autocast: Mapping[str, Any],
              chunk: int = 64) -> float:
-    """Mean validation loss in nats/token over the fixed windows."""
+    """Mean validation loss in nats/token over the fixed windows (``autocast``: `RunConfig.autocast`)."""
     model.eval()
-    total = 0.0
+    total = torch.zeros((), device=inputs.device)
     for i in range(0, len(inputs), chunk):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(**autocast):
             _, loss = model(inputs[i:i + chunk], targets[i:i + chunk])
-        total += loss.item() * len(inputs[i:i + chunk])
+        total += loss * len(inputs[i:i + chunk])
     model.train()
-    return total / len(inputs)
+    return total.item() / len(inputs)
+
+
+def signal_steps(cfg: RunConfig, eval_every: int) -> set[int]:
+    """1-based steps at which `run_lm` records stability signals (see `RunConfig`)."""
+    every = eval_every if cfg.signals_every is None else cfg.signals_every
+    if every == 0:
+        return set()
+    return {1, cfg.steps, *range(every, cfg.steps + 1, every)}
 
 
 def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | None = None) -> dict[str, Any]:
@@ -194,23 +214,34 @@ def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | Non
     for 8 consecutive steps, stops it with status ``diverged`` (loss NaN); a diverged run never raises.
     Row keys: N, N_nonembed (see `scaletune.train.model`), D (tokens trained), C = 6*N*D, C_exact (= flops_per_token * D, attention
     included), width, depth, heads, lr, batch_size (tokens), schedule (spec), warmup (steps), param, seed,
-    loss (final validation nats/token), bits_per_byte, status, seconds, tokens_per_s, curve (list of
-    {step, tokens, lr, train_loss, val_loss}; val_loss None where not evaluated).
+    loss (final validation nats/token), bits_per_byte, status, seconds, tokens_per_s, device, curve (list of
+    {step, tokens, lr, train_loss, val_loss}; val_loss None where not evaluated), and the stability summary:
+    spikes, max_spike, attn_logit_max, out_logit_max (None when signals are off). Curve points of signal
+    steps also carry the signals named in `scaletune.train.signals`; they describe that step's forward and
+    backward pass (the weights before its update) and its update.
     """
     cfg = RunConfig.from_dict(config)
     start = time.perf_counter()
     torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    configure(device)
     model, plan = build_lm(cfg)
+    model.to(device)
     lm = model.cfg
     optimizer = make_optimizer(cfg, model, plan)
     schedule = cfg.make_schedule()
     scheduler = torch_scheduler(optimizer, schedule)
-    batches = data.Batches(cfg.batch_size // cfg.seq_len, cfg.seq_len, cfg.seed)
-    val_x, val_y = data.val_windows(cfg.eval_tokens, cfg.seq_len)
+    step_model = torch.compile(model) if cfg.compile else model  # signals and evaluation use the eager model
+    autocast = cfg.autocast(device.type)
+    batches = data.Batches(cfg.batch_size // cfg.seq_len, cfg.seq_len, cfg.seed, device=device)
+    val_x, val_y = (t.to(device) for t in data.val_windows(cfg.eval_tokens, cfg.seq_len))
     steps = cfg.steps
     eval_every = cfg.eval_every or max(1, steps // 8)
     log_every = max(1, steps // 1000)  # keep curves at most ~1000 points
     lrs = schedule.lrs()
+    probe_steps = signal_steps(cfg, eval_every)
+    updates = signals.UpdateRatios(model, plan) if probe_steps else None
+    spikes = signals.SpikeCounter()
 
     curve: list[dict[str, Any]] = []
     status, first_loss, val_loss, train_time = "ok", None, float("nan"), 0.0
@@ -218,16 +249,31 @@ def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | Non
     for step in range(steps):
         t0 = time.perf_counter()
         x, y = batches()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            _, loss = model(x, y)
+        with torch.autocast(**autocast):
+            logits, loss = step_model(x, y)
         loss.backward()
+        probe = step + 1 in probe_steps
+        if probe:
+            with torch.autocast(**autocast):
+                attn = signals.attention_logit_max(model, x[:signals.PROBE_SEQUENCES])
+            measured = {"attn_logit_max": attn.max(), **signals.output_stats(logits)}
+            updates.snapshot()
+        del logits
         if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        elif probe:
+            norm = signals.grad_norm(model.parameters())
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if probe:
+            measured.update(grad_norm=norm, **updates.ratios())
+            values = torch.stack([*attn, *measured.values()]).tolist()  # one device sync for all signals
+            point_signals = {f"attn_logit_max_l{i}": v for i, v in enumerate(values[:len(attn)])}
+            point_signals.update(zip(measured, values[len(attn):]))
         train_loss = loss.item()
         train_time += time.perf_counter() - t0
+        spikes(train_loss)
         if first_loss is None:
             first_loss = train_loss
             limit = max(first_loss, math.log(lm.vocab_size)) + DIVERGENCE_MARGIN
@@ -238,12 +284,13 @@ def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | Non
         if not math.isfinite(train_loss) or over >= DIVERGENCE_PATIENCE:
             status = "diverged"
         elif evaluated:
-            val_loss = evaluate(model, val_x, val_y, cfg.bf16)
+            val_loss = evaluate(model, val_x, val_y, autocast)
             if not math.isfinite(val_loss):
                 status = "diverged"
-        if evaluated or status != "ok" or step % log_every == 0:
+        if evaluated or probe or status != "ok" or step % log_every == 0:
             curve.append({"step": step + 1, "tokens": (step + 1) * cfg.batch_size, "lr": float(lrs[step]),
-                          "train_loss": train_loss, "val_loss": val_loss if evaluated and status == "ok" else None})
+                          "train_loss": train_loss, "val_loss": val_loss if evaluated and status == "ok" else None,
+                          **(point_signals if probe else {})})
         if status != "ok":
             val_loss = float("nan")
             break
@@ -263,5 +310,16 @@ def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | Non
         "base_width": cfg.base_width, "base_depth": cfg.base_depth, "seed": cfg.seed,
         "loss": val_loss, "bits_per_byte": val_loss / math.log(2), "status": status,
         "seconds": time.perf_counter() - start, "tokens_per_s": tokens / train_time if train_time else 0.0,
-        "curve": curve,
+        "device": device.type, **signal_summary(curve, spikes, bool(probe_steps)), "curve": curve,
     }
+
+
+def signal_summary(curve: list[dict[str, Any]], spikes: signals.SpikeCounter, probed: bool) -> dict[str, Any]:
+    """The run's stability summary: spike count and largest jump (from every step's training loss), and the
+    largest attention and output logits over the signal steps (None when signals were off or NaN throughout)."""
+    def peak(key: str) -> float | None:
+        seen = [p[key] for p in curve if key in p and not math.isnan(p[key])]
+        return max(seen) if probed and seen else None
+
+    return {"spikes": spikes.count if probed else None, "max_spike": spikes.max_jump if probed else None,
+            "attn_logit_max": peak("attn_logit_max"), "out_logit_max": peak("out_logit_max")}
