@@ -24,9 +24,10 @@ def _resolve(study: str, storage: str | None) -> tuple[str, str | None]:
 
 @click.command()
 @click.argument("study_file", metavar="STUDY.toml")
-@click.option("--workers", type=int, default=None, help="Parallel trials (default: cores // threads per trial).")
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local worker processes, or tasks on a Ray cluster.")
+@click.option("--workers", type=int, default=None,
+              help="Parallel trials (default: cores // threads per trial; slurm: [slurm] jobs).")
+@click.option("--backend", type=click.Choice(["local", "ray", "slurm"]), default="local", show_default=True,
+              help="local worker processes, tasks on a Ray cluster, or Slurm jobs (the [slurm] table).")
 @click.option("--address", default=None, help="Ray cluster address (default: start a local Ray instance).")
 @click.option("--storage", default=None, help="Optuna storage URL overriding the study file's.")
 @click.option("--retry-failed", is_flag=True, help="Also re-run trials whose outcome was 'failed'.")
@@ -81,7 +82,9 @@ def status(study: str, storage: str | None, as_json: bool) -> None:
     from rich.console import Console
 
     from scaletune.study import study_status
+    from scaletune.study.results import open_stored_study
     from scaletune.study.runner import status_table
+    from scaletune.study.slurm import slurm_jobs, slurm_table
 
     name, url = _resolve(study, storage)
     rungs = study_status(name, url)
@@ -90,6 +93,9 @@ def status(study: str, storage: str | None, as_json: bool) -> None:
         return
     done, planned = sum(r.done for r in rungs), sum(r.planned or 0 for r in rungs)
     Console().print(status_table(rungs, f"{name}: {done}/{planned} trials finished"))
+    jobs = slurm_jobs(open_stored_study(name, url))
+    if jobs:
+        Console().print(slurm_table(jobs))
 
 
 @click.command("export")

@@ -35,7 +35,7 @@ KINDS = ("log", "uniform", "int", "choices", "fixed")
 DEFAULT_NARROW = "scaletune.hparams.search:narrow_space"
 
 _TOP_KEYS = ("name", "workload", "seeds", "threads", "storage", "fixed", "ladder", "space", "strategy",
-             "pruner", "budget")
+             "pruner", "budget", "slurm")
 
 
 def _check_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
@@ -215,13 +215,14 @@ class StudyConfig:
     threads: int = 1
     fixed: dict = field(default_factory=dict)
     budget: Budget = Budget()
+    slurm: Any = None  # scaletune.study.slurm.SlurmSpec: the [slurm] table (its defaults when absent)
     source: str = "<dict>"
     raw: dict = field(default_factory=dict, repr=False)
 
     @property
     def fingerprint(self) -> str:
-        """Hash of what defines the planned trials (not threads, budget or storage, which may change on resume)."""
-        plan = {k: v for k, v in self.raw.items() if k not in ("threads", "budget", "storage")}
+        """Hash of what defines the planned trials (not threads, budget, storage or slurm, which may change on resume)."""
+        plan = {k: v for k, v in self.raw.items() if k not in ("threads", "budget", "storage", "slurm")}
         return hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def ranges(self, rung: Rung) -> dict[str, tuple[float, float]]:
@@ -449,6 +450,8 @@ def load_study_config(source: str | Path | Mapping[str, Any], base_dir: str | Pa
 
 
 def _validate(raw: dict, base: Path, where: str) -> StudyConfig:
+    from scaletune.study.slurm import parse_slurm  # imports this module
+
     _check_keys(raw, _TOP_KEYS, "study")
     for key in ("name", "workload", "ladder", "space"):
         if key not in raw:
@@ -535,7 +538,7 @@ def _validate(raw: dict, base: Path, where: str) -> StudyConfig:
         name=name, workload=workload, rungs=rungs, space=space, strategy=strategy,
         storage=_parse_storage(raw.get("storage"), base, name), pruner=pname,
         pruner_options={k: v for k, v in pr.items() if k != "name"}, seeds=seeds, threads=threads,
-        fixed=dict(fixed), budget=budget, source=where, raw=raw,
+        fixed=dict(fixed), budget=budget, slurm=parse_slurm(raw.get("slurm"), base, name), source=where, raw=raw,
     )
     for rung in rungs:  # every range at every rung, before anything runs
         config.ranges(rung)

@@ -23,7 +23,7 @@ from scaletune.study.config import Rung, StudyConfig, resolve_storage_url
 from scaletune.study.plan import narrowed_ranges, plan_rung, rung_study_name
 from scaletune.study.results import (HEARTBEAT, META_KEY, WORKER, RungStatus, StoredStudy, _row, rung_status,
                                      slot_records)
-from scaletune.study.storage import mask_url, open_storage
+from scaletune.study.storage import mask_url, open_storage, require_shared
 
 
 @dataclass
@@ -380,13 +380,14 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    if backend not in ("local", "ray"):
-        raise ScaletuneError(f"backend: expected 'local' or 'ray', got {backend!r}")
+    if backend not in ("local", "ray", "slurm"):
+        raise ScaletuneError(f"backend: expected 'local', 'ray' or 'slurm', got {backend!r}")
     if storage:
         config = dataclasses.replace(config, storage=dataclasses.replace(config.storage,
                                                                           url=resolve_storage_url(storage)))
     if workers is not None and workers < 1:
         raise ScaletuneError(f"workers: expected a positive number, got {workers}")
+    require_shared(config.storage.url, backend, address)
     st = open_storage(config.storage.url)
     stored = _init_study(config, st)
     scale_aware = config.strategy.name == "scale-aware"
@@ -411,16 +412,21 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
     view = _Progress(config, progress)
     if backend == "local":
         pool = _LocalPool(config, workers or max(1, (os.cpu_count() or 1) // config.threads))
-    else:
+    elif backend == "ray":
         pool = _RayPool(config, workers, address)
+    else:
+        from scaletune.study.slurm import SlurmPool
+
+        pool = SlurmPool(config, workers, st)
     stopped = None
     deaths = 0  # workers that died without a trial to blame: a broken environment, not a trial
     try:
         while True:
             now = time.time()
             for suffix, reason in pool.dead():
+                error = None if getattr(pool, "requeue_dead", False) else reason  # Slurm: cancelled, pre-empted
                 blamed = sum(_fail_running(study, st, lambda t: str(t.system_attrs.get(WORKER, "")).endswith(suffix),
-                                           reason) for study in studies.values())
+                                           error) for study in studies.values())
                 deaths += blamed == 0
                 if deaths > 3:
                     raise ScaletuneError(f"worker processes keep dying outside any trial (last: {reason})")

@@ -78,6 +78,21 @@ def open_storage(url: str, must_exist: bool = False):
             time.sleep(0.5 + attempt)
 
 
+def require_shared(url: str, backend: str, address: str | None = None) -> None:
+    """Refuse SQLite when workers run on other machines (Slurm jobs, a Ray cluster at a remote address):
+    SQLite's locking needs every writer on one machine's local file system."""
+    if not url.startswith("sqlite"):
+        return
+    host = re.sub(r"^\w+://", "", address or "").rpartition(":")[0] or (address or "")
+    remote = backend == "slurm" or (backend == "ray" and address not in (None, "", "local")
+                                    and host not in ("localhost", "127.0.0.1"))
+    if remote:
+        where = f"backend {backend}" + (f" at {address}" if address else "")
+        raise ScaletuneError(f"storage {mask_url(url)}: SQLite works only with workers on this machine, and {where} "
+                             f"can run them on other nodes; use postgresql://USER@HOST/DB or journal:///PATH.log "
+                             f"on a file system the nodes share")
+
+
 def check_storage(url: str) -> None:
     """Check that a storage can be used without creating anything (a dry run): a database must answer,
     a sqlite / journal file must exist or its folder must."""
