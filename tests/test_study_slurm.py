@@ -78,9 +78,9 @@ def one_error_line(proc) -> str:
     ('time = 90', "time", 90),
     ('time = "01:30:00"', "time", 90),
     ('time = "2-00:00:30"', "time", 2 * 24 * 60 + 1),
-    ('mem = "16G"', "mem_gb", 16.0),
-    ('mem = "512M"', "mem_gb", 0.5),
-    ('mem = 4', "mem_gb", 4.0),
+    ('mem = "16G"', "mem_mb", 16384),
+    ('mem = "500M"', "mem_mb", 500),
+    ('mem = 0.5', "mem_mb", 512),
     ('jobs = 8', "jobs", 8),
     ('setup = ["source venv/bin/activate", "module load cuda"]', "setup",
      ("source venv/bin/activate", "module load cuda")),
@@ -149,7 +149,7 @@ def _trials(stored) -> list:
 @pytest.mark.slurm
 @needs_slurm
 def test_twelve_trials_three_jobs_driver_killed_and_a_job_cancelled_then_resumed(tmp_path):
-    path = study_file(tmp_path, storage_for(tmp_path), "jobs = 3\ntime = 10", sleep=1.5)
+    path = study_file(tmp_path, storage_for(tmp_path), 'jobs = 3\ntime = 10\nmem = "256M"', sleep=1.5)
     config = load_study_config(path)
     driver = cli("sweep", str(path), "--backend", "slurm", "--no-progress", wait=False)
     deadline = time.monotonic() + 120

@@ -47,7 +47,7 @@ CHECK_SECONDS = 5.0              # the driver asks squeue at most this often
 class SlurmSpec:
     """The ``[slurm]`` table: resources of one worker job, how many jobs, where submitit keeps its files.
 
-    ``time`` is the job's time limit in minutes; ``mem_gb`` its memory (None: the partition's default);
+    ``time`` is the job's time limit in minutes; ``mem_mb`` its memory in MB (None: the partition's default);
     ``cpus_per_task`` None means the study's ``threads``; ``gpus_per_node`` None requests no GPU; ``setup``
     lines run in the batch script before the worker starts (``module load ...``, ``source .venv/bin/activate``).
     ``folder`` holds submitit's pickles and the jobs' logs and must be on a file system the nodes share.
@@ -59,7 +59,7 @@ class SlurmSpec:
     time: int = 60
     gpus_per_node: int | None = None
     cpus_per_task: int | None = None
-    mem_gb: float | None = None
+    mem_mb: int | None = None
     account: str | None = None
     qos: str | None = None
     constraint: str | None = None
@@ -73,8 +73,8 @@ class SlurmSpec:
         for key in ("partition", "gpus_per_node", "account", "qos", "constraint"):
             if getattr(self, key) is not None:
                 params[key] = getattr(self, key)
-        if self.mem_gb is not None:
-            params["mem"] = self.mem_gb  # submitit writes --mem=NGB (or MB)
+        if self.mem_mb is not None:  # as --mem=NM: submitit's own mem writes "GB", which sbatch refuses
+            params["additional_parameters"] = {"mem": f"{self.mem_mb}M"}
         return params
 
 
@@ -92,14 +92,14 @@ def _minutes(value: Any) -> int:
     return _number(value, "slurm.time", positive=True, integer=True)
 
 
-def _gigabytes(value: Any) -> float:
-    """Memory in GB: a number (GB) or a Slurm size string such as "16G", "500M", "1T"."""
+def _megabytes(value: Any) -> int:
+    """Memory in MB (rounded up): a number of GB, or a Slurm size string such as "16G", "500M", "1T"."""
     if isinstance(value, str):
         m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)B?", value.strip().upper())
         if not m or float(m.group(1)) <= 0:
             raise ScaletuneError(f"slurm.mem: expected a size such as \"16G\" or a number of GB, got {value!r}")
-        return float(m.group(1)) * {"K": 2.0**-20, "M": 2.0**-10, "G": 1.0, "T": 1024.0, "": 2.0**-10}[m.group(2)]
-    return _number(value, "slurm.mem", positive=True)
+        return math.ceil(float(m.group(1)) * {"K": 2.0**-10, "M": 1.0, "G": 1024.0, "T": 2.0**20, "": 1.0}[m.group(2)])
+    return math.ceil(_number(value, "slurm.mem", positive=True) * 1024)
 
 
 def parse_slurm(value: Any, base_dir: Path, name: str) -> SlurmSpec:
@@ -125,7 +125,7 @@ def parse_slurm(value: Any, base_dir: Path, name: str) -> SlurmSpec:
     if "time" in value:
         out["time"] = _minutes(value["time"])
     if "mem" in value:
-        out["mem_gb"] = _gigabytes(value["mem"])
+        out["mem_mb"] = _megabytes(value["mem"])
     setup = value.get("setup", [])
     if isinstance(setup, str):
         setup = [setup]
