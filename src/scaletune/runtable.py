@@ -119,4 +119,5 @@ def require_positive(df: pd.DataFrame, columns: Iterable[str]) -> None:
             i = int(np.argmax(bad))
             raw = df[col].iloc[i]
             kind = "non-positive" if isinstance(raw, (int, float, np.number)) and math.isfinite(float(raw)) else "missing or non-numeric"
-            raise ScaletuneError(f"{source}: column {col!r} has a {kind} value {raw!r} at row {i + 1}")
+            shown = f"{float(raw):g}" if isinstance(raw, (int, float, np.number)) else repr(raw)  # not np.float64(...)
+            raise ScaletuneError(f"{source}: column {col!r} has a {kind} value {shown} at row {i + 1}")

@@ -1,4 +1,4 @@
-"""`scaletune` commands of the laws area: fit, predict, allocate, isoflop.
+"""`scaletune` commands of the laws area: fit, backtest, predict, allocate, isoflop.
 
 Thin: parse, call `scaletune.laws`, print a table (rich) or one JSON document (--json). Matplotlib is
 imported only when --plot is given.
@@ -82,11 +82,17 @@ LAWS_FROM = click.option("--laws-from", type=click.Path(dir_okay=False),
 
 
 def _fmt(v) -> str:
+    if isinstance(v, float) and math.isinf(v):
+        return "inf" if v > 0 else "-inf"
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
     if isinstance(v, (int, np.integer)):
         return str(v)
     return f"{v:.6g}"
+
+
+def _span(iv) -> str:
+    return "-" if not iv else f"[{iv[0]:.4g}, {iv[1]:.4g}]"
 
 
 def _echo_json(doc) -> None:
@@ -127,14 +133,30 @@ def _print_fit(result, law) -> None:
                f"{d['residual_std_log']:.4g}, max |log residual| {d['residual_max_abs_log']:.4g}; distinct scales "
                + ", ".join(f"{k}: {v}" for k, v in d["n_scales"].items()))
     if boot:
-        click.echo(f"bootstrap: {boot['samples']} resamples of {boot['groups']} groups (seed {result.seed}), {boot['failed']} failed")
+        click.echo(f"bootstrap: {boot['samples']} resamples of {boot['groups']} groups ({boot.get('grouping', 'rows')}; "
+                   f"seed {result.seed}), {boot['failed']} failed")
     else:
         click.echo("no bootstrap: no intervals (use --bootstrap K)")
+    cal = result.calibration
+    if cal is not None and cal.method == "backtest":
+        click.echo(f"calibrated intervals: backtest along {cal.by}, {cal.n_folds} folds, {cal.n_points} held-out points; "
+                   f"log error std {cal.kappa:.3g} per nat of extrapolation distance, bias {cal.bias:+.3g} per nat "
+                   f"({'applied' if cal.bias else 'not applied'}: fold biases "
+                   + ", ".join(f"{b:+.2g}" for b in cal.fold_biases) + f"), multiplier {cal.quantile(result.level):.3g} "
+                   f"at {level}%, residual std {cal.noise_std:.3g}")
+    elif cal is not None:
+        click.echo(f"intervals: bootstrap + residual noise ({cal.note})")
     for w in d.get("warnings", []):
         click.echo(f"warning: {w}")
+    if result.backtest and result.backtest["folds"]:
+        bt = result.backtest
+        rows = [[f["fold"], f["n_test"], f["median_abs_rel_error"], f["mean_rel_error"], f["max_distance"]] for f in bt["folds"]]
+        _table(f"backtest along {bt['by']} ({bt['bins']}): fit on the bins below each fold, predict all beyond",
+               ["fold", "held out", "median |rel. err|", "mean rel. err", "max distance"], rows)
     if result.holdout:
         h = result.holdout
         cols = [*law.variables, "observed", "predicted", "rel. error", "lo", "hi", "covered", "extrapolation x"]
+        # extrapolation x: exp of the joint distance from the fitted points (1 = inside; see `scaletune backtest`)
         rows = [[*(p[v] for v in law.variables), p["observed"], p["predicted"], p["relative_error"], p.get("lo"), p.get("hi"),
                  str(p.get("covered", "-")), p["extrapolation"]] for p in h["points"]]
         _table(f"held out ({h['expression']}): {h['n']} points, mean |rel. error| {h['mean_abs_relative_error']:.4g}"
@@ -150,7 +172,12 @@ def _print_fit(result, law) -> None:
 @click.option("--where", help="Keep rows: COL=VALUE[,COL=VALUE...] or comparisons 'D>=1e9 and tokens_per_param>=5'.")
 @click.option("--holdout", help="Hold out rows and report how well they are predicted: 'C>=1e21', 'largest(N,2)'.")
 @click.option("--bootstrap", default=200, show_default=True, type=click.IntRange(min=0), help="Bootstrap resamples.")
-@click.option("--groups", help="Column whose values are resampled together (default: each row).")
+@click.option("--groups", "--group", "groups",
+              help="Column whose values are resampled together (default: budgets of --by for calibrated intervals, rows for --intervals bootstrap).")
+@click.option("--intervals", type=click.Choice(["calibrated", "bootstrap"]), default="calibrated", show_default=True,
+              help="calibrated: budget bootstrap + backtest error model; bootstrap: row bootstrap, percentile intervals.")
+@click.option("--by", help="Scale axis of budgets and backtest: C (6ND, default), N, D or a column.")
+@click.option("--backtest", "with_backtest", is_flag=True, help="Print the rolling-origin backtest summary.")
 @click.option("--weights", help="Column of per-point weights of the objective.")
 @click.option("--fix", help="Freeze parameters: NAME=VALUE[,...].")
 @click.option("--objective", default="huber", show_default=True, help="huber | mse_log | mse_linear | lower_envelope.")
@@ -159,8 +186,8 @@ def _print_fit(result, law) -> None:
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a figure (PNG, PDF or SVG).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
 @LAWS_FROM
-def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, groups, weights, fix, objective, seed, out, plot,
-            as_json, laws_from):
+def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, groups, intervals, by, with_backtest, weights, fix,
+            objective, seed, out, plot, as_json, laws_from):
     """Fit a scaling law to a run table (CSV, Parquet, JSON lines) with bootstrap intervals."""
     from scaletune.laws import fit, get_law
 
@@ -173,7 +200,7 @@ def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, grou
     law = get_law(law_name)
     fixed = parse_point(fix) if fix else None
     result = fit(law, df, y=y, objective=objective, bootstrap=bootstrap, seed=seed, groups=groups,
-                 holdout=holdout, fixed=fixed, weights=weights)
+                 holdout=holdout, fixed=fixed, weights=weights, intervals=intervals, by=by, backtest=with_backtest)
     options = {k: v for k, v in click.get_current_context().params.items() if v is not None and v is not False}
     result = dataclasses.replace(result, provenance={**result.provenance, "command": "scaletune fit", "options": options})
     if out:
@@ -190,6 +217,68 @@ def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, grou
     for what, path in (("fit", out), ("figure", plot)):
         if path:
             click.echo(f"{what} written to {path}")
+
+
+@click.command("backtest")
+@click.argument("data", required=False)
+@click.option("--example", type=click.Choice(sorted(EXAMPLES)), help="Use a bundled real data set instead of DATA.")
+@click.option("--law", "law_name", help="Law name (chinchilla, compute, powerlaw:N,D, data_constrained, ...).")
+@click.option("--map", "mapping", help="Rename columns: canonical=yours, e.g. N=params,D=tokens,loss=val_loss.")
+@click.option("--y", "y", help="Response column (default: the law's, usually loss).")
+@click.option("--where", help="Keep rows: COL=VALUE[,COL=VALUE...] or comparisons 'D>=1e9 and tokens_per_param>=5'.")
+@click.option("--by", help="Scale axis of the rolling origin: C (6ND, default for laws of N and D), N, D or a column.")
+@click.option("--horizon", type=click.Choice(["all", "next"]), default="all", show_default=True,
+              help="Predict every bin beyond the origin, or only the next one.")
+@click.option("--intervals", type=click.Choice(["calibrated", "bootstrap", "none"]), default="calibrated", show_default=True,
+              help="Intervals of each fold's fit (calibrated: with its own nested backtest).")
+@click.option("--bootstrap", default=100, show_default=True, type=click.IntRange(min=0), help="Bootstrap resamples per fold.")
+@click.option("--groups", "--group", "groups", help="Column whose values are resampled together.")
+@click.option("--fix", help="Freeze parameters: NAME=VALUE[,...].")
+@click.option("--objective", default="huber", show_default=True, help="huber | mse_log | mse_linear | lower_envelope.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (every fold and held-out point).")
+@LAWS_FROM
+def backtest_cmd(data, example, law_name, mapping, y, where, by, horizon, intervals, bootstrap, groups, fix, objective, seed,
+                 as_json, laws_from):
+    """Rolling-origin backtest: fit on the scales up to each origin, predict the larger ones, errors vs distance."""
+    from scaletune.laws import backtest
+
+    _import_laws(laws_from)
+    df = _load(data, example, mapping, where)
+    if law_name is None:
+        if example is None:
+            raise ScaletuneError("missing --law (e.g. --law chinchilla); known laws: see `scaletune laws`")
+        law_name = EXAMPLES[example][1]
+    res = backtest(law_name, df, y=y, by=by, horizon=horizon, intervals=intervals, bootstrap=bootstrap, seed=seed,
+                   objective=objective, fixed=parse_point(fix) if fix else None, groups=groups)
+    if as_json:
+        _echo_json(res.to_dict())
+        return
+    level = int(round(res.level * 100))
+    click.echo(f"backtest of {res.law} on {df.attrs.get('source')}: rolling origin along {res.by} ({res.bins}); "
+               f"horizon {res.horizon}; {res.intervals} intervals ({bootstrap} resamples per fold, seed {seed})")
+    click.echo("distance: L-infinity distance of a point's ln variables from the convex hull of the fold's fitted "
+               "points (nats; 0.69 = a factor 2 outside)")
+    rows = [[f["fold"], f["train_max_scale"], f["n_train"], f["n_test"], f["median_abs_rel_error"], f["mean_rel_error"],
+             "-" if f["coverage"] is None else f"{f['coverage']:.0%}", f["max_distance"]] for f in res.summary()]
+    _table("per fold", ["fold", f"max fitted {res.by}", "fitted", "held out", "median |rel. err|", "mean rel. err",
+                        f"{level}% coverage", "max distance"], rows)
+    pts = res.points()
+    edges = [0.0, 0.5, 1.0, 2.0, 4.0, np.inf]
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = pts[(pts.distance >= lo) & (pts.distance < hi)]
+        if len(sel):
+            cov = sel.covered.dropna()
+            rows.append([f"{lo:g}-{hi:g}", len(sel), float(np.median(np.abs(sel.rel_error))), float(np.mean(sel.rel_error)),
+                         "-" if cov.empty else f"{cov.astype(bool).mean():.0%}"])
+    _table("errors against the extrapolation distance (nats)", ["distance", "points", "median |rel. err|", "mean rel. err",
+                                                                 f"{level}% coverage"], rows)
+    cov = res.coverage()
+    if cov is not None:
+        click.echo(f"overall {level}% observation-interval coverage: {cov:.1%} of {len(pts)} held-out predictions")
+    for note in res.notes:
+        click.echo(f"note: {note}")
 
 
 @click.command("laws")
@@ -231,18 +320,16 @@ def predict_cmd(fit_spec, points, level, as_json, laws_from):
         for k, v in point.items():
             if not (v > 0 and math.isfinite(v)):
                 raise ScaletuneError(f"--at {text!r}: {k} must be positive, got {v!r}")
-        pred = float(result.predict(point)[0])
-        lo = hi = None
-        if result.bootstrap_params is not None:
-            lo, hi = (float(a[0]) for a in result.predict_interval(point, level))
-        rows.append({**point, result.y: pred, "lo": lo, "hi": hi, "level": level,
-                     "extrapolation": float(result.extrapolation(point)[0])})
+        rec = result.prediction(point, level)[0]
+        lo, hi = (None, None) if rec["method"] == "point" else (rec["lo"], rec["hi"])
+        rows.append({**point, result.y: rec["value"], "lo": lo, "hi": hi, "level": level,
+                     "extrapolation": rec["extrapolation"], "distance": rec["distance"], "method": rec["method"]})
     if as_json:
         _echo_json({"law": result.law, "source": fit_spec, "y": result.y, "citation": result.citation, "predictions": rows})
         return
     click.echo(f"{fit_spec}: {result.law} ({law.formula})")
     cols = [*law.variables, result.y, f"{int(level * 100)}% lo", f"{int(level * 100)}% hi", "extrapolation x"]
-    _table("predictions (extrapolation x: largest factor outside the fitted range, 1 = inside)", cols,
+    _table("predictions (extrapolation x: joint factor outside the fitted points, 1 = inside)", cols,
            [[*(r[v] for v in law.variables), r[result.y], r["lo"], r["hi"], r["extrapolation"]] for r in rows])
     if result.bootstrap_params is None:
         click.echo("no interval: this law carries no bootstrap samples" + (" (published)" if result.diagnostics.get("published") else ""))
@@ -287,16 +374,18 @@ def allocate_cmd(fit_spec, computes, losses, as_json):
 @click.option("--interpolation", type=click.Choice(["akima", "cubic"]), default="akima", show_default=True)
 @click.option("--bootstrap", default=200, show_default=True, type=click.IntRange(min=0))
 @click.option("--unweighted", is_flag=True, help="Fit N*(C) without weighting budgets by 1/var(ln N*).")
+@click.option("--no-cross-check", "no_cross_check", is_flag=True, help="Skip the Approach 3 (Chinchilla fit) cross-check.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the N*(C) fit as JSON (usable by `predict`).")
 @click.option("--plot", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
-def isoflop_cmd(data, example, mapping, where, interpolation, bootstrap, unweighted, seed, out, plot, as_json):
+def isoflop_cmd(data, example, mapping, where, interpolation, bootstrap, unweighted, no_cross_check, seed, out, plot, as_json):
     """IsoFLOP analysis (Chinchilla Approach 2): optimum per budget, then N*(C) = k C^a and D*(C) = k' C^b."""
     from scaletune.laws import isoflop
 
     df = _load(data, example, mapping, where)
-    res = isoflop(df, interpolation=interpolation, bootstrap=bootstrap, seed=seed, weighted=not unweighted)
+    res = isoflop(df, interpolation=interpolation, bootstrap=bootstrap, seed=seed, weighted=not unweighted,
+                  cross_check=not no_cross_check)
     if out:
         Path(out).write_text(res.n_fit.to_json())
     if plot:
@@ -310,7 +399,8 @@ def isoflop_cmd(data, example, mapping, where, interpolation, bootstrap, unweigh
         _echo_json(doc)
         return
     click.echo(f"isoFLOP analysis of {df.attrs.get('source')}: {len(res.optima)} budgets used, {len(res.dropped)} dropped; "
-               f"{interpolation} interpolation of loss vs ln N; {bootstrap} bootstrap resamples per budget (seed {seed})")
+               f"{interpolation} interpolation of loss vs ln N; {bootstrap} residual-bootstrap replicates per budget (seed {seed}), "
+               f"{res.edge_replicates} with the minimum on the grid edge (kept as censored)")
     rows = [[r.C, r.N_star, r.N_star_lo, r.N_star_hi, r.D_star, r.tokens_per_param, r.loss_star, r.n_points]
             for r in res.optima.itertuples()]
     _table("per-budget optimum", ["C (FLOPs)", "N*", "N* 95% lo", "N* 95% hi", "D* (tokens)", "D*/N*", "loss*", "points"], rows)
@@ -320,6 +410,17 @@ def isoflop_cmd(data, example, mapping, where, interpolation, bootstrap, unweigh
            ["quantity", "value", "95% lo", "95% hi"],
            [["a in N* = k C^a", res.a, lo, hi], ["k", res.n_fit.derived_["k"], *res.n_fit.intervals.get("k", (None, None))],
             ["b in D* = k' C^b", res.b, dlo, dhi], ["k'", res.d_fit.derived_["k"], *res.d_fit.intervals.get("k", (None, None))]])
+    a3 = res.approach3
+    if a3 and "error" not in a3:
+        _table(f"cross-check: Approach 2 (isoFLOP minima) vs Approach 3 (Chinchilla fit on the same {a3['n_points']} points)",
+               ["quantity", "Approach 2", "95% interval", "Approach 3", "95% interval "],
+               [["N* exponent", res.a, _span(res.n_fit.intervals.get("c_C")), a3["a_N"], _span(a3["a_N_interval"])],
+                ["D* exponent", res.b, _span(res.d_fit.intervals.get("c_C")), a3["a_D"], _span(a3["a_D_interval"])]])
+        if a3["intervals_overlap"] is not None:
+            click.echo("the two N* exponents' intervals " + ("overlap" if a3["intervals_overlap"] else "do NOT overlap: "
+                       "the Chinchilla form and the isoFLOP minima disagree on this data"))
+    elif a3:
+        click.echo(f"cross-check with Approach 3 failed: {a3['error']}")
     for w in res.warnings:
         click.echo(f"warning: {w}")
     for what, path in (("N*(C) fit", out), ("figure", plot)):
@@ -327,4 +428,4 @@ def isoflop_cmd(data, example, mapping, where, interpolation, bootstrap, unweigh
             click.echo(f"{what} written to {path}")
 
 
-COMMANDS = [fit_cmd, predict_cmd, allocate_cmd, isoflop_cmd, laws_cmd]
+COMMANDS = [fit_cmd, backtest_cmd, predict_cmd, allocate_cmd, isoflop_cmd, laws_cmd]

@@ -5,9 +5,12 @@ compute-optimal allocation and published laws. numpy/scipy/pandas only (no torch
     result = fit("chinchilla", table, bootstrap=1000, seed=0)   # table has N, D, loss
     result.params_, result.intervals, result.diagnostics
     result.predict({"N": 7e10, "D": 1.4e12}), result.predict_interval(...), result.extrapolation(...)
+    result.prediction(x)             # records: value, lo, hi, level, extrapolation, distance, method
+    backtest("chinchilla", table)    # rolling origin along C: errors against the extrapolation distance
 """
 
 from scaletune.laws.allocation import Allocation, allocate, compute_for_loss
+from scaletune.laws.backtest import BacktestResult, backtest
 from scaletune.laws.catalogue import Law, Projection, get_law, law_names, register_law
 from scaletune.laws.fitting import FitResult, fit, holdout_mask, row_mask
 from scaletune.laws.isoflop import IsoflopResult, isoflop
@@ -15,5 +18,5 @@ from scaletune.laws.published import load_fit, published
 
 __all__ = [
     "Law", "Projection", "FitResult", "fit", "get_law", "law_names", "register_law", "holdout_mask", "row_mask",
-    "isoflop", "IsoflopResult", "allocate", "compute_for_loss", "Allocation", "published", "load_fit",
+    "backtest", "BacktestResult", "isoflop", "IsoflopResult", "allocate", "compute_for_loss", "Allocation", "published", "load_fit",
 ]

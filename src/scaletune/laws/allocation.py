@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from scaletune.errors import ScaletuneError
-from scaletune.laws.fitting import FitResult
+from scaletune.laws.fitting import FitResult, plain
 from scaletune.laws.published import ALLOCATION_ONLY
 
 
@@ -72,12 +72,19 @@ def _samples(fit: FitResult) -> dict[str, np.ndarray] | None:
 
 
 def _intervals(values: dict[str, np.ndarray], level: float) -> dict[str, tuple[float, float]]:
+    """Percentile intervals; NaN samples are undefined and left out, +inf ones (a target some samples never
+    reach) count as infinitely large, so the upper end becomes inf rather than being biased low."""
     tail = 50 * (1 - level)
     out = {}
     for k, v in values.items():
-        v = v[np.isfinite(v)]
-        if len(v):
-            out[k] = (float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail)))
+        v = v[~np.isnan(v)]
+        if not len(v):
+            continue
+        if np.isinf(v).any():
+            lo, hi = np.percentile(v, tail, method="lower"), np.percentile(v, 100 - tail, method="higher")
+        else:
+            lo, hi = np.percentile(v, tail), np.percentile(v, 100 - tail)
+        out[k] = (float(lo), float(hi))
     return out
 
 
@@ -88,7 +95,7 @@ def allocate(fit: FitResult | str, compute: float) -> Allocation:
     allocation, where N* is non-embedding FLOPs per token M*, not parameters).
     """
     if not np.isfinite(compute) or compute <= 0:
-        raise ScaletuneError(f"compute must be a positive number of FLOPs, got {compute!r}")
+        raise ScaletuneError(f"compute must be a positive number of FLOPs, got {plain(compute)}")
     if isinstance(fit, str):
         key = fit.removeprefix("published:")
         if key not in ALLOCATION_ONLY:
@@ -119,16 +126,22 @@ def compute_for_loss(fit: FitResult | str, loss: float) -> Allocation:
     form = _form(fit, fit.params_)
     E = float(form[0])
     if not np.isfinite(loss) or loss <= E:
-        raise ScaletuneError(f"target loss {loss!r} is not above the fitted irreducible loss E = {E:.4g}: no compute reaches it")
+        raise ScaletuneError(f"target loss {plain(loss)} is not above the fitted irreducible loss E = {E:.4g}: no compute reaches it")
     N, D, C = _inverse(form, loss)
     intervals, notes = {}, []
     samples = _samples(fit)
     if samples is not None:
-        n, d, c = _inverse(_form(fit, samples), loss)
-        intervals = _intervals({"C": c, "N_star": n, "D_star": d, "tokens_per_param": d / n}, fit.level)
-        unreachable = int(np.sum(~np.isfinite(c)))
+        form_s = _form(fit, samples)
+        n, d, c = _inverse(form_s, loss)
+        never = np.asarray(form_s[0]) >= loss  # this sample's floor E lies above the target: no compute reaches it
+        n, d, c = (np.where(never, np.inf, a) for a in (n, d, c))
+        with np.errstate(invalid="ignore"):
+            ratio = np.where(never, np.nan, d / n)  # undefined where the target is unreachable
+        intervals = _intervals({"C": c, "N_star": n, "D_star": d, "tokens_per_param": ratio}, fit.level)
+        unreachable = int(never.sum())
         if unreachable:
-            notes.append(f"{unreachable} of {len(c)} bootstrap samples have E >= {loss}: the target may be unreachable")
+            notes.append(f"{unreachable} of {len(c)} bootstrap samples have E >= {plain(loss)}: counted as needing "
+                         "infinite compute (the target may be unreachable)")
     return Allocation(float(C), float(N), float(D), float(D / N), float(loss), intervals,
                       float(fit.extrapolation({v: {"N": N, "D": D}.get(v, D) for v in fit.law_.variables})[0]),
                       source=fit.citation or fit.law, notes=notes)

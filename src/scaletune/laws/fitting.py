@@ -28,6 +28,7 @@ from threadpoolctl import ThreadpoolController
 from scaletune import __version__
 from scaletune._json import to_plain
 from scaletune.errors import ScaletuneError
+from scaletune.laws._calibration import Calibration, calibrated_interval, hull_distance, hull_points, scale_bins, scale_values
 from scaletune.laws.catalogue import Law, get_law
 from scaletune.laws.objectives import Objective, get_objective
 from scaletune.runtable import require_columns, require_positive
@@ -213,6 +214,15 @@ def _as_frame(data: Data) -> pd.DataFrame:
         raise ScaletuneError(f"cannot make a table of the data: {exc}") from None
 
 
+def plain(value: Any) -> str:
+    """A value for an error message: numbers as plain numbers (``1e+20``, not ``np.float64(1e+20)``)."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, float, np.number)):
+        return f"{float(value):.6g}"
+    return repr(value)
+
+
 def _check(law: Law, df: pd.DataFrame, y: str, n_free: int) -> None:
     require_columns(df, [*law.variables, y])
     require_positive(df, [*law.variables, y])
@@ -221,7 +231,7 @@ def _check(law: Law, df: pd.DataFrame, y: str, n_free: int) -> None:
         raise ScaletuneError(f"{source}: {len(df)} points for law {law.spec!r} with {n_free} free parameters: need more points than parameters")
     for v in law.variables:
         if df[v].nunique() < 2:
-            raise ScaletuneError(f"{source}: column {v!r} has one single value ({df[v].iloc[0]!r}): law {law.spec!r} needs at least two scales")
+            raise ScaletuneError(f"{source}: column {v!r} has one single value ({plain(df[v].iloc[0])}): law {law.spec!r} needs at least two scales")
 
 
 _COMPARE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|==|!=|>|<)\s*([-+0-9.eE]+)\s*$")
@@ -296,6 +306,9 @@ class FitResult:
     provenance: dict[str, str] = field(default_factory=dict)
     citation: str = ""
     residuals_log: np.ndarray | None = None  # log(observed) - log(fitted) of the fitted points
+    data_hull: list[list[float]] | None = None  # fitted points in log variables (hull vertices): the distance's reference
+    calibration: Calibration | None = None  # the error model of calibrated intervals (None: percentile bootstrap)
+    backtest: dict[str, Any] | None = None  # summary of the rolling-origin backtest on the fitted data
 
     @property
     def law_(self) -> Law:
@@ -325,8 +338,15 @@ class FitResult:
 
     def predict_interval(self, x: Mapping[str, Any] | pd.DataFrame, level: float = 0.95,
                          observation: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile bootstrap interval of the law at ``x`` (parameter uncertainty); with ``observation``, of a
-        new measurement there: each bootstrap prediction times exp(a residual of the fit drawn at random)."""
+        """Interval at ``level`` of the law at ``x`` or, with ``observation``, of a new measurement there.
+
+        Calibrated fits (``calibration`` set, the default of `fit`): ln prediction + bias d +- q sqrt(bootstrap
+        variance + kappa^2 d^2 [+ residual variance for an observation]), d the extrapolation distance (see
+        `scaletune.laws._calibration`). Otherwise the percentile bootstrap interval, an observation's being each
+        bootstrap prediction times exp(a residual of the fit drawn at random).
+        """
+        if self.calibration is not None:
+            return self._calibrated(x, level, observation)[1:]
         samples = self.predict_samples(x)
         if observation:
             if self.residuals_log is None or len(self.residuals_log) == 0:
@@ -336,17 +356,56 @@ class FitResult:
         tail = 50 * (1 - level)
         return np.nanpercentile(samples, tail, axis=0), np.nanpercentile(samples, 100 - tail, axis=0)
 
-    def extrapolation(self, x: Mapping[str, Any] | pd.DataFrame) -> np.ndarray:
-        """How far each point lies outside the fitted data: the largest factor by which any variable exceeds
-        its observed maximum or falls below its observed minimum (1.0 = inside the range)."""
+    def _calibrated(self, x, level: float, observation: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         xs = self._x(x)
-        factor = np.ones(len(next(iter(xs.values()))))
-        for v, a in xs.items():
-            if v not in self.data_range:  # a published law: its data range is not known here
-                return np.full(len(factor), np.nan)
-            lo, hi = self.data_range[v]
-            factor = np.maximum(factor, np.maximum(a / hi, lo / a))
-        return factor
+        with np.errstate(all="ignore"):
+            log_boot = None if self.bootstrap_params is None else np.log(self.predict_samples(xs))
+        return calibrated_interval(np.log(self.predict(xs)), log_boot, self.extrapolation_distance(xs), self.calibration,
+                                   level, observation)
+
+    def prediction(self, x: Mapping[str, Any] | pd.DataFrame, level: float | None = None,
+                   observation: bool = False) -> list[dict[str, Any]]:
+        """One record per point: value, lo, hi, level, extrapolation (factor, 1 = inside the data), distance
+        (ln of it) and method (``calibrated``, ``bootstrap`` or ``point`` when the fit has no samples). A calibrated
+        value includes the backtest's bias correction when one was applied."""
+        level = self.level if level is None else level
+        xs = self._x(x)
+        dist = self.extrapolation_distance(xs)
+        value = self.predict(xs)
+        lo = hi = np.full(len(value), np.nan)
+        method = "point"
+        if self.calibration is not None:
+            value, lo, hi = self._calibrated(xs, level, observation)
+            method = "calibrated"
+        elif self.bootstrap_params is not None:
+            lo, hi = self.predict_interval(xs, level, observation)
+            method = "bootstrap"
+        return [{**{v: float(xs[v][i]) for v in xs}, "value": float(value[i]), "lo": float(lo[i]), "hi": float(hi[i]),
+                 "level": level, "observation": observation, "extrapolation": float(np.exp(dist[i])),
+                 "distance": float(dist[i]), "method": method} for i in range(len(value))]
+
+    def extrapolation_distance(self, x: Mapping[str, Any] | pd.DataFrame) -> np.ndarray:
+        """Joint extrapolation distance of each point, in natural-log units: the L-infinity distance of its log
+        variables from the convex hull of the fitted points (0 = inside; NaN for a published law, whose data
+        are not known). See `scaletune.laws._calibration`."""
+        xs = self._x(x)
+        n = len(next(iter(xs.values())))
+        variables = self.law_.variables
+        if self.data_hull is not None:
+            hull = np.asarray(self.data_hull, float)
+        elif all(v in self.data_range for v in variables):  # a fit saved before hulls: the box of the ranges
+            hull = np.array(list(itertools.product(*[np.log(self.data_range[v]) for v in variables])))
+        else:
+            return np.full(n, np.nan)
+        with np.errstate(all="ignore"):
+            pts = np.stack([np.log(xs[v]) for v in variables], axis=1)
+        return hull_distance(pts, hull)
+
+    def extrapolation(self, x: Mapping[str, Any] | pd.DataFrame) -> np.ndarray:
+        """How far each point lies outside the fitted data, as a factor: exp(`extrapolation_distance`), the
+        smallest f such that every variable lies within a factor f of one convex mixture (in log space) of fitted
+        points. 1.0 = inside; on a full grid it is the largest factor by which a variable leaves its range."""
+        return np.exp(self.extrapolation_distance(x))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -354,6 +413,7 @@ class FitResult:
         d["residuals_log"] = None if self.residuals_log is None else np.asarray(self.residuals_log).tolist()
         d["intervals"] = {k: list(v) for k, v in self.intervals.items()}
         d["data_range"] = {k: list(v) for k, v in self.data_range.items()}
+        d["calibration"] = None if self.calibration is None else self.calibration.to_dict()
         d["params_order"] = list(self.law_.params)
         return d
 
@@ -374,6 +434,8 @@ class FitResult:
         d["residuals_log"] = None if d.get("residuals_log") is None else np.array(d["residuals_log"], dtype=float)
         d["intervals"] = {k: (float(v[0]), float(v[1])) for k, v in d.get("intervals", {}).items()}
         d["data_range"] = {k: (float(v[0]), float(v[1])) for k, v in d.get("data_range", {}).items()}
+        if d.get("calibration") is not None:
+            d["calibration"] = Calibration.from_dict(d["calibration"])
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -464,6 +526,13 @@ def _diagnostics(problem: _Problem, theta: np.ndarray, value: float, res, n_star
         warnings.append(f"optimiser did not converge: {res.message}")
     if at_bound:
         warnings.append(f"parameters at a bound: {', '.join(at_bound)}")
+    n_free = len(problem.free)
+    per_param = len(problem.y) / max(1, n_free)
+    if law.response == "loss" and per_param < 3:
+        # a 5-parameter law on 6-12 points extrapolates erratically: say so (refit with --fix of the exponents
+        # from a larger fit, or a simpler law)
+        warnings.append(f"only {len(problem.y)} points for {n_free} free parameters ({per_param:.1f} per parameter, "
+                        f"fewer than 3): extrapolation is poorly constrained; fix exponents or use a simpler law")
     e_above = bool(floor is not None and float(floor) > problem.y.min())
     if e_above:
         warnings.append(f"irreducible term E = {float(floor):.4g} lies above the lowest observed {float(problem.y.min()):.4g}")
@@ -476,6 +545,7 @@ def _diagnostics(problem: _Problem, theta: np.ndarray, value: float, res, n_star
         "residual_std_log": float(np.std(r)),
         "residual_max_abs_log": float(np.max(np.abs(r))),
         "n_points": int(len(problem.y)),
+        "points_per_parameter": float(per_param),
         "n_scales": {v: int(len(np.unique(a))) for v, a in problem.x.items()},
         "n_starts_polished": n_starts,
         "warnings": warnings,
@@ -500,17 +570,28 @@ def fit(
     level: float = 0.95,
     n_starts: int = 5,
     workers: int | None = None,
+    intervals: str = "calibrated",
+    by: str | None = None,
+    backtest: bool = False,
 ) -> FitResult:
     """Fit ``law`` to ``data`` (a DataFrame or dict of arrays with the law's variables and ``y``).
 
     ``y`` defaults to the law's response (``loss`` for loss laws). ``objective``: huber (default, delta 1e-3
-    on natural-log residuals, summed), mse_log, mse_linear, lower_envelope. ``bootstrap`` resamples whole
-    ``groups`` (a column name or one label per row; default: each row) ``bootstrap`` times on all cores, with
-    ``seed``; intervals are percentile intervals at ``level``. ``holdout`` (an expression such as
+    on natural-log residuals, summed), mse_log, mse_linear, lower_envelope. ``holdout`` (an expression such as
     ``"C>=1e21"`` or ``"largest(N,2)"``, or a boolean mask) is left out of the fit and reported.
     ``fixed`` freezes parameters at given values; ``weights`` (a column name or one value per row)
     multiplies each point's term of the objective.
+
+    Intervals (``bootstrap`` > 0 resamples, seeded, on all cores; percentile intervals of the parameters at
+    ``level``). ``intervals="calibrated"`` (default): the bootstrap resamples whole budgets (``groups`` or, by
+    default, bins of the scale ``by``, C = 6ND for laws of N and D), and prediction intervals come from the error
+    model of a rolling-origin backtest along ``by`` on the fitted data (see `scaletune.laws._calibration`), or
+    from bootstrap + residual noise when there are too few scales (``calibration.method`` says which).
+    ``intervals="bootstrap"``: the plain bootstrap, resampling rows (or ``groups``) and percentile prediction
+    intervals. ``backtest`` attaches the backtest summary also to a plain-bootstrap fit.
     """
+    if intervals not in ("calibrated", "bootstrap"):
+        raise ScaletuneError(f"unknown intervals {intervals!r} (calibrated or bootstrap)")
     law = get_law(law)
     y = y or law.response
     obj = get_objective(objective)
@@ -521,15 +602,6 @@ def fit(
     df = _as_frame(data)
     n_free = len(law.params) - len(fixed)
     require_columns(df, [*law.variables, y])
-    if isinstance(groups, str):
-        require_columns(df, [groups])
-        group_labels = df[groups].to_numpy()
-    elif groups is not None:
-        group_labels = np.asarray(groups)
-        if len(group_labels) != len(df):
-            raise ScaletuneError(f"groups has {len(group_labels)} labels for {len(df)} rows")
-    else:
-        group_labels = np.arange(len(df))
     mask = np.zeros(len(df), dtype=bool)
     if holdout is not None:
         mask = holdout_mask(df, holdout) if isinstance(holdout, str) else np.asarray(holdout, dtype=bool)
@@ -538,6 +610,21 @@ def fit(
     _check(law, train, y, n_free)
     if mask.any():
         require_positive(df[mask], [*law.variables, y])
+    if isinstance(groups, str):
+        require_columns(df, [groups])
+        group_labels, grouping = df[groups].to_numpy()[~mask], f"column {groups}"
+    elif groups is not None:
+        group_labels = np.asarray(groups)
+        if len(group_labels) != len(df):
+            raise ScaletuneError(f"groups has {len(group_labels)} labels for {len(df)} rows")
+        group_labels, grouping = group_labels[~mask], "given labels"
+    elif intervals == "calibrated":
+        # runs of one budget share errors (same data order, same tuning): they are resampled together
+        axis, values = scale_values(train, law.variables, by)
+        group_labels, how = scale_bins(values)
+        grouping = f"{axis} budgets ({how})"
+    else:
+        group_labels, grouping = np.arange(len(train)), "rows"
 
     x = _design(law, train)
     yv = pd.to_numeric(train[y]).to_numpy(dtype=float)
@@ -557,12 +644,14 @@ def fit(
     params = {p: float(t) for p, t in zip(law.params, theta)}
     derived = {k: float(v) for k, v in law.derive(params).items()}
     diagnostics = _diagnostics(problem, theta, value, res, n_starts)
+    residuals = np.log(yv) - law.log_predict(theta, x)[0]
 
-    samples, intervals = None, {}
+    samples, ranges = None, {}
     if bootstrap > 0:
-        samples = _bootstrap(problem, group_labels[~mask], bootstrap, seed, 1, workers, theta)
+        samples = _bootstrap(problem, group_labels, bootstrap, seed, 1, workers, theta)
         ok = np.all(np.isfinite(samples), axis=1)
-        diagnostics["bootstrap"] = {"samples": int(bootstrap), "failed": int((~ok).sum()), "groups": int(len(np.unique(group_labels[~mask])))}
+        diagnostics["bootstrap"] = {"samples": int(bootstrap), "failed": int((~ok).sum()),
+                                    "groups": int(len(np.unique(group_labels))), "grouping": grouping}
         tail = 50 * (1 - level)
         if ok.any():
             named = {p: samples[ok, i] for i, p in enumerate(law.params)}
@@ -572,7 +661,17 @@ def fit(
                     continue
                 lo, hi = float(np.nanpercentile(vals, tail)), float(np.nanpercentile(vals, 100 - tail))
                 if lo != hi:  # a quantity of fixed parameters only has no interval
-                    intervals[name] = (lo, hi)
+                    ranges[name] = (lo, hi)
+
+    calibration, summary = None, None
+    if (intervals == "calibrated" and bootstrap > 0) or backtest:
+        from scaletune.laws.backtest import rolling_errors
+
+        rolled = rolling_errors(law, train, y, by=by, objective=obj, fixed=fixed, weights=w, n_starts=n_starts)
+        summary = rolled.summary()
+        if intervals == "calibrated" and bootstrap > 0:
+            noise = float(np.sqrt(np.sum(residuals**2) / max(1, len(yv) - n_free)))
+            calibration = rolled.calibration(noise, grouping)
 
     digest = hashlib.sha256()
     for v in law.variables:
@@ -580,13 +679,16 @@ def fit(
     digest.update(yv.tobytes())
 
     result = FitResult(
-        law=law.spec, y=y, objective=obj.name, params_=params, derived_=derived, intervals=intervals,
+        law=law.spec, y=y, objective=obj.name, params_=params, derived_=derived, intervals=ranges,
         diagnostics=diagnostics, data_range={v: (float(a.min()), float(a.max())) for v, a in x.items()},
         fixed=fixed, bootstrap_params=samples, level=level, seed=seed, data_hash=digest.hexdigest()[:16],
         provenance={"scaletune": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
                     "source": str(df.attrs.get("source", "in-memory data"))},
         citation=law.citation,
-        residuals_log=np.log(yv) - law.log_predict(theta, x)[0],
+        residuals_log=residuals,
+        data_hull=hull_points(x, law.variables).tolist(),
+        calibration=calibration,
+        backtest=summary,
     )
     if mask.any():
         result = _with_holdout(result, df[mask], holdout if isinstance(holdout, str) else "mask", level)
@@ -597,21 +699,21 @@ def _with_holdout(result: FitResult, held: pd.DataFrame, expression: str, level:
     law = result.law_
     xs = _design(law, held)
     obs = pd.to_numeric(held[result.y]).to_numpy(dtype=float)
+    records = result.prediction(xs, level, observation=True)  # a held-out point is a new measurement
     pred = result.predict(xs)
     points = []
-    lo = hi = None
-    if result.bootstrap_params is not None:
-        lo, hi = result.predict_interval(xs, level, observation=True)  # a held-out point is a new measurement
-    extra = result.extrapolation(xs)
-    for i in range(len(obs)):
-        point = {v: float(xs[v][i]) for v in law.variables}
-        point.update(observed=float(obs[i]), predicted=float(pred[i]), relative_error=float(pred[i] / obs[i] - 1),
-                     extrapolation=float(extra[i]))
-        if lo is not None:
-            point.update(lo=float(lo[i]), hi=float(hi[i]), covered=bool(lo[i] <= obs[i] <= hi[i]))
+    for rec, o, p in zip(records, obs, pred):
+        point = {v: rec[v] for v in law.variables}
+        point.update(observed=float(o), predicted=float(p), relative_error=float(p / o - 1),
+                     extrapolation=rec["extrapolation"], distance=rec["distance"])
+        if rec["method"] != "point":
+            point.update(value=rec["value"], lo=rec["lo"], hi=rec["hi"], covered=bool(rec["lo"] <= o <= rec["hi"]))
         points.append(point)
-    summary = {"expression": expression, "n": len(points), "points": points, "interval": "observation (law + residual)",
-               "mean_abs_relative_error": float(np.mean(np.abs(pred / obs - 1)))}
-    if lo is not None:
+    method = records[0]["method"] if records else "point"
+    summary = {"expression": expression, "n": len(points), "points": points, "method": method,
+               "interval": f"observation ({'calibrated error model' if method == 'calibrated' else 'law + residual'})",
+               "mean_abs_relative_error": float(np.mean(np.abs(pred / obs - 1))),
+               "median_abs_relative_error": float(np.median(np.abs(pred / obs - 1)))}
+    if method != "point":
         summary["coverage"] = float(np.mean([p["covered"] for p in points]))
     return FitResult(**{**{f: getattr(result, f) for f in result.__dataclass_fields__}, "holdout": summary})

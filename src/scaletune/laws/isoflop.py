@@ -3,10 +3,22 @@
 Per FLOP budget the loss-vs-log N curve is interpolated (Akima by default, or a cubic spline; a parabola
 biases the optimum when the curve is asymmetric) and its minimum located. A budget is dropped, with a
 warning, when it has fewer than 5 distinct sizes or its lowest observed loss sits at the edge of the grid
-(the true optimum may lie outside). A bootstrap over the points of each budget gives the spread of log N*,
-which weights the power-law fits (weighted least squares of ln N* on ln C, as in Porian et al. 2024) and,
-refitted on every bootstrap replicate, the percentile intervals of the exponents.
+(the true optimum may lie outside).
+
+Uncertainty: a residual bootstrap over the fixed design. The noise of one run's loss is estimated from the
+residuals of a quadratic through the 5 sizes nearest each budget's minimum, pooled over budgets
+(degrees-of-freedom corrected). A replicate adds residuals drawn from that pool to the observed losses at
+the *same* sizes and locates the minimum as above. A replicate whose minimum moves to the edge of the grid is
+kept as *censored*: its optimum is known only to lie beyond that edge (the open side stays open), it is
+counted (``edge_replicates``), and the replicate's power-law fit treats it as a one-sided constraint (a
+squared penalty only when the fitted line falls on the wrong side of the edge). No replicate is dropped. The
+replicates' spread of ln N* weights each budget in the power-law fits (weighted least squares of ln N* on
+ln C, as in Porian et al. 2024), and refitting every replicate gives the exponents' percentile intervals.
 D* is read off the budget's own (N, D) pairs at N* (interpolated in log space), so no FLOP formula is assumed.
+
+``cross_check`` adds Approach 3 on the same points: a Chinchilla fit (`scaletune.laws.fit`, budgets
+resampled together) whose implied allocation exponents a_N = beta/(alpha+beta) and a_D = alpha/(alpha+beta)
+are set beside Approach 2's a and b.
 """
 
 from __future__ import annotations
@@ -49,7 +61,7 @@ def curve_optimum(log_n: np.ndarray, loss: np.ndarray, interpolation: str = "aki
 
 @dataclass(frozen=True, eq=False)
 class IsoflopResult:
-    """Per-budget optima (``optima``: C, N_star, D_star, loss_star, intervals, log-std) and the fits
+    """Per-budget optima (``optima``: C, N_star, D_star, loss_star, intervals, log-std, edge_replicates) and the fits
     N*(C) = k C^a (``n_fit``) and D*(C) (``d_fit``), both `FitResult` of ``powerlaw:C`` with bootstrap samples."""
 
     optima: pd.DataFrame
@@ -59,6 +71,8 @@ class IsoflopResult:
     interpolation: str
     weighted: bool
     warnings: list[str] = field(default_factory=list)
+    edge_replicates: int = 0  # bootstrap optima censored at a grid edge (kept, see the module docstring)
+    approach3: dict[str, Any] | None = None  # Chinchilla-fit cross-check of the allocation exponents
 
     @property
     def a(self) -> float:
@@ -77,6 +91,7 @@ class IsoflopResult:
             "b_D_exponent": self.b, "b_interval": self.d_fit.intervals.get("c_C"),
             "N_star_coef": self.n_fit.derived_["k"], "D_star_coef": self.d_fit.derived_["k"],
             "optima": self.optima.to_dict(orient="records"), "dropped": self.dropped, "warnings": self.warnings,
+            "edge_replicates": self.edge_replicates, "approach3": self.approach3,
             "n_fit": self.n_fit.to_dict(), "d_fit": self.d_fit.to_dict(),
         }
 
@@ -102,11 +117,14 @@ def isoflop(
     seed: int = 0,
     weighted: bool = True,
     level: float = 0.95,
+    cross_check: bool = False,
 ) -> IsoflopResult:
     """IsoFLOP analysis of ``data`` (one row per run: budget ``C`` in FLOPs, parameters ``N``, tokens ``D``, ``y``).
 
-    ``interpolation``: akima (default) or cubic. ``bootstrap`` resamples the points of every budget
-    (seeded); ``weighted`` weights each budget by 1 / var(ln N*) in the power-law fits.
+    ``interpolation``: akima (default) or cubic. ``bootstrap`` residual-bootstrap replicates (seeded; see the
+    module docstring: edge replicates are censored and counted, never dropped); ``weighted`` weights each
+    budget by 1 / var(ln N*) in the power-law fits; ``cross_check`` adds Approach 3 (a Chinchilla fit on the
+    same points) for comparison of the allocation exponents.
     """
     if interpolation not in ("akima", "cubic"):
         raise ScaletuneError(f"unknown interpolation {interpolation!r} (akima or cubic)")
@@ -115,7 +133,7 @@ def isoflop(
     require_positive(df, [C, N, D, y])
     rng = np.random.default_rng(seed)
     rows, dropped, warnings = [], [], []
-    boot_n, boot_d = [], []
+    curves = []  # (budget, log_n, log_d, loss, optimum) of the budgets used
     for budget, grp in df.groupby(C, sort=True):
         log_n = np.log(pd.to_numeric(grp[N]).to_numpy(float))
         log_d = np.log(pd.to_numeric(grp[D]).to_numpy(float))
@@ -127,51 +145,113 @@ def isoflop(
         if opt is None:
             dropped.append({"C": float(budget), "reason": "lowest loss at the edge of the size grid"})
             continue
-        order = np.argsort(log_n)
-        d_at = lambda x: float(np.interp(x, log_n[order], log_d[order]))  # noqa: E731  (log D along the curve)
-        bn, bd = np.full(bootstrap, np.nan), np.full(bootstrap, np.nan)
-        for k in range(bootstrap):
-            idx = rng.integers(0, len(loss), len(loss))
-            o = curve_optimum(log_n[idx], loss[idx], interpolation)
-            if o is not None:
-                bn[k], bd[k] = o[0], d_at(o[0])
-        boot_n.append(bn)
-        boot_d.append(bd)
-        tail = 50 * (1 - level)
-        ok = np.isfinite(bn)
-        rows.append({
-            "C": float(budget), "N_star": float(np.exp(opt[0])), "D_star": float(np.exp(d_at(opt[0]))),
-            "loss_star": opt[1], "tokens_per_param": float(np.exp(d_at(opt[0]) - opt[0])), "n_points": int(len(loss)),
-            "N_star_lo": float(np.exp(np.percentile(bn[ok], tail))) if ok.any() else np.nan,
-            "N_star_hi": float(np.exp(np.percentile(bn[ok], 100 - tail))) if ok.any() else np.nan,
-            "log_N_star_std": float(np.std(bn[ok])) if ok.sum() > 1 else np.nan,
-            "log_D_star_std": float(np.std(bd[ok])) if ok.sum() > 1 else np.nan,
-            "bootstrap_failed": int((~ok).sum()),
-        })
+        order = np.argsort(log_n, kind="stable")
+        curves.append((float(budget), log_n[order], log_d[order], loss[order], opt))
     for d in dropped:
         warnings.append(f"dropped budget C={d['C']:.3g}: {d['reason']}")
-    if len(rows) < 3:
-        raise ScaletuneError(f"isoFLOP analysis needs at least 3 usable budgets, found {len(rows)} "
+    if len(curves) < 3:
+        raise ScaletuneError(f"isoFLOP analysis needs at least 3 usable budgets, found {len(curves)} "
                              f"({len(dropped)} dropped: {'; '.join(d['reason'] for d in dropped[:3])})")
+
+    # noise of one run's loss: residuals of a quadratic through the 5 sizes nearest each budget's minimum,
+    # pooled over budgets (a global polynomial would count the curves' asymmetry far from the minimum as noise)
+    resid, dof = [], 0
+    for _, x, _, loss, _ in curves:
+        i = int(np.argmin(loss))
+        lo = max(0, min(i - 2, len(x) - 5))
+        xs, ys = x[lo:lo + 5], loss[lo:lo + 5]
+        resid.append(ys - np.polyval(np.polyfit(xs - xs.mean(), ys, 2), xs - xs.mean()))
+        dof += len(xs) - 3
+    pooled = np.concatenate(resid)
+    pooled = (pooled - pooled.mean()) * np.sqrt(len(pooled) / max(1, dof))  # variance of a new error, not of a residual
+
+    tail = 50 * (1 - level)
+    boot_n, boot_d, side_n = [], [], []
+    for budget, x, ld, loss, opt in curves:
+        d_at = lambda v, x=x, ld=ld: float(np.interp(v, x, ld))  # noqa: E731  (log D along the curve)
+        bn, bd, side = np.empty(bootstrap), np.empty(bootstrap), np.zeros(bootstrap)
+        for k in range(bootstrap):
+            # the observed curve plus a fresh error at every (fixed) size: the spread of the replicates' minima
+            # comes from the added errors only, so the observed curve's own noise does not count twice
+            values = loss + rng.choice(pooled, len(x))
+            i = int(np.argmin(values))
+            if i in (0, len(x) - 1):  # the replicate's minimum sits at the grid edge: censored there, not dropped
+                side[k] = -1.0 if i == 0 else 1.0
+                at = x[i]
+            else:
+                at = curve_optimum(x, values, interpolation)[0]
+            bn[k], bd[k] = at, d_at(at)
+        boot_n.append(bn)
+        boot_d.append(bd)
+        side_n.append(side)
+        edge = int((side != 0).sum())
+        rows.append({
+            "C": budget, "N_star": float(np.exp(opt[0])), "D_star": float(np.exp(d_at(opt[0]))),
+            "loss_star": opt[1], "tokens_per_param": float(np.exp(d_at(opt[0]) - opt[0])), "n_points": int(len(loss)),
+            "N_star_lo": float(np.exp(np.percentile(bn, tail))) if bootstrap else np.nan,
+            "N_star_hi": float(np.exp(np.percentile(bn, 100 - tail))) if bootstrap else np.nan,
+            "log_N_star_std": float(np.std(bn)) if bootstrap > 1 else np.nan,
+            "log_D_star_std": float(np.std(bd)) if bootstrap > 1 else np.nan,
+            "edge_replicates": edge,
+        })
     optima = pd.DataFrame(rows)
+    n_edge = int(optima["edge_replicates"].sum())
     log_c = np.log(optima["C"].to_numpy())
     fits = []
-    for col, std_col, boot in (("N_star", "log_N_star_std", boot_n), ("D_star", "log_D_star_std", boot_d)):
+    for col, std_col, boot, sign in (("N_star", "log_N_star_std", boot_n, 1.0), ("D_star", "log_D_star_std", boot_d, -1.0)):
         std = optima[std_col].to_numpy()
         fallback = np.nanmedian(std) if np.isfinite(std).any() and np.nanmedian(std) > 0 else 1.0
         # Floor at the median: with 6-9 points per budget the bootstrap spread of one budget can collapse
-        # (every resample keeps the same bracket), and 1/std^2 would then hand it the whole fit.
+        # (every replicate keeps the same bracket), and 1/std^2 would then hand it the whole fit.
         std = np.maximum(np.where(np.isfinite(std) & (std > 0), std, fallback), fallback)
         w = 1 / std**2 if weighted else np.ones(len(std))
         log_k, slope = _wls(log_c, np.log(optima[col].to_numpy()), w)
-        B = np.stack(boot, axis=1)  # (bootstrap, budgets) of log optimum
-        samples = []
-        for row in B:
-            ok = np.isfinite(row)
-            samples.append(_wls(log_c[ok], row[ok], w[ok]) if ok.sum() >= 2 else (np.nan, np.nan))
-        samples = np.array(samples).reshape(-1, 2)
+        B = np.stack(boot, axis=1) if bootstrap else np.empty((0, len(rows)))  # (bootstrap, budgets) of log optimum
+        S = np.stack(side_n, axis=1) * sign if bootstrap else B  # D* is censored on the other side of N*'s edge
+        samples = np.array([_wls_censored(log_c, B[i], w, S[i]) for i in range(len(B))]).reshape(-1, 2)
         fits.append(_powerlaw_result(col, log_k, slope, samples, log_c, optima[col].to_numpy(), level, seed, weighted))
-    return IsoflopResult(optima, dropped, fits[0], fits[1], interpolation, weighted, warnings)
+        fits[-1].diagnostics["bootstrap"].update(kind="residual bootstrap over the fixed design", censored=n_edge)
+    approach3 = _approach3(df, C, N, D, y, curves, fits[0], fits[1], bootstrap, seed, level) if cross_check else None
+    return IsoflopResult(optima, dropped, fits[0], fits[1], interpolation, weighted, warnings, n_edge, approach3)
+
+
+def _wls_censored(log_c: np.ndarray, v: np.ndarray, w: np.ndarray, side: np.ndarray) -> tuple[float, float]:
+    """Weighted least squares of v on log_c where ``side`` -1 / +1 marks a value known only to be <= / >= v
+    (censored at a grid edge): such a point costs w (fit - v)^2 only when the fitted line is on its wrong side.
+    Solved by an active set (refit on the exact points and the violated bounds until the set is stable)."""
+    exact = side == 0
+    if exact.sum() < 2:  # too few exact points to place a line: the bounds enter as values
+        return _wls(log_c, v, w)
+    active = exact.copy()
+    for _ in range(50):
+        coef = _wls(log_c[active], v[active], w[active])
+        f = coef[0] + coef[1] * log_c
+        new = exact | (~exact & (-side * (f - v) > 0))  # exact points and bounds the line crosses
+        if np.array_equal(new, active):
+            break
+        active = new
+    return coef
+
+
+def _approach3(df, C, N, D, y, curves, n_fit, d_fit, bootstrap, seed, level) -> dict[str, Any] | None:
+    """Approach 3 on the budgets Approach 2 used: a Chinchilla fit, budgets resampled together."""
+    from scaletune.laws.fitting import fit
+
+    used = df[df[C].astype(float).isin([c[0] for c in curves])]
+    table = pd.DataFrame({"N": pd.to_numeric(used[N]).to_numpy(float), "D": pd.to_numeric(used[D]).to_numpy(float),
+                          "loss": pd.to_numeric(used[y]).to_numpy(float), "budget": used[C].to_numpy()})
+    try:
+        r = fit("chinchilla", table, bootstrap=min(bootstrap, 100), seed=seed, groups="budget", intervals="bootstrap",
+                level=level)
+    except ScaletuneError as exc:
+        return {"error": str(exc)}
+    out = {"a_N": r.derived_["a_N"], "a_N_interval": r.intervals.get("a_N"), "a_D": r.derived_["a_D"],
+           "a_D_interval": r.intervals.get("a_D"), "n_points": r.diagnostics["n_points"],
+           "bootstrap": r.diagnostics.get("bootstrap"), "params": r.params_}
+    a2 = n_fit.intervals.get("c_C")
+    a3 = out["a_N_interval"]
+    out["intervals_overlap"] = None if not (a2 and a3) else bool(a2[0] <= a3[1] and a3[0] <= a2[1])
+    return out
 
 
 def _powerlaw_result(y: str, log_k: float, slope: float, samples: np.ndarray, log_c: np.ndarray, values: np.ndarray,
