@@ -24,6 +24,7 @@ EXAMPLES = {
     # name: (file in scaletune/data/laws, default law)
     "porian": ("porian_rw_tuned.csv", "chinchilla"),
     "datablations": ("datablations_182.csv", "data_constrained"),
+    "overtraining": ("overtraining_c4/DERIVED_c4_models.csv", "overtrained"),  # --map loss=loss_c4_val[,error=err_avg17]
 }
 
 
@@ -179,6 +180,7 @@ def _print_fit(result, law) -> None:
 @click.option("--by", help="Scale axis of budgets and backtest: C (6ND, default), N, D or a column.")
 @click.option("--backtest", "with_backtest", is_flag=True, help="Print the rolling-origin backtest summary.")
 @click.option("--weights", help="Column of per-point weights of the objective.")
+@click.option("--chance", help="downstream_error: the task's chance-level error (number or column); bounds eps.")
 @click.option("--fix", help="Freeze parameters: NAME=VALUE[,...].")
 @click.option("--objective", default="huber", show_default=True, help="huber | mse_log | mse_linear | lower_envelope.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -187,7 +189,7 @@ def _print_fit(result, law) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
 @LAWS_FROM
 def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, groups, intervals, by, with_backtest, weights, fix,
-            objective, seed, out, plot, as_json, laws_from):
+            objective, seed, out, plot, as_json, laws_from, chance):
     """Fit a scaling law to a run table (CSV, Parquet, JSON lines) with bootstrap intervals."""
     from scaletune.laws import fit, get_law
 
@@ -199,8 +201,16 @@ def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, grou
         law_name = EXAMPLES[example][1]
     law = get_law(law_name)
     fixed = parse_point(fix) if fix else None
+    if law.name == "downstream_error":  # errors checked to lie in [0, 1]; eps bounded by the chance level
+        from scaletune.laws.downstream import prepare_law
+
+        law, chance = prepare_law(df, chance, y or law.response, fixed)
+    elif chance is not None:
+        raise ScaletuneError("--chance applies to --law downstream_error only")
     result = fit(law, df, y=y, objective=objective, bootstrap=bootstrap, seed=seed, groups=groups,
                  holdout=holdout, fixed=fixed, weights=weights, intervals=intervals, by=by, backtest=with_backtest)
+    if law.name == "downstream_error":
+        result = dataclasses.replace(result, diagnostics={**result.diagnostics, "chance": chance})
     options = {k: v for k, v in click.get_current_context().params.items() if v is not None and v is not False}
     result = dataclasses.replace(result, provenance={**result.provenance, "command": "scaletune fit", "options": options})
     if out:
@@ -303,13 +313,24 @@ def laws_cmd(laws_from):
 @click.option("--at", "points", multiple=True, required=True, help="Point NAME=VALUE[,...], e.g. N=7e10,D=1.4e12 (repeatable).")
 @click.option("--level", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999))
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--then", type=click.Path(dir_okay=False), help="A downstream_error fit: chain loss -> task error "
+              "(--at N=...,M=... with M = D/N tokens per parameter, or N=...,D=...).")
+@click.option("--chance", type=float, help="Check a downstream fit against this chance-level error.")
 @LAWS_FROM
-def predict_cmd(fit_spec, points, level, as_json, laws_from):
+def predict_cmd(fit_spec, points, level, as_json, laws_from, then, chance):
     """Predict with a fitted or published law, with its interval and how far it extrapolates."""
     from scaletune.laws import load_fit
 
     _import_laws(laws_from)
     result = load_fit(fit_spec)
+    if chance is not None:  # a chance level below a downstream fit's plateau eps is a contradiction
+        from scaletune.laws.downstream import check_chance
+
+        check_chance(load_fit(then) if then else result, chance)
+    if then:
+        from scaletune.cli._chain import predict_chain
+
+        return predict_chain(result, fit_spec, then, points, level, as_json)
     law = result.law_
     rows = []
     for text in points:

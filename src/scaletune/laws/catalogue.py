@@ -365,6 +365,44 @@ def _critical_batch() -> Law:
     )
 
 
+# --------------------------------------------------------------------------- downstream error (Gadre et al. 2024)
+
+
+def _downstream_error() -> Law:
+    # Err(L) = eps - k exp(-gamma L): the error falls from its plateau eps (a random model's error, at most
+    # the task's chance level) as the loss falls; k is fitted as log k (it spans many decades). With gamma
+    # fixed, eps and k enter linearly with the basis (1, -exp(-gamma L)): a dense gamma grid costs one NNLS each.
+    def log_model(theta, x):
+        eps, log_k, gamma = theta
+        L = x["loss"]
+        t = np.exp(log_k - gamma * L)  # k exp(-gamma L)
+        y = eps - t
+        with np.errstate(all="ignore"):
+            jac = np.stack([np.ones_like(L), -t, L * t], axis=1) / y[:, None]
+            return np.log(y), jac
+
+    def basis(g, x):
+        t = np.exp(-np.outer(g["gamma"], x["loss"]))
+        return np.stack([np.ones_like(t), -t], axis=1)
+
+    def to_params(g, c):
+        return {"eps": c[:, 0], "log_k": _safe_log(c[:, 1]), "gamma": g["gamma"]}
+
+    return Law(
+        name="downstream_error",
+        variables=("loss",),
+        params=("eps", "log_k", "gamma"),
+        formula="Err = eps - k exp(-gamma L), k = e^log_k, L loss in nats/token, Err in [0, 1]; eps <= chance-level error when given",
+        bounds={"eps": (1e-6, 1.0), "log_k": (-30.0, 60.0), "gamma": (1e-3, 20.0)},
+        start={"eps": [0.5, 0.8, 1.0], "log_k": [0.0, 2.0, 5.0], "gamma": [0.3, 1.0, 3.0]},
+        log_model=log_model,
+        projection=Projection({"gamma": np.linspace(0.01, 10.0, 500)}, basis, to_params),
+        derived={"k": lambda p: np.exp(p["log_k"])},
+        response="error",
+        citation="Gadre et al. 2024, Language models scale reliably with over-training and on downstream tasks (eq. 5)",
+    )
+
+
 # --------------------------------------------------------------------------- registry
 
 _BUILTIN: dict[str, Callable[..., Law]] = {
@@ -373,6 +411,7 @@ _BUILTIN: dict[str, Callable[..., Law]] = {
     "data_constrained": lambda: _data_constrained(),
     "overtrained": lambda: _overtrained(),
     "critical_batch": lambda: _critical_batch(),
+    "downstream_error": lambda: _downstream_error(),
 }
 _PARAMETRISED = {"powerlaw": "N,D", "offset_powerlaw": "x"}
 _USER: dict[str, Law] = {}
