@@ -141,6 +141,19 @@ def test_unknown_partition_is_one_line_and_submits_nothing(tmp_path):
         stored.storage.get_study_id_from_name(stored.name)) if k.startswith(JOB_PREFIX)]
 
 
+@pytest.mark.slow
+@pytest.mark.slurm
+@needs_slurm
+def test_jobs_that_die_before_any_trial_stop_the_sweep_with_their_log_line(tmp_path):
+    path = study_file(tmp_path, storage_for(tmp_path), 'setup = ["echo no such environment >&2", "exit 3"]')
+    proc = cli("sweep", str(path), "--backend", "slurm", "--no-progress")
+    line = one_error_line(proc)
+    assert "(FAILED)" in line and line.endswith("_0_log.err: no such environment)")
+    stored = open_stored_study(load_study_config(path))
+    assert [len(stored.rung_trials(k)[0]) for k in (0, 1)] == [6, 6]
+    assert all(t.state.name == "WAITING" for t in _trials(stored))  # nothing lost, nothing half-run
+
+
 def _trials(stored) -> list:
     return [t for k in range(len(stored.rungs)) for t in stored.rung_trials(k)[0]]
 

@@ -347,7 +347,12 @@ class SlurmPool:
         log = Path(record["folder"]) / f"{job_id}_0_log.err"
         if outcome:
             return f"Slurm job {job_id} failed: {_one_line(outcome[1])} (log {log})"
-        return f"Slurm job {job_id} ended without a result (cancelled, pre-empted or killed; log {log})"
+        state = (_squeue(self.name, all_states=True) or {}).get(job_id, "state unknown")
+        try:
+            tail = [x.strip() for x in log.read_text(errors="replace").splitlines() if x.strip()][-1:]
+        except OSError:
+            tail = []
+        return f"Slurm job {job_id} ended ({state}) before its worker finished; {log}: {tail[0] if tail else 'empty'}"
 
     def dead(self) -> list[tuple[str, str]]:
         """(suffix, reason) of the jobs that left the queue abnormally since the last call; submits new
