@@ -174,3 +174,32 @@ def test_cli_json_plot_and_bad_input(tmp_path, capsys):
     assert main(["stability", str(bad)]) == 2
     assert "loss" in capsys.readouterr().err
     assert math.isfinite(doc["l_ref"])
+
+
+def test_edge_margin_flags_a_rate_within_a_factor_two_of_the_edge():
+    from scaletune.stability import StabilityPrediction, edge_margin
+
+    edge = StabilityPrediction(0.01, (0.008, 0.012), 4.0, "test")
+    assert edge_margin(0.006, edge)["within"] and edge_margin(0.006, edge)["ratio"] == pytest.approx(0.01 / 0.006)
+    assert not edge_margin(0.004, edge)["within"]
+    assert edge_margin(0.02, edge)["ratio"] < 1  # past the edge
+    assert edge_margin(0.004, None) is None
+
+
+def test_batch_size_slices_of_a_2d_sweep_are_analysed_separately():
+    a, b = _ladder(seeds=1).assign(batch_size=1024), _ladder(seeds=1).assign(batch_size=4096)
+    b["loss"] += 0.05
+    rep = analyse_stability(pd.concat([a, b]), l_ref=4.0, bootstrap=20)
+    assert "batch_size" in rep.scale_columns and len(rep.arms[0].scales) == 6
+
+
+def test_sweep_plot_marks_flagged_runs(tmp_path):
+    from scaletune.hparams.optimum import find_optima
+    from scaletune.report.hparams_plots import plot_sweeps
+
+    runs = _ladder(seeds=1)
+    runs["attn_logit_max"] = np.where(runs["status"] == "ok", 20.0, 2e4)
+    flags = detect(runs)
+    assert sum(f.attention.flagged for f in flags) == int((runs["status"] != "ok").sum())
+    path = plot_sweeps(runs, find_optima(runs, bootstrap=20), tmp_path / "sweeps.png", flags=flags)
+    assert path.stat().st_size > 10_000

@@ -35,9 +35,10 @@ def _groups(runs: pd.DataFrame, optima) -> list[tuple[Any, pd.DataFrame]]:
     return out
 
 
-def plot_sweeps(runs: pd.DataFrame, optima: Sequence, path: str | Path) -> Path:
+def plot_sweeps(runs: pd.DataFrame, optima: Sequence, path: str | Path, flags: Sequence | None = None) -> Path:
     """Final loss vs learning rate per scale: ok runs (dots), diverged/failed (x at the top, never fitted),
-    the vertex with its 95% interval, the near-optimal band (shaded)."""
+    the vertex with its 95% interval, the near-optimal band (shaded); with ``flags`` (from
+    `scaletune.stability.detect`), red open markers on runs with attention-logit growth or output-logit divergence."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 5))
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(optima)))
@@ -58,6 +59,10 @@ def plot_sweeps(runs: pd.DataFrame, optima: Sequence, path: str | Path) -> Path:
         if math.isfinite(lo):
             ax.errorbar([o.lr_], [o.loss_], xerr=[[o.lr_ - lo], [hi - o.lr_]], fmt="*", color=color, ms=10, capsize=3)
         ax.axvspan(o.band_lr[0], o.band_lr[1], color=color, alpha=0.08)
+    if flags:
+        from scaletune.report.stability_plots import flag_markers
+
+        flag_markers(ax, flags, top * 1.01)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (as in the run table; muP: base rate)")
     ax.set_ylabel("final validation loss (nats/token)")

@@ -158,6 +158,9 @@ def analyse_stability(runs: pd.DataFrame, curves: pd.DataFrame | None = None, *,
     """Analyse a sweep's stability (see the module doc); ``target`` needs N for the predictions."""
     require_columns(runs, ["lr", "loss"])
     scale_cols = _scale_columns(runs, by)
+    if "batch_size" in runs.columns and "batch_size" not in scale_cols and \
+            (runs.groupby(scale_cols)["batch_size"].nunique() > 1).any():
+        scale_cols.append("batch_size")  # a 2-D sweep: each batch size's lr slice is analysed on its own
     if target is not None and "N" not in target:
         raise ScaletuneError("target needs N (parameters, as the run table counts them), e.g. --target N=1e9,D=2e10")
     ref, ref_source = reference_loss(runs, curves, l_ref)
@@ -219,3 +222,14 @@ def stability_edge(runs: pd.DataFrame, target: Mapping[str, float], *, tolerance
     report = analyse_stability(runs, None, target=target, tolerance=tolerance, bootstrap=bootstrap, seed=seed)
     preds = [a.edge_trend.prediction for a in report.arms if a.edge_trend is not None and a.edge_trend.prediction is not None]
     return min(preds, key=lambda p: p.value) if preds else None
+
+
+def edge_margin(lr: float, edge: StabilityPrediction | None, factor: float = 2.0) -> dict[str, Any] | None:
+    """How close a learning rate lies to a predicted stability edge: ``ratio`` = edge / lr (below 1: past the
+    edge), ``within`` = ratio < ``factor`` (the rate is within that factor of the edge, or beyond it), with
+    the edge's prediction. None when there is no edge prediction."""
+    if edge is None or not (lr > 0):
+        return None
+    ratio = edge.value / lr
+    return {"lr": float(lr), "edge": edge.to_dict(), "ratio": float(ratio), "factor": factor, "within": bool(ratio < factor),
+            "ratio_interval": [edge.interval[0] / lr, edge.interval[1] / lr]}
