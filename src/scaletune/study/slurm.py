@@ -167,7 +167,7 @@ class _JobEnding(BaseException):
 
 def job_main(config: StudyConfig) -> int:
     """Entry point of a worker job (run by submitit on a node): claim and run trials until no work is left;
-    returns the number of trials run."""
+    returns the number of trials run, or -1 when a signal ended the job (its trial is then re-queued)."""
     import optuna
 
     from scaletune.study._worker import Worker, make_token
@@ -204,6 +204,8 @@ def job_main(config: StudyConfig) -> int:
     try:
         return worker.loop(should_stop, poll=1.0)
     except _JobEnding:  # give the trial back now rather than after the heartbeat grace
+        for sig in (signal.SIGTERM, signal.SIGUSR2):  # Slurm may signal again: finish giving back first
+            signal.signal(sig, signal.SIG_IGN)
         for rung in config.rungs:
             try:
                 study = optuna.load_study(study_name=rung_study_name(config.name, rung.index), storage=storage)
