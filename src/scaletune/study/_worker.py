@@ -72,7 +72,7 @@ class Worker:
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         self.config, self.token = config, token
         self.storage = open_storage(config.storage.url)
-        self.workload = config.load_workload()
+        self.workload = config.workload
         self.studies: dict[int, Any] = {}
         self.ranges: dict[int, dict] = {}
         self.queues: dict[int, list[int]] = {}  # rung -> ids of trials seen waiting, in plan order
@@ -134,12 +134,11 @@ class Worker:
             ranges = self.ranges[rung.index]
             params = {d.name: _suggest(trial, d, *ranges.get(d.name, (None, None)))
                       for d in self.config.space if d.kind != "fixed"}
-            config = self.config.workload_input({**self.config.fixed, **rung.scale,
-                      **{d.name: d.value for d in self.config.space if d.kind == "fixed"}, **params,
-                      "seed": trial.user_attrs.get("seed", 0), "threads": self.config.threads})
+            config = self.config.trial_config(rung, params, trial.user_attrs.get("seed", 0))
 
-            def report(step: int, value: float) -> bool:
-                """Record an intermediate validation loss; True when the pruner says stop."""
+            def report(step: int, value: float, /, **metrics: Any) -> bool:
+                """Record an intermediate validation loss; True when the pruner says stop. Other metrics of
+                the step are the workload's to keep in its curve."""
                 nonlocal pruned
                 value = float(value)
                 if math.isfinite(value):
@@ -147,40 +146,31 @@ class Worker:
                     pruned = pruned or trial.should_prune()
                 return pruned
 
-            spec = self._schedule_spec(config)
+            spec = self.workload.schedule_spec(config)
             if spec:  # the full schedule of this trial, for pruners that predict the rest of its curve
                 trial.set_user_attr("schedule", spec)
+            label = f"r{rung.index}-s{trial.user_attrs.get('slot', 'x')}-t{trial.number}"  # rung, slot, attempt
             start = time.perf_counter()
             try:
-                out = self.workload(config, report)
+                out = self.workload.run(config, report, label)
                 result = dict(out) if isinstance(out, dict) else {}
                 if not isinstance(out, dict):
                     error = f"workload returned {type(out).__name__}, expected a dict"
             except Exception as exc:  # the workload's own failure is a recorded outcome, not a crash
                 error = _one_line(exc)
             result.setdefault("seconds", time.perf_counter() - start)
+            if self.workload.resources.gpus:  # the GPUs this worker was given (local: by the sweep; Ray: by Ray)
+                result.setdefault("devices", os.environ.get("CUDA_VISIBLE_DEVICES"))
         finally:
             beat.halt.set()
         return self._record(study, trial_id, result, error, pruned)
-
-    def _schedule_spec(self, config: dict) -> str | None:
-        """The trial's full learning-rate schedule spec: the built-in LM's, or a ``schedule`` value that
-        already names its steps and lr; None otherwise (or when the config is invalid: the workload reports that)."""
-        if self.config.workload == "lm":
-            from scaletune.errors import ScaletuneError
-            from scaletune.train import RunConfig
-
-            try:
-                return RunConfig.from_dict(config).make_schedule().spec()
-            except ScaletuneError:
-                return None
-        spec = config.get("schedule")
-        return spec if isinstance(spec, str) and "steps=" in spec and "lr=" in spec else None
 
     def _record(self, study: Any, trial_id: int, result: dict, error: str | None, pruned: bool) -> str:
         from optuna.trial import TrialState
 
         curve = _compact_curve(result.pop("curve", None))
+        stderr_tail = result.pop("stderr_tail", None)  # a failed command's last lines of stderr
+        error = error or result.pop("error", None)     # a workload may return a failure with its reason
         status = "failed" if error else str(result.pop("status", "pruned" if pruned else "ok"))
         if status not in STATUSES:
             status, error = "failed", f"workload returned unknown status {status!r} (expected {', '.join(STATUSES)})"
@@ -197,7 +187,9 @@ class Worker:
             if curve:
                 storage.set_trial_user_attr(trial_id, "curve", curve)
             if error:
-                storage.set_trial_user_attr(trial_id, "error", error)
+                storage.set_trial_user_attr(trial_id, "error", str(error))
+            if stderr_tail:
+                storage.set_trial_user_attr(trial_id, "stderr_tail", str(stderr_tail))
             if status in ("failed", "diverged"):  # last: it makes a FAIL outcome final (other states say it)
                 storage.set_trial_user_attr(trial_id, "status", status)
             if status == "ok":
@@ -233,12 +225,16 @@ def _die_with_parent() -> None:
         pass
 
 
-def local_worker_main(config: StudyConfig, suffix: str, stop: Any, parent_pid: int) -> None:
-    """Entry point of a local worker process (multiprocessing, spawn)."""
+def local_worker_main(config: StudyConfig, suffix: str, stop: Any, parent_pid: int,
+                      devices: tuple[str, ...] | None = None) -> None:
+    """Entry point of a local worker process (multiprocessing, spawn); ``devices``: the GPUs its trials
+    get (CUDA_VISIBLE_DEVICES, set before anything can initialise CUDA), None to leave it as it is."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to handle: it stops the workers
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(config.threads)
+    if devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
     if os.getppid() != parent_pid:
         return
     worker = Worker(config, make_token(suffix))

@@ -7,16 +7,20 @@ pruners or workloads. Each problem is one `ScaletuneError` naming the key (and t
 Scale variables of a rung: the ladder's keys (e.g. ``width``, ``depth``), ``D`` (training tokens, not
 sequences) and, when the ladder gives a formula for it, ``N`` (parameters; convention: whatever the
 formula counts, state it in the study file).
+
+What a trial runs is a `scaletune.workloads.Workload`: ``workload = "lm"`` (the built-in LM),
+``"package.module:function"``, or a ``[workload]`` table with a ``command`` template; ``[resources]`` says
+what one trial needs (CPUs, GPUs).
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib
 import itertools
 import json
 import math
+import re
 import tomllib
 import warnings
 from dataclasses import dataclass, field
@@ -27,6 +31,8 @@ import numpy as np
 
 from scaletune.errors import ScaletuneError
 from scaletune.study._expr import evaluate, parse_formula
+from scaletune.workloads import (CommandWorkload, FunctionWorkload, LMWorkload, Resources, Workload,
+                                 import_function)
 
 STRATEGIES = ("grid", "random", "qmc", "tpe", "gp", "scale-aware")
 ADAPTIVE = ("tpe", "gp")  # sample each trial from the results so far, so their values cannot be planned ahead
@@ -35,7 +41,11 @@ KINDS = ("log", "uniform", "int", "choices", "fixed")
 DEFAULT_NARROW = "scaletune.hparams.search:narrow_space"
 
 _TOP_KEYS = ("name", "workload", "seeds", "threads", "storage", "fixed", "ladder", "space", "strategy",
-             "pruner", "budget", "slurm")
+             "pruner", "budget", "resources", "slurm")
+_COMMAND_KEYS = ("command", "metrics", "timeout", "kill_grace", "workdir")
+# May change between sweep calls of one study: they do not change which trials are planned.
+_RUNTIME_KEYS = ("threads", "budget", "storage", "resources", "slurm")
+_RUNTIME_COMMAND_KEYS = ("timeout", "kill_grace", "workdir")
 
 
 def _check_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
@@ -204,7 +214,7 @@ class StudyConfig:
     """A validated study file. Build with `load_study_config`."""
 
     name: str
-    workload: str
+    workload: Workload
     rungs: tuple[Rung, ...]
     space: tuple[Dimension, ...]
     strategy: Strategy
@@ -221,27 +231,22 @@ class StudyConfig:
 
     @property
     def fingerprint(self) -> str:
-        """Hash of what defines the planned trials (not threads, budget, storage or slurm, which may change on resume)."""
-        plan = {k: v for k, v in self.raw.items() if k not in ("threads", "budget", "storage", "slurm")}
+        """Hash of what defines the planned trials (not threads, budget, storage, resources, slurm, or a
+        command's timeout, kill grace and folder, which may change on resume)."""
+        plan = {k: v for k, v in self.raw.items() if k not in _RUNTIME_KEYS}
+        if isinstance(plan["workload"], dict):
+            plan["workload"] = {k: v for k, v in plan["workload"].items() if k not in _RUNTIME_COMMAND_KEYS}
         return hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def ranges(self, rung: Rung) -> dict[str, tuple[float, float]]:
         """Configured (unnarrowed) ranges of the numeric hyperparameters at a rung."""
         return {d.name: d.bounds(rung.scale, rung.label) for d in self.space if d.numeric}
 
-    def workload_input(self, values: Mapping[str, Any]) -> dict:
-        """The config dict a trial's workload receives. For the built-in LM, the ladder's D becomes its
-        ``tokens`` and the derived N is dropped (run_lm counts its own parameters)."""
-        out = dict(values)
-        if self.workload == "lm":
-            out.pop("N", None)
-            if "D" in out:
-                out["tokens"] = int(out.pop("D"))
-        return out
-
-    def load_workload(self) -> Callable[[dict, Callable[[int, float], bool]], dict]:
-        """Import the workload function (``lm`` is `scaletune.train.run_lm`)."""
-        return _import_function("lm" if self.workload == "lm" else self.workload, "workload")
+    def trial_config(self, rung: Rung, params: Mapping[str, Any], seed: int) -> dict:
+        """The config a trial's workload receives: the [fixed] values, the rung's scale variables, the
+        space's fixed values, the trial's hyperparameters, ``seed`` and ``threads``."""
+        return {**self.fixed, **rung.scale, **{d.name: d.value for d in self.space if d.kind == "fixed"},
+                **params, "seed": seed, "threads": self.threads}
 
     def make_pruner(self):
         """The Optuna pruner named in the file (``curve`` is scaletune.curves.pruner.CurvePruner)."""
@@ -285,26 +290,60 @@ class StudyConfig:
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(10, max(2, self.strategy.trials // 3)))
 
 
-def _import_function(spec: str, what: str) -> Callable:
-    if spec == "lm":
-        module_name, fn_name = "scaletune.train", "run_lm"
-    else:
-        module_name, sep, fn_name = spec.partition(":")
-        if not sep or not module_name or not fn_name:
-            raise ScaletuneError(f"{what}: expected 'lm' or 'package.module:function', got {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ScaletuneError(f"{what}: cannot import module {module_name!r} ({exc})") from None
-    fn = getattr(module, fn_name, None)
-    if not callable(fn):
-        raise ScaletuneError(f"{what}: module {module_name!r} has no function {fn_name!r}")
-    return fn
+def _parse_resources(value: Any, threads: int) -> Resources:
+    if not isinstance(value, dict):
+        raise ScaletuneError(f"resources: expected a table, e.g. [resources] gpus_per_trial = 1, got {value!r}")
+    _check_keys(value, ("cpus_per_trial", "gpus_per_trial", "devices"), "resources")
+    cpus = _number(value.get("cpus_per_trial", threads), "resources.cpus_per_trial", positive=True, integer=True)
+    gpus = _number(value.get("gpus_per_trial", 0), "resources.gpus_per_trial", integer=True)
+    if gpus < 0:
+        raise ScaletuneError(f"resources.gpus_per_trial: must be 0 or more, got {gpus}")
+    devices = value.get("devices")
+    if devices is not None:
+        if not isinstance(devices, list) or not all(isinstance(d, (int, str)) and not isinstance(d, bool)
+                                                    for d in devices):
+            raise ScaletuneError(f"resources.devices: expected a list of GPU ids, e.g. [0, 1], got {devices!r}")
+        devices = tuple(str(d) for d in devices)
+        if len(set(devices)) != len(devices):
+            raise ScaletuneError(f"resources.devices: repeated GPU id in {list(devices)}")
+    return Resources(cpus=cpus, gpus=gpus, devices=devices)
 
 
-def _parse_ladder(ladder: Any, count: Callable[[dict], float] | None = None) -> tuple[Rung, ...]:
-    """Rungs in ladder order (smallest first). ``count(scale) -> N`` is the workload's own parameter count
-    (the built-in LM's), used when the ladder gives no ``params`` formula."""
+def _parse_workload(value: Any, base: Path, name: str, resources: Resources) -> Workload:
+    if value == "lm":
+        return LMWorkload(resources)
+    if isinstance(value, str):
+        return FunctionWorkload(value, resources)
+    if not isinstance(value, dict):
+        raise ScaletuneError(f"workload: expected 'lm', 'package.module:function' or a table with "
+                             f"command = \"...\", got {value!r}")
+    _check_keys(value, _COMMAND_KEYS, "workload")
+    command = value.get("command")
+    if not isinstance(command, str):
+        raise ScaletuneError(f"workload.command: expected a command template string, e.g. "
+                             f"\"python train.py --lr={{lr}}\", got {command!r}")
+    metrics = value.get("metrics", "jsonl")
+    if isinstance(metrics, dict):
+        _check_keys(metrics, ("regex",), "workload.metrics")
+        try:
+            metrics = re.compile(metrics.get("regex", ""))
+        except (re.error, TypeError) as exc:
+            raise ScaletuneError(f"workload.metrics.regex: not a regular expression ({exc})") from None
+        if not {"step", "loss"} <= set(metrics.groupindex):
+            raise ScaletuneError("workload.metrics.regex: needs the named groups (?P<step>...) and (?P<loss>...)")
+    elif metrics != "jsonl":
+        raise ScaletuneError(f"workload.metrics: expected \"jsonl\" or {{ regex = '...' }}, got {metrics!r}")
+    timeout = _number(value["timeout"], "workload.timeout", positive=True) if "timeout" in value else None
+    grace = _number(value.get("kill_grace", 10.0), "workload.kill_grace", positive=True)
+    workdir = value.get("workdir", f"{name}-runs")
+    if not isinstance(workdir, str) or not workdir:
+        raise ScaletuneError(f"workload.workdir: expected a folder path, got {workdir!r}")
+    return CommandWorkload(command, metrics, timeout, grace, base / workdir, base, resources)
+
+
+def _parse_ladder(ladder: Any, count: Callable[[dict], float | None] | None = None) -> tuple[Rung, ...]:
+    """Rungs in ladder order (smallest first). ``count(scale) -> N or None`` is the workload's own parameter
+    count (the built-in LM's), used when the ladder gives no ``params`` formula."""
     if not isinstance(ladder, dict) or not ladder:
         raise ScaletuneError("ladder: expected a table, e.g. [ladder] width = [32, 64], depth = [2], tokens = [1e6]")
     params = ladder.get("params")
@@ -314,9 +353,6 @@ def _parse_ladder(ladder: Any, count: Callable[[dict], float] | None = None) -> 
     ratio = ladder.get("tokens_per_param")
     if ratio is not None:
         ratio = _number(ratio, "ladder.tokens_per_param", positive=True)
-        if params_tree is None and count is None:
-            raise ScaletuneError("ladder.tokens_per_param needs ladder.params, a formula for N in the scale "
-                                 "variables (e.g. params = \"12 * depth * width**2\")")
 
     if "rungs" in ladder:
         _check_keys(ladder, ("rungs", "params", "tokens_per_param"), "ladder")
@@ -344,8 +380,11 @@ def _parse_ladder(ladder: Any, count: Callable[[dict], float] | None = None) -> 
             scale["N"] = evaluate(params_tree, scale, f"ladder.params (rung {i})")
             if scale["N"] <= 0:
                 raise ScaletuneError(f"ladder.params: N = {scale['N']:g} is not positive at rung {i}")
-        elif count is not None:
-            scale["N"] = float(count(scale))
+        elif count is not None and (n := count(scale)) is not None:
+            scale["N"] = float(n)
+        if ratio is not None and "N" not in scale:
+            raise ScaletuneError("ladder.tokens_per_param needs ladder.params, a formula for N in the scale "
+                                 "variables (e.g. params = \"12 * depth * width**2\")")
         if ratio is not None:
             if "D" in scale:
                 raise ScaletuneError("ladder: give either tokens (D) or tokens_per_param, not both")
@@ -459,9 +498,8 @@ def _validate(raw: dict, base: Path, where: str) -> StudyConfig:
     name = raw["name"]
     if not isinstance(name, str) or not name.strip() or "/" in name:
         raise ScaletuneError(f"name: expected a non-empty string without '/', got {name!r}")
-    workload = raw["workload"]
-    if not isinstance(workload, str):
-        raise ScaletuneError(f"workload: expected 'lm' or 'package.module:function', got {workload!r}")
+    threads = _number(raw.get("threads", 1), "threads", positive=True, integer=True)
+    workload = _parse_workload(raw["workload"], base, name, _parse_resources(raw.get("resources", {}), threads))
 
     strat = raw.get("strategy", {})
     if isinstance(strat, str):
@@ -497,7 +535,7 @@ def _validate(raw: dict, base: Path, where: str) -> StudyConfig:
     fixed = raw.get("fixed", {})
     if not isinstance(fixed, dict):
         raise ScaletuneError(f"fixed: expected a table of values passed to every trial, got {fixed!r}")
-    rungs = _parse_ladder(raw["ladder"], _lm_counter(fixed) if workload == "lm" else None)
+    rungs = _parse_ladder(raw["ladder"], _counter(workload, fixed))
     clash = {d.name for d in space} & set().union(*(r.scale for r in rungs))
     if clash:
         raise ScaletuneError(f"space.{sorted(clash)[0]}: is also a scale variable of the ladder")
@@ -514,7 +552,6 @@ def _validate(raw: dict, base: Path, where: str) -> StudyConfig:
     seeds = tuple(_number(s, "seeds", integer=True) for s in seeds)
     if len(set(seeds)) != len(seeds):
         raise ScaletuneError(f"seeds: repeated seed in {list(seeds)}")
-    threads = _number(raw.get("threads", 1), "threads", positive=True, integer=True)
 
     pr = raw.get("pruner", {"name": "none"})
     if isinstance(pr, str):
@@ -543,11 +580,9 @@ def _validate(raw: dict, base: Path, where: str) -> StudyConfig:
     for rung in rungs:  # every range at every rung, before anything runs
         config.ranges(rung)
     config.make_pruner()
-    config.load_workload()
-    if workload == "lm":
-        _check_lm(config)
+    _check_workload(config)
     if sname == "scale-aware":
-        _import_function(strategy.narrow, "strategy.narrow")
+        import_function(strategy.narrow, "strategy.narrow")
     planned = sum(n_planned(config, r) for r in rungs)
     if budget.trials is not None and planned > budget.trials:
         raise ScaletuneError(f"budget.trials: the plan has {planned} trials ({len(rungs)} rungs), more than "
@@ -555,37 +590,31 @@ def _validate(raw: dict, base: Path, where: str) -> StudyConfig:
     return config
 
 
-def _lm_counter(fixed: dict) -> Callable[[dict], float]:
-    """N (total parameters, embeddings included: scaletune.train.count_params) of the built-in LM at a rung."""
+def _counter(workload: Workload, fixed: dict) -> Callable[[dict], float | None]:
+    """The workload's own parameter count at a rung (the built-in LM's total N; None when it has none)."""
 
-    def count(scale: dict) -> float:
-        from scaletune.train import RunConfig, count_params
-
-        values = {"lr": 1e-3, "tokens": 10**12, **fixed, **{("tokens" if k == "D" else k): v for k, v in scale.items()}}
+    def count(scale: dict) -> float | None:
         try:
-            return count_params(RunConfig.from_dict(values).lm_config())["N"]
+            return workload.count_params({**fixed, **scale})
         except ScaletuneError as exc:
-            raise ScaletuneError(f"workload lm at {scale}: {exc}") from None
+            raise ScaletuneError(f"workload {workload} at {scale}: {exc}") from None
 
     return count
 
 
-def _check_lm(config: StudyConfig) -> None:
-    """Every value the built-in LM can receive (each range end, each choice) is a valid run config."""
-    from scaletune.train import RunConfig
-
+def _check_workload(config: StudyConfig) -> None:
+    """Every config the workload can receive (each range end and each choice, at each rung, first seed) is
+    one it accepts: for the built-in LM a valid run config, for a command a template it can fill."""
     for rung in config.rungs:
         ranges = config.ranges(rung)
-        base = {d.name: d.value if d.kind == "fixed" else d.choices[0] if d.kind == "choices" else ranges[d.name][0]
-                for d in config.space}
+        base = {d.name: d.choices[0] if d.kind == "choices" else ranges[d.name][0]
+                for d in config.space if d.kind != "fixed"}
         variants = [base] + [{**base, d.name: v} for d in config.space
                              for v in (d.choices if d.kind == "choices" else ranges.get(d.name, ()))]
-        for values in variants:
-            trial = {**config.fixed, **rung.scale, **values, "seed": config.seeds[0], "threads": config.threads}
-            try:
-                RunConfig.from_dict(config.workload_input(trial))
-            except ScaletuneError as exc:
-                raise ScaletuneError(f"workload lm at {rung.label}: {exc}") from None
+        try:
+            config.workload.validate(config.trial_config(rung, v, config.seeds[0]) for v in variants)
+        except ScaletuneError as exc:
+            raise ScaletuneError(f"workload {config.workload} at {rung.label}: {exc}") from None
 
 
 def n_planned(config: StudyConfig, rung: Rung) -> int:

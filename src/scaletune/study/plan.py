@@ -21,7 +21,8 @@ from typing import Any
 import pandas as pd
 
 from scaletune.errors import ScaletuneError
-from scaletune.study.config import ADAPTIVE, Rung, StudyConfig, _import_function
+from scaletune.study.config import ADAPTIVE, Rung, StudyConfig
+from scaletune.workloads import import_function
 
 
 def rung_study_name(name: str, rung: int) -> str:
@@ -70,7 +71,7 @@ def narrowed_ranges(config: StudyConfig, rung: Rung, smaller_runs: pd.DataFrame)
     ranges = config.ranges(rung)
     if config.strategy.name != "scale-aware" or smaller_runs.empty:
         return ranges
-    narrow = _import_function(config.strategy.narrow, "strategy.narrow")
+    narrow = import_function(config.strategy.narrow, "strategy.narrow")
     out = narrow(dict(ranges), dict(rung.scale), smaller_runs)
     if not isinstance(out, dict):
         raise ScaletuneError(f"strategy.narrow {config.strategy.narrow!r} returned {type(out).__name__}, not a dict")

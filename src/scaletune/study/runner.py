@@ -43,7 +43,7 @@ class SweepResult:
 
 def _meta(config: StudyConfig) -> dict:
     return {"fingerprint": config.fingerprint, "config": config.raw, "source": config.source,
-            "workload": config.workload, "rungs": [dict(r.scale) for r in config.rungs],
+            "workload": config.workload.name, "rungs": [dict(r.scale) for r in config.rungs],
             "fixed_params": {d.name: d.value for d in config.space if d.kind == "fixed"},
             "fixed": {k: v for k, v in config.fixed.items() if isinstance(v, (int, float, str, bool))}}
 
@@ -179,24 +179,31 @@ def _repair_orphans(study: Any, planned: int, retry_failed: bool) -> None:
 
 
 class _LocalPool:
-    """Worker processes on this machine (spawned, so CUDA / torch state is never forked)."""
+    """Worker processes on this machine (spawned, so CUDA / torch state is never forked). With GPU sets
+    (``groups``, one per worker), each worker gets a set no other live worker holds."""
 
-    def __init__(self, config: StudyConfig, n: int) -> None:
+    def __init__(self, config: StudyConfig, n: int, groups: list[tuple[str, ...]] | None = None) -> None:
         import multiprocessing as mp
 
         from scaletune.study._worker import local_worker_main
 
         self.ctx = mp.get_context("spawn")
-        self.config, self.target = config, local_worker_main
+        self.config, self.target, self.groups = config, local_worker_main, groups
         self.stop = self.ctx.Event()
         self.procs: dict[str, Any] = {}
+        self.devices: dict[str, tuple[str, ...]] = {}  # live worker -> its GPUs
         self.suffixes: set[str] = set()  # every worker this pool started
         for _ in range(n):
             self.spawn()
 
     def spawn(self) -> None:
         suffix = uuid.uuid4().hex[:12]
-        p = self.ctx.Process(target=self.target, args=(self.config, suffix, self.stop, os.getpid()), daemon=True)
+        devices = None
+        if self.groups is not None:  # a dead worker's set is free again: dead() forgot it
+            devices = next(g for g in self.groups if g not in self.devices.values())
+            self.devices[suffix] = devices
+        p = self.ctx.Process(target=self.target, args=(self.config, suffix, self.stop, os.getpid(), devices),
+                             daemon=True)
         p.start()
         self.procs[suffix] = p
         self.suffixes.add(suffix)
@@ -208,6 +215,7 @@ class _LocalPool:
             if p.exitcode is None:
                 continue
             del self.procs[suffix]
+            self.devices.pop(suffix, None)
             if p.exitcode != 0:
                 how = f"signal {-p.exitcode}" if p.exitcode < 0 else f"exit code {p.exitcode}"
                 out.append((suffix, f"worker process died ({how})"))
@@ -233,17 +241,10 @@ class _RayPool:
     """Worker tasks on a Ray cluster (the current one if ray.init was called, else ``address``)."""
 
     def __init__(self, config: StudyConfig, n: int | None, address: str | None) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise ScaletuneError("backend 'ray' needs Ray: pip install 'scaletune[ray]'") from None
+        capacity = _ray_capacity(config, address)  # connects, and checks that a trial fits a node
+        import ray
+
         self.ray = ray
-        if not ray.is_initialized():
-            try:
-                ray.init(address=address, log_to_driver=False, include_dashboard=False)
-            except Exception as exc:
-                raise ScaletuneError(f"cannot connect to Ray at {address or 'a new local instance'}: "
-                                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
         @ray.remote
         class Flag:
@@ -262,10 +263,10 @@ class _RayPool:
 
             return Worker(config, make_token(suffix)).loop(lambda: ray.get(flag.get.remote()), poll=0.5)
 
-        if n is None:  # one worker per `threads` CPUs of the whole cluster
-            n = max(1, int(ray.cluster_resources().get("CPU", 1)) // config.threads)
+        resources = config.workload.resources
         self.flag = Flag.remote()
-        self.work = work.options(num_cpus=config.threads)
+        self.work = work.options(num_cpus=resources.cpus, num_gpus=resources.gpus)  # Ray sets CUDA_VISIBLE_DEVICES
+        n = n or capacity  # default: as many trials as the cluster's nodes fit at once
         self.config = config
         self.tasks: dict[Any, str] = {}
         self.suffixes: set[str] = set()
@@ -305,6 +306,47 @@ class _RayPool:
             # not pending", ray-project/ray#54527; seen here once in the test suite).
             for ref in pending:
                 self.ray.cancel(ref, force=True)
+
+
+def _local_capacity(config: StudyConfig) -> tuple[int, list[tuple[str, ...]] | None]:
+    """(most trials this machine runs at once, the GPU set of each worker or None). A trial that needs more
+    cores or GPUs than the machine has is a `ScaletuneError`, raised before anything is planned."""
+    from scaletune.workloads import device_groups
+
+    resources, cores = config.workload.resources, os.cpu_count() or 1
+    if resources.cpus > cores:
+        raise ScaletuneError(f"resources.cpus_per_trial = {resources.cpus} but this machine has {cores} cores")
+    groups = device_groups(resources)
+    n = max(1, cores // resources.cpus)
+    return (n if groups is None else min(n, len(groups))), groups
+
+
+def _ray_capacity(config: StudyConfig, address: str | None) -> int:
+    """Connect to Ray (``address``, or start a local instance) unless connected; the number of trials the
+    cluster's nodes fit at once. A trial larger than every node is a `ScaletuneError` (a Ray task that fits
+    no node would wait forever)."""
+    import math
+
+    try:
+        import ray
+    except ImportError:
+        raise ScaletuneError("backend 'ray' needs Ray: pip install 'scaletune[ray]'") from None
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, log_to_driver=False, include_dashboard=False)
+        except Exception as exc:
+            raise ScaletuneError(f"cannot connect to Ray at {address or 'a new local instance'}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    res = config.workload.resources
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    fits = [min(int(r.get("CPU", 0) // res.cpus), int(r.get("GPU", 0) // res.gpus) if res.gpus else math.inf)
+            for r in nodes]
+    if max(fits, default=0) < 1:
+        largest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
+        raise ScaletuneError(f"resources: a trial needs {res.cpus} CPUs and {res.gpus} GPUs (cpus_per_trial, "
+                             f"gpus_per_trial) but the largest Ray node has {largest.get('CPU', 0):g} CPUs and "
+                             f"{largest.get('GPU', 0):g} GPUs")
+    return int(sum(fits))
 
 
 def status_table(statuses: list[RungStatus], title: str):
@@ -388,6 +430,11 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
     if workers is not None and workers < 1:
         raise ScaletuneError(f"workers: expected a positive number, got {workers}")
     require_shared(config.storage.url, backend, address)
+    if backend == "local":  # resources are checked before the storage is touched
+        capacity, groups = _local_capacity(config)
+        workers = min(workers or capacity, capacity) if groups is not None else workers or capacity
+    elif backend == "ray":
+        _ray_capacity(config, address)
     st = open_storage(config.storage.url)
     stored = _init_study(config, st)
     scale_aware = config.strategy.name == "scale-aware"
@@ -411,7 +458,7 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
     start = time.monotonic()
     view = _Progress(config, progress)
     if backend == "local":
-        pool = _LocalPool(config, workers or max(1, (os.cpu_count() or 1) // config.threads))
+        pool = _LocalPool(config, workers, groups)
     elif backend == "ray":
         pool = _RayPool(config, workers, address)
     else:
