@@ -7,6 +7,7 @@ law), so the commands run on the imported files must find those laws again.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -240,12 +241,17 @@ def test_wandb_offline_runs_config_summary_history_and_state(wandb_runs):
     assert curve["tokens"].iloc[-1] == 300 * 8192 and curve["loss"].iloc[-1] == pytest.approx(2 + 10 * (1e6 * 30) ** -0.3)
 
 
-def test_wandb_cli_json_summary(wandb_runs, tmp_path, capsys):
+def test_wandb_cli_json_summary_and_an_unreadable_log(wandb_runs, tmp_path, capsys):
+    folder = tmp_path / "wandb"
+    shutil.copytree(wandb_runs, folder, symlinks=True)
+    (folder / "offline-run-20240101_000000-broken").mkdir()
+    (folder / "offline-run-20240101_000000-broken" / "run-broken.wandb").write_bytes(b"not a transaction log" * 10)
     out = tmp_path / "runs.csv"
-    assert main(["import", "wandb", str(wandb_runs), "--out", str(out), "--map", "N=model.n_params,lr=optim.lr,loss=train/loss",
+    assert main(["import", "wandb", str(folder), "--out", str(out), "--map", "N=model.n_params,lr=optim.lr,loss=train/loss",
                  "--require", "loss,N", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["n_runs"] == 4 and doc["status"] == {"ok": 2, "diverged": 1, "failed": 1}
+    assert doc["skipped_by_reason"] == {"unreadable": 1} and doc["skipped"][0]["source"].endswith("-broken")
     assert doc["sources"]["lr"] == {"config:optim.lr": 4} and doc["sources"]["seconds"] == {"summary:_runtime": 4}
     assert len(pd.read_csv(out)) == 4
 

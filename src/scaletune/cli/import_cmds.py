@@ -10,7 +10,7 @@ from scaletune._json import to_plain
 
 LABELS = {"tensorboard": "TensorBoard", "wandb": "W&B", "csv": "table"}
 REASONS = {"no_loss": "no loss logged", "bad_value": "a non-numeric value", "missing_required": "a required column missing",
-           "curve_without_run": "curve rows of an unknown run"}
+           "curve_without_run": "curve rows of an unknown run", "unreadable": "an unreadable log"}
 
 
 def _common(fn):

@@ -62,7 +62,8 @@ def import_wandb(paths: Paths, *, mapping: Mapping[str, str] | str | None = None
     from scaletune.importers import _wandb
 
     mapping = parse_mapping(mapping)
-    return assemble("wandb", _wandb.read_runs(paths, mapping), mapping, seq_len, require, where=_where(paths))
+    runs, skipped = _wandb.read_runs(paths, mapping)
+    return assemble("wandb", runs, mapping, seq_len, require, skipped=skipped, where=_where(paths))
 
 
 def import_csv(paths: Paths, *, curves: str | Path | None = None, mapping: Mapping[str, str] | str | None = None,

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from scaletune.errors import ScaletuneError
-from scaletune.importers._core import RawRun, flatten, number, series_from_points
+from scaletune.importers._core import RawRun, SkippedRun, flatten, number, series_from_points
 
 
 def discover(paths) -> list[Path]:
@@ -46,6 +46,10 @@ def _core() -> str:
         from wandb.util import get_core_path
     except ImportError:
         raise ScaletuneError("reading W&B runs needs wandb: pip install 'scaletune[importers]'") from None
+    from packaging.version import Version
+
+    if Version(wandb.__version__) < Version("0.31"):  # older wandb-core has no `leet inspect --json`
+        raise ScaletuneError(f"reading W&B run logs offline needs wandb >= 0.31 (installed: {wandb.__version__}): pip install -U wandb")
     try:
         return get_core_path()
     except Exception as exc:  # WandbCoreNotAvailableError: no binary for this platform
@@ -59,8 +63,7 @@ def _inspect(core: str, log: Path, summary: bool):
     proc = subprocess.run(args, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-        raise ScaletuneError(f"{log}: wandb-core cannot read this run log ({last}); reading offline logs needs a "
-                             "wandb version with `wandb leet inspect` (pip install -U wandb)")
+        raise ScaletuneError(f"{log}: wandb-core cannot read this run log ({last})")
     try:
         return json.loads(proc.stdout) if summary else [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     except json.JSONDecodeError as exc:
@@ -96,10 +99,18 @@ def _read(core: str, log: Path, step_key: str | None) -> RawRun:
     return run
 
 
-def read_runs(paths, mapping: dict[str, str]) -> list[RawRun]:
+def read_runs(paths, mapping: dict[str, str]) -> tuple[list[RawRun], list[SkippedRun]]:
     """Every W&B run under ``paths`` as a `RawRun` (config, summary, history as series on ``_step`` or on the
-    logged key that ``--map step=KEY`` names)."""
+    logged key that ``--map step=KEY`` names); a log wandb-core cannot read is skipped as unreadable."""
     logs = discover(paths)
     core = _core()
+
+    def read(log: Path) -> RawRun | SkippedRun:
+        try:
+            return _read(core, log, mapping.get("step"))
+        except ScaletuneError as exc:
+            return SkippedRun(str(log.parent), "unreadable", str(exc))
+
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as pool:  # each read is a subprocess
-        return list(pool.map(lambda log: _read(core, log, mapping.get("step")), logs))
+        results = list(pool.map(read, logs))
+    return [r for r in results if isinstance(r, RawRun)], [r for r in results if isinstance(r, SkippedRun)]
