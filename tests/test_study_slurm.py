@@ -4,6 +4,7 @@ SCALETUNE_TEST_POSTGRES_URL is set); the `[slurm]` table's validation; the refus
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -28,13 +29,31 @@ needs_slurm = pytest.mark.skipif(not os.environ.get("SCALETUNE_TEST_SLURM") or s
                                  reason="needs a Slurm cluster: source .ci/slurm.sh (sets SCALETUNE_TEST_SLURM=1)")
 
 
-def study_file(tmp_path: Path, storage: str, slurm: str = "", name: str | None = None, sleep: float = 1.0) -> Path:
-    """12 trials (2 widths x 6 learning rates) of the `bowl` workload, 3 steps of ``sleep`` seconds each."""
+# A training script of the command workload: 3 steps of 1.5 s, each reporting its validation loss as a JSON
+# line to $SCALETUNE_METRICS (a bowl in log lr around 0.5 / width, plus a decaying term).
+TRIAL_SCRIPT = """
+import json, math, os, sys, time
+lr, width = float(sys.argv[1]), float(sys.argv[2])
+for step in (1, 2, 3):
+    time.sleep(1.5)
+    loss = 2.0 + 0.1 * math.log(lr * width / 0.5) ** 2 + 1.0 / step
+    with open(os.environ["SCALETUNE_METRICS"], "a") as fh:
+        fh.write(json.dumps({"step": step, "loss": loss}) + "\\n")
+"""
+
+
+def study_file(tmp_path: Path, storage: str, slurm: str = "", name: str | None = None, sleep: float = 1.0,
+               command: bool = False) -> Path:
+    """12 trials (2 widths x 6 learning rates): of the `bowl` workload, 3 steps of ``sleep`` seconds each,
+    or with ``command`` of TRIAL_SCRIPT run as a command."""
     name = name or f"sl{uuid.uuid4().hex[:8]}"  # unique: PostgreSQL is shared between test runs
     path = tmp_path / "study.toml"
+    (tmp_path / "trial.py").write_text(TRIAL_SCRIPT)
+    workload = ('[workload]\n        command = "{python} trial.py {lr} {width}"' if command
+                else 'workload = "study_workloads:bowl"')
     path.write_text(textwrap.dedent(f"""
         name = "{name}"
-        workload = "study_workloads:bowl"
+        {workload}
         [storage]
         url = "{storage}"
         heartbeat = 1
@@ -106,6 +125,20 @@ def test_slurm_table_errors_name_the_key(tmp_path, table, key):
     assert key in str(err.value) and len(str(err.value).splitlines()) == 1
 
 
+def test_a_job_asks_for_one_trials_resources_unless_the_table_says_otherwise(tmp_path):
+    path = study_file(tmp_path, "j.log", "jobs = 2")
+    path.write_text(path.read_text() + "[resources]\ngpus_per_trial = 2\ncpus_per_trial = 4\n")
+    config = load_study_config(path)
+    params = config.slurm.parameters(config)
+    assert (params["gpus_per_node"], params["cpus_per_task"], params["time"]) == (2, 4, 60)
+    path.write_text(path.read_text().replace("jobs = 2", "jobs = 2\ngpus_per_node = 8\ncpus_per_task = 32"))
+    config = load_study_config(path)
+    params = config.slurm.parameters(config)
+    assert (params["gpus_per_node"], params["cpus_per_task"]) == (8, 32)
+    plain = load_study_config(study_file(tmp_path, "j.log"))
+    assert "gpus_per_node" not in plain.slurm.parameters(plain) and plain.slurm.parameters(plain)["cpus_per_task"] == 1
+
+
 def test_slurm_table_does_not_change_the_plan(tmp_path):
     a = load_study_config(study_file(tmp_path, "j.log", "jobs = 2", name="same"))
     b = load_study_config(study_file(tmp_path, "j.log", 'jobs = 5\npartition = "gpu"\ntime = 600', name="same"))
@@ -161,8 +194,8 @@ def _trials(stored) -> list:
 @pytest.mark.slow
 @pytest.mark.slurm
 @needs_slurm
-def test_twelve_trials_three_jobs_driver_killed_and_a_job_cancelled_then_resumed(tmp_path):
-    path = study_file(tmp_path, storage_for(tmp_path), 'jobs = 3\ntime = 10\nmem = "256M"', sleep=1.5)
+def test_twelve_command_trials_three_jobs_driver_killed_and_a_job_cancelled_then_resumed(tmp_path):
+    path = study_file(tmp_path, storage_for(tmp_path), 'jobs = 3\ntime = 10\nmem = "256M"', command=True)
     config = load_study_config(path)
     driver = cli("sweep", str(path), "--backend", "slurm", "--no-progress", wait=False)
     deadline = time.monotonic() + 120
@@ -194,6 +227,9 @@ def test_twelve_trials_three_jobs_driver_killed_and_a_job_cancelled_then_resumed
         # each planned slot: exactly one COMPLETE trial, nothing queued or running
         assert [sum(t.state.name == "COMPLETE" for t in r.attempts) for r in records.values()] == [1] * 6
         assert not any(r.live for r in records.values())
+        for r in records.values():  # the loss the script reported at its last step
+            t = r.final
+            assert t.value == pytest.approx(2.0 + 0.1 * math.log(t.params["lr"] * 8 * 2**k / 0.5) ** 2 + 1 / 3)
     trials = _trials(stored)
     interrupted = [t for t in trials if t.state.name == "FAIL"]
     assert all("status" not in t.user_attrs for t in interrupted)  # given back, not failed outcomes

@@ -48,9 +48,10 @@ class SlurmSpec:
     """The ``[slurm]`` table: resources of one worker job, how many jobs, where submitit keeps its files.
 
     ``time`` is the job's time limit in minutes; ``mem_mb`` its memory in MB (None: the partition's default);
-    ``cpus_per_task`` None means the study's ``threads``; ``gpus_per_node`` None requests no GPU; ``setup``
-    lines run in the batch script before the worker starts (``module load ...``, ``source .venv/bin/activate``).
-    ``folder`` holds submitit's pickles and the jobs' logs and must be on a file system the nodes share.
+    ``cpus_per_task`` / ``gpus_per_node`` None mean what one trial needs (``[resources]``: ``threads`` CPUs
+    and no GPU by default); ``setup`` lines run in the batch script before the worker starts
+    (``module load ...``, ``source .venv/bin/activate``). ``folder`` holds submitit's pickles and the jobs'
+    logs and must be on a file system the nodes share.
     """
 
     folder: str
@@ -67,10 +68,14 @@ class SlurmSpec:
 
     def parameters(self, config: StudyConfig) -> dict[str, Any]:
         """submitit.SlurmExecutor parameters of one worker job of ``config``."""
+        need = config.workload.resources  # one trial's CPUs and GPUs: a job runs one trial at a time
         params: dict[str, Any] = {"job_name": job_name(config.name), "time": self.time, "nodes": 1,
-                                  "ntasks_per_node": 1, "cpus_per_task": self.cpus_per_task or config.threads,
+                                  "ntasks_per_node": 1, "cpus_per_task": self.cpus_per_task or need.cpus,
                                   "setup": list(self.setup)}
-        for key in ("partition", "gpus_per_node", "account", "qos", "constraint"):
+        gpus = self.gpus_per_node if self.gpus_per_node is not None else need.gpus or None
+        if gpus is not None:
+            params["gpus_per_node"] = gpus
+        for key in ("partition", "account", "qos", "constraint"):
             if getattr(self, key) is not None:
                 params[key] = getattr(self, key)
         if self.mem_mb is not None:  # as --mem=NM: submitit's own mem writes "GB", which sbatch refuses
