@@ -83,7 +83,7 @@ def cli(*args: str, path_env: str | None = None, wait: bool = True, timeout: flo
     cmd = [sys.executable, "-m", "scaletune", *args]
     if not wait:
         return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def one_error_line(proc) -> str:

@@ -232,7 +232,7 @@ def _squeue(name: str, all_states: bool = False) -> dict[str, str] | None:
     ended within Slurm's MinJobAge); None when squeue cannot answer (then nothing is concluded)."""
     cmd = ["squeue", "-h", "--name", name, "-o", "%i|%T"] + (["-t", "all"] if all_states else [])
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode:
@@ -246,7 +246,7 @@ def _sacct(ids: list[str]) -> dict[str, str]:
         return {}
     try:
         out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(ids)],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return {}
     if out.returncode:
@@ -390,7 +390,7 @@ class SlurmPool:
         """At the end of the plan the jobs exit by themselves; ``wait == 0`` (interrupted: Ctrl-C or an
         error) cancels them, and the runner re-queues their trials."""
         if wait == 0 and self.jobs:
-            subprocess.run(["scancel", *self.jobs], capture_output=True, timeout=60)
+            subprocess.run(["scancel", *self.jobs], capture_output=True, timeout=60, check=False)
 
 
 @dataclass
