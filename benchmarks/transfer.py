@@ -308,6 +308,16 @@ def main() -> None:
             f"{'' if o.batch_bracketed else ' (NOT bracketed)'}" for o in rec.optima if o.batch_bracketed is not None),
         *(f"law {name}: " + ", ".join(f"{v}^{e:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]" for v, (e, iv) in law.exponents.items())
           for name, law in rec.laws.laws.items()),
+        *(f"candidate ({c.role}) {c.method.value}: held-out score "
+          + ("-" if c.score is None else f"{c.score:.3f}%") + " per fold "
+          + ", ".join("-" if p is None else f"{p:.3f}%" for p in c.penalty)
+          + ("" if c.noise is None else f", noise {c.noise:.3f}%") + (" CHOSEN" if c.chosen else "")
+          for c in rec.analysis.candidates),
+        *([] if rec.analysis.landscape is None else [
+            f"joint landscape: {rec.analysis.landscape.n_runs} runs, {len(rec.analysis.landscape.scales)} scales, "
+            f"{rec.analysis.landscape.censored} censored; curvature above/below x{rec.analysis.landscape.asymmetry:.2f}"]),
+        f"methods: batch {rec.batch_size.method.name}, lr {rec.lr.method.name}, loss "
+        + ("-" if rec.loss is None else rec.loss.method.name),
         *(f"note: {n}" for n in rec.notes),
         "",
         "| choice | lr | batch (tokens) | loss | gap to brute-force best | gap / seed std |",

@@ -32,7 +32,8 @@ def test_recommend_json_has_every_quantity_with_interval_and_extrapolation(table
     doc = json.loads(capsys.readouterr().out)
     lr = doc["lr"]
     assert lr["interval"][0] <= float(land.lr_opt(1e9, 2e10)) <= lr["interval"][1]
-    assert lr["extrapolation"] == pytest.approx(10.0)
+    # issue 12: the distance from the ladder is joint in (ln N, ln D): 10x in N and 5x in D beyond its corner
+    assert lr["extrapolation"] == pytest.approx(math.exp(math.hypot(math.log(10), math.log(5))), rel=1e-6)
     b = doc["batch_size_tokens"]
     assert b["interval"][0] <= float(land.batch_opt(2e10)) <= b["interval"][1]
     assert doc["batch_size_sequences"]["value"] == pytest.approx(b["value"] / 2048)

@@ -121,9 +121,12 @@ def print_recommendation(rec, console, title: str = "Recommendation") -> None:
     if rec.batch_sequences is not None:
         row(f"batch size (sequences of {rec.seq_len})", rec.batch_sequences)
     w = rec.warmup
-    table.add_row("warm-up (steps)", str(w.get("steps")), fmt_iv(w.get("steps_interval")), "-",
-                  f"{w.get('fraction', 0):.1%} of {rec.steps} steps; {w.get('source')}")
-    table.add_row("schedule", rec.schedule, "-", "-", "as in the proxies")
+    if w.get("steps") is None:  # the runs carry no warm-up: nothing is recommended, and 0 would read as advice
+        table.add_row("warm-up (steps)", "not in the runs", "-", "-", "add a warmup column (steps) to recommend one")
+    else:
+        table.add_row("warm-up (steps)", str(w["steps"]), fmt_iv(w.get("steps_interval")), "-",
+                      f"{w['fraction']:.1%} of {rec.steps} steps; {w.get('source')}")
+    table.add_row("schedule", rec.schedule, "-", "-", "-" if rec.schedule == "not in the runs" else "as in the proxies")
     table.add_row("parameterisation", rec.param, "-", "-", "as in the proxies")
     if rec.loss is not None:
         row("final loss (nats/token)", rec.loss, 4)
@@ -153,6 +156,7 @@ def print_recommendation(rec, console, title: str = "Recommendation") -> None:
             check = law.holdout.get("skipped", "-")[:60]
         laws.add_row(name, f"{fmt(k)} {fmt_iv(kiv)}", exps, str(law.scales), check)
     console.print(laws)
+    print_selection(rec, console)
     tr = rec.transfer
     if tr is not None and tr.rows:
         console.print(("[green]" if tr.width_held else "[yellow]") + "transfer across width: " + tr.note + "[/]")
@@ -160,6 +164,38 @@ def print_recommendation(rec, console, title: str = "Recommendation") -> None:
         console.print(("[green]" if tr.depth_held else "[yellow]") + "transfer across depth: " + tr.depth_note + "[/]")
     for note in rec.notes:
         console.print(f"note: {note}")
+
+
+_ROLE_TITLE = {"batch_size": "batch size", "lr": "learning rate", "loss": "loss law"}
+
+
+def print_selection(rec, console) -> None:
+    """The candidates per role with their held-out scores, and the joint landscape's line."""
+    from rich.table import Table
+
+    a = rec.analysis
+    if a is None:
+        return
+    if a.candidates:
+        held = "; ".join(", ".join(f"N={fmt(p['N'])} D={fmt(p['D'])}" for p in f["held_out"]) for f in a.folds)
+        t = Table(title=f"Candidates scored on held-out scales ({held}): expected loss penalty, % of the optimum "
+                        "(loss law: |error| %); kept: the first in order unless beaten by more than the noise",
+                  title_justify="left")
+        for col in ("role", "candidate", "score %", "per fold %", "noise %", "chosen"):
+            t.add_column(col, justify="right" if "%" in col else "left")
+        for c in a.candidates:
+            t.add_row(_ROLE_TITLE[c.role], c.method.value, fmt(c.score, 2) if c.score is not None else "-",
+                      ", ".join(fmt(p, 2) if p is not None else "-" for p in c.penalty), fmt(c.noise, 2),
+                      "[bold]yes[/]" if c.chosen else "")
+        console.print(t)
+    land = a.landscape
+    if land is not None:
+        exps = ", ".join(f"{n[2:]}^{land.params[land.names.index(n)]:+.3f}" for n in land.names if n.startswith("t_") and n != "t_0")
+        bexp = ", ".join(f"{n[2:]}^{land.params[land.names.index(n)]:+.3f}" for n in land.names if n.startswith("p_") and n != "p_0")
+        console.print(f"joint landscape ({land.n_runs} runs, {len(land.scales)} scales, {land.censored} entered censored "
+                      f"(optimum at the edge of their sweep)): lr* ~ {exps or 'const'}"
+                      + (f"; B* ~ {bexp or 'const'}" if land.batch_vars is not None else "")
+                      + f"; curvature above / below the optimal rate x{land.asymmetry:.2f}; seed noise {land.sigma:.2%}")
 
 
 @click.command("recommend")

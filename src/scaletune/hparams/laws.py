@@ -4,7 +4,8 @@ Forms (the ones a user would otherwise copy from a paper, fitted here on their o
 
     lr_ND     lr*(N, D) = k N^a D^b        StepLaw (Li et al. 2025)
     batch_D   B*(D)     = k D^c            StepLaw; B in tokens
-    batch_ND  B*(N, D)  = k N^d D^c        StepLaw's with an N term, kept only where d's interval excludes 0
+    batch_ND  B*(N, D)  = k N^d D^c        StepLaw's with an N term (whether d's interval excludes 0 is only
+                                           described: `scaletune.hparams.select` chooses by held-out loss)
     lr_C      lr*(C)    = k C^e            DeepSeek LLM (2024)
     batch_C   B*(C)     = k C^f            DeepSeek LLM; B in tokens
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -75,7 +77,9 @@ class HparamLaw:
         if self.fit_.bootstrap_params is not None and np.isfinite(self.fit_.bootstrap_params).any():
             a, b = self.fit_.predict_interval(x, level)
             lo, hi = float(a[0]), float(b[0])
-        return Prediction(value, (lo, hi), float(self.fit_.extrapolation(x)[0]), source=f"fitted {self.name}: {self.formula}")
+        method = _LAW_METHOD.get(self.name)
+        return Prediction(value, (lo, hi), float(self.fit_.extrapolation(x)[0]), source=f"fitted {self.name}: {self.formula}",
+                          method=method)
 
     def to_dict(self) -> dict:
         return {
@@ -87,18 +91,56 @@ class HparamLaw:
         }
 
 
+class Method(str, Enum):
+    """Which law or rule produced a `Prediction` (the decision; English notes are rendered from it)."""
+
+    LR_ND = "lr*(N, D)"
+    LR_NDB = "lr*(N, D, B)"
+    LR_C = "lr*(C)"
+    LR_BAND_OLS = "lr: OLS on near-optimal runs"
+    LR_JOINT = "lr*: joint landscape"
+    LR_PROXY_COPIED = "lr: largest proxy copied"
+    BATCH_D = "B*(D)"
+    BATCH_ND = "B*(N, D)"
+    BATCH_C = "B*(C)"
+    BATCH_BAND_OLS = "B: OLS on near-optimal runs"
+    BATCH_JOINT_D = "B*(D): joint landscape"
+    BATCH_JOINT_ND = "B*(N, D): joint landscape"
+    BATCH_NEAREST_SWEEP = "B: nearest sweep's optimum"
+    BATCH_NEAREST_BOUND = "B: nearest sweep's best tested size (a bound)"
+    BATCH_AS_PROXIES = "B: the proxies' (not swept)"
+    BATCH_REFERENCE = "B: the lr law's batch size"
+    BATCH_MODE = "B: the proxies' most common"
+    LOSS_CHINCHILLA = "L(N, D) chinchilla on per-scale optima"
+    LOSS_COMPUTE = "L(C) compute on per-scale optima"
+    LOSS_CHINCHILLA_JOINT = "L(N, D) chinchilla on joint optima"
+    LOSS_COMPUTE_JOINT = "L(C) compute on joint optima"
+    WARMUP_FRACTION = "the proxies' warm-up fraction"
+    NOT_IN_RUNS = "not in the runs"
+    SEQUENCES = "batch size / seq_len"
+
+
 @dataclass(frozen=True)
 class Prediction:
     """A predicted value, its interval (95% unless stated) and how far it extrapolates (1.0 = inside the
-    fitted range; 8.0 = a variable is 8x beyond the largest, or below the smallest, fitted value)."""
+    fitted range; 8.0 = 8x beyond it: per variable for a law's own prediction, jointly in (ln N, ln D) from
+    the ladder's hull for `recommend`'s). ``method`` says which law or rule produced it, ``details`` its
+    numbers (exponents, scales, the scale copied, ...); ``source`` is an English rendering of both."""
 
     value: float
     interval: tuple[float, float]
     extrapolation: float
     source: str = ""
+    method: Method | None = None
+    details: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"value": self.value, "interval": list(self.interval), "extrapolation": self.extrapolation, "source": self.source}
+        return {"value": self.value, "interval": list(self.interval), "extrapolation": self.extrapolation, "source": self.source,
+                "method": None if self.method is None else self.method.name, "details": self.details}
+
+
+_LAW_METHOD = {"lr_ND": Method.LR_ND, "lr_NDB": Method.LR_NDB, "lr_C": Method.LR_C, "batch_D": Method.BATCH_D,
+               "batch_ND": Method.BATCH_ND, "batch_C": Method.BATCH_C}
 
 
 def _label(o: Optimum) -> str:
@@ -382,6 +424,7 @@ class HparamLaws:
     notes: tuple[str, ...] = ()
     reference_batch: float | None = None  # batch size (tokens) the lr / loss laws hold at, when no batch law
     loss_batch: float | None = None  # batch size (tokens) the loss law holds at (None: each scale's optimal one)
+    loss_optima: tuple[Optimum, ...] = field(default=(), repr=False)  # the optima the loss law was fitted on
 
     def to_dict(self) -> dict:
         return {
@@ -457,7 +500,7 @@ def _to_batch(optima: Sequence[Optimum], batch: float, slices: Sequence[Optimum]
 
 
 def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_bootstrap: int = 200, seed: int = 0,
-                    slices: Sequence[Optimum] | None = None) -> HparamLaws:
+                    slices: Sequence[Optimum] | None = None, holdout: bool = True) -> HparamLaws:
     """Fit every law the ladder identifies; the reasons for the ones it does not go into ``notes``.
 
     ``bootstrap`` replicates for the lr / batch laws (cheap, closed form), ``loss_bootstrap`` for the loss law.
@@ -513,7 +556,7 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
             continue
         try:
             pool = all_optima if response == "batch_size" else optima
-            law = fit_hparam_law(pool, response, variables, name=name, bootstrap=bootstrap, seed=seed + 10 * i)
+            law = fit_hparam_law(pool, response, variables, name=name, bootstrap=bootstrap, seed=seed + 10 * i, holdout=holdout)
         except ScaletuneError as exc:
             notes.append(f"{name}: not fitted ({exc})")
             continue
@@ -522,14 +565,11 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
         laws[name] = law
     nd = laws.get("batch_ND")
     if nd is not None:
+        # Described, not decided: an interval that excludes 0 in-sample can still lose out of sample
+        # (`scaletune.hparams.select` chooses between B*(D) and B*(N, D) by held-out loss).
         d, (lo, hi) = nd.exponents["N"]
-        if lo <= 0 <= hi:
-            del laws["batch_ND"]  # one parameter fewer where the data cannot tell it from zero
-            notes.append(f"batch size: B* ~ N^{d:+.3f} [{lo:+.3f}, {hi:+.3f}]: no measurable N dependence, "
-                         f"B*(D) (StepLaw form) used")
-        else:
-            notes.append(f"batch size: B* ~ N^{d:+.3f} [{lo:+.3f}, {hi:+.3f}] depends on N here (StepLaw's B*(D) "
-                         f"has no N term): B*(N, D) used")
+        notes.append(f"batch size: B* ~ N^{d:+.3f} [{lo:+.3f}, {hi:+.3f}] in B*(N, D) (interval "
+                     f"{'contains' if lo <= 0 <= hi else 'excludes'} 0; the choice is made by held-out loss)")
     loss_optima, loss_batch = optima, reference_batch
     fixed = [o for o in optima if o.lr_bracketed and o.batch_bracketed is None and o.best_batch_size]
     if has_batch and fixed and len(fixed) < len([o for o in optima if o.lr_bracketed]):
@@ -555,4 +595,4 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
         parts = [f"lr* ~ {v}^{e:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]" for v, (e, iv) in lr_law.exponents.items()]
         transfer = replace(transfer, note=transfer.note + "; corrections: " + ", ".join(parts))
     return HparamLaws(laws=laws, loss=loss, transfer=transfer, notes=tuple(notes), reference_batch=reference_batch,
-                      loss_batch=loss_batch)
+                      loss_batch=loss_batch, loss_optima=tuple(o for o in loss_optima if o.lr_bracketed))

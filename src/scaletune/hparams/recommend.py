@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from scaletune.errors import ScaletuneError
-from scaletune.hparams.laws import HparamLaws, Prediction, TransferReport, fit_hparam_laws
+from scaletune.hparams.laws import HparamLaws, Method, Prediction, TransferReport
 from scaletune.hparams.optimum import DEFAULT_BAND, Optimum, find_optima
+from scaletune.hparams.select import Fold, SweepAnalysis, _joint_rows, analyse_sweep, fit_batch, fit_lr
 from scaletune.laws.published import deepseek_batch, deepseek_lr, steplaw_batch, steplaw_lr
 from scaletune.runtable import require_columns
 from scaletune.schedules import Schedule
@@ -48,6 +49,7 @@ class Recommendation:
     optima: tuple[Optimum, ...]
     laws: HparamLaws
     notes: tuple[str, ...] = ()
+    analysis: SweepAnalysis | None = None  # the sweep analysis it was computed from (candidates, landscape, folds)
 
     @property
     def transfer(self) -> TransferReport | None:
@@ -69,6 +71,8 @@ class Recommendation:
             "optima": [o.to_dict() for o in self.optima],
             "laws": self.laws.to_dict(),
             "notes": list(self.notes),
+            "selection": None if self.analysis is None else self.analysis.to_dict(),
+            "candidates": [] if self.analysis is None else [c.to_dict() for c in self.analysis.candidates],
         }
 
 
@@ -244,6 +248,199 @@ def published_at(target: Mapping[str, float], seq_len: int | None = None) -> dic
     }
 
 
+def _interval(draws_ln: np.ndarray) -> tuple[float, float]:
+    d = np.asarray(draws_ln, float)
+    d = d[np.isfinite(d)]
+    if len(d) < 10:
+        return (math.nan, math.nan)
+    return float(np.exp(np.percentile(d, 2.5))), float(np.exp(np.percentile(d, 97.5)))
+
+
+def _full_fold(analysis: SweepAnalysis) -> Fold:
+    """All of the sweep as one 'fold', the joint landscape already fitted (with its residual bootstrap)."""
+    fold = Fold(runs=analysis.runs, optima=list(analysis.optima), slices=None if analysis.slices is None else list(analysis.slices),
+                _laws=analysis.laws)
+    if analysis.landscape is not None:
+        fold._joint[analysis.landscape.batch_vars] = analysis.landscape
+    return fold
+
+
+def _joint_factor(analysis: SweepAnalysis, target: Mapping[str, float]) -> float:
+    d = analysis.distance(target)
+    return math.exp(d) if math.isfinite(d) else 1.0
+
+
+def _score(analysis: SweepAnalysis, method: Method) -> dict:
+    c = next((c for c in analysis.candidates if c.method == method), None)
+    return {} if c is None else {"held_out_score_percent": c.score, "noise_percent": c.noise}
+
+
+def choose_batch_size(analysis: SweepAnalysis, target: Mapping[str, float]) -> Prediction | None:
+    """The batch size (tokens) at ``target``: the candidate the backtest chose, else (no held-out scale swept
+    the batch size) B*(D), B*(C), the swept scale nearest the target, the proxies' batch size, in that order.
+    None when the runs have no batch size at all."""
+    runs, optima, laws = analysis.runs, list(analysis.optima), analysis.laws
+    ok = runs[runs["status"].astype(str).eq("ok")] if "status" in runs.columns else runs
+    method = analysis.chosen("batch_size")
+    if method is not None and method != Method.BATCH_NEAREST_SWEEP:
+        pred = fit_batch(method, _full_fold(analysis), analysis.band, analysis.seed)
+        if pred is not None:
+            value, draws = pred(target)
+            return Prediction(value, _interval(draws), _joint_factor(analysis, target), source=f"{method.value}, chosen by held-out loss",
+                              method=method, details=_score(analysis, method))
+    for name in ("batch_D", "batch_C") if method is None else ():
+        if name in laws.laws:
+            p = laws.laws[name].predict({**target, "C": 6 * target["N"] * target["D"]})
+            return replace(p, extrapolation=_joint_factor(analysis, target))
+    near = _nearest_sweep(optima, target)
+    if near is not None:
+        # The sweep nearest the target carries the choice: B* moves with D (StepLaw) and, at small scales,
+        # with N too, so a near sweep's optimum beats a far one's.
+        o, extra = near
+        details = {"scale": {k: o.scale[k] for k in ("N", "D") if k in o.scale}, **_score(analysis, Method.BATCH_NEAREST_SWEEP)}
+        if o.usable("batch_size"):
+            return Prediction(float(o.batch_size_), tuple(o.batch_size_interval), extra,
+                              source=f"the batch-size optimum at {_label(o)}, the swept scale nearest the target, copied",
+                              method=Method.BATCH_NEAREST_SWEEP, details=details)
+        return Prediction(float(o.best_batch_size), (math.nan, math.nan), extra,
+                          source=f"best tested batch size at {_label(o)}, the swept scale nearest the target; "
+                                 + ("at the edge of the sweep: a bound" if o.next_batch_sizes else "no convex optimum there (flat or noisy)")
+                                 + ", not a fitted optimum", method=Method.BATCH_NEAREST_BOUND,
+                          details={**details, "at_edge": bool(o.next_batch_sizes)})
+    if "batch_size" in ok.columns and ok["batch_size"].nunique() == 1:
+        return Prediction(float(ok["batch_size"].iloc[0]), (math.nan, math.nan), 1.0,
+                          source="as in the proxies (batch size not swept)", method=Method.BATCH_AS_PROXIES)
+    if laws.reference_batch is not None:
+        return Prediction(laws.reference_batch, (math.nan, math.nan), 1.0, source="the batch size the lr law was fitted at",
+                          method=Method.BATCH_REFERENCE)
+    if "batch_size" in ok.columns and ok["batch_size"].notna().any():
+        return Prediction(float(_mode(ok["batch_size"])), (math.nan, math.nan), 1.0, source="the proxies' most common batch size",
+                          method=Method.BATCH_MODE)
+    return None
+
+
+def choose_learning_rate(analysis: SweepAnalysis, target: Mapping[str, float], batch: Prediction) -> Prediction | None:
+    """The learning rate at ``target`` and batch size ``batch``: the candidate the backtest chose, else
+    lr*(N, D, B) at the batch size where the batch size was swept, else lr*(N, D), else lr*(C). None when
+    no law can be fitted (`recommend` then copies the largest proxy's)."""
+    method = analysis.chosen("lr")
+    fold = _full_fold(analysis)
+    factor = _joint_factor(analysis, target)
+    if method is not None:
+        pred = fit_lr(method, fold, analysis.band, analysis.seed)
+        if pred is not None:
+            value, draws = pred(target, batch.value)
+            return Prediction(value, _interval(draws), factor, source=f"{method.value} at batch {batch.value:.4g} tokens, chosen by held-out loss",
+                              method=method, details=_score(analysis, method))
+    swept = any(o.batch_bracketed is not None for o in analysis.optima)
+    order = ([Method.LR_NDB] if swept and batch.method != Method.BATCH_AS_PROXIES else []) + [Method.LR_ND, Method.LR_C]
+    for m in order:
+        pred = fit_lr(m, fold, analysis.band, analysis.seed)
+        if pred is None:
+            continue
+        value, draws = pred(target, batch.value)
+        if m == Method.LR_NDB:
+            src = f"lr*(N, D, B) at the recommended batch size {batch.value:.4g} tokens, fitted on the (scale, batch size) slices"
+        else:
+            src = f"fitted {'lr_ND' if m == Method.LR_ND else 'lr_C'}: {m.value}"
+        return Prediction(value, _interval(draws), factor, source=src, method=m)
+    return None
+
+
+def _loss_samples(fit_result, point) -> np.ndarray:
+    if fit_result.bootstrap_params is None or not len(fit_result.bootstrap_params):
+        return np.zeros(0)
+    return fit_result.predict_samples(point)[:, 0]
+
+
+def predict_loss(analysis: SweepAnalysis, target: Mapping[str, float], batch: Prediction, lr: Prediction, *,
+                 loss_bootstrap: int = 200) -> tuple[Prediction | None, list[str]]:
+    """The final loss (nats/token) at ``target`` trained at (lr, batch): the loss law the backtest chose,
+    on per-scale vertex losses (moved to the recommended batch size) or on the joint landscape's optimum
+    losses (plus the landscape's penalty at the recommended settings). The 95% interval is the bootstrap's,
+    widened by the backtest's error per unit of joint extrapolation distance times the target's distance.
+    Returns (prediction, notes)."""
+    from scaletune.laws import fit as fit_law
+
+    laws, land = analysis.laws, analysis.landscape
+    method = analysis.chosen("loss")
+    notes: list[str] = []
+    point = {"N": target["N"], "D": target["D"], "C": target.get("C", 6 * target["N"] * target["D"])}
+    if method in (Method.LOSS_CHINCHILLA_JOINT, Method.LOSS_COMPUTE_JOINT) and land is not None:
+        rows, w = _joint_rows(land)
+        law = "chinchilla" if method == Method.LOSS_CHINCHILLA_JOINT else "compute"
+        res = fit_law(law, rows, weights=w, bootstrap=loss_bootstrap, seed=analysis.seed)
+        value = float(res.predict(point)[0])
+        samples = _loss_samples(res, point)
+        bvar = batch.value if land.batch_vars is not None else None
+        value += float(land.penalty(target, lr.value, bvar))
+        th = land.draws(max(len(samples), 50), analysis.seed)
+        pen = np.array([float(land.penalty(target, lr.value, bvar, t)) for t in th])
+        samples = samples[: len(pen)] + pen[: len(samples)] if len(samples) else samples
+        source = f"{law} law on the joint landscape's optimum losses + its penalty at the recommended settings"
+    else:
+        res = laws.loss
+        want = {Method.LOSS_CHINCHILLA: "chinchilla", Method.LOSS_COMPUTE: "compute"}.get(method)
+        if want is not None and (res is None or res.law != want) and len(laws.loss_optima) >= 4:
+            rows = pd.DataFrame({"N": [o.scale["N"] for o in laws.loss_optima], "D": [o.scale["D"] for o in laws.loss_optima],
+                                 "loss": [o.loss_ for o in laws.loss_optima]})
+            rows["C"] = 6 * rows["N"] * rows["D"]
+            try:
+                res = fit_law(want, rows, bootstrap=loss_bootstrap, seed=analysis.seed)
+            except ScaletuneError:
+                pass
+        if res is None:
+            return None, notes
+        method = Method.LOSS_CHINCHILLA if res.law == "chinchilla" else Method.LOSS_COMPUTE
+        value = float(res.predict(point)[0])
+        samples = _loss_samples(res, point)
+        source = f"{res.law} law fitted on the optimal loss per scale"
+        ref = laws.loss_batch
+        if ref is not None and ref != batch.value:
+            # The law holds at the batch size its optima were fitted at: move it to the recommended batch size.
+            slices = list(analysis.slices) if analysis.slices is not None else None
+            shift = _batch_loss_shift(slices, target, batch.value, ref, seed=analysis.seed) if slices else None
+            if shift is None:
+                source += f" (at batch {ref:g} tokens, the one it was fitted at; no batch sweep spans {batch.value:.4g} tokens to correct it)"
+            else:
+                r, r_draws, _, r_note = shift
+                value += r
+                samples = samples[: len(r_draws)] + r_draws[: len(samples)]  # independent bootstraps: paired in order
+                source += ", moved to the recommended batch size"
+                notes.append(r_note)
+    samples = samples[np.isfinite(samples)]
+    lo, hi = (math.nan, math.nan)
+    if len(samples) >= 10:
+        lo, hi = float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))
+    d = analysis.distance(target)
+    kappa = analysis.loss_error_per_unit
+    widen = 0.0
+    if kappa is not None and math.isfinite(d) and d > 0 and math.isfinite(lo):
+        # The backtest's loss error grows with the distance beyond the ladder: add (1.96 kappa d) in quadrature.
+        widen = 1.96 * kappa * d * value
+        lo, hi = value - math.hypot(value - lo, widen), value + math.hypot(hi - value, widen)
+    details = {"distance_ln": d, "kappa_per_unit": kappa, "widening": widen, **_score(analysis, method)}
+    return Prediction(value, (lo, hi), math.exp(d) if math.isfinite(d) else 1.0, source=source, method=method, details=details), notes
+
+
+def _batch_notes(analysis: SweepAnalysis) -> list[str]:
+    """What an unbracketed batch sweep means for the recommendation (advice, rendered from its fields)."""
+    swept = [o for o in analysis.optima if o.batch_bracketed is False and o.best_batch_size]
+    if not swept:
+        return []
+    o = max(swept, key=lambda o: (o.scale.get("D", 0), o.scale.get("N", 0)))
+    edge = "smaller" if o.next_batch_sizes and max(o.next_batch_sizes) < o.best_batch_size else "larger"
+    seq = pd.to_numeric(pd.Series([o.extra.get("seq_len")]), errors="coerce").iloc[0]
+    if not o.next_batch_sizes:
+        advice = f"{o.message}: more seeds there would locate it"
+    elif edge == "smaller" and seq > 0 and o.best_batch_size <= seq:
+        advice = (f"at the edge; it is one sequence of {seq:g} tokens, the smallest batch at this sequence length: "
+                  f"the optimum is at or below it (shorter sequences on the proxies would bracket it)")
+    else:
+        advice = f"at the edge; {edge} batch sizes may be better: sweep them on the proxies"
+    return [f"batch size: the sweep at {_label(o)} did not bracket the optimum (best {o.best_batch_size:g} tokens); {advice}"]
+
+
 def recommend(
     runs: pd.DataFrame,
     target: Mapping[str, float],
@@ -254,9 +451,15 @@ def recommend(
     seed: int = 0,
     optima: list[Optimum] | None = None,
     laws: HparamLaws | None = None,
+    select: bool = True,
+    analysis: SweepAnalysis | None = None,
 ) -> Recommendation:
     """Recommend hyperparameters at ``target`` (N parameters in the table's convention, D tokens; optional
-    N_nonembed, width, depth, seq_len for the published laws) from a run table of proxy sweeps."""
+    N_nonembed, width, depth, seq_len for the published laws) from a run table of proxy sweeps.
+
+    Stages: `analyse_sweep` once (optima, laws, joint landscape, candidates scored by held-out scale; pass
+    ``analysis`` to reuse one), then `choose_batch_size`, `choose_learning_rate`, `predict_loss`.
+    ``select=False`` skips the backtest and uses the fixed fallback order."""
     target = {k: float(v) for k, v in target.items()}
     for key in ("N", "D"):
         if key not in target:
@@ -264,106 +467,38 @@ def recommend(
         if not target[key] > 0:
             raise ScaletuneError(f"target {key}={target[key]!r} must be positive")
     require_columns(runs, ["lr", "loss"])
-    if optima is None:
-        optima = find_optima(runs, band=band, bootstrap=max(bootstrap // 2, 100), seed=seed)
-    # Where the batch size was swept at some scales, the per-(scale, batch size) optima: the laws fitted at one
-    # batch size take those scales' slice at it, and the lr and loss are moved to the recommended size.
-    slices = (_batch_slices(runs, band=band, bootstrap=bootstrap, seed=seed)
-              if "batch_size" in runs.columns and any(o.batch_bracketed is not None for o in optima) else None)
-    if laws is None:
-        laws = fit_hparam_laws(optima, bootstrap=bootstrap, loss_bootstrap=loss_bootstrap, seed=seed, slices=slices)
-    notes = list(laws.notes)
+    if analysis is None:
+        analysis = analyse_sweep(runs, band=band, bootstrap=bootstrap, loss_bootstrap=loss_bootstrap, seed=seed,
+                                 optima=optima, laws=laws, select=select)
+    optima, laws = list(analysis.optima), analysis.laws
+    notes = list(laws.notes) + list(analysis.notes) + _batch_notes(analysis)
     ok = runs[runs["status"].astype(str).eq("ok")] if "status" in runs.columns else runs
 
-    # Batch size (tokens): B*(N, D) or B*(D) law, else B*(C), else the batch sweep nearest the target.
-    batch = None
-    if "batch_ND" in laws.laws:
-        batch = laws.laws["batch_ND"].predict(target)
-    elif "batch_D" in laws.laws:
-        batch = laws.laws["batch_D"].predict(target)
-    elif "batch_C" in laws.laws:
-        batch = laws.laws["batch_C"].predict({"C": 6 * target["N"] * target["D"]})
-    swept = [o for o in optima if o.batch_bracketed is False and o.best_batch_size]
-    if swept:
-        o = max(swept, key=lambda o: (o.scale.get("D", 0), o.scale.get("N", 0)))
-        edge = "smaller" if o.next_batch_sizes and max(o.next_batch_sizes) < o.best_batch_size else "larger"
-        seq = pd.to_numeric(pd.Series([o.extra.get("seq_len")]), errors="coerce").iloc[0]  # that scale's sequence length
-        if not o.next_batch_sizes:  # inside the sweep, but the landscape is too flat or noisy for a vertex
-            advice = f"{o.message}: more seeds there would locate it"
-        elif edge == "smaller" and seq > 0 and o.best_batch_size <= seq:
-            # One sequence is the smallest batch there is: "sweep smaller sizes" cannot be followed as such.
-            advice = (f"at the edge; it is one sequence of {seq:g} tokens, the smallest batch at this sequence length: "
-                      f"the optimum is at or below it (shorter sequences on the proxies would bracket it)")
-        else:
-            advice = f"at the edge; {edge} batch sizes may be better: sweep them on the proxies"
-        notes.append(f"batch size: the sweep at {_label(o)} did not bracket the optimum (best {o.best_batch_size:g} tokens); {advice}")
-    from_sweep = False
-    near = _nearest_sweep(optima, target)
-    if batch is None and near is not None:
-        # No batch-size law: the sweep nearest the target carries the choice. B* moves with D (StepLaw) and,
-        # at small scales, with N too (the built-in LM: one sequence at width 24, 128-256 tokens at width 48
-        # and at 8x its parameters), so a near sweep's optimum beats a far one's. Its best tested size where
-        # the optimum is not bracketed (at the edge: closer to the optimum than any fixed ladder size).
-        o, extra = near
-        if o.usable("batch_size"):
-            batch = Prediction(float(o.batch_size_), tuple(o.batch_size_interval), extra,
-                               source=f"the batch-size optimum at {_label(o)}, the swept scale nearest the target, "
-                                      f"copied (no batch-size law)")
-        else:
-            batch = Prediction(float(o.best_batch_size), (math.nan, math.nan), extra,
-                               source=f"best tested batch size at {_label(o)}, the swept scale nearest the target; "
-                                      + ("at the edge of the sweep: a bound" if o.next_batch_sizes else
-                                         "no convex optimum there (flat or noisy)")
-                                      + ", not a fitted optimum (no batch-size law)")
-        from_sweep = True
-    if batch is None and "batch_size" in ok.columns and ok["batch_size"].nunique() == 1:
-        batch = Prediction(float(ok["batch_size"].iloc[0]), (math.nan, math.nan), 1.0,
-                           source="as in the proxies (batch size not swept)")
-    if batch is None and laws.reference_batch is not None:
-        # Keep the pair consistent: the batch size the lr law was fitted at.
-        batch = Prediction(laws.reference_batch, (math.nan, math.nan), 1.0,
-                           source="the batch size the lr law was fitted at (no batch-size law)")
-    if batch is None and "batch_size" in ok.columns and ok["batch_size"].notna().any():
-        batch = Prediction(float(_mode(ok["batch_size"])), (math.nan, math.nan), 1.0,
-                           source="the proxies' most common batch size (no batch-size law)")
+    batch = choose_batch_size(analysis, target)
     if batch is None:
         raise ScaletuneError(f"{runs.attrs.get('source', 'table')}: no batch_size column and no batch law")
-
-    # Learning rate: with a batch-size law, lr*(N, D, B) at the recommended batch size; else the StepLaw
-    # form, else the DeepSeek form, else the largest proxy copied.
-    lr = None
-    if any(name in laws.laws for name in ("batch_ND", "batch_D", "batch_C")) or from_sweep:
-        if slices is None:
-            slices = _batch_slices(runs, band=band, bootstrap=bootstrap, seed=seed)
-        lr, note = _lr_at_batch(slices, target, batch.value, bootstrap=bootstrap, seed=seed)
-        notes.append(note)
-        if lr is None and from_sweep and laws.reference_batch is not None:
-            # Keep the pair consistent: the lr law below holds at the batch size it was fitted at.
-            batch = Prediction(laws.reference_batch, (math.nan, math.nan), 1.0,
-                               source="the batch size the lr law was fitted at (no batch-size law)")
-    for name in ("lr_ND", "lr_C"):
-        law = laws.laws.get(name)
-        if law is not None and lr is None:
-            point = dict(target)
-            point.setdefault("C", 6 * target["N"] * target["D"])
-            lr = law.predict(point)
-            break
+    lr = choose_learning_rate(analysis, target, batch)
+    if lr is None and batch.method in (Method.BATCH_NEAREST_SWEEP, Method.BATCH_NEAREST_BOUND) and laws.reference_batch is not None:
+        # Keep the pair consistent: without an lr law at the swept size, use the size the lr law holds at.
+        batch = Prediction(laws.reference_batch, (math.nan, math.nan), 1.0, source="the batch size the lr law was fitted at",
+                           method=Method.BATCH_REFERENCE)
+        lr = choose_learning_rate(analysis, target, batch)
     if lr is None:
         lr = _proxy_fallback(optima, target)
         if lr is None:
             raise ScaletuneError("no scale has a bracketed learning-rate optimum: nothing to recommend "
                                  "(see each scale's message and the proposed next rates with `scaletune optimum`)")
-        notes.append("learning rate: no law could be fitted; copied from the largest proxy")
+        lr = replace(lr, method=Method.LR_PROXY_COPIED)
 
     seq_len = int(target.get("seq_len") or (_mode(ok["seq_len"]) if "seq_len" in ok.columns else 0) or 0) or None
     seqs = None
     if seq_len:
         seqs = Prediction(batch.value / seq_len, tuple(v / seq_len for v in batch.interval), batch.extrapolation,
-                          source=f"batch_size / seq_len ({seq_len} tokens per sequence)")
+                          source=f"batch_size / seq_len ({seq_len} tokens per sequence)", method=Method.SEQUENCES)
     steps = max(1, int(target["D"] // batch.value))
 
-    # Warm-up: the proxies' warm-up as a fraction of their steps (run tables record it in steps).
-    warmup: dict[str, Any] = {"steps": 0, "fraction": 0.0, "source": "no warmup column in the runs"}
+    # Warm-up: the proxies' warm-up as a fraction of their steps (run tables record it in steps), or nothing.
+    warmup: dict[str, Any] = {"steps": None, "fraction": None, "method": Method.NOT_IN_RUNS.name, "source": Method.NOT_IN_RUNS.value}
     if "warmup" in ok.columns and "batch_size" in ok.columns and "D" in ok.columns:
         frac = pd.to_numeric(ok["warmup"], errors="coerce") / (pd.to_numeric(ok["D"], errors="coerce") / pd.to_numeric(ok["batch_size"], errors="coerce"))
         frac = frac[np.isfinite(frac)]
@@ -372,59 +507,36 @@ def recommend(
             lo_steps = f * target["D"] / batch.interval[1] if math.isfinite(batch.interval[1]) else math.nan
             hi_steps = f * target["D"] / batch.interval[0] if math.isfinite(batch.interval[0]) else math.nan
             warmup = {"steps": int(round(f * steps)), "fraction": f, "steps_interval": [lo_steps, hi_steps],
+                      "method": Method.WARMUP_FRACTION.name,
                       "source": "the proxies' warm-up fraction of their steps (not fitted; interval from the batch size)"}
             if frac.max() - frac.min() > 0.02:
                 notes.append(f"the proxies used warm-up fractions from {frac.min():.3f} to {frac.max():.3f}: the median is recommended")
 
     # Schedule and parameterisation: carried over from the proxies (the laws hold for them only).
-    schedule = "unknown (no schedule column)"
+    schedule = Method.NOT_IN_RUNS.value
     if "schedule" in ok.columns and ok["schedule"].notna().any():
         spec = str(_mode(ok["schedule"]))
         if ok["schedule"].astype(str).str.partition(":")[0].nunique() > 1:
             notes.append("the proxies used several schedule kinds: the most common one is recommended")
         try:
             base = Schedule.parse(spec) if "steps=" in spec else Schedule.parse(spec, steps=steps, lr=lr.value)
-            target_schedule = replace(base, steps=steps, lr=lr.value, warmup=min(warmup["steps"], steps - 1))
+            target_schedule = replace(base, steps=steps, lr=lr.value)
+            if warmup["steps"] is not None:
+                target_schedule = replace(target_schedule, warmup=min(warmup["steps"], steps - 1))
             if base.decay_start is not None:  # keep the cooldown as the same fraction of the run
                 target_schedule = replace(target_schedule, decay_start=int(round(base.decay_start / base.steps * steps)))
             schedule = target_schedule.spec()
         except ScaletuneError:
             schedule = spec
-    param = str(_mode(ok["param"])) if "param" in ok.columns and ok["param"].notna().any() else "unknown"
+    param = str(_mode(ok["param"])) if "param" in ok.columns and ok["param"].notna().any() else Method.NOT_IN_RUNS.value
     if "param" in ok.columns and ok["param"].nunique() > 1:
         notes.append(f"the runs mix parameterisations ({', '.join(map(str, ok['param'].unique()))}); fit one at a time")
     if param == "sp":
         notes.append("standard parameterisation: the optimum moves with width, so the N exponent carries the transfer; "
                      "muP proxies transfer more reliably")
 
-    loss = None
-    if laws.loss is not None:
-        point = {"N": target["N"], "D": target["D"], "C": target.get("C", 6 * target["N"] * target["D"])}
-        value = float(laws.loss.predict(point)[0])
-        has_boot = laws.loss.bootstrap_params is not None and len(laws.loss.bootstrap_params) > 0
-        samples = laws.loss.predict_samples(point)[:, 0] if has_boot else np.zeros(0)
-        extra = float(laws.loss.extrapolation(point)[0])
-        source = f"{laws.loss.law} law fitted on the optimal loss per scale"
-        ref = laws.loss_batch
-        if ref is not None and ref != batch.value:
-            # The law holds at the batch size its optima were fitted at: move it to the recommended batch size.
-            if slices is None:
-                slices = _batch_slices(runs, band=band, bootstrap=bootstrap, seed=seed)
-            shift = _batch_loss_shift(slices, target, batch.value, ref, seed=seed)
-            if shift is None:
-                source += f" (at batch {ref:g} tokens, the one it was fitted at; no batch sweep spans {batch.value:.4g} tokens to correct it)"
-            else:
-                r, r_draws, r_extra, r_note = shift
-                value += r
-                samples = samples[: len(r_draws)] + r_draws[: len(samples)]  # independent bootstraps: paired in order
-                extra = max(extra, r_extra)
-                source += ", moved to the recommended batch size"
-                notes.append(r_note)
-        samples = samples[np.isfinite(samples)]
-        iv = (math.nan, math.nan)
-        if len(samples) >= 10:
-            iv = (float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5)))
-        loss = Prediction(value, iv, extra, source=source)
+    loss, loss_notes = predict_loss(analysis, target, batch, lr, loss_bootstrap=loss_bootstrap)
+    notes += loss_notes
 
     pub = published_at(target, seq_len)
     for entry in pub.values():
@@ -437,5 +549,5 @@ def recommend(
     return Recommendation(
         target=target, lr=lr, batch_size=batch, batch_sequences=seqs, seq_len=seq_len, steps=steps, warmup=warmup,
         schedule=schedule, param=param, loss=loss, published=pub, optima=tuple(optima), laws=laws, notes=tuple(notes),
+        analysis=analysis,
     )
-

@@ -4,6 +4,7 @@ The landscape is the shape measured in LR/batch sweeps of language models (StepL
 the final loss is convex in ln(lr) and ln(batch size) around an optimum that follows power laws,
 
     loss = E + A / N^alpha + B / D^beta + c_lr * (ln lr - ln lr*)^2 + c_b * (ln bs - ln bs*)^2
+    (c_lr times ``asym`` above the optimal rate)
     lr*(N, D) = k_lr N^a D^b,    bs*(N, D) = k_b N^d D^c  (tokens; d = 0 as in StepLaw)
 
 plus Gaussian noise with a relative standard deviation ``noise``; rates above ``diverge`` x lr* diverge.
@@ -35,6 +36,7 @@ class Landscape:
     d: float = 0.0  # bs* ~ N^d: StepLaw finds none; small models (the built-in LM) show some
     g: float = 0.0  # lr* ~ (batch / B*(N, D))^g off the optimal batch size (0.5: square-root scaling)
     c_lr: float = 0.02  # curvature in ln(lr), nats per (ln unit)^2
+    asym: float = 1.0  # curvature above the optimal rate = asym * c_lr (real LR curves: steeper above, asym > 1)
     c_b: float = 0.01
     noise: float = 0.001  # relative std of the final loss (seed-to-seed)
     diverge: float = 8.0  # rates above diverge * lr* diverge
@@ -55,7 +57,7 @@ class Landscape:
     def loss(self, N, D, lr, batch_size, rng: np.random.Generator | None = None):
         dl = np.log(lr) - np.log(self.lr_opt(N, D, batch_size))
         db = np.log(batch_size) - np.log(self.batch_opt(D, N))
-        clean = self.loss_opt(N, D) + self.c_lr * dl**2 + self.c_b * db**2
+        clean = self.loss_opt(N, D) + self.c_lr * np.where(dl > 0, self.asym, 1.0) * dl**2 + self.c_b * db**2
         if rng is None or self.noise == 0:
             return clean
         return clean * (1 + self.noise * rng.standard_normal(np.shape(clean)))

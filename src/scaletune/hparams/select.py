@@ -1,0 +1,582 @@
+"""The sweep analysis: candidate rules for the batch size, the learning rate and the loss, each scored by how
+well it predicts a held-out larger scale, in loss terms.
+
+Computed once per sweep (`analyse_sweep`); `scaletune.hparams.recommend` then takes small pure steps from it.
+
+Folds: the scales at the largest compute C = 6ND are held out and the rules are fitted on the smaller ones;
+where 6+ scales exist, a rolling origin adds the second-largest compute (fitted on the scales below it).
+Each held-out scale gets its own landscape, fitted on its runs alone (`fit_landscape` on one scale:
+vertex, asymmetric curvature in ln lr, curvature in ln B where it swept the batch size). A candidate's
+*penalty* there is the expected loss above that scale's optimum at the settings it predicts, averaged over
+the candidate's own bootstrap draws (so a term the data cannot pin down costs its variance), in % of the
+optimum loss:
+
+- batch size: the penalty of the predicted batch size with the rate re-optimised (held-out scales that
+  swept the batch size only);
+- learning rate: the penalty of the predicted rate at the batch size the chosen batch rule predicts there
+  (or the scale's own batch size where it did not sweep it), beyond the best rate at that batch size;
+- loss law: the absolute error of the predicted optimum loss.
+
+The score is the mean penalty over folds. The first candidate in the preference order (published and
+simpler forms first) is kept unless another scores better by more than the noise: twice the standard
+deviation of the score difference over draws of the held-out landscapes (their fit uncertainty) for the
+settings, the held-out optimum's standard error for the loss. Significance tests of exponents only
+describe (`HparamLaws.notes`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import nnls
+
+from scaletune.errors import ScaletuneError
+from scaletune.hparams.landscape import JointLandscape, fit_landscape, prepare_runs
+from scaletune.hparams.laws import HparamLaws, Method, fit_hparam_law, fit_hparam_laws
+from scaletune.hparams.optimum import DEFAULT_BAND, Optimum, find_optima
+
+_DRAWS = 200  # candidate draws per prediction
+_LAND_DRAWS = 40  # held-out landscape draws for the noise
+# Preference orders (published / simpler first): a later candidate must beat an earlier one by more than noise.
+BATCH_ORDER = (Method.BATCH_D, Method.BATCH_BAND_OLS, Method.BATCH_C, Method.BATCH_JOINT_D,
+               Method.BATCH_NEAREST_SWEEP, Method.BATCH_ND, Method.BATCH_JOINT_ND)
+LR_ORDER = (Method.LR_ND, Method.LR_BAND_OLS, Method.LR_C, Method.LR_JOINT, Method.LR_NDB)
+LOSS_ORDER = (Method.LOSS_CHINCHILLA, Method.LOSS_CHINCHILLA_JOINT, Method.LOSS_COMPUTE, Method.LOSS_COMPUTE_JOINT)
+FORMS = {
+    Method.BATCH_D: "B* = k D^c on per-scale optima", Method.BATCH_ND: "B* = k N^d D^c on per-scale optima",
+    Method.BATCH_C: "B* = k C^f on per-scale optima", Method.BATCH_BAND_OLS: "OLS ln B ~ ln D on runs within the band",
+    Method.BATCH_JOINT_D: "B* = k D^c in one landscape over all runs",
+    Method.BATCH_JOINT_ND: "B* = k N^d D^c in one landscape over all runs",
+    Method.BATCH_NEAREST_SWEEP: "the optimum of the swept scale nearest in (ln N, ln D)",
+    Method.LR_ND: "lr* = k N^a D^b on per-scale optima", Method.LR_NDB: "lr* = k N^a D^b B^g on (scale, batch) slices",
+    Method.LR_C: "lr* = k C^e on per-scale optima", Method.LR_BAND_OLS: "OLS ln lr ~ ln N + ln D on runs within the band",
+    Method.LR_JOINT: "lr* = k N^a D^b (B/B*)^g in one landscape over all runs",
+    Method.LOSS_CHINCHILLA: "E + A/N^alpha + B/D^beta on per-scale vertex losses",
+    Method.LOSS_COMPUTE: "E + A/C^gamma on per-scale vertex losses",
+    Method.LOSS_CHINCHILLA_JOINT: "E + A/N^alpha + B/D^beta on the landscape's optimum losses (weighted by their SE)",
+    Method.LOSS_COMPUTE_JOINT: "E + A/C^gamma on the landscape's optimum losses (weighted by their SE)",
+}
+ROLE = {**{m: "batch_size" for m in BATCH_ORDER}, **{m: "lr" for m in LR_ORDER}, **{m: "loss" for m in LOSS_ORDER}}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate rule with its held-out score: ``score`` the mean penalty over folds (% of the optimum
+    loss), ``penalty`` per fold (None where it could not be fitted), ``noise`` what a difference must exceed
+    to count (% ; two standard deviations against the best candidate), ``chosen``."""
+
+    method: Method
+    score: float | None
+    penalty: tuple[float | None, ...]
+    noise: float | None = None
+    chosen: bool = False
+
+    @property
+    def role(self) -> str:
+        return ROLE[self.method]
+
+    def to_dict(self) -> dict:
+        return {"role": self.role, "name": self.method.name, "method": self.method.value, "form": FORMS[self.method],
+                "score": self.score, "penalty": list(self.penalty), "noise": self.noise, "chosen": self.chosen}
+
+
+@dataclass
+class Fold:
+    """Training data of one fold and its held-out scales."""
+
+    runs: pd.DataFrame
+    optima: list[Optimum]
+    slices: list[Optimum] | None
+    held: list[dict] = field(default_factory=list)  # {point, batch (fixed or None), landscape, edge}
+    _laws: HparamLaws | None = None
+    _joint: dict = field(default_factory=dict)
+    _cache: dict = field(default_factory=dict)
+
+    def laws(self) -> HparamLaws:
+        if self._laws is None:
+            self._laws = fit_hparam_laws(self.optima, bootstrap=200, loss_bootstrap=0, slices=self.slices, holdout=False)
+        return self._laws
+
+    def joint(self, batch_vars) -> JointLandscape | None:
+        if batch_vars not in self._joint:
+            try:
+                self._joint[batch_vars] = fit_landscape(self.runs, batch_vars=batch_vars)
+            except (ScaletuneError, ValueError, np.linalg.LinAlgError):
+                self._joint[batch_vars] = None
+        return self._joint[batch_vars]
+
+
+def _key(scale: Mapping[str, float]) -> tuple:
+    return (round(math.log(scale["N"]), 6), round(math.log(scale["D"]), 6))
+
+
+def _C(p: Mapping[str, float]) -> float:
+    return 6.0 * p["N"] * p["D"]
+
+
+def hull_distance(points: np.ndarray, target: np.ndarray) -> float:
+    """Euclidean distance from ``target`` to the convex hull of ``points`` (rows), e.g. in (ln N, ln D):
+    0 inside; beyond a corner, beyond an edge, or off a line of collinear points (a constant tokens per
+    parameter ladder) it grows with the distance in every direction, not just per variable."""
+    P = np.asarray(points, float)
+    big = 1e3 * (1 + np.abs(P).max() + np.abs(target).max())
+    A = np.vstack([P.T, big * np.ones(len(P))])
+    b = np.concatenate([np.asarray(target, float), [big]])
+    w, _ = nnls(A, b)
+    dist = float(np.linalg.norm(P.T @ w - target))
+    return dist if dist > 1e-9 * (1 + float(np.abs(target).max())) else 0.0  # inside: 0 up to round-off
+
+
+# ---------------------------------------------------------------------------------------------- candidates
+# Each fitter takes a Fold and returns a predictor, or None where the fold cannot fit it. Batch predictors
+# map a point to (value, ln-draws); lr predictors map (point, batch) to (value, ln-draws).
+
+
+def _law_draws(law, x: Mapping[str, float]) -> tuple[float, np.ndarray]:
+    value = float(law.fit_.predict(x)[0])
+    draws = np.log(law.fit_.predict_samples(x)[:, 0])
+    draws = draws[np.isfinite(draws)]
+    return value, draws if len(draws) else np.array([math.log(value)])
+
+
+def _pt(point: Mapping[str, float], batch: float | None = None) -> dict:
+    out = {"N": point["N"], "D": point["D"], "C": point.get("C", _C(point))}
+    if batch is not None:
+        out["batch_size"] = batch
+    return out
+
+
+def _band_table(runs: pd.DataFrame, band: float) -> pd.DataFrame:
+    """Seed-mean configurations within ``band`` of each (N, D) scale's best (the plain protocol's rows)."""
+    ok = runs[np.isfinite(pd.to_numeric(runs["loss"], errors="coerce"))]
+    if "status" in ok.columns:
+        ok = ok[ok["status"].astype(str).str.lower() == "ok"]
+    cols = ["N", "D", "lr"] + (["batch_size"] if "batch_size" in ok.columns else [])
+    mean = ok.groupby(cols, as_index=False)["loss"].mean()
+    best = mean.groupby(["N", "D"])["loss"].transform("min")
+    out = mean[mean["loss"] <= best * (1 + band)].copy()
+    out["n_b"] = out.groupby(["N", "D"])["N"].transform("size")
+    out["swept_b"] = out.set_index(["N", "D"]).index.map(
+        ok.groupby(["N", "D"])["batch_size"].nunique() if "batch_size" in ok.columns else {}).to_numpy() >= 3 \
+        if "batch_size" in ok.columns else False
+    return out
+
+
+def _ols_boot(df: pd.DataFrame, y: str, xs: Sequence[str], seed: int) -> Callable | None:
+    """OLS of ln y on ln xs over rows of df, with a cluster bootstrap over (N, D) scales."""
+    scales = df.groupby(["N", "D"]).ngroup().to_numpy()
+    S = scales.max() + 1 if len(scales) else 0
+    if S <= len(xs) + 1:
+        return None
+    X = np.column_stack([np.ones(len(df))] + [np.log(df[x].to_numpy(float)) for x in xs])
+    Y = np.log(df[y].to_numpy(float))
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        return None
+    coef = np.linalg.lstsq(X, Y, rcond=None)[0]
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(_DRAWS):
+        pick = rng.integers(0, S, S)
+        rows = np.concatenate([np.flatnonzero(scales == s) for s in pick])
+        if np.linalg.matrix_rank(X[rows]) == X.shape[1]:
+            boots.append(np.linalg.lstsq(X[rows], Y[rows], rcond=None)[0])
+    boots = np.array(boots) if boots else coef[None]
+
+    def predict(point, batch=None):
+        x = np.array([1.0] + [math.log(point[v]) for v in xs])
+        return float(np.exp(coef @ x)), boots @ x
+
+    return predict
+
+
+def fit_batch(method: Method, fold: Fold, band: float = DEFAULT_BAND, seed: int = 0) -> Callable | None:
+    """A batch-size predictor point -> (tokens, ln-draws) fitted on ``fold``, or None."""
+    if method in (Method.BATCH_D, Method.BATCH_ND, Method.BATCH_C):
+        variables = {Method.BATCH_D: ("D",), Method.BATCH_ND: ("N", "D"), Method.BATCH_C: ("C",)}[method]
+        try:
+            law = fit_hparam_law(fold.optima, "batch_size", variables, bootstrap=_DRAWS, seed=seed, holdout=False)
+        except ScaletuneError:
+            return None
+        return lambda p: _law_draws(law, _pt(p))
+    if method == Method.BATCH_BAND_OLS:
+        t = _band_table(fold.runs, band)
+        if "batch_size" not in t.columns:
+            return None
+        t = t[t["swept_b"]]
+        if t["D"].nunique() < 2:
+            return None
+        f = _ols_boot(t, "batch_size", ("D",), seed)
+        return None if f is None else (lambda p: f(p))
+    if method in (Method.BATCH_JOINT_D, Method.BATCH_JOINT_ND):
+        land = fold.joint(("D",) if method == Method.BATCH_JOINT_D else ("N", "D"))
+        if land is None or land.batch_vars is None:
+            return None
+        th = land.draws(_DRAWS, seed)
+        return lambda p: (float(np.exp(land.ln_batch_opt(p))), np.asarray(land.ln_batch_opt(p, th)))
+    if method == Method.BATCH_NEAREST_SWEEP:
+        swept = [o for o in fold.optima if o.usable("batch_size") and "N" in o.scale and "D" in o.scale]
+        if not swept:
+            return None
+
+        def nearest(p):
+            o = min(swept, key=lambda o: math.hypot(math.log(p["N"] / o.scale["N"]), math.log(p["D"] / o.scale["D"])))
+            d = o.samples[:, 1] if o.samples is not None else np.array([])
+            d = d[np.isfinite(d)]
+            return float(o.batch_size_), d if len(d) else np.array([math.log(o.batch_size_)])
+
+        return nearest
+    raise ValueError(method)
+
+
+def _slice_law(fold: Fold, seed: int):
+    if not fold.slices:
+        return None
+    variables = tuple(v for v in ("N", "D") if len({round(s.scale.get(v, math.nan), 6) for s in fold.slices if s.usable("lr")}) > 1)
+    try:
+        return fit_hparam_law(fold.slices, "lr", variables + ("batch_size",), name="lr_NDB", bootstrap=_DRAWS,
+                              seed=seed + 7, holdout=False)
+    except ScaletuneError:
+        return None
+
+
+def fit_lr(method: Method, fold: Fold, band: float = DEFAULT_BAND, seed: int = 0) -> Callable | None:
+    """A learning-rate predictor (point, batch tokens) -> (lr, ln-draws) fitted on ``fold``, or None."""
+    if method in (Method.LR_ND, Method.LR_C):
+        try:
+            law = fold.laws().laws.get("lr_ND" if method == Method.LR_ND else "lr_C")
+        except ScaletuneError:
+            law = None
+        if law is None:
+            return None
+        return lambda p, b=None: _law_draws(law, _pt(p))
+    if method == Method.LR_NDB:
+        law = _slice_law(fold, seed)
+        if law is None or "batch_size" not in law.variables:
+            return None
+        return lambda p, b: _law_draws(law, _pt(p, b))
+    if method == Method.LR_BAND_OLS:
+        t = _band_table(fold.runs, band)
+        xs = tuple(v for v in ("N", "D") if t[v].nunique() >= 2)
+        if not xs:
+            return None
+        f = _ols_boot(t, "lr", xs, seed)
+        return None if f is None else (lambda p, b=None: f(p))
+    if method == Method.LR_JOINT:
+        land = fold.joint(("D",)) or fold.joint(None)
+        if land is None or not land.lr_vars:
+            return None
+        th = land.draws(_DRAWS, seed)
+        return lambda p, b=None: (float(np.exp(land.ln_lr_opt(p, b))), np.asarray(land.ln_lr_opt(p, b, th)))
+    raise ValueError(method)
+
+
+# ------------------------------------------------------------------------------------------------- scoring
+
+
+def _local(runs: pd.DataFrame) -> tuple[JointLandscape, bool] | None:
+    """The held-out scale's own landscape (one scale; batch terms where it swept 3+ sizes)."""
+    try:
+        prep = prepare_runs(runs)
+        swept = prep["ln_b"].nunique() >= 3
+        land = fit_landscape(runs, lr_vars=(), batch_vars=() if swept else None, prepared=prep)
+    except (ScaletuneError, ValueError, np.linalg.LinAlgError):
+        return None
+    return land, swept
+
+
+def _theta(land: JointLandscape, name: str, th: np.ndarray) -> np.ndarray:
+    return th[:, land.names.index(name)][:, None]
+
+
+def _batch_penalty(land: JointLandscape, th: np.ndarray, ln_b: np.ndarray) -> np.ndarray:
+    """(landscape draws,) expected % penalty of batch draws ln_b with the rate re-optimised."""
+    pen = np.exp(_theta(land, "ln_c_b", th)) * (ln_b[None, :] - _theta(land, "p_0", th)) ** 2
+    return 100 * pen.mean(axis=1) / th[:, 0]
+
+
+def _lr_penalty(land: JointLandscape, th: np.ndarray, ln_lr: np.ndarray, batch: float | None) -> np.ndarray:
+    opt = _theta(land, "t_0", th)
+    if land.batch_vars is not None and batch is not None:
+        opt = opt + _theta(land, "g", th) * (math.log(batch) - _theta(land, "p_0", th))
+    u = ln_lr[None, :] - opt
+    c = np.where(u > 0, np.exp(_theta(land, "ln_c_above", th)), np.exp(_theta(land, "ln_c_below", th)))
+    return 100 * (c * u**2).mean(axis=1) / th[:, 0]
+
+
+def _choose(methods: Sequence[Method], per_draw: dict[Method, list[np.ndarray]], points: dict[Method, list[float | None]],
+            noise_fixed: float | None = None) -> list[Candidate]:
+    """Score and choose (module docstring). ``per_draw[m]``: per fold, the penalty under each landscape draw
+    (first entry: the point landscape); ``noise_fixed``: a noise level for roles without draws (loss)."""
+    n_folds = max((len(v) for v in points.values()), default=0)
+    ref = next((m for m in methods if points.get(m) and all(x is not None for x in points[m])), None)
+    eligible = [m for m in methods if points.get(m) and all(x is not None for x in points[m])]
+    scores = {m: float(np.mean(points[m])) for m in eligible}
+    out = {m: Candidate(m, scores.get(m), tuple(points.get(m) or [None] * n_folds)) for m in methods}
+    if ref is None:
+        return list(out.values())
+    best = min(eligible, key=lambda m: scores[m])
+
+    def noise(m: Method) -> float:
+        if noise_fixed is not None or not per_draw.get(m):
+            return float(noise_fixed or 0.0)
+        diff = np.mean([a - b for a, b in zip(per_draw[m], per_draw[best])], axis=0)
+        return float(2 * np.std(diff))
+
+    chosen = next(m for m in methods if m in scores and scores[m] - scores[best] <= noise(m))
+    return [Candidate(m, c.score, c.penalty, noise(m) if m in scores else None, m == chosen) for m, c in out.items()]
+
+
+@dataclass(frozen=True)
+class SweepAnalysis:
+    """Everything computed once from a sweep: per-scale optima and slices, the laws on them, the joint
+    landscape, the scored candidates and the folds they were scored on. Pure steps
+    (`scaletune.hparams.recommend`) read it."""
+
+    runs: pd.DataFrame
+    optima: tuple[Optimum, ...]
+    slices: tuple[Optimum, ...] | None
+    laws: HparamLaws
+    landscape: JointLandscape | None
+    candidates: tuple[Candidate, ...]
+    folds: tuple[dict, ...]
+    ladder: np.ndarray  # (scales, 2): ln N, ln D of the scales with a bracketed lr optimum
+    loss_error_per_unit: float | None  # kappa: |relative loss error| per unit hull distance in the backtest
+    band: float = DEFAULT_BAND
+    seed: int = 0
+    notes: tuple[str, ...] = ()
+
+    def chosen(self, role: str) -> Method | None:
+        return next((c.method for c in self.candidates if c.role == role and c.chosen), None)
+
+    def distance(self, point: Mapping[str, float]) -> float:
+        """Distance (natural-log units) from the ladder's hull in (ln N, ln D)."""
+        if not len(self.ladder):
+            return math.nan
+        return hull_distance(self.ladder, np.log([point["N"], point["D"]]))
+
+    def to_dict(self) -> dict:
+        return {"candidates": [c.to_dict() for c in self.candidates], "folds": list(self.folds),
+                "landscape": None if self.landscape is None else self.landscape.to_dict(),
+                "censored_scales": None if self.landscape is None else self.landscape.censored,
+                "loss_error_per_unit_distance": self.loss_error_per_unit, "notes": list(self.notes)}
+
+
+def _slices(runs: pd.DataFrame, band: float, bootstrap: int, seed: int) -> list[Optimum] | None:
+    from scaletune.hparams.optimum import scale_columns
+
+    if "batch_size" not in runs.columns:
+        return None
+    cols = [c for c in scale_columns(runs) if c != "batch_size"] + ["batch_size"]
+    try:
+        return find_optima(runs, by=cols, band=band, bootstrap=max(bootstrap // 4, 50), seed=seed)
+    except ScaletuneError:
+        return None
+
+
+def _fold_runs(runs: pd.DataFrame, keys: set) -> pd.DataFrame:
+    k = [(round(math.log(n), 6), round(math.log(d), 6)) for n, d in zip(runs["N"].astype(float), runs["D"].astype(float))]
+    return runs[[x in keys for x in k]]
+
+
+def analyse_sweep(
+    runs: pd.DataFrame,
+    *,
+    band: float = DEFAULT_BAND,
+    bootstrap: int = 400,
+    loss_bootstrap: int = 200,
+    seed: int = 0,
+    optima: Sequence[Optimum] | None = None,
+    laws: HparamLaws | None = None,
+    select: bool = True,
+) -> SweepAnalysis:
+    """Optima, slices, laws, the joint landscape and the candidates scored by held-out scale (module
+    docstring). ``select=False`` skips the backtest (every candidate unscored: `recommend` then uses its
+    fixed fallback order)."""
+    optima = list(optima) if optima is not None else find_optima(runs, band=band, bootstrap=max(bootstrap // 2, 100), seed=seed)
+    swept_any = "batch_size" in runs.columns and any(o.batch_bracketed is not None for o in optima)
+    slices = _slices(runs, band, bootstrap, seed) if swept_any else None
+    if laws is None:
+        laws = fit_hparam_laws(optima, bootstrap=bootstrap, loss_bootstrap=loss_bootstrap, seed=seed, slices=slices)
+    notes: list[str] = []
+    has_nd = "N" in runs.columns and "D" in runs.columns and all("N" in o.scale and "D" in o.scale for o in optima)
+    ladder = np.array([[math.log(o.scale["N"]), math.log(o.scale["D"])] for o in optima if o.lr_bracketed]) if has_nd else np.zeros((0, 2))
+    landscape = None
+    if has_nd:
+        try:
+            landscape = fit_landscape(runs, bootstrap=min(bootstrap // 4, 100), seed=seed)
+        except (ScaletuneError, ValueError, np.linalg.LinAlgError) as exc:
+            notes.append(f"joint landscape: not fitted ({exc})")
+    candidates: list[Candidate] = []
+    folds_out: list[dict] = []
+    kappa = None
+    if select and has_nd:
+        candidates, folds_out, kappa = _backtest(runs, optima, slices, landscape, band, seed)
+    return SweepAnalysis(runs=runs, optima=tuple(optima), slices=None if slices is None else tuple(slices), laws=laws,
+                         landscape=landscape, candidates=tuple(candidates), folds=tuple(folds_out), ladder=ladder,
+                         loss_error_per_unit=kappa, band=band, seed=seed, notes=tuple(notes))
+
+
+def _loss_law_fit(law: str, rows: pd.DataFrame, weights=None):
+    from scaletune.laws import fit
+
+    try:
+        return fit(law, rows, weights=weights)
+    except ScaletuneError:
+        return None
+
+
+def _backtest(runs, optima, slices, landscape, band, seed):
+    """Held-out folds by compute; returns (candidates, fold records, kappa)."""
+    scales = sorted({_key(o.scale): o.scale for o in optima}.items(), key=lambda kv: _C(kv[1]))
+    Cs = sorted({round(math.log(_C(s)), 6) for _, s in scales})
+    origins = Cs[-2:][::-1] if len(scales) >= 6 else Cs[-1:]
+    folds: list[Fold] = []
+    for c in origins:
+        train = {k for k, s in scales if round(math.log(_C(s)), 6) < c}
+        held = [s for k, s in scales if round(math.log(_C(s)), 6) == c]
+        if len(train) < 4:
+            continue
+        fold = Fold(runs=_fold_runs(runs, train), optima=[o for o in optima if _key(o.scale) in train],
+                    slices=None if slices is None else [s for s in slices if _key(s.scale) in train])
+        for s in held:
+            local = _local(_fold_runs(runs, {_key(s)}))
+            if local is None:
+                continue
+            land, swept = local
+            fixed = None
+            if not swept:
+                b = _fold_runs(runs, {_key(s)}).get("batch_size")
+                fixed = float(b.mode().iloc[0]) if b is not None and b.notna().any() else None
+            th = np.vstack([land.params[None], land.draws(_LAND_DRAWS, seed)])
+            ladder = np.log([[o.scale["N"], o.scale["D"]] for o in fold.optima])
+            fold.held.append({"point": {"N": s["N"], "D": s["D"]}, "landscape": land, "theta": th, "swept": swept,
+                              "batch": fixed, "edge": land.scales[0]["edge"],
+                              "distance": hull_distance(ladder, np.log([s["N"], s["D"]]))})
+        if fold.held:
+            folds.append(fold)
+    if not folds:
+        return [], [], None
+
+    def run_role(methods, fitter, evaluate):
+        per_draw: dict = {m: [] for m in methods}
+        points: dict = {m: [] for m in methods}
+        for fold in folds:
+            for m in methods:
+                pred = fitter(m, fold, band, seed)
+                vals = [evaluate(pred, h) if pred is not None else None for h in fold.held]
+                vals = [v for v in vals if v is not None] if pred is not None else []
+                if not vals or any(v is None for v in vals):
+                    points[m].append(None)
+                    continue
+                arr = np.mean(vals, axis=0)
+                points[m].append(float(arr[0]))
+                per_draw[m].append(arr)
+        return per_draw, points
+
+    # Batch size: held-out scales that swept it.
+    def eval_batch(pred, h):
+        if not h["swept"]:
+            return None
+        _, draws = pred(h["point"])
+        return _batch_penalty(h["landscape"], h["theta"], draws)
+
+    batch_folds_exist = any(h["swept"] for f in folds for h in f.held)
+    batch_c = []
+    if batch_folds_exist:
+        per_draw, points = run_role(BATCH_ORDER, fit_batch, eval_batch)
+        batch_c = _choose(BATCH_ORDER, per_draw, points)
+    chosen_b = next((c.method for c in batch_c if c.chosen), None)
+
+    # Learning rate, at the batch size the chosen rule predicts at each held-out scale (its own where fixed).
+    def eval_lr(pred, h):
+        batch = h["batch"]
+        if h["swept"]:
+            if chosen_b is None:
+                batch = float(np.exp(h["landscape"].params[h["landscape"].names.index("p_0")]))
+            else:
+                batch = h["batch_pred"]
+        _, draws = pred(h["point"], batch)
+        return _lr_penalty(h["landscape"], h["theta"], draws, batch)
+
+    for fold in folds:
+        bp = fit_batch(chosen_b, fold, band, seed) if chosen_b is not None else None
+        for h in fold.held:
+            h["batch_pred"] = bp(h["point"])[0] if (bp is not None and h["swept"]) else None
+            if h["swept"] and h["batch_pred"] is None:
+                h["batch_pred"] = float(np.exp(h["landscape"].params[h["landscape"].names.index("p_0")]))
+    per_draw, points = run_role(LR_ORDER, fit_lr, eval_lr)
+    lr_c = _choose(LR_ORDER, per_draw, points)
+
+    # Loss law: the optimum loss at each held-out scale (at its own batch size where it did not sweep it).
+    loss_pts: dict = {m: [] for m in LOSS_ORDER}
+    se, errs = [], {m: [] for m in LOSS_ORDER}
+    for fold in folds:
+        laws = None
+        try:
+            laws = fold.laws()
+        except ScaletuneError:
+            pass
+        joint = fold.joint(("D",)) or fold.joint(None)
+        fitted = {}
+        if laws is not None:
+            rows = _optima_rows(laws)
+            for m, law in ((Method.LOSS_CHINCHILLA, "chinchilla"), (Method.LOSS_COMPUTE, "compute")):
+                fitted[m] = (_loss_law_fit(law, rows) if rows is not None else None, laws.loss_batch, None)
+        if joint is not None:
+            rows, w = _joint_rows(joint)
+            for m, law in ((Method.LOSS_CHINCHILLA_JOINT, "chinchilla"), (Method.LOSS_COMPUTE_JOINT, "compute")):
+                fitted[m] = (_loss_law_fit(law, rows, w), None, joint)
+        for m in LOSS_ORDER:
+            res, at_batch, jl = fitted.get(m, (None, None, None))
+            if res is None:
+                loss_pts[m].append(None)
+                continue
+            e = []
+            for h in fold.held:
+                land = h["landscape"]
+                L_h = land.params[0]
+                pred = float(res.predict(_pt(h["point"]))[0])
+                b = h["batch"] if not h["swept"] else at_batch
+                obs = L_h + (float(land.penalty({}, None, b)) if (b is not None and land.batch_vars is not None) else 0.0)
+                if jl is not None and b is not None and jl.batch_vars is not None:
+                    pred += float(jl.penalty(h["point"], None, b))
+                e.append(100 * abs(pred / obs - 1))
+                if m == LOSS_ORDER[0]:
+                    se.append(100 * land.scales[0]["L_se"] / L_h)
+                errs[m].append((pred / obs - 1, h["distance"]))
+            loss_pts[m].append(float(np.mean(e)))
+    loss_noise = 2 * float(np.sqrt(np.mean(np.square(se)))) if se else 0.0
+    loss_c = _choose(LOSS_ORDER, {}, loss_pts, noise_fixed=loss_noise)
+    # The chosen law's backtest error per unit of joint distance: rms error over rms distance (a ratio of
+    # magnitudes, not of single folds, so a fold held out barely beyond the ladder does not blow it up).
+    chosen_loss = next((c.method for c in loss_c if c.chosen), None)
+    pairs = np.array(errs.get(chosen_loss) or [], float).reshape(-1, 2)
+    kappa = None
+    if len(pairs) and np.sqrt(np.mean(pairs[:, 1] ** 2)) > 0.05:
+        kappa = float(np.sqrt(np.mean(pairs[:, 0] ** 2)) / np.sqrt(np.mean(pairs[:, 1] ** 2)))
+    records = [{"held_out": [h["point"] for h in f.held], "train_scales": len(f.optima),
+                "distance": [h["distance"] for h in f.held], "edge": [h["edge"] for h in f.held],
+                "batch_swept": [h["swept"] for h in f.held]} for f in folds]
+    return batch_c + lr_c + loss_c, records, kappa
+
+
+def _optima_rows(laws: HparamLaws) -> pd.DataFrame | None:
+    """The per-scale vertex losses the per-scale loss law is fitted on (at the laws' batch size)."""
+    use = list(laws.loss_optima)
+    if len(use) < 4:
+        return None
+    return pd.DataFrame({"N": [o.scale["N"] for o in use], "D": [o.scale["D"] for o in use],
+                         "C": [_C(o.scale) for o in use], "loss": [o.loss_ for o in use]})
+
+
+def _joint_rows(land: JointLandscape) -> tuple[pd.DataFrame, np.ndarray]:
+    rows = pd.DataFrame({"N": [s["N"] for s in land.scales], "D": [s["D"] for s in land.scales],
+                         "loss": [s["L"] for s in land.scales]})
+    rows["C"] = 6 * rows["N"] * rows["D"]
+    se = np.array([max(s["L_se"], 1e-6 * s["L"]) / s["L"] for s in land.scales])
+    w = 1 / se**2
+    return rows, w / w.mean()
