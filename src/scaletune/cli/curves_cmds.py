@@ -54,20 +54,25 @@ def curves_group() -> None:
 @click.option("--max-step", type=int, help="Drop points at steps >= this (e.g. a log's final-step entry).")
 @click.option("--method", type=click.Choice(["auto", "luo2025", "lbfgs"]), default="auto", show_default=True,
               help="luo2025: the published early-stopped AdamW protocol (multipower's default under auto); lbfgs: converged multi-start L-BFGS-B.")
-@click.option("--boot", "n_boot", type=int, default=20, show_default=True, help="Block-bootstrap refits for the intervals.")
+@click.option("--boot", "n_boot", type=int, default=200, show_default=True,
+              help="Bootstrap draws of whole curves for the intervals (each distinct draw is fitted once).")
+@click.option("--resample", type=click.Choice(["curves", "blocks"]), default="curves", show_default=True,
+              help="Bootstrap unit: whole curves, or blocks of points within each curve (the earlier default).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--cv", is_flag=True, help="Also refit leaving each curve out and report how well it is predicted.")
+@click.option("--cv/--no-cv", default=True, show_default=True,
+              help="Refit leaving each curve out: the law error added to intervals, and the protocol choice under --method auto.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit as JSON.")
 @click.option("--out", type=click.Path(), help="Write the fit JSON here (input of `curves predict`, `schedule ...`).")
 @click.option("--plot", type=click.Path(), help="Write a figure of the curves and the fitted law (PNG/PDF/SVG).")
-def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step, method, n_boot, seed, cv, as_json, out, plot) -> None:
+def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step, method, n_boot, resample, seed, cv, as_json, out,
+            plot) -> None:
     """Fit LAW to CURVE_FILES (CSV/Parquet/JSONL with step, loss[, lr][, run_id])."""
     from scaletune.curves.fit import fit_curves
 
     if n_boot < 0:
         raise ScaletuneError(f"--boot must be >= 0 (got {n_boot})")
     curves = _load_curves(curve_files, schedules, schedule_file, runs, mapping, max_step)
-    fit = fit_curves(curves, law=law, n_boot=n_boot, seed=seed, cv=cv, method=method)
+    fit = fit_curves(curves, law=law, n_boot=n_boot, seed=seed, cv=cv, method=method, resample=resample)
     if out:
         fit.save(out)
     if plot:
@@ -84,7 +89,9 @@ def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step,
         click.echo("chosen: " + ", ".join(f"{k}={v}" for k, v in fit.options.items()))
     click.echo(f"{d['n_curves']} curves, {d['n_points']} points; train R2 {d['train_r2']:.5f}, mean rel. error {100 * d['train_mean_rel_error']:.3f}%, "
                f"worst {100 * d['train_max_rel_error']:.3f}%")
-    click.echo(f"{'param':<8} {'value':>12}  95% interval ({n_boot} block-bootstrap refits, seed {seed})")
+    unit = "whole-curve" if d["resample"] == "curves" else "block"
+    click.echo(f"{'param':<8} {'value':>12}  95% interval ({n_boot} {unit} bootstrap draws, seed {seed}; "
+               f"{d['boot_failed']} not converged, kept)")
     for name, value in fit.params.items():
         click.echo(f"{name:<8} {value:>12.5g}  {_fmt_interval(*fit.intervals[name])}")
     for held in d.get("cv", []):
@@ -93,8 +100,22 @@ def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step,
     err = d["model_error"]
     click.echo(f"law error added to prediction intervals: relative sd {100 * err['rel_sd']:.3f}% ({err['method']}, n = {err['n']}"
                + (")" if err["method"] == "leave-one-curve-out" else "; in-sample, optimistic: --cv measures it on held-out curves)"))
+    if "protocol" in d:
+        p = d["protocol"]
+        scores = ", ".join(f"{k} {100 * v:.3f}%" for k, v in p["candidates"].items())
+        click.echo(f"protocol {p['chosen']}, chosen by {p['by']} ({scores}): {p['rule']}")
+    for warning in d.get("warnings", []):
+        click.echo("warning: " + _WARNINGS[warning])
     if out:
         click.echo(f"wrote {out}")
+
+
+_WARNINGS = {
+    "cooldown_unidentified": "no fitted curve has a sharp learning-rate decay, so nothing pins down the cooldown "
+                             "parameters: they sit near their start values and predicted decays are guesses",
+    "degenerate_bootstrap": "every bootstrap replicate gave the same parameters: the intervals have zero width and "
+                            "say nothing (too few points or curves; try --resample blocks with more logged points)",
+}
 
 
 def get_formula(law: str) -> str:
@@ -107,7 +128,8 @@ def get_formula(law: str) -> str:
 @click.argument("fit_file", type=click.Path())
 @click.option("--schedule", "schedule", required=True, help="Schedule spec (missing steps/lr/warmup come from --steps and the fit) or step,lr CSV.")
 @click.option("--steps", type=int, help="Training length in steps when the spec has none (default: the longest fitted curve + 1).")
-@click.option("--every", type=int, default=500, show_default=True, help="Print/write one point every this many steps (and the last).")
+@click.option("--every", type=int, default=500, show_default=True,
+              help="Predict, print and write one point every this many optimizer steps (and the last).")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--out", type=click.Path(), help="Write the predicted curve as CSV (step, loss, lo, hi).")
 @click.option("--plot", type=click.Path())
@@ -121,7 +143,8 @@ def predict_cmd(fit_file, schedule, steps, every, as_json, out, plot) -> None:
         raise ScaletuneError(f"--every must be >= 1 (got {every})")
     budget = steps or max(c["last_step"] for c in fit.curves) + 1
     sched = complete_schedule(fit, schedule, budget)
-    pred = fit.predict(sched)
+    lrs = sched.lrs()
+    pred = fit.predict(sched, np.unique(np.r_[np.arange(max(sched.warmup, 1), len(lrs) + 1, every), len(lrs)]))
     if out:
         import pandas as pd
 
@@ -134,7 +157,7 @@ def predict_cmd(fit_file, schedule, steps, every, as_json, out, plot) -> None:
 
         plot_curves(plot, (), [(sched.spec(), pred, sched.lrs())], title=f"{fit.law} prediction")
     if as_json:
-        click.echo(json.dumps(pred.to_dict(every), indent=1))
+        click.echo(json.dumps(pred.to_dict(), indent=1))
         return
     x = pred.extrapolation
     click.echo(f"schedule {sched.spec()}")
@@ -144,7 +167,7 @@ def predict_cmd(fit_file, schedule, steps, every, as_json, out, plot) -> None:
     click.echo(f"extrapolation: {x['steps_ratio']:.2f}x the longest fitted curve's steps, {x['area_ratio']:.2f}x its learning-rate area"
                + (" (beyond the fitted curves)" if x["beyond_fitted"] else ""))
     click.echo(f"{'step':>8} {'loss':>8} {'95% interval':>20} {'parameters only':>20}")
-    for i in sorted(set(range(0, len(pred.steps), every)) | {len(pred.steps) - 1}):
+    for i in range(len(pred.steps)):
         click.echo(f"{pred.steps[i]:>8} {pred.loss[i]:>8.4f} {_fmt_interval(pred.lo[i], pred.hi[i]):>20} "
                    f"{_fmt_interval(pred.lo_params[i], pred.hi_params[i]):>20}")
 

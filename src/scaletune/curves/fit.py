@@ -8,13 +8,21 @@ The ``multipower`` law is fitted by default with the published protocol of Luo e
 four-parameter start, then an early-stopped AdamW; `PUBLISHED`): it reproduces their parameters and predicts
 long runs better than the converged fit, whose extra fit of three curves buys worse extrapolation.
 
-Parameter intervals come from a moving-block bootstrap over steps within each curve (loss-curve noise is
-correlated over neighbouring steps, so points are resampled in blocks), seeded and recorded. A prediction
-carries two 95% intervals: ``interval_params`` (the bootstrap band: parameter uncertainty only) and
+Parameter intervals come from a bootstrap over whole curves (the independent units: points within a curve
+share one training run's noise and one schedule). With K fitted curves the draws are multisets of K curves;
+each distinct multiset is fitted once and counted as often as it is drawn, so 200 draws of 3 curves cost 10
+fits. Replicates that leave out the curve with a sharp decay are the ones that show how poorly the cooldown
+term is pinned down. ``resample="blocks"`` keeps the earlier moving-block bootstrap over steps within each
+curve. A prediction carries two 95% intervals: the bootstrap band (parameter uncertainty only) and
 ``interval``, which adds the law's own error in quadrature: a relative standard deviation measured by
-leaving each fitted curve out (``cv=True``: the RMS relative error of the held-out curves' final losses) or,
-without that, the spread of the fit's own relative residuals (an optimistic, in-sample estimate). Each
-prediction names its method and says how far it extrapolates beyond the fitted curves.
+leaving each fitted curve out (the RMS relative error of the held-out curves' final losses; with one curve,
+the spread of the fit's own relative residuals, an optimistic in-sample estimate). That error grows with
+the step ratio beyond the longest fitted curve (factor 1 + ln ratio; an assumption, since held-out curves
+of one length cannot measure it). Each prediction names its method and says how far it extrapolates.
+
+The fitting protocol (``method="auto"``) is chosen by leave-one-schedule-out, never by test curves: for
+``multipower`` the published protocol stays unless the converged fit predicts the held-out schedules
+better by more than two standard errors of the paired differences.
 """
 
 from __future__ import annotations
@@ -363,6 +371,7 @@ class CurveFit:
         else:
             lo = hi = loss
         err = self.diagnostics.get("model_error")
+        max_step = max(c["last_step"] for c in self.curves)
         method = "parameters only"
         lo_p, hi_p = lo, hi
         if err:
@@ -371,10 +380,13 @@ class CurveFit:
             # 3 held-out curves the 95% factor is 3.18, not 1.96)
             from scipy.stats import t as student_t
 
-            half = student_t.ppf(0.5 + self.level / 2, err["n"]) * err["rel_sd"] * loss
+            # beyond the longest fitted curve the error grows with the step ratio r, by 1 + ln r (an
+            # assumption: the held-out curves, all of fitted lengths, cannot measure the growth)
+            growth = 1 + np.log(np.maximum(steps / max_step, 1.0))
+            half = student_t.ppf(0.5 + self.level / 2, err["n"]) * err["rel_sd"] * loss * growth
             lo, hi = loss - np.hypot(loss - lo_p, half), loss + np.hypot(hi_p - loss, half)
-            method = f"parameters + law error ({err['method']}: relative sd {100 * err['rel_sd']:.2f}% from {err['n']}, Student t)"
-        max_step = max(c["last_step"] for c in self.curves)
+            method = (f"parameters + law error ({err['method']}: relative sd {100 * err['rel_sd']:.2f}% from {err['n']}, "
+                      "Student t, x (1 + ln step ratio) beyond the fitted steps)")
         max_area = max(c["area"] for c in self.curves)
         last = int(steps.max())
         area = float(lrs[:last].sum())
@@ -455,37 +467,100 @@ def evaluate_fit(fit: CurveFit, curves: Sequence[Curve]) -> dict:
     return out
 
 
+RESAMPLING = ("curves", "blocks")
+# a decay "pins down the cooldown term" when the rate falls by SHARP_DROP x its peak within SHARP_WINDOW of
+# the curve's steps (a WSD cooldown or a step decay does; a cosine over the whole run does not)
+SHARP_DROP, SHARP_WINDOW = 0.3, 0.1
+
+
+def sharp_decays(curves: Sequence[Curve]) -> list[str]:
+    """Names of the curves whose fitted part holds a sharp learning-rate decay (see `SHARP_DROP`)."""
+    out = []
+    for c in curves:
+        lrs = c.lrs[: int(c.steps[-1])]
+        w = max(1, int(SHARP_WINDOW * len(lrs)))
+        if len(lrs) > w and np.max(lrs[:-w] - lrs[w:]) >= SHARP_DROP * lrs.max():
+            out.append(c.name)
+    return out
+
+
+def _curve_draws(k: int, n_boot: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
+    """``n_boot`` bootstrap draws of k curves out of k, each a sorted tuple of curve indices (a multiset)."""
+    return [tuple(sorted(rng.integers(0, k, size=k).tolist())) for _ in range(n_boot)]
+
+
+def _leave_one_out(spec: CurveLaw, points, curves: Sequence[Curve], options: dict, objective: str, n_starts: int,
+                   method: str) -> list[dict]:
+    """Refit without each curve in turn and predict it: relative error of its final loss and mean over its points."""
+    held = []
+    for i, c in enumerate(curves):
+        rest = [p for j, p in enumerate(points) if j != i]
+        if sum(len(p[0]) for p in rest) <= len(spec.params):
+            continue
+        theta_i = _fit_once(spec, rest, options, objective, n_starts, method=method)[0]
+        steps, loss = c.fitted_points()
+        pred = spec.evaluate(theta_i, prepare(c.lrs, c.warmup, steps), options, jac=False)[0]
+        held.append({"curve": c.name, "final_rel_error": float((pred[-1] - loss[-1]) / loss[-1]),
+                     "mean_rel_error": float(np.mean(np.abs(pred - loss) / loss))})
+    return held
+
+
+def _choose_protocol(candidates: dict[str, list[dict]], default: str) -> tuple[str, str]:
+    """The protocol kept after leave-one-schedule-out: ``default`` unless another predicts the held-out
+    curves better (mean relative error per curve) by more than two standard errors of the paired differences.
+    Two, not one: with three held-out schedules a one-standard-error margin is nearly a coin flip, and a
+    protocol that wins on the fitted horizon can still lose beyond it."""
+    base = np.array([h["mean_rel_error"] for h in candidates[default]])
+    chosen, reason = default, "default kept: no alternative better by more than two standard errors"
+    for name, held in candidates.items():
+        other = np.array([h["mean_rel_error"] for h in held])
+        if name == default or len(other) != len(base) or len(base) < 2:
+            continue
+        d = other - base
+        if d.mean() < -2 * d.std(ddof=1) / np.sqrt(len(d)):
+            chosen, reason = name, f"{name} better than {default} by more than two standard errors"
+    return chosen, reason
+
+
 def fit_curves(
     curves: Sequence[Curve],
     law: str = "multipower",
     objective: str = "huber",
     n_starts: int = 2,
-    n_boot: int = 20,
+    n_boot: int = 200,
     block: int = 16,
     seed: int = 0,
     level_per_curve: bool = False,
-    cv: bool = False,
+    cv: bool = True,
     method: str = "auto",
+    resample: str = "curves",
 ) -> CurveFit:
-    """Fit ``law`` to ``curves``; ``n_boot`` block-bootstrap refits (blocks of ``block`` logged points) give
-    the intervals (0: point estimate only, intervals collapse to it). With ``level_per_curve`` every curve
-    after the first gets its own L0 offset (recorded in ``diagnostics["L0_offsets"]``): a shared shape
-    for curves whose levels differ for reasons the law does not model (e.g. different peak rates).
+    """Fit ``law`` to ``curves`` with ``n_boot`` bootstrap draws for the intervals (0: point estimate only,
+    intervals collapse to it).
 
-    ``cv`` adds a leave-one-curve-out check (one refit per curve, the others fitted, the left-out one
-    predicted): ``diagnostics["cv"]`` holds each held-out curve's relative error at its last point and on
-    average. It measures the law's own error, which the bootstrap intervals do not include.
+    ``resample="curves"`` (the default) draws whole curves with replacement, the independent units; each
+    distinct draw is fitted once. With a single curve, or ``level_per_curve`` (offsets belong to curves),
+    it falls back to ``"blocks"``: a moving-block bootstrap over logged points (blocks of ``block``) within
+    each curve. ``diagnostics["resample"]`` says which was used, ``diagnostics["boot_failed"]`` counts the
+    replicates whose fit did not converge (kept, not dropped).
 
-    ``diagnostics["model_error"]`` (``method``, ``rel_sd``, ``n``) is the law's own error that predictions add
-    to their bootstrap band: the RMS relative final-loss error of the held-out curves with ``cv`` (two or
-    more held out), else the RMS relative residual of the fitted points (in-sample: smaller than the error
-    of predicting a new schedule).
+    With ``level_per_curve`` every curve after the first gets its own L0 offset (recorded in
+    ``diagnostics["L0_offsets"]``): a shared shape for curves whose levels differ for reasons the law does
+    not model (e.g. different peak rates).
+
+    ``cv`` (default) refits leaving each curve out and predicts it (``diagnostics["cv"]``): the law's own
+    error, which predictions add to the bootstrap band (``diagnostics["model_error"]``: RMS relative
+    final-loss error of the held-out curves; without ``cv`` or with one curve, the in-sample RMS relative
+    residual, which is optimistic).
 
     ``method``: ``"luo2025"``, the published multipower protocol (a crude four-parameter start, then an
-    early-stopped AdamW; see `PUBLISHED`), which extrapolates better than the converged fit; ``"lbfgs"``, the
-    converged multi-start L-BFGS-B fit (lowest objective on the fitted curves); ``"auto"``: ``luo2025`` for
-    ``multipower`` without ``level_per_curve``, else ``lbfgs``. Bootstrap and leave-one-curve-out refits use
-    the same method."""
+    early-stopped AdamW; see `PUBLISHED`); ``"lbfgs"``, the converged multi-start L-BFGS-B fit; ``"auto"``:
+    for ``multipower`` with one shared level and ``cv``, both are scored by leave-one-schedule-out and the
+    published protocol is kept unless the converged fit is better by more than two standard errors
+    (``diagnostics["protocol"]``); otherwise ``lbfgs``.
+
+    ``diagnostics["cooldown_curves"]`` names the fitted curves with a sharp decay; when it is empty the
+    warnings say that nothing in the fit identifies the cooldown parameters."""
     requested = method
     if method == "auto":
         method = "luo2025" if law == "multipower" and not level_per_curve else "lbfgs"
@@ -493,6 +568,8 @@ def fit_curves(
         raise ScaletuneError(f"unknown fitting method {method!r} (known: auto, {', '.join(METHODS)})")
     if method == "luo2025" and (law != "multipower" or level_per_curve):
         raise ScaletuneError("fitting method luo2025 is the published multipower protocol: law multipower, one shared level")
+    if resample not in RESAMPLING:
+        raise ScaletuneError(f"unknown resampling {resample!r} (known: {', '.join(RESAMPLING)})")
     if not curves:
         raise ScaletuneError("no curves to fit")
     spec = get_law(law)
@@ -514,11 +591,35 @@ def fit_curves(
         method = "lbfgs"
         theta, value, ok, message, offsets = _fit_once(spec, points, options, objective, n_starts, method=method)
         message = f"lbfgs (the published protocol left the law's domain): {message}"
+    held: list[dict] = []
+    protocol = None
+    if cv and len(curves) > 1 and not level_per_curve:
+        held = _leave_one_out(spec, points, curves, options, objective, n_starts, method)
+        if requested == "auto" and method == "luo2025":
+            scored = {method: held, "lbfgs": _leave_one_out(spec, points, curves, options, objective, n_starts, "lbfgs")}
+            chosen, reason = _choose_protocol(scored, method)
+            protocol = {"chosen": chosen, "rule": reason, "by": "leave-one-schedule-out mean relative error",
+                        "candidates": {k: float(np.mean([h["mean_rel_error"] for h in v])) for k, v in scored.items()}}
+            if chosen != method:
+                method, held = chosen, scored[chosen]
+                theta, value, ok, message, offsets = _fit_once(spec, points, options, objective, n_starts, method=method)
+    if resample == "curves" and (len(curves) < 2 or level_per_curve):
+        resample = "blocks"
     rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(n_boot):
-        replicate = _block_resample(points, rng, block)
-        boot.append(_fit_once(spec, replicate, options, objective, 1, theta0=theta, levels=level_per_curve, offsets0=offsets, method=method)[0])
+    boot, failed = [], 0
+    if resample == "curves":
+        fitted: dict[tuple[int, ...], tuple] = {}
+        for draw in _curve_draws(len(curves), n_boot, rng):
+            if draw not in fitted:
+                fitted[draw] = _fit_once(spec, [points[i] for i in draw], options, objective, 1, theta0=theta, method=method)
+            boot.append(fitted[draw][0])
+            failed += not fitted[draw][2]
+    else:
+        for _ in range(n_boot):
+            replicate = _block_resample(points, rng, block)
+            out = _fit_once(spec, replicate, options, objective, 1, theta0=theta, levels=level_per_curve, offsets0=offsets, method=method)
+            boot.append(out[0])
+            failed += not out[2]
     boot_arr = np.array(boot) if boot else theta[None, :]
     q = (1 - LEVEL) / 2
     lo, hi = np.quantile(boot_arr, [q, 1 - q], axis=0)
@@ -529,26 +630,22 @@ def fit_curves(
          "area": c.area, "peak_lr": float(c.lrs.max()), "n_points": int(len(c.fitted_points()[0]))}
         for c in curves
     )
-    fit = CurveFit(
-        law=law, params=params, intervals=intervals, options=options, objective=objective,
-        diagnostics={"method": method, "objective_value": value, "success": ok, "message": message, "n_starts": n_starts,
-                     "n_boot": n_boot, "block": block, "n_curves": len(curves), "n_points": n_points,
-                     **({"L0_offsets": [float(o) for o in offsets]} if level_per_curve else {})},
-        curves=described, boot_params=tuple(tuple(map(float, b)) for b in boot), data_hash=curves_hash(curves), seed=seed,
-    )
-    if cv and len(curves) > 1 and not level_per_curve:
-        held = []
-        for i, c in enumerate(curves):
-            rest = [p for j, p in enumerate(points) if j != i]
-            if sum(len(p[0]) for p in rest) <= len(spec.params):
-                continue
-            theta_i = _fit_once(spec, rest, options, objective, n_starts, method=method)[0]
-            steps, loss = c.fitted_points()
-            pred = spec.evaluate(theta_i, prepare(c.lrs, c.warmup, steps), options, jac=False)[0]
-            held.append({"curve": c.name, "final_rel_error": float((pred[-1] - loss[-1]) / loss[-1]),
-                         "mean_rel_error": float(np.mean(np.abs(pred - loss) / loss))})
-        fit = CurveFit(**{**asdict(fit), "diagnostics": {**fit.diagnostics, "cv": held}, "curves": described,
-                          "intervals": intervals, "boot_params": fit.boot_params})
+    cooldown = sharp_decays(curves)
+    warnings = []
+    if not cooldown and law in ("multipower", "annealing"):
+        warnings.append("cooldown_unidentified")
+    if n_boot and np.all(np.ptp(boot_arr, axis=0) <= 1e-9 * np.maximum(np.abs(theta), 1e-12)):
+        warnings.append("degenerate_bootstrap")
+    diagnostics = {"method": method, "objective_value": value, "success": ok, "message": message, "n_starts": n_starts,
+                   "n_boot": n_boot, "resample": resample, "boot_failed": failed, "n_curves": len(curves),
+                   "n_points": n_points, "cooldown_curves": cooldown, "warnings": warnings,
+                   **({"block": block} if resample == "blocks" else {}),
+                   **({"protocol": protocol} if protocol else {}),
+                   **({"cv": held} if held else {}),
+                   **({"L0_offsets": [float(o) for o in offsets]} if level_per_curve else {})}
+    fit = CurveFit(law=law, params=params, intervals=intervals, options=options, objective=objective,
+                   diagnostics=diagnostics, curves=described, boot_params=tuple(tuple(map(float, b)) for b in boot),
+                   data_hash=curves_hash(curves), seed=seed)
     preds, obs = [], []
     for i, c in enumerate(curves):
         steps, loss = c.fitted_points()
@@ -557,7 +654,6 @@ def fit_curves(
         obs.append(loss)
     pred, obs = np.concatenate(preds), np.concatenate(obs)
     train = curve_metrics(pred, obs)
-    held = fit.diagnostics.get("cv") or []
     if len(held) >= 2:
         errors = np.array([h["final_rel_error"] for h in held])
         model_error = {"method": LOCO, "rel_sd": float(np.sqrt(np.mean(errors**2))), "n": len(errors)}
