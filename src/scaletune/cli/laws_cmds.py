@@ -370,11 +370,15 @@ def allocate_cmd(fit_spec, computes, losses, as_json):
         raise ScaletuneError("give --compute FLOPS or --loss TARGET")
     fit_obj = fit_spec if fit_spec.removeprefix("published:") in ALLOCATION_ONLY else load_fit(fit_spec)
     results = [allocate(fit_obj, c) for c in computes] + [compute_for_loss(fit_obj, l) for l in losses]
+    # DeepSeek's allocation gives M* (non-embedding FLOPs per token), not parameters: D*/M* is no tokens per parameter
+    flops_per_token = isinstance(fit_obj, str)
     if as_json:
-        _echo_json({"source": fit_spec, "allocations": [r.to_dict() for r in results]})
+        docs = [r.to_dict() | ({"tokens_per_param": None} if flops_per_token else {}) for r in results]
+        _echo_json({"source": fit_spec, "allocations": docs})
         return
     click.echo(f"{fit_spec}: {results[0].convention}")
-    names = (("C (FLOPs)", "C"), ("N*", "N_star"), ("D* (tokens)", "D_star"), ("D*/N*", "tokens_per_param"), ("loss", "loss"))
+    names = (("C (FLOPs)", "C"), ("M* (FLOPs/token)", "N_star") if flops_per_token else ("N*", "N_star"), ("D* (tokens)", "D_star"),
+             *(() if flops_per_token else [("D*/N*", "tokens_per_param")]), ("loss", "loss"))
     for i, r in enumerate(results):
         title = f"compute-optimal allocation at C = {r.C:.4g} FLOPs" if i < len(computes) else f"least compute reaching loss {r.loss:.4g}"
         rows = [[q, getattr(r, key), *r.intervals.get(key, (None, None))] for q, key in names]

@@ -104,12 +104,17 @@ def status(study: str, storage: str | None, as_json: bool) -> None:
 @click.option("--out", default=None, help="Run table path (default: STUDY_NAME.csv / .parquet).")
 @click.option("--curves", default=None, help="Also write the loss curves (run_id, step, tokens, lr, loss) here.")
 @click.option("--storage", default=None, help="Optuna storage URL (needed when STUDY is a name).")
-def export(study: str, fmt: str, out: str | None, curves: str | None, storage: str | None) -> None:
+@click.option("--force", is_flag=True, help="Overwrite the default STUDY_NAME.csv / .parquet when it exists.")
+def export(study: str, fmt: str, out: str | None, curves: str | None, storage: str | None, force: bool) -> None:
     """Write the run table of a study (one row per finished trial), the input of `scaletune fit`."""
+    from scaletune.errors import ScaletuneError
     from scaletune.study import export_curves, export_runs
     from scaletune.study.results import write_export
 
     name, url = _resolve(study, storage)
+    # an explicit --out is the user's choice; the default name must not silently replace an earlier export
+    if out is None and Path(f"{name}.{fmt}").exists() and not force:
+        raise ScaletuneError(f"{name}.{fmt} exists: pass --out PATH, or --force to overwrite it")
     df = export_runs(name, url)
     path = write_export(df, out or f"{name}.{fmt}", fmt)
     click.echo(f"wrote {len(df)} runs to {path}")
