@@ -22,9 +22,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from scaletune.cli import curves_cmds, hparams_cmds, import_cmds, laws_cmds, stability_cmds, study_cmds, train_cmds
+    from scaletune.cli import curves_cmds, hparams_cmds, import_cmds, laws_cmds, report_cmds, stability_cmds, study_cmds, train_cmds
 
-    for module in (laws_cmds, train_cmds, study_cmds, hparams_cmds, curves_cmds, stability_cmds, import_cmds):
+    for module in (laws_cmds, train_cmds, study_cmds, hparams_cmds, curves_cmds, stability_cmds, import_cmds, report_cmds):
         for command in module.COMMANDS:
             cli.add_command(command)
 
