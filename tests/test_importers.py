@@ -124,6 +124,9 @@ def test_tensorboard_import_reads_hparams_configs_and_derives_tokens(tb_sweep):
     assert list(one["step"]) == [r["steps"] * k // 4 for k in (1, 2, 3, 4)]
     assert np.array_equal(one["tokens"], one["step"] * r["seqs"] * SEQ)
     assert one["loss"].iloc[-1] == np.float32(r["loss"]) and "train/loss" in one.columns
+    # add_hparams' metric is a final value (a run-table column), not a curve with a point at step 0
+    big = runs[runs["N"] == 1e8]
+    assert np.array_equal(big["hparam/val_loss"], big["loss"]) and "hparam/val_loss" not in curves.columns
 
 
 def test_without_seq_len_or_steps_the_report_says_what_is_missing(tb_sweep):

@@ -5,6 +5,7 @@ belong to it: `SummaryWriter.add_hparams` writes its hparams (and metric) into s
 are read in both encodings (``simple_value``, as PyTorch and tensorboardX write them, and scalar tensors, as
 TF2 and `tensorboard.summary.Writer` write them). Hyperparameters come from the hparams plugin data and
 from a ``config.json`` / ``hparams.yaml`` (or ``.yml``, ``config.yaml``, ``hparams.json``) beside the events.
+The metrics given to ``add_hparams`` are final values (the summary), not curves.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def _read_config_file(path: Path, notes: list[str]) -> dict:
     return flatten(data)
 
 
-def _read_folder(folder: Path, config: dict, series: dict, walls: list, notes: list[str]) -> None:
+def _read_folder(folder: Path, config: dict, series: dict, metrics: set, walls: list, notes: list[str]) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import metadata as hp_metadata
     from tensorboard.util import tensor_util
@@ -108,6 +109,8 @@ def _read_folder(folder: Path, config: dict, series: dict, walls: list, notes: l
     except KeyError:
         return
     for tag, blob in content.items():
+        if tag == hp_metadata.EXPERIMENT_TAG:  # add_hparams' metric_dict: final values, logged once at step 0
+            metrics.update(m.name.tag for m in hp_metadata.parse_experiment_plugin_data(blob).metric_infos)
         if tag != hp_metadata.SESSION_START_INFO_TAG:
             continue
         info = hp_metadata.parse_session_start_info_plugin_data(blob)
@@ -132,10 +135,12 @@ def read_runs(paths, mapping: dict[str, str]) -> list[RawRun]:
             if (root / name).is_file():
                 config.update(_read_config_file(root / name, notes))
         series: dict = {}
+        metrics: set[str] = set()
         walls: list[float] = []
         for folder in folders:
-            _read_folder(folder, config, series, walls, notes)
-        run = RawRun(run_id=run_id, source=str(root), config=config, series=series, notes=notes)
+            _read_folder(folder, config, series, metrics, walls, notes)
+        summary = {tag: float(series.pop(tag)[1][-1]) for tag in metrics if tag in series}
+        run = RawRun(run_id=run_id, source=str(root), config=config, summary=summary, series=series, notes=notes)
         if len(walls) > 1:
             run.seconds, run.seconds_from = max(walls) - min(walls), "derived:wall time from first to last scalar"
         runs.append(run)
