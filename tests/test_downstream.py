@@ -143,7 +143,7 @@ def test_c4_chained_prediction_covers_the_held_out_models(tmp_path, capsys):
 
 def test_cli_fit_predict_chain_and_bad_input(tmp_path, capsys):
     data = tmp_path / "c4.csv"
-    _c4().assign(C=lambda d: 6 * d.N * d.D).to_csv(data, index=False)
+    _c4().assign(C=lambda d: 6.0 * d.N.astype(float) * d.D.astype(float)).to_csv(data, index=False)
     loss_json, err_json = tmp_path / "loss.json", tmp_path / "err.json"
     assert main(["fit", str(data), "--law", "overtrained", "--where", "N<1e9", "--bootstrap", "60", "--out", str(loss_json)]) == 0
     assert main(["fit", str(data), "--law", "downstream_error", "--where", "N<2e9 and M==20", "--chance", "0.8088",

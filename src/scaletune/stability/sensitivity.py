@@ -249,6 +249,8 @@ def fit_trend(results: Sequence[ScaleSensitivity], quantity: str, target_N: floa
         extra = max(1.0, target_N / n_hi, n_lo / target_N)
         if quantity == "edge":
             value, lo, hi = math.exp(value), math.exp(lo), math.exp(hi)
+        else:  # a sensitivity is a mean excess loss: never negative
+            value, lo, hi = max(value, 0.0), max(lo, 0.0), max(hi, 0.0)
         form = "sensitivity = a + b ln N" if col == 0 else "lr_edge = e^a N^b"
         pred = StabilityPrediction(value, (float(min(lo, value)), float(max(hi, value))), extra,
                                    method=f"{form}, least squares over {len(use)} scales")
