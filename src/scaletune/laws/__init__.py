@@ -7,11 +7,13 @@ compute-optimal allocation and published laws. numpy/scipy/pandas only (no torch
     result.predict({"N": 7e10, "D": 1.4e12}), result.predict_interval(...), result.extrapolation(...)
     result.prediction(x)             # records: value, lo, hi, level, extrapolation, distance, method
     backtest("chinchilla", table)    # rolling origin along C: errors against the extrapolation distance
+    chain_predict(loss_fit, fit_downstream(runs, chance=0.75), {"N": 7e9, "M": 20})   # loss -> task error
 """
 
 from scaletune.laws.allocation import Allocation, allocate, compute_for_loss
 from scaletune.laws.backtest import BacktestResult, backtest
 from scaletune.laws.catalogue import Law, Projection, get_law, law_names, register_law
+from scaletune.laws.downstream import ChainedPrediction, chain_predict, fit_downstream
 from scaletune.laws.fitting import FitResult, fit, holdout_mask, row_mask
 from scaletune.laws.isoflop import IsoflopResult, isoflop
 from scaletune.laws.published import load_fit, published
@@ -19,4 +21,5 @@ from scaletune.laws.published import load_fit, published
 __all__ = [
     "Law", "Projection", "FitResult", "fit", "get_law", "law_names", "register_law", "holdout_mask", "row_mask",
     "backtest", "BacktestResult", "isoflop", "IsoflopResult", "allocate", "compute_for_loss", "Allocation", "published", "load_fit",
+    "fit_downstream", "chain_predict", "ChainedPrediction",
 ]
