@@ -361,3 +361,25 @@ def test_ray_tasks_request_the_trial_resources(tmp_path, local_ray):
     df = export_runs(config)
     assert list(df["ray_CPU"]) == [2.0, 2.0] and "ray_GPU" not in df
     assert len({t.system_attrs["scaletune:worker"] for t in trials(config)}) == 1  # 2 CPUs fit one trial
+
+
+@pytest.mark.slow
+def test_the_own_script_example_sweeps_a_plain_pytorch_script(tmp_path):
+    """examples/own_script, made smaller: 1 width x 2 learning rates at 20k tokens."""
+    pytest.importorskip("torch")
+    example = TESTS.parent / "examples" / "own_script"
+    (tmp_path / "train.py").write_text((example / "train.py").read_text())
+    text = (example / "own_script.toml").read_text()
+    text = text.replace("width = [32, 64, 128]", "width = [32]").replace("tokens = [100_000]", "tokens = [20_000]")
+    text = text.replace("lr = { log = [1e-3, 1e-1], points = 5 }", "lr = { log = [3e-3, 3e-2], points = 2 }")
+    (tmp_path / "own_script.toml").write_text(text)
+    config = load_study_config(tmp_path / "own_script.toml")
+    assert run_study(config, workers=2, progress=False).complete
+    df = export_runs(config)
+    n = 256 * 16 + (16 * 16 * 32 + 32) + (32 * 32 + 32) + (32 * 256 + 256)  # embeddings + three linear layers
+    assert list(df["status"]) == ["ok", "ok"] and set(df["N"]) == {n} and set(df["N_nonembed"]) == {n - 256 * 16}
+    assert set(df["D"]) == {20_000 // 256 * 256}  # whole batches: what the script trained, not the ladder's D
+    assert df["loss"].between(1.0, math.log(256)).all()  # below a uniform guess over bytes
+    curves = export_curves(config)
+    assert curves.groupby("run_id")["step"].max().tolist() == [78, 78]
+    assert (curves.groupby("run_id")["tokens"].max() == 78 * 256).all()
