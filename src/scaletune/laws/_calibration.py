@@ -21,9 +21,11 @@ in-sample residuals miss (errors shared within a budget are partly absorbed by t
 - the interval multiplier q is the conformal quantile of |z_i|, z_i = (e_i - beta d_i) / sqrt(s_i^2 +
   tau^2 + kappa^2 d_i^2), at the coverage level, never below the normal quantile.
 A new observation at distance d then has log-interval
-  ln y_hat + beta d +- q sqrt(v_boot + s^2 + tau^2 + kappa^2 d^2),
-v_boot the (cluster) bootstrap variance of ln y_hat there and s the fit's residual std; the law's own
-interval (not an observation's) leaves out s^2 + tau^2.
+  ln y_hat + beta d +- q sqrt(v_boot + v_rev + s^2 + tau^2 + kappa^2 d^2),
+v_boot the (cluster) bootstrap variance of ln y_hat there, v_rev the squared forecast revision (the change
+of ln y_hat there when the largest scale bin was added to the fit: the last fold of the backtest against the
+full fit; a misspecified law whose fit jumps with each new budget shows it, a stable one barely does) and s
+the fit's residual std; the law's own interval (not an observation's) leaves out s^2 + tau^2.
 """
 
 from __future__ import annotations
@@ -164,6 +166,7 @@ class Calibration:
     n_points: int = 0
     grouping: str = "rows"
     extra_noise: float = 0.0
+    revision_params: list[float] | None = None  # the fit without the largest bin (its forecast revision widens)
     note: str = ""
 
     def quantile(self, level: float) -> float:
@@ -218,15 +221,19 @@ def estimate_error_model(errors: np.ndarray, distances: np.ndarray, noise: np.nd
 
 
 def calibrated_interval(log_pred: np.ndarray, log_boot: np.ndarray | None, distance: np.ndarray, cal: Calibration,
-                        level: float, observation: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        level: float, observation: bool, log_revised: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(centre, lo, hi) on the response scale. ``log_boot`` (K, n) are the bootstrap log predictions; their spread
     enters as a robust variance (the 95% percentile half-width over 1.96, squared) so one bad replicate cannot
-    blow it up."""
+    blow it up. ``log_revised``: the prediction of the fit without the largest scale bin; the squared forecast
+    revision enters the variance (a fit that jumps when one more budget arrives is not to be trusted far out)."""
     var = cal.kappa**2 * distance**2
     if log_boot is not None and len(log_boot):
         with np.errstate(all="ignore"):
             lo_b, hi_b = np.nanpercentile(log_boot, [2.5, 97.5], axis=0)
         var = var + np.nan_to_num(((hi_b - lo_b) / (2 * 1.959964)) ** 2)
+    if log_revised is not None:  # how much the prediction moved when the largest bin was added
+        var = var + np.nan_to_num((log_revised - log_pred) ** 2)
     if observation:
         var = var + cal.noise_std**2
     centre = log_pred + cal.bias * distance

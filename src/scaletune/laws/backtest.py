@@ -18,6 +18,7 @@ The same rolling origin, with point fits only, sets the error model of `fit`'s c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -63,6 +64,7 @@ class RollingErrors:
     distance: np.ndarray
     noise: np.ndarray
     skipped: int = 0
+    last_params: list[float] | None = None  # parameters of the last fold's fit (all but the largest bin)
 
     def calibration(self, noise_std: float, grouping: str) -> Calibration:
         n_folds = len(np.unique(self.fold))
@@ -70,8 +72,9 @@ class RollingErrors:
             return Calibration(method="bootstrap+noise", noise_std=noise_std, by=self.by, n_folds=n_folds,
                                n_points=int(len(self.error)), grouping=grouping,
                                note=f"too few scales for a backtest ({self.bins}; {n_folds} usable folds, need {MIN_FOLDS})")
-        return estimate_error_model(self.error, self.distance, self.noise, self.fold, noise_std=noise_std, by=self.by,
-                                    grouping=grouping)
+        cal = estimate_error_model(self.error, self.distance, self.noise, self.fold, noise_std=noise_std, by=self.by,
+                                   grouping=grouping)
+        return dataclasses.replace(cal, revision_params=self.last_params)
 
     def summary(self) -> dict[str, Any]:
         folds = []
@@ -97,7 +100,7 @@ def rolling_errors(law: str | Law, data: pd.DataFrame, y: str, *, by: str | None
     fixed = dict(fixed or {})
     n_free = len(law.params) - len(fixed)
     axis, how, folds = _folds(law, data, y, by, horizon, n_free)
-    fold_id, err, dist, noise, skipped = [], [], [], [], 0
+    fold_id, err, dist, noise, skipped, last = [], [], [], [], 0, None
     for k, train, test in folds:
         try:
             r = fit(law, data[train], y=y, objective=objective, fixed=fixed, n_starts=n_starts, intervals="bootstrap",
@@ -114,7 +117,8 @@ def rolling_errors(law: str | Law, data: pd.DataFrame, y: str, *, by: str | None
         err += list(e[ok])
         dist += list(r.extrapolation_distance(xs)[ok])
         noise += [_noise(r, n_free)] * int(ok.sum())
-    return RollingErrors(axis, how, np.array(fold_id, int), np.array(err), np.array(dist), np.array(noise), skipped)
+        last = [r.params_[p] for p in law.params] if k == folds[-1][0] else None
+    return RollingErrors(axis, how, np.array(fold_id, int), np.array(err), np.array(dist), np.array(noise), skipped, last)
 
 
 # --------------------------------------------------------------------------- the public backtest

@@ -360,8 +360,12 @@ class FitResult:
         xs = self._x(x)
         with np.errstate(all="ignore"):
             log_boot = None if self.bootstrap_params is None else np.log(self.predict_samples(xs))
+        revised = None
+        if self.calibration.revision_params is not None:
+            with np.errstate(all="ignore"):
+                revised = self.law_.log_predict(np.asarray(self.calibration.revision_params, float), xs)[0]
         return calibrated_interval(np.log(self.predict(xs)), log_boot, self.extrapolation_distance(xs), self.calibration,
-                                   level, observation)
+                                   level, observation, revised)
 
     def prediction(self, x: Mapping[str, Any] | pd.DataFrame, level: float | None = None,
                    observation: bool = False) -> list[dict[str, Any]]:
