@@ -88,7 +88,8 @@ def optimum_cmd(source, mapping, storage, by, band, bootstrap, seed, as_json, pl
     optima = find_optima(runs, by=by.split(",") if by else None, band=band, bootstrap=bootstrap, seed=seed)
     if plot:
         from scaletune.report.hparams_plots import plot_sweeps
-        plot_sweeps(runs, optima, plot)
+        from scaletune.stability import detect
+        plot_sweeps(runs, optima, plot, flags=detect(runs))  # runs flagged by the instability detectors marked
     if as_json:
         click.echo(dump_json({"band": band, "lr_units": "as in the run table (muP: base rate)",
                               "batch_size_units": "tokens", "loss_units": "nats/token", "optima": [o.to_dict() for o in optima]}))
@@ -223,7 +224,8 @@ def recommend_cmd(source, target, mapping, storage, band, bootstrap, seed, as_js
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "recommendation.json").write_text(dump_json(rec.to_dict()))
         from scaletune.report.hparams_plots import plot_laws, plot_sweeps
-        plot_sweeps(runs, list(rec.optima), out_dir / "sweeps.png")
+        from scaletune.stability import detect
+        plot_sweeps(runs, list(rec.optima), out_dir / "sweeps.png", flags=detect(runs))
         plot_laws(rec, out_dir / "laws.png")
     if as_json:
         click.echo(dump_json(rec.to_dict()))
