@@ -43,7 +43,8 @@ def _sweep():
         for m in LR_MULTS:
             lr = float(LAND.lr_opt(n, tokens)) * m
             loss = float(LAND.loss(n, tokens, lr, seqs * SEQ, rng))
-            rows.append(dict(N=n, D=tokens, steps=steps, seqs=seqs, lr=lr, mult=m, loss=loss, run=f"n{n:.0e}_d{d:.0e}/lr{m:g}"))
+            rows.append({"N": n, "D": tokens, "steps": steps, "seqs": seqs, "lr": lr, "mult": m, "loss": loss,
+                         "run": f"n{n:.0e}_d{d:.0e}/lr{m:g}"})
     return rows
 
 
@@ -142,7 +143,7 @@ def test_without_seq_len_or_steps_the_report_says_what_is_missing(tb_sweep):
 
 
 def test_imported_tensorboard_runs_feed_optimum_recommend_and_fit(tb_sweep, tmp_path, capsys):
-    root, rows = tb_sweep
+    root, _ = tb_sweep
     out, curves = tmp_path / "runs.parquet", tmp_path / "curves.parquet"
     assert main(["import", "tensorboard", str(root), "--out", str(out), "--curves", str(curves),
                  "--map", SWEEP_MAP, "--seq-len", str(SEQ), "--json"]) == 0

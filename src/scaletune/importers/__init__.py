@@ -29,13 +29,19 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from scaletune.errors import ScaletuneError
-from scaletune.importers._core import ImportResult, RunReport, SkippedRun, assemble, parse_mapping
+from scaletune.importers._core import (
+    ImportResult,
+    RunReport,
+    SkippedRun,
+    assemble,
+    parse_mapping,
+)
 
-__all__ = ["ImportResult", "RunReport", "SkippedRun", "import_tensorboard", "import_wandb", "import_csv", "import_logs"]
+__all__ = ["ImportResult", "RunReport", "SkippedRun", "import_csv", "import_logs", "import_tensorboard", "import_wandb"]
 
 KINDS = ("tensorboard", "wandb", "csv")
 Paths = Sequence["str | Path"]

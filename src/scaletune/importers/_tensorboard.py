@@ -68,7 +68,7 @@ def _read_config_file(path: Path, notes: list[str]) -> dict:
                 else loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode)
                 else loader.construct_scalar(node)))
             data = yaml.load(text, Loader=_Loader)
-    except Exception as exc:  # a config file we cannot parse should not block the run's logged values
+    except Exception as exc:  # noqa: BLE001 -- any parse error: the run's logged values are still good
         notes.append(f"{path.name} not read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
         return {}
     if not isinstance(data, dict):
@@ -85,7 +85,7 @@ def _read_folder(folder: Path, config: dict, series: dict, metrics: set, walls: 
     acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "tensors": 0})
     try:
         acc.Reload()
-    except Exception as exc:  # tensorboard raises its own DataLossError and protobuf errors for corrupt files
+    except Exception as exc:  # noqa: BLE001 -- tensorboard's DataLossError, protobuf errors for corrupt files
         raise ScaletuneError(f"{folder}: cannot read its event files ({type(exc).__name__}: {exc})") from None
     tags = acc.Tags()
     found: dict[str, list] = {}

@@ -16,7 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from scaletune.errors import ScaletuneError
-from scaletune.importers._core import RawRun, SkippedRun, flatten, number, series_from_points
+from scaletune.importers._core import (
+    RawRun,
+    SkippedRun,
+    flatten,
+    number,
+    series_from_points,
+)
 
 
 def discover(paths) -> list[Path]:
@@ -52,7 +58,7 @@ def _core() -> str:
         raise ScaletuneError(f"reading W&B run logs offline needs wandb >= 0.31 (installed: {wandb.__version__}): pip install -U wandb")
     try:
         return get_core_path()
-    except Exception as exc:  # WandbCoreNotAvailableError: no binary for this platform
+    except Exception as exc:  # noqa: BLE001 -- WandbCoreNotAvailableError: no binary for this platform
         raise ScaletuneError(f"wandb {wandb.__version__} has no wandb-core binary here ({exc})") from None
 
 
@@ -60,7 +66,7 @@ def _inspect(core: str, log: Path, summary: bool):
     args = [core, "leet", "inspect", "--no-observability", "--json", *(["--summary"] if summary else []),
             "--run-file", str(log.resolve()), str(log.resolve().parent.parent)]
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_ERROR_REPORTING": "false"}
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
         raise ScaletuneError(f"{log}: wandb-core cannot read this run log ({last})")
