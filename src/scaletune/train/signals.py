@@ -25,6 +25,7 @@ import math
 import statistics
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -91,6 +92,31 @@ class UpdateRatios:
             base = sum(b.float().pow(2).sum() for b in self.before[role])
             out[f"update_ratio_{role}"] = (delta / base).sqrt()
         self.before = {}
+        return out
+
+
+class StepSignals:
+    """All curve signals of one training step: `measure` after the backward pass (before clipping and the
+    optimizer step), `finish` after the step; it returns the named values with one device sync."""
+
+    def __init__(self, model: nn.Module, plan: ParamPlan, autocast: dict[str, Any]):
+        self.model, self.autocast = model, autocast
+        self.updates = UpdateRatios(model, plan)
+        self.attn = torch.empty(0)
+        self.measured: dict[str, torch.Tensor] = {}
+
+    def measure(self, x: torch.Tensor, logits: torch.Tensor) -> None:
+        with torch.autocast(**self.autocast):  # the logits as the training step computes them
+            self.attn = attention_logit_max(self.model, x[:PROBE_SEQUENCES])
+        self.measured = {"attn_logit_max": self.attn.max(), **output_stats(logits),
+                         "grad_norm": grad_norm(self.model.parameters())}
+        self.updates.snapshot()
+
+    def finish(self) -> dict[str, float]:
+        self.measured.update(self.updates.ratios())
+        values = torch.stack([*self.attn, *self.measured.values()]).tolist()
+        out = {f"attn_logit_max_l{i}": v for i, v in enumerate(values[:len(self.attn)])}
+        out.update(zip(self.measured, values[len(self.attn):]))
         return out
 
 

@@ -240,7 +240,7 @@ def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | Non
     log_every = max(1, steps // 1000)  # keep curves at most ~1000 points
     lrs = schedule.lrs()
     probe_steps = signal_steps(cfg, eval_every)
-    updates = signals.UpdateRatios(model, plan) if probe_steps else None
+    step_signals = signals.StepSignals(model, plan, autocast)
     spikes = signals.SpikeCounter()
 
     curve: list[dict[str, Any]] = []
@@ -254,23 +254,14 @@ def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | Non
         loss.backward()
         probe = step + 1 in probe_steps
         if probe:
-            with torch.autocast(**autocast):
-                attn = signals.attention_logit_max(model, x[:signals.PROBE_SEQUENCES])
-            measured = {"attn_logit_max": attn.max(), **signals.output_stats(logits)}
-            updates.snapshot()
+            step_signals.measure(x, logits)
         del logits
         if cfg.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        elif probe:
-            norm = signals.grad_norm(model.parameters())
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        if probe:
-            measured.update(grad_norm=norm, **updates.ratios())
-            values = torch.stack([*attn, *measured.values()]).tolist()  # one device sync for all signals
-            point_signals = {f"attn_logit_max_l{i}": v for i, v in enumerate(values[:len(attn)])}
-            point_signals.update(zip(measured, values[len(attn):]))
+        point_signals = step_signals.finish() if probe else {}
         train_loss = loss.item()
         train_time += time.perf_counter() - t0
         spikes(train_loss)
@@ -290,7 +281,7 @@ def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | Non
         if evaluated or probe or status != "ok" or step % log_every == 0:
             curve.append({"step": step + 1, "tokens": (step + 1) * cfg.batch_size, "lr": float(lrs[step]),
                           "train_loss": train_loss, "val_loss": val_loss if evaluated and status == "ok" else None,
-                          **(point_signals if probe else {})})
+                          **point_signals})
         if status != "ok":
             val_loss = float("nan")
             break
