@@ -3,11 +3,36 @@
 Parameterise (SP, muP, CompleteP) -> sweep small proxies -> fit scaling laws with honest uncertainty
 -> recommend hyperparameters and predict loss at the target -> check the prediction.
 
-Fitting and analysis (`scaletune.laws`, `scaletune.hparams`, `scaletune.curves`) need only
-numpy/scipy/pandas; `scaletune.train` and `scaletune.study` need the `train` extra (PyTorch).
+The top-level verbs (`scaletune.api`) take the data first and are imported on first use, so
+``import scaletune`` stays light and never imports torch:
+
+    >>> import scaletune as st
+    >>> [p] = st.predict("published:hoffmann", {"N": 7e10, "D": 1.4e12})
+    >>> round(p["value"], 3)
+    1.917
+
+Fitting and analysis (`scaletune.laws`, `scaletune.hparams`, `scaletune.curves`, `scaletune.stability`) need
+only numpy/scipy/pandas; `scaletune.train` and the built-in LM workload need the `train` extra (PyTorch).
 """
 
 from scaletune.errors import ScaletuneError
 
 __version__ = "0.1.0"
-__all__ = ["ScaletuneError", "__version__"]
+
+_VERBS = (
+    "allocate", "analyse_stability", "backtest", "example", "fit", "fit_curves", "import_runs", "isoflop", "load_curves",
+    "load_runs", "optimum", "predict", "recommend", "run_study",
+)
+__all__ = ["ScaletuneError", "__version__", *_VERBS]
+
+
+def __getattr__(name: str):
+    if name in _VERBS:
+        from scaletune import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'scaletune' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_VERBS})
