@@ -42,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("scaletune: aborted", err=True)
         return 130
+    except ModuleNotFoundError as exc:  # an optional extra (torch for train, coord-check, demo, ...) not installed
+        from scaletune.cli._extras import missing_extra
+
+        if (line := missing_extra(exc)) is None:
+            raise
+        click.echo(f"scaletune: error: {line}", err=True)
+        return 2
     except click.ClickException as exc:
         click.echo(f"scaletune: error: {exc.format_message()}", err=True)
         return 2
