@@ -1,7 +1,6 @@
 """Backtests and the joint extrapolation distance: rolling origin along a scale, errors against distance."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from laws_helpers import chinchilla_data, run_cli, run_json

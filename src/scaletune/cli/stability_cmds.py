@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from scaletune.cli.hparams_cmds import dump_json, fmt, fmt_iv, load_runs
+from scaletune.cli.hparams_cmds import dump_json, fmt, load_runs
 
 
 def _curves(source: str, curves: str | None, storage: str | None):
