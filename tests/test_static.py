@@ -1,0 +1,19 @@
+"""Static checks: ruff with the rule set of pyproject.toml ([tool.ruff]) over src and tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RUFF = Path(sys.executable).with_name("ruff")
+
+
+@pytest.mark.skipif(not RUFF.exists(), reason="ruff is not installed (the dev extra)")
+def test_ruff_check():
+    proc = subprocess.run([str(RUFF), "check", "--no-cache", "--output-format", "concise", "src", "tests"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
