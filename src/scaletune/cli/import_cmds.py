@@ -54,8 +54,9 @@ def _render(result, doc: dict, kind: str) -> None:
     status = ", ".join(f"{n} {s}" for s, n in doc["status"].items())
     console.print(f"imported {doc['n_runs']} {LABELS[kind]} runs ({status}) -> {doc['out']}")
     table = Table(title_justify="left")
-    for col, justify in (("column", "left"), ("runs", "right"), ("from", "left")):
-        table.add_column(col, justify=justify, overflow="fold")
+    table.add_column("column")
+    table.add_column("runs", justify="right")
+    table.add_column("from", overflow="fold")
     for col, n in doc["columns"].items():
         if not n:
             continue

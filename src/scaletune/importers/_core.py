@@ -191,7 +191,8 @@ class _Assembler:
                 return values[name], f"{where}:{name}" if not (where == "series" and col == "lr") else f"series:max of {name}"
         return None, ""
 
-    def row(self, run: RawRun) -> tuple[dict[str, Any] | None, RunReport | SkippedRun]:
+    def row(self, run: RawRun) -> tuple[dict[str, Any], RunReport] | SkippedRun:
+        """The run-table row of ``run`` and where its values came from, or why it is skipped."""
         row: dict[str, Any] = {"run_id": run.run_id}
         sources: dict[str, str] = {}
         notes = list(run.notes)
@@ -206,17 +207,18 @@ class _Assembler:
             if col in NUMERIC:
                 as_number = number(value)
                 if as_number is None:
-                    return None, SkippedRun(run.source, "bad_value", f"{col} = {value!r} ({where}) is not a number")
+                    return SkippedRun(run.source, "bad_value", f"{col} = {value!r} ({where}) is not a number")
                 value = as_number
             row[col], sources[col] = value, where
             used.add(self.src(col))
         # batch_size in tokens: with --seq-len the logged batch size counts sequences.
         if self.seq_len is not None and "batch_size" in row:
-            seq = self.seq_len
             seq_where = "--seq-len"
-            if isinstance(seq, str):
-                raw, seq_where = self.lookup(run, seq)
+            if isinstance(self.seq_len, str):
+                raw, seq_where = self.lookup(run, self.seq_len)
                 seq = number(raw)
+            else:
+                seq = float(self.seq_len)
             row["batch_size_sequences"] = row.pop("batch_size")
             sources["batch_size_sequences"] = sources.pop("batch_size")
             if seq is not None and seq > 0:
@@ -254,7 +256,7 @@ class _Assembler:
             status = "failed"
         if "loss" not in row:
             if status == "ok":
-                return None, SkippedRun(run.source, "no_loss", f"no value named {self.src('loss')!r}"
+                return SkippedRun(run.source, "no_loss", f"no value named {self.src('loss')!r}"
                                         + ("" if "loss" in self.mapping else " (map the logged name with --map loss=NAME)"))
             row["loss"] = math.nan
         if status == "ok" and not math.isfinite(row["loss"]):
@@ -266,7 +268,7 @@ class _Assembler:
 
         lacking = [c for c in self.require if row.get(c) is None]  # a logged NaN is a value (a diverged run's loss)
         if lacking:
-            return None, SkippedRun(run.source, "missing_required", f"no value for {lacking[0]} (looked for {self.src(lacking[0])!r})")
+            return SkippedRun(run.source, "missing_required", f"no value for {lacking[0]} (looked for {self.src(lacking[0])!r})")
 
         extras = {}  # every other hyperparameter and final metric, under its logged name
         for values in (run.config, run.summary, {k: v[1][-1] for k, v in run.series.items() if len(v[1])}):
@@ -335,15 +337,19 @@ def assemble(
             names = ", ".join(sorted(seen)[:30]) + (" ..." if len(seen) > 30 else "")
             raise ScaletuneError(f"{where}: mapped name {src!r} (for {col}) is in no run (names: {names})")
     asm = _Assembler(mapping, seq_len, require)
-    rows, reports, curves, skip = [], [], [], list(skipped)
+    rows: list[dict[str, Any]] = []
+    reports: list[RunReport] = []
+    curves: list[pd.DataFrame] = []
+    skip = list(skipped)
     ids = Counter(r.run_id for r in runs)
     for run in runs:
         if ids[run.run_id] > 1:
             run.run_id = f"{run.run_id}@{run.source}"
-        row, report = asm.row(run)
-        if row is None:
-            skip.append(report)
+        result = asm.row(run)
+        if isinstance(result, SkippedRun):
+            skip.append(result)
             continue
+        row, report = result
         rows.append(row)
         reports.append(report)
         frame = asm.curve(run, row)
