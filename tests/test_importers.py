@@ -304,20 +304,27 @@ def test_csv_with_long_curves_and_a_status_column(tmp_path):
     assert list(a["step"]) == list(steps) and a["loss"].iloc[-1] == 2.5 and "rate" in a.columns
 
 
-def test_tensorflow_style_tensor_scalars(tmp_path):
-    """TF2 / tensorboard.summary.Writer log scalars as tensors; a config.json beside them gives the rest."""
-    from tensorboard.summary import Writer
+def test_tensorflow_style_tensor_scalars_and_python_tagged_hparams_yaml(tmp_path):
+    """TF2 / tensorboard.summary.Writer log scalars as tensors; a config.json beside them gives the rest. An
+    hparams.yaml written with yaml.dump (as Lightning does) carries Python tags: read as plain values."""
+    import argparse
 
+    import yaml
+
+    Writer = pytest.importorskip("tensorboard.summary").Writer
     for i, lr in enumerate((1e-3, 2e-3)):
         writer = Writer(str(tmp_path / f"r{i}"))
         for s in range(1, 6):
             writer.add_scalar("loss", 3.0 - 0.1 * s - i, step=s)
         writer.close()
         (tmp_path / f"r{i}" / "config.json").write_text(json.dumps({"optimizer": {"lr": lr}, "tokens_per_step": 64}))
-    res = import_tensorboard([tmp_path], mapping="lr=optimizer.lr,batch_size=tokens_per_step")
+    (tmp_path / "r1" / "hparams.yaml").write_text(yaml.dump({"model": argparse.Namespace(width=128, depth=4), "sizes": (1, 2)}))
+    res = import_tensorboard([tmp_path], mapping="lr=optimizer.lr,batch_size=tokens_per_step,width=model.width")
     got = res.runs.set_index("run_id")
     assert got["loss"].to_dict() == pytest.approx({"r0": 2.5, "r1": 1.5})
     assert got["lr"].to_dict() == {"r0": 1e-3, "r1": 2e-3} and got.loc["r0", "D"] == 5 * 64
+    assert got.loc["r1", "width"] == 128 and got.loc["r1", "model.depth"] == 4 and np.isnan(got.loc["r0", "width"])
+    assert {r.run_id: r.missing for r in res.reports} == {"r0": ("N",), "r1": ("N",)}
 
 
 @pytest.mark.parametrize("kind, make, args, names", [
