@@ -8,6 +8,13 @@ scaletune's number includes everything it adds: planning the trials into the sto
     .venv/bin/python benchmarks/overhead.py --trials 200 [--postgres postgresql://...]
 
 Prints a table: wall seconds, ms per trial, and the ratio to bare Optuna, measured side by side.
+
+``--command``: the command workload's overhead instead. The same small script (imports scaletune.reporting,
+reports 10 losses and a final one) runs N times bare (``subprocess.run``, one after another) and as N
+trials of a command-workload sweep with one worker on SQLite; the difference per trial is what the sweep
+adds (supervisor process, trial folder and files, metrics tailing, pruner reports, storage records).
+
+    .venv/bin/python benchmarks/overhead.py --command --trials 40
 """
 
 from __future__ import annotations
@@ -58,11 +65,70 @@ def scaletune_sweep(url: str, trials: int, workers: int) -> tuple[float, float]:
     return wall, span
 
 
+SCRIPT = """\
+import sys
+from scaletune import reporting
+lr = float(sys.argv[1].split("=")[1])
+for step in range(1, 11):
+    reporting.report(step, 3.0 - 0.1 * step + lr, tokens=step * 1000, lr=lr)
+reporting.report_final(2.0 + lr, N=1000)
+"""
+
+
+def command_overhead(trials: int) -> None:
+    """Bare subprocess runs vs the same script as command-workload trials, side by side."""
+    import subprocess
+
+    from scaletune.study import load_study_config, run_study
+    from scaletune.study.results import open_stored_study
+
+    tmp = Path(tempfile.mkdtemp(prefix="scaletune-overhead-"))
+    (tmp / "script.py").write_text(SCRIPT)
+    lrs = [10 ** (-3 + 2 * i / max(1, trials - 1)) for i in range(trials)]
+
+    def run_bare() -> float:
+        """What the sweep runs, without the sweep: same interpreter, folder and arguments."""
+        start = time.perf_counter()
+        for lr in lrs:
+            subprocess.run([sys.executable, "script.py", f"--lr={lr}"], cwd=tmp, check=True, capture_output=True)
+        return time.perf_counter() - start
+
+    before = run_bare()
+
+    config = load_study_config({
+        "name": "cmd", "storage": "bench.db", "workload": {"command": "{python} script.py --lr={lr}"},
+        "ladder": {"width": [1]}, "space": {"lr": {"log": [lrs[0], lrs[-1]], "points": trials}},
+        "strategy": "grid"}, base_dir=tmp)
+    start = time.perf_counter()
+    result = run_study(config, workers=1, progress=False)
+    wall = time.perf_counter() - start
+    assert result.complete and result.rungs[0].counts == {"ok": trials}, result.rungs[0].counts
+    done = open_stored_study(config).rung_trials(0)[0]
+    span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
+    inside = sum(t.user_attrs["result"]["seconds"] for t in done)  # the workload's own time per trial
+    bare = (before + run_bare()) / 2  # bare runs before and after the sweep: a busy machine's load drifts
+
+    print(f"command workload, {trials} trials of the same script (10 reports + final); ms/trial = time / trials")
+    print(f"{'runner':<46} {'wall s':>8} {'ms/trial':>9} {'overhead ms/trial':>18}")
+    print(f"{'bare subprocess.run (mean of before and after)':<46} {bare:8.2f} {1000 * bare / trials:9.1f} {'-':>18}")
+    print(f"{'scaletune sweep, command workload, 1 worker':<46} {wall:8.2f} {1000 * wall / trials:9.1f} "
+          f"{1000 * (wall - bare) / trials:18.1f}")
+    print(f"{'  steady: first trial start to last trial end':<46} {span:8.2f} {1000 * span / trials:9.1f} "
+          f"{1000 * (span - bare) / trials:18.1f}")
+    print(f"{'  inside the workload (process + tailing)':<46} {inside:8.2f} {1000 * inside / trials:9.1f} "
+          f"{1000 * (inside - bare) / trials:18.1f}")
+    print("goal: steady overhead <= 500 ms per trial")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--postgres", default=None, help="also measure on this PostgreSQL URL")
+    parser.add_argument("--command", action="store_true", help="measure the command workload instead")
     args = parser.parse_args()
+    if args.command:
+        command_overhead(args.trials)
+        return
     sys.path.insert(0, str(Path(__file__).parent))  # workers import overhead:noop
 
     tmp = Path(tempfile.mkdtemp(prefix="scaletune-overhead-"))

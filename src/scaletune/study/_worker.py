@@ -143,7 +143,8 @@ class Worker:
                 value = float(value)
                 if math.isfinite(value):
                     trial.report(value, int(step))
-                    pruned = pruned or trial.should_prune()
+                    # without a pruner, skip asking: each question is a storage read
+                    pruned = pruned or (self.config.pruner != "none" and trial.should_prune())
                 return pruned
 
             spec = self.workload.schedule_spec(config)

@@ -11,7 +11,6 @@ Run by path with ``python -I -S``: standard library only, nothing of scaletune i
 import ctypes
 import os
 import signal
-import subprocess
 import sys
 
 PR_SET_PDEATHSIG = 1
@@ -34,7 +33,14 @@ def main() -> int:
     # decides what SIGTERM does; the supervisor waits for it (handlers, unlike SIG_IGN, are not inherited).
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
-    code = subprocess.Popen(argv).wait()
+    pid = os.fork()  # not subprocess: importing it would double this process's start-up time
+    if pid == 0:
+        try:
+            os.execvp(argv[0], argv)  # caught signals are reset to their defaults by exec
+        except OSError as exc:
+            os.write(2, f"scaletune: cannot run {argv[0]}: {exc}\n".encode())
+        os._exit(127)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])  # retried after a handler ran (PEP 475)
     return code if code >= 0 else 128 - code  # killed by signal N: exit 128 + N, as a shell reports it
 
 
