@@ -22,7 +22,7 @@ def _common(fn):
                      "(also steps=max_iters for D = steps x batch_size; step=KEY for a W&B or CSV step axis)."),
         click.option("--seq-len", help="The logged batch size counts sequences of this many tokens (a number, or the config name "
                      "that holds it); without it the batch size is taken as tokens."),
-        click.option("--require", default="loss", show_default=True, help="Columns every imported run must have (others are skipped)."),
+        click.option("--require", default="loss", show_default=True, help="Columns every imported run must have (runs without them are skipped; a failed or diverged run needs no loss)."),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON document."),
     ]
     for option in reversed(options):
