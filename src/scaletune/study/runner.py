@@ -315,8 +315,12 @@ def _local_capacity(config: StudyConfig) -> tuple[int, list[tuple[str, ...]] | N
 
     resources, cores = config.workload.resources, os.cpu_count() or 1
     if resources.cpus > cores:
-        raise ScaletuneError(f"resources.cpus_per_trial = {resources.cpus} but this machine has {cores} cores")
-    groups = device_groups(resources)
+        raise ScaletuneError(f"{config.source}: resources.cpus_per_trial = {resources.cpus} but this machine "
+                             f"has {cores} cores")
+    try:
+        groups = device_groups(resources)
+    except ScaletuneError as exc:
+        raise ScaletuneError(f"{config.source}: {exc}") from None
     n = max(1, cores // resources.cpus)
     return (n if groups is None else min(n, len(groups))), groups
 
@@ -343,9 +347,9 @@ def _ray_capacity(config: StudyConfig, address: str | None) -> int:
             for r in nodes]
     if max(fits, default=0) < 1:
         largest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
-        raise ScaletuneError(f"resources: a trial needs {res.cpus} CPUs and {res.gpus} GPUs (cpus_per_trial, "
-                             f"gpus_per_trial) but the largest Ray node has {largest.get('CPU', 0):g} CPUs and "
-                             f"{largest.get('GPU', 0):g} GPUs")
+        raise ScaletuneError(f"{config.source}: resources: a trial needs {res.cpus} CPUs and {res.gpus} GPUs "
+                             f"(cpus_per_trial, gpus_per_trial) but the largest Ray node has "
+                             f"{largest.get('CPU', 0):g} CPUs and {largest.get('GPU', 0):g} GPUs")
     return int(sum(fits))
 
 

@@ -48,8 +48,8 @@ def device_groups(resources: Resources) -> list[tuple[str, ...]] | None:
         return None
     devices = detect_devices(resources.devices)
     if resources.gpus > len(devices):
-        found = f"{len(devices)} ({', '.join(devices)})" if devices else "none"
-        raise ScaletuneError(f"resources.gpus_per_trial = {resources.gpus} but this machine offers {found} "
-                             f"(CUDA_VISIBLE_DEVICES, nvidia-smi, or [resources] devices = [...])")
+        found = f"{len(devices)} (ids {', '.join(devices)})" if devices else "none"
+        raise ScaletuneError(f"resources.gpus_per_trial = {resources.gpus} but the GPUs on this machine are "
+                             f"{found}: from [resources] devices, else CUDA_VISIBLE_DEVICES, else nvidia-smi")
     k = resources.gpus
     return [tuple(devices[i * k:(i + 1) * k]) for i in range(len(devices) // k)]
