@@ -5,7 +5,10 @@
     >>> result = run_study(config, workers=2)                      # resumable: run it again after a crash
     >>> runs = export_runs(config)                                 # the run table `scaletune fit` reads
 
-A workload is ``fn(config: dict, report: Callable[[int, float], bool]) -> dict``: ``config`` holds the
+What a trial runs is a `scaletune.workloads.Workload`: the built-in LM (``workload = "lm"``), a Python
+function (``"package.module:function"``) or a command template (a ``[workload]`` table; the script reports
+through `scaletune.reporting`). A Python-function workload is
+``fn(config: dict, report: Callable[[int, float], bool]) -> dict``: ``config`` holds the
 rung's scale variables, the trial's hyperparameters, the study's ``[fixed]`` values, ``seed`` and
 ``threads``; ``report(step, val_loss)`` records an intermediate validation loss and returns True when
 the trial must stop (pruned); the returned dict holds run-table columns (loss, status, N, D, C,
