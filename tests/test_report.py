@@ -108,20 +108,38 @@ def test_recommendation_rows_carry_values_intervals_extrapolation_and_the_page_s
         assert f">{v:.4g}<" in html
 
 
+def test_stability_section_draws_each_scales_sensitivity_edge_and_the_trends_at_the_target(analysed):
+    data, sections = analysed
+    fig = sections["stability"].figures[0]
+    (arm,) = data.stability.arms
+    (sens,) = traces(fig, "sensitivity-vs-N")
+    assert list(sens.y) == [s.sensitivity for s in arm.scales if "N" in s.scale]
+    edges = traces(fig, "edge")
+    assert sorted(t.x[0] for t in edges) == sorted(s.edge for s in arm.scales)
+    (edge_vs_n,) = traces(fig, "edge-vs-N")
+    assert list(edge_vs_n.y) == [s.edge for s in arm.scales if s.edge_bracketed]
+    (target,) = traces(fig, "sensitivity-target")
+    p = arm.sensitivity_trend.prediction
+    assert target.x[0] == TARGET["N"] and target.y[0] == p.value
+    assert target.error_y.array[0] == pytest.approx(p.interval[1] - p.value)
+    (trend,) = traces(fig, "sensitivity-trend")
+    assert np.allclose(trend.y, arm.sensitivity_trend.intercept + arm.sensitivity_trend.slope * np.log(np.asarray(trend.x)))
+
+
 def _multipower_curves():
     from scaletune.curves import read_curves
 
     mp = DATA / "multipowerlaw"
     specs = dict(pd.read_csv(mp / "schedules.csv").values)
     return [c for name in ("cosine_24000", "constant_24000")
-            for c in read_curves(mp / "csv_25" / f"{name}.csv", specs[name], max_step=24000)]
+            for c in read_curves(mp / "csv_25" / f"{name}.csv", specs[name], max_step=12000)]  # half: a fast fit
 
 
 def test_curves_figure_draws_observed_fitted_and_predicted_curves():
     from scaletune.curves import fit_curves
 
     curves = _multipower_curves()
-    fit = fit_curves(curves, law="multipower", n_boot=3, seed=0)
+    fit = fit_curves(curves, law="multipower", n_boot=2, n_starts=1, seed=0, cv=False, method="lbfgs")  # a figure test
     pred = fit.predict("wsd:steps=24000,lr=3e-4,warmup=2160,decay_start=20000,shape=exp,final=0.1")
     sections = {s.key: s for s in build_sections(ReportData("curves", curves=curves, curve_fit=fit, curve_prediction=pred,
                                                             curve_scale="25M"))}
@@ -150,6 +168,49 @@ def test_curves_come_from_the_largest_scale_ok_runs_at_its_common_batch_size():
     assert [c.name for c in curves] == ["lr=0.001", "lr=0.002"] and len(problems) == 1
     assert label == "N=4e+04, D=1e+06, batch 64"
     assert np.array_equal(curves[0].steps, np.arange(1, 41)) and np.allclose(curves[1].lrs, 2e-3)
+
+
+@pytest.mark.slow  # a real (synthetic-workload) study on SQLite, then the analyses: ~15-45 s
+def test_a_study_and_its_output_folder_give_sweeps_and_the_loss_curves_of_the_largest_scale(tmp_path, capsys):
+    from scaletune.study import export_runs, load_study_config, run_study
+
+    study = tmp_path / "bowl.toml"
+    study.write_text(f"""
+name = "bowl"
+workload = "study_workloads:bowl"
+seeds = [0]
+storage = "sqlite:///{tmp_path / 'bowl.db'}"
+[fixed]
+steps = 12
+[ladder]
+width = [8, 16, 32]
+depth = [2]
+tokens = [1e5]
+params = "12 * depth * width**2"
+[space]
+lr = {{ log = ["0.02 / width", "12.5 / width"], points = 6 }}
+[strategy]
+name = "grid"
+""")
+    config = load_study_config(study)
+    run_study(config, workers=1, progress=False)
+    runs = export_runs(config)
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    out = tmp_path / "report.html"
+    assert main(["report", str(study), "--bootstrap", "20", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert 'data-missing="sweeps"' not in out.read_text() and 'data-missing="curves"' not in out.read_text()
+    from scaletune.cli.report_cmds import load_source
+
+    runs, curve_table, target, _ = load_source(str(tmp_path))  # the folder: runs.csv and the study file beside it
+    data = analyse(runs, None, curve_table=curve_table, bootstrap=20)
+    largest = runs[runs["N"] == runs["N"].max()]
+    assert len(data.optima) == 3 and len(data.curves) == len(largest) == 6 and target is None
+    fig = {s.key: s for s in build_sections(data)}["curves"].figures[0]
+    for c in data.curves:
+        run = largest[largest["lr"].map(lambda v: f"lr={v:.3g}") == c.name].iloc[0]
+        stored = curve_table[curve_table["run_id"] == run["run_id"]]
+        (obs,) = traces(fig, "observed", curve=c.name)
+        assert np.allclose(obs.y, stored["loss"]) and c.steps[-1] == 12
 
 
 def _porian(tmp_path) -> Path:

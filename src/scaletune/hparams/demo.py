@@ -247,6 +247,12 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
         figures = "sweeps.png, laws.png, target.png"
     except ImportError as exc:  # matplotlib missing: the numbers are still written
         figures = f"(no figures: {exc})"
+    try:  # the HTML report of the whole folder, from the fits above (plotly: the report extra)
+        from scaletune.cli.report_cmds import write_folder_report
+        write_folder_report(out, optima=optima, rec=rec, command="scaletune demo")
+        figures += ", report.html"
+    except ImportError as exc:
+        figures += f" (no report.html: {exc})"
     console.rule(f"done in {time.monotonic() - start:.0f} s")
     console.print(f"output folder: [bold]{out.resolve()}[/]\n  runs.csv, target_runs.csv, fits.json, {figures}, "
                   f"demo_study.toml, demo_batch.toml, demo_target.toml, demo.db (Optuna storage)")

@@ -53,6 +53,7 @@ class ReportData:
     curve_prediction: Any = None  # CurvePrediction under the target's schedule
     isoflop: Any = None  # scaletune.laws.IsoflopResult
     isoflop_data: pd.DataFrame | None = None  # the (C, N, D, loss) rows it was computed from
+    stability: Any = None  # scaletune.stability.StabilityReport
     missing: dict[str, str] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -255,8 +256,35 @@ def _isoflop(data: ReportData) -> Section:
 
 
 def _stability(data: ReportData) -> Section:
+    from scaletune.report.plotly_figures import stability_figure
+
     s = Section("stability", SECTIONS["stability"])
-    s.missing = data.missing.get("stability", "stability analysis not available")
+    rep = data.stability
+    if rep is None:
+        s.missing = data.missing.get("stability", "no stability analysis")
+        return s
+    s.figures.append(stability_figure(rep))
+    rows = []
+    for arm in rep.arms:
+        tag = ", ".join(f"{k}={v}" for k, v in arm.values.items()) or "sweep"
+        for sc in arm.scales:
+            rows.append([tag, ", ".join(f"{k}={v:.4g}" for k, v in sc.scale.items()), sc.sensitivity, sc.sensitivity_interval[0],
+                         sc.sensitivity_interval[1], sc.edge, "yes" if sc.edge_bracketed else "no (a bound)", sc.n_failed])
+        for trend in (arm.sensitivity_trend, arm.edge_trend):
+            p = None if trend is None else trend.prediction
+            if p is not None:
+                rows.append([tag, f"target ({trend.quantity}, x{p.extrapolation:.1f} in N)", p.value if trend.quantity == "sensitivity" else math.nan,
+                             p.interval[0] if trend.quantity == "sensitivity" else math.nan,
+                             p.interval[1] if trend.quantity == "sensitivity" else math.nan,
+                             p.value if trend.quantity == "edge" else math.nan, p.method, ""])
+    s.tables.append(table_html(["arm", "scale", "LR sensitivity (nats)", "95% lo", "95% hi", "stable-range edge lr",
+                                "edge bracketed / method", "failed runs"], rows,
+                               f"LR sensitivity (Wortsman et al. 2023; losses capped at L_ref = {rep.l_ref:.4g}, {rep.l_ref_source}) "
+                               f"and the stable range (within {rep.tolerance:.0%} of the best loss)"))
+    n_flagged = sum(f.flagged for f in rep.flags)
+    s.notes.append(f"{n_flagged} of {len(rep.flags)} runs flagged by the attention-logit / output-logit detectors; signals "
+                   f"present: {', '.join(rep.signals_present) or 'none'}; missing: {', '.join(rep.signals_missing) or 'none'}")
+    s.notes += list(rep.skipped) + list(rep.notes)
     return s
 
 

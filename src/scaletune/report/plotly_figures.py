@@ -435,3 +435,75 @@ def isoflop_figure(res, data: pd.DataFrame):
     fig.update_layout(height=460, legend={"font": {"size": 10}})
     return fig
 
+
+
+# --------------------------------------------------------------------------- stability
+
+
+def stability_figure(report):
+    """Left: min(final loss, L_ref) vs learning rate per scale (a line style per intervention arm), the stable
+    range's edge of each scale (open diamond on the curve), runs the detectors flag (red). Middle: LR
+    sensitivity vs N; right: the stable-range edge vs N; each with 95% intervals, the trend in ln N and its
+    prediction at the target. Draws what `scaletune.stability.analyse_stability` computed."""
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08, subplot_titles=[
+        f"capped loss vs lr; diamond: stable-range edge ({report.tolerance:.0%})", "LR sensitivity vs N", "stable-range edge vs N"])
+    dashes = ["solid", "dash", "dot", "dashdot"]
+    n_scales = max(len(a.scales) for a in report.arms)
+    for a, arm in enumerate(report.arms):
+        tag = ", ".join(f"{k}={v}" for k, v in arm.values.items())
+        for s, color in zip(arm.scales, _colors(n_scales)):
+            name = _scale_label(s.scale) + (f" [{tag}]" if tag else "")
+            meta = {"scale": dict(s.scale), "arm": dict(arm.values)}
+            fig.add_trace(go.Scatter(x=list(s.lrs), y=list(s.capped), mode="lines+markers", name=name, legendgroup=name,
+                                     line={"color": color, "dash": dashes[a % 4], "width": 1.5}, marker={"size": 5},
+                                     meta={**meta, "kind": "capped"}), row=1, col=1)
+            fig.add_trace(go.Scatter(x=[s.edge], y=[float(np.interp(np.log(s.edge), np.log(s.lrs), s.capped))], mode="markers",
+                                     name=f"{name}: edge", legendgroup=name, showlegend=False,
+                                     marker={"symbol": "diamond-open", "size": 12, "color": color, "line": {"width": 2}},
+                                     meta={**meta, "kind": "edge", "bracketed": s.edge_bracketed}), row=1, col=1)
+        for col, key in ((2, "sensitivity"), (3, "edge")):
+            use = [s for s in arm.scales if "N" in s.scale and (key == "sensitivity" or s.edge_bracketed)]
+            if not use:
+                continue
+            color = f"rgb({60 + 80 * (a % 3)}, {90 + 50 * (a % 2)}, {170 - 60 * (a % 3)})"
+            val = [s.sensitivity if key == "sensitivity" else s.edge for s in use]
+            iv = [s.sensitivity_interval if key == "sensitivity" else s.edge_interval for s in use]
+            fig.add_trace(go.Scatter(
+                x=[s.scale["N"] for s in use], y=val, mode="markers", name=f"{key} per scale" + (f" [{tag}]" if tag else ""),
+                marker={"size": 9, "color": color}, meta={"kind": f"{key}-vs-N", "arm": dict(arm.values)},
+                error_y={"type": "data", "symmetric": False, "array": [max(i[1] - v, 0) if _finite(i) else 0 for v, i in zip(val, iv)],
+                         "arrayminus": [max(v - i[0], 0) if _finite(i) else 0 for v, i in zip(val, iv)]}), row=1, col=col)
+            trend = arm.sensitivity_trend if key == "sensitivity" else arm.edge_trend
+            if trend is None:
+                continue
+            right = report.target["N"] if report.target else max(s.scale["N"] for s in use)
+            grid = _grid([s.scale["N"] for s in use] + [right])
+            line = trend.intercept + trend.slope * np.log(grid)
+            fig.add_trace(go.Scatter(x=grid, y=line if key == "sensitivity" else np.exp(line), mode="lines",
+                                     name=f"{key} trend: slope {trend.slope:+.3f} per ln N", line={"color": color},
+                                     meta={"kind": f"{key}-trend", "arm": dict(arm.values)}), row=1, col=col)
+            p = trend.prediction
+            if p is not None:
+                fig.add_trace(go.Scatter(x=[report.target["N"]], y=[p.value], mode="markers", error_y=_error(p.value, p.interval),
+                                         name=f"{key} at the target (x{p.extrapolation:.1f} in N)",
+                                         marker={"symbol": "square-open", "size": 11, "color": color, "line": {"width": 2}},
+                                         meta={"kind": f"{key}-target", "arm": dict(arm.values)}), row=1, col=col)
+    flagged = [f for f in report.flags if f.flagged]
+    if flagged:
+        fig.add_trace(go.Scatter(x=[f.lr for f in flagged], y=[f.loss if math.isfinite(f.loss) else report.l_ref for f in flagged],
+                                 mode="markers", name="flagged by a detector (attention / output logits)",
+                                 text=[f.run_id for f in flagged], meta={"kind": "flagged"},
+                                 marker={"symbol": "circle-open", "size": 13, "color": "red", "line": {"width": 2}}), row=1, col=1)
+    fig.add_hline(y=report.l_ref, line={"dash": "dot", "color": "grey"}, row=1, col=1)
+    fig.update_xaxes(type="log")
+    fig.update_xaxes(title_text="learning rate", row=1, col=1)
+    fig.update_xaxes(title_text="N (parameters)", row=1, col=2)
+    fig.update_xaxes(title_text="N (parameters)", row=1, col=3)
+    fig.update_yaxes(title_text="min(final loss, L_ref) (nats)", row=1, col=1)
+    fig.update_yaxes(title_text="LR sensitivity (nats)", row=1, col=2)
+    fig.update_yaxes(type="log", title_text="edge learning rate", row=1, col=3)
+    fig.update_layout(height=460, legend={"font": {"size": 10}})
+    return fig
