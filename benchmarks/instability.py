@@ -107,42 +107,44 @@ def summarise(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, bool | 
     widths = sorted(runs["width"].unique())
     small, large = widths[0], widths[-1]
 
-    def sens(arm: str, w: int) -> float:
-        return s.loc[(arm, w), "sensitivity"] if (arm, w) in s.index else float("nan")
+    def get(arm: str, w: int, col: str = "sensitivity") -> float:
+        return float(s.loc[(arm, w), col]) if (arm, w) in s.index else float("nan")
 
-    def cmp(arm: str) -> tuple[bool, str]:
+    def finding(claim: str, holds: bool, numbers: list[float], text: str,
+                trend: bool = False) -> tuple[str, bool | None, str]:
+        # None: an arm or width that was not run, or a trend in width with one width
+        missing = not numbers or np.isnan(numbers).any() or (trend and len(widths) < 2)
+        return claim, None if missing else bool(holds), text
+
+    def join(values: list[float], fmt: str) -> str:
+        return " / ".join(format(v, fmt) for v in values)
+
+    def lower_sensitivity(claim: str, arm: str) -> tuple[str, bool | None, str]:
         at = widths[1:] if arm == "mup" else widths  # muP is SP at its base width (the narrowest)
-        lower = [sens(arm, w) < sens("base", w) for w in at]
-        return all(lower), ", ".join(f"w{w}: {sens(arm, w):.3f} vs {sens('base', w):.3f}" for w in at)
+        mine, base = [get(arm, w) for w in at], [get("base", w) for w in at]
+        return finding(claim, all(m < b for m, b in zip(mine, base)), mine + base,
+                       ", ".join(f"w{w}: {m:.3f} vs base {b:.3f}" for w, m, b in zip(at, mine, base)))
 
-    findings = []
-    a = [s.loc[("base", w), "attn_lr_1e_1"] for w in widths]
-    q = [s.loc[("qknorm", w), "attn_lr_1e_1"] for w in widths]
-    findings.append(("1. no qk-norm: attention logits grow with width at lr 0.1; qk-norm keeps them small",
-                     bool(a[-1] > a[0] and q[-1] < a[-1]),
-                     "max logit base " + " / ".join(f"{v:,.0f}" for v in a) + "; qk-norm "
-                     + " / ".join(f"{v:,.0f}" for v in q) + f" (widths {'/'.join(map(str, widths))})"))
-    fb = [s.loc[("base", w), "failed_high_lr"] for w in widths]
-    fq = [s.loc[("qknorm", w), "failed_high_lr"] for w in widths]
-    findings.append(("2. no qk-norm: high-rate runs (lr >= 0.1) fail more often at larger width",
-                     bool(fb[-1] > fb[0]),
-                     "failed fraction base " + " / ".join(f"{v:.2f}" for v in fb) + "; qk-norm "
-                     + " / ".join(f"{v:.2f}" for v in fq)))
-    holds, numbers = cmp("qknorm")
-    findings.append(("3. qk-norm lowers LR sensitivity (every width)", holds, numbers))
-    zb = [s.loc[("qknorm", w), "z_drift_hi"] for w in widths]
-    zz = [s.loc[("qknorm_z", w), "z_drift_hi"] for w in widths]
-    findings.append(("4. z-loss keeps the log-partition z near its start at lr >= 0.1 (median max |z - ln256|)",
-                     bool(all(z2 < z1 for z1, z2 in zip(zb, zz))),
-                     "qk-norm " + " / ".join(f"{v:.1f}" for v in zb) + "; + z-loss "
-                     + " / ".join(f"{v:.1f}" for v in zz)))
-    holds, numbers = cmp("warmup")
-    findings.append(("5. a longer warm-up (25% vs 5%) lowers LR sensitivity (every width)", holds, numbers))
-    holds, numbers = cmp("mup")
-    findings.append(("6. muP lowers LR sensitivity (every width above its base)", holds, numbers))
-    growth = sens("base", large) - sens("base", small)
-    findings.append((f"   (context) baseline sensitivity grows from width {small} to {large}", bool(growth > 0),
-                     f"{sens('base', small):.3f} -> {sens('base', large):.3f}"))
+    label = f"(widths {'/'.join(map(str, widths))})"
+    a, q = [get("base", w, "attn_lr_1e_1") for w in widths], [get("qknorm", w, "attn_lr_1e_1") for w in widths]
+    fb, fq = [get("base", w, "failed_high_lr") for w in widths], [get("qknorm", w, "failed_high_lr") for w in widths]
+    zb, zz = [get("qknorm", w, "z_drift_hi") for w in widths], [get("qknorm_z", w, "z_drift_hi") for w in widths]
+    findings = [
+        finding("1. no qk-norm: attention logits grow with width at lr 0.1; qk-norm keeps them small",
+                a[-1] > a[0] and q[-1] < a[-1], a + q,
+                f"max logit base {join(a, ',.0f')}; qk-norm {join(q, ',.1f')} {label}", trend=True),
+        finding("2. no qk-norm: high-rate runs (lr >= 0.1) fail more often at larger width", fb[-1] > fb[0], fb,
+                f"failed fraction base {join(fb, '.2f')}; qk-norm {join(fq, '.2f')} {label}", trend=True),
+        lower_sensitivity("3. qk-norm lowers LR sensitivity (every width)", "qknorm"),
+        finding("4. z-loss keeps the log-partition z near its start at lr >= 0.1 (median max |z - ln256|)",
+                all(z2 < z1 for z1, z2 in zip(zb, zz)), zb + zz,
+                f"qk-norm {join(zb, '.2f')}; + z-loss {join(zz, '.2f')} {label}"),
+        lower_sensitivity("5. a longer warm-up (25% vs 5%) lowers LR sensitivity (every width)", "warmup"),
+        lower_sensitivity("6. muP lowers LR sensitivity (every width above its base)", "mup"),
+        finding(f"   (context) baseline sensitivity grows from width {small} to {large}",
+                get("base", large) > get("base", small), [get("base", small), get("base", large)],
+                f"{get('base', small):.3f} -> {get('base', large):.3f}", trend=True),
+    ]
     return table, findings
 
 
@@ -173,8 +175,9 @@ def main() -> None:
             "seq_len": args.seq_len, "param": "sp", "base_width": min(widths), "base_depth": args.depth,
             "warmup": 0.05, "schedule": "cosine:final=0.1", "weight_decay": 0.0, "threads": 1,
             "eval_every": 10**9, "eval_tokens": 8192, "signals_every": 10}
+    # seed-major, so an interrupted benchmark holds complete seeds; widest first within a seed
     jobs = [(arm, {**base, "width": w, "lr": lr, "seed": seed, **ARMS[arm]})
-            for w in sorted(widths, reverse=True) for arm in arms for seed in range(args.seeds) for lr in lrs]
+            for seed in range(args.seeds) for w in sorted(widths, reverse=True) for arm in arms for lr in lrs]
     out = Path(args.out)
     cached = pd.read_csv(out) if out.exists() and not args.fresh else pd.DataFrame(columns=KEY)
     done = {tuple(r) for r in cached[KEY].astype(object).itertuples(index=False)}
@@ -204,7 +207,7 @@ def main() -> None:
               f"{r.failed_high_lr:>7.2f} {r.attn_lr_1e_2:>9,.1f} {r.attn_lr_1e_1:>9,.1f} {r.z_drift_hi:>12.2f}")
     print()
     for claim, holds, numbers in findings:
-        print(f"{'holds' if holds else 'NOT  '}  {claim}\n       {numbers}")
+        print(f"{'n/a  ' if holds is None else 'holds' if holds else 'NOT  '}  {claim}\n       {numbers}")
 
 
 if __name__ == "__main__":
