@@ -54,8 +54,8 @@ def example(name: str) -> Path:
     """Path of a real data set bundled with the package: ``porian``, ``datablations``, ``overtraining``,
     ``lm-sweep`` or ``curves``.
 
-    >>> example("lm-sweep").name
-    'lm_demo_runs.csv'
+        >>> example("lm-sweep").name
+        'lm_demo_runs.csv'
     """
     if name not in EXAMPLES:
         raise ScaletuneError(f"unknown example {name!r} (one of {', '.join(EXAMPLES)})")
@@ -67,9 +67,9 @@ def load_runs(source: str | Path, mapping: Mapping[str, str] | str | None = None
     """A run table from a data file (CSV, Parquet, JSON lines), a study file (``.toml``) or a study name in
     ``storage``; ``mapping`` renames foreign columns (``"loss=val_loss,N=params"``, canonical=source).
 
-    >>> runs = load_runs(example("lm-sweep"))
-    >>> len(runs), runs["width"].unique().tolist()
-    (54, [24, 32, 48])
+        >>> runs = load_runs(example("lm-sweep"))
+        >>> len(runs), runs["width"].unique().tolist()
+        (54, [24, 32, 48])
     """
     from scaletune.runtable import parse_assignments, read_table
 
@@ -102,10 +102,10 @@ def fit(data: Any, law: str = "chinchilla", *, bootstrap: int = 200, **options: 
     ``bootstrap`` resamples for the intervals (200, as ``scaletune fit``). ``options``: ``y``, ``holdout``,
     ``groups``, ``weights``, ``fixed``, ``objective``, ``seed``, ``level``, ``intervals``, ...
 
-    >>> runs = load_runs(example("porian"))
-    >>> r = fit(runs[runs["tokens_per_param"] >= 5], "chinchilla", bootstrap=0)
-    >>> round(r.params_["alpha"], 2), round(r.derived_["a_N"], 2)   # a_N: N* ~ C^a_N
-    (0.3, 0.44)
+        >>> runs = load_runs(example("porian"))
+        >>> r = fit(runs[runs["tokens_per_param"] >= 5], "chinchilla", bootstrap=0)
+        >>> round(r.params_["alpha"], 2), round(r.derived_["a_N"], 2)   # a_N: N* ~ C^a_N
+        (0.3, 0.44)
     """
     from scaletune.laws import fit as fit_law
 
@@ -118,9 +118,9 @@ def predict(fit: FitResult | str | Path, at: Mapping[str, Any] | pd.DataFrame, *
     (variable -> value or values): one record per point with value, lo, hi, level, extrapolation (factor; 1 =
     inside the fitted data) and method (``calibrated``, ``bootstrap`` or ``point``).
 
-    >>> [p] = predict("published:hoffmann", {"N": 7e10, "D": 1.4e12})   # Chinchilla's own size
-    >>> round(p["value"], 4), p["method"]
-    (1.9174, 'point')
+        >>> [p] = predict("published:hoffmann", {"N": 7e10, "D": 1.4e12})   # Chinchilla's own size
+        >>> round(p["value"], 4), p["method"]
+        (1.9174, 'point')
     """
     from scaletune.laws import load_fit
 
@@ -141,9 +141,9 @@ def isoflop(data: Any, **options: Any) -> IsoflopResult:
     then N*(C) = k C^a and D*(C) with intervals. ``options``: column names ``C``, ``N``, ``D``, ``y``,
     ``bootstrap`` (200), ``interpolation``, ``seed``, ...
 
-    >>> iso = isoflop(example("porian"), bootstrap=20)
-    >>> round(iso.a, 3)      # Porian et al. report 0.497 (0.491-0.505)
-    0.497
+        >>> iso = isoflop(example("porian"), bootstrap=20)
+        >>> round(iso.a, 3)      # Porian et al. report 0.497 (0.491-0.505)
+        0.497
     """
     from scaletune.laws import isoflop as run_isoflop
 
@@ -154,9 +154,9 @@ def allocate(fit: FitResult | str | Path, compute: float) -> Allocation:
     """Compute-optimal N*, D* and loss at ``compute`` FLOPs (C = 6ND) from a Chinchilla-form fit, a fit file
     or ``"published:NAME"`` (`scaletune.laws.allocate`).
 
-    >>> a = allocate("published:hoffmann", 5.76e23)     # Gopher's budget
-    >>> round(a.N_star / 1e9, 1)                        # billion parameters, as Hoffmann et al.'s Table 3
-    40.3
+        >>> a = allocate("published:hoffmann", 5.76e23)     # Gopher's budget
+        >>> round(a.N_star / 1e9, 1)                        # billion parameters, as Hoffmann et al.'s Table 3
+        40.3
     """
     from scaletune.laws import allocate as run_allocate, load_fit
     from scaletune.laws.published import ALLOCATION_ONLY
@@ -170,9 +170,9 @@ def optimum(runs: Any, **options: Any) -> list[Optimum]:
     """The optimal learning rate (and batch size) per scale of a sweep (`scaletune.hparams.find_optima`): a
     convex fit around the best runs, the near-optimal band, bracketing, bootstrap intervals.
 
-    >>> optima = optimum(example("lm-sweep"), bootstrap=20)
-    >>> len(optima), sum(o.bracketed for o in optima)
-    (9, 9)
+        >>> optima = optimum(example("lm-sweep"), bootstrap=20)
+        >>> len(optima), sum(o.bracketed for o in optima)
+        (9, 9)
     """
     from scaletune.hparams import find_optima
 
@@ -184,9 +184,9 @@ def recommend(runs: Any, target: Mapping[str, float], **options: Any) -> Recomme
     convention, D tokens) from a sweep of proxies (`scaletune.hparams.recommend`), each a `Prediction` with
     an interval and its extrapolation.
 
-    >>> rec = recommend(example("lm-sweep"), {"N": 707360, "D": 524288}, bootstrap=50, loss_bootstrap=20)
-    >>> rec.lr.extrapolation > 8      # 8.5x the parameters of the largest proxy
-    True
+        >>> rec = recommend(example("lm-sweep"), {"N": 707360, "D": 524288}, bootstrap=50, loss_bootstrap=20)
+        >>> rec.lr.extrapolation > 8      # 8.5x the parameters of the largest proxy
+        True
     """
     from scaletune.hparams import recommend as run_recommend
 
@@ -194,12 +194,12 @@ def recommend(runs: Any, target: Mapping[str, float], **options: Any) -> Recomme
 
 
 def load_curves(source: str | Path, schedules: Any = None, **options: Any) -> list[Curve]:
-    """Loss curves (step, loss[, lr][, run_id]) from a file, each with its learning-rate schedule: one spec for
+    """Loss curves (columns step and loss, optionally lr and run_id) from a file, each with its learning-rate schedule: one spec for
     all curves or a mapping run_id -> spec (`scaletune.curves.read_curves`).
 
-    >>> curves = load_curves(example("curves"), EXAMPLE_SCHEDULES)
-    >>> [(c.name, len(c.steps)) for c in curves]
-    [('cosine_24000', 171), ('constant_24000', 171), ('wsdcon_9', 95)]
+        >>> curves = load_curves(example("curves"), EXAMPLE_SCHEDULES)
+        >>> [(c.name, len(c.steps)) for c in curves]
+        [('cosine_24000', 171), ('constant_24000', 171), ('wsdcon_9', 95)]
     """
     from scaletune.curves import read_curves
 
@@ -210,11 +210,11 @@ def fit_curves(curves: Sequence[Curve], law: str = "multipower", *, bootstrap: i
     """Fit a loss-curve law (``multipower``, ``annealing``, ``power``) to curves under their schedules
     (`scaletune.curves.fit_curves`) with ``bootstrap`` resamples of whole curves; predict any other schedule.
 
-    >>> curves = load_curves(example("curves"), EXAMPLE_SCHEDULES)
-    >>> fitted = fit_curves(curves, "annealing", bootstrap=0, cv=False)
-    >>> pred = fitted.predict("cosine:steps=72000,lr=3e-4,warmup=2160,final=0.1")   # 3x longer
-    >>> round(pred.final_loss, 2)            # measured by Luo et al.: 3.2038
-    3.2
+        >>> curves = load_curves(example("curves"), EXAMPLE_SCHEDULES)
+        >>> fitted = fit_curves(curves, "annealing", bootstrap=0, cv=False)
+        >>> pred = fitted.predict("cosine:steps=72000,lr=3e-4,warmup=2160,final=0.1")   # 3x longer
+        >>> round(pred.final_loss, 2)            # measured by Luo et al.: 3.2038
+        3.2
     """
     from scaletune.curves import fit_curves as run_fit_curves
 
