@@ -114,11 +114,12 @@ def test_malformed_metric_lines_are_counted_and_never_fatal(tmp_path):
     script(tmp_path, """
         with open(os.environ["SCALETUNE_METRICS"], "a") as fh:
             fh.write('{"step": 1, "loss": 3.0}\\n' 'garbage\\n' '[1, 2]\\n' '{"step": 2}\\n'
-                     '{"step": "x", "loss": 1}\\n' '\\n' '{"step": 2, "loss": 2.5}\\n' '{"final": 7}\\n')
+                     '{"step": "x", "loss": 1}\\n' '\\n' '{"step": 2, "loss": 2.5}\\n' '{"final": 7}\\n'
+                     '{"final": {"loss": "x"}}\\n' '{"final": {"N": 5, "status": "diverged", "error": "mine"}}\\n')
     """)
     _, df = sweep(tmp_path, study(tmp_path, PY))
-    assert list(df["status"]) == ["ok", "ok"] and list(df["loss"]) == [2.5, 2.5]
-    assert list(df["bad_metric_lines"]) == [5, 5]
+    assert list(df["status"]) == ["ok", "ok"] and list(df["loss"]) == [2.5, 2.5] and list(df["N"]) == [5, 5]
+    assert list(df["bad_metric_lines"]) == [6, 6] and df["error"].isna().all()  # the sweep's keys are its own
 
 
 def test_regex_metrics_over_stdout(tmp_path):

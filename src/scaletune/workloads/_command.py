@@ -40,6 +40,13 @@ MAX_CURVE = 2000                  # stored points per trial (evenly thinned beyo
 POLL = 0.1                        # seconds between reads of the metrics while the command runs
 
 
+RESERVED = ("status", "error", "curve", "stderr_tail")  # result keys the sweep sets, not the script
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _plain(value: Any) -> Any:
     """Integer-valued floats as ints (a ladder's width = 64 is read as 64.0; scripts want "64")."""
     if isinstance(value, float) and value.is_integer():
@@ -171,14 +178,13 @@ class CommandWorkload(Workload):
         if not isinstance(record, dict):
             raise ValueError("not a JSON object")
         if "final" in record:
-            if not isinstance(record["final"], dict):
-                raise ValueError("final is not an object")
-            return {"final": record["final"]}
-        step, loss = record.get("step"), record.get("loss")
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or isinstance(loss, bool) \
-                or not isinstance(loss, (int, float)):
+            final = record["final"]
+            if not isinstance(final, dict) or not _number(final.get("loss", 0.0)):
+                raise ValueError("final must be an object with a numeric loss")
+            return {"final": {k: v for k, v in final.items() if k not in RESERVED}}
+        if not (_number(record.get("step")) and _number(record.get("loss"))):
             raise ValueError("step and loss must be numbers")
-        return {**record, "step": int(step), "loss": float(loss)}
+        return {**record, "step": int(record["step"]), "loss": float(record["loss"])}
 
     def run(self, config: dict, report: Report, label: str = "trial") -> dict:
         trial_dir = (self.workdir / label).resolve()
@@ -212,12 +218,11 @@ class CommandWorkload(Workload):
                     if "final" in record:
                         final.update(record["final"])
                         continue
-                    curve.append({"step": record["step"], "val_loss": record["loss"],
-                                  **{k: v for k, v in record.items() if k not in ("step", "loss")}})
+                    extra = {k: v for k, v in record.items() if k not in ("step", "loss")}  # tokens, lr, ...
+                    curve.append({"step": record["step"], "val_loss": record["loss"], **extra})
                     if not math.isfinite(record["loss"]):
                         outcome = "diverged"
                         break
-                    extra = {k: v for k, v in record.items() if k not in ("step", "loss")}
                     stop = report(record["step"], record["loss"], **extra)
                     if stop and not exited:  # a finished run is not pruned by its last lines
                         outcome = "pruned"
