@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from scaletune.cli import main
-from scaletune.hparams import find_optima, find_optimum, recommend
+from scaletune.hparams import Method, find_optima, find_optimum, recommend
 from scaletune.runtable import read_table
 
 DATA = Path(__file__).parent / "data" / "hparams-demo"
@@ -34,10 +34,12 @@ def test_recommendation_matches_what_the_target_measured(rec):
     # The measured optimum at the target lies inside the recommended interval (8.5x extrapolation in N).
     assert rec.lr.interval[0] <= measured.lr_ <= rec.lr.interval[1]
     assert rec.lr.extrapolation == pytest.approx(707360 / 83184, rel=0.01)
-    # And the recommended rate (what the demo trained) was the best of the five measured rates.
+    # And the recommended rate is within one 2x grid step of the measured optimum. (Before issue 12 the
+    # recommendation was lr*(N, D), the rate the demo trained these five runs around, and the test asked
+    # for it to be the best of them; the held-out selection now keeps a simpler rule within noise of it.)
     target = pd.read_csv(DATA / "target_runs.csv")
-    best = target.loc[target["loss"].idxmin(), "lr"]
-    assert best == pytest.approx(rec.lr.value, rel=1e-6)
+    assert abs(math.log(rec.lr.value / measured.lr_)) < math.log(2)
+    assert rec.lr.method in (Method.LR_ND, Method.LR_C, Method.LR_BAND_OLS, Method.LR_JOINT)
     # The loss predicted from the proxies' chinchilla fit covers the measured loss at the recommended rate.
     assert rec.loss is not None and rec.loss.interval[0] <= float(target["loss"].min()) <= rec.loss.interval[1]
     assert abs(rec.loss.value / float(target["loss"].min()) - 1) < 0.03

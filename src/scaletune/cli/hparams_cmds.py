@@ -180,7 +180,7 @@ def print_selection(rec, console) -> None:
     if a.candidates:
         held = "; ".join(", ".join(f"N={fmt(p['N'])} D={fmt(p['D'])}" for p in f["held_out"]) for f in a.folds)
         t = Table(title=f"Candidates scored on held-out scales ({held}): expected loss penalty, % of the optimum "
-                        "(loss law: |error| %); kept: the first in order unless beaten by more than the noise",
+                        "(loss law: |error| %); within the noise of the best: fewest exponents, then published, then score",
                   title_justify="left")
         for col in ("role", "candidate", "score %", "per fold %", "noise %", "chosen"):
             t.add_column(col, justify="right" if "%" in col else "left")

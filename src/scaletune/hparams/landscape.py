@@ -269,7 +269,7 @@ def fit_landscape(
         row = per_scale.loc[s]
         rec = {v: float(row[v]) for v in scale_cols if v in per_scale.columns}
         L_se = float(np.std(boot[:, k])) if boot is not None else float(se[k])
-        rec.update(L=float(res.x[k]), L_se=L_se, edge=bool(row["edge"]), runs=int((sidx == k).sum()))
+        rec.update(L=float(res.x[k]), L_se=L_se, edge=bool(row["edge"]), runs=int((sidx == k).sum()), swept_b=bool(s in swept))
         recs.append(rec)
     return JointLandscape(
         lr_vars=lr_vars, batch_vars=batch_vars, names=tuple(names), params=res.x, cov=cov, scales=tuple(recs),

@@ -261,7 +261,7 @@ def _full_fold(analysis: SweepAnalysis) -> Fold:
     fold = Fold(runs=analysis.runs, optima=list(analysis.optima), slices=None if analysis.slices is None else list(analysis.slices),
                 _laws=analysis.laws)
     if analysis.landscape is not None:
-        fold._joint[analysis.landscape.batch_vars] = analysis.landscape
+        fold._joint["auto"] = fold._joint[analysis.landscape.batch_vars] = analysis.landscape
     return fold
 
 
@@ -366,7 +366,7 @@ def predict_loss(analysis: SweepAnalysis, target: Mapping[str, float], batch: Pr
     method = analysis.chosen("loss")
     notes: list[str] = []
     point = {"N": target["N"], "D": target["D"], "C": target.get("C", 6 * target["N"] * target["D"])}
-    if method in (Method.LOSS_CHINCHILLA_JOINT, Method.LOSS_COMPUTE_JOINT) and land is not None:
+    if method in (Method.LOSS_CHINCHILLA_JOINT, Method.LOSS_COMPUTE_JOINT) and land is not None and _joint_rows(land) is not None:
         rows, w = _joint_rows(land)
         law = "chinchilla" if method == Method.LOSS_CHINCHILLA_JOINT else "compute"
         res = fit_law(law, rows, weights=w, bootstrap=loss_bootstrap, seed=analysis.seed)

@@ -17,10 +17,12 @@ optimum loss:
   (or the scale's own batch size where it did not sweep it), beyond the best rate at that batch size;
 - loss law: the absolute error of the predicted optimum loss.
 
-The score is the mean penalty over folds. The first candidate in the preference order (published and
-simpler forms first) is kept unless another scores better by more than the noise: twice the standard
-deviation of the score difference over draws of the held-out landscapes (their fit uncertainty) for the
-settings, the held-out optimum's standard error for the loss. Significance tests of exponents only
+The score is the mean penalty over folds. Every candidate within the noise of the best score ties with
+it, and among those the one with the fewest fitted exponents wins, then a published form, then the better
+score (shrinkage toward the simpler / published form). The noise: twice the standard deviation of the
+score difference over draws of the held-out landscapes (their fit uncertainty) for the settings (0 where a
+held-out scale is scored on its measured runs because its own landscape fit is not sound), twice the
+held-out optimum's standard error for the loss. Significance tests of exponents only
 describe (`HparamLaws.notes`).
 """
 
@@ -35,7 +37,7 @@ import pandas as pd
 from scipy.optimize import nnls
 
 from scaletune.errors import ScaletuneError
-from scaletune.hparams.landscape import JointLandscape, fit_landscape, prepare_runs
+from scaletune.hparams.landscape import JointLandscape, _step, fit_landscape, prepare_runs
 from scaletune.hparams.laws import HparamLaws, Method, fit_hparam_law, fit_hparam_laws
 from scaletune.hparams.optimum import DEFAULT_BAND, Optimum, find_optima
 
@@ -60,6 +62,13 @@ FORMS = {
     Method.LOSS_CHINCHILLA_JOINT: "E + A/N^alpha + B/D^beta on the landscape's optimum losses (weighted by their SE)",
     Method.LOSS_COMPUTE_JOINT: "E + A/C^gamma on the landscape's optimum losses (weighted by their SE)",
 }
+# Fitted exponents (loss laws: parameters) of each form: the simpler of two candidates within noise is kept.
+COMPLEXITY = {Method.BATCH_D: 1, Method.BATCH_BAND_OLS: 1, Method.BATCH_C: 1, Method.BATCH_JOINT_D: 1,
+              Method.BATCH_NEAREST_SWEEP: 1, Method.BATCH_ND: 2, Method.BATCH_JOINT_ND: 2,
+              Method.LR_ND: 2, Method.LR_BAND_OLS: 2, Method.LR_C: 1, Method.LR_JOINT: 3, Method.LR_NDB: 3,
+              # L(C) is not nested in L(N, D) (it ignores the split of C): not simpler, compared by score
+              Method.LOSS_CHINCHILLA: 5, Method.LOSS_CHINCHILLA_JOINT: 5, Method.LOSS_COMPUTE: 5, Method.LOSS_COMPUTE_JOINT: 5}
+PUBLISHED = {Method.BATCH_D, Method.BATCH_C, Method.LR_ND, Method.LR_C, Method.LOSS_CHINCHILLA, Method.LOSS_COMPUTE}
 ROLE = {**{m: "batch_size" for m in BATCH_ORDER}, **{m: "lr" for m in LR_ORDER}, **{m: "loss" for m in LOSS_ORDER}}
 
 
@@ -266,7 +275,7 @@ def fit_lr(method: Method, fold: Fold, band: float = DEFAULT_BAND, seed: int = 0
         f = _ols_boot(t, "lr", xs, seed)
         return None if f is None else (lambda p, b=None: f(p))
     if method == Method.LR_JOINT:
-        land = fold.joint(("D",)) or fold.joint(None)
+        land = fold.joint("auto")
         if land is None or not land.lr_vars:
             return None
         th = land.draws(_DRAWS, seed)
@@ -277,34 +286,92 @@ def fit_lr(method: Method, fold: Fold, band: float = DEFAULT_BAND, seed: int = 0
 # ------------------------------------------------------------------------------------------------- scoring
 
 
-def _local(runs: pd.DataFrame) -> tuple[JointLandscape, bool] | None:
-    """The held-out scale's own landscape (one scale; batch terms where it swept 3+ sizes)."""
-    try:
+class _HeldOut:
+    """A held-out scale's loss surface: its own landscape (one scale; batch terms where it swept 3+ sizes)
+    when that fit is sound (vertex within a grid step of the tested range, optimum loss not below the best
+    run by more than 2%), else its measured runs (the seed-mean loss of the tested configuration nearest a
+    prediction). Penalties are in % of the optimum loss, one per landscape draw (first: the point fit)."""
+
+    def __init__(self, runs: pd.DataFrame, seed: int):
         prep = prepare_runs(runs)
-        swept = prep["ln_b"].nunique() >= 3
-        land = fit_landscape(runs, lr_vars=(), batch_vars=() if swept else None, prepared=prep)
-    except (ScaletuneError, ValueError, np.linalg.LinAlgError):
-        return None
-    return land, swept
+        self.swept = prep["ln_b"].nunique() >= 3
+        self.edge = bool(prep["edge"].iloc[0])
+        self.batch = None if self.swept else float(np.exp(prep["ln_b"].mode().iloc[0]))
+        self.cfg = prep.groupby(["ln_b", "ln_lr"])["loss"].agg(["mean", "std", "size"])
+        self.best = float(self.cfg["mean"].min())
+        self.land = None
+        try:
+            land = fit_landscape(runs, lr_vars=(), batch_vars=() if self.swept else None, prepared=prep)
+        except (ScaletuneError, ValueError, np.linalg.LinAlgError):
+            land = None
+        if land is not None and self._sound(land, prep):
+            self.land = land
+            self.th = np.vstack([land.params[None], land.draws(_LAND_DRAWS, seed)])
+        self.kind = "landscape" if self.land is not None else "measured runs"
 
+    @staticmethod
+    def _sound(land: JointLandscape, prep: pd.DataFrame) -> bool:
+        p = dict(zip(land.names, land.params))
+        step = _step(prep["ln_lr"].to_numpy(float))
+        ok = prep["ln_lr"].min() - step <= p["t_0"] <= prep["ln_lr"].max() + step
+        ok &= 0.98 * prep["loss"].min() <= p["L_0"] <= prep["loss"].max()
+        if "p_0" in p:
+            bstep = _step(prep["ln_b"].to_numpy(float))
+            ok &= prep["ln_b"].min() - bstep <= p["p_0"] <= prep["ln_b"].max() + bstep
+        return bool(ok)
 
-def _theta(land: JointLandscape, name: str, th: np.ndarray) -> np.ndarray:
-    return th[:, land.names.index(name)][:, None]
+    def _theta(self, name: str) -> np.ndarray:
+        return self.th[:, self.land.names.index(name)][:, None]
 
+    def _nearest(self, values: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return values[np.abs(values[None, :] - np.asarray(x)[:, None]).argmin(axis=1)]
 
-def _batch_penalty(land: JointLandscape, th: np.ndarray, ln_b: np.ndarray) -> np.ndarray:
-    """(landscape draws,) expected % penalty of batch draws ln_b with the rate re-optimised."""
-    pen = np.exp(_theta(land, "ln_c_b", th)) * (ln_b[None, :] - _theta(land, "p_0", th)) ** 2
-    return 100 * pen.mean(axis=1) / th[:, 0]
+    def _const(self, v: float) -> np.ndarray:
+        return np.full(_LAND_DRAWS + 1, v)
 
+    def batch_opt(self) -> float:
+        if self.land is not None:
+            return float(np.exp(self.land.params[self.land.names.index("p_0")]))
+        return float(np.exp(self.cfg["mean"].idxmin()[0]))
 
-def _lr_penalty(land: JointLandscape, th: np.ndarray, ln_lr: np.ndarray, batch: float | None) -> np.ndarray:
-    opt = _theta(land, "t_0", th)
-    if land.batch_vars is not None and batch is not None:
-        opt = opt + _theta(land, "g", th) * (math.log(batch) - _theta(land, "p_0", th))
-    u = ln_lr[None, :] - opt
-    c = np.where(u > 0, np.exp(_theta(land, "ln_c_above", th)), np.exp(_theta(land, "ln_c_below", th)))
-    return 100 * (c * u**2).mean(axis=1) / th[:, 0]
+    def pen_b(self, ln_b: np.ndarray) -> np.ndarray:
+        """Expected penalty of batch draws ``ln_b`` with the rate re-optimised."""
+        if self.land is not None:
+            pen = np.exp(self._theta("ln_c_b")) * (ln_b[None, :] - self._theta("p_0")) ** 2
+            return 100 * pen.mean(axis=1) / self.th[:, 0]
+        per_b = self.cfg["mean"].groupby(level=0).min()
+        near = self._nearest(per_b.index.to_numpy(float), ln_b)
+        return self._const(100 * float(np.mean(per_b.loc[near].to_numpy() / self.best - 1)))
+
+    def pen_lr(self, ln_lr: np.ndarray, batch: float | None) -> np.ndarray:
+        """Expected penalty of rate draws ``ln_lr`` beyond the best rate at batch size ``batch``."""
+        if self.land is not None:
+            opt = self._theta("t_0")
+            if self.land.batch_vars is not None and batch is not None:
+                opt = opt + self._theta("g") * (math.log(batch) - self._theta("p_0"))
+            u = ln_lr[None, :] - opt
+            c = np.where(u > 0, np.exp(self._theta("ln_c_above")), np.exp(self._theta("ln_c_below")))
+            return 100 * (c * u**2).mean(axis=1) / self.th[:, 0]
+        bs = self.cfg.index.get_level_values(0).unique().to_numpy(float)
+        b = float(self._nearest(bs, [math.log(batch)])[0]) if batch is not None else float(self.cfg["mean"].idxmin()[0])
+        sl = self.cfg.loc[b, "mean"]
+        near = self._nearest(sl.index.to_numpy(float), ln_lr)
+        return self._const(100 * float(np.mean(sl.loc[near].to_numpy() / sl.min() - 1)))
+
+    def observed(self, batch: float | None) -> tuple[float, float]:
+        """The optimum loss (at ``batch`` where given and swept) and its standard error (NaN if unknown)."""
+        if self.land is not None:
+            L = float(self.land.params[0])
+            if batch is not None and self.land.batch_vars is not None:
+                L += float(self.land.penalty({}, None, batch))
+            return L, self.land.scales[0]["L_se"]
+        cfg = self.cfg
+        if batch is not None and self.swept:
+            bs = cfg.index.get_level_values(0).unique().to_numpy(float)
+            cfg = cfg.loc[[float(self._nearest(bs, [math.log(batch)])[0])]]
+        row = cfg.loc[cfg["mean"].idxmin()]
+        se = float(row["std"] / math.sqrt(row["size"])) if row["size"] > 1 else math.nan
+        return float(row["mean"]), se
 
 
 def _choose(methods: Sequence[Method], per_draw: dict[Method, list[np.ndarray]], points: dict[Method, list[float | None]],
@@ -326,7 +393,9 @@ def _choose(methods: Sequence[Method], per_draw: dict[Method, list[np.ndarray]],
         diff = np.mean([a - b for a, b in zip(per_draw[m], per_draw[best])], axis=0)
         return float(2 * np.std(diff))
 
-    chosen = next(m for m in methods if m in scores and scores[m] - scores[best] <= noise(m))
+    # Within noise of the best: the fewest fitted exponents, then a published form, then the better score.
+    tied = [m for m in methods if m in scores and scores[m] - scores[best] <= noise(m)]
+    chosen = min(tied, key=lambda m: (COMPLEXITY[m], m not in PUBLISHED, scores[m]))
     return [Candidate(m, c.score, c.penalty, noise(m) if m in scores else None, m == chosen) for m, c in out.items()]
 
 
@@ -407,7 +476,7 @@ def analyse_sweep(
     landscape = None
     if has_nd:
         try:
-            landscape = fit_landscape(runs, bootstrap=min(bootstrap // 4, 100), seed=seed)
+            landscape = fit_landscape(runs, seed=seed)
         except (ScaletuneError, ValueError, np.linalg.LinAlgError) as exc:
             notes.append(f"joint landscape: not fitted ({exc})")
     candidates: list[Candidate] = []
@@ -415,6 +484,16 @@ def analyse_sweep(
     kappa = None
     if select and has_nd:
         candidates, folds_out, kappa = _backtest(runs, optima, slices, landscape, band, seed)
+    joint = {Method.BATCH_JOINT_D: ("D",), Method.BATCH_JOINT_ND: ("N", "D"), Method.LR_JOINT: "auto",
+             Method.LOSS_CHINCHILLA_JOINT: "auto", Method.LOSS_COMPUTE_JOINT: "auto"}
+    chosen_joint = [joint[c.method] for c in candidates if c.chosen and c.method in joint]
+    if chosen_joint and landscape is not None:
+        # A joint rule decides: its intervals come from a residual bootstrap over the fixed design (refits).
+        batch_vars = next((v for v in chosen_joint if v != "auto"), "auto")
+        try:
+            landscape = fit_landscape(runs, batch_vars=batch_vars, bootstrap=max(min(bootstrap // 8, 50), 20), seed=seed)
+        except (ScaletuneError, ValueError, np.linalg.LinAlgError) as exc:
+            notes.append(f"joint landscape: bootstrap refit failed ({exc}); asymptotic normal intervals")
     return SweepAnalysis(runs=runs, optima=tuple(optima), slices=None if slices is None else tuple(slices), laws=laws,
                          landscape=landscape, candidates=tuple(candidates), folds=tuple(folds_out), ladder=ladder,
                          loss_error_per_unit=kappa, band=band, seed=seed, notes=tuple(notes))
@@ -443,28 +522,24 @@ def _backtest(runs, optima, slices, landscape, band, seed):
         fold = Fold(runs=_fold_runs(runs, train), optima=[o for o in optima if _key(o.scale) in train],
                     slices=None if slices is None else [s for s in slices if _key(s.scale) in train])
         for s in held:
-            local = _local(_fold_runs(runs, {_key(s)}))
-            if local is None:
+            try:
+                ho = _HeldOut(_fold_runs(runs, {_key(s)}), seed)
+            except (ScaletuneError, ValueError, KeyError):
                 continue
-            land, swept = local
-            fixed = None
-            if not swept:
-                b = _fold_runs(runs, {_key(s)}).get("batch_size")
-                fixed = float(b.mode().iloc[0]) if b is not None and b.notna().any() else None
-            th = np.vstack([land.params[None], land.draws(_LAND_DRAWS, seed)])
             ladder = np.log([[o.scale["N"], o.scale["D"]] for o in fold.optima])
-            fold.held.append({"point": {"N": s["N"], "D": s["D"]}, "landscape": land, "theta": th, "swept": swept,
-                              "batch": fixed, "edge": land.scales[0]["edge"],
-                              "distance": hull_distance(ladder, np.log([s["N"], s["D"]]))})
+            fold.held.append({"point": {"N": s["N"], "D": s["D"]}, "surface": ho, "swept": ho.swept, "batch": ho.batch,
+                              "edge": ho.edge, "distance": hull_distance(ladder, np.log([s["N"], s["D"]]))})
         if fold.held:
             folds.append(fold)
     if not folds:
         return [], [], None
 
-    def run_role(methods, fitter, evaluate):
+    def run_role(methods, fitter, evaluate, scorable=lambda h: True):
         per_draw: dict = {m: [] for m in methods}
         points: dict = {m: [] for m in methods}
         for fold in folds:
+            if not any(scorable(h) for h in fold.held):
+                continue  # e.g. no held-out scale of this fold swept the batch size
             for m in methods:
                 pred = fitter(m, fold, band, seed)
                 vals = [evaluate(pred, h) if pred is not None else None for h in fold.held]
@@ -482,12 +557,12 @@ def _backtest(runs, optima, slices, landscape, band, seed):
         if not h["swept"]:
             return None
         _, draws = pred(h["point"])
-        return _batch_penalty(h["landscape"], h["theta"], draws)
+        return h["surface"].pen_b(draws)
 
     batch_folds_exist = any(h["swept"] for f in folds for h in f.held)
     batch_c = []
     if batch_folds_exist:
-        per_draw, points = run_role(BATCH_ORDER, fit_batch, eval_batch)
+        per_draw, points = run_role(BATCH_ORDER, fit_batch, eval_batch, scorable=lambda h: h["swept"])
         batch_c = _choose(BATCH_ORDER, per_draw, points)
     chosen_b = next((c.method for c in batch_c if c.chosen), None)
 
@@ -496,18 +571,18 @@ def _backtest(runs, optima, slices, landscape, band, seed):
         batch = h["batch"]
         if h["swept"]:
             if chosen_b is None:
-                batch = float(np.exp(h["landscape"].params[h["landscape"].names.index("p_0")]))
+                batch = h["surface"].batch_opt()
             else:
                 batch = h["batch_pred"]
         _, draws = pred(h["point"], batch)
-        return _lr_penalty(h["landscape"], h["theta"], draws, batch)
+        return h["surface"].pen_lr(draws, batch)
 
     for fold in folds:
         bp = fit_batch(chosen_b, fold, band, seed) if chosen_b is not None else None
         for h in fold.held:
             h["batch_pred"] = bp(h["point"])[0] if (bp is not None and h["swept"]) else None
             if h["swept"] and h["batch_pred"] is None:
-                h["batch_pred"] = float(np.exp(h["landscape"].params[h["landscape"].names.index("p_0")]))
+                h["batch_pred"] = h["surface"].batch_opt()
     per_draw, points = run_role(LR_ORDER, fit_lr, eval_lr)
     lr_c = _choose(LR_ORDER, per_draw, points)
 
@@ -520,13 +595,13 @@ def _backtest(runs, optima, slices, landscape, band, seed):
             laws = fold.laws()
         except ScaletuneError:
             pass
-        joint = fold.joint(("D",)) or fold.joint(None)
+        joint = fold.joint("auto")
         fitted = {}
         if laws is not None:
             rows = _optima_rows(laws)
             for m, law in ((Method.LOSS_CHINCHILLA, "chinchilla"), (Method.LOSS_COMPUTE, "compute")):
                 fitted[m] = (_loss_law_fit(law, rows) if rows is not None else None, laws.loss_batch, None)
-        if joint is not None:
+        if joint is not None and _joint_rows(joint) is not None:
             rows, w = _joint_rows(joint)
             for m, law in ((Method.LOSS_CHINCHILLA_JOINT, "chinchilla"), (Method.LOSS_COMPUTE_JOINT, "compute")):
                 fitted[m] = (_loss_law_fit(law, rows, w), None, joint)
@@ -537,16 +612,14 @@ def _backtest(runs, optima, slices, landscape, band, seed):
                 continue
             e = []
             for h in fold.held:
-                land = h["landscape"]
-                L_h = land.params[0]
                 pred = float(res.predict(_pt(h["point"]))[0])
                 b = h["batch"] if not h["swept"] else at_batch
-                obs = L_h + (float(land.penalty({}, None, b)) if (b is not None and land.batch_vars is not None) else 0.0)
+                obs, obs_se = h["surface"].observed(b)
                 if jl is not None and b is not None and jl.batch_vars is not None:
                     pred += float(jl.penalty(h["point"], None, b))
                 e.append(100 * abs(pred / obs - 1))
-                if m == LOSS_ORDER[0]:
-                    se.append(100 * land.scales[0]["L_se"] / L_h)
+                if m == LOSS_ORDER[0] and math.isfinite(obs_se):
+                    se.append(100 * obs_se / obs)
                 errs[m].append((pred / obs - 1, h["distance"]))
             loss_pts[m].append(float(np.mean(e)))
     loss_noise = 2 * float(np.sqrt(np.mean(np.square(se)))) if se else 0.0
@@ -559,6 +632,7 @@ def _backtest(runs, optima, slices, landscape, band, seed):
     if len(pairs) and np.sqrt(np.mean(pairs[:, 1] ** 2)) > 0.05:
         kappa = float(np.sqrt(np.mean(pairs[:, 0] ** 2)) / np.sqrt(np.mean(pairs[:, 1] ** 2)))
     records = [{"held_out": [h["point"] for h in f.held], "train_scales": len(f.optima),
+                "surface": [h["surface"].kind for h in f.held],
                 "distance": [h["distance"] for h in f.held], "edge": [h["edge"] for h in f.held],
                 "batch_swept": [h["swept"] for h in f.held]} for f in folds]
     return batch_c + lr_c + loss_c, records, kappa
@@ -573,7 +647,14 @@ def _optima_rows(laws: HparamLaws) -> pd.DataFrame | None:
                          "C": [_C(o.scale) for o in use], "loss": [o.loss_ for o in use]})
 
 
-def _joint_rows(land: JointLandscape) -> tuple[pd.DataFrame, np.ndarray]:
+def _joint_rows(land: JointLandscape) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """The landscape's optimum losses as loss-law rows with weights, or None where they are not the loss at
+    a tested batch size: scales that did not sweep the batch size have their optimum at B* extrapolated,
+    which a law of the loss at the optimum cannot use."""
+    if land.batch_vars is not None and not all(s.get("swept_b", True) for s in land.scales):
+        return None
+    if any(not s["L"] > 0 for s in land.scales):
+        return None
     rows = pd.DataFrame({"N": [s["N"] for s in land.scales], "D": [s["D"] for s in land.scales],
                          "loss": [s["L"] for s in land.scales]})
     rows["C"] = 6 * rows["N"] * rows["D"]
