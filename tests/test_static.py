@@ -1,4 +1,5 @@
-"""Static checks: ruff with the rule set of pyproject.toml ([tool.ruff]) over src and tests."""
+"""Static checks: ruff with the rule set of pyproject.toml ([tool.ruff]) over src and tests, and mypy on the
+modules [tool.mypy] lists."""
 
 from __future__ import annotations
 
@@ -16,4 +17,14 @@ RUFF = Path(sys.executable).with_name("ruff")
 def test_ruff_check():
     proc = subprocess.run([str(RUFF), "check", "--no-cache", "--output-format", "concise", "src", "tests"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+MYPY = Path(sys.executable).with_name("mypy")
+
+
+@pytest.mark.slow  # about 40 s of CPU without mypy's cache
+@pytest.mark.skipif(not MYPY.exists(), reason="mypy is not installed (the dev extra)")
+def test_mypy():
+    proc = subprocess.run([str(MYPY)], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)  # files: [tool.mypy]
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

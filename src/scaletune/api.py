@@ -161,7 +161,7 @@ def allocate(fit: FitResult | str | Path, compute: float) -> Allocation:
     from scaletune.laws import allocate as run_allocate, load_fit
     from scaletune.laws.published import ALLOCATION_ONLY
 
-    if isinstance(fit, (str, Path)) and str(fit).removeprefix("published:") not in ALLOCATION_ONLY:
+    if isinstance(fit, Path) or (isinstance(fit, str) and fit.removeprefix("published:") not in ALLOCATION_ONLY):
         fit = load_fit(fit)
     return run_allocate(fit, compute)
 
