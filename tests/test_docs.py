@@ -1,4 +1,4 @@
-"""Docs that cannot go stale: the examples of docs/ marked ``<!-- check -->`` run, and the numbers the page
+"""Docs that cannot go stale: the examples of README.md and docs/ marked ``<!-- check -->`` run, and the numbers the page
 shows are compared with the numbers they print; ``mkdocs build --strict`` passes.
 
 A checked block is the fenced block right after the marker:
@@ -62,7 +62,7 @@ def checked_blocks(page: Path) -> list[Block]:
             k = j + 1
             while not lines[k].startswith("```"):
                 k += 1
-            out.append(Block(page.relative_to(DOCS).as_posix(), j + 1, fence.group(1), "\n".join(lines[j + 1:k]),
+            out.append(Block(page.relative_to(ROOT).as_posix(), j + 1, fence.group(1), "\n".join(lines[j + 1:k]),
                              bool(mark.group(1))))
             i = k
         i += 1
@@ -157,7 +157,8 @@ def run_blocks(blocks: list[Block], workdir: Path) -> list[str]:
     return failures
 
 
-PAGES = sorted(p for p in DOCS.rglob("*.md") if checked_blocks(p))
+PAGES = sorted(p for p in [ROOT / "README.md", *DOCS.rglob("*.md")] if checked_blocks(p))
+IDS = [p.relative_to(ROOT).as_posix() for p in PAGES]
 
 
 @pytest.fixture
@@ -177,13 +178,13 @@ def _check(page: Path, slow: bool, workdir: Path) -> None:
     assert not failures, "\n\n".join(failures)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(DOCS).as_posix() for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=IDS)
 def test_page_examples(page, workdir):
     _check(page, False, workdir)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(DOCS).as_posix() for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=IDS)
 def test_page_examples_slow(page, workdir):
     _check(page, True, workdir)
 
