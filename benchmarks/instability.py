@@ -188,12 +188,15 @@ def main() -> None:
         with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
             for row in pool.map(one_run, todo):
                 rows.append(row)
-                # written after every run so an interrupted benchmark keeps what it trained
-                pd.concat([cached, pd.DataFrame(rows)], ignore_index=True).to_csv(out, index=False)
+                # written after every run (atomically) so an interrupted benchmark keeps what it trained
+                pd.concat([cached, pd.DataFrame(rows)], ignore_index=True).to_csv(out.with_suffix(".tmp"), index=False)
+                out.with_suffix(".tmp").replace(out)
         cached = pd.read_csv(out)
     wanted = {(a, c["width"], c["lr"], c["seed"], args.steps) for a, c in jobs}
     runs = cached[[tuple(r) in wanted for r in cached[KEY].astype(object).itertuples(index=False)]]
-    runs = runs.reset_index(drop=True)
+    # only complete sweeps (every rate of the grid) enter the sensitivity: a partial one would understate it
+    complete = runs.groupby(["arm", "width", "seed"])["lr"].transform("nunique") == len(lrs)
+    runs = runs[complete].reset_index(drop=True)
     print(f"{len(runs)} runs ({len(todo) if not args.report_only else 0} trained now, "
           f"{time.perf_counter() - start:.0f} s wall now; {runs['seconds'].sum():.0f} s summed over the runs); "
           f"{args.steps} steps x {args.batch_size} tokens, depth {args.depth}, seq_len {args.seq_len}, "
