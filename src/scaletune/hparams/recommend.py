@@ -50,6 +50,7 @@ class Recommendation:
     laws: HparamLaws
     notes: tuple[str, ...] = ()
     analysis: SweepAnalysis | None = None  # the sweep analysis it was computed from (candidates, landscape, folds)
+    stability: dict[str, Any] | None = None  # recommended lr vs the predicted stability edge (`edge_margin`)
 
     @property
     def transfer(self) -> TransferReport | None:
@@ -72,6 +73,7 @@ class Recommendation:
             "laws": self.laws.to_dict(),
             "notes": list(self.notes),
             "selection": None if self.analysis is None else self.analysis.to_dict(),
+            "stability": self.stability,
             "candidates": [] if self.analysis is None else [c.to_dict() for c in self.analysis.candidates],
         }
 
@@ -546,8 +548,25 @@ def recommend(
     if param in ("mup", "completep"):
         notes.append(f"under {param} the recommended lr is the base rate of the parameterisation; the published "
                      "laws give a standard-parameterisation AdamW rate (compare with care)")
+    stability = _stability_margin(runs, target, lr.value, seed)
+    if stability and stability["within"]:
+        e = stability["edge"]
+        notes.append(f"stability: the recommended lr {lr.value:.3g} lies within a factor {stability['factor']:g} of the "
+                     f"predicted stability edge {e['value']:.3g} [{e['interval'][0]:.3g}, {e['interval'][1]:.3g}] at the "
+                     "target: a lower rate is safer")
     return Recommendation(
         target=target, lr=lr, batch_size=batch, batch_sequences=seqs, seq_len=seq_len, steps=steps, warmup=warmup,
         schedule=schedule, param=param, loss=loss, published=pub, optima=tuple(optima), laws=laws, notes=tuple(notes),
-        analysis=analysis,
+        analysis=analysis, stability=stability,
     )
+
+
+def _stability_margin(runs: pd.DataFrame, target: Mapping[str, float], lr: float, seed: int) -> dict[str, Any] | None:
+    """The recommended rate against the stable range's upper edge predicted at the target
+    (`scaletune.stability.stability_edge`); None where the sweeps bracket the edge at fewer than two scales."""
+    from scaletune.stability import edge_margin, stability_edge
+
+    try:
+        return edge_margin(lr, stability_edge(runs, target, bootstrap=200, seed=seed))
+    except ScaletuneError:
+        return None
