@@ -173,10 +173,13 @@ def read_curves(
         if max_step is not None:
             keep = steps < max_step
             steps, loss, lr = steps[keep], loss[keep], None if lr is None else lr[keep]
-        # rows without a loss still give rates (a run table's curve file logs every step, evaluates some)
+        # rows without a loss still give rates (a run table's curve file logs every step, evaluates some), and
+        # rows without a rate (an evaluation at step 0, W&B logging losses and rates in separate calls) give
+        # none: the rows that have one must still cover every step, which curve_from_arrays checks
         rates = None
-        if lr is not None and np.all(np.isfinite(lr)):
-            rates = (steps, lr)
+        if lr is not None and np.isfinite(lr).any():
+            fin = np.isfinite(lr)
+            rates = (steps[fin], lr[fin])
         has = np.isfinite(loss)
         sched = _schedule_for(name, schedules) or run_specs.get(name)
         curves.append(curve_from_arrays(name, steps[has], loss[has], None if rates is None else rates[1], sched, source=source,
