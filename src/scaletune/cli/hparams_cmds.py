@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from scaletune._json import to_plain
+from scaletune.cli._tables import WIDE_OPTION
 from scaletune.errors import ScaletuneError
 
 
@@ -51,22 +52,21 @@ def load_runs(source: str, mapping: str | None = None, storage: str | None = Non
 
 
 def optima_table(optima, title: str):
-    from rich.table import Table
+    from scaletune.cli._tables import Col, FitTable
 
-    table = Table(title=title, title_justify="left")
     scale_keys = [k for k in optima[0].scale if k != "rung"] or list(optima[0].scale)
-    for k in scale_keys:
-        table.add_column(k + (" (tokens)" if k == "D" else ""), justify="right")
-    for col in ("lr* [95%]", "batch* tokens [95%]", "loss* nats", f"band lr ({optima[0].band:.2%})", "runs ok/excl", "bracketed"):
-        table.add_column(col, justify="right" if "bracketed" not in col else "left")
+    columns = [Col(k + (" (tokens)" if k == "D" else "")) for k in scale_keys] + [
+        Col("lr* [95%]"), Col("batch* tokens [95%]", priority=2), Col("loss* nats"), Col(f"band lr ({optima[0].band:.2%})", priority=3),
+        Col("runs ok/excl", priority=4), Col("bracketed", "left", priority=1, note=True)]
+    rows = []
     for o in optima:
         band = f"{fmt(o.band_lr[0])}-{fmt(o.band_lr[1])}"
         b = "-" if o.batch_size_ is None else f"{fmt(o.batch_size_)} {fmt_iv(o.batch_size_interval) if o.batch_size_interval else '(fixed)'}"
         status = "yes" if o.bracketed else f"NO: {o.message}" + (f"; try lr {', '.join(fmt(r) for r in o.next_lrs)}" if o.next_lrs else "") \
             + (f"; try batch {', '.join(fmt(r) for r in o.next_batch_sizes)}" if o.next_batch_sizes else "")
-        table.add_row(*[fmt(o.scale[k]) for k in scale_keys], f"{fmt(o.lr_)} {fmt_iv(o.lr_interval)}", b,
-                      f"{o.loss_:.4f}", band, f"{o.n_ok}/{o.n_excluded}", status)
-    return table
+        rows.append([*[fmt(o.scale[k]) for k in scale_keys], f"{fmt(o.lr_)} {fmt_iv(o.lr_interval)}", b,
+                     f"{o.loss_:.4f}", band, f"{o.n_ok}/{o.n_excluded}", status])
+    return FitTable(title, columns, rows, key=len(scale_keys))
 
 
 @click.command("optimum")
@@ -79,6 +79,7 @@ def optima_table(optima, title: str):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of the table.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write the loss-vs-lr figure (PNG/PDF/SVG).")
+@WIDE_OPTION
 def optimum_cmd(source, mapping, storage, by, band, bootstrap, seed, as_json, plot):
     """Optimal learning rate (and batch size) per scale of a sweep, with the near-optimal band,
     a bracketing check and bootstrap intervals. Diverged runs are shown, never fitted."""
@@ -96,8 +97,10 @@ def optimum_cmd(source, mapping, storage, by, band, bootstrap, seed, as_json, pl
         return
     from rich.console import Console
 
+    from scaletune.cli._tables import show
+
     console = Console()
-    console.print(optima_table(optima, f"Optimum per scale of {source} (lr*: vertex of a convex fit in ln lr; 95% bootstrap over runs)"))
+    show(console, optima_table(optima, f"Optimum per scale of {source} (lr*: vertex of a convex fit in ln lr; 95% bootstrap over runs)"))
     unbracketed = [o for o in optima if not o.bracketed]
     if unbracketed:
         console.print(f"[yellow]{len(unbracketed)} scale(s) not bracketed: their optimum is NOT used by the laws; run the proposed rates.[/]")
@@ -106,16 +109,14 @@ def optimum_cmd(source, mapping, storage, by, band, bootstrap, seed, as_json, pl
 
 
 def print_recommendation(rec, console, title: str = "Recommendation") -> None:
-    from rich.table import Table
+    from scaletune.cli._tables import Col, FitTable, show
 
     t = rec.target
     head = ", ".join(f"{k}={fmt(v, 4)}" for k, v in t.items())
-    table = Table(title=f"{title} at {head}", title_justify="left")
-    for col in ("quantity", "value", "95% interval", "extrapolation", "source"):
-        table.add_column(col, justify="right" if col in ("value", "95% interval", "extrapolation") else "left")
+    rows: list[list] = []
 
     def row(name, p, digits=3):
-        table.add_row(name, fmt(p.value, digits), fmt_iv(p.interval), f"x{p.extrapolation:.1f}", p.source)
+        rows.append([name, fmt(p.value, digits), fmt_iv(p.interval), f"x{p.extrapolation:.1f}", p.source])
 
     row("learning rate" + (f" ({rec.param} base rate)" if rec.param in ("mup", "completep") else ""), rec.lr)
     row("batch size (tokens)", rec.batch_size)
@@ -123,29 +124,27 @@ def print_recommendation(rec, console, title: str = "Recommendation") -> None:
         row(f"batch size (sequences of {rec.seq_len})", rec.batch_sequences)
     w = rec.warmup
     if w.get("steps") is None:  # the runs carry no warm-up: nothing is recommended, and 0 would read as advice
-        table.add_row("warm-up (steps)", "not in the runs", "-", "-", "add a warmup column (steps) to recommend one")
+        rows.append(["warm-up (steps)", "not in the runs", "-", "-", "add a warmup column (steps) to recommend one"])
     else:
-        table.add_row("warm-up (steps)", str(w["steps"]), fmt_iv(w.get("steps_interval")), "-",
-                      f"{w['fraction']:.1%} of {rec.steps} steps; {w.get('source')}")
-    table.add_row("schedule", rec.schedule, "-", "-", "-" if rec.schedule == "not in the runs" else "as in the proxies")
-    table.add_row("parameterisation", rec.param, "-", "-", "as in the proxies")
+        rows.append(["warm-up (steps)", str(w["steps"]), fmt_iv(w.get("steps_interval")), "-",
+                     f"{w['fraction']:.1%} of {rec.steps} steps; {w.get('source')}"])
+    # The spec with a space after each comma (Schedule.parse accepts it): it wraps there, never inside a number.
+    rows.append(["schedule", rec.schedule.replace(",", ", "), "-", "-", "-" if rec.schedule == "not in the runs" else "as in the proxies"])
+    rows.append(["parameterisation", rec.param, "-", "-", "as in the proxies"])
     if rec.loss is not None:
         row("final loss (nats/token)", rec.loss, 4)
     else:
-        table.add_row("final loss (nats/token)", "-", "-", "-", "no loss law (too few scales)")
-    console.print(table)
+        rows.append(["final loss (nats/token)", "-", "-", "-", "no loss law (too few scales)"])
+    show(console, FitTable(f"{title} at {head}", [Col("quantity", "left", wrap=True), Col("value", wrap=True), Col("95% interval", priority=1),
+                                                  Col("extrapolation", priority=2), Col("source", "left", note=True)], rows))
 
-    pub = Table(title="What the published laws would set at the same target", title_justify="left")
-    for col in ("law", "lr", "lr / recommended", "in our interval", "batch (tokens)", "batch / recommended", "inputs"):
-        pub.add_column(col, justify="left" if col in ("law", "inputs") else "right")
-    for name, p in rec.published.items():
-        pub.add_row(name, fmt(p["lr"]), f"x{p['lr_ratio_to_recommended']:.2f}", "yes" if p["lr_inside_interval"] else "no",
-                    fmt(p["batch_size"]), f"x{p['batch_ratio_to_recommended']:.2f}", p["inputs"])
-    console.print(pub)
+    pub = [[name, fmt(p["lr"]), f"x{p['lr_ratio_to_recommended']:.2f}", "yes" if p["lr_inside_interval"] else "no",
+            fmt(p["batch_size"]), f"x{p['batch_ratio_to_recommended']:.2f}", p["inputs"]] for name, p in rec.published.items()]
+    show(console, FitTable("What the published laws would set at the same target",
+                           [Col("law", "left"), Col("lr"), Col("lr / recommended", priority=1), Col("in our interval", priority=2),
+                            Col("batch (tokens)"), Col("batch / recommended", priority=1), Col("inputs", "left", note=True)], pub))
 
-    laws = Table(title="Laws fitted on the proxies' optima (95% intervals; check = largest scale held out)", title_justify="left")
-    for col in ("law", "k", "exponents", "scales", "held-out check"):
-        laws.add_column(col)
+    laws = []
     for name, law in rec.laws.laws.items():
         k, kiv = law.coefficient
         exps = ", ".join(f"{v}: {e:+.3f} {fmt_iv(iv)}" for v, (e, iv) in law.exponents.items())
@@ -154,9 +153,11 @@ def print_recommendation(rec, console, title: str = "Recommendation") -> None:
             p = law.holdout["points"][0]
             check = f"pred {fmt(p['predicted'])} vs {fmt(p['observed'])} (x{p['ratio']:.2f}, {'covered' if p['covered'] else 'NOT covered'})"
         elif law.holdout:
-            check = law.holdout.get("skipped", "-")[:60]
-        laws.add_row(name, f"{fmt(k)} {fmt_iv(kiv)}", exps, str(law.scales), check)
-    console.print(laws)
+            check = law.holdout.get("skipped", "-")
+        laws.append([name, f"{fmt(k)} {fmt_iv(kiv)}", exps, str(law.scales), check])
+    show(console, FitTable("Laws fitted on the proxies' optima (95% intervals; check = largest scale held out)",
+                           [Col("law", "left"), Col("k", priority=2), Col("exponents", "left", wrap=True), Col("scales", priority=3),
+                            Col("held-out check", "left", note=True)], laws))
     print_selection(rec, console)
     tr = rec.transfer
     if tr is not None and tr.rows:
@@ -172,23 +173,20 @@ _ROLE_TITLE = {"batch_size": "batch size", "lr": "learning rate", "loss": "loss 
 
 def print_selection(rec, console) -> None:
     """The candidates per role with their held-out scores, and the joint landscape's line."""
-    from rich.table import Table
+    from scaletune.cli._tables import Col, FitTable, show
 
     a = rec.analysis
     if a is None:
         return
     if a.candidates:
         held = "; ".join(", ".join(f"N={fmt(p['N'])} D={fmt(p['D'])}" for p in f["held_out"]) for f in a.folds)
-        t = Table(title=f"Candidates scored on held-out scales ({held}): expected loss penalty, % of the optimum "
-                        "(loss law: |error| %); within the noise of the best: fewest exponents, then published, then score",
-                  title_justify="left")
-        for col in ("role", "candidate", "score %", "per fold %", "noise %", "chosen"):
-            t.add_column(col, justify="right" if "%" in col else "left")
-        for c in a.candidates:
-            t.add_row(_ROLE_TITLE[c.role], c.method.value, fmt(c.score, 2) if c.score is not None else "-",
-                      ", ".join(fmt(p, 2) if p is not None else "-" for p in c.penalty), fmt(c.noise, 2),
-                      "[bold]yes[/]" if c.chosen else "")
-        console.print(t)
+        rows = [[_ROLE_TITLE[c.role], c.method.value, fmt(c.score, 2) if c.score is not None else "-",
+                 ", ".join(fmt(p, 2) if p is not None else "-" for p in c.penalty), fmt(c.noise, 2),
+                 "[bold]yes[/]" if c.chosen else ""] for c in a.candidates]
+        show(console, FitTable(f"Candidates scored on held-out scales ({held}): expected loss penalty, % of the optimum "
+                               "(loss law: |error| %); within the noise of the best: fewest exponents, then published, then score",
+                               [Col("role", "left", wrap=True), Col("candidate", "left", wrap=True), Col("score %"),
+                                Col("per fold %", priority=1), Col("noise %", priority=2), Col("chosen", "left")], rows))
     land = a.landscape
     if land is not None:
         exps = ", ".join(f"{n[2:]}^{land.params[land.names.index(n)]:+.3f}" for n in land.names if n.startswith("t_") and n != "t_0")
@@ -210,6 +208,7 @@ def print_selection(rec, console) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document with everything the tables show.")
 @click.option("--out", type=click.Path(file_okay=False), help="Also write recommendation.json and figures into this folder.")
+@WIDE_OPTION
 def recommend_cmd(source, target, mapping, storage, band, bootstrap, seed, as_json, out):
     """Learning rate, batch size, warm-up, schedule, parameterisation and predicted loss at a target scale,
     from a sweep of proxies (a run table or a study), beside StepLaw and DeepSeek LLM."""
@@ -242,6 +241,7 @@ def recommend_cmd(source, target, mapping, storage, band, bootstrap, seed, as_js
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: scaletune-out-demo-<time>).")
 @click.option("--tiny", is_flag=True, help="A minute-long version of the whole loop (what CI runs).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: CPU cores).")
+@WIDE_OPTION
 def demo_cmd(out, tiny, workers):
     """The whole loop on embedded defaults: a ladder of muP proxies swept on the bundled text (SQLite study,
     local runner), the fits, a recommendation for a target >= 8x the largest proxy, then the target trained

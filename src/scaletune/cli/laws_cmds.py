@@ -17,6 +17,7 @@ import click
 import numpy as np
 import pandas as pd
 
+from scaletune.cli._tables import WIDE_OPTION, Col, FitTable, show
 from scaletune.errors import ScaletuneError
 from scaletune.runtable import parse_assignments, parse_point, read_table
 
@@ -104,14 +105,11 @@ def _echo_json(doc) -> None:
 
 def _table(title: str, columns: list[str], rows: list[list]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
-    for c in columns:
-        table.add_column(c, justify="right" if c not in ("name", "quantity", "check") else "left")
-    for row in rows:
-        table.add_row(*[r if isinstance(r, str) else _fmt(r) for r in row])
-    Console(width=140).print(table)
+    # At the terminal's width: the first four columns stay, the others move below the table when it is too wide.
+    cols = [Col(c, "left" if c in ("name", "quantity", "check") else "right", priority=max(0, i - 3), wrap=c == "check")
+            for i, c in enumerate(columns)]
+    show(Console(), FitTable(title, cols, [[r if isinstance(r, str) else _fmt(r) for r in row] for row in rows]))
 
 
 def _fit_doc(result) -> dict:
@@ -188,6 +186,7 @@ def _print_fit(result, law) -> None:
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a figure (PNG, PDF or SVG).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
 @LAWS_FROM
+@WIDE_OPTION
 def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, groups, intervals, by, with_backtest, weights, fix,
             objective, seed, out, plot, as_json, laws_from, chance):
     """Fit a scaling law to a run table (CSV, Parquet, JSON lines) with bootstrap intervals."""
@@ -248,6 +247,7 @@ def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, grou
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (every fold and held-out point).")
 @LAWS_FROM
+@WIDE_OPTION
 def backtest_cmd(data, example, law_name, mapping, y, where, by, horizon, intervals, bootstrap, groups, fix, objective, seed,
                  as_json, laws_from):
     """Rolling-origin backtest: fit on the scales up to each origin, predict the larger ones, errors vs distance."""
@@ -293,19 +293,20 @@ def backtest_cmd(data, example, law_name, mapping, y, where, by, horizon, interv
 
 @click.command("laws")
 @LAWS_FROM
+@WIDE_OPTION
 def laws_cmd(laws_from):
     """List the law catalogue and the published laws."""
     from scaletune.laws import get_law, law_names
     from scaletune.laws.published import ALLOCATION_ONLY, PUBLISHED
 
     _import_laws(laws_from)
-    for name in law_names():
-        law = get_law(name.replace(":VARS", ""))
-        click.echo(f"{name:22s} {law.formula}")
-    for name, pub in PUBLISHED.items():
-        click.echo(f"published:{name:12s} {pub.law} ({pub.convention}) - {pub.citation}")
-    for name, (_, cite) in ALLOCATION_ONLY.items():
-        click.echo(f"published:{name:12s} allocation only - {cite}")
+    rows = [[name, get_law(name.replace(":VARS", "")).formula, "-"] for name in law_names()]
+    rows += [[f"published:{name}", f"{pub.law} ({pub.convention})", pub.citation] for name, pub in PUBLISHED.items()]
+    rows += [[f"published:{name}", "allocation only", cite] for name, (_, cite) in ALLOCATION_ONLY.items()]
+    from rich.console import Console
+
+    show(Console(), FitTable("law catalogue and published laws", [Col("name", "left"), Col("formula / law (convention)", "left", wrap=True),
+                                                                  Col("source", "left", note=True)], rows))
 
 
 @click.command("predict")
@@ -317,6 +318,7 @@ def laws_cmd(laws_from):
               "(--at N=...,M=... with M = D/N tokens per parameter, or N=...,D=...).")
 @click.option("--chance", type=float, help="Check a downstream fit against this chance-level error.")
 @LAWS_FROM
+@WIDE_OPTION
 def predict_cmd(fit_spec, points, level, as_json, laws_from, then, chance):
     """Predict with a fitted or published law, with its interval and how far it extrapolates."""
     from scaletune.laws import load_fit
@@ -361,6 +363,7 @@ def predict_cmd(fit_spec, points, level, as_json, laws_from, then, chance):
 @click.option("--compute", "computes", multiple=True, type=float, help="Compute budget C in FLOPs (C = 6ND); repeatable.")
 @click.option("--loss", "losses", multiple=True, type=float, help="Target loss: the compute needed to reach it; repeatable.")
 @click.option("--json", "as_json", is_flag=True)
+@WIDE_OPTION
 def allocate_cmd(fit_spec, computes, losses, as_json):
     """Compute-optimal N*, D* (and the loss there) for a budget, or the compute that reaches a loss."""
     from scaletune.laws import allocate, compute_for_loss, load_fit
@@ -404,6 +407,7 @@ def allocate_cmd(fit_spec, computes, losses, as_json):
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the N*(C) fit as JSON (usable by `predict`).")
 @click.option("--plot", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
+@WIDE_OPTION
 def isoflop_cmd(data, example, mapping, where, interpolation, bootstrap, unweighted, no_cross_check, seed, out, plot, as_json):
     """IsoFLOP analysis (Chinchilla Approach 2): optimum per budget, then N*(C) = k C^a and D*(C) = k' C^b."""
     from scaletune.laws import isoflop

@@ -229,16 +229,17 @@ def _analyse_curves(data, curve_table: pd.DataFrame | None, bootstrap: int, seed
     notes = [f"{len(problems)} curve(s) left out ({problems[0]})"] if problems else []
     try:
         # The converged fit (not the slower published protocol: the report draws, `curves fit` chooses), with
-        # leave-one-curve-out for the law's own error in the intervals; a tenth of the fits' bootstrap.
+        # leave-one-curve-out for the law's own error in the intervals; a twentieth of the fits' bootstrap.
         with np.errstate(all="ignore"):  # the optimiser probes outside the law's domain; those steps are rejected
             data.curve_fit = fit_curves(data.curves, law="multipower", method="lbfgs", cv=True,
-                                        n_boot=bootstrap // 10, seed=seed)
+                                        n_boot=bootstrap // 20, seed=seed)
     except ScaletuneError as exc:
         notes.append(f"no curve law: {exc}")
     rec = data.recommendation
     if data.curve_fit is not None and rec is not None:
         try:
-            data.curve_prediction = data.curve_fit.predict(Schedule.parse(rec.schedule))
+            with np.errstate(all="ignore"):
+                data.curve_prediction = data.curve_fit.predict(Schedule.parse(rec.schedule))
         except ScaletuneError as exc:
             notes.append(f"no predicted curve under the target's schedule {rec.schedule!r}: {exc}")
     elif data.curve_fit is not None:
@@ -290,7 +291,7 @@ def write_folder_report(folder: str | Path, *, optima: Sequence | None = None, r
 @click.option("--map", "mapping", help="Column mapping canonical=source, e.g. lr=learning_rate,loss=val_loss.")
 @click.option("--curves", type=click.Path(dir_okay=False), help="Loss curves (run_id, step, lr, loss), e.g. from `export --curves`.")
 @click.option("--bootstrap", type=int, default=200, show_default=True,
-              help="Bootstrap replicates of the fits (of the loss-curve law: a tenth of it).")
+              help="Bootstrap replicates of the fits (of the loss-curve law: a twentieth of it).")
 @click.option("--seed", type=int, default=0, show_default=True)
 def report_cmd(source, target, out, mapping, curves, bootstrap, seed):
     """Write one self-contained HTML page (interactive plotly figures, no network needed) of a study

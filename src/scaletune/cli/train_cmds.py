@@ -13,23 +13,23 @@ from typing import Any
 
 import click
 
+from scaletune.cli._tables import WIDE_OPTION
 from scaletune.errors import ScaletuneError
 from scaletune.runtable import parse_assignments
 
 
 def _print_table(rows: list[dict[str, Any]], title: str, formats: dict[str, str] | None = None) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=title, show_lines=False)
+    from scaletune.cli._tables import Col, FitTable, show
+
     if not rows:
         return
-    for key in rows[0]:
-        table.add_column(key, justify="left" if isinstance(rows[0][key], str) else "right")
-    for row in rows:
-        table.add_row(*(format(v, (formats or {}).get(k, "")) if isinstance(v, float) else str(v)
-                        for k, v in row.items()))
-    Console(width=200).print(table)
+    # At the terminal's width: the first four columns stay, the others move below the table when it is too wide.
+    cols = [Col(key, "left" if isinstance(rows[0][key], str) else "right", priority=max(0, i - 3))
+            for i, key in enumerate(rows[0])]
+    show(Console(), FitTable(title, cols, [[format(v, (formats or {}).get(k, "")) if isinstance(v, float) else str(v)
+                                            for k, v in row.items()] for row in rows]))
 
 
 def _load_model(spec: str):
@@ -66,6 +66,7 @@ def _load_model(spec: str):
               help="Schedule kind or spec without steps/lr, e.g. 'wsd:cooldown=0.2,shape=1-sqrt'.")
 @click.option("--set", "extra", default="", help="Other run config keys, e.g. 'batch_size=4096,seed=1,tied=true'.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the run-table row (JSON, with its curve) here.")
+@WIDE_OPTION
 def train_cmd(width: int, depth: int, tokens: float, lr: float, param: str, schedule: str, extra: str,
               out: str | None) -> None:
     """Train the built-in LM on the bundled Shakespeare text and print its run-table row."""
@@ -102,6 +103,7 @@ def train_cmd(width: int, depth: int, tokens: float, lr: float, param: str, sche
 @click.option("--tied/--untied", default=False, help="Built-in LM: tie embedding and readout.")
 @click.option("--role", "role_specs", multiple=True, help="REGEX=ROLE override (roles: input, hidden, readout, vector).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON lines instead of a table.")
+@WIDE_OPTION
 def param_table_cmd(model_spec: str, param: str, width: float | None, base_width: float | None, depth: float | None,
                     base_depth: float | None, alpha: float, lr: float, weight_decay: float, eps: float,
                     optimizer: str, tied: bool, role_specs: tuple[str, ...], as_json: bool) -> None:
@@ -146,6 +148,7 @@ def param_table_cmd(model_spec: str, param: str, width: float | None, base_width
 @click.option("--set", "extra", default="", help="Run config keys, e.g. 'lr=0.003,depth=4,mlp=swiglu'.")
 @click.option("--out", type=click.Path(file_okay=False), default="coord_check", show_default=True,
               help="Folder for coord_check.csv and coord_check.png.")
+@WIDE_OPTION
 def coord_check_cmd(params: tuple[str, ...], axis: str, widths: str, depths: str, steps: int, seeds: int, extra: str,
                     out: str) -> None:
     """Record every layer's activation RMS per step at several widths (or depths); print the log-log slopes
@@ -186,6 +189,7 @@ def coord_check_cmd(params: tuple[str, ...], axis: str, widths: str, depths: str
 @click.option("--steps", type=int, help="Steps for specs that do not give steps=.")
 @click.option("--lr", type=float, help="Peak LR for specs that do not give lr=.")
 @click.option("--out", type=click.Path(dir_okay=False), default="schedules.png", show_default=True)
+@WIDE_OPTION
 def schedule_plot_cmd(specs: tuple[str, ...], steps: int | None, lr: float | None, out: str) -> None:
     """Plot learning-rate schedules given as spec strings, e.g. 'wsd:steps=1000,lr=1e-3,warmup=50,cooldown=0.2'."""
     from scaletune.report.train_plots import plot_schedules

@@ -126,6 +126,7 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
     """Run the demo; returns the check (predicted vs measured) and writes everything into ``out``."""
     from rich.console import Console
 
+    from scaletune.cli._tables import show
     from scaletune.cli.hparams_cmds import dump_json, optima_table, print_recommendation
     from scaletune.hparams.optimum import find_optima, find_optimum
     from scaletune.hparams.recommend import recommend
@@ -171,7 +172,7 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
     console.rule("2. optimum per scale and laws (proxies only)")
     with console.status("locating the optimum of each scale (convex fits, bootstrap over runs)"):
         optima = find_optima(runs, bootstrap=200)
-    console.print(optima_table(optima, "Optimum per scale (vertex of a convex fit in ln lr, 95% bootstrap over runs)"))
+    show(console, optima_table(optima, "Optimum per scale (vertex of a convex fit in ln lr, 95% bootstrap over runs)"))
     point = {"N": float(target_n["N"]), "D": float(demo.target_tokens), "N_nonembed": float(target_n["N_nonembed"]),
              "width": float(demo.target_width), "depth": float(demo.depth), "seq_len": float(demo.seq_len)}
     with console.status("fitting lr*(N, D), lr*(N, D, B), lr*(C) and the loss law (two-level bootstrap)"):
@@ -217,11 +218,10 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
         check["loss_prediction_error_percent"] = 100 * (rec.loss.value / measured - 1)
         check["loss_prediction_covered"] = bool(rec.loss.interval[0] <= measured <= rec.loss.interval[1])
 
-    from rich.table import Table
+    from scaletune.cli._tables import Col, FitTable
 
-    table = Table(title="Predicted (from proxies) vs measured (at the target)", title_justify="left")
-    for col in ("", "predicted", "measured"):
-        table.add_column(col, justify="left" if not col else "right")
+    table = FitTable("Predicted (from proxies) vs measured (at the target)",
+                     [Col("", "left", wrap=True), Col("predicted"), Col("measured", "left", wrap=True)])
     from scaletune.cli.hparams_cmds import fmt, fmt_iv
 
     table.add_row("learning rate (muP base)", f"{fmt(lr_rec)} {fmt_iv(rec.lr.interval)}",
@@ -232,7 +232,7 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
     table.add_row("recommended lr in the measured 0.25% band", "", {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[check.get("recommended_in_band")])
     if "gap_to_best_measured_percent" in check:
         table.add_row("loss gap to the best measured rate", "", f"{check['gap_to_best_measured_percent']:+.2f}%")
-    console.print(table)
+    show(console, table)
 
     # Records and figures.
     fits = {"optima": [o.to_dict() for o in optima], "laws": rec.laws.to_dict(), "recommendation": rec.to_dict(),

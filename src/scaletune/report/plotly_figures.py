@@ -359,7 +359,8 @@ def curves_figure(curves: Sequence, fit=None, prediction=None, target_loss=None,
         fig.add_trace(go.Scatter(x=c.steps, y=c.loss, mode="markers", marker={"size": 4, "color": color}, name=c.name,
                                  legendgroup=c.name, meta={"kind": "observed", "curve": c.name}), row=1, col=1)
         if fit is not None:
-            p = fit.predict(c.lrs, c.steps[c.steps >= 1])
+            with np.errstate(all="ignore"):  # the law's terms at a rate of 0 (warm-up start): no point is lost
+                p = fit.predict(c.lrs, c.steps[c.steps >= 1])
             fig.add_trace(go.Scatter(x=p.steps, y=p.loss, mode="lines", line={"color": color, "dash": "dot", "width": 1.5},
                                      name=f"{c.name}: {fit.law} law", legendgroup=c.name, showlegend=False,
                                      meta={"kind": "law", "curve": c.name}), row=1, col=1)
