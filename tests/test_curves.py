@@ -325,10 +325,10 @@ def test_cli_fit_predict_compare_optimise(tmp_path, capsys):
                "--max-step", "24000", "--boot", "2", "--out", str(out), "--plot", str(tmp_path / "fit.png")])
     assert rc == 0 and out.exists() and (tmp_path / "fit.png").stat().st_size > 10000
     text = capsys.readouterr().out
-    assert "lam=" in text and "law error added to prediction intervals: relative sd" in text and "(residuals, n = 437;" in text
+    assert "lam=" in text and "law error added to prediction intervals: relative sd" in text and "(leave-one-curve-out, n = 3)" in text
     rc = main(["curves", "predict", str(out), "--schedule", "cosine:final=0.1", "--steps", "24000", "--every", "5000"])
     text = capsys.readouterr().out
-    assert rc == 0 and "interval: parameters + law error (residuals: relative sd" in text and "parameters only" in text
+    assert rc == 0 and "interval: parameters + law error (leave-one-curve-out: relative sd" in text and "parameters only" in text
     pub = _write_published(tmp_path)
     rc = main(["curves", "predict", pub, "--schedule", "wsd:decay_start=20000,shape=exp,final=0.1", "--steps", "24000", "--json"])
     pred = json.loads(capsys.readouterr().out)
