@@ -1,7 +1,8 @@
 """`scaletune report`: one self-contained HTML page of a study, a demo's output folder or a run table.
 
-The analyses run here (optimum per scale, laws, recommendation, curve law, isoFLOP); `scaletune.report.html`
-only draws their results. A section whose data is missing says what is missing; the rest is still written.
+The analyses run here (optimum per scale, laws, recommendation, curve law, isoFLOP, stability); the module
+`scaletune.report.html` only draws their results. A section whose data is missing says what is missing; the
+rest is still written.
 """
 
 from __future__ import annotations
@@ -146,10 +147,10 @@ def curves_of_largest_scale(runs: pd.DataFrame, curve_table: pd.DataFrame) -> tu
 def _isoflop_input(runs: pd.DataFrame, optima: Sequence) -> pd.DataFrame:
     """(C, N, D, loss) rows: the loss at each scale's optimum where the table is a sweep, else its ok runs."""
     if optima:
-        from scaletune.report.plotly_figures import _compute
+        from scaletune.report.plotly_figures import scale_compute
 
         use = [o for o in optima if o.lr_bracketed and "N" in o.scale and "D" in o.scale]
-        return pd.DataFrame({"C": [_compute(o) for o in use], "N": [o.scale["N"] for o in use],
+        return pd.DataFrame({"C": [scale_compute(o) for o in use], "N": [o.scale["N"] for o in use],
                              "D": [o.scale["D"] for o in use], "loss": [o.loss_ for o in use]})
     from scaletune.runtable import require_columns
 

@@ -166,7 +166,7 @@ def _grid(values: Sequence[float], pad: float = 1.3) -> np.ndarray:
     return np.geomspace(min(v) / pad, max(v) * pad, 80)
 
 
-def _compute(o) -> float:
+def scale_compute(o) -> float:
     """C of an optimum's scale: its run table's C column where constant, else 6ND."""
     c = pd.to_numeric(pd.Series([o.extra.get("C")]), errors="coerce").iloc[0]
     return float(c) if c > 0 else 6.0 * o.scale["N"] * o.scale["D"]
@@ -313,13 +313,13 @@ def loss_law_figure(optima: Sequence, laws, rec=None):
         sel = [o for o in pts if o.scale["D"] == D]
         if sel:
             fig.add_trace(go.Scatter(
-                x=[_compute(o) for o in sel], y=[o.loss_ for o in sel], mode="markers", text=[_scale_label(o.scale) for o in sel],
+                x=[scale_compute(o) for o in sel], y=[o.loss_ for o in sel], mode="markers", text=[_scale_label(o.scale) for o in sel],
                 error_y={"type": "data", "symmetric": False, "array": [o.loss_interval[1] - o.loss_ for o in sel],
                          "arrayminus": [o.loss_ - o.loss_interval[0] for o in sel]},
                 name=f"loss at the optimum, D = {D:.3g}", marker={"size": 9, "color": colors[D]}, meta={"kind": "optimum", "D": D}))
     if fit is not None:
         if fit.law_.variables == ("C",):
-            cs = _grid([_compute(o) for o in pts] + ([6 * target["N"] * target["D"]] if target else []))
+            cs = _grid([scale_compute(o) for o in pts] + ([6 * target["N"] * target["D"]] if target else []))
             _law_lines(go, fig, fit, fit.law, cs, [({}, {"C": cs}, "rgb(60, 60, 60)")], {"response": "loss"})
         elif set(fit.law_.variables) <= {"N", "D"}:
             Ns = _grid([o.scale["N"] for o in pts] + ([target["N"]] if target else []))
