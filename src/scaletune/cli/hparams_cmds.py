@@ -11,7 +11,6 @@ import click
 
 from scaletune._json import to_plain
 from scaletune.cli._tables import WIDE_OPTION
-from scaletune.errors import ScaletuneError
 
 
 def dump_json(obj: Any) -> str:
@@ -31,24 +30,11 @@ def fmt_iv(iv) -> str:
 
 
 def load_runs(source: str, mapping: str | None = None, storage: str | None = None):
-    """A run table from a data file (CSV, Parquet, JSON lines), a study file (.toml) or a study name + storage."""
-    from scaletune.runtable import read_table
+    """A run table from a data file (CSV, Parquet, JSON lines), a study file (.toml) or a study name + storage:
+    `scaletune.api.load_runs`, the library's reader, so the commands and `st.load_runs` read alike."""
+    from scaletune.api import load_runs as load
 
-    path = Path(source)
-    if path.suffix.lower() == ".toml" or (storage and not path.exists()):
-        try:
-            from scaletune.study import export_runs, load_study_config
-        except ImportError as exc:  # the study extra (optuna) is missing
-            raise ScaletuneError(f"reading a study needs optuna: {exc}") from None
-        study = load_study_config(path) if path.suffix.lower() == ".toml" else source
-        runs = export_runs(study, storage)
-        if runs.empty:
-            raise ScaletuneError(f"study {source}: no finished trials yet")
-        if mapping:
-            from scaletune.runtable import parse_assignments
-            runs = runs.rename(columns={src: dst for dst, src in parse_assignments(mapping, "column mapping").items()})
-        return runs
-    return read_table(path, mapping)
+    return load(source, mapping, storage=storage)
 
 
 def optima_table(optima, title: str):
