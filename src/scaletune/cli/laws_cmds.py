@@ -10,7 +10,6 @@ import dataclasses
 import json
 import math
 import re
-from importlib import resources
 from pathlib import Path
 
 import click
@@ -22,10 +21,10 @@ from scaletune.errors import ScaletuneError
 from scaletune.runtable import parse_assignments, parse_point, read_table
 
 EXAMPLES = {
-    # name: (file in scaletune/data/laws, default law)
-    "porian": ("porian_rw_tuned.csv", "chinchilla"),
-    "datablations": ("datablations_182.csv", "data_constrained"),
-    "overtraining": ("overtraining_c4/DERIVED_c4_models.csv", "overtrained"),  # --map loss=loss_c4_val[,error=err_avg17]
+    # name (a bundled data set, `scaletune.api.example`): default law
+    "porian": "chinchilla",
+    "datablations": "data_constrained",
+    "overtraining": "overtrained",  # --map loss=loss_c4_val[,error=err_avg17]
 }
 
 
@@ -34,7 +33,9 @@ _COMPARISON = re.compile(r"(>=|<=|!=|==|>|<|largest\(|smallest\()")
 
 def example_path(name: str) -> Path:
     """Path of a bundled real data set (see scaletune/data/laws/SOURCE.md)."""
-    return Path(str(resources.files("scaletune") / "data" / "laws" / EXAMPLES[name][0]))
+    from scaletune.api import example
+
+    return example(name)
 
 
 def _load(data: str | None, example: str | None, mapping: str | None, where: str | None) -> pd.DataFrame:
@@ -197,7 +198,7 @@ def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, grou
     if law_name is None:
         if example is None:
             raise ScaletuneError("missing --law (e.g. --law chinchilla); known laws: see `scaletune laws`")
-        law_name = EXAMPLES[example][1]
+        law_name = EXAMPLES[example]
     law = get_law(law_name)
     fixed = parse_point(fix) if fix else None
     if law.name == "downstream_error":  # errors checked to lie in [0, 1]; eps bounded by the chance level
@@ -258,7 +259,7 @@ def backtest_cmd(data, example, law_name, mapping, y, where, by, horizon, interv
     if law_name is None:
         if example is None:
             raise ScaletuneError("missing --law (e.g. --law chinchilla); known laws: see `scaletune laws`")
-        law_name = EXAMPLES[example][1]
+        law_name = EXAMPLES[example]
     res = backtest(law_name, df, y=y, by=by, horizon=horizon, intervals=intervals, bootstrap=bootstrap, seed=seed,
                    objective=objective, fixed=parse_point(fix) if fix else None, groups=groups)
     if as_json:
