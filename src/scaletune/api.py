@@ -130,7 +130,13 @@ def predict(fit: FitResult | str | Path, at: Mapping[str, Any] | pd.DataFrame, *
 
 def backtest(data: Any, law: str = "chinchilla", **options: Any) -> BacktestResult:
     """Rolling-origin backtest (`scaletune.laws.backtest`): fit on the scales up to each origin, predict the
-    larger ones; errors and interval coverage against the extrapolation distance."""
+    larger ones; errors and interval coverage against the extrapolation distance.
+
+        >>> runs = load_runs(example("porian"))
+        >>> b = backtest(runs[runs["tokens_per_param"] >= 5], intervals="none")   # point predictions only
+        >>> [(f["n_test"], round(f["median_abs_rel_error"], 3)) for f in b.summary()]   # error shrinks with the gap
+        [(36, 0.067), (29, 0.052), (23, 0.039), (18, 0.021), (12, 0.016), (6, 0.011)]
+    """
     from scaletune.laws import backtest as run_backtest
 
     return run_backtest(law, _table(data), **options)
