@@ -76,6 +76,4 @@ def test_no_library_module_imports_the_cli():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
             if any(n == "scaletune.cli" or n.startswith("scaletune.cli.") for n in names):
                 offenders.append(f"{relative}:{node.lineno}")
-    # known debt (issue 14): the demo renders its recommendation with the CLI's printing helpers; it becomes
-    # its own module above hparams, as the ignore_imports entries of pyproject.toml say
-    assert [o for o in offenders if not o.startswith("hparams/demo.py:")] == []
+    assert offenders == []

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from scaletune.cli._progress import SweepProgress
 from scaletune.study import export_curves, export_runs, load_study_config, run_study
 from scaletune.study.results import open_stored_study
 
@@ -52,7 +53,8 @@ def test_scale_aware_with_the_hparams_narrow_space(tmp_path):
 def test_progress_without_a_terminal_prints_a_line_per_finished_trial(tmp_path, capsys):
     """In CI logs (stderr not a terminal) a live table would show only at the end: one line per trial instead."""
     config = study(tmp_path, space={"lr": {"log": [5e-4, 5.0], "points": 4}})
-    run_study(config, workers=1, progress=True)
+    with SweepProgress(config.name) as view:
+        run_study(config, workers=1, progress=view)
     err = capsys.readouterr().err
     counts = [int(line.split(": ")[1].split("/")[0]) for line in err.splitlines() if line.startswith("h: ") and "trials" in line]
     assert counts == sorted(counts) and counts[0] < 4 and counts[-1] == 4

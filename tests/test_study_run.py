@@ -291,7 +291,10 @@ def test_two_sweeps_with_two_workers_each_on_postgresql(tmp_path):
 def test_journal_file_storage_with_live_progress(tmp_path, capsys):
     config = load_study_config(toml_file(tmp_path, "jr", "journal.log", seeds="[0]"))
     assert config.storage.url.startswith("journal:///")
-    run_study(config, workers=2, progress=True)
+    from scaletune.cli._progress import SweepProgress
+
+    with SweepProgress(config.name) as view:
+        run_study(config, workers=2, progress=view)
     assert len(assert_exact(config)) == 6
     err = capsys.readouterr().err
     assert "jr: 6/6 trials" in err and "3 ok" in err  # the live table's last frame

@@ -232,7 +232,7 @@ def demo_cmd(out, tiny, workers):
     """The whole loop on embedded defaults: a ladder of muP proxies swept on the bundled text (SQLite study,
     local runner), the fits, a recommendation for a target >= 8x the largest proxy, then the target trained
     with the recommended settings and neighbouring rates: predicted vs measured."""
-    from scaletune.hparams.demo import run_demo
+    from scaletune.cli.demo import run_demo
 
     run_demo(out=out, tiny=tiny, workers=workers)
 

@@ -57,8 +57,11 @@ def sweep(study_file: str, workers: int | None, backend: str, address: str | Non
             ranges = ", ".join(f"{k} in [{lo:.3g}, {hi:.3g}]" for k, (lo, hi) in config.ranges(rung).items())
             click.echo(f"  {rung.label}: {n_planned(config, rung)} trials; {ranges}")
         return
-    result = run_study(config, workers=workers, backend=backend, address=address, progress=not no_progress,
-                       retry_failed=retry_failed)
+    from scaletune.cli._progress import SweepProgress
+
+    with SweepProgress(config.name, enabled=not no_progress) as view:
+        result = run_study(config, workers=workers, backend=backend, address=address, progress=view,
+                           retry_failed=retry_failed)
     done = sum(r.done for r in result.rungs)
     planned = sum(r.planned or 0 for r in result.rungs)
     counts: dict[str, int] = {}
@@ -83,7 +86,7 @@ def status(study: str, storage: str | None, as_json: bool) -> None:
 
     from scaletune.study import study_status
     from scaletune.study.results import open_stored_study
-    from scaletune.study.runner import status_table
+    from scaletune.cli._progress import status_table
     from scaletune.study.slurm import slurm_jobs, slurm_table
 
     name, url = _resolve(study, storage)

@@ -73,10 +73,15 @@ def train_cmd(width: int, depth: int, tokens: float, lr: float, param: str, sche
     from scaletune.train import run_lm
 
     config: dict[str, Any] = {"width": width, "depth": depth, "tokens": int(tokens), "lr": lr, "param": param,
-                              "schedule": schedule, "progress": True}
+                              "schedule": schedule}
     if extra:
         config.update(parse_assignments(extra, "run config"))
-    row = run_lm(config)
+
+    def progress(p: dict[str, Any]) -> None:
+        click.echo(f"step {p['step']}/{p['steps']}  tokens {p['tokens']:,}  train {p['train_loss']:.4f}  "
+                   f"val {p['val_loss']:.4f}  {p['tokens_per_s']:,.0f} tok/s", err=True)
+
+    row = run_lm(config, progress=progress)
     curve = row.pop("curve")
     formats = {"loss": ".4f", "bits_per_byte": ".4f", "C": ".4g", "C_exact": ".4g", "seconds": ".1f",
                "tokens_per_s": ",.0f", "lr": "g"}

@@ -7,6 +7,7 @@ trial twice. While a trial runs, a heartbeat thread stamps it; a trial whose hea
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -198,8 +199,8 @@ class Worker:
             else:
                 study.tell(number, state=TrialState.PRUNED if status == "pruned" else TrialState.FAIL)
         except Exception as exc:  # marked stale by another sweep meanwhile: its re-queued copy will run
-            print(f"scaletune: trial {number} of {study.study_name}: result not recorded ({_one_line(exc)})",
-                  flush=True)
+            logging.getLogger("scaletune").warning("trial %s of %s: result not recorded (%s)", number, study.study_name,
+                                                   _one_line(exc))
         return status
 
     def loop(self, should_stop: Callable[[], bool], poll: float = 0.2) -> int:

@@ -16,7 +16,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from scaletune.errors import ScaletuneError
 from scaletune.study.config import Rung, StudyConfig, resolve_storage_url
@@ -353,74 +353,16 @@ def _ray_capacity(config: StudyConfig, address: str | None) -> int:
     return int(sum(fits))
 
 
-def status_table(statuses: list[RungStatus], title: str):
-    """A rich table of per-rung progress: done/planned, running, outcomes, best loss and where."""
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    names = " ".join(statuses[0].scale) if statuses else "scale"
-    for col in ("rung", names, "done", "run", "outcomes", "best loss", "best at"):
-        table.add_column(col, justify="left" if col in (names, "outcomes", "best at") else "right",
-                         no_wrap=col != "best at", overflow="fold", min_width=10 if col == "best at" else None)
-    for r in statuses:
-        outcomes = ", ".join(f"{r.counts[k]} {k}" for k in ("ok", "diverged", "failed", "pruned") if r.counts.get(k))
-        table.add_row(str(r.index), " ".join(f"{v:.3g}" for v in r.scale.values()),
-                      f"{r.done}/{r.planned if r.planned is not None else '?'}", str(r.counts.get("running", 0)),
-                      outcomes or "-", f"{r.best_loss:.4f}" if r.best_loss is not None else "-",
-                      " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in (r.best_params or {}).items()))
-    return table
-
-
-class _Progress:
-    """Live table: done/planned per rung, running, outcomes, best loss so far, elapsed and ETA. When stderr is
-    not a terminal (CI logs, `nohup`), a live table only shows when it stops, so a plain line is printed
-    whenever another trial finishes instead."""
-
-    def __init__(self, config: StudyConfig, enabled: bool) -> None:
-        self.config, self.live, self.console = config, None, None
-        self.start, self.done0, self.last_done, self.last = time.monotonic(), None, None, None
-        if enabled:
-            from rich.console import Console
-            from rich.live import Live
-
-            self.console = Console(stderr=True)
-            if self.console.is_terminal:
-                self.live = Live(console=self.console, refresh_per_second=2, transient=False)
-                self.live.start()
-
-    def update(self, statuses: list[RungStatus], note: str = "") -> None:
-        if self.console is None:
-            return
-        done = sum(r.done for r in statuses)
-        planned = sum(r.planned or 0 for r in statuses)
-        self.done0 = done if self.done0 is None else self.done0
-        elapsed = time.monotonic() - self.start
-        rate = (done - self.done0) / elapsed if elapsed > 0 else 0.0
-        eta = f"{(planned - done) / rate:,.0f} s" if rate > 0 and planned > done else "-"
-        title = (f"{self.config.name}: {done}/{planned} trials, {elapsed:,.0f} s elapsed, ETA {eta}"
-                 + (f"  [{note}]" if note else ""))
-        self.last = (statuses, title)
-        if self.live is not None:
-            self.live.update(status_table(statuses, title), refresh=True)
-        elif done != self.last_done:
-            self.last_done = done
-            self.console.print(title, highlight=False, soft_wrap=True)
-
-    def close(self) -> None:
-        if self.live is not None:
-            self.live.stop()
-        elif self.last is not None:  # the final table, as the live view leaves it on a terminal
-            self.console.print(status_table(*self.last))
-
-
 def run_study(config: StudyConfig, storage: str | None = None, workers: int | None = None,
-              backend: str = "local", address: str | None = None, progress: bool = True,
+              backend: str = "local", address: str | None = None,
+              progress: Callable[[list[RungStatus], str], None] | None = None,
               retry_failed: bool = False, poll: float = 1.0) -> SweepResult:
     """Run (or resume) a study until every planned trial has finished, or a budget cap stops it.
 
     ``storage`` overrides the study file's storage URL; ``workers`` defaults to CPU cores // threads per
     trial, of this machine (local) or of the whole cluster (Ray). Returns the per-rung status.
+    ``progress(statuses, note)`` is called about once per ``poll`` seconds with every rung's status (and why
+    the sweep is stopping, if it is), for a front end to render (`scaletune sweep` draws a live table).
     Any number of sweeps may run the same study on the same storage at once (e.g. one per machine).
     """
     import optuna
@@ -460,7 +402,6 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
         _repair_orphans(study, stored.rung_trials(k)[1], retry_failed)
 
     start = time.monotonic()
-    view = _Progress(config, progress)
     if backend == "local":
         pool = _LocalPool(config, workers, groups)
     elif backend == "ray":
@@ -492,7 +433,8 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
                                                       for s in statuses[:r.index]):
                         plan(r)
                         statuses[r.index] = rung_status(stored, r.index)
-            view.update(statuses, stopped or "")
+            if progress:
+                progress(statuses, stopped or "")
             if all(s.planned is not None and s.done == s.planned for s in statuses):
                 break
             if stopped is None:
@@ -510,7 +452,6 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
         raise
     finally:
         pool.shutdown(wait=0.0 if stopped == "interrupted" else 30.0)
-        view.close()
         if stopped == "interrupted":  # re-queue our workers' trials now rather than at the next start
             for study in studies.values():
                 _fail_running(study, st, lambda t: str(t.system_attrs.get(WORKER, "")).rpartition(":")[2]

@@ -7,7 +7,6 @@ per byte-token (nats/token = nats/byte); ``bits_per_byte = loss / ln 2``.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
@@ -74,7 +73,6 @@ class RunConfig:
     device: str = "auto"
     compile: bool = False
     signals_every: int | None = None
-    progress: bool = False
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> "RunConfig":
@@ -206,11 +204,13 @@ def signal_steps(cfg: RunConfig, eval_every: int) -> set[int]:
     return {1, cfg.steps, *range(every, cfg.steps + 1, every)}
 
 
-def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | None = None) -> dict[str, Any]:
+def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | None = None,
+           progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train the built-in LM per ``config`` (see `RunConfig`) and return a run-table row with its curve.
 
     ``report(step, val_loss)`` is called after every intermediate evaluation; returning True stops the run
-    with status ``pruned``. NaN/inf, or a training loss more than 1.5 nats above max(first loss, ln 256)
+    with status ``pruned``. ``progress`` (for a front end to render) receives after every evaluation a dict:
+    step, steps, tokens, train_loss, val_loss, tokens_per_s. NaN/inf, or a training loss more than 1.5 nats above max(first loss, ln 256)
     for 8 consecutive steps, stops it with status ``diverged`` (loss NaN); a diverged run never raises.
     Row keys: N, N_nonembed (see `scaletune.train.model`), D (tokens trained), C = 6*N*D, C_exact (= flops_per_token * D, attention
     included), width, depth, heads, lr, batch_size (tokens), schedule (spec), warmup (steps), param, seed,
@@ -285,9 +285,9 @@ def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | Non
         if status != "ok":
             val_loss = float("nan")
             break
-        if evaluated and cfg.progress:
-            print(f"step {step + 1}/{steps}  tokens {(step + 1) * cfg.batch_size:,}  train {train_loss:.4f}  "
-                  f"val {val_loss:.4f}  {(step + 1) * cfg.batch_size / train_time:,.0f} tok/s", file=sys.stderr)
+        if evaluated and progress is not None:
+            progress({"step": step + 1, "steps": steps, "tokens": (step + 1) * cfg.batch_size, "train_loss": train_loss,
+                      "val_loss": val_loss, "tokens_per_s": (step + 1) * cfg.batch_size / train_time})
         if evaluated and not last and report is not None and report(step + 1, val_loss):
             status = "pruned"
             break

@@ -12,6 +12,9 @@
 
 Everything lands in one output folder: the study file and database, runs.csv, target_runs.csv, fits.json
 (optima, laws, recommendation, check), and the figures.
+
+It lives in the command-line layer: it is a script over the library (studies, fits, recommendation, report)
+that renders each stage as it goes, as a command does.
 """
 
 from __future__ import annotations
@@ -126,6 +129,7 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
     """Run the demo; returns the check (predicted vs measured) and writes everything into ``out``."""
     from rich.console import Console
 
+    from scaletune.cli._progress import SweepProgress
     from scaletune.cli._tables import show
     from scaletune.cli.hparams_cmds import dump_json, optima_table, print_recommendation
     from scaletune.hparams.optimum import find_optima, find_optimum
@@ -161,7 +165,8 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
     for spec, toml in ((study, "demo_study.toml"), (bstudy, "demo_batch.toml")):
         (out / toml).write_text(_toml(spec))
         config = load_study_config(spec, base_dir=out)
-        run_study(config, workers=workers, progress=True)
+        with SweepProgress(config.name) as view:
+            run_study(config, workers=workers, progress=view)
         parts.append(export_runs(config))
     # One table; scales are (N, D): the two studies' rung numbers would collide.
     runs = pd.concat(parts, ignore_index=True).drop(columns=["rung"])
@@ -188,7 +193,8 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
     tstudy = _study("demo-target", out, (demo.target_width,), (demo.target_tokens,), target_lrs, demo, (batch,))
     (out / "demo_target.toml").write_text(_toml(tstudy))
     tconfig = load_study_config(tstudy, base_dir=out)
-    run_study(tconfig, workers=workers, progress=True)
+    with SweepProgress(tconfig.name) as view:
+        run_study(tconfig, workers=workers, progress=view)
     truns = export_runs(tconfig)
     write_table(truns, out / "target_runs.csv")
 
