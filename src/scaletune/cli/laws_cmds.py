@@ -163,13 +163,22 @@ def _print_fit(result, law) -> None:
                + (f", {level}% observation-interval coverage {h['coverage']:.0%}" if "coverage" in h else ""), cols, rows)
 
 
+def _data_options(command):
+    """The data arguments that `fit` and `backtest` share: DATA or --example, the law, --map, --y, --where."""
+    for option in reversed([
+        click.argument("data", required=False),
+        click.option("--example", type=click.Choice(sorted(EXAMPLES)), help="Use a bundled real data set instead of DATA."),
+        click.option("--law", "law_name", help="Law name (chinchilla, compute, powerlaw:N,D, data_constrained, ...)."),
+        click.option("--map", "mapping", help="Rename columns: canonical=yours, e.g. N=params,D=tokens,loss=val_loss."),
+        click.option("--y", "y", help="Response column (default: the law's, usually loss)."),
+        click.option("--where", help="Keep rows: COL=VALUE[,COL=VALUE...] or comparisons 'D>=1e9 and tokens_per_param>=5'."),
+    ]):
+        command = option(command)
+    return command
+
+
 @click.command("fit")
-@click.argument("data", required=False)
-@click.option("--example", type=click.Choice(sorted(EXAMPLES)), help="Use a bundled real data set instead of DATA.")
-@click.option("--law", "law_name", help="Law name (chinchilla, compute, powerlaw:N,D, data_constrained, ...).")
-@click.option("--map", "mapping", help="Rename columns: canonical=yours, e.g. N=params,D=tokens,loss=val_loss.")
-@click.option("--y", "y", help="Response column (default: the law's, usually loss).")
-@click.option("--where", help="Keep rows: COL=VALUE[,COL=VALUE...] or comparisons 'D>=1e9 and tokens_per_param>=5'.")
+@_data_options
 @click.option("--holdout", help="Hold out rows and report how well they are predicted: 'C>=1e21', 'largest(N,2)'.")
 @click.option("--bootstrap", default=200, show_default=True, type=click.IntRange(min=0), help="Bootstrap resamples.")
 @click.option("--groups", "--group", "groups",
@@ -230,12 +239,7 @@ def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, grou
 
 
 @click.command("backtest")
-@click.argument("data", required=False)
-@click.option("--example", type=click.Choice(sorted(EXAMPLES)), help="Use a bundled real data set instead of DATA.")
-@click.option("--law", "law_name", help="Law name (chinchilla, compute, powerlaw:N,D, data_constrained, ...).")
-@click.option("--map", "mapping", help="Rename columns: canonical=yours, e.g. N=params,D=tokens,loss=val_loss.")
-@click.option("--y", "y", help="Response column (default: the law's, usually loss).")
-@click.option("--where", help="Keep rows: COL=VALUE[,COL=VALUE...] or comparisons 'D>=1e9 and tokens_per_param>=5'.")
+@_data_options
 @click.option("--by", help="Scale axis of the rolling origin: C (6ND, default for laws of N and D), N, D or a column.")
 @click.option("--horizon", type=click.Choice(["all", "next"]), default="all", show_default=True,
               help="Predict every bin beyond the origin, or only the next one.")
