@@ -1,7 +1,12 @@
-"""Plain JSON values from numpy-laden records (shared by fit results and command output)."""
+"""Plain JSON values from numpy-laden records (shared by fit results and command output).
+
+The one JSON policy: everything scaletune writes (`--json`, `--out`, ``to_json``) is strict JSON with NaN and
+infinities written as ``null``; readers turn a ``null`` where a number belongs back into NaN (`nan_from_null`).
+"""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -21,3 +26,15 @@ def to_plain(obj: Any, nan_to_null: bool = False) -> Any:
     if nan_to_null and isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def dumps(obj: Any, indent: int | None = 1) -> str:
+    """Strict JSON of ``obj`` (numpy unpacked, NaN / inf -> null): the one policy for everything written."""
+    return json.dumps(to_plain(obj, nan_to_null=True), indent=indent, allow_nan=False)
+
+
+def nan_from_null(values: Any) -> Any:
+    """A list (nested) of numbers read from JSON with ``null`` for NaN, as floats with NaN."""
+    if isinstance(values, list):
+        return [nan_from_null(v) for v in values]
+    return math.nan if values is None else values

@@ -30,6 +30,25 @@ RUN_COLUMNS = (
     "param", "seed", "loss", "status", "seconds",
 )
 CURVE_COLUMNS = ("run_id", "step", "tokens", "lr", "loss")
+STATUSES = ("ok", "diverged", "failed", "pruned")  # a run "counts" only when ok: finished with a finite loss
+FLOPS_PER_PARAM_TOKEN = 6.0  # C = 6 N D: forward + backward, N parameters as the table counts them, D tokens
+
+
+def training_flops(N, D):
+    """Training compute C = 6 N D in FLOPs (Kaplan et al. 2020's convention: attention and embeddings' extra
+    FLOPs left out; N as the table counts it, D tokens). Floats or arrays."""
+    return FLOPS_PER_PARAM_TOKEN * N * D
+
+
+def ok_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs that count: status ok (any case; a table without a status column counts every run) and a
+    finite loss when the table has one."""
+    keep = pd.Series(True, index=df.index)
+    if "status" in df.columns:
+        keep &= df["status"].astype(str).str.strip().str.lower() == "ok"
+    if "loss" in df.columns:
+        keep &= np.isfinite(pd.to_numeric(df["loss"], errors="coerce").to_numpy(float))
+    return df[keep]
 
 
 def parse_assignments(text: str, what: str = "assignment") -> dict[str, str]:

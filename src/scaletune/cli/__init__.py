@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="scaletune", standalone_mode=False)
     except ScaletuneError as exc:
-        click.echo(f"scaletune: error: {exc}", err=True)
+        hint = f" (hint: {exc.hint})" if exc.hint else ""
+        click.echo(f"scaletune: error: {exc}{hint}", err=True)
         return 2
     except click.exceptions.Abort:
         click.echo("scaletune: aborted", err=True)
