@@ -9,7 +9,7 @@ table counts it, C in FLOPs (6ND where the table has no C), losses in nats.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -395,6 +395,15 @@ def curves_figure(curves: Sequence, fit=None, prediction=None, target_loss=None,
     return fig
 
 
+def _panel_axes(fig: Any, titles: Sequence[tuple[str, str]]) -> None:
+    """A one-row figure of log-x panels: each panel's (x, y) axis titles, the shared height and legend."""
+    fig.update_xaxes(type="log")
+    for col, (x, y) in enumerate(titles, start=1):
+        fig.update_xaxes(title_text=x, row=1, col=col)
+        fig.update_yaxes(title_text=y, row=1, col=col)
+    fig.update_layout(height=460, legend={"font": {"size": 10}})
+
+
 def isoflop_figure(res, data: pd.DataFrame):
     """Left: loss vs N per FLOP budget with the interpolated optimum and its 95% interval. Right: N*(C) and
     D*(C) with their power-law fits and 95% bands."""
@@ -427,13 +436,8 @@ def isoflop_figure(res, data: pd.DataFrame):
             for t in _band_traces(go, cs, band[0], band[1], color, f"{what}: 95% band", {"kind": "band", "quantity": col},
                                   showlegend=False):
                 fig.add_trace(t, row=1, col=2)
-    fig.update_xaxes(type="log")
     fig.update_yaxes(type="log", row=1, col=2)
-    fig.update_xaxes(title_text="N (parameters)", row=1, col=1)
-    fig.update_xaxes(title_text="C (FLOPs)", row=1, col=2)
-    fig.update_yaxes(title_text="loss (nats)", row=1, col=1)
-    fig.update_yaxes(title_text="N* (parameters), D* (tokens)", row=1, col=2)
-    fig.update_layout(height=460, legend={"font": {"size": 10}})
+    _panel_axes(fig, [("N (parameters)", "loss (nats)"), ("C (FLOPs)", "N* (parameters), D* (tokens)")])
     return fig
 
 
@@ -499,12 +503,7 @@ def stability_figure(report):
                                  text=[f.run_id for f in flagged], meta={"kind": "flagged"},
                                  marker={"symbol": "circle-open", "size": 13, "color": "red", "line": {"width": 2}}), row=1, col=1)
     fig.add_hline(y=report.l_ref, line={"dash": "dot", "color": "grey"}, row=1, col=1)
-    fig.update_xaxes(type="log")
-    fig.update_xaxes(title_text="learning rate", row=1, col=1)
-    fig.update_xaxes(title_text="N (parameters)", row=1, col=2)
-    fig.update_xaxes(title_text="N (parameters)", row=1, col=3)
-    fig.update_yaxes(title_text="min(final loss, L_ref) (nats)", row=1, col=1)
-    fig.update_yaxes(title_text="LR sensitivity (nats)", row=1, col=2)
-    fig.update_yaxes(type="log", title_text="edge learning rate", row=1, col=3)
-    fig.update_layout(height=460, legend={"font": {"size": 10}})
+    fig.update_yaxes(type="log", row=1, col=3)
+    _panel_axes(fig, [("learning rate", "min(final loss, L_ref) (nats)"), ("N (parameters)", "LR sensitivity (nats)"),
+                      ("N (parameters)", "edge learning rate")])
     return fig

@@ -45,33 +45,37 @@ class RunConfig:
     depth: int
     tokens: int
     lr: float
+    # the model and its parameterisation
     heads: int | None = None
-    batch_size: int = 2048
-    seq_len: int = 128
-    schedule: str = "cosine:final=0.1"
-    warmup: float = 0.05
     param: str = "mup"
     base_width: int = 64
     base_depth: int = 2
     alpha: float = 1.0
+    init_std: float = 0.02
+    mlp: str = "gelu"
+    tied: bool = False
+    qk_norm: bool = False
+    # the data and the learning-rate schedule
+    batch_size: int = 2048
+    seq_len: int = 128
+    schedule: str = "cosine:final=0.1"
+    warmup: float = 0.05
+    # the optimiser
+    optimizer: str = "adamw"
     weight_decay: float = 0.0
     eps: float = 1e-8
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
-    init_std: float = 0.02
-    optimizer: str = "adamw"
-    mlp: str = "gelu"
-    tied: bool = False
-    qk_norm: bool = False
     z_loss: float = 0.0
+    # how it runs and what it records
     seed: int = 0
     threads: int = 1
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
     eval_every: int = 0
     eval_tokens: int = 16384
-    precision: str = "auto"
-    device: str = "auto"
-    compile: bool = False
     signals_every: int | None = None
 
     @classmethod
