@@ -139,12 +139,20 @@ def _records_table(items: Any, caption: str) -> str:
 # --------------------------------------------------------------------------- sections
 
 
+def _section(data: ReportData, key: str, present: bool, missing: str) -> Section:
+    """A section, marked missing (with the reason the caller recorded, else ``missing``) when its data are not
+    ``present``."""
+    s = Section(key, SECTIONS[key])
+    if not present:
+        s.missing = data.missing.get(key, missing)
+    return s
+
+
 def _sweeps(data: ReportData) -> Section:
     from scaletune.report.plotly_figures import sweeps_figure
 
-    s = Section("sweeps", SECTIONS["sweeps"])
-    if data.runs is None or not data.optima:
-        s.missing = data.missing.get("sweeps", "no run table with learning-rate sweeps")
+    s = _section(data, "sweeps", data.runs is not None and bool(data.optima), "no run table with learning-rate sweeps")
+    if s.missing:
         return s
     s.figures.append(sweeps_figure(data.runs, data.optima))
     bad = [o for o in data.optima if not o.bracketed]
@@ -156,9 +164,8 @@ def _sweeps(data: ReportData) -> Section:
 def _laws(data: ReportData) -> Section:
     from scaletune.report.plotly_figures import batch_law_figure, loss_law_figure, lr_law_figure
 
-    s = Section("laws", SECTIONS["laws"])
-    if data.laws is None:
-        s.missing = data.missing.get("laws", "no laws: they are fitted on the optima of a sweep")
+    s = _section(data, "laws", data.laws is not None, "no laws: they are fitted on the optima of a sweep")
+    if s.missing:
         return s
     rec = data.recommendation
     for make in (lr_law_figure, batch_law_figure, loss_law_figure):
@@ -189,10 +196,9 @@ def _laws(data: ReportData) -> Section:
 
 
 def _recommendation(data: ReportData) -> Section:
-    s = Section("recommendation", SECTIONS["recommendation"])
     rec = data.recommendation
-    if rec is None:
-        s.missing = data.missing.get("recommendation", "no target given (--target N=...,D=...)")
+    s = _section(data, "recommendation", rec is not None, "no target given (--target N=...,D=...)")
+    if s.missing:
         return s
     head = ", ".join(f"{k}={fmt(v)}" for k, v in rec.target.items())
     s.tables.append(table_html(
@@ -216,9 +222,8 @@ def _recommendation(data: ReportData) -> Section:
 def _curves(data: ReportData) -> Section:
     from scaletune.report.plotly_figures import curves_figure
 
-    s = Section("curves", SECTIONS["curves"])
-    if not data.curves:
-        s.missing = data.missing.get("curves", "no loss curves with this source")
+    s = _section(data, "curves", bool(data.curves), "no loss curves with this source")
+    if s.missing:
         return s
     rec = data.recommendation
     s.figures.append(curves_figure(data.curves, data.curve_fit, data.curve_prediction,
@@ -240,9 +245,8 @@ def _curves(data: ReportData) -> Section:
 def _isoflop(data: ReportData) -> Section:
     from scaletune.report.plotly_figures import isoflop_figure
 
-    s = Section("isoflop", SECTIONS["isoflop"])
-    if data.isoflop is None or data.isoflop_data is None:
-        s.missing = data.missing.get("isoflop", "no isoFLOP analysis")
+    s = _section(data, "isoflop", data.isoflop is not None and data.isoflop_data is not None, "no isoFLOP analysis")
+    if s.missing:
         return s
     res = data.isoflop
     s.figures.append(isoflop_figure(res, data.isoflop_data))
@@ -258,10 +262,9 @@ def _isoflop(data: ReportData) -> Section:
 def _stability(data: ReportData) -> Section:
     from scaletune.report.plotly_figures import stability_figure
 
-    s = Section("stability", SECTIONS["stability"])
     rep = data.stability
-    if rep is None:
-        s.missing = data.missing.get("stability", "no stability analysis")
+    s = _section(data, "stability", rep is not None, "no stability analysis")
+    if s.missing:
         return s
     s.figures.append(stability_figure(rep))
     rows = []
