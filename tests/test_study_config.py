@@ -161,3 +161,45 @@ def test_scale_aware_needs_an_importable_narrowing_function():
         load_study_config(raw)
     config = load_study_config(raw | {"strategy": {"name": "scale-aware", "narrow": "study_workloads:narrow_around_best"}})
     assert config.strategy.sampler == "qmc"
+
+
+def test_optuna_objects_and_names_in_a_dict_and_through_with_optuna():
+    raw = {"name": "o", "workload": "study_workloads:bowl", "ladder": {"width": [8, 16]}, "seeds": [0, 1],
+           "space": {"lr": {"log": [1e-3, 1e-1]}}, "strategy": {"name": "random", "trials": 5}}
+    sampler, pruner = optuna.samplers.TPESampler(seed=3), optuna.pruners.HyperbandPruner(max_resource=9)
+    config = load_study_config(raw | {"strategy": {"name": "random", "trials": 5, "sampler": sampler}, "pruner": pruner})
+    assert config.sampler is sampler and config.pruner is pruner and config.adaptive
+    # each rung study gets its own copy, starting from the seed
+    assert isinstance(config.make_sampler(config.rungs[0]), optuna.samplers.TPESampler)
+    assert config.make_sampler(config.rungs[0]) is not sampler and config.make_pruner() is not pruner
+    assert config.make_pruner()._max_resource == 9
+    # a sampler object samples each trial when it starts: 5 trials in all per rung, seeds taken in turn
+    assert n_planned(config, config.rungs[0]) == 5
+    assert [(s.seed, s.params) for s in plan_rung(config, config.rungs[0], {})] == [(0, None), (1, None)] * 2 + [(0, None)]
+    assert config.raw["strategy"]["sampler_object"] == "TPESampler" and config.raw["pruner"] == {"object": "HyperbandPruner"}
+    plain = load_study_config(raw)
+    assert plain.fingerprint not in (config.fingerprint, plain.with_optuna(sampler="tpe").fingerprint)
+    again = plain.with_optuna(sampler=optuna.samplers.TPESampler(seed=4), pruner=pruner)
+    assert again.fingerprint == config.fingerprint  # the classes, not the instances
+    assert plain.with_optuna(pruner=pruner).fingerprint != plain.fingerprint
+    named = plain.with_optuna(sampler="tpe", pruner="median")
+    assert (named.strategy.name, named.sampler, named.pruner, named.adaptive) == ("tpe", None, "median", True)
+    assert isinstance(named.make_pruner(), optuna.pruners.MedianPruner)
+    assert n_planned(named, named.rungs[0]) == 5 and n_planned(plain, plain.rungs[0]) == 10
+
+
+@pytest.mark.parametrize("strategy, kwargs, message", [
+    ({"name": "random"}, {"sampler": "annealing"}, "sampler: unknown sampler 'annealing'"),
+    ({"name": "random"}, {"sampler": 3}, "sampler: expected a name or an Optuna sampler object"),
+    ({"name": "random"}, {"pruner": optuna.samplers.RandomSampler()}, "pruner: expected a name or an Optuna pruner object"),
+    ({"name": "random"}, {"pruner": "patient"}, "pruner: unknown pruner 'patient'"),
+    ({"name": "grid"}, {"sampler": optuna.samplers.TPESampler()}, "sampler: the grid strategy runs every grid point"),
+    ({"name": "scale-aware", "narrow": "study_workloads:narrow_around_best"}, {"sampler": "tpe"},
+     "sampler: the scale-aware strategy plans each rung ahead with 'random' or 'qmc'"),
+])
+def test_with_optuna_refuses_what_it_cannot_use(strategy, kwargs, message):
+    config = load_study_config({"name": "o", "workload": "study_workloads:bowl", "ladder": {"width": [8]},
+                                "space": {"lr": {"log": [1e-3, 1e-1], "points": 3}}, "strategy": strategy})
+    with pytest.raises(ScaletuneError, match="^" + message) as info:
+        config.with_optuna(**kwargs)
+    assert info.value.hint is None or "--" not in info.value.hint

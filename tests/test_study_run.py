@@ -166,6 +166,52 @@ def test_tpe_strategy_samples_inside_scale_dependent_ranges(tmp_path):
     assert len(df) == 12 and set(df["status"]) == {"ok"}
     assert ((df["lr"] >= 0.05 / df["width"]) & (df["lr"] <= 5 / df["width"])).all()
     assert set(df["warmup"]) <= set(range(5)) and set(df["opt"]) <= {"a", "b"}
+    # the two workers reseed their copies of the seeded sampler: no two trials drew the same rate
+    assert df.groupby("rung")["lr"].nunique().tolist() == [6, 6]
+
+
+def test_sampler_and_pruner_objects_reach_the_worker_processes(tmp_path):
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    runs = []
+    for k in range(2):  # the same study twice, each in its own storage
+        config = load_study_config(toml_file(
+            tmp_path, "objects", f"objects{k}.db", seeds="[0]", widths="[8]", steps=9,
+            strategy='name = "random"\ntrials = 8', space='lr = { log = [0.0005, 5.0] }'))
+        result = run_study(config, workers=1, progress=None, poll=0.2,
+                           sampler=optuna.samplers.TPESampler(seed=3, n_startup_trials=3),
+                           pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3))
+        assert result.complete
+        runs.append(assert_exact(config).sort_values("trial"))
+    first, second = runs
+    assert len(first) == 8 and first["lr"].tolist() == second["lr"].tolist()  # the seed reproduces every trial
+    assert first["status"].tolist() == second["status"].tolist()
+    assert (first["status"] == "pruned").sum() > 0 and (first["status"] == "ok").sum() > 0
+    # the trials were drawn by that sampler when they started: its first (random) draws, in trial order
+    scratch = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=3, n_startup_trials=3))
+    draws = [scratch.ask({"lr": FloatDistribution(0.0005, 5.0, log=True)}).params["lr"] for _ in range(3)]
+    assert first["lr"].tolist()[:3] == pytest.approx(draws, rel=1e-12)
+    stored = open_stored_study(config)
+    assert stored.meta["config"]["strategy"]["sampler_object"] == "TPESampler"
+    assert stored.meta["config"]["pruner"] == {"object": "HyperbandPruner"}
+    # a sweep without the objects plans other trials: refused rather than mixed into this study
+    with pytest.raises(ScaletuneError, match="planned from a different study file"):
+        run_study(load_study_config(config.source), workers=1, progress=None)
+
+
+def test_a_sampler_object_that_does_not_pickle_is_refused_before_anything_runs(tmp_path):
+    import optuna
+
+    config = load_study_config(toml_file(tmp_path, "nopickle", "nopickle.db", seeds="[0]", widths="[8]",
+                                         strategy='name = "random"\ntrials = 2', space='lr = { log = [0.01, 1.0] }'))
+    class LocalSampler(optuna.samplers.RandomSampler):  # a class defined in a function: pickle cannot find it
+        pass
+
+    with pytest.raises(ScaletuneError, match=r"^sampler LocalSampler cannot be pickled") as info:
+        run_study(config, workers=1, progress=None, sampler=LocalSampler(seed=0))
+    assert info.value.hint is not None and "--" not in info.value.hint
+    assert not (tmp_path / "nopickle.db").exists()  # nothing planned, no storage created
 
 
 def test_scale_aware_rungs_run_in_order_inside_narrowed_ranges(tmp_path):

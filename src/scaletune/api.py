@@ -230,7 +230,9 @@ def fit_curves(curves: Sequence[Curve], law: str = "multipower", *, bootstrap: i
 def run_study(study: str | Path | Mapping[str, Any] | StudyConfig, **options: Any) -> SweepResult:
     """Run or resume a multi-scale sweep (`scaletune.study.run_study`) from a study file, a dict with the
     same content or a loaded config. ``options``: ``workers``, ``backend`` (local | ray | slurm),
-    ``storage``, ``progress``, ... A script that calls it must guard the call with
+    ``storage``, ``progress``, ``sampler`` and ``pruner`` (a name, or an Optuna object such as
+    ``optuna.samplers.TPESampler(seed=3)`` / ``optuna.pruners.HyperbandPruner()``, pickled to every
+    worker), ... A script that calls it must guard the call with
     ``if __name__ == "__main__":``: local workers are spawned processes that import the script again."""
     from scaletune.study import StudyConfig, load_study_config, run_study as run
 

@@ -65,13 +65,14 @@ def _compact_curve(curve: Any) -> dict[str, list] | None:
 
 
 class Worker:
-    """Claims and runs trials of one study; see the module docstring."""
+    """Claims and runs trials of one study; see the module docstring. ``parallel``: other workers run beside
+    this one, so it reseeds its copies of the samplers (each would otherwise draw the same values)."""
 
-    def __init__(self, config: StudyConfig, token: str) -> None:
+    def __init__(self, config: StudyConfig, token: str, parallel: bool = False) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
-        self.config, self.token = config, token
+        self.config, self.token, self.parallel = config, token, parallel
         self.storage = open_storage(config.storage.url)
         self.workload = config.workload
         self.studies: dict[int, Any] = {}
@@ -82,10 +83,12 @@ class Worker:
         import optuna
 
         if rung.index not in self.studies:
+            sampler = self.config.make_sampler(rung)
+            if self.parallel:  # every worker holds the same seeded copy: without this they draw alike
+                sampler.reseed_rng()
             try:
                 study = optuna.load_study(study_name=rung_study_name(self.config.name, rung.index),
-                                          storage=self.storage, sampler=self.config.make_sampler(rung),
-                                          pruner=self.config.make_pruner())
+                                          storage=self.storage, sampler=sampler, pruner=self.config.make_pruner())
             except KeyError:
                 return None  # not planned yet (a scale-aware rung waits for the smaller ones)
             self.studies[rung.index] = study
@@ -228,9 +231,10 @@ def _die_with_parent() -> None:
 
 
 def local_worker_main(config: StudyConfig, suffix: str, stop: Any, parent_pid: int,
-                      devices: tuple[str, ...] | None = None) -> None:
+                      devices: tuple[str, ...] | None = None, parallel: bool = False) -> None:
     """Entry point of a local worker process (multiprocessing, spawn); ``devices``: the GPUs its trials
-    get (CUDA_VISIBLE_DEVICES, set before anything can initialise CUDA), None to leave it as it is."""
+    get (CUDA_VISIBLE_DEVICES, set before anything can initialise CUDA), None to leave it as it is;
+    ``parallel``: other workers run beside it (see `Worker`)."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to handle: it stops the workers
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -239,5 +243,5 @@ def local_worker_main(config: StudyConfig, suffix: str, stop: Any, parent_pid: i
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
     if os.getppid() != parent_pid:
         return
-    worker = Worker(config, make_token(suffix))
+    worker = Worker(config, make_token(suffix), parallel)
     worker.loop(lambda: stop.is_set() or os.getppid() != parent_pid)

@@ -15,6 +15,8 @@ what one trial needs (CPUs, GPUs).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
 import hashlib
 import itertools
@@ -36,6 +38,7 @@ from scaletune.workloads import (CommandWorkload, FunctionWorkload, LMWorkload, 
 
 STRATEGIES = ("grid", "random", "qmc", "tpe", "gp", "scale-aware")
 ADAPTIVE = ("tpe", "gp")  # sample each trial from the results so far, so their values cannot be planned ahead
+SAMPLERS = ("random", "qmc", "tpe", "gp")  # the sampler names `StudyConfig.with_optuna` accepts
 PRUNERS = ("none", "median", "sha", "hyperband", "curve")
 KINDS = ("log", "uniform", "int", "choices", "fixed")
 DEFAULT_NARROW = "scaletune.hparams.search:narrow_space"
@@ -219,8 +222,9 @@ class StudyConfig:
     space: tuple[Dimension, ...]
     strategy: Strategy
     storage: StorageSpec
-    pruner: str = "none"
+    pruner: Any = "none"  # a name of PRUNERS, or an Optuna pruner object (given in Python)
     pruner_options: dict = field(default_factory=dict)
+    sampler: Any = None   # an Optuna sampler object (given in Python) that draws each trial when it starts
     seeds: tuple[int, ...] = (0,)
     threads: int = 1
     fixed: dict = field(default_factory=dict)
@@ -238,6 +242,58 @@ class StudyConfig:
             plan["workload"] = {k: v for k, v in plan["workload"].items() if k not in _RUNTIME_COMMAND_KEYS}
         return hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+    @property
+    def adaptive(self) -> bool:
+        """Whether trials get their values when they start (TPE, GP, a sampler object) rather than planned."""
+        return self.strategy.name in ADAPTIVE or self.sampler is not None
+
+    def with_optuna(self, sampler: Any = None, pruner: Any = None) -> "StudyConfig":
+        """This study with an Optuna sampler and / or pruner in place of the file's: a name (``sampler``: one
+        of `SAMPLERS`, as the strategy, or for scale-aware as its sampler; ``pruner``: one of `PRUNERS`, with
+        default options) or an object such as ``optuna.samplers.TPESampler(seed=3)``. A sampler object
+        draws each trial's values when it starts, from the rung's results so far (``trials`` in all per
+        rung, seeds taken in turn, as for TPE); each rung and each worker gets its own copy, so the object
+        must pickle. The sampler is part of what plans the trials (the study's fingerprint); None keeps
+        the file's choice."""
+        raw, config = dict(self.raw), self
+        if sampler is not None:
+            strat = raw.get("strategy", {})
+            strat = dict({"name": strat} if isinstance(strat, str) else strat)
+            if isinstance(sampler, str):
+                if sampler not in SAMPLERS:
+                    raise ScaletuneError(f"sampler: unknown sampler {sampler!r} (known: {', '.join(SAMPLERS)}, "
+                                         f"or an Optuna sampler object)")
+                key = "sampler" if self.strategy.name == "scale-aware" else "name"
+                if key == "sampler" and sampler not in ("random", "qmc"):
+                    raise ScaletuneError(f"sampler: the scale-aware strategy plans each rung ahead with "
+                                         f"'random' or 'qmc', got {sampler!r}",
+                                         hint="pass an Optuna sampler object to sample inside the narrowed ranges "
+                                              "as trials start")
+                strat[key] = sampler
+                config = dataclasses.replace(config, sampler=None,
+                                             strategy=dataclasses.replace(self.strategy, **{key: sampler}))
+            else:
+                _require_optuna_object(sampler, "sampler")
+                if self.strategy.name == "grid":
+                    raise ScaletuneError("sampler: the grid strategy runs every grid point, it samples nothing",
+                                         hint="use strategy random, tpe or scale-aware with a sampler object")
+                strat["sampler_object"] = type(sampler).__name__
+                config = dataclasses.replace(config, sampler=sampler)
+            raw["strategy"] = strat
+        if pruner is not None:
+            if isinstance(pruner, str):
+                if pruner not in PRUNERS:
+                    raise ScaletuneError(f"pruner: unknown pruner {pruner!r} (known: {', '.join(PRUNERS)}, "
+                                         f"or an Optuna pruner object)")
+                raw["pruner"] = {"name": pruner}
+            else:
+                _require_optuna_object(pruner, "pruner")
+                raw["pruner"] = {"object": type(pruner).__name__}
+            config = dataclasses.replace(config, pruner=pruner, pruner_options={})
+        config = dataclasses.replace(config, raw=raw)
+        _check_plan(config)
+        return config
+
     def ranges(self, rung: Rung) -> dict[str, tuple[float, float]]:
         """Configured (unnarrowed) ranges of the numeric hyperparameters at a rung."""
         return {d.name: d.bounds(rung.scale, rung.label) for d in self.space if d.numeric}
@@ -252,13 +308,15 @@ class StudyConfig:
         """The Optuna pruner named in the file (``curve`` is scaletune.curves.pruner.CurvePruner)."""
         import optuna
 
+        if not isinstance(self.pruner, str):  # an object: a fresh copy per rung study, as each worker has its own
+            return copy.deepcopy(self.pruner)
         if self.pruner == "none":
             return optuna.pruners.NopPruner()
         if self.pruner == "curve":
             try:
                 from scaletune.curves.pruner import CurvePruner
             except ImportError as exc:
-                raise ScaletuneError(f"pruner 'curve' is not available: {exc}") from None
+                raise ScaletuneError(f"pruner 'curve' is not available: {exc}", hint=getattr(exc, "hint", None)) from None
             cls = CurvePruner
         else:
             cls = {"median": optuna.pruners.MedianPruner, "sha": optuna.pruners.SuccessiveHalvingPruner,
@@ -266,11 +324,15 @@ class StudyConfig:
         try:
             return cls(**self.pruner_options)
         except (TypeError, ValueError, ScaletuneError) as exc:
-            raise ScaletuneError(f"pruner {self.pruner!r}: bad options {self.pruner_options}: {exc}") from None
+            raise ScaletuneError(f"pruner {self.pruner!r}: bad options {self.pruner_options}: {exc}", hint=getattr(exc, "hint", None)) from None
 
     def make_sampler(self, rung: Rung):
-        """The Optuna sampler that samples trials at run time (TPE, GP) or plans them (random, QMC)."""
+        """The Optuna sampler that samples trials at run time (TPE, GP, a sampler object) or plans them
+        (random, QMC). A sampler object is copied, so that every rung starts from its seed."""
         import optuna
+
+        if self.sampler is not None:
+            return copy.deepcopy(self.sampler)
 
         name = self.strategy.sampler if self.strategy.name == "scale-aware" else self.strategy.name
         seed = self.strategy.seed + 1000 * rung.index  # a different but reproducible stream per rung
@@ -458,7 +520,7 @@ def study_location(path: str | Path) -> tuple[str, str]:
     try:
         return name, _parse_storage(raw.get("storage"), path.parent, name).url
     except ScaletuneError as exc:
-        raise ScaletuneError(f"{path}: {exc}") from None
+        raise ScaletuneError(f"{path}: {exc}", hint=exc.hint) from None
 
 
 def load_study_config(source: str | Path | Mapping[str, Any], base_dir: str | Path | None = None) -> StudyConfig:
@@ -485,12 +547,20 @@ def load_study_config(source: str | Path | Mapping[str, Any], base_dir: str | Pa
     try:
         return _validate(raw, base, where)
     except ScaletuneError as exc:
-        raise ScaletuneError(f"{where}: {exc}") from None
+        raise ScaletuneError(f"{where}: {exc}", hint=exc.hint) from None
 
 
 def _validate(raw: dict, base: Path, where: str) -> StudyConfig:
     from scaletune.study.slurm import parse_slurm  # imports this module
 
+    # Optuna objects (a dict built in Python): set aside, then applied as `StudyConfig.with_optuna` does
+    objects: dict[str, Any] = {}
+    if isinstance(raw.get("strategy"), dict) and not isinstance(raw["strategy"].get("sampler", ""), str):
+        objects["sampler"] = raw["strategy"]["sampler"]
+        raw = {**raw, "strategy": {k: v for k, v in raw["strategy"].items() if k != "sampler"}}
+    if not isinstance(raw.get("pruner", ""), (str, dict)):
+        objects["pruner"] = raw["pruner"]
+        raw = {k: v for k, v in raw.items() if k != "pruner"}
     _check_keys(raw, _TOP_KEYS, "study")
     for key in ("name", "workload", "ladder", "space"):
         if key not in raw:
@@ -579,15 +649,32 @@ def _validate(raw: dict, base: Path, where: str) -> StudyConfig:
     )
     for rung in rungs:  # every range at every rung, before anything runs
         config.ranges(rung)
-    config.make_pruner()
     _check_workload(config)
     if sname == "scale-aware":
         import_function(strategy.narrow, "strategy.narrow")
-    planned = sum(n_planned(config, r) for r in rungs)
-    if budget.trials is not None and planned > budget.trials:
-        raise ScaletuneError(f"budget.trials: the plan has {planned} trials ({len(rungs)} rungs), more than "
-                             f"the cap of {budget.trials}; lower strategy.trials, the grid or the seeds")
+    if objects:
+        return config.with_optuna(**objects)
+    _check_plan(config)
     return config
+
+
+def _require_optuna_object(value: Any, what: str) -> None:
+    import optuna
+
+    base = optuna.samplers.BaseSampler if what == "sampler" else optuna.pruners.BasePruner
+    if not isinstance(value, base):
+        raise ScaletuneError(f"{what}: expected a name or an Optuna {what} object "
+                             f"(optuna.{what}s.{base.__name__}), got {type(value).__name__}")
+
+
+def _check_plan(config: StudyConfig) -> None:
+    """The pruner can be built and the plan fits ``budget.trials``."""
+    config.make_pruner()
+    planned = sum(n_planned(config, r) for r in config.rungs)
+    if config.budget.trials is not None and planned > config.budget.trials:
+        raise ScaletuneError(f"budget.trials: the plan has {planned} trials ({len(config.rungs)} rungs), more "
+                             f"than the cap of {config.budget.trials}",
+                             hint="lower strategy.trials, the grid points or the seeds")
 
 
 def _counter(workload: Workload, fixed: dict) -> Callable[[dict], float | None]:
@@ -597,7 +684,7 @@ def _counter(workload: Workload, fixed: dict) -> Callable[[dict], float | None]:
         try:
             return workload.count_params({**fixed, **scale})
         except ScaletuneError as exc:
-            raise ScaletuneError(f"workload {workload} at {scale}: {exc}") from None
+            raise ScaletuneError(f"workload {workload} at {scale}: {exc}", hint=exc.hint) from None
 
     return count
 
@@ -614,14 +701,15 @@ def _check_workload(config: StudyConfig) -> None:
         try:
             config.workload.validate(config.trial_config(rung, v, config.seeds[0]) for v in variants)
         except ScaletuneError as exc:
-            raise ScaletuneError(f"workload {config.workload} at {rung.label}: {exc}") from None
+            raise ScaletuneError(f"workload {config.workload} at {rung.label}: {exc}", hint=exc.hint) from None
 
 
 def n_planned(config: StudyConfig, rung: Rung) -> int:
-    """Number of trials planned at a rung: grid points x seeds, or trials x seeds (trials for TPE / GP)."""
+    """Number of trials planned at a rung: grid points x seeds, or trials x seeds (trials for TPE / GP and a
+    sampler object)."""
     if config.strategy.name == "grid":
         ranges = config.ranges(rung)
         return math.prod(len(d.grid(*ranges.get(d.name, (None, None)))) for d in config.space) * len(config.seeds)
-    if config.strategy.name in ADAPTIVE:
+    if config.adaptive:
         return config.strategy.trials
     return config.strategy.trials * len(config.seeds)

@@ -2,8 +2,8 @@
 
 Grid, random and QMC trials are fully planned before they run (their hyperparameters are drawn by Optuna's
 samplers, seeded, into an in-memory study), so a resumed or concurrent sweep runs exactly the same set.
-TPE and GP trials are planned as slots whose values the rung's sampler draws when the trial starts,
-from the results so far. The scale-aware strategy plans a rung only when the smaller rungs are finished,
+TPE and GP trials (and those of an Optuna sampler object given in Python) are planned as slots whose
+values the rung's sampler draws when the trial starts, from the results so far. The scale-aware strategy plans a rung only when the smaller rungs are finished,
 inside ranges narrowed from their results; the narrowed ranges are stored with the rung, so a resume
 plans the same trials again.
 
@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from scaletune.errors import ScaletuneError
-from scaletune.study.config import ADAPTIVE, Rung, StudyConfig
+from scaletune.study.config import Rung, StudyConfig
 from scaletune.workloads import import_function
 
 
@@ -49,7 +49,7 @@ def plan_rung(config: StudyConfig, rung: Rung, ranges: dict[str, tuple[float, fl
     if name == "grid":
         axes = [d.grid(*ranges.get(d.name, (None, None))) for d in searched]
         configs = [dict(zip([d.name for d in searched], combo)) for combo in itertools.product(*axes)]
-    elif name in ADAPTIVE:
+    elif config.adaptive:
         return [Slot(i, config.seeds[i % len(config.seeds)], None) for i in range(config.strategy.trials)]
     else:  # random, qmc, scale-aware: Optuna's sampler, seeded, drawn ahead of time
         distributions = {d.name: d.distribution(*ranges.get(d.name, (None, None))) for d in searched}

@@ -188,7 +188,7 @@ class _LocalPool:
         from scaletune.study._worker import local_worker_main
 
         self.ctx = mp.get_context("spawn")
-        self.config, self.target, self.groups = config, local_worker_main, groups
+        self.config, self.target, self.groups, self.parallel = config, local_worker_main, groups, n > 1
         self.stop = self.ctx.Event()
         self.procs: dict[str, Any] = {}
         self.devices: dict[str, tuple[str, ...]] = {}  # live worker -> its GPUs
@@ -202,8 +202,8 @@ class _LocalPool:
         if self.groups is not None:  # a dead worker's set is free again: dead() forgot it
             devices = next(g for g in self.groups if g not in self.devices.values())
             self.devices[suffix] = devices
-        p = self.ctx.Process(target=self.target, args=(self.config, suffix, self.stop, os.getpid(), devices),
-                             daemon=True)
+        p = self.ctx.Process(target=self.target, args=(self.config, suffix, self.stop, os.getpid(), devices,
+                                                       self.parallel), daemon=True)
         p.start()
         self.procs[suffix] = p
         self.suffixes.add(suffix)
@@ -258,16 +258,16 @@ class _RayPool:
                 return self.value
 
         @ray.remote(max_retries=0)
-        def work(config: StudyConfig, suffix: str, flag: Any) -> int:
+        def work(config: StudyConfig, suffix: str, flag: Any, parallel: bool) -> int:
             from scaletune.study._worker import Worker, make_token
 
-            return Worker(config, make_token(suffix)).loop(lambda: ray.get(flag.get.remote()), poll=0.5)
+            return Worker(config, make_token(suffix), parallel).loop(lambda: ray.get(flag.get.remote()), poll=0.5)
 
         resources = config.workload.resources
         self.flag = Flag.remote()
         self.work = work.options(num_cpus=resources.cpus, num_gpus=resources.gpus)  # Ray sets CUDA_VISIBLE_DEVICES
         n = n or capacity  # default: as many trials as the cluster's nodes fit at once
-        self.config = config
+        self.config, self.parallel = config, n > 1
         self.tasks: dict[Any, str] = {}
         self.suffixes: set[str] = set()
         for _ in range(n):
@@ -275,7 +275,7 @@ class _RayPool:
 
     def spawn(self) -> None:
         suffix = uuid.uuid4().hex[:12]
-        self.tasks[self.work.remote(self.config, suffix, self.flag)] = suffix
+        self.tasks[self.work.remote(self.config, suffix, self.flag, self.parallel)] = suffix
         self.suffixes.add(suffix)
 
     def dead(self) -> list[tuple[str, str]]:
@@ -320,7 +320,7 @@ def _local_capacity(config: StudyConfig) -> tuple[int, list[tuple[str, ...]] | N
     try:
         groups = device_groups(resources)
     except ScaletuneError as exc:
-        raise ScaletuneError(f"{config.source}: {exc}") from None
+        raise ScaletuneError(f"{config.source}: {exc}", hint=exc.hint) from None
     n = max(1, cores // resources.cpus)
     return (n if groups is None else min(n, len(groups))), groups
 
@@ -353,10 +353,35 @@ def _ray_capacity(config: StudyConfig, address: str | None) -> int:
     return int(sum(fits))
 
 
+def _check_pickles(config: StudyConfig, backend: str) -> None:
+    """Each worker gets its own copy of a sampler or pruner object, through pickle (local worker processes)
+    or cloudpickle (Ray tasks, Slurm jobs): an object that does not pickle is a `ScaletuneError` up front."""
+    import pickle
+
+    dumps = pickle.dumps
+    if backend != "local":
+        try:
+            import cloudpickle
+
+            dumps = cloudpickle.dumps
+        except ImportError:
+            pass
+    for what, obj in (("sampler", config.sampler), ("pruner", config.pruner)):
+        if obj is None or isinstance(obj, str):
+            continue
+        try:
+            dumps(obj)
+        except Exception as exc:  # pickle raises PicklingError, TypeError or AttributeError
+            raise ScaletuneError(f"{what} {type(obj).__name__} cannot be pickled ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); every worker needs a copy",
+                                 hint=f"build the {what} from module-level functions and plain values "
+                                      f"(no lambdas, open files or locks)") from None
+
+
 def run_study(config: StudyConfig, storage: str | None = None, workers: int | None = None,
               backend: str = "local", address: str | None = None,
               progress: Callable[[list[RungStatus], str], None] | None = None,
-              retry_failed: bool = False, poll: float = 1.0) -> SweepResult:
+              retry_failed: bool = False, poll: float = 1.0, sampler: Any = None, pruner: Any = None) -> SweepResult:
     """Run (or resume) a study until every planned trial has finished, or a budget cap stops it.
 
     ``storage`` overrides the study file's storage URL; ``workers`` defaults to CPU cores // threads per
@@ -364,12 +389,22 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
     ``progress(statuses, note)`` is called about once per ``poll`` seconds with every rung's status (and why
     the sweep is stopping, if it is), for a front end to render (`scaletune sweep` draws a live table).
     Any number of sweeps may run the same study on the same storage at once (e.g. one per machine).
+
+    ``sampler`` and ``pruner`` replace the study file's: a name, or an Optuna object such as
+    ``optuna.samplers.TPESampler(seed=3)`` or ``optuna.pruners.HyperbandPruner()`` (see
+    `StudyConfig.with_optuna`). Every worker, local, Ray or Slurm, gets a pickled copy. With one worker a
+    seeded sampler draws the same values on every run; with several, each worker reseeds its copy (as
+    Optuna does for ``n_jobs > 1``) so that no two draw the same values, and the order in which trials
+    finish, hence what they draw, varies.
     """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if backend not in ("local", "ray", "slurm"):
         raise ScaletuneError(f"backend: expected 'local', 'ray' or 'slurm', got {backend!r}")
+    if sampler is not None or pruner is not None:
+        config = config.with_optuna(sampler, pruner)
+    _check_pickles(config, backend)
     if storage:
         config = dataclasses.replace(config, storage=dataclasses.replace(config.storage,
                                                                           url=resolve_storage_url(storage)))

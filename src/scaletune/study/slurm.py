@@ -170,9 +170,10 @@ class _JobEnding(BaseException):
     so a BaseException that the worker's ``except Exception`` does not record as the trial's outcome."""
 
 
-def job_main(config: StudyConfig) -> int:
+def job_main(config: StudyConfig, parallel: bool = False) -> int:
     """Entry point of a worker job (run by submitit on a node): claim and run trials until no work is left;
-    returns the number of trials run, or -1 when a signal ended the job (its trial is then re-queued)."""
+    returns the number of trials run, or -1 when a signal ended the job (its trial is then re-queued).
+    ``parallel``: other jobs run beside it (see `scaletune.study._worker.Worker`)."""
     import optuna
 
     from scaletune.study._worker import Worker, make_token
@@ -188,7 +189,7 @@ def job_main(config: StudyConfig) -> int:
     # Replace submitit's handlers: it ignores SIGTERM and requeues on USR2 only for checkpointable functions.
     for sig in (signal.SIGTERM, signal.SIGUSR2):
         signal.signal(sig, end)
-    worker = Worker(config, make_token(f"slurm{os.environ.get('SLURM_JOB_ID', 'unknown')}"))
+    worker = Worker(config, make_token(f"slurm{os.environ.get('SLURM_JOB_ID', 'unknown')}"), parallel)
     storage = worker.storage
     root = storage.get_study_id_from_name(config.name)
     idle_since: float | None = None
@@ -322,7 +323,7 @@ class SlurmPool:
 
         try:
             with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's stderr: one line is ours
-                job = self.executor.submit(job_main, self.config)
+                job = self.executor.submit(job_main, self.config, self.n > 1)
         except (FailedJobError, OSError) as exc:
             raise ScaletuneError(f"slurm: sbatch failed: {_one_line(str(exc))}") from None
         record = {"folder": self.spec.folder, "submitted": time.time()}

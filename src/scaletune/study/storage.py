@@ -74,7 +74,7 @@ def open_storage(url: str, must_exist: bool = False):
             # Two sweeps starting together on a new database both create its tables; the loser retries.
             racing = ("already exists", "locked", "UNIQUE constraint", "duplicate key")
             if not any(r in str(exc) for r in racing) or attempt == 4:
-                raise ScaletuneError(f"storage {shown}: {exc}") from None
+                raise ScaletuneError(f"storage {shown}: {exc}", hint=exc.hint) from None
             time.sleep(0.5 + attempt)
 
 
