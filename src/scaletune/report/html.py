@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -99,9 +99,11 @@ def recommendation_rows(rec) -> list[dict[str, Any]]:
     rows = []
 
     def pred(quantity: str, p) -> None:
+        from scaletune.hparams.describe import describe
+
         details = getattr(p, "details", None) or {}  # a backtest's score, where a candidate rule was chosen by one
         rows.append({"quantity": quantity, "value": p.value, "lo": p.interval[0], "hi": p.interval[1],
-                     "extrapolation": p.extrapolation, "method": p.source,
+                     "extrapolation": p.extrapolation, "method": describe(p),
                      "backtest_score_percent": details.get("held_out_score_percent", math.nan)})
 
     pred("learning rate" + (f" ({rec.param} base rate)" if rec.param in ("mup", "completep") else ""), rec.lr)
@@ -139,34 +141,30 @@ def _records_table(items: Any, caption: str) -> str:
 # --------------------------------------------------------------------------- sections
 
 
-def _section(data: ReportData, key: str, present: bool, missing: str) -> Section:
-    """A section, marked missing (with the reason the caller recorded, else ``missing``) when its data are not
-    ``present``."""
-    s = Section(key, SECTIONS[key])
-    if not present:
-        s.missing = data.missing.get(key, missing)
-    return s
+# What each section needs (a test on the report data) and what it says when that is missing; the caller of
+# `build_report` may record a better reason in ``data.missing``.
+_NEEDS: dict[str, tuple[Callable[[ReportData], bool], str]] = {
+    "sweeps": (lambda d: d.runs is not None and bool(d.optima), "no run table with learning-rate sweeps"),
+    "laws": (lambda d: d.laws is not None, "no laws: they are fitted on the optima of a sweep"),
+    "recommendation": (lambda d: d.recommendation is not None, "no target given (--target N=...,D=...)"),
+    "curves": (lambda d: bool(d.curves), "no loss curves with this source"),
+    "isoflop": (lambda d: d.isoflop is not None and d.isoflop_data is not None, "no isoFLOP analysis"),
+    "stability": (lambda d: d.stability is not None, "no stability analysis"),
+}
 
 
-def _sweeps(data: ReportData) -> Section:
+def _sweeps(data: ReportData, s: Section) -> None:
     from scaletune.report.plotly_figures import sweeps_figure
 
-    s = _section(data, "sweeps", data.runs is not None and bool(data.optima), "no run table with learning-rate sweeps")
-    if s.missing:
-        return s
     s.figures.append(sweeps_figure(data.runs, data.optima))
     bad = [o for o in data.optima if not o.bracketed]
     s.notes += [f"{', '.join(f'{k}={v:.3g}' for k, v in o.scale.items())}: not bracketed ({o.message}); not used by the laws"
                 for o in bad]
-    return s
 
 
-def _laws(data: ReportData) -> Section:
+def _laws(data: ReportData, s: Section) -> None:
     from scaletune.report.plotly_figures import batch_law_figure, loss_law_figure, lr_law_figure
 
-    s = _section(data, "laws", data.laws is not None, "no laws: they are fitted on the optima of a sweep")
-    if s.missing:
-        return s
     rec = data.recommendation
     for make in (lr_law_figure, batch_law_figure, loss_law_figure):
         fig = make(list(data.optima), data.laws, rec)
@@ -192,14 +190,10 @@ def _laws(data: ReportData) -> Section:
         s.tables.append(table_html(["law", "formula", "k", "k 95%", "exponents / parameters [95%]", "scales", "largest scale held out"],
                                    rows, "Laws fitted on the optima of the sweep (95% two-level bootstrap intervals)"))
     s.notes += list(data.laws.notes)
-    return s
 
 
-def _recommendation(data: ReportData) -> Section:
+def _recommendation(data: ReportData, s: Section) -> None:
     rec = data.recommendation
-    s = _section(data, "recommendation", rec is not None, "no target given (--target N=...,D=...)")
-    if s.missing:
-        return s
     head = ", ".join(f"{k}={fmt(v)}" for k, v in rec.target.items())
     s.tables.append(table_html(
         ["quantity", "value", "95% lo", "95% hi", "extrapolation x", "backtest score %", "method"],
@@ -216,38 +210,30 @@ def _recommendation(data: ReportData) -> Section:
         s.tables.append(_records_table(candidates, "Candidate rules scored by backtest (score: mean held-out loss penalty, "
                                                    "% of the optimum loss; chosen: used above)"))
     s.notes += [n for n in rec.notes if n not in rec.laws.notes]  # the laws' own notes are under Laws
-    return s
 
 
-def _curves(data: ReportData) -> Section:
+def _curves(data: ReportData, s: Section) -> None:
     from scaletune.report.plotly_figures import curves_figure
 
-    s = _section(data, "curves", bool(data.curves), "no loss curves with this source")
-    if s.missing:
-        return s
     rec = data.recommendation
     s.figures.append(curves_figure(data.curves, data.curve_fit, data.curve_prediction,
                                    None if rec is None else rec.loss, None if rec is None else rec.steps))
     if data.curve_fit is not None:
         f = data.curve_fit
         s.notes.append(f"{f.law} law fitted on the {len(data.curves)} curves of {data.curve_scale} ("
-                       + ", ".join(f"{p} = {v:.4g}" for p, v in f.params.items()) + ")")
+                       + ", ".join(f"{p} = {v:.4g}" for p, v in f.params_.items()) + ")")
     if data.curve_prediction is not None:
         p = data.curve_prediction
         s.notes.append(f"under the target's schedule {p.schedule}: final loss {p.final_loss:.4f} "
                        f"[{p.final_interval[0]:.4f}, {p.final_interval[1]:.4f}] at this scale's parameters "
-                       f"({p.extrapolation['steps_ratio']:.2f}x the fitted steps; interval: {p.interval_method})")
+                       f"({p.ratios['steps_ratio']:.2f}x the fitted steps; interval: {p.describe_interval()})")
     if "curves" in data.missing:
         s.notes.append(data.missing["curves"])
-    return s
 
 
-def _isoflop(data: ReportData) -> Section:
+def _isoflop(data: ReportData, s: Section) -> None:
     from scaletune.report.plotly_figures import isoflop_figure
 
-    s = _section(data, "isoflop", data.isoflop is not None and data.isoflop_data is not None, "no isoFLOP analysis")
-    if s.missing:
-        return s
     res = data.isoflop
     s.figures.append(isoflop_figure(res, data.isoflop_data))
     lo, hi = res.n_fit.intervals.get("c_C", (math.nan, math.nan))
@@ -256,16 +242,12 @@ def _isoflop(data: ReportData) -> Section:
                                [["a in N* = k C^a", res.a, lo, hi], ["b in D* = k' C^b", res.b, dlo, dhi]],
                                f"{len(res.optima)} budgets used, {len(res.dropped)} dropped"))
     s.notes += list(res.warnings)
-    return s
 
 
-def _stability(data: ReportData) -> Section:
+def _stability(data: ReportData, s: Section) -> None:
     from scaletune.report.plotly_figures import stability_figure
 
     rep = data.stability
-    s = _section(data, "stability", rep is not None, "no stability analysis")
-    if s.missing:
-        return s
     s.figures.append(stability_figure(rep))
     rows = []
     for arm in rep.arms:
@@ -288,18 +270,25 @@ def _stability(data: ReportData) -> Section:
     s.notes.append(f"{n_flagged} of {len(rep.flags)} runs flagged by the attention-logit / output-logit detectors; signals "
                    f"present: {', '.join(rep.signals_present) or 'none'}; missing: {', '.join(rep.signals_missing) or 'none'}")
     s.notes += list(rep.skipped) + list(rep.notes)
-    return s
 
 
-def _provenance(data: ReportData) -> Section:
-    s = Section("provenance", SECTIONS["provenance"])
+def _provenance(data: ReportData, s: Section) -> None:
     s.tables.append(table_html(["", ""], [[k, str(v)] for k, v in data.provenance.items()]))
-    return s
 
 
 def build_sections(data: ReportData) -> list[Section]:
     """The report's sections, in page order, with their plotly figures (tests read the numbers from these)."""
-    return [make(data) for make in (_sweeps, _laws, _recommendation, _curves, _isoflop, _stability, _provenance)]
+    sections = []
+    for key, fill in (("sweeps", _sweeps), ("laws", _laws), ("recommendation", _recommendation), ("curves", _curves),
+                      ("isoflop", _isoflop), ("stability", _stability), ("provenance", _provenance)):
+        s = Section(key, SECTIONS[key])
+        present, missing = _NEEDS.get(key, (lambda d: True, ""))
+        if present(data):
+            fill(data, s)
+        else:
+            s.missing = data.missing.get(key, missing)
+        sections.append(s)
+    return sections
 
 
 # --------------------------------------------------------------------------- the page
