@@ -43,7 +43,7 @@ def test_steplaw_exponents_recovered_within_intervals(optima):
     assert pred.interval[0] <= float(land.lr_opt(1e9, 1.6e10)) <= pred.interval[1]
     # Loss law from the same optima: chinchilla (9 scales, 3 N x 3 D); the optimal loss at a bigger scale.
     assert laws.loss is not None and laws.loss.law == "chinchilla"
-    lo, hi = laws.loss.predict_interval({"N": 3e8, "D": 3e10})
+    lo, hi = laws.loss.predict_interval({"N": 3e8, "D": 3e10}).interval
     assert abs(float(laws.loss.predict({"N": 3e8, "D": 3e10})[0]) / float(land.loss_opt(3e8, 3e10)) - 1) < 0.01
     json.dumps(laws.to_dict())  # every record is JSON-serialisable
 

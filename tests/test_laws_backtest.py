@@ -12,14 +12,14 @@ from scaletune.laws.synthetic import isoflop_ladder
 
 def test_point_at_largest_N_and_largest_D_is_outside_an_isoflop_design():
     df = isoflop_ladder(seed=0, budgets=6)
-    r = fit("chinchilla", df)
+    r = fit("chinchilla", df, bootstrap=0)
     corner = {"N": df.N.max(), "D": df.D.max()}  # each variable inside its own range, C far beyond the data
     for v in ("N", "D"):
         assert r.data_range[v][0] <= corner[v] <= r.data_range[v][1]
     assert r.extrapolation(corner)[0] > 1.0 and r.extrapolation_distance(corner)[0] > 0.5
     assert r.extrapolation({"N": df.N.iloc[3], "D": df.D.iloc[3]})[0] == pytest.approx(1.0)  # a fitted point
-    rec = r.prediction(corner)[0]
-    assert rec["distance"] == pytest.approx(np.log(rec["extrapolation"])) and rec["method"] == "point"
+    p = r.predict_interval(corner)
+    assert p.details["distance"][0] == pytest.approx(np.log(p.extrapolation[0])) and p.method == "point"
 
 
 def test_distance_off_a_tokens_per_parameter_ladder():
@@ -32,7 +32,7 @@ def test_distance_off_a_tokens_per_parameter_ladder():
 
 
 def test_distance_on_a_full_grid_is_the_per_variable_factor():
-    r = fit("chinchilla", chinchilla_data(seed=0))  # N 1e7..1e10 x D 1e9..1e12: the hull is the box
+    r = fit("chinchilla", chinchilla_data(seed=0), bootstrap=0)  # N 1e7..1e10 x D 1e9..1e12: the hull is the box
     np.testing.assert_allclose(r.extrapolation({"N": [7e10, 1e9, 1e6], "D": [1.4e12, 2e10, 5e8]}), [7.0, 1.0, 10.0])
 
 

@@ -35,31 +35,30 @@ def test_every_prediction_carries_its_interval_distance_and_method():
     assert cal.method == "backtest" and cal.by == "C" and cal.n_folds == 4 and cal.n_points > 0
     assert r.diagnostics["bootstrap"]["groups"] == 8 and r.diagnostics["bootstrap"]["grouping"].startswith("C budgets")
     assert cal.kappa >= 0 and cal.quantile(0.95) >= 1.959 and cal.noise_std > 0
-    recs = r.prediction({"N": [1e9, 1e10], "D": [2e10, 2e11]}, observation=True)
-    for rec in recs:
-        assert set(rec) >= {"value", "lo", "hi", "level", "extrapolation", "distance", "method"}
-        assert rec["method"] == "calibrated" and rec["level"] == 0.95 and rec["lo"] < rec["value"] < rec["hi"]
+    p = r.predict_interval({"N": [1e9, 1e10], "D": [2e10, 2e11]}, observation=True)
+    assert p.method == "calibrated" and p.level == 0.95 and len(p) == 2 and p.details["observation"] is True
+    assert np.all((p.lo < p.value) & (p.value < p.hi)) and np.all(p.extrapolation >= 1.0)
+    np.testing.assert_allclose(np.log(p.extrapolation), p.details["distance"])
     # observation intervals grow with the extrapolation distance: compute-optimal points ever farther out
     C = df.C.max() * np.array([1.0, 10.0, 100.0, 1000.0])
     N = np.sqrt(C / 6 / 20)
-    recs = r.prediction({"N": N, "D": 20 * N}, observation=True)
-    dist = [p["distance"] for p in recs]
-    width = [np.log(p["hi"] / p["lo"]) for p in recs]
-    assert np.all(np.diff(dist) > 0) and np.all(np.diff(width) > 0)
+    p = r.predict_interval({"N": N, "D": 20 * N}, observation=True)
+    width = np.log(p.hi / p.lo)
+    assert np.all(np.diff(p.details["distance"]) > 0) and np.all(np.diff(width) > 0)
     back = FitResult.from_json(r.to_json())
     assert back.calibration == cal
-    np.testing.assert_allclose(back.predict_interval({"N": N, "D": 20 * N}, observation=True),
-                               r.predict_interval({"N": N, "D": 20 * N}, observation=True), rtol=1e-12)
+    np.testing.assert_allclose(back.predict_interval({"N": N, "D": 20 * N}, observation=True).interval, p.interval,
+                               rtol=1e-12)
 
 
 def test_too_few_scales_fall_back_to_bootstrap_and_noise():
     df = isoflop_ladder(seed=0, budgets=4)  # 4 budgets: one fold only
     r = fit("chinchilla", df, bootstrap=10, seed=0, workers=1)
     assert r.calibration.method == "bootstrap+noise" and r.calibration.kappa == 0 and r.calibration.note
-    assert r.prediction({"N": [1e9], "D": [2e10]})[0]["method"] == "calibrated"
+    assert r.predict_interval({"N": [1e9], "D": [2e10]}).method == "calibrated"
     plain = fit("chinchilla", df, bootstrap=10, seed=0, workers=1, intervals="bootstrap")
     assert plain.calibration is None and plain.diagnostics["bootstrap"]["grouping"] == "rows"
-    assert plain.prediction({"N": [1e9], "D": [2e10]})[0]["method"] == "bootstrap"
+    assert plain.predict_interval({"N": [1e9], "D": [2e10]}).method == "bootstrap"
     with pytest.raises(ScaletuneError, match="unknown intervals"):
         fit("chinchilla", df, intervals="magic")
 
@@ -130,9 +129,9 @@ def test_compute_for_loss_counts_unreachable_samples_as_infinite():
 
 def test_few_points_per_parameter_are_flagged_and_errors_print_plain_numbers():
     df = chinchilla_data(seed=0, n_sizes=3, n_tokens=4)  # 12 points for 5 parameters
-    d = fit("chinchilla", df).diagnostics
+    d = fit("chinchilla", df, bootstrap=0).diagnostics
     assert d["points_per_parameter"] == pytest.approx(12 / 5) and len(d["warnings"]) >= 1
-    assert fit("chinchilla", chinchilla_data(seed=0)).diagnostics["points_per_parameter"] == pytest.approx(64 / 5)
+    assert fit("chinchilla", chinchilla_data(seed=0), bootstrap=0).diagnostics["points_per_parameter"] == pytest.approx(64 / 5)
     with pytest.raises(ScaletuneError) as exc:
         allocate(published("hoffmann"), np.float64(-1.0))
     assert "np.float64" not in str(exc.value) and "got -1" in str(exc.value)

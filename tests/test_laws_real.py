@@ -57,7 +57,7 @@ def test_datablations_published_law_reproduces_readme_values_and_objective():
 def test_datablations_refit_of_repetition_constants_reaches_published_objective():
     pub = published("muennighoff").params_
     frozen = {k: pub[k] for k in ("a", "b", "e", "alpha", "beta")}
-    r = fit("data_constrained", _datablations(), fixed=frozen)
+    r = fit("data_constrained", _datablations(), fixed=frozen, bootstrap=0)
     assert r.diagnostics["objective_value"] <= 0.015825936
     # the objective is flat in (R_D*, R_N*) (and the frozen part fits these runs only to ~9% mean log error),
     # so the constants themselves are not compared; the fit must converge inside the bounds

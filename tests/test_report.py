@@ -73,7 +73,7 @@ def test_laws_figures_draw_the_fitted_laws_the_target_and_the_published_laws(ana
         expected = law.fit_.predict({v: {"N": np.asarray(t.x), "D": np.full(len(t.x), D)}[v] for v in law.variables})
         assert np.allclose(t.y, expected, rtol=1e-12)
     band = traces(lr_fig, "band", law="lr_ND")
-    lo, hi = law.fit_.predict_interval({"N": np.asarray(band[0].x), "D": np.full(len(band[0].x), data.runs["D"].min())})
+    lo, hi = law.fit_.predict_interval({"N": np.asarray(band[0].x), "D": np.full(len(band[0].x), data.runs["D"].min())}).interval
     assert np.allclose(band[0].y, hi) and np.allclose(band[1].y, lo)
     (target,) = traces(lr_fig, "target")
     assert target.x[0] == TARGET["N"] and target.y[0] == rec.lr.value

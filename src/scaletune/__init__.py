@@ -7,8 +7,8 @@ The top-level verbs (`scaletune.api`) take the data first and are imported on fi
 ``import scaletune`` stays light and never imports torch:
 
     >>> import scaletune as st
-    >>> [p] = st.predict("published:hoffmann", {"N": 7e10, "D": 1.4e12})
-    >>> round(p["value"], 3)
+    >>> p = st.predict("published:hoffmann", {"N": 7e10, "D": 1.4e12})
+    >>> round(p.value, 3)
     1.917
 
 Fitting and analysis (`scaletune.laws`, `scaletune.hparams`, `scaletune.curves`, `scaletune.stability`) need

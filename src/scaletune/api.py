@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the subpackages are imported by the verbs themselves
     from scaletune.hparams import Optimum, Recommendation
     from scaletune.importers import ImportResult
     from scaletune.laws import Allocation, BacktestResult, FitResult, IsoflopResult
+    from scaletune.results import Prediction
     from scaletune.stability import StabilityReport
     from scaletune.study import StudyConfig, SweepResult
 
@@ -113,19 +114,25 @@ def fit(data: Any, law: str = "chinchilla", *, bootstrap: int = 200, **options: 
 
 
 def predict(fit: FitResult | str | Path, at: Mapping[str, Any] | pd.DataFrame, *, level: float | None = None,
-            observation: bool = False) -> list[dict[str, Any]]:
+            observation: bool = False) -> Prediction:
     """Predictions of a fit (a `FitResult`, a fit JSON file or ``"published:NAME"``) at the points ``at``
-    (variable -> value or values): one record per point with value, lo, hi, level, extrapolation (factor; 1 =
-    inside the fitted data) and method (``calibrated``, ``bootstrap`` or ``point``).
+    (variable -> value or values), a `scaletune.results.Prediction`: value, lo, hi at ``level``, extrapolation
+    (factor; 1 = inside the fitted data) and method (``calibrated``, ``bootstrap`` or ``point``); floats for one
+    point given as numbers, arrays for arrays. ``observation=True`` gives the interval of a new measurement
+    instead of the law's.
 
-        >>> [p] = predict("published:hoffmann", {"N": 7e10, "D": 1.4e12})   # Chinchilla's own size
-        >>> round(p["value"], 4), p["method"]
+        >>> p = predict("published:hoffmann", {"N": 7e10, "D": 1.4e12})   # Chinchilla's own size
+        >>> round(p.value, 4), p.method
         (1.9174, 'point')
     """
+    import numpy as np
+
     from scaletune.laws import load_fit
 
     fitted = fit if not isinstance(fit, (str, Path)) else load_fit(fit)
-    return fitted.prediction(at, level=level, observation=observation)
+    p = fitted.predict_interval(at, level=level, observation=observation)
+    one = isinstance(at, Mapping) and all(np.ndim(v) == 0 for v in at.values())
+    return p[0] if one else p
 
 
 def backtest(data: Any, law: str = "chinchilla", **options: Any) -> BacktestResult:

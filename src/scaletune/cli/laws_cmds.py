@@ -7,7 +7,6 @@ imported only when --plot is given.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from pathlib import Path
@@ -16,6 +15,7 @@ import click
 import numpy as np
 import pandas as pd
 
+from scaletune._json import dumps
 from scaletune.cli._tables import WIDE_OPTION, Col, FitTable, show
 from scaletune.errors import ScaletuneError
 from scaletune.runtable import parse_assignments, parse_point, read_table
@@ -99,9 +99,8 @@ def _span(iv) -> str:
 
 
 def _echo_json(doc) -> None:
-    from scaletune._json import to_plain
-
-    click.echo(json.dumps(to_plain(doc), indent=1))
+    """One JSON document on stdout, by the one JSON policy (strict JSON, NaN and infinities as null)."""
+    click.echo(dumps(doc))
 
 
 def _table(title: str, columns: list[str], rows: list[list]) -> None:
@@ -327,6 +326,7 @@ def laws_cmd(laws_from):
 def predict_cmd(fit_spec, points, level, as_json, laws_from, then, chance):
     """Predict with a fitted or published law, with its interval and how far it extrapolates."""
     from scaletune.laws import load_fit
+    from scaletune.laws.fitting import records
 
     _import_laws(laws_from)
     result = load_fit(fit_spec)
@@ -348,7 +348,7 @@ def predict_cmd(fit_spec, points, level, as_json, laws_from, then, chance):
         for k, v in point.items():
             if not (v > 0 and math.isfinite(v)):
                 raise ScaletuneError(f"--at {text!r}: {k} must be positive, got {v!r}")
-        rec = result.prediction(point, level)[0]
+        [rec] = records(result.predict_interval(point, level), point)
         lo, hi = (None, None) if rec["method"] == "point" else (rec["lo"], rec["hi"])
         rows.append({**point, result.y: rec["value"], "lo": lo, "hi": hi, "level": level,
                      "extrapolation": rec["extrapolation"], "distance": rec["distance"], "method": rec["method"]})
@@ -359,7 +359,7 @@ def predict_cmd(fit_spec, points, level, as_json, laws_from, then, chance):
     cols = [*law.variables, result.y, f"{int(level * 100)}% lo", f"{int(level * 100)}% hi", "extrapolation x"]
     _table("predictions (extrapolation x: joint factor outside the fitted points, 1 = inside)", cols,
            [[*(r[v] for v in law.variables), r[result.y], r["lo"], r["hi"], r["extrapolation"]] for r in rows])
-    if result.bootstrap_params is None:
+    if not result.has_samples:
         click.echo("no interval: this law carries no bootstrap samples" + (" (published)" if result.diagnostics.get("published") else ""))
 
 

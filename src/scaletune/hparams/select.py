@@ -506,7 +506,7 @@ def _loss_law_fit(law: str, rows: pd.DataFrame, weights=None):
     from scaletune.laws import fit
 
     try:
-        return fit(law, rows, weights=weights)
+        return fit(law, rows, weights=weights, bootstrap=0)
     except ScaletuneError:
         return None
 

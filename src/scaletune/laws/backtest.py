@@ -29,7 +29,7 @@ import pandas as pd
 from scaletune.errors import ScaletuneError
 from scaletune.laws._calibration import MIN_FOLDS, Calibration, estimate_error_model, scale_bins, scale_values
 from scaletune.laws.catalogue import Law, get_law
-from scaletune.laws.fitting import Data, FitResult, _as_frame, _design, fit
+from scaletune.laws.fitting import Data, FitResult, _as_frame, _design, fit, records as prediction_records
 from scaletune.laws.objectives import Objective
 from scaletune.runtable import require_columns, require_positive
 
@@ -104,7 +104,7 @@ def rolling_errors(law: str | Law, data: pd.DataFrame, y: str, *, by: str | None
     for k, train, test in folds:
         try:
             r = fit(law, data[train], y=y, objective=objective, fixed=fixed, n_starts=n_starts, intervals="bootstrap",
-                    weights=None if weights is None else weights[train])
+                    bootstrap=0, weights=None if weights is None else weights[train])
         except ScaletuneError:
             skipped += 1
             continue
@@ -212,7 +212,7 @@ def backtest(law: str | Law, data: Data, *, y: str | None = None, by: str | None
         xs = _design(law, df[test])
         obs = pd.to_numeric(df.loc[test, y]).to_numpy(float)
         pred = r.predict(xs)
-        for rec, o, p, sc in zip(r.prediction(xs, level, observation=True), obs, pred, s[test]):
+        for rec, o, p, sc in zip(prediction_records(r.predict_interval(xs, level, observation=True), xs), obs, pred, s[test]):
             covered = None if rec["method"] == "point" else bool(rec["lo"] <= o <= rec["hi"])
             records.append({"fold": int(k), **{v: rec[v] for v in law.variables}, "scale": float(sc), "observed": float(o), "predicted": float(p),
                             "value": rec["value"], "lo": rec["lo"], "hi": rec["hi"], "rel_error": float(p / o - 1),

@@ -28,8 +28,9 @@ from scipy.stats import norm
 
 from scaletune.errors import ScaletuneError
 from scaletune.laws.catalogue import get_law
-from scaletune.laws.fitting import Data, FitResult, _as_frame, fit
-from scaletune.runtable import require_columns
+from scaletune.laws.fitting import Data, FitResult, FloatArray, _as_frame, fit
+from scaletune.results import Prediction, percentile_interval
+from scaletune.runtable import require_columns, training_flops
 
 LAW = "downstream_error"
 
@@ -73,7 +74,7 @@ def check_chance(result: FitResult, chance: float) -> None:
     eps = result.params_.get("eps")
     if eps is not None and chance < eps - 1e-12:
         raise ScaletuneError(f"chance-level error {chance:.4g} lies below the fitted eps = {eps:.4g}: the error plateau "
-                             f"cannot be worse than chance; refit with --chance {chance:.4g}")
+                             "cannot be worse than chance", hint=f"refit with the chance level {chance:.4g}")
 
 
 def fit_downstream(data: Data, *, chance: float | str | None = None, y: str = "error", **kwargs: Any) -> FitResult:
@@ -93,36 +94,29 @@ def fit_downstream(data: Data, *, chance: float | str | None = None, y: str = "e
 # --------------------------------------------------------------------------- the chained prediction
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One stage of a chained prediction: value, interval (at the chain's level) and how far it extrapolates
-    (1.0 = inside the fitted range; for the error stage, in loss: the predicted loss vs the fitted losses)."""
-
-    name: str
-    law: str
-    value: float
-    interval: tuple[float, float]
-    extrapolation: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "law": self.law, "value": self.value, "interval": list(self.interval),
-                "extrapolation": self.extrapolation}
+def _stage(p: Prediction) -> dict[str, Any]:
+    """A stage's JSON: its name and law first (the keys of earlier versions), then the `Prediction`'s fields."""
+    return {"name": p.details["name"], "law": p.details["law"], **p.to_dict()}
 
 
 @dataclass(frozen=True)
 class ChainedPrediction:
-    """Loss and task error at ``point``, each with its joint-bootstrap interval at ``level``."""
+    """Loss and task error at ``point``, each a `Prediction` (floats) with its joint interval at ``level``.
+
+    ``loss.extrapolation`` is the loss law's factor outside its fitted points; ``error.extrapolation`` the error
+    law's, in loss (the predicted loss against the fitted losses). ``details`` of each name the stage and law.
+    """
 
     point: dict[str, float]
-    loss: Stage
-    error: Stage
+    loss: Prediction
+    error: Prediction
     level: float
     samples: int
     method: str = "joint draws: loss from the loss fit's observation interval, then error from the error fit's at that loss"
     notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"point": self.point, "loss": self.loss.to_dict(), "error": self.error.to_dict(), "level": self.level,
+        return {"point": self.point, "loss": _stage(self.loss), "error": _stage(self.error), "level": self.level,
                 "samples": self.samples, "method": self.method, "notes": list(self.notes)}
 
 
@@ -137,7 +131,7 @@ def complete_point(point: Mapping[str, float], variables: tuple[str, ...]) -> di
     if "M" not in p and "N" in p and "D" in p:
         p["M"] = p["D"] / p["N"]
     if "C" not in p and "N" in p and "D" in p:
-        p["C"] = 6.0 * p["N"] * p["D"]
+        p["C"] = float(training_flops(p["N"], p["D"]))
     missing = [v for v in variables if v not in p]
     if missing:
         raise ScaletuneError(f"point needs {missing[0]!r} for the loss law (variables {', '.join(variables)}; "
@@ -145,27 +139,22 @@ def complete_point(point: Mapping[str, float], variables: tuple[str, ...]) -> di
     return p
 
 
-def _value(result: FitResult, x: Mapping[str, Any], level: float) -> np.ndarray:
-    """The fit's central prediction (with a calibrated fit's bias correction where it has one)."""
-    if hasattr(result, "prediction"):
-        return np.array([r["value"] for r in result.prediction(x, level, observation=True)])
-    return result.predict(x)
-
-
-def _split_normal(result: FitResult, x: Mapping[str, Any], level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _split_normal(result: FitResult, x: Mapping[str, Any], level: float) -> tuple[FloatArray, FloatArray, FloatArray, str]:
     """(centre, lower and upper scale) in ln y of a split normal whose `level` quantiles are the fit's
-    observation interval at ``x``: it keeps the interval's asymmetry (a bootstrap's skew, a calibrated bias)."""
+    observation interval at ``x`` (its centre includes a calibrated fit's bias correction): it keeps the
+    interval's asymmetry (a bootstrap's skew, a calibrated bias); and the interval's method."""
     z = float(norm.ppf(0.5 + level / 2))
-    centre = np.log(_value(result, x, level))
-    lo, hi = result.predict_interval(x, level, observation=True)
+    p = result.predict_interval(x, level, observation=True)
     with np.errstate(all="ignore"):
-        s_lo = np.maximum(centre - np.log(lo), 0.0) / z
-        s_hi = np.maximum(np.log(hi) - centre, 0.0) / z
-    return centre, s_lo, s_hi
+        centre = np.log(p.value)
+        s_lo = np.maximum(centre - np.log(p.lo), 0.0) / z
+        s_hi = np.maximum(np.log(p.hi) - centre, 0.0) / z
+    return centre, s_lo, s_hi, p.method_name
 
 
-def _draw(centre, s_lo, s_hi, z: np.ndarray) -> np.ndarray:
-    return np.exp(centre + np.where(z < 0, s_lo, s_hi) * z)
+def _draw(centre: Any, s_lo: Any, s_hi: Any, z: FloatArray) -> FloatArray:
+    out: FloatArray = np.exp(centre + np.where(z < 0, s_lo, s_hi) * z)
+    return out
 
 
 def chain_predict(loss_fit: FitResult, error_fit: FitResult, point: Mapping[str, float], *, level: float = 0.95,
@@ -183,38 +172,41 @@ def chain_predict(loss_fit: FitResult, error_fit: FitResult, point: Mapping[str,
     if loss_fit.law == LAW:
         raise ScaletuneError("the first fit must predict the loss from size and data (got a downstream_error fit)")
     for name, r in (("loss", loss_fit), ("error", error_fit)):
-        if r.bootstrap_params is None or len(r.bootstrap_params) == 0:
-            raise ScaletuneError(f"the {name} fit has no bootstrap samples: refit with --bootstrap K for a chained interval")
+        if not r.has_samples:
+            raise ScaletuneError(f"the {name} fit has no bootstrap samples, so the chained prediction has no interval",
+                                 hint="refit it with bootstrap > 0")
     variables = get_law(loss_fit.law).variables
     p = complete_point(point, variables)
     x = {v: np.array([p[v]]) for v in variables}
     rng = np.random.default_rng(seed)
 
-    c1, lo1, hi1 = (a[0] for a in _split_normal(loss_fit, x, level))
+    centre, s_lo, s_hi, loss_method = _split_normal(loss_fit, x, level)
+    c1, lo1, hi1 = float(centre[0]), float(s_lo[0]), float(s_hi[0])
     loss = float(np.exp(c1))
     l_draws = _draw(c1, lo1, hi1, rng.standard_normal(samples))
     # The error stage's interval at every drawn loss, interpolated from a grid over the drawn range (in ln loss).
     grid = np.unique(np.quantile(l_draws, np.linspace(0, 1, 65)))
-    c2, lo2, hi2 = _split_normal(error_fit, {"loss": grid}, level)
+    c2, lo2, hi2, _ = _split_normal(error_fit, {"loss": grid}, level)
     # Where the law predicts no error at all (eps <= k exp(-gamma L) at a very low drawn loss) the error is 0.
     value2 = np.where(np.isfinite(c2), np.exp(c2), 0.0)
     lo2, hi2 = (np.where(np.isfinite(a), a, 0.0) for a in (lo2, hi2))
     v, a, b = (np.interp(np.log(l_draws), np.log(grid), arr) for arr in (value2, lo2, hi2))
     z2 = rng.standard_normal(samples)
     e_draws = np.clip(v * np.exp(np.where(z2 < 0, a, b) * z2), 0.0, 1.0)  # an error is a fraction
-    error = float(_value(error_fit, {"loss": np.array([loss])}, level)[0])
+    error = float(error_fit.predict_interval({"loss": np.array([loss])}, level, observation=True).value[0])
 
-    tail = 50 * (1 - level)
     notes = []
     chance = error_fit.diagnostics.get("chance")
     if chance is not None and error > chance:
         notes.append(f"predicted error {error:.4g} is above the chance level {chance:.4g}")
-    e_iv = (float(np.percentile(e_draws, tail)), float(np.percentile(e_draws, 100 - tail)))
-    l_iv = (float(np.exp(c1 - lo1 * norm.ppf(0.5 + level / 2))), float(np.exp(c1 + hi1 * norm.ppf(0.5 + level / 2))))
+    e_lo, e_hi = percentile_interval(e_draws, level)
+    z = float(norm.ppf(0.5 + level / 2))
     return ChainedPrediction(
         point=p,
-        loss=Stage("loss", loss_fit.law, loss, l_iv, float(loss_fit.extrapolation(x)[0])),
-        error=Stage(error_fit.y, error_fit.law, error, e_iv, float(error_fit.extrapolation({"loss": np.array([loss])})[0])),
+        loss=Prediction(loss, float(np.exp(c1 - lo1 * z)), float(np.exp(c1 + hi1 * z)), level,
+                        float(loss_fit.extrapolation(x)[0]), loss_method, {"name": "loss", "law": loss_fit.law}),
+        error=Prediction(error, e_lo, e_hi, level, float(error_fit.extrapolation({"loss": np.array([loss])})[0]),
+                         "chained", {"name": error_fit.y, "law": error_fit.law}),
         level=level, samples=samples, notes=tuple(notes),
     )
 

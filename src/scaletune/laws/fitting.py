@@ -15,25 +15,29 @@ import json
 import multiprocessing
 import os
 import re
+import textwrap
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import scipy
 from scipy.optimize import OptimizeResult, minimize
 from threadpoolctl import ThreadpoolController
 
 from scaletune import __version__
-from scaletune._json import to_plain
+from scaletune._json import dumps, nan_from_null
 from scaletune.errors import ScaletuneError
 from scaletune.laws._calibration import Calibration, calibrated_interval, hull_distance, hull_points, scale_bins, scale_values
 from scaletune.laws.catalogue import Law, get_law
 from scaletune.laws.objectives import Objective, get_objective
+from scaletune.results import LEVEL, Prediction, percentile_interval
 from scaletune.runtable import require_columns, require_positive
 
 Data = pd.DataFrame | Mapping[str, Any]
+FloatArray = npt.NDArray[np.float64]
 _BAD = 1e30  # objective value of a parameter vector whose prediction is not finite and positive
 # Found once: scanning the loaded BLAS libraries on every call would cost milliseconds per fit.
 BLAS = ThreadpoolController()
@@ -287,6 +291,8 @@ class FitResult:
     ``params_`` are the fitted parameters (natural-log coefficients where the law says so), ``derived_``
     the derived quantities, ``intervals`` percentile bootstrap intervals (at ``level``) for both;
     ``bootstrap_params`` holds the bootstrap samples (K, P) that ``predict_interval`` uses.
+    Implements the `scaletune.results.Fit` protocol: ``predict``, ``predict_interval`` (a `Prediction`),
+    ``to_json`` / ``from_json``, a one-line repr and ``summary()``.
     """
 
     law: str
@@ -298,14 +304,14 @@ class FitResult:
     diagnostics: dict[str, Any]
     data_range: dict[str, tuple[float, float]]
     fixed: dict[str, float] = field(default_factory=dict)
-    bootstrap_params: np.ndarray | None = None
-    level: float = 0.95
+    bootstrap_params: FloatArray | None = None
+    level: float = LEVEL
     seed: int = 0
     holdout: dict[str, Any] | None = None
     data_hash: str = ""
-    provenance: dict[str, str] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
     citation: str = ""
-    residuals_log: np.ndarray | None = None  # log(observed) - log(fitted) of the fitted points
+    residuals_log: FloatArray | None = None  # log(observed) - log(fitted) of the fitted points
     data_hull: list[list[float]] | None = None  # fitted points in log variables (hull vertices): the distance's reference
     calibration: Calibration | None = None  # the error model of calibrated intervals (None: percentile bootstrap)
     backtest: dict[str, Any] | None = None  # summary of the rolling-origin backtest on the fitted data
@@ -314,7 +320,7 @@ class FitResult:
     def law_(self) -> Law:
         return get_law(self.law)
 
-    def _x(self, x: Mapping[str, Any] | pd.DataFrame) -> dict[str, np.ndarray]:
+    def _x(self, x: Mapping[str, Any] | pd.DataFrame) -> dict[str, FloatArray]:
         out = {}
         for v in self.law_.variables:
             if v not in x:
@@ -323,55 +329,40 @@ class FitResult:
         n = max(len(a) for a in out.values())
         return {k: np.broadcast_to(a, (n,)) if len(a) == 1 else a for k, a in out.items()}
 
-    def predict(self, x: Mapping[str, Any] | pd.DataFrame) -> np.ndarray:
+    def predict(self, x: Mapping[str, Any] | pd.DataFrame) -> FloatArray:
         """The law at ``x`` (variable name -> values), in the units of the fitted response ``y``."""
         return self.law_.predict(self.params_, self._x(x))
 
-    def predict_samples(self, x: Mapping[str, Any] | pd.DataFrame) -> np.ndarray:
+    def predict_samples(self, x: Mapping[str, Any] | pd.DataFrame) -> FloatArray:
         """Predictions of every bootstrap sample, shape (K, n)."""
-        if self.bootstrap_params is None or len(self.bootstrap_params) == 0:
-            raise ScaletuneError(f"fit of {self.law!r} has no bootstrap samples: refit with bootstrap > 0 for intervals")
+        if not self.has_samples:
+            raise ScaletuneError(f"fit of {self.law!r} has no bootstrap samples",
+                                 hint="refit with bootstrap > 0 for intervals")
+        assert self.bootstrap_params is not None
         xs, law = self._x(x), self.law_
+        n = len(next(iter(xs.values())))
         with np.errstate(all="ignore"):
-            return np.array([np.exp(law.log_predict(theta, xs)[0]) if np.all(np.isfinite(theta)) else np.full(len(next(iter(xs.values()))), np.nan)
+            return np.array([np.exp(law.log_predict(theta, xs)[0]) if np.all(np.isfinite(theta)) else np.full(n, np.nan)
                              for theta in self.bootstrap_params])
 
-    def predict_interval(self, x: Mapping[str, Any] | pd.DataFrame, level: float = 0.95,
-                         observation: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Interval at ``level`` of the law at ``x`` or, with ``observation``, of a new measurement there.
+    @property
+    def has_samples(self) -> bool:
+        """Whether the fit carries bootstrap samples (a published law or a ``bootstrap=0`` fit does not)."""
+        return self.bootstrap_params is not None and len(self.bootstrap_params) > 0
 
-        Calibrated fits (``calibration`` set, the default of `fit`): ln prediction + bias d +- q sqrt(bootstrap
-        variance + kappa^2 d^2 [+ residual variance for an observation]), d the extrapolation distance (see
-        `scaletune.laws._calibration`). Otherwise the percentile bootstrap interval, an observation's being each
-        bootstrap prediction times exp(a residual of the fit drawn at random).
+    def predict_interval(self, x: Mapping[str, Any] | pd.DataFrame, level: float | None = None,
+                         observation: bool = False) -> Prediction:
+        """The prediction at ``x`` with its interval at ``level`` (default: the fit's) of the law or, with
+        ``observation``, of a new measurement there; one entry per point (vector fields).
+
+        ``method``: ``calibrated`` (the default of `fit`: ln prediction + bias d +- q sqrt(bootstrap variance +
+        kappa^2 d^2 [+ residual variance for an observation]), d the extrapolation distance, see
+        `scaletune.laws._calibration`; ``value`` is then the bias-corrected centre), ``bootstrap`` (percentile
+        interval of the bootstrap predictions, an observation's being each bootstrap prediction times exp(a
+        residual of the fit drawn at random); ``value`` is `predict`) or ``point`` (no bootstrap samples: lo and
+        hi are NaN). ``extrapolation`` is the joint factor outside the fitted points (`extrapolation`);
+        ``details["distance"]`` its natural log.
         """
-        if self.calibration is not None:
-            return self._calibrated(x, level, observation)[1:]
-        samples = self.predict_samples(x)
-        if observation:
-            if self.residuals_log is None or len(self.residuals_log) == 0:
-                raise ScaletuneError(f"fit of {self.law!r} has no residuals for an observation interval")
-            rng = np.random.default_rng(self.seed)
-            samples = samples * np.exp(rng.choice(np.asarray(self.residuals_log), size=samples.shape))
-        tail = 50 * (1 - level)
-        return np.nanpercentile(samples, tail, axis=0), np.nanpercentile(samples, 100 - tail, axis=0)
-
-    def _calibrated(self, x, level: float, observation: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        xs = self._x(x)
-        with np.errstate(all="ignore"):
-            log_boot = None if self.bootstrap_params is None else np.log(self.predict_samples(xs))
-        revised = None
-        if self.calibration.revision_params is not None:
-            with np.errstate(all="ignore"):
-                revised = self.law_.log_predict(np.asarray(self.calibration.revision_params, float), xs)[0]
-        return calibrated_interval(np.log(self.predict(xs)), log_boot, self.extrapolation_distance(xs), self.calibration,
-                                   level, observation, revised)
-
-    def prediction(self, x: Mapping[str, Any] | pd.DataFrame, level: float | None = None,
-                   observation: bool = False) -> list[dict[str, Any]]:
-        """One record per point: value, lo, hi, level, extrapolation (factor, 1 = inside the data), distance
-        (ln of it) and method (``calibrated``, ``bootstrap`` or ``point`` when the fit has no samples). A calibrated
-        value includes the backtest's bias correction when one was applied."""
         level = self.level if level is None else level
         xs = self._x(x)
         dist = self.extrapolation_distance(xs)
@@ -381,14 +372,32 @@ class FitResult:
         if self.calibration is not None:
             value, lo, hi = self._calibrated(xs, level, observation)
             method = "calibrated"
-        elif self.bootstrap_params is not None:
-            lo, hi = self.predict_interval(xs, level, observation)
+        elif self.has_samples:
+            samples = self.predict_samples(xs)
+            if observation:
+                if self.residuals_log is None or len(self.residuals_log) == 0:
+                    raise ScaletuneError(f"fit of {self.law!r} has no residuals for an observation interval")
+                rng = np.random.default_rng(self.seed)
+                samples = samples * np.exp(rng.choice(np.asarray(self.residuals_log), size=samples.shape))
+            lo, hi = percentile_interval(samples, level, axis=0)
             method = "bootstrap"
-        return [{**{v: float(xs[v][i]) for v in xs}, "value": float(value[i]), "lo": float(lo[i]), "hi": float(hi[i]),
-                 "level": level, "observation": observation, "extrapolation": float(np.exp(dist[i])),
-                 "distance": float(dist[i]), "method": method} for i in range(len(value))]
+        return Prediction(np.asarray(value, float), np.asarray(lo, float), np.asarray(hi, float), level, np.exp(dist),
+                          method, {"distance": dist, "observation": observation})
 
-    def extrapolation_distance(self, x: Mapping[str, Any] | pd.DataFrame) -> np.ndarray:
+    def _calibrated(self, x: Mapping[str, FloatArray], level: float,
+                    observation: bool) -> tuple[FloatArray, FloatArray, FloatArray]:
+        assert self.calibration is not None
+        xs = self._x(x)
+        with np.errstate(all="ignore"):
+            log_boot = np.log(self.predict_samples(xs)) if self.has_samples else None
+        revised = None
+        if self.calibration.revision_params is not None:
+            with np.errstate(all="ignore"):
+                revised = self.law_.log_predict(np.asarray(self.calibration.revision_params, float), xs)[0]
+        return calibrated_interval(np.log(self.predict(xs)), log_boot, self.extrapolation_distance(xs), self.calibration,
+                                   level, observation, revised)
+
+    def extrapolation_distance(self, x: Mapping[str, Any] | pd.DataFrame) -> FloatArray:
         """Joint extrapolation distance of each point, in natural-log units: the L-infinity distance of its log
         variables from the convex hull of the fitted points (0 = inside; NaN for a published law, whose data
         are not known). See `scaletune.laws._calibration`."""
@@ -405,11 +414,62 @@ class FitResult:
             pts = np.stack([np.log(xs[v]) for v in variables], axis=1)
         return hull_distance(pts, hull)
 
-    def extrapolation(self, x: Mapping[str, Any] | pd.DataFrame) -> np.ndarray:
+    def extrapolation(self, x: Mapping[str, Any] | pd.DataFrame) -> FloatArray:
         """How far each point lies outside the fitted data, as a factor: exp(`extrapolation_distance`), the
         smallest f such that every variable lies within a factor f of one convex mixture (in log space) of fitted
         points. 1.0 = inside; on a full grid it is the largest factor by which a variable leaves its range."""
         return np.exp(self.extrapolation_distance(x))
+
+    # ----------------------------------------------------------------------- reading it
+
+    def _method(self) -> str:
+        if self.calibration is not None:
+            return f"calibrated ({self.calibration.method})"
+        return "bootstrap" if self.has_samples else "point (no bootstrap)"
+
+    def __repr__(self) -> str:
+        """One line: the law, the points, the objective and the fitted parameters with their intervals."""
+        n = self.diagnostics.get("n_points")
+        head = f"FitResult({self.law}, " + (f"{n} points, " if n is not None else "") + f"{self.objective}: "
+        parts = [_cell(k, v, self.intervals.get(k), 3) for k, v in self.params_.items()]
+        body = ""
+        for i, part in enumerate(parts):
+            if len(head) + len(body) + len(part) > 110:
+                body += f"... +{len(parts) - i} more"
+                break
+            body += part + ("; " if i < len(parts) - 1 else "")
+        return head + body + ")"
+
+    def summary(self) -> str:
+        """A plain-text table (80 columns): every parameter and derived quantity with its interval, then the
+        data, objective, bootstrap and interval method."""
+        pct = f"{self.level:.0%}"
+        lines = textwrap.wrap(f"{self.law} fit of {self.y}: {self.law_.formula}", 80, subsequent_indent="  ")
+        rule = "-" * 62
+        lines += [rule, f"{'parameter':<22}{'value':>12}   {pct} interval", rule]
+
+        def row(name: str, value: float) -> str:
+            iv = self.intervals.get(name)
+            interval = "(fixed)" if name in self.fixed else ("-" if iv is None else
+                                                              f"[{_num(iv[0])}, {_num(iv[1])}]")
+            return f"{name[:22]:<22}{_num(value):>12}   {interval}"
+
+        lines += [row(k, v) for k, v in self.params_.items()]
+        if self.derived_:
+            lines += ["derived", *(row(k, v) for k, v in self.derived_.items())]
+        lines.append(rule)
+        d = self.diagnostics
+        boot = d.get("bootstrap") or {}
+        lines.append(f"points {d.get('n_points', '?')}; objective {self.objective}"
+                     + (f" = {d['objective_value']:.6g}" if isinstance(d.get("objective_value"), float) else "")
+                     + f"; converged {d.get('converged', '-')}")
+        lines.append(f"bootstrap {boot.get('samples', 0)} resamples, {boot.get('failed', 0)} failed"
+                     + (f" ({boot['grouping']})" if boot.get("grouping") else "") + f"; intervals: {self._method()}")
+        for w in d.get("warnings", []):
+            lines += textwrap.wrap(f"warning: {w}", 80, subsequent_indent="  ")
+        return "\n".join(lines)
+
+    # ----------------------------------------------------------------------- JSON
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -422,26 +482,65 @@ class FitResult:
         return d
 
     def to_json(self, indent: int | None = 1) -> str:
-        return json.dumps(to_plain(self.to_dict()), indent=indent, allow_nan=True)
+        """Strict JSON (NaN and infinities as ``null``, see `scaletune._json`), bootstrap samples included."""
+        return dumps(self.to_dict(), indent=indent)
 
     @classmethod
     def from_json(cls, text: str) -> "FitResult":
+        """Read `to_json`'s output (or the older files that wrote NaN) back to an equal fit."""
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ScaletuneError(f"not a fit result (invalid JSON: {exc})") from None
         if not isinstance(d, dict) or "law" not in d or "params_" not in d:
             raise ScaletuneError("not a fit result: expected the JSON written by `scaletune fit --out` or FitResult.to_json()")
+        return cls.from_dict(d)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FitResult":
+        """The inverse of `to_dict` (``null`` read back as NaN where a number belongs)."""
+        d = dict(d)
         d.pop("params_order", None)
-        bp = d.get("bootstrap_params")
-        d["bootstrap_params"] = None if bp is None else np.array(bp, dtype=float).reshape(len(bp), -1)
-        d["residuals_log"] = None if d.get("residuals_log") is None else np.array(d["residuals_log"], dtype=float)
-        d["intervals"] = {k: (float(v[0]), float(v[1])) for k, v in d.get("intervals", {}).items()}
-        d["data_range"] = {k: (float(v[0]), float(v[1])) for k, v in d.get("data_range", {}).items()}
+
+        def floats(m: Mapping[str, Any] | None) -> dict[str, Any]:
+            return {k: nan_from_null(v) for k, v in (m or {}).items()}
+
+        def array(v: Any) -> FloatArray | None:
+            return None if v is None else np.array(nan_from_null(v), dtype=float)
+
+        bp = array(d.get("bootstrap_params"))
+        d["bootstrap_params"] = None if bp is None else bp.reshape(len(bp), -1)
+        d["residuals_log"] = array(d.get("residuals_log"))
+        d["params_"], d["derived_"], d["fixed"] = (floats(d.get(k)) for k in ("params_", "derived_", "fixed"))
+        d["intervals"] = {k: (float(v[0]), float(v[1])) for k, v in floats(d.get("intervals")).items()}
+        d["data_range"] = {k: (float(v[0]), float(v[1])) for k, v in floats(d.get("data_range")).items()}
+        diag = dict(d.get("diagnostics") or {})
+        for k in _FLOAT_DIAGNOSTICS:
+            if k in diag:
+                diag[k] = nan_from_null(diag[k])
+        d["diagnostics"] = diag
         if d.get("calibration") is not None:
-            d["calibration"] = Calibration.from_dict(d["calibration"])
-        known = {f for f in cls.__dataclass_fields__}
+            cal = dict(d["calibration"])
+            for k in ("noise_std", "kappa", "bias", "fold_biases", "z_abs", "extra_noise", "revision_params"):
+                if cal.get(k) is not None:
+                    cal[k] = nan_from_null(cal[k])
+            d["calibration"] = Calibration.from_dict(cal)
+        known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# diagnostics that are numbers (NaN when undefined; written as null)
+_FLOAT_DIAGNOSTICS = ("objective_value", "residual_std_log", "residual_max_abs_log", "points_per_parameter")
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None or not np.isfinite(v) else f"{v:.4g}"
+
+
+def _cell(name: str, value: float, iv: tuple[float, float] | None, digits: int) -> str:
+    """``name=value [lo, hi]`` for a repr (the interval only when there is one)."""
+    text = f"{name}={value:.{digits}g}"
+    return text if iv is None else f"{text} [{iv[0]:.{digits}g}, {iv[1]:.{digits}g}]"
 
 
 # --------------------------------------------------------------------------- bootstrap (all cores, seeded)
@@ -565,13 +664,13 @@ def fit(
     *,
     y: str | None = None,
     objective: str | Objective = "huber",
-    bootstrap: int = 0,
+    bootstrap: int = 200,
     seed: int = 0,
     groups: str | Sequence | np.ndarray | None = None,
     holdout: str | np.ndarray | None = None,
     fixed: Mapping[str, float] | None = None,
     weights: str | Sequence[float] | np.ndarray | None = None,
-    level: float = 0.95,
+    level: float = LEVEL,
     n_starts: int = 5,
     workers: int | None = None,
     intervals: str = "calibrated",
@@ -586,8 +685,9 @@ def fit(
     ``fixed`` freezes parameters at given values; ``weights`` (a column name or one value per row)
     multiplies each point's term of the objective.
 
-    Intervals (``bootstrap`` > 0 resamples, seeded, on all cores; percentile intervals of the parameters at
-    ``level``). ``intervals="calibrated"`` (default): the bootstrap resamples whole budgets (``groups`` or, by
+    Intervals (``bootstrap`` resamples, 200 by default as on the command line, seeded, on all cores; percentile
+    intervals of the parameters at ``level``; ``bootstrap=0`` gives a point fit, whose predictions have method
+    ``point`` and no interval). ``intervals="calibrated"`` (default): the bootstrap resamples whole budgets (``groups`` or, by
     default, bins of the scale ``by``, C = 6ND for laws of N and D), and prediction intervals come from the error
     model of a rolling-origin backtest along ``by`` on the fitted data (see `scaletune.laws._calibration`), or
     from bootstrap + residual noise when there are too few scales (``calibration.method`` says which).
@@ -656,14 +756,13 @@ def fit(
         ok = np.all(np.isfinite(samples), axis=1)
         diagnostics["bootstrap"] = {"samples": int(bootstrap), "failed": int((~ok).sum()),
                                     "groups": int(len(np.unique(group_labels))), "grouping": grouping}
-        tail = 50 * (1 - level)
         if ok.any():
             named = {p: samples[ok, i] for i, p in enumerate(law.params)}
             named.update(law.derive(named))
             for name, vals in named.items():
                 if name in fixed:
                     continue
-                lo, hi = float(np.nanpercentile(vals, tail)), float(np.nanpercentile(vals, 100 - tail))
+                lo, hi = percentile_interval(vals, level)
                 if lo != hi:  # a quantity of fixed parameters only has no interval
                     ranges[name] = (lo, hi)
 
@@ -699,21 +798,35 @@ def fit(
     return result
 
 
+def records(prediction: Prediction, x: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One plain record per point of a `FitResult.predict_interval` result (the JSON rows of ``predict``,
+    holdouts and backtests): the point's variables, value, lo, hi, level, observation, extrapolation, distance
+    and method."""
+    out = []
+    for i in range(len(prediction)):
+        p = prediction[i]
+        out.append({**{v: float(np.broadcast_to(np.asarray(a, float), (len(prediction),))[i]) for v, a in x.items()}, "value": p.value, "lo": p.lo, "hi": p.hi,
+                    "level": p.level, "observation": bool(prediction.details.get("observation", False)),
+                    "extrapolation": p.extrapolation, "distance": float(np.asarray(prediction.details["distance"])[i]),
+                    "method": p.method_name})
+    return out
+
+
 def _with_holdout(result: FitResult, held: pd.DataFrame, expression: str, level: float) -> FitResult:
     law = result.law_
     xs = _design(law, held)
     obs = pd.to_numeric(held[result.y]).to_numpy(dtype=float)
-    records = result.prediction(xs, level, observation=True)  # a held-out point is a new measurement
+    prediction = result.predict_interval(xs, level, observation=True)  # a held-out point is a new measurement
+    method = prediction.method
     pred = result.predict(xs)
     points = []
-    for rec, o, p in zip(records, obs, pred):
+    for rec, o, p in zip(records(prediction, xs), obs, pred):
         point = {v: rec[v] for v in law.variables}
         point.update(observed=float(o), predicted=float(p), relative_error=float(p / o - 1),
                      extrapolation=rec["extrapolation"], distance=rec["distance"])
-        if rec["method"] != "point":
+        if method != "point":
             point.update(value=rec["value"], lo=rec["lo"], hi=rec["hi"], covered=bool(rec["lo"] <= o <= rec["hi"]))
         points.append(point)
-    method = records[0]["method"] if records else "point"
     summary = {"expression": expression, "n": len(points), "points": points, "method": method,
                "interval": f"observation ({'calibrated error model' if method == 'calibrated' else 'law + residual'})",
                "mean_abs_relative_error": float(np.mean(np.abs(pred / obs - 1))),

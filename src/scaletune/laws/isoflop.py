@@ -23,16 +23,20 @@ are set beside Approach 2's a and b.
 
 from __future__ import annotations
 
+import json
+import textwrap
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 from scipy.interpolate import Akima1DInterpolator, CubicSpline
 
+from scaletune._json import dumps
 from scaletune.errors import ScaletuneError
 from scaletune.laws.catalogue import get_law
-from scaletune.laws.fitting import BLAS, FitResult, _as_frame
+from scaletune.laws.fitting import BLAS, FitResult, FloatArray, _as_frame
+from scaletune.results import Prediction, percentile_interval
 from scaletune.runtable import require_columns, require_positive
 
 MIN_POINTS = 5
@@ -62,7 +66,11 @@ def curve_optimum(log_n: np.ndarray, loss: np.ndarray, interpolation: str = "aki
 @dataclass(frozen=True, eq=False)
 class IsoflopResult:
     """Per-budget optima (``optima``: C, N_star, D_star, loss_star, intervals, log-std, edge_replicates) and the fits
-    N*(C) = k C^a (``n_fit``) and D*(C) (``d_fit``), both `FitResult` of ``powerlaw:C`` with bootstrap samples."""
+    N*(C) = k C^a (``n_fit``) and D*(C) (``d_fit``), both `FitResult` of ``powerlaw:C`` with bootstrap samples.
+
+    Implements the `scaletune.results.Fit` protocol: ``predict(C)`` is N*(C); ``predict_interval(C)`` a
+    `Prediction` of N* whose ``details`` carry D*(C) and its interval (``D_star``, ``D_star_lo``, ``D_star_hi``).
+    """
 
     optima: pd.DataFrame
     dropped: list[dict[str, Any]]
@@ -94,6 +102,79 @@ class IsoflopResult:
             "edge_replicates": self.edge_replicates, "approach3": self.approach3,
             "n_fit": self.n_fit.to_dict(), "d_fit": self.d_fit.to_dict(),
         }
+
+    def predict(self, C: Any) -> FloatArray:
+        """N*(C) = k C^a at compute ``C`` (FLOPs: a number, an array, or a mapping with ``"C"``)."""
+        return self.n_fit.predict({"C": _budgets(C)})
+
+    def predict_interval(self, C: Any, level: float | None = None) -> Prediction:
+        """N*(C) with its bootstrap interval at ``level`` (default: the fit's) and how far ``C`` lies outside the
+        budgets used; ``details``: D*(C) (``D_star``, ``D_star_lo``, ``D_star_hi``) and ``distance``."""
+        c = {"C": _budgets(C)}
+        n, d = self.n_fit.predict_interval(c, level), self.d_fit.predict_interval(c, level)
+        return Prediction(n.value, n.lo, n.hi, n.level, n.extrapolation, n.method,
+                          {"D_star": d.value, "D_star_lo": d.lo, "D_star_hi": d.hi, "distance": n.details["distance"]})
+
+    def to_json(self) -> str:
+        """Strict JSON (NaN as null) of `to_dict`, the two fits' bootstrap samples included."""
+        return dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> "IsoflopResult":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ScaletuneError(f"not an isoFLOP result (invalid JSON: {exc})") from None
+        if not isinstance(d, dict) or not {"optima", "n_fit", "d_fit"} <= set(d):
+            raise ScaletuneError("not an isoFLOP result: expected the JSON written by IsoflopResult.to_json()")
+        optima = pd.DataFrame(d["optima"])
+        optima = optima.apply(lambda col: pd.to_numeric(col, errors="coerce")) if len(optima) else optima
+        return cls(optima, list(d.get("dropped", [])), FitResult.from_dict(d["n_fit"]), FitResult.from_dict(d["d_fit"]),
+                   d["interpolation"], bool(d["weighted"]), list(d.get("warnings", [])), int(d.get("edge_replicates", 0)),
+                   d.get("approach3"))
+
+    def __repr__(self) -> str:
+        def cell(name: str, value: float, iv: tuple[float, float] | None) -> str:
+            return f"{name}={value:.3g}" + ("" if iv is None else f" [{iv[0]:.3g}, {iv[1]:.3g}]")
+
+        return (f"IsoflopResult({len(self.optima)} budgets, {len(self.dropped)} dropped: "
+                f"{cell('a', self.a, self.n_fit.intervals.get('c_C'))}, {cell('b', self.b, self.d_fit.intervals.get('c_C'))})")
+
+    def summary(self) -> str:
+        """A plain-text table (80 columns): the exponents and coefficients with intervals, then the optimum of
+        every budget."""
+        pct = f"{self.n_fit.level:.0%}"
+
+        def num(v: float) -> str:
+            return "-" if not np.isfinite(v) else f"{v:.4g}"
+
+        def iv(i: tuple[float, float] | None) -> str:
+            return "-" if i is None else f"[{num(i[0])}, {num(i[1])}]"
+
+        rule = "-" * 64
+        boot = self.n_fit.diagnostics.get("bootstrap", {})
+        lines = [f"isoFLOP analysis (Approach 2): {len(self.optima)} budgets, {len(self.dropped)} dropped; "
+                 f"{self.interpolation} interpolation, {'weighted' if self.weighted else 'unweighted'}",
+                 rule, f"{'quantity':<22}{'value':>12}   {pct} interval", rule]
+        for name, coef, fit in (("a in N* = k C^a", "k", self.n_fit), ("b in D* = k' C^b", "k'", self.d_fit)):
+            lines.append(f"{name:<22}{num(fit.params_['c_C']):>12}   {iv(fit.intervals.get('c_C'))}")
+            lines.append(f"{coef:<22}{num(fit.derived_['k']):>12}   {iv(fit.intervals.get('k'))}")
+        lines += [rule, f"{'C (FLOPs)':>10}{'N*':>11}  {pct + ' interval of N*':<24}{'D* (tokens)':>12}{'loss*':>9}", rule]
+        for r in self.optima.itertuples():
+            lines.append(f"{num(r.C):>10}{num(r.N_star):>11}  {iv((r.N_star_lo, r.N_star_hi)):<24}{num(r.D_star):>12}"
+                         f"{num(r.loss_star):>9}")
+        lines.append(rule)
+        lines.append(f"bootstrap: {boot.get('samples', 0)} replicates per budget, {self.edge_replicates} censored at a grid edge")
+        for w in self.warnings:
+            lines += textwrap.wrap(f"warning: {w}", 80, subsequent_indent="  ")
+        return "\n".join(lines)
+
+
+def _budgets(C: Any) -> FloatArray:
+    """Compute budgets as a 1-d array of floats from a number, an array or a mapping / table with a C."""
+    if isinstance(C, (Mapping, pd.DataFrame)):
+        C = C["C"]
+    return np.atleast_1d(np.asarray(C, float))
 
 
 def _wls(log_c: np.ndarray, log_v: np.ndarray, w: np.ndarray) -> tuple[float, float]:
@@ -165,7 +246,6 @@ def isoflop(
     pooled = np.concatenate(resid)
     pooled = (pooled - pooled.mean()) * np.sqrt(len(pooled) / max(1, dof))  # variance of a new error, not of a residual
 
-    tail = 50 * (1 - level)
     boot_n, boot_d, side_n = [], [], []
     for budget, x, ld, loss, opt in curves:
         d_at = lambda v, x=x, ld=ld: float(np.interp(v, x, ld))  # noqa: E731  (log D along the curve)
@@ -185,11 +265,11 @@ def isoflop(
         boot_d.append(bd)
         side_n.append(side)
         edge = int((side != 0).sum())
+        n_lo, n_hi = percentile_interval(bn, level) if bootstrap else (np.nan, np.nan)
         rows.append({
             "C": budget, "N_star": float(np.exp(opt[0])), "D_star": float(np.exp(d_at(opt[0]))),
             "loss_star": opt[1], "tokens_per_param": float(np.exp(d_at(opt[0]) - opt[0])), "n_points": int(len(loss)),
-            "N_star_lo": float(np.exp(np.percentile(bn, tail))) if bootstrap else np.nan,
-            "N_star_hi": float(np.exp(np.percentile(bn, 100 - tail))) if bootstrap else np.nan,
+            "N_star_lo": float(np.exp(n_lo)), "N_star_hi": float(np.exp(n_hi)),
             "log_N_star_std": float(np.std(bn)) if bootstrap > 1 else np.nan,
             "log_D_star_std": float(np.std(bd)) if bootstrap > 1 else np.nan,
             "edge_replicates": edge,
@@ -258,12 +338,11 @@ def _powerlaw_result(y: str, log_k: float, slope: float, samples: np.ndarray, lo
                      level: float, seed: int, weighted: bool) -> FitResult:
     law = get_law("powerlaw:C")
     ok = np.all(np.isfinite(samples), axis=1)
-    tail = 50 * (1 - level)
     intervals = {}
     if ok.any():
         named = {"log_k": samples[ok, 0], "c_C": samples[ok, 1]}
         named.update(law.derive(named))
-        intervals = {k: (float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))) for k, v in named.items()}
+        intervals = {k: percentile_interval(v, level) for k, v in named.items()}
     r = np.log(values) - (log_k + slope * log_c)
     return FitResult(
         law=law.spec, y=y, objective="weighted_least_squares_log" if weighted else "least_squares_log",

@@ -23,9 +23,9 @@ def _pyplot():
 
 
 def _band(ax, fit: FitResult, x: dict, xs: np.ndarray, color) -> None:
-    if fit.bootstrap_params is not None:
-        lo, hi = fit.predict_interval(x, fit.level)
-        ax.fill_between(xs, lo, hi, color=color, alpha=0.2, lw=0)
+    if fit.has_samples:
+        band = fit.predict_interval(x)
+        ax.fill_between(xs, band.lo, band.hi, color=color, alpha=0.2, lw=0)
 
 
 def plot_fit(fit: FitResult, data: pd.DataFrame, path: str | Path) -> Path:

@@ -64,7 +64,7 @@ def _band_traces(go, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, color: str, 
 def _law_band(fit, point: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
     if fit.bootstrap_params is None or not np.isfinite(fit.bootstrap_params).any():
         return None
-    return fit.predict_interval(point, fit.level)
+    return fit.predict_interval(point, fit.level).interval
 
 
 # --------------------------------------------------------------------------- sweeps
