@@ -20,7 +20,8 @@ import time
 import numpy as np
 
 from scaletune.curves import curve_from_arrays, fit_curves
-from scaletune.curves.laws import LAWS, loss_drop_exact, prepare
+from scaletune.curves._multipower import loss_drop_exact
+from scaletune.curves.laws import get_curve_law, prepare
 from scaletune.curves.search import optimise_schedule
 from scaletune.schedules import Schedule
 
@@ -60,7 +61,7 @@ def bench_protocol() -> None:
             return out
 
         tr, test_curves = load(train), load(test)
-        problem = _Problem(LAWS["multipower"], _points(tr), {}, "huber")
+        problem = _Problem(get_curve_law("multipower"), _points(tr), {}, "huber")
         r2, mre, worst = published[size]
         print(f"| {size}M | multipower, published fit and metrics (Luo et al. 2025) | | {r2:.4f} | {100 * mre:.3f}% | {100 * worst:.2f}% | | | | |")
 
@@ -71,19 +72,19 @@ def bench_protocol() -> None:
                   f"| {mp['r2']:.5f} | {100 * mp['mean_rel_error']:.3f}% | {100 * mp['max_rel_error']:.2f}% | {'' if sec is None else f'{sec:.1f}'} |")
             return m
 
-        theta = dict(zip(LAWS["multipower"].params, params[size]))
+        theta = dict(zip(get_curve_law("multipower").params, params[size]))
         described = tuple({"last_step": int(c.steps[-1]), "area": c.area} for c in tr)  # for the extrapolation record
         pub = CurveFit("multipower", theta, {k: (v, v) for k, v in theta.items()}, {}, "huber", {}, described)
         m = row("multipower, published parameters, scored here", pub, problem.natural_value_and_grad(params[size])[0])
         for law, method, label in [("multipower", "luo2025", "multipower, published protocol (scaletune default)"),
                                    ("multipower", "lbfgs", "multipower, converged L-BFGS-B"), ("annealing", "lbfgs", "annealing (scaletune)")]:
             t0 = time.perf_counter()
-            fit = fit_curves(tr, law=law, n_boot=0, method=method)
+            fit = fit_curves(tr, law=law, bootstrap=0, method=method)
             row(label, fit, fit.diagnostics["objective_value"], time.perf_counter() - t0)
         print(f"| {size}M | test points: {m['n_points']} on {m['n_curves']} curves | | | | | | | | |")
 
 
-def bench_intervals(n_boot: int) -> None:
+def bench_intervals(bootstrap: int) -> None:
     """Fit the protocol's 3 curves; predict the 6 held-out curves' final losses (last logged step, up to
     71,920); count how many lie in the parameter-only interval and in the interval with the law's error,
     for the earlier default (block bootstrap over points, in-sample law error) and the current one (whole-curve
@@ -98,8 +99,8 @@ def bench_intervals(n_boot: int) -> None:
     specs = dict(pd.read_csv(data / "schedules.csv").values)
     train = ["cosine_24000", "constant_24000", "wsdcon_9"]
     test = ["constant_72000", "cosine_72000", "wsd_20000_24000", "wsdld_20000_24000", "wsdcon_3", "wsdcon_18"]
-    configs = {"blocks, in-sample law error (earlier default)": dict(resample="blocks", cv=False, n_boot=20),
-               "whole curves, held-out law error (default)": dict(resample="curves", cv=True, n_boot=n_boot)}
+    configs = {"blocks, in-sample law error (earlier default)": dict(resample="blocks", cv=False, bootstrap=20),
+               "whole curves, held-out law error (default)": dict(resample="curves", cv=True, bootstrap=bootstrap)}
     print("95% intervals; held-out final losses: 6 per model size\n")
     print("| model | law | intervals | protocol | law error (method: relative sd) | covered: parameters only | covered: with law error | mean width: parameters only | mean width: with law error |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -112,7 +113,7 @@ def bench_intervals(n_boot: int) -> None:
                 err = fit.diagnostics["model_error"]
                 rows = []
                 for c in te:
-                    p = fit.predict(c.lrs, [int(c.steps[-1])])
+                    p = fit.predict_interval(c.lrs, [int(c.steps[-1])])
                     y = c.loss[-1]
                     (lp, hp), (lo, hi) = p.final_interval_params, p.final_interval
                     rows.append((lp <= y <= hp, lo <= y <= hi, (hp - lp) / y, (hi - lo) / y))
@@ -148,6 +149,15 @@ def _old_laws():
     return module
 
 
+def _current():
+    """The current evaluator behind the old module's names (LAWS, prepare, _loss_drop), to time both alike."""
+    from types import SimpleNamespace
+
+    from scaletune.curves import _multipower, laws
+
+    return SimpleNamespace(LAWS={"multipower": laws.get_curve_law("multipower")}, prepare=laws.prepare, _loss_drop=_multipower.loss_drop)
+
+
 def _best_of(fn, reps: int) -> float:
     best = float("inf")
     for _ in range(reps):
@@ -160,7 +170,7 @@ def _best_of(fn, reps: int) -> float:
 def bench_eval() -> None:
     import os
 
-    from scaletune.curves import laws as new
+    new = _current()
 
     sched = Schedule.parse("cosine:steps=72000,lr=3e-4,warmup=2160,final=0.1")
     lrs = sched.lrs()
@@ -292,7 +302,7 @@ def bench_lm(steps: int, seeds: int) -> None:
     curves = [_curve(const, "constant"), _curve(cos, "cosine")]
     print(f"built-in LM, width {LM['width']} depth {LM['depth']}, {steps} steps of {LM['batch_size']} tokens, lr {lr}, warm-up 10%; "
           f"validation loss every 10 steps")
-    fits = {law: fit_curves(curves, law=law, n_boot=20, seed=0) for law in ("multipower", "annealing")}
+    fits = {law: fit_curves(curves, law=law, bootstrap=20, seed=0) for law in ("multipower", "annealing")}
     wsd_spec = "wsd:cooldown=0.2,shape=1-sqrt"
     wsd_runs = [_train(steps, lr, wsd_spec, seed=s) for s in range(seeds)]
     measured = np.array([r["loss"] for r in wsd_runs])
@@ -300,7 +310,7 @@ def bench_lm(steps: int, seeds: int) -> None:
     print("|---|---|---|---|---|---|---|")
     sched = Schedule.parse(wsd_runs[0]["schedule"])
     for law, fit in fits.items():
-        p = fit.predict(sched, [steps])
+        p = fit.predict_interval(sched, [steps])
         lo, hi = p.final_interval
         print(f"| {law} | {fit.diagnostics['train_r2']:.4f} | {p.final_loss:.4f} | [{lo:.4f}, {hi:.4f}] | {measured.mean():.4f} | "
               f"{measured.std(ddof=1) if seeds > 1 else float('nan'):.4f} | {100 * (p.final_loss - measured.mean()) / measured.mean():+.2f}% |")
@@ -316,7 +326,7 @@ def bench_lm(steps: int, seeds: int) -> None:
         spec = f"wsd:cooldown={frac},shape={shape}"
         runs = [_train(steps, lr, spec, seed=s) for s in range(seeds)] if (frac, shape) != (0.2, "1-sqrt") else wsd_runs
         vals = np.array([r["loss"] for r in runs])
-        pred = fits["multipower"].predict(Schedule.parse(runs[0]["schedule"]), [steps]).final_loss
+        pred = float(fits["multipower"].predict(Schedule.parse(runs[0]["schedule"]), [steps])[-1])
         results[(frac, shape)] = vals
         print(f"| {frac:.3g} ({shape}){' = chosen' if (frac, shape) == (chosen.cooldown, chosen.shape) else ''} | {pred:.4f} | "
               f"{', '.join(f'{v:.4f}' for v in vals)} | {vals.mean():.4f} |")

@@ -25,9 +25,9 @@ def lm_curve(schedule: str):
 
 def test_fit_constant_and_cosine_predicts_wsd_final_loss():
     curves = [lm_curve("constant")[1], lm_curve("cosine:final=0.1")[1]]
-    fit = fit_curves(curves, law="annealing", n_boot=0)
+    fit = fit_curves(curves, law="annealing", bootstrap=0)
     wsd, _ = lm_curve("wsd:cooldown=0.25,shape=linear")
-    pred = fit.predict(Schedule.parse(wsd["schedule"]), [STEPS]).final_loss
+    pred = fit.predict(Schedule.parse(wsd["schedule"]), [STEPS])[-1]
     assert wsd["status"] == "ok"
     # the WSD run ends below the constant run and the law says so before seeing it
     assert pred < curves[0].loss[-1]

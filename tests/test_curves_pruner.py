@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from scaletune.curves import read_curves
-from scaletune.curves.laws import LAWS, prepare
+from scaletune.curves.laws import get_curve_law, prepare
 from scaletune.curves.pruner import CurvePruner
 from scaletune.errors import ScaletuneError
 from scaletune.schedules import Schedule
@@ -22,7 +22,7 @@ def sweep_curve(lr: float, steps: np.ndarray, seed: int) -> np.ndarray:
     """An LR-sweep curve: the published 25M multipower law under the trial's cosine schedule, plus a
     penalty for a peak LR away from 3e-3 (the U-shape of an LR sweep) and evaluation noise."""
     sched = Schedule.parse(SPEC, lr=lr)
-    law = LAWS["multipower"].evaluate(THETA, prepare(sched.lrs(), sched.warmup, steps), {})[0]
+    law = get_curve_law("multipower").evaluate(THETA, prepare(sched.lrs(), sched.warmup, steps), {})[0]
     noise = np.random.default_rng(seed).normal(0, 0.002, len(steps))
     return law + 0.08 * np.log(lr / 3e-3) ** 2 + noise
 
@@ -104,7 +104,7 @@ def test_curves_from_a_study_fit_like_curves_from_files():
         study.tell(trial, float(value))
     curves = curves_from_study(study)
     assert len(curves) == 2 and len(curves[0].steps) == 15
-    fit = fit_curves(curves, law="annealing", n_boot=0, level_per_curve=True)
+    fit = fit_curves(curves, law="annealing", bootstrap=0, level_per_curve=True)
     assert fit.diagnostics["train_mean_rel_error"] < 0.01 and len(fit.diagnostics["L0_offsets"]) == 1
     with pytest.raises(ScaletuneError, match="no finished trial"):
         curves_from_study(optuna.create_study())

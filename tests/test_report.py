@@ -139,8 +139,8 @@ def test_curves_figure_draws_observed_fitted_and_predicted_curves():
     from scaletune.curves import fit_curves
 
     curves = _multipower_curves()
-    fit = fit_curves(curves, law="multipower", n_boot=2, n_starts=1, seed=0, cv=False, method="lbfgs")  # a figure test
-    pred = fit.predict("wsd:steps=24000,lr=3e-4,warmup=2160,decay_start=20000,shape=exp,final=0.1")
+    fit = fit_curves(curves, law="multipower", bootstrap=2, n_starts=1, seed=0, cv=False, method="lbfgs")  # a figure test
+    pred = fit.predict_interval("wsd:steps=24000,lr=3e-4,warmup=2160,decay_start=20000,shape=exp,final=0.1")
     sections = {s.key: s for s in build_sections(ReportData("curves", curves=curves, curve_fit=fit, curve_prediction=pred,
                                                             curve_scale="25M"))}
     fig = sections["curves"].figures[0]
@@ -148,9 +148,9 @@ def test_curves_figure_draws_observed_fitted_and_predicted_curves():
         (obs,) = traces(fig, "observed", curve=c.name)
         assert np.array_equal(obs.y, c.loss)
         (law,) = traces(fig, "law", curve=c.name)
-        assert np.allclose(law.y, fit.predict(c.lrs, np.asarray(law.x)).loss)
+        assert np.allclose(law.y, fit.predict(c.lrs, np.asarray(law.x)))
     (p,) = traces(fig, "prediction")
-    assert np.array_equal(p.y, pred.loss) and np.array_equal(p.x, pred.steps)
+    assert np.array_equal(p.y, pred.value) and np.array_equal(p.x, pred.steps)
     hi, lo = traces(fig, "prediction-band")
     assert np.array_equal(lo.y, pred.lo) and np.array_equal(hi.y, pred.hi)
 

@@ -225,13 +225,13 @@ def fit_curves(curves: Sequence[Curve], law: str = "multipower", *, bootstrap: i
 
         >>> curves = load_curves(example("curves"), EXAMPLE_SCHEDULES)
         >>> fitted = fit_curves(curves, "annealing", bootstrap=0, cv=False)
-        >>> pred = fitted.predict("cosine:steps=72000,lr=3e-4,warmup=2160,final=0.1")   # 3x longer
-        >>> round(pred.final_loss, 2)            # measured by Luo et al.: 3.2038
-        3.2
+        >>> pred = fitted.predict_interval("cosine:steps=72000,lr=3e-4,warmup=2160,final=0.1")   # 3x longer
+        >>> round(pred.final_loss, 2), round(pred.extrapolation, 2)     # measured by Luo et al.: 3.2038
+        (3.2, 3.01)
     """
     from scaletune.curves import fit_curves as run_fit_curves
 
-    return run_fit_curves(curves, law, n_boot=bootstrap, **options)
+    return run_fit_curves(curves, law, bootstrap=bootstrap, **options)
 
 
 def run_study(study: str | Path | Mapping[str, Any] | StudyConfig, **options: Any) -> SweepResult:

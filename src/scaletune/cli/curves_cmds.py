@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 
+from scaletune._json import dumps
 from scaletune.errors import ScaletuneError
 
 
 def _fmt_interval(lo: float, hi: float) -> str:
     return f"[{lo:.4g}, {hi:.4g}]"
+
+
+class LawChoice(click.Choice):
+    """``--law``: the registered curve laws, read when the option is used (so laws registered later count)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from scaletune.curves.laws import curve_laws
+
+        return curve_laws()
+
+    @choices.setter
+    def choices(self, value: Any) -> None:  # click's constructor sets it; the registry is the source
+        pass
 
 
 def _load_curves(paths, schedules, schedule_file, runs, mapping, max_step):
@@ -46,7 +64,7 @@ def curves_group() -> None:
 
 @curves_group.command("fit")
 @click.argument("curve_files", nargs=-1, required=True, type=click.Path())
-@click.option("--law", type=click.Choice(["multipower", "annealing", "power"]), default="multipower", show_default=True)
+@click.option("--law", type=LawChoice(), default="multipower", show_default=True, help="A registered curve law.")
 @click.option("--schedule", "schedules", multiple=True, help="Schedule spec or step,lr CSV: once for all files or once per file, in order.")
 @click.option("--schedules", "schedule_file", type=click.Path(), help="CSV with columns curve, schedule (curve = file stem or run_id).")
 @click.option("--runs", type=click.Path(), help="Run table whose run_id/schedule columns give each curve's schedule spec.")
@@ -54,7 +72,7 @@ def curves_group() -> None:
 @click.option("--max-step", type=int, help="Drop points at steps >= this (e.g. a log's final-step entry).")
 @click.option("--method", type=click.Choice(["auto", "luo2025", "lbfgs"]), default="auto", show_default=True,
               help="luo2025: the published early-stopped AdamW protocol (multipower's default under auto); lbfgs: converged multi-start L-BFGS-B.")
-@click.option("--boot", "n_boot", type=int, default=200, show_default=True,
+@click.option("--bootstrap", "--boot", "bootstrap", type=int, default=200, show_default=True,
               help="Bootstrap draws of whole curves for the intervals (each distinct draw is fitted once).")
 @click.option("--resample", type=click.Choice(["curves", "blocks"]), default="curves", show_default=True,
               help="Bootstrap unit: whole curves, or blocks of points within each curve (the earlier default).")
@@ -64,21 +82,21 @@ def curves_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the fit as JSON.")
 @click.option("--out", type=click.Path(), help="Write the fit JSON here (input of `curves predict`, `schedule ...`).")
 @click.option("--plot", type=click.Path(), help="Write a figure of the curves and the fitted law (PNG/PDF/SVG).")
-def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step, method, n_boot, resample, seed, cv, as_json, out,
+def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step, method, bootstrap, resample, seed, cv, as_json, out,
             plot) -> None:
     """Fit LAW to CURVE_FILES (CSV/Parquet/JSONL with step, loss[, lr][, run_id])."""
     from scaletune.curves.fit import fit_curves
 
-    if n_boot < 0:
-        raise ScaletuneError(f"--boot must be >= 0 (got {n_boot})")
+    if bootstrap < 0:
+        raise ScaletuneError(f"--bootstrap must be >= 0 (got {bootstrap})")
     curves = _load_curves(curve_files, schedules, schedule_file, runs, mapping, max_step)
-    fit = fit_curves(curves, law=law, n_boot=n_boot, seed=seed, cv=cv, method=method, resample=resample)
+    fit = fit_curves(curves, law=law, bootstrap=bootstrap, seed=seed, cv=cv, method=method, resample=resample)
     if out:
         fit.save(out)
     if plot:
         from scaletune.report.curves_plots import plot_curves
 
-        preds = [(c.name, fit.predict(c.lrs, np.arange(max(c.warmup, 1), c.steps[-1] + 1)), None) for c in curves]
+        preds = [(c.name, fit.predict_interval(c.lrs, np.arange(max(c.warmup, 1), c.steps[-1] + 1)), None) for c in curves]
         plot_curves(plot, curves, preds, title=f"{law} fit")
     if as_json:
         click.echo(fit.to_json())
@@ -90,9 +108,9 @@ def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step,
     click.echo(f"{d['n_curves']} curves, {d['n_points']} points; train R2 {d['train_r2']:.5f}, mean rel. error {100 * d['train_mean_rel_error']:.3f}%, "
                f"worst {100 * d['train_max_rel_error']:.3f}%")
     unit = "whole-curve" if d["resample"] == "curves" else "block"
-    click.echo(f"{'param':<8} {'value':>12}  95% interval ({n_boot} {unit} bootstrap draws, seed {seed}; "
-               f"{d['boot_failed']} not converged, kept)")
-    for name, value in fit.params.items():
+    click.echo(f"{'param':<8} {'value':>12}  95% interval ({bootstrap} {unit} bootstrap draws, seed {seed}; "
+               f"{d['bootstrap_failed']} not converged, kept)")
+    for name, value in fit.params_.items():
         click.echo(f"{name:<8} {value:>12.5g}  {_fmt_interval(*fit.intervals[name])}")
     for held in d.get("cv", []):
         click.echo(f"left out {held['curve']}: predicted from the others with final-loss error {100 * held['final_rel_error']:+.2f}%, "
@@ -119,9 +137,9 @@ _WARNINGS = {
 
 
 def get_formula(law: str) -> str:
-    from scaletune.curves.laws import get_law
+    from scaletune.curves.laws import get_curve_law
 
-    return get_law(law).formula
+    return get_curve_law(law).formula
 
 
 @curves_group.command("predict")
@@ -144,31 +162,31 @@ def predict_cmd(fit_file, schedule, steps, every, as_json, out, plot) -> None:
     budget = steps or max(c["last_step"] for c in fit.curves) + 1
     sched = complete_schedule(fit, schedule, budget)
     lrs = sched.lrs()
-    pred = fit.predict(sched, np.unique(np.r_[np.arange(max(sched.warmup, 1), len(lrs) + 1, every), len(lrs)]))
+    pred = fit.predict_interval(sched, np.unique(np.r_[np.arange(max(sched.warmup, 1), len(lrs) + 1, every), len(lrs)]))
     if out:
         import pandas as pd
 
         from scaletune.runtable import write_table
 
-        write_table(pd.DataFrame({"step": pred.steps, "lr": sched(pred.steps), "loss": pred.loss, "lo": pred.lo, "hi": pred.hi,
+        write_table(pd.DataFrame({"step": pred.steps, "lr": sched(pred.steps), "loss": pred.value, "lo": pred.lo, "hi": pred.hi,
                                   "lo_params": pred.lo_params, "hi_params": pred.hi_params}), out)
     if plot:
         from scaletune.report.curves_plots import plot_curves
 
         plot_curves(plot, (), [(sched.spec(), pred, sched.lrs())], title=f"{fit.law} prediction")
     if as_json:
-        click.echo(json.dumps(pred.to_dict(), indent=1))
+        click.echo(dumps(pred.to_dict()))
         return
-    x = pred.extrapolation
+    x = pred.ratios
     click.echo(f"schedule {sched.spec()}")
     click.echo(f"final loss at step {x['last_step']}: {pred.final_loss:.4f} nats, 95% interval {_fmt_interval(*pred.final_interval)}, "
                f"parameters only {_fmt_interval(*pred.final_interval_params)}")
-    click.echo(f"interval: {pred.interval_method}")
+    click.echo(f"interval: {pred.describe_interval()}")
     click.echo(f"extrapolation: {x['steps_ratio']:.2f}x the longest fitted curve's steps, {x['area_ratio']:.2f}x its learning-rate area"
                + (" (beyond the fitted curves)" if x["beyond_fitted"] else ""))
     click.echo(f"{'step':>8} {'loss':>8} {'95% interval':>20} {'parameters only':>20}")
     for i in range(len(pred.steps)):
-        click.echo(f"{pred.steps[i]:>8} {pred.loss[i]:>8.4f} {_fmt_interval(pred.lo[i], pred.hi[i]):>20} "
+        click.echo(f"{pred.steps[i]:>8} {pred.value[i]:>8.4f} {_fmt_interval(pred.lo[i], pred.hi[i]):>20} "
                    f"{_fmt_interval(pred.lo_params[i], pred.hi_params[i]):>20}")
 
 
@@ -191,9 +209,7 @@ def evaluate_cmd(fit_file, curve_files, schedules, schedule_file, runs, mapping,
     curves = _load_curves(curve_files, schedules, schedule_file, runs, mapping, max_step)
     m = evaluate_fit(fit, curves)
     if as_json:
-        from scaletune._json import to_plain
-
-        click.echo(json.dumps(to_plain(m), indent=1))
+        click.echo(dumps(m))
         return
     click.echo(f"{fit.law} fit from {fit_file} on {m['n_curves']} curves, {m['n_points']} points (relative error = |pred - obs| / obs)")
     click.echo(f"{'curve':<24} {'points':>6} {'R2':>8} {'mean err':>9} {'worst':>7}  {'final: measured':>15} {'predicted [95%]':>26} {'in':>3} {'steps x':>7}")
@@ -216,12 +232,9 @@ def schedule_group() -> None:
 def _print_candidates(cands, limit: int | None = None) -> None:
     click.echo(f"{'rank':>4} {'final loss':>10} {'95% interval':>20} {'steps x':>7} {'area x':>7}  schedule")
     for i, c in enumerate(cands[:limit] if limit else cands):
-        click.echo(f"{i + 1:>4} {c.final_loss:>10.4f} {_fmt_interval(c.lo, c.hi):>20} {c.extrapolation['steps_ratio']:>7.2f} "
-                   f"{c.extrapolation['area_ratio']:>7.2f}  {c.spec}")
-
-
-def _cand_dict(c) -> dict:
-    return {"schedule": c.spec, "final_loss": c.final_loss, "final_interval": [c.lo, c.hi], "extrapolation": c.extrapolation}
+        x = c.prediction.ratios
+        click.echo(f"{i + 1:>4} {c.final_loss:>10.4f} {_fmt_interval(*c.final_interval):>20} {x['steps_ratio']:>7.2f} "
+                   f"{x['area_ratio']:>7.2f}  {c.spec}")
 
 
 @schedule_group.command("compare")
@@ -242,7 +255,7 @@ def compare_cmd(fit_file, steps, candidates, as_json, out, plot) -> None:
     cands = compare_schedules(fit, list(candidates), steps)
     _write_outputs(cands, out, plot, f"{fit.law}: predicted final loss at {steps} steps")
     if as_json:
-        click.echo(json.dumps({"law": fit.law, "steps": steps, "candidates": [_cand_dict(c) for c in cands]}, indent=1))
+        click.echo(dumps({"law": fit.law, "steps": steps, "candidates": [c.to_dict() for c in cands]}))
         return
     _print_candidates(cands)
 
@@ -253,8 +266,9 @@ def _write_outputs(cands, out, plot, title) -> None:
 
         from scaletune.runtable import write_table
 
-        write_table(pd.DataFrame([{"schedule": c.spec, "final_loss": c.final_loss, "lo": c.lo, "hi": c.hi,
-                                   "steps_ratio": c.extrapolation["steps_ratio"], "area_ratio": c.extrapolation["area_ratio"]} for c in cands]), out)
+        write_table(pd.DataFrame([{"schedule": c.spec, "final_loss": c.final_loss, "lo": c.final_interval[0], "hi": c.final_interval[1],
+                                   "steps_ratio": c.prediction.ratios["steps_ratio"], "area_ratio": c.prediction.ratios["area_ratio"]}
+                                  for c in cands]), out)
     if plot:
         from scaletune.report.curves_plots import plot_candidates
 
@@ -296,11 +310,11 @@ def optimise_cmd(fit_file, steps, family, final, top, as_json, out, table_out, p
 
         plot_candidates(plot, tried[: max(top, 1)], title=f"{fit.law}: best {family} schedules at {steps} steps")
     if as_json:
-        click.echo(json.dumps({"law": fit.law, "steps": steps, "family": family, "best": _cand_dict(best),
-                               "evaluated": [_cand_dict(c) for c in tried]}, indent=1))
+        click.echo(dumps({"law": fit.law, "steps": steps, "family": family, "best": best.to_dict(),
+                          "evaluated": [c.to_dict() for c in tried]}))
         return
     click.echo(f"best {family} at {steps} steps: {best.spec}")
-    click.echo(f"predicted final loss {best.final_loss:.4f} nats, 95% interval {_fmt_interval(best.lo, best.hi)}")
+    click.echo(f"predicted final loss {best.final_loss:.4f} nats, 95% interval {_fmt_interval(*best.final_interval)}")
     _print_candidates(tried, top)
 
 

@@ -233,14 +233,14 @@ def _analyse_curves(data, curve_table: pd.DataFrame | None, bootstrap: int, seed
         # leave-one-curve-out for the law's own error in the intervals; a twentieth of the fits' bootstrap.
         with np.errstate(all="ignore"):  # the optimiser probes outside the law's domain; those steps are rejected
             data.curve_fit = fit_curves(data.curves, law="multipower", method="lbfgs", cv=True,
-                                        n_boot=bootstrap // 20, seed=seed)
+                                        bootstrap=bootstrap // 20, seed=seed)
     except ScaletuneError as exc:
         notes.append(f"no curve law: {exc}")
     rec = data.recommendation
     if data.curve_fit is not None and rec is not None:
         try:
             with np.errstate(all="ignore"):
-                data.curve_prediction = data.curve_fit.predict(Schedule.parse(rec.schedule))
+                data.curve_prediction = data.curve_fit.predict_interval(Schedule.parse(rec.schedule))
         except ScaletuneError as exc:
             notes.append(f"no predicted curve under the target's schedule {rec.schedule!r}: {exc}")
     elif data.curve_fit is not None:

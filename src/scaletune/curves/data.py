@@ -123,7 +123,8 @@ def curve_from_arrays(
     else:
         raise ScaletuneError(
             f"{where}: curve {name!r} records rates at {0 if rec is None else len(rec_steps)} of its {last} steps; "
-            "give its schedule (--schedule SPEC or a step,lr CSV) so that every step's rate is known"
+            "the rate of every step must be known",
+            hint="give its schedule: a spec string or a step,lr CSV",
         )
     if np.any(lrs < 0) or not np.all(np.isfinite(lrs)):
         raise ScaletuneError(f"{where}: curve {name!r}: learning rates must be finite and >= 0")

@@ -97,7 +97,7 @@ class CurvePruner(optuna.pruners.BasePruner):
                 return None
             try:
                 # one shape, a level per trial: trials at other learning rates sit at other levels
-                self.fit_ = fit_curves(curves, law=self.law, n_boot=0, n_starts=1, level_per_curve=True)
+                self.fit_ = fit_curves(curves, law=self.law, bootstrap=0, n_starts=1, level_per_curve=True)
             except ScaletuneError:
                 return self.fit_
             self._fitted_on = usable
@@ -109,7 +109,7 @@ class CurvePruner(optuna.pruners.BasePruner):
             raise ScaletuneError("curve pruner: no fitted law yet")
         steps = np.asarray(steps, dtype=np.int64)
         losses = np.asarray(losses, dtype=float)
-        law = self.fit_.predict(schedule, np.r_[steps, schedule.steps]).loss
+        law = self.fit_.predict(schedule, np.r_[steps, schedule.steps])
         offset = float(np.mean((losses - law[:-1])[-2:]))
         final = law[-1] + offset
         drop = law[-1] - law[len(steps) - 1]

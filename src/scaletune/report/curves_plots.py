@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from scaletune.report import save_figure
+from scaletune.results import percentile_interval
 
 
 def _figure(rows: int = 1):
@@ -32,7 +33,7 @@ def plot_curves(path: str | Path, observed: Sequence = (), predictions: Sequence
         ax_lr.plot(np.arange(len(c.lrs)), c.lrs, color=colors[i % len(colors)], lw=1)
     for j, (label, p, lrs) in enumerate(predictions):
         col = colors[(len(observed) + j) % len(colors)] if not observed else colors[j % len(colors)]
-        ax.plot(p.steps, p.loss, "-", color=col, lw=1.2, label=f"{label} (law)")
+        ax.plot(p.steps, p.value, "-", color=col, lw=1.2, label=f"{label} (law)")
         ax.fill_between(p.steps, p.lo, p.hi, color=col, alpha=0.2, lw=0)
         if lrs is not None and not observed:
             ax_lr.plot(np.arange(len(lrs)), lrs, color=col, lw=1)
@@ -41,8 +42,9 @@ def plot_curves(path: str | Path, observed: Sequence = (), predictions: Sequence
     ax.legend(fontsize=7, ncol=2)
     ax_lr.set_xlabel("step")
     ax_lr.set_ylabel("learning rate")
-    lows = [np.min(c.loss) for c in observed] + [np.min(p.loss) for _, p, _ in predictions]
-    highs = [np.quantile(c.loss, 0.9) for c in observed] + [np.quantile(p.loss, 0.9) for _, p, _ in predictions]
+    # the first steps after warm-up sit far above the rest: show up to the 90th percentile (the top of the central 80%)
+    lows = [np.min(c.loss) for c in observed] + [np.min(p.value) for _, p, _ in predictions]
+    highs = [percentile_interval(c.loss, 0.8)[1] for c in observed] + [percentile_interval(p.value, 0.8)[1] for _, p, _ in predictions]
     if lows:
         pad = 0.05 * (max(highs) - min(lows) + 1e-9)
         ax.set_ylim(min(lows) - pad, max(highs) + pad)
@@ -55,7 +57,7 @@ def plot_candidates(path: str | Path, candidates: Sequence, title: str = "") -> 
     fig.set_size_inches(7, 0.35 * len(candidates) + 1.5)
     y = np.arange(len(candidates))[::-1]
     losses = np.array([c.final_loss for c in candidates])
-    err = np.array([[c.final_loss - c.lo for c in candidates], [c.hi - c.final_loss for c in candidates]])
+    err = np.array([[c.final_loss - c.final_interval[0] for c in candidates], [c.final_interval[1] - c.final_loss for c in candidates]])
     ax.errorbar(losses, y, xerr=err, fmt="o", ms=4, capsize=3)
     ax.set_yticks(y)
     ax.set_yticklabels([c.spec if len(c.spec) < 60 else c.spec[:57] + "..." for c in candidates], fontsize=7)

@@ -360,8 +360,8 @@ def curves_figure(curves: Sequence, fit=None, prediction=None, target_loss=None,
                                  legendgroup=c.name, meta={"kind": "observed", "curve": c.name}), row=1, col=1)
         if fit is not None:
             with np.errstate(all="ignore"):  # the law's terms at a rate of 0 (warm-up start): no point is lost
-                p = fit.predict(c.lrs, c.steps[c.steps >= 1])
-            fig.add_trace(go.Scatter(x=p.steps, y=p.loss, mode="lines", line={"color": color, "dash": "dot", "width": 1.5},
+                p = fit.predict_interval(c.lrs, c.steps[c.steps >= 1])
+            fig.add_trace(go.Scatter(x=p.steps, y=p.value, mode="lines", line={"color": color, "dash": "dot", "width": 1.5},
                                      name=f"{c.name}: {fit.law} law", legendgroup=c.name, showlegend=False,
                                      meta={"kind": "law", "curve": c.name}), row=1, col=1)
         fig.add_trace(go.Scatter(x=np.arange(len(c.lrs)), y=c.lrs, mode="lines", line={"color": color, "width": 1},
@@ -371,8 +371,8 @@ def curves_figure(curves: Sequence, fit=None, prediction=None, target_loss=None,
         for t in _band_traces(go, prediction.steps, prediction.lo, prediction.hi, "rgb(0, 0, 0)", f"{name}: 95% interval",
                               {"kind": "prediction-band"}):
             fig.add_trace(t, row=1, col=1)
-        x = prediction.extrapolation
-        fig.add_trace(go.Scatter(x=prediction.steps, y=prediction.loss, mode="lines", line={"color": "black", "width": 2},
+        x = prediction.ratios
+        fig.add_trace(go.Scatter(x=prediction.steps, y=prediction.value, mode="lines", line={"color": "black", "width": 2},
                                  name=f"{name} (x{x['steps_ratio']:.1f} steps, x{x['area_ratio']:.1f} lr area)",
                                  meta={"kind": "prediction", "schedule": prediction.schedule}), row=1, col=1)
         lrs = read_schedule(prediction.schedule).lrs()
