@@ -157,6 +157,8 @@ def test_cli_fit_predict_chain_and_bad_input(tmp_path, capsys):
     assert second["point"]["M"] == pytest.approx(80)
     for p in (first, second):
         assert p["loss"]["interval"][0] <= p["loss"]["value"] <= p["loss"]["interval"][1]
+        assert [p["loss"]["lo"], p["loss"]["hi"]] == p["loss"]["interval"] and p["loss"]["law"] == "overtrained"
+        assert p["error"]["method"] == "chained" and p["error"]["name"] == "error" and p["loss"]["level"] == 0.95
         assert 0 <= p["error"]["interval"][0] <= p["error"]["value"] <= p["error"]["interval"][1] <= 1
         assert p["loss"]["extrapolation"] > 1
     assert main(["predict", str(err_json), "--at", "loss=2.5", "--json"]) == 0

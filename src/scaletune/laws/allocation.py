@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import textwrap
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

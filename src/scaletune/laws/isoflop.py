@@ -153,9 +153,9 @@ class IsoflopResult:
 
         rule = "-" * 64
         boot = self.n_fit.diagnostics.get("bootstrap", {})
-        lines = [f"isoFLOP analysis (Approach 2): {len(self.optima)} budgets, {len(self.dropped)} dropped; "
-                 f"{self.interpolation} interpolation, {'weighted' if self.weighted else 'unweighted'}",
-                 rule, f"{'quantity':<22}{'value':>12}   {pct} interval", rule]
+        lines = textwrap.wrap(f"isoFLOP analysis (Approach 2): {len(self.optima)} budgets, {len(self.dropped)} dropped; "
+                              f"{self.interpolation} interpolation, {'weighted' if self.weighted else 'unweighted'}", 80)
+        lines += [rule, f"{'quantity':<22}{'value':>12}   {pct} interval", rule]
         for name, coef, fit in (("a in N* = k C^a", "k", self.n_fit), ("b in D* = k' C^b", "k'", self.d_fit)):
             lines.append(f"{name:<22}{num(fit.params_['c_C']):>12}   {iv(fit.intervals.get('c_C'))}")
             lines.append(f"{coef:<22}{num(fit.derived_['k']):>12}   {iv(fit.intervals.get('k'))}")
