@@ -525,7 +525,7 @@ def recommend(
             target_schedule = replace(base, steps=steps, lr=lr.value)
             if warmup["steps"] is not None:
                 target_schedule = replace(target_schedule, warmup=min(warmup["steps"], steps - 1))
-            if base.decay_start is not None:  # keep the cooldown as the same fraction of the run
+            if getattr(base, "decay_start", None) is not None:  # wsd/power: keep the cooldown as the same fraction of the run
                 target_schedule = replace(target_schedule, decay_start=int(round(base.decay_start / base.steps * steps)))
             schedule = target_schedule.spec()
         except ScaletuneError:
