@@ -170,3 +170,42 @@ def test_train_table_fits(capsys, monkeypatch, tables):
     table = tables[0]
     loss = next(r[1] for r in table.rows if r[0] == "loss")
     assert all(loss in out for out in outs.values())
+
+
+def test_study_status_and_slurm_tables_fit_and_keep_every_number():
+    from scaletune.cli._progress import slurm_table, status_table
+    from scaletune.study.results import RungStatus
+    from scaletune.study.slurm import SlurmJobStatus
+
+    scale = {"width": 1024.0, "depth": 24.0, "D": 2.0e10, "N": 3.02e8}
+    rungs = [RungStatus(k, scale, 12, {"ok": 9, "diverged": 1, "failed": 1, "pruned": 1}, 2.71828 + k,
+                        {"lr": 0.00123, "warmup": 200, "beta2": 0.95, "schedule": "cosine:final=0.1"})
+             for k in range(3)] + [RungStatus(3, scale, None, {"pending": 4})]
+    table = status_table(rungs, "big: 36/36 trials finished")
+    for width in (80, 200):
+        text = assert_fits(table, width)
+        assert "12/12" in text and "0/?" in text and "cosine:final=0.1" in text and "1024 24 2e+10" in text
+        assert all(f"{k}," in text or f"{k} " in text for k in ("9 ok", "1 diverged", "1 pruned"))
+    jobs = [SlurmJobStatus(str(1000 + i), "RUNNING", 0.0, i, [f"big/r{i}/s{j}" for j in range(4)], "log") for i in range(3)]
+    for width in (80, 200):
+        text = assert_fits(slurm_table(jobs), width)
+        assert all(f"big/r2/s{j}" in text for j in range(4))
+    set_wide(True)
+    try:
+        rows = render(status_table(rungs, "big"), 80).splitlines()
+    finally:
+        set_wide(False)
+    assert any("2.7183" in r and "lr=0.00123" in r and "cosine:final=0.1" in r and len(r) > 80 for r in rows)
+
+
+def test_import_table_fits(capsys, monkeypatch, tables, tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"run": ["a", "b"], "model.n_params_including_embeddings": [1e6, 2e6], "optimizer.peak_learning_rate": [1e-3, 2e-3],
+                  "eval/validation_loss_nats": [2.5, 2.4]}).to_csv(tmp_path / "runs.csv", index=False)
+    outs = check_command(capsys, monkeypatch, tables, "import", "csv", tmp_path / "runs.csv", "--out", tmp_path / "o.csv",
+                         "--map", "run_id=run,N=model.n_params_including_embeddings,lr=optimizer.peak_learning_rate,"
+                         "loss=eval/validation_loss_nats", n_tables=1)
+    for out in outs.values():  # one row per imported column, with the number of runs that have it
+        assert {c for c in ("N", "lr", "loss", "run_id") if any(line.startswith(f"│ {c} ") and "│    2 │" in line
+                                                              for line in out.splitlines())} == {"N", "lr", "loss"}

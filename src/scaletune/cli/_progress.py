@@ -5,26 +5,33 @@ from __future__ import annotations
 
 import time
 
+from scaletune.cli._tables import Col, FitTable, show
+from scaletune.runtable import STATUSES
 from scaletune.study.results import RungStatus
+from scaletune.study.slurm import SlurmJobStatus
 
 
 def status_table(statuses: list[RungStatus], title: str):
-    """A rich table of per-rung progress: done/planned, running, outcomes, best loss and where."""
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
+    """A table of per-rung progress (fits 80 columns, `--wide` keeps each rung on one line): done/planned,
+    running, outcomes, best loss and where."""
     names = " ".join(statuses[0].scale) if statuses else "scale"
-    for col in ("rung", names, "done", "run", "outcomes", "best loss", "best at"):
-        table.add_column(col, justify="left" if col in (names, "outcomes", "best at") else "right",
-                         no_wrap=col != "best at", overflow="fold", min_width=10 if col == "best at" else None)
+    table = FitTable(title, [Col("rung"), Col(names, "left", wrap=True), Col("done"), Col("run"),
+                             Col("outcomes", "left", wrap=True, priority=1), Col("best loss"),
+                             Col("best at", "left", wrap=True, priority=2)])
     for r in statuses:
-        outcomes = ", ".join(f"{r.counts[k]} {k}" for k in ("ok", "diverged", "failed", "pruned") if r.counts.get(k))
-        table.add_row(str(r.index), " ".join(f"{v:.3g}" for v in r.scale.values()),
+        outcomes = ", ".join(f"{r.counts[k]} {k}" for k in STATUSES if r.counts.get(k))
+        table.add_row(str(r.index), " ".join(f"{v:g}" for v in r.scale.values()),
                       f"{r.done}/{r.planned if r.planned is not None else '?'}", str(r.counts.get("running", 0)),
                       outcomes or "-", f"{r.best_loss:.4f}" if r.best_loss is not None else "-",
                       " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in (r.best_params or {}).items()))
+                               for k, v in (r.best_params or {}).items()) or "-")
     return table
+
+
+def slurm_table(jobs: list[SlurmJobStatus]):
+    """A table of a study's Slurm jobs: id, state, trials finished, the runs they run now."""
+    return FitTable("Slurm jobs", [Col("job", "left"), Col("state", "left"), Col("done"), Col("running", "left", wrap=True)],
+                    [[j.job_id, j.state, str(j.done), " ".join(j.running) or "-"] for j in jobs])
 
 
 class SweepProgress:
@@ -73,4 +80,4 @@ class SweepProgress:
         if self.live is not None:
             self.live.stop()
         elif self.last is not None:  # the final table, as the live view leaves it on a terminal
-            self.console.print(status_table(*self.last))
+            show(self.console, status_table(*self.last))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from scaletune._json import to_plain
+from scaletune._json import dumps
+from scaletune.cli._tables import WIDE_OPTION
 
 LABELS = {"tensorboard": "TensorBoard", "wandb": "W&B", "csv": "table"}
 REASONS = {"no_loss": "no loss logged", "bad_value": "a non-numeric value", "missing_required": "a required column missing",
@@ -24,6 +23,7 @@ def _common(fn):
                      "that holds it); without it the batch size is taken as tokens."),
         click.option("--require", default="loss", show_default=True, help="Columns every imported run must have (runs without them are skipped; a failed or diverged run needs no loss)."),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON document."),
+        WIDE_OPTION,
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -41,22 +41,20 @@ def _run(kind: str, paths, out, curves_out, mapping, seq_len, require, as_json, 
         write_table(result.curves, curves_out)
     doc = result.to_dict() | {"out": str(out), "curves_out": str(curves_out) if curves_out and len(result.curves) else None}
     if as_json:
-        click.echo(json.dumps(to_plain(doc, nan_to_null=True), indent=1))
+        click.echo(dumps(doc, indent=1))
         return
     _render(result, doc, kind)
 
 
 def _render(result, doc: dict, kind: str) -> None:
     from rich.console import Console
-    from rich.table import Table
+
+    from scaletune.cli._tables import Col, FitTable, show
 
     console = Console()
     status = ", ".join(f"{n} {s}" for s, n in doc["status"].items())
     console.print(f"imported {doc['n_runs']} {LABELS[kind]} runs ({status}) -> {doc['out']}")
-    table = Table(title_justify="left")
-    table.add_column("column")
-    table.add_column("runs", justify="right")
-    table.add_column("from", overflow="fold")
+    table = FitTable("", [Col("column", "left"), Col("runs"), Col("from", "left", wrap=True)])
     for col, n in doc["columns"].items():
         if not n:
             continue
@@ -64,7 +62,7 @@ def _render(result, doc: dict, kind: str) -> None:
         first = next(iter(sources), "")
         more = f" (+{len(sources) - 1} other)" if len(sources) > 1 else ""
         table.add_row(col, str(n), first + more)
-    console.print(table)
+    show(console, table)
     missing = {c: n for c, n in doc["missing"].items() if n}
     if missing:
         console.print("[yellow]missing: " + ", ".join(f"{c} in {n} run(s)" for c, n in missing.items())

@@ -6,10 +6,11 @@ Optuna, Ray and torch are imported inside the commands.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
+
+from scaletune.cli._tables import WIDE_OPTION
 
 
 def _resolve(study: str, storage: str | None) -> tuple[str, str | None]:
@@ -33,6 +34,7 @@ def _resolve(study: str, storage: str | None) -> tuple[str, str | None]:
 @click.option("--retry-failed", is_flag=True, help="Also re-run trials whose outcome was 'failed'.")
 @click.option("--dry-run", is_flag=True, help="Validate, check the storage and print the plan; run nothing.")
 @click.option("--no-progress", is_flag=True, help="No live progress table.")
+@WIDE_OPTION
 def sweep(study_file: str, workers: int | None, backend: str, address: str | None, storage: str | None,
           retry_failed: bool, dry_run: bool, no_progress: bool) -> None:
     """Run (or resume) the multi-scale sweep of STUDY.toml until every planned trial has finished.
@@ -78,27 +80,31 @@ def sweep(study_file: str, workers: int | None, backend: str, address: str | Non
 @click.argument("study")
 @click.option("--storage", default=None, help="Optuna storage URL (needed when STUDY is a name).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@WIDE_OPTION
 def status(study: str, storage: str | None, as_json: bool) -> None:
     """Summarise a study: per rung, trials done/planned, outcomes, best loss and its hyperparameters."""
     import dataclasses
 
     from rich.console import Console
 
+    from scaletune._json import dumps
+    from scaletune.cli._progress import slurm_table, status_table
+    from scaletune.cli._tables import show
     from scaletune.study import study_status
     from scaletune.study.results import open_stored_study
-    from scaletune.cli._progress import status_table
-    from scaletune.study.slurm import slurm_jobs, slurm_table
+    from scaletune.study.slurm import slurm_jobs
 
     name, url = _resolve(study, storage)
     rungs = study_status(name, url)
     if as_json:
-        click.echo(json.dumps([dataclasses.asdict(r) | {"done": r.done} for r in rungs], indent=2))
+        click.echo(dumps([dataclasses.asdict(r) | {"done": r.done} for r in rungs], indent=2))
         return
     done, planned = sum(r.done for r in rungs), sum(r.planned or 0 for r in rungs)
-    Console().print(status_table(rungs, f"{name}: {done}/{planned} trials finished"))
+    console = Console()
+    show(console, status_table(rungs, f"{name}: {done}/{planned} trials finished"))
     jobs = slurm_jobs(open_stored_study(name, url))
     if jobs:
-        Console().print(slurm_table(jobs))
+        show(console, slurm_table(jobs))
 
 
 @click.command("export")

@@ -439,14 +439,3 @@ def slurm_jobs(stored: Any) -> list[SlurmJobStatus]:
                                   running.get(job_id, []), str(Path(record["folder"]) / f"{job_id}_0_log.err")))
     return out
 
-
-def slurm_table(jobs: list[SlurmJobStatus]):
-    """A rich table of a study's Slurm jobs: id, state, trials finished, trials running now."""
-    from rich.table import Table
-
-    table = Table(title="Slurm jobs", title_justify="left")
-    for col in ("job", "state", "done", "running"):
-        table.add_column(col, justify="right" if col == "done" else "left", overflow="fold")
-    for j in jobs:
-        table.add_row(j.job_id, j.state, str(j.done), " ".join(j.running) or "-")
-    return table
