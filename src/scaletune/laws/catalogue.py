@@ -32,6 +32,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from scaletune.errors import ScaletuneError
+from scaletune.runtable import FLOPS_PER_PARAM_TOKEN
 
 Arrays = Mapping[str, np.ndarray]
 LogModel = Callable[[np.ndarray, Arrays], "tuple[np.ndarray, np.ndarray | None]"]
@@ -308,21 +309,22 @@ def _data_constrained() -> Law:
 
 def _overtrained() -> Law:
     # L(N, M) = a N^b + c 6^(b/2) (M N)^b + E with b < 0, M = D/N tokens per parameter: the Chinchilla form
-    # with one exponent (b = -eta) written so that L(C, M) = E + (a M^(-b/2)... ) C^(b/2) stays simple.
+    # with one exponent (b = -eta) written so that L(C, M) = E + (a M^(-b/2)... ) C^(b/2) stays simple
+    # (the 6 is C = 6ND's).
     def log_model(theta, x):
         a, b, c, E = theta
         N, M = x["N"], x["M"]
         t1 = N**b
-        t2 = 6.0 ** (b / 2) * (M * N) ** b
+        t2 = FLOPS_PER_PARAM_TOKEN ** (b / 2) * (M * N) ** b
         y = a * t1 + c * t2 + E
-        dt2 = t2 * (0.5 * np.log(6.0) + np.log(M * N))
+        dt2 = t2 * (0.5 * np.log(FLOPS_PER_PARAM_TOKEN) + np.log(M * N))
         jac = np.stack([t1, a * t1 * np.log(N) + c * dt2, t2, np.ones_like(y)], axis=1) / y[:, None]
         return np.log(y), jac
 
     def basis(g, x):
         lnN, lnMN = np.log(x["N"]), np.log(x["M"] * x["N"])
         b = g["b"][:, None]
-        return np.stack([np.exp(b * lnN), np.exp(b * (0.5 * np.log(6.0) + lnMN)), np.ones((len(g["b"]), len(lnN)))], axis=1)
+        return np.stack([np.exp(b * lnN), np.exp(b * (0.5 * np.log(FLOPS_PER_PARAM_TOKEN) + lnMN)), np.ones((len(g["b"]), len(lnN)))], axis=1)
 
     def to_params(g, c):
         return {"a": c[:, 0], "b": g["b"], "c": c[:, 1], "E": c[:, 2]}

@@ -493,7 +493,7 @@ class FitResult:
         except json.JSONDecodeError as exc:
             raise ScaletuneError(f"not a fit result (invalid JSON: {exc})") from None
         if not isinstance(d, dict) or "law" not in d or "params_" not in d:
-            raise ScaletuneError("not a fit result: expected the JSON written by `scaletune fit --out` or FitResult.to_json()")
+            raise ScaletuneError("not a fit result: expected the JSON of a saved fit (FitResult.to_json)")
         return cls.from_dict(d)
 
     @classmethod

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from scaletune.laws.catalogue import get_law
+from scaletune.runtable import FLOPS_PER_PARAM_TOKEN, training_flops
 
 HOFFMANN = {"a": float(np.log(406.4)), "b": float(np.log(410.7)), "e": float(np.log(1.69)), "alpha": 0.3392, "beta": 0.2849}
 
@@ -32,9 +33,9 @@ def isoflop_ladder(seed: int = 0, *, budgets: int = 8, sizes: int = 7, c_min: fl
     rows = []
     for k in range(budgets):
         C = c_min * step**k
-        n_opt = G * (C / 6) ** (beta / (alpha + beta))
+        n_opt = G * (C / FLOPS_PER_PARAM_TOKEN) ** (beta / (alpha + beta))
         N = n_opt * np.exp(np.linspace(-spread, spread, sizes))
-        D = C / (6 * N)
+        D = C / training_flops(N, 1.0)  # tokens at compute C (C = 6ND)
         truth = law.predict(HOFFMANN, {"N": N, "D": D}) * np.exp(curvature * np.log(N / 1e8) ** 2)
         shared = rng.normal(0, budget_noise)
         loss = truth * np.exp(shared + rng.normal(0, noise, sizes))
