@@ -211,21 +211,21 @@ class InverseSqrt(Schedule):
 
 @pytest.fixture
 def invsqrt():
-    register_schedule("invsqrt", InverseSqrt)
+    register_schedule("invsqrt-test", InverseSqrt)
     yield InverseSqrt
-    unregister = scaletune.schedules._REGISTRY.pop("invsqrt")  # keep the registry as the other tests expect it
+    unregister = scaletune.schedules._REGISTRY.pop("invsqrt-test")  # keep the registry as the other tests expect it
     assert unregister is InverseSqrt
 
 
 def test_a_registered_schedule_round_trips_and_warms_up_like_the_built_ins(invsqrt):
-    s = parse_schedule("invsqrt:steps=2000,lr=2e-3,warmup=100,shift=400")
-    assert isinstance(s, InverseSqrt) and s.kind == "invsqrt" and parse_schedule(s.spec()) == s
-    assert s.spec() == "invsqrt:steps=2000,lr=0.002,warmup=100,shift=400.0"
+    s = parse_schedule("invsqrt-test:steps=2000,lr=2e-3,warmup=100,shift=400")
+    assert isinstance(s, InverseSqrt) and s.kind == "invsqrt-test" and parse_schedule(s.spec()) == s
+    assert s.spec() == "invsqrt-test:steps=2000,lr=0.002,warmup=100,shift=400.0"
     np.testing.assert_allclose(s([0, 99, 100, 500, 1700]), [2e-5, 2e-3, 2e-3, 2e-3 / math.sqrt(2), 2e-3 / math.sqrt(5)], rtol=1e-12)
     with pytest.raises(ScaletuneError, match="registered already"):
-        register_schedule("invsqrt", ConstantSchedule)
+        register_schedule("invsqrt-test", ConstantSchedule)
     with pytest.raises(ScaletuneError, match="cannot use 'final=0.1'"):
-        parse_schedule("invsqrt:steps=2000,lr=2e-3,final=0.1")
+        parse_schedule("invsqrt-test:steps=2000,lr=2e-3,final=0.1")
 
 
 def test_a_registered_schedule_drives_a_curve_fit_and_its_prediction(invsqrt):
@@ -235,16 +235,39 @@ def test_a_registered_schedule_drives_a_curve_fit_and_its_prediction(invsqrt):
     truth, options = np.array([3.0, 0.6, 0.45, 0.9]), {"lam": 0.999}
     curves = []
     for i, shift in enumerate((50.0, 2000.0)):
-        spec = f"invsqrt:steps=3000,lr=1e-3,warmup=100,shift={shift}"
+        spec = f"invsqrt-test:steps=3000,lr=1e-3,warmup=100,shift={shift}"
         steps = np.arange(100, 3001, 50)
         loss, _ = law.evaluate(truth, prepare(parse_schedule(spec).lrs(), 100, steps), options)
         curves.append(curve_from_arrays(f"c{i}", steps, loss, None, spec))
-    assert [c.schedule for c in curves] == ["invsqrt:steps=3000,lr=0.001,warmup=100,shift=50.0",
-                                            "invsqrt:steps=3000,lr=0.001,warmup=100,shift=2000.0"]
+    assert [c.schedule for c in curves] == ["invsqrt-test:steps=3000,lr=0.001,warmup=100,shift=50.0",
+                                            "invsqrt-test:steps=3000,lr=0.001,warmup=100,shift=2000.0"]
     fit = fit_curves(curves, law="annealing", bootstrap=0, cv=False)
-    target = "invsqrt:steps=6000,lr=1e-3,warmup=100,shift=400"
+    target = "invsqrt-test:steps=6000,lr=1e-3,warmup=100,shift=400"
     by_spec = fit.predict(target, [1000, 6000])
     np.testing.assert_array_equal(by_spec, fit.predict(parse_schedule(target).lrs(), [1000, 6000]))
-    assert fit.predict_interval(target, [6000]).schedule == "invsqrt:steps=6000,lr=0.001,warmup=100,shift=400.0"
+    assert fit.predict_interval(target, [6000]).schedule == "invsqrt-test:steps=6000,lr=0.001,warmup=100,shift=400.0"
     expected, _ = law.evaluate(truth, prepare(parse_schedule(target).lrs(), 100, np.array([1000, 6000])), options)
     np.testing.assert_allclose(by_spec, expected, rtol=1e-3)
+
+
+def test_a_bad_registration_fails_when_registered():
+    with pytest.raises(ScaletuneError, match="use lowercase letters"):
+        register_schedule("Inverse Sqrt", InverseSqrt)
+
+    @dataclass(frozen=True, kw_only=True)
+    class NoRate(Schedule):
+        pass
+
+    with pytest.raises(TypeError, match="must implement rate"):
+        register_schedule("norate-test", NoRate)
+
+    @dataclass(frozen=True, kw_only=True)
+    class DictField(Schedule):
+        table: dict = None
+
+        def rate(self, s):
+            return s
+
+    with pytest.raises(TypeError, match="cannot be written in a spec"):
+        register_schedule("dictfield-test", DictField)
+    assert not {"norate-test", "dictfield-test"} & set(schedule_kinds())

@@ -190,7 +190,8 @@ def _build(cls: type[S], values: dict[str, Any], where: str) -> S:
 def register_schedule(kind: str, cls: type[S] | None = None, *, replace: bool = False) -> Any:
     """Register ``cls`` (a `Schedule` dataclass subclass) as the schedule ``kind``; usable as a decorator.
 
-    ``kind`` is lowercase letters, digits, ``_`` and ``-``. Registering a kind that exists needs ``replace=True``.
+    ``kind`` is lowercase letters, digits, ``_`` and ``-``. Registering a kind that exists under another class
+    needs ``replace=True`` (a class redefined under the same module and name replaces its earlier self).
     """
 
     def add(c: type[S]) -> type[S]:
@@ -198,7 +199,9 @@ def register_schedule(kind: str, cls: type[S] | None = None, *, replace: bool = 
             raise TypeError(f"schedule kind {kind!r}: {c!r} is not a subclass of Schedule")
         if not kind or not set(kind) <= _KIND_CHARS:
             raise ScaletuneError(f"schedule kind {kind!r}: use lowercase letters, digits, '_' and '-'")
-        if kind in _REGISTRY and _REGISTRY[kind] is not c and not replace:
+        old = _REGISTRY.get(kind, c)
+        redefined = (old.__module__, old.__qualname__) == (c.__module__, c.__qualname__)  # a re-run notebook cell
+        if not (redefined or replace):
             raise ScaletuneError(f"schedule kind {kind!r} is registered already ({_REGISTRY[kind].__name__})",
                                  hint="pass replace=True to register another class under it")
         if c.rate is Schedule.rate and c.__call__ is Schedule.__call__:
