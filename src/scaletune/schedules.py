@@ -99,6 +99,7 @@ class Schedule(metaclass=_ScheduleType):
         raise NotImplementedError(f"{type(self).__name__} must implement rate(s)")
 
     def __call__(self, step: Any) -> Array:
+        """Rates at ``step`` (a number or an array of steps), warm-up included."""
         s = np.asarray(step, dtype=float)
         out = self.rate(s)
         if self.warmup > 0:
@@ -128,7 +129,7 @@ class Schedule(metaclass=_ScheduleType):
     def from_body(cls: type[S], body: str, spec: str, **overrides: Any) -> S:
         """Build from the part of a spec after ``KIND:``; ``overrides`` fill the keys the body leaves out."""
         keys = _keys(cls)
-        values: dict[str, Any] = {k: v for k, v in overrides.items()}
+        values: dict[str, Any] = dict(overrides)
         for part in filter(None, (p.strip() for p in body.split(","))):
             key, sep, value = part.partition("=")
             key = key.strip()
@@ -185,6 +186,14 @@ def _build(cls: type[S], values: dict[str, Any], where: str) -> S:
         raise ScaletuneError(f"{where}: needs {' and '.join(k + '=' for k in required)} (in the spec or from the caller; "
                              f"{', '.join(missing)} missing)")
     return cls(**values)
+
+
+@typing.overload
+def register_schedule(kind: str, cls: None = None, *, replace: bool = False) -> Callable[[type[S]], type[S]]: ...
+
+
+@typing.overload
+def register_schedule(kind: str, cls: type[S], *, replace: bool = False) -> type[S]: ...
 
 
 def register_schedule(kind: str, cls: type[S] | None = None, *, replace: bool = False) -> Any:
