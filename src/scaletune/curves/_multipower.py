@@ -26,12 +26,14 @@ benchmark schedule; a rate that rises again after decaying is the hardest case, 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 if TYPE_CHECKING:  # laws.py registers the evaluator; only the type is needed here
     from scaletune.curves.laws import Prepared
+
+Array = np.ndarray[Any, Any]
 
 # Groups of rate drops in the multipower sum. G is smooth in the log of its argument, so a group of drops narrow
 # compared with its distance to the evaluation step t is replaced by its mass times G at the group's drop-weighted
@@ -61,7 +63,7 @@ DENSE_MIN_STEP = 4 * LEAF  # from this step on, the near drops lie past the warm
 DENSE_MIN_RUN = 16 * LEAF  # shorter runs of steps: the per-point groups are as fast
 
 
-def _geometric(n: int, ratio: float, start: int = 0) -> np.ndarray:
+def _geometric(n: int, ratio: float, start: int = 0) -> Array:
     """start, start + 1, ... widening by ``ratio`` (never by more than ratio - 1 of the start), up to >= n."""
     d = [start]
     while d[-1] < n:
@@ -69,7 +71,7 @@ def _geometric(n: int, ratio: float, start: int = 0) -> np.ndarray:
     return np.asarray(d, dtype=np.int64)
 
 
-def _group_edges(t: np.ndarray, warmup: int, floor: np.ndarray, gap: int = 0) -> np.ndarray:
+def _group_edges(t: Array, warmup: int, floor: Array, gap: int = 0) -> Array:
     """Per evaluation row, descending group edges: group i holds the drops k in (E[:, i+1], E[:, i]], all > floor.
 
     A row evaluated at least ``gap`` steps after its step t (a far-field node: t is its block's cut) sees the
@@ -77,12 +79,12 @@ def _group_edges(t: np.ndarray, warmup: int, floor: np.ndarray, gap: int = 0) ->
     a = np.maximum(np.minimum(warmup, t // 2) if warmup > 1 else 0, floor)
     near = np.maximum(t[:, None] + gap - _geometric(int((t - floor).max()) + gap, RATIO, gap)[None, :], a[:, None])
     if warmup <= 1 or not np.any(a > floor):
-        return near
+        return np.asarray(near)
     cuts = _geometric(warmup, RATIO)[::-1]
     return np.concatenate([near, np.clip(np.minimum(cuts, warmup)[None, :], floor[:, None], a[:, None])], axis=1)
 
 
-def multipower(theta: np.ndarray, prep: Prepared, options: dict, want_jac: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+def multipower(theta: Array, prep: Prepared, options: Mapping[str, float], want_jac: bool = True) -> tuple[Array, Array | None]:
     """L0 + A S(t)^-alpha - B drop(t) and (if ``want_jac``) its Jacobian in (L0, A, alpha, B, C, beta, gamma)."""
     L0, A, alpha, B, C, beta, gamma = theta
     u = prep.area
@@ -101,7 +103,7 @@ def multipower(theta: np.ndarray, prep: Prepared, options: dict, want_jac: bool 
     return L0 + A * upow - B * drop["value"], jac
 
 
-def loss_drop(prep: Prepared, C: float, beta: float, gamma: float, grad: bool = True) -> dict[str, np.ndarray]:
+def loss_drop(prep: Prepared, C: float, beta: float, gamma: float, grad: bool = True) -> dict[str, Array]:
     """sum_k (eta_{k-1} - eta_k) G(eta_k^-gamma S_k(t)) and (if ``grad``) its derivatives in C, beta, gamma.
 
     Vectorised with prefix sums over k: for a group of drops k in (lo, hi], the drop mass and the
@@ -117,7 +119,7 @@ def loss_drop(prep: Prepared, C: float, beta: float, gamma: float, grad: bool = 
     return _grouped_drop(prep, C, beta, gamma, grad)
 
 
-def _grouped_drop(prep: Prepared, C: float, beta: float, gamma: float, grad: bool) -> dict[str, np.ndarray]:
+def _grouped_drop(prep: Prepared, C: float, beta: float, gamma: float, grad: bool) -> dict[str, Array]:
     """The drop sum at any points: per point its groups of drops, dense points with a shared far field."""
     eta, t = prep.eta, prep.t
     if "groups" not in prep.cache:
@@ -138,7 +140,7 @@ def _grouped_drop(prep: Prepared, C: float, beta: float, gamma: float, grad: boo
     return out
 
 
-def _moment_sums(prep: Prepared, w: np.ndarray, part: np.ndarray, k0: int, k1: int, grad: bool) -> np.ndarray:
+def _moment_sums(prep: Prepared, w: Array, part: Array, k0: int, k1: int, grad: bool) -> Array:
     """Prefix sums over the drops k0 + 1 .. k1 that hold this part (the warm-up's rises: a short stretch) of
     part_k w_k S1(k-1)^i (i = 0, 1) and part_k w_k^2 S1(k-1)^i (i = 0, 1, 2), w_k = eta_k^-gamma (``w[k-1]``);
     with grad also their gamma-derivatives. Entry e of a row sums the drops k <= k0 + e."""
@@ -160,7 +162,7 @@ def _moment_sums(prep: Prepared, w: np.ndarray, part: np.ndarray, k0: int, k1: i
     return sums
 
 
-def _row_sums(blocks: list, sums: np.ndarray, s1_all: np.ndarray, C: float, beta: float, out: dict, grad: bool) -> None:
+def _row_sums(blocks: list[Any], sums: Array, s1_all: Array, C: float, beta: float, out: dict[str, Any], grad: bool) -> None:
     """Add one part's grouped drop sum (and with grad its derivatives) to ``out`` at every row of ``blocks``."""
     b = 0.5 * beta * (beta + 1.0)
     for rows, edges, mass, inv_mass, mass_sum in blocks:
@@ -202,7 +204,7 @@ _CHEB_LAMBDA = (-1.0) ** np.arange(NODES) * np.sin((2 * np.arange(NODES) + 1) * 
 _VANDER_INV = np.linalg.inv(np.vander(_CHEB, NODES, increasing=True))  # node values -> monomial coefficients
 
 
-def _polynomial(values: np.ndarray, u: np.ndarray) -> np.ndarray:
+def _polynomial(values: Array, u: Array) -> Array:
     """Row i: at positions ``u[i]`` in [-1, 1], the polynomial through node ``values[i]``: Horner's rule on its
     monomial coefficients, a few operations per point and no per-point weights."""
     coef = values @ _VANDER_INV.T  # column k: the coefficients of u^k
@@ -214,15 +216,16 @@ def _polynomial(values: np.ndarray, u: np.ndarray) -> np.ndarray:
     return out
 
 
-def _interpolation_weights(u: np.ndarray) -> np.ndarray:
+def _interpolation_weights(u: Array) -> Array:
     """Barycentric weights (..., NODES) of the Chebyshev nodes for positions ``u`` in [-1, 1]."""
     diff = u[..., None] - _CHEB
     diff[diff == 0] = 1e-300  # a point on a node takes that node's value
     bary = _CHEB_LAMBDA / diff
-    return bary / bary.sum(axis=-1, keepdims=True)
+    out: Array = bary / bary.sum(axis=-1, keepdims=True)
+    return out
 
 
-def _far_field(t: np.ndarray, partial: np.ndarray) -> tuple[np.ndarray, ...]:
+def _far_field(t: Array, partial: Array) -> tuple[Array, ...]:
     """For points dense enough to share a far field: each point's floor of near drops (drops k > floor are
     near), the far-field nodes (their S value and the step their groups are seen from), and per such point
     the node rows and interpolation weights (barycentric, Chebyshev nodes of the first kind)."""
@@ -251,7 +254,7 @@ def _far_field(t: np.ndarray, partial: np.ndarray) -> tuple[np.ndarray, ...]:
     return floor, node_s, node_t, points, fb[:, None] * NODES + j[None, :], weights
 
 
-def _drop_parts(eta: np.ndarray) -> list[tuple[tuple[int, int], np.ndarray]]:
+def _drop_parts(eta: Array) -> list[tuple[tuple[int, int], Array]]:
     """Drops and rises (negative drops, e.g. the warm-up) apart, so that no group mixes signs: per sign the
     span k0 + 1 .. k1 of steps that holds one, ((k0, k1), part[k0:k1]) with part[i] the drop at step k0 + i + 1."""
     delta = eta[:-1] - eta[1:]  # drop at k = 1..n-1
@@ -264,7 +267,7 @@ def _drop_parts(eta: np.ndarray) -> list[tuple[tuple[int, int], np.ndarray]]:
     return out
 
 
-def _row_blocks(k0: int, k1: int, P0: np.ndarray, row_t: np.ndarray, row_floor: np.ndarray, chunks: list, edges: list) -> list:
+def _row_blocks(k0: int, k1: int, P0: Array, row_t: Array, row_floor: Array, chunks: list[Any], edges: list[Any]) -> list[Any]:
     """Per block of rows, one part's group edges and masses (``P0``: the part's prefix sums), cut to the span of
     groups that hold a drop for some row of the block (a constant or step schedule has drops in few groups)."""
     blocks = []
@@ -290,7 +293,7 @@ def _row_blocks(k0: int, k1: int, P0: np.ndarray, row_t: np.ndarray, row_floor: 
     return blocks
 
 
-def _drop_groups(prep: Prepared) -> dict | None:
+def _drop_groups(prep: Prepared) -> dict[str, Any] | None:
     """Parameter-free parts of the drop sum: the far-field interpolation, and per sign of the drops and per
     block of rows (points, then far-field nodes) the group edges and masses."""
     eta, t, partial = prep.eta, prep.t, prep.cache["partial"]
@@ -310,7 +313,7 @@ def _drop_groups(prep: Prepared) -> dict | None:
     return {"parts": parts, "s1": s1, "far": (points, len(t) + nodes, weights)}
 
 
-def _dense_plan(prep: Prepared) -> dict | None:
+def _dense_plan(prep: Prepared) -> dict[str, Any] | None:
     """Parameter-free parts of `_dense_drop`, or None unless the points hold every step of a long stretch.
 
     The steps from DENSE_MIN_STEP on must form one run without gaps; steps before it, and those of leaf
@@ -341,7 +344,11 @@ def _dense_plan(prep: Prepared) -> dict | None:
         b, js = b * LEVEL_RATIO, np.unique(js // LEVEL_RATIO)
     # node rows, coarsest level first: a node of a block whose parent is valid sums the band of drops between the
     # parent's cut and its own (its floor) and adds the parent's far field, interpolated; other nodes sum all drops
-    row_t, row_floor, row_s, chunks, parent = [], [], [], [], None
+    row_t: list[Array] = []
+    row_floor: list[Array] = []
+    row_s: list[Array] = []
+    chunks: list[tuple[Array, int]] = []
+    parent: dict[str, Any] | None = None
     for lev in reversed(levels):
         blocks = np.flatnonzero(lev["valid"])
         lev["index"] = np.full(len(lev["j"]), -1)
@@ -364,15 +371,15 @@ def _dense_plan(prep: Prepared) -> dict | None:
         row_floor.append(np.repeat(floor, NODES))
         row_s.append(node_s.ravel())
         parent = lev
-    row_t, row_floor = np.concatenate(row_t), np.concatenate(row_floor)
-    edges = [_group_edges(row_t[rows], prep.warmup, row_floor[rows], gap) for rows, gap in chunks]
-    chunks = [rows for rows, _ in chunks]
+    all_t, all_floor = np.concatenate(row_t), np.concatenate(row_floor)
+    edges = [_group_edges(all_t[rows], prep.warmup, all_floor[rows], gap) for rows, gap in chunks]
+    row_chunks = [rows for rows, _ in chunks]
     parts = []
     for (k0, k1), part in _drop_parts(eta):
         P0 = np.empty(len(part) + 1)
         P0[0] = 0.0
         np.cumsum(part, out=P0[1:])
-        parts.append(((k0, k1), part, P0, _row_blocks(k0, k1, P0, row_t, row_floor, chunks, edges)))
+        parts.append(((k0, k1), part, P0, _row_blocks(k0, k1, P0, all_t, all_floor, row_chunks, edges)))
     # the steps of the run on a grid of whole leaves (rows): each row's far field is one polynomial in its area
     leaves = levels[0]
     first = leaves["j"][0] * LEAF
@@ -389,7 +396,7 @@ def _dense_plan(prep: Prepared) -> dict | None:
             "rest": (rest, rest_prep), "start": start, "n_steps": len(steps), "inverse": inverse}
 
 
-def _dense_drop(prep: Prepared, plan: dict, C: float, beta: float, gamma: float) -> np.ndarray:
+def _dense_drop(prep: Prepared, plan: dict[str, Any], C: float, beta: float, gamma: float) -> Array:
     """The drop sum's value at every step of a run (`_dense_plan`): interpolated far field plus near groups."""
     w = prep.eta[1:] ** (-gamma)
     ta, tb = plan["run"]
@@ -400,8 +407,8 @@ def _dense_drop(prep: Prepared, plan: dict, C: float, beta: float, gamma: float)
         _row_sums(blocks, sums, plan["row_s"], C, beta, nodes, grad=False)
         _near_drop(prep, w, (k0, k1), part, P0, sums, C, beta, near, ta, tb)
     # downward pass: each level's node values plus its parent's far field at those nodes
-    far = None
-    for lev in reversed(plan["levels"]):
+    far = np.zeros((0, NODES))
+    for lev in reversed(plan["levels"]):  # coarsest first: a level with a parent follows it
         values = nodes["value"][lev["rows"]].reshape(-1, NODES)
         if "from_parent" in lev:
             child, up, u = lev["from_parent"]
@@ -419,8 +426,8 @@ def _dense_drop(prep: Prepared, plan: dict, C: float, beta: float, gamma: float)
     return out if plan["inverse"] is None else out[plan["inverse"]]
 
 
-def _near_drop(prep: Prepared, w: np.ndarray, span: tuple[int, int], part: np.ndarray, P0: np.ndarray, sums: np.ndarray,
-               C: float, beta: float, out: np.ndarray, ta: int, tb: int) -> None:
+def _near_drop(prep: Prepared, w: Array, span: tuple[int, int], part: Array, P0: Array, sums: Array,
+               C: float, beta: float, out: Array, ta: int, tb: int) -> None:
     """Add one part's near drops to ``out`` (steps ta .. tb): for step t the drops k in (cut, t], cut = the
     far-field cut of t's leaf block (LEAF to 2 LEAF - 1 steps back), in second-order groups at the same distances
     back from every t (a drop alone where a group would be one step wide). ``P0``, ``sums``: the part's prefix
@@ -446,8 +453,8 @@ def _near_drop(prep: Prepared, w: np.ndarray, span: tuple[int, int], part: np.nd
         out[lo_t - ta : hi_t - ta + 1] += _near_chunk(prep, w, span, part, P0, sums, C, beta, d, lo_t, hi_t, buffers)
 
 
-def _near_chunk(prep: Prepared, w: np.ndarray, span: tuple[int, int], part: np.ndarray, P0: np.ndarray, sums: np.ndarray,
-                C: float, beta: float, d: list[int], lo_t: int, hi_t: int, buffers: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def _near_chunk(prep: Prepared, w: Array, span: tuple[int, int], part: Array, P0: Array, sums: Array,
+                C: float, beta: float, d: list[int], lo_t: int, hi_t: int, buffers: tuple[Array, Array]) -> Array:
     """`_near_drop` at the steps lo_t .. hi_t (in place into a few buffers: these loops are the dense path's cost)."""
     k0, k1 = span
     rises = part[0] < 0
@@ -470,7 +477,7 @@ def _near_chunk(prep: Prepared, w: np.ndarray, span: tuple[int, int], part: np.n
     m, at_cut, first, second, x, e = work[:6], work[6:12], work[12], work[13], work[14], work[15]
     np.take(Q, cut - e0, axis=1, out=at_cut, mode="clip")  # the sums up to each step's cut (one column per leaf)
 
-    def at(d):  # the columns of drop steps t - d
+    def at(d: int) -> slice:  # the columns of drop steps t - d
         return slice(lo_t - d - e0, hi_t - d - e0 + 1)
 
     acc = Q[0, at(0)] - at_cut[0]  # the near drops' mass; minus sum mass (C y + 1)^-beta (1 + b q) below
@@ -518,10 +525,11 @@ def _near_chunk(prep: Prepared, w: np.ndarray, span: tuple[int, int], part: np.n
         second += m[0]
         second *= e
         acc -= second
-    return acc
+    out: Array = acc
+    return out
 
 
-def loss_drop_exact(prep: Prepared, C: float, beta: float, gamma: float) -> np.ndarray:
+def loss_drop_exact(prep: Prepared, C: float, beta: float, gamma: float) -> Array:
     """The multipower loss-drop sum term by term (O(t) per point): the reference for tests."""
     eta, area = prep.eta, prep.cache["partial"]
     out = np.zeros(len(prep.t))

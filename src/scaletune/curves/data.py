@@ -19,10 +19,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from scaletune.errors import ScaletuneError
 from scaletune.runtable import read_table, require_columns
@@ -61,12 +62,12 @@ def detect_warmup(lrs: np.ndarray) -> int:
 
 def curve_from_arrays(
     name: str,
-    steps: Sequence[int],
-    loss: Sequence[float],
-    lr: Sequence[float] | None = None,
+    steps: ArrayLike,
+    loss: ArrayLike,
+    lr: ArrayLike | None = None,
     schedule: "str | Schedule | TableSchedule | None" = None,
     source: str = "",
-    lr_steps: Sequence[int] | None = None,
+    lr_steps: ArrayLike | None = None,
 ) -> Curve:
     """Build a curve, taking per-step rates from ``lr`` (if it lists every step) or from ``schedule``.
     ``lr`` is given at ``steps``, or at ``lr_steps`` when the rates are logged at other steps than losses."""
@@ -85,7 +86,8 @@ def curve_from_arrays(
     if np.any(np.diff(steps) == 0):
         raise ScaletuneError(f"{where}: curve {name!r}: step {int(steps[np.argmax(np.diff(steps) == 0)])} appears twice")
     last = int(steps[-1])
-    rec, rec_steps = None, steps
+    rec: np.ndarray[Any, Any] | None = None
+    rec_steps = steps
     if lr is not None:
         rec = np.asarray(lr, dtype=float)
         rec_steps = steps if lr_steps is None else np.asarray(lr_steps, dtype=float).astype(np.int64)
@@ -134,7 +136,7 @@ def curve_from_arrays(
     return curve
 
 
-def _schedule_for(name: str, schedules: "Mapping[str, object] | object | None"):
+def _schedule_for(name: str, schedules: "Mapping[str, object] | object | None") -> Any:
     if isinstance(schedules, Mapping):
         return schedules.get(name, schedules.get("*"))
     return schedules
@@ -188,7 +190,7 @@ def read_curves(
     return curves
 
 
-def curves_from_study(study, schedule_attr: str = "schedule", states=("COMPLETE",)) -> list[Curve]:
+def curves_from_study(study: Any, schedule_attr: str = "schedule", states: Sequence[str] = ("COMPLETE",)) -> list[Curve]:
     """Curves of an Optuna study's finished trials: the validation curve a scaletune sweep stores (user
     attribute ``curve``), else the reported intermediate values (step -> loss); the schedule spec from the
     user attribute ``schedule_attr`` or the stored run result's ``schedule``."""
@@ -200,10 +202,11 @@ def curves_from_study(study, schedule_attr: str = "schedule", states=("COMPLETE"
         spec = trial.user_attrs.get(schedule_attr) or (trial.user_attrs.get("result") or {}).get("schedule")
         stored = trial.user_attrs.get("curve")
         if stored and "val_loss" in stored:
-            steps, loss = stored["step"], [np.nan if v is None else v for v in stored["val_loss"]]
+            steps = np.asarray(stored["step"], float)
+            loss = np.asarray([np.nan if v is None else v for v in stored["val_loss"]], float)
         else:
-            steps, loss = list(trial.intermediate_values), list(trial.intermediate_values.values())
-        steps, loss = np.asarray(steps, float), np.asarray(loss, float)
+            steps = np.asarray(list(trial.intermediate_values), float)
+            loss = np.asarray(list(trial.intermediate_values.values()), float)
         if not spec or not np.isfinite(loss).any():
             continue
         has = np.isfinite(loss)

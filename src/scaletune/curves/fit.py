@@ -93,7 +93,8 @@ class _Problem:
             b, beta = self.product
             theta[b] = theta[b] * theta[beta]
         z = np.where(self.log_mask, np.log(np.maximum(np.where(self.log_mask, theta, 1.0), 1e-300)), theta)
-        return np.r_[z, np.zeros(self.n_levels) if offsets is None else offsets]
+        out: FloatArray = np.r_[z, np.zeros(self.n_levels) if offsets is None else offsets]
+        return out
 
     def bounds(self) -> list[tuple[float, float]]:
         out = [(np.log(max(lo, 1e-300)), np.log(hi)) if m else (lo, hi) for (lo, hi), m in zip(self.law.bounds, self.log_mask)]
@@ -214,7 +215,9 @@ def _initial_four(problem: _Problem) -> FloatArray:
                        options={"maxiter": 10000, "ftol": 1e-9, "gtol": 1e-6})
         if best is None or res.fun < best.fun:
             best = res
-    return best.x
+    assert best is not None  # the grid has 135 points
+    x: FloatArray = best.x
+    return x
 
 
 def _adamw(problem: _Problem, theta: FloatArray) -> tuple[FloatArray, float, int, bool]:
@@ -225,7 +228,7 @@ def _adamw(problem: _Problem, theta: FloatArray) -> tuple[FloatArray, float, int
     step = np.array([PUBLISHED["lr_shape"] if p in ("alpha", "beta", "gamma") else PUBLISHED["lr_scale"] for p in law.params])
     m, v = np.zeros(len(theta)), np.zeros(len(theta))
     best, best_value, stale, left = theta.copy(), np.inf, 0, False
-    for k in range(PUBLISHED["adam_steps"]):
+    for k in range(int(PUBLISHED["adam_steps"])):
         value, grad = problem.natural_value_and_grad(theta)
         if not np.isfinite(value):
             left = True  # e.g. A < 0 when A is far below the step size 5e-2

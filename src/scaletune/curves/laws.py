@@ -45,12 +45,11 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
 import numpy as np
-from numpy.typing import NDArray
 from scipy.signal import lfilter
 
 from scaletune.errors import ScaletuneError
 
-FloatArray = NDArray[np.float64]
+FloatArray = np.ndarray[Any, Any]  # float arrays (numpy's dtype-precise types do not follow arithmetic)
 
 
 @dataclass
@@ -58,7 +57,7 @@ class Prepared:
     """Per-curve quantities that do not depend on the law's parameters (computed once per fit): what an
     evaluator reads."""
 
-    t: NDArray[np.int64]  # index of the last update before each evaluation point (steps - 1), shape (M,)
+    t: np.ndarray[Any, Any]  # index of the last update before each evaluation point (steps - 1), shape (M,)
     eta: FloatArray  # per-step rates 0 .. n-1 (floored at a tiny positive value: eta^-gamma stays finite)
     warmup: int
     area: FloatArray  # S(t) at the evaluation points

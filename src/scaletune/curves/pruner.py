@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import optuna
 
-from scaletune.curves.data import curve_from_arrays
+from scaletune.curves.data import Curve, curve_from_arrays
 from scaletune.curves.fit import CurveFit, fit_curves
 from scaletune.errors import ScaletuneError
-from scaletune.schedules import read_schedule
+from scaletune.schedules import Schedule, read_schedule
 
 
 class CurvePruner(optuna.pruners.BasePruner):
@@ -64,7 +64,7 @@ class CurvePruner(optuna.pruners.BasePruner):
         if schedule is not None:
             read_schedule(schedule, steps=1, lr=1.0)  # a bad spec fails here, not inside a trial
 
-    def trial_schedule(self, trial: optuna.trial.FrozenTrial):
+    def trial_schedule(self, trial: optuna.trial.FrozenTrial) -> Schedule | None:
         """The trial's schedule, or None when neither the trial nor the options say it."""
         spec = trial.user_attrs.get(self.schedule_attr)
         if spec:
@@ -74,8 +74,10 @@ class CurvePruner(optuna.pruners.BasePruner):
         lr = trial.params.get(self.lr_param)
         return read_schedule(self.schedule, **({} if lr is None else {"lr": float(lr)}))
 
-    def _curve(self, trial: optuna.trial.FrozenTrial, final: bool):
+    def _curve(self, trial: optuna.trial.FrozenTrial, final: bool) -> Curve | None:
         sched = self.trial_schedule(trial)
+        if sched is None:
+            return None
         values = {int(k): float(v) for k, v in trial.intermediate_values.items() if math.isfinite(v)}
         if final and trial.value is not None and math.isfinite(trial.value):
             values[sched.steps] = float(trial.value)
@@ -85,7 +87,7 @@ class CurvePruner(optuna.pruners.BasePruner):
             return None
         return curve_from_arrays(f"trial-{trial.number}", steps, [values[s] for s in steps], None, sched)
 
-    def _reference(self, complete: list) -> CurveFit | None:
+    def _reference(self, complete: list[optuna.trial.FrozenTrial]) -> CurveFit | None:
         if self._given:
             return self.fit_
         usable = tuple(sorted(t.number for t in complete))
@@ -103,7 +105,7 @@ class CurvePruner(optuna.pruners.BasePruner):
             self._fitted_on = usable
         return self.fit_
 
-    def predict_final(self, schedule, steps, losses) -> tuple[float, float, float]:
+    def predict_final(self, schedule: Schedule, steps: Any, losses: Any) -> tuple[float, float, float]:
         """(predicted final loss, low, high) of a run under ``schedule`` from its reports ``(steps, losses)``."""
         if self.fit_ is None:
             raise ScaletuneError("curve pruner: no fitted law yet")
@@ -130,11 +132,11 @@ class CurvePruner(optuna.pruners.BasePruner):
         steps = np.array(sorted(values))
         if steps.max() >= sched.steps:
             return False
-        best = min(t.value for t in complete)
+        best = min(float(t.value) for t in complete if t.value is not None)
         _, low, _ = self.predict_final(sched, steps, [values[s] for s in steps])
         return bool(low > best * (1 + self.band))
 
     def describe(self) -> dict[str, Any]:
         """The pruner's settings (recorded with study results)."""
-        return {"law": self.fit_.law if self._given else self.law, "schedule": self.schedule, "band": self.band, "z": self.z,
+        return {"law": self.fit_.law if self._given and self.fit_ is not None else self.law, "schedule": self.schedule, "band": self.band, "z": self.z,
                 "drop_uncertainty": self.drop_uncertainty, "noise": self.noise, "min_trials": self.min_trials}

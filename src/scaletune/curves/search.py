@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
-from scaletune.curves.fit import CurveFit, CurvePrediction, FloatArray, ScheduleLike
-from scaletune.curves.laws import get_curve_law
+from scaletune.curves.fit import CurveFit, CurvePrediction, ScheduleLike
+from scaletune.curves.laws import FloatArray, get_curve_law
 from scaletune.errors import ScaletuneError
 from scaletune.schedules import WSD_SHAPES, Schedule, read_schedule
 
@@ -59,7 +59,7 @@ class Candidate:
                 "level": p.level, "extrapolation": p.extrapolation, "method": p.method, "ratios": p.ratios}
 
 
-def _final(fit: CurveFit, schedule: Schedule | ScheduleLike, steps: int, spec: str | None = None,
+def _final(fit: CurveFit, schedule: ScheduleLike, steps: int, spec: str | None = None,
            rates: FloatArray | None = None) -> Candidate:
     pred = fit.predict_interval(schedule, [steps])
     return Candidate(spec or pred.schedule, pred, rates)
