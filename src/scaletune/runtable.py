@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ STATUSES = ("ok", "diverged", "failed", "pruned")  # a run "counts" only when ok
 FLOPS_PER_PARAM_TOKEN = 6.0  # C = 6 N D: forward + backward, N parameters as the table counts them, D tokens
 
 
-def training_flops(N, D):
+def training_flops(N: Any, D: Any) -> Any:
     """Training compute C = 6 N D in FLOPs (Kaplan et al. 2020's convention: attention and embeddings' extra
     FLOPs left out; N as the table counts it, D tokens). Floats or arrays."""
     return FLOPS_PER_PARAM_TOKEN * N * D

@@ -131,7 +131,8 @@ class Allocation:
         """A plain-text table (80 columns) of the allocation with its intervals, convention and source."""
         pct = f"{self.level:.0%}"
         star = "M* (FLOPs/token)" if isinstance(self.fit, str) else "N* (parameters)"
-        rows = [("C (FLOPs)", "C", self.C), (star, "N_star", self.N_star), ("D* (tokens)", "D_star", self.D_star)]
+        rows: list[tuple[str, str, float | None]] = [("C (FLOPs)", "C", self.C), (star, "N_star", self.N_star),
+                                                     ("D* (tokens)", "D_star", self.D_star)]
         if not isinstance(self.fit, str):
             rows.append(("D*/N*", "tokens_per_param", self.tokens_per_param))
         rows += [("loss", "loss", self.loss), ("extrapolation x", "", self.extrapolation)]

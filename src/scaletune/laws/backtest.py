@@ -34,7 +34,8 @@ from scaletune.laws.objectives import Objective
 from scaletune.runtable import require_columns, require_positive
 
 
-def _folds(law: Law, df: pd.DataFrame, y: str, by: str | None, horizon: str, n_free: int):
+def _folds(law: Law, df: pd.DataFrame, y: str, by: str | None, horizon: str,
+           n_free: int) -> tuple[str, str, list[tuple[int, np.ndarray, np.ndarray]]]:
     """(axis, bin description, [(k, train mask, test mask)]) of the rolling origin; folds whose training part
     cannot identify the law (too few points or a single value of a variable) are skipped."""
     if horizon not in ("all", "next"):
@@ -173,7 +174,7 @@ class BacktestResult:
 def backtest(law: str | Law, data: Data, *, y: str | None = None, by: str | None = None, horizon: str = "all",
              intervals: str = "calibrated", bootstrap: int = 100, level: float = 0.95, seed: int = 0,
              objective: str | Objective = "huber", fixed: Mapping[str, float] | None = None,
-             groups: str | Sequence | None = None, n_starts: int = 5, workers: int | None = None) -> BacktestResult:
+             groups: str | Sequence[Any] | None = None, n_starts: int = 5, workers: int | None = None) -> BacktestResult:
     """Rolling-origin backtest of ``law`` on ``data`` along the scale ``by`` (see the module docstring).
 
     Every fold is a full `fit` on its training part with ``intervals`` (``calibrated``: its own nested backtest

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -35,7 +35,10 @@ from scaletune.errors import ScaletuneError
 from scaletune.runtable import FLOPS_PER_PARAM_TOKEN
 
 Arrays = Mapping[str, np.ndarray]
-LogModel = Callable[[np.ndarray, Arrays], "tuple[np.ndarray, np.ndarray | None]"]
+LogOut = tuple[np.ndarray, "np.ndarray | None"]  # log y and its Jacobian (None: no analytic gradient)
+LogModel = Callable[[np.ndarray, Arrays], LogOut]
+Form = tuple[Any, Any, Any, Any, Any]  # (E, A, alpha, B, beta) of a Chinchilla-form law: floats or sample arrays
+Derived = Callable[[Mapping[str, Any]], Any]  # a derived quantity of a parameter dict (floats or sample arrays)
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,11 @@ class Law:
     log_model: LogModel | None = None
     model: Callable[[Mapping[str, np.ndarray], Arrays], np.ndarray] | None = None
     projection: Projection | None = None
-    derived: Mapping[str, Callable[[Mapping[str, np.ndarray]], np.ndarray]] = field(default_factory=dict)
+    derived: Mapping[str, Derived] = field(default_factory=dict)
     response: str = "loss"
     citation: str = ""
     # which derived names give the Chinchilla form E + A/N^alpha + B/D^beta (for allocation)
-    chinchilla_form: Callable[[Mapping[str, np.ndarray]], tuple] | None = None
+    chinchilla_form: Callable[[Mapping[str, Any]], Form] | None = None
     spec: str = ""  # how get_law() names it, e.g. "powerlaw:N,D"; defaults to name
     log_linear: bool = False  # log y is linear in the parameters (least squares in log space is exact)
 
@@ -91,6 +94,7 @@ class Law:
         """Natural log of the prediction and its Jacobian (n, P) or None when the law has no gradient."""
         if self.log_model is not None:
             return self.log_model(np.asarray(theta, dtype=float), x)
+        assert self.model is not None  # __post_init__ requires one of the two
         with np.errstate(all="ignore"):
             y = np.asarray(self.model(dict(zip(self.params, theta)), x), dtype=float)
             return np.log(y), None
@@ -98,9 +102,10 @@ class Law:
     def predict(self, params: Mapping[str, float], x: Arrays) -> np.ndarray:
         theta = np.array([params[p] for p in self.params], dtype=float)
         with np.errstate(all="ignore"):
-            return np.exp(self.log_predict(theta, x)[0])
+            out: np.ndarray = np.exp(self.log_predict(theta, x)[0])
+        return out
 
-    def derive(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def derive(self, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
         with np.errstate(all="ignore"):
             return {name: np.asarray(fn(params), dtype=float) for name, fn in self.derived.items()}
 
@@ -124,7 +129,8 @@ def _lse(terms: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def _safe_log(c: np.ndarray) -> np.ndarray:
     # A coefficient NNLS set to zero becomes a very small positive one, so its log-parameter stays finite.
-    return np.log(np.maximum(c, 1e-30))
+    out: np.ndarray = np.log(np.maximum(c, 1e-30))
+    return out
 
 
 EXPONENT_GRID = np.linspace(0.02, 1.5, 25)
@@ -133,7 +139,7 @@ EXPONENT_GRID = np.linspace(0.02, 1.5, 25)
 # --------------------------------------------------------------------------- chinchilla
 
 
-def _chinchilla_log_model(theta: np.ndarray, x: Arrays):
+def _chinchilla_log_model(theta: np.ndarray, x: Arrays) -> LogOut:
     a, b, e, alpha, beta = theta
     lnN, lnD = np.log(x["N"]), np.log(x["D"])
     out, w = _lse([a - alpha * lnN, b - beta * lnD, np.full_like(lnN, e)])
@@ -145,20 +151,20 @@ def _chinchilla_to_params(g: Arrays, c: np.ndarray) -> dict[str, np.ndarray]:
     return {"a": _safe_log(c[:, 0]), "b": _safe_log(c[:, 1]), "e": _safe_log(c[:, 2]), "alpha": g["alpha"], "beta": g["beta"]}
 
 
-def _chinchilla_form(p):
+def _chinchilla_form(p: Mapping[str, Any]) -> Form:
     return np.exp(p["e"]), np.exp(p["a"]), p["alpha"], np.exp(p["b"]), p["beta"]
 
 
-def _alloc_derived(form: Callable) -> dict[str, Callable]:
-    def G(p):
+def _alloc_derived(form: Callable[[Mapping[str, Any]], Form]) -> dict[str, Derived]:
+    def G(p: Mapping[str, Any]) -> Any:
         E, A, alpha, B, beta = form(p)
         return (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
 
-    def a_N(p):
+    def a_N(p: Mapping[str, Any]) -> Any:
         _, _, alpha, _, beta = form(p)
         return beta / (alpha + beta)
 
-    def a_D(p):
+    def a_D(p: Mapping[str, Any]) -> Any:
         _, _, alpha, _, beta = form(p)
         return alpha / (alpha + beta)
 
@@ -172,7 +178,7 @@ def _grid_product(axes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _chinchilla() -> Law:
-    def basis(g, x):
+    def basis(g: Arrays, x: Arrays) -> np.ndarray:
         lnN, lnD = np.log(x["N"]), np.log(x["D"])
         colN = np.exp(-np.outer(g["alpha"], lnN))
         colD = np.exp(-np.outer(g["beta"], lnD))
@@ -200,17 +206,17 @@ def _chinchilla() -> Law:
 
 
 def _offset_powerlaw(var: str, name: str) -> Law:
-    def log_model(theta, x):
+    def log_model(theta: np.ndarray, x: Arrays) -> LogOut:
         a, e, alpha = theta
         lnx = np.log(x[var])
         out, w = _lse([a - alpha * lnx, np.full_like(lnx, e)])
         return out, np.stack([w[0], w[1], -w[0] * lnx], axis=1)
 
-    def basis(g, x):
+    def basis(g: Arrays, x: Arrays) -> np.ndarray:
         col = np.exp(-np.outer(g["alpha"], np.log(x[var])))
         return np.stack([col, np.ones_like(col)], axis=1)
 
-    def to_params(g, c):
+    def to_params(g: Arrays, c: np.ndarray) -> dict[str, np.ndarray]:
         return {"a": _safe_log(c[:, 0]), "e": _safe_log(c[:, 1]), "alpha": g["alpha"]}
 
     return Law(
@@ -234,7 +240,7 @@ def _offset_powerlaw(var: str, name: str) -> Law:
 def _powerlaw(variables: tuple[str, ...], response: str = "y") -> Law:
     params = ("log_k",) + tuple(f"c_{v}" for v in variables)
 
-    def log_model(theta, x):
+    def log_model(theta: np.ndarray, x: Arrays) -> LogOut:
         logs = np.stack([np.log(np.asarray(x[v], float)) for v in variables], axis=1)
         out = theta[0] + logs @ theta[1:]
         return out, np.concatenate([np.ones((len(out), 1)), logs], axis=1)
@@ -278,7 +284,7 @@ def data_constrained_terms(p: Mapping[str, np.ndarray], x: Arrays) -> tuple[np.n
 def _data_constrained() -> Law:
     names = ("a", "b", "e", "alpha", "beta", "R_D", "R_N")
 
-    def log_model(theta, x):
+    def log_model(theta: np.ndarray, x: Arrays) -> LogOut:
         p = dict(zip(names, theta))
         with np.errstate(all="ignore"):
             N_eff, D_eff = data_constrained_terms(p, x)
@@ -311,7 +317,7 @@ def _overtrained() -> Law:
     # L(N, M) = a N^b + c 6^(b/2) (M N)^b + E with b < 0, M = D/N tokens per parameter: the Chinchilla form
     # with one exponent (b = -eta) written so that L(C, M) = E + (a M^(-b/2)... ) C^(b/2) stays simple
     # (the 6 is C = 6ND's).
-    def log_model(theta, x):
+    def log_model(theta: np.ndarray, x: Arrays) -> LogOut:
         a, b, c, E = theta
         N, M = x["N"], x["M"]
         t1 = N**b
@@ -321,12 +327,12 @@ def _overtrained() -> Law:
         jac = np.stack([t1, a * t1 * np.log(N) + c * dt2, t2, np.ones_like(y)], axis=1) / y[:, None]
         return np.log(y), jac
 
-    def basis(g, x):
+    def basis(g: Arrays, x: Arrays) -> np.ndarray:
         lnN, lnMN = np.log(x["N"]), np.log(x["M"] * x["N"])
         b = g["b"][:, None]
         return np.stack([np.exp(b * lnN), np.exp(b * (0.5 * np.log(FLOPS_PER_PARAM_TOKEN) + lnMN)), np.ones((len(g["b"]), len(lnN)))], axis=1)
 
-    def to_params(g, c):
+    def to_params(g: Arrays, c: np.ndarray) -> dict[str, np.ndarray]:
         return {"a": c[:, 0], "b": g["b"], "c": c[:, 1], "E": c[:, 2]}
 
     return Law(
@@ -347,7 +353,7 @@ def _overtrained() -> Law:
 
 
 def _critical_batch() -> Law:
-    def log_model(theta, x):
+    def log_model(theta: np.ndarray, x: Arrays) -> LogOut:
         log_B, alpha_B = theta
         lnL = np.log(x["loss"])
         out = log_B - lnL / alpha_B
@@ -374,7 +380,7 @@ def _downstream_error() -> Law:
     # Err(L) = eps - k exp(-gamma L): the error falls from its plateau eps (a random model's error, at most
     # the task's chance level) as the loss falls; k is fitted as log k (it spans many decades). With gamma
     # fixed, eps and k enter linearly with the basis (1, -exp(-gamma L)): a dense gamma grid costs one NNLS each.
-    def log_model(theta, x):
+    def log_model(theta: np.ndarray, x: Arrays) -> LogOut:
         eps, log_k, gamma = theta
         L = x["loss"]
         t = np.exp(log_k - gamma * L)  # k exp(-gamma L)
@@ -383,11 +389,11 @@ def _downstream_error() -> Law:
             jac = np.stack([np.ones_like(L), -t, L * t], axis=1) / y[:, None]
             return np.log(y), jac
 
-    def basis(g, x):
+    def basis(g: Arrays, x: Arrays) -> np.ndarray:
         t = np.exp(-np.outer(g["gamma"], x["loss"]))
         return np.stack([np.ones_like(t), -t], axis=1)
 
-    def to_params(g, c):
+    def to_params(g: Arrays, c: np.ndarray) -> dict[str, np.ndarray]:
         return {"eps": c[:, 0], "log_k": _safe_log(c[:, 1]), "gamma": g["gamma"]}
 
     return Law(

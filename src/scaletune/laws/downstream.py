@@ -27,7 +27,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from scaletune.errors import ScaletuneError
-from scaletune.laws.catalogue import get_law
+from scaletune.laws.catalogue import Law, get_law
 from scaletune.laws.fitting import Data, FitResult, FloatArray, _as_frame, fit
 from scaletune.results import Prediction, percentile_interval
 from scaletune.runtable import require_columns, training_flops
@@ -51,13 +51,14 @@ def chance_level(df: pd.DataFrame, chance: float | str | None) -> float | None:
     if chance is None:
         return None
     if isinstance(chance, str):
+        column = chance
         try:
-            chance = float(chance)
+            chance = float(column)
         except ValueError:
-            require_columns(df, [chance])
-            values = pd.to_numeric(df[chance], errors="coerce").dropna().unique()
+            require_columns(df, [column])
+            values = pd.to_numeric(df[column], errors="coerce").dropna().unique()
             if len(values) != 1:
-                raise ScaletuneError(f"{df.attrs.get('source', 'table')}: chance column {chance!r} holds {len(values)} distinct "
+                raise ScaletuneError(f"{df.attrs.get('source', 'table')}: chance column {column!r} holds {len(values)} distinct "
                                      "values: fit one task (or one task average) at a time") from None
             chance = float(values[0])
     if not (0 < chance <= 1):
@@ -211,7 +212,8 @@ def chain_predict(loss_fit: FitResult, error_fit: FitResult, point: Mapping[str,
     )
 
 
-def prepare_law(df: pd.DataFrame, chance: float | str | None, y: str = "error", fixed: Mapping[str, float] | None = None):
+def prepare_law(df: pd.DataFrame, chance: float | str | None, y: str = "error",
+                fixed: Mapping[str, float] | None = None) -> tuple[Law, float | None]:
     """The `downstream_error` law ready to fit ``df``: errors checked to lie in [0, 1], eps bounded by the chance
     level when given (returned as the second value, None otherwise)."""
     check_errors(df, y)

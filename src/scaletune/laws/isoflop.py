@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import textwrap
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,7 @@ from scipy.interpolate import Akima1DInterpolator, CubicSpline
 from scaletune._json import dumps
 from scaletune.errors import ScaletuneError
 from scaletune.laws.catalogue import get_law
-from scaletune.laws.fitting import BLAS, FitResult, FloatArray, _as_frame
+from scaletune.laws.fitting import FitResult, FloatArray, _as_frame, single_threaded_blas
 from scaletune.results import Prediction, percentile_interval
 from scaletune.runtable import require_columns, require_positive
 
@@ -185,9 +185,9 @@ def _wls(log_c: np.ndarray, log_v: np.ndarray, w: np.ndarray) -> tuple[float, fl
     return float(coef[0]), float(coef[1])
 
 
-@BLAS.wrap(limits=1, user_api="blas")  # tiny problems: see scaletune.laws.fitting.fit
+@single_threaded_blas  # tiny problems: see scaletune.laws.fitting
 def isoflop(
-    data: pd.DataFrame | dict,
+    data: pd.DataFrame | Mapping[str, Any],
     *,
     C: str = "C",
     N: str = "N",
@@ -213,7 +213,9 @@ def isoflop(
     require_columns(df, [C, N, D, y])
     require_positive(df, [C, N, D, y])
     rng = np.random.default_rng(seed)
-    rows, dropped, warnings = [], [], []
+    rows: list[dict[str, Any]] = []
+    dropped: list[dict[str, Any]] = []
+    warnings: list[str] = []
     curves = []  # (budget, log_n, log_d, loss, optimum) of the budgets used
     for budget, grp in df.groupby(C, sort=True):
         log_n = np.log(pd.to_numeric(grp[N]).to_numpy(float))
@@ -248,7 +250,9 @@ def isoflop(
 
     boot_n, boot_d, side_n = [], [], []
     for budget, x, ld, loss, opt in curves:
-        d_at = lambda v, x=x, ld=ld: float(np.interp(v, x, ld))  # noqa: E731  (log D along the curve)
+
+        def d_at(v: float, x: FloatArray = x, ld: FloatArray = ld) -> float:
+            return float(np.interp(v, x, ld))  # log D along the curve
         bn, bd, side = np.empty(bootstrap), np.empty(bootstrap), np.zeros(bootstrap)
         for k in range(bootstrap):
             # the observed curve plus a fresh error at every (fixed) size: the spread of the replicates' minima
@@ -259,7 +263,9 @@ def isoflop(
                 side[k] = -1.0 if i == 0 else 1.0
                 at = x[i]
             else:
-                at = curve_optimum(x, values, interpolation)[0]
+                inner = curve_optimum(x, values, interpolation)
+                assert inner is not None  # an interior minimum of >= 5 sizes is always located
+                at = inner[0]
             bn[k], bd[k] = at, d_at(at)
         boot_n.append(bn)
         boot_d.append(bd)
@@ -291,7 +297,7 @@ def isoflop(
         samples = np.array([_wls_censored(log_c, B[i], w, S[i]) for i in range(len(B))]).reshape(-1, 2)
         fits.append(_powerlaw_result(col, log_k, slope, samples, log_c, optima[col].to_numpy(), level, seed, weighted))
         fits[-1].diagnostics["bootstrap"].update(kind="residual bootstrap over the fixed design", censored=n_edge)
-    approach3 = _approach3(df, C, N, D, y, curves, fits[0], fits[1], bootstrap, seed, level) if cross_check else None
+    approach3 = _approach3(df, C, N, D, y, curves, fits[0], bootstrap, seed, level) if cross_check else None
     return IsoflopResult(optima, dropped, fits[0], fits[1], interpolation, weighted, warnings, n_edge, approach3)
 
 
@@ -313,7 +319,8 @@ def _wls_censored(log_c: np.ndarray, v: np.ndarray, w: np.ndarray, side: np.ndar
     return coef
 
 
-def _approach3(df, C, N, D, y, curves, n_fit, d_fit, bootstrap, seed, level) -> dict[str, Any] | None:
+def _approach3(df: pd.DataFrame, C: str, N: str, D: str, y: str, curves: Sequence[tuple[Any, ...]], n_fit: FitResult,
+               bootstrap: int, seed: int, level: float) -> dict[str, Any]:
     """Approach 3 on the budgets Approach 2 used: a Chinchilla fit, budgets resampled together."""
     from scaletune.laws.fitting import fit
 
@@ -325,7 +332,7 @@ def _approach3(df, C, N, D, y, curves, n_fit, d_fit, bootstrap, seed, level) -> 
                 level=level)
     except ScaletuneError as exc:
         return {"error": str(exc)}
-    out = {"a_N": r.derived_["a_N"], "a_N_interval": r.intervals.get("a_N"), "a_D": r.derived_["a_D"],
+    out: dict[str, Any] = {"a_N": r.derived_["a_N"], "a_N_interval": r.intervals.get("a_N"), "a_D": r.derived_["a_D"],
            "a_D_interval": r.intervals.get("a_D"), "n_points": r.diagnostics["n_points"],
            "bootstrap": r.diagnostics.get("bootstrap"), "params": r.params_}
     a2 = n_fit.intervals.get("c_C")

@@ -24,7 +24,8 @@ class Objective:
     under_weight: float = 1.0  # weight of residuals r < 0 (prediction below the observation)
 
     def residual(self, pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
-        return np.log(pred) - np.log(obs) if self.log_space else pred - obs
+        r: np.ndarray = np.log(pred) - np.log(obs) if self.log_space else pred - obs
+        return r
 
     def rho(self, r: np.ndarray) -> tuple[float, np.ndarray]:
         """Return (sum of rho(r), d rho / d r) for residuals ``r``."""

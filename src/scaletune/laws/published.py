@@ -13,15 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
+from numpy.typing import ArrayLike
 
 from scaletune.errors import ScaletuneError
 from scaletune.laws.catalogue import get_law
 from scaletune.laws.fitting import FitResult
 
+FloatArray = npt.NDArray[np.float64]
+
 # --------------------------------------------------------------------------- plain functions
 
 
-def steplaw_lr(N, D):
+def steplaw_lr(N: ArrayLike, D: ArrayLike) -> FloatArray:
     """StepLaw optimal peak learning rate (Li et al. 2025, "Predictable Scale: Part I", eq. 1).
 
     lr* = 1.79 N^-0.713 D^0.307, N non-embedding parameters, D training tokens (AdamW, WSD-like schedule).
@@ -29,12 +33,12 @@ def steplaw_lr(N, D):
     return 1.79 * np.asarray(N, float) ** -0.713 * np.asarray(D, float) ** 0.307
 
 
-def steplaw_batch(D):
+def steplaw_batch(D: ArrayLike) -> FloatArray:
     """StepLaw optimal batch size in tokens (Li et al. 2025): B* = 0.58 D^0.571, D training tokens."""
     return 0.58 * np.asarray(D, float) ** 0.571
 
 
-def deepseek_lr(C):
+def deepseek_lr(C: ArrayLike) -> FloatArray:
     """DeepSeek LLM optimal peak learning rate vs compute (DeepSeek-AI 2024, arXiv 2401.02954, eq. 1).
 
     lr* = 0.3118 C^-0.1250 with C = M D in FLOPs, where M is the non-embedding FLOPs per token
@@ -44,18 +48,18 @@ def deepseek_lr(C):
     return 0.3118 * np.asarray(C, float) ** -0.1250
 
 
-def deepseek_batch(C):
+def deepseek_batch(C: ArrayLike) -> FloatArray:
     """DeepSeek LLM optimal batch size in tokens vs compute: B* = 0.2920 C^0.3271 (C = M D FLOPs, see deepseek_lr)."""
     return 0.2920 * np.asarray(C, float) ** 0.3271
 
 
-def deepseek_allocation(C):
+def deepseek_allocation(C: ArrayLike) -> tuple[FloatArray, FloatArray]:
     """DeepSeek LLM compute-optimal allocation: (M*, D*) = (0.1715 C^0.5243, 5.8316 C^0.4757).
 
     M* is non-embedding FLOPs per token (not parameters), D* tokens, C = M D FLOPs.
     """
-    C = np.asarray(C, float)
-    return 0.1715 * C**0.5243, 5.8316 * C**0.4757
+    c = np.asarray(C, float)
+    return 0.1715 * c**0.5243, 5.8316 * c**0.4757
 
 
 # --------------------------------------------------------------------------- the catalogue of published laws

@@ -28,6 +28,7 @@ def isoflop_ladder(seed: int = 0, *, budgets: int = 8, sizes: int = 7, c_min: fl
     ``budget_noise`` shared within a budget and ``noise`` per run (natural-log units)."""
     rng = np.random.default_rng(seed)
     law = get_law("chinchilla")
+    assert law.chinchilla_form is not None
     E, A, alpha, B, beta = law.chinchilla_form(HOFFMANN)
     G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
     rows = []
