@@ -32,7 +32,7 @@ def area_power(theta, prep, options, want_jac=True):
     return L0 + A * u, jac
 
 
-AREA_POWER = CurveLaw("area-power", ("L0", "A", "alpha"), ((0.0, 50.0), (1e-8, 1e4), (0.01, 3.0)), log_params=("A",),
+AREA_POWER = CurveLaw("test-area-power", ("L0", "A", "alpha"), ((0.0, 50.0), (1e-8, 1e4), (0.01, 3.0)), log_params=("A",),
                       linear=("L0", "A"), start_grid={"alpha": (0.2, 0.5, 0.8)}, formula="L0 + A*S(t)^-alpha",
                       evaluator=area_power)
 
@@ -53,9 +53,9 @@ def synthetic(spec: str, seed: int, noise: float = 1e-3):
 
 
 def test_a_registered_law_is_fitted_and_predicts_end_to_end(custom_law, tmp_path, capsys):
-    assert curve_laws()[:3] == ("multipower", "annealing", "power") and curve_laws()[-1] == "area-power"
+    assert curve_laws()[:3] == ("multipower", "annealing", "power") and curve_laws()[-1] == "test-area-power"
     curves = [synthetic(spec, seed) for seed, spec in enumerate(SCHEDULES)]
-    fit = fit_curves(curves, law="area-power", bootstrap=20, seed=0)
+    fit = fit_curves(curves, law="test-area-power", bootstrap=20, seed=0)
     assert fit.diagnostics["method"] == "lbfgs" and fit.diagnostics["success"]
     np.testing.assert_allclose(fit.theta_, THETA, rtol=0.05)  # the law's own parameters come back
     assert fit.diagnostics["warnings"] == []  # no cooldown parameters declared: nothing to warn about
@@ -75,17 +75,18 @@ def test_a_registered_law_is_fitted_and_predicts_end_to_end(custom_law, tmp_path
     for c, path in zip(curves, paths):
         pd.DataFrame({"step": c.steps, "loss": c.loss}).to_csv(path, index=False)
     schedules = [arg for spec in SCHEDULES for arg in ("--schedule", spec)]  # one per file, in order
-    assert main(["curves", "fit", *paths, *schedules, "--law", "area-power", "--bootstrap", "0", "--json"]) == 0
+    assert main(["curves", "fit", *paths, *schedules, "--law", "test-area-power", "--bootstrap", "0", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["law"] == "area-power" and out["params_"] == pytest.approx(fit.params_, rel=1e-6)
+    assert out["law"] == "test-area-power" and out["params_"] == pytest.approx(fit.params_, rel=1e-6)
 
 
 def test_the_cli_refuses_an_unregistered_law(capsys):
-    assert "area-power" not in curve_laws()
-    assert main(["curves", "fit", str(DATA / "csv_25" / "wsdcon_9.csv"), "--schedule", SPECS["wsdcon_9"], "--law", "area-power"]) == 2
-    assert "area-power" in capsys.readouterr().err
-    with pytest.raises(ScaletuneError, match="area-power"):
-        get_curve_law("area-power")
+    assert "test-area-power" not in curve_laws()
+    args = ["curves", "fit", str(DATA / "csv_25" / "wsdcon_9.csv"), "--schedule", SPECS["wsdcon_9"], "--law", "test-area-power"]
+    assert main(args) == 2
+    assert "test-area-power" in capsys.readouterr().err
+    with pytest.raises(ScaletuneError, match="test-area-power"):
+        get_curve_law("test-area-power")
 
 
 @pytest.mark.parametrize("change,needle", [
@@ -99,7 +100,7 @@ def test_a_bad_declaration_is_refused(change, needle):
 
     with pytest.raises(ScaletuneError, match=needle):
         register_curve_law(replace(AREA_POWER, **change))
-    assert "area-power" not in curve_laws()
+    assert "test-area-power" not in curve_laws()
 
 
 def test_a_name_is_registered_once_unless_replaced(custom_law):
