@@ -25,7 +25,7 @@ def test_curves_fit_method_option_reaches_the_fitter(capsys):
         assert main(["curves", "fit", *files, "--schedules", str(data / "schedules.csv"), "--max-step", "24000",
                      "--boot", "0", "--method", method, "--json"]) == 0
         fit = json.loads(capsys.readouterr().out)
-        used[method] = (fit["diagnostics"]["method"], fit["params"]["beta"])
+        used[method] = (fit["diagnostics"]["method"], fit["params_"]["beta"])
     assert used["luo2025"][0] == "luo2025" and used["lbfgs"][0] == "lbfgs"
     assert used["luo2025"][1] != used["lbfgs"][1]
     assert main(["curves", "fit", *files, "--method", "adam"]) == 2

@@ -18,7 +18,7 @@ import pytest
 
 from scaletune.cli import main
 from scaletune.curves.data import read_curves
-from scaletune.curves.laws import LAWS, prepare
+from scaletune.curves.laws import get_curve_law, prepare
 from scaletune.errors import ScaletuneError
 from scaletune.hparams.synthetic import Landscape
 from scaletune.importers import import_csv, import_tensorboard, import_wandb
@@ -88,7 +88,7 @@ def tb_schedules(tmp_path_factory):
         sched = Schedule.parse(spec)
         lrs = sched.lrs()
         steps = np.arange(60, 601, 10)
-        loss = LAWS["multipower"].evaluate(THETA, prepare(lrs, sched.warmup, steps), {}, jac=False)[0]
+        loss = get_curve_law("multipower").evaluate(THETA, prepare(lrs, sched.warmup, steps), {}, jac=False)[0]
         writer = tb.SummaryWriter(str(root / name))
         for s in range(1, 601):
             writer.add_scalar("lr", lrs[s - 1], s)
@@ -186,7 +186,7 @@ def test_imported_curves_feed_curves_fit(tb_schedules, tmp_path, capsys):
                  "--out", str(fit_file), "--json"]) == 0
     fit = json.loads(fit_file.read_text())
     assert fit["diagnostics"]["n_curves"] == 3 and fit["diagnostics"]["train_r2"] > 0.9999
-    assert fit["params"]["L0"] == pytest.approx(THETA[0], rel=0.01)
+    assert fit["params_"]["L0"] == pytest.approx(THETA[0], rel=0.01)
     # the same curves through the run table's schedule column agree with the recorded rates
     assert main(["curves", "fit", str(curves), "--runs", str(out), "--law", "power", "--boot", "0", "--json"]) == 0
 
@@ -349,5 +349,8 @@ def test_bad_input_is_one_line_and_exit_2(kind, make, args, names, tmp_path, cap
 def test_library_raises_scaletune_error_for_a_curves_table_without_its_columns(tmp_path):
     pd.DataFrame({"run_id": ["a"], "loss": [2.0]}).to_csv(tmp_path / "runs.csv", index=False)
     pd.DataFrame({"run": ["a"], "step": [1], "loss": [2.0]}).to_csv(tmp_path / "curves.csv", index=False)
-    with pytest.raises(ScaletuneError, match="missing column 'run_id'"):
+    with pytest.raises(ScaletuneError, match="missing column 'run_id'") as info:
         import_csv([tmp_path / "runs.csv"], curves=tmp_path / "curves.csv")
+    assert info.value.hint == "name yours in the mapping: run_id=COLUMN" and "--" not in str(info.value)
+    with pytest.raises(ScaletuneError, match=r"^seq_len: expected a positive whole number of tokens") as info:
+        import_csv([tmp_path / "runs.csv"], seq_len=-4)

@@ -247,8 +247,13 @@ def test_changed_study_file_under_the_same_name_is_refused(tmp_path, capsys):
     assert "no study 'nope' in storage" in capsys.readouterr().err
     assert main(["status", "same", "--storage", str(tmp_path / "missing.db")]) == 2
     assert "no such file" in capsys.readouterr().err
-    with pytest.raises(ScaletuneError, match="give the storage URL"):
+    with pytest.raises(ScaletuneError, match="study 'same': no storage to look for it in") as info:
         study_status("same")
+    assert "storage=" in info.value.hint and "--" not in str(info.value) + info.value.hint  # library words
+    assert main(["status", "same"]) == 2  # the command line names its own flag
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("scaletune: error: same: no such study file") and "(hint: " in err[0]
+    assert "--storage URL" in err[0]
 
 
 @pytest.mark.slow

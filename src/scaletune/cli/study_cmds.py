@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from scaletune.cli._tables import WIDE_OPTION
+from scaletune.errors import ScaletuneError
 
 
 def _resolve(study: str, storage: str | None) -> tuple[str, str | None]:
@@ -20,6 +21,9 @@ def _resolve(study: str, storage: str | None) -> tuple[str, str | None]:
     if study.endswith(".toml") or Path(study).is_file():
         name, url = study_location(study)
         return name, storage or url
+    if storage is None:
+        raise ScaletuneError(f"{study}: no such study file, and no storage to look for a study of that name in",
+                             hint="pass the study file, or the name with --storage URL")
     return study, storage
 
 
@@ -116,7 +120,6 @@ def status(study: str, storage: str | None, as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Overwrite the default STUDY_NAME.csv / .parquet when it exists.")
 def export(study: str, fmt: str, out: str | None, curves: str | None, storage: str | None, force: bool) -> None:
     """Write the run table of a study (one row per finished trial), the input of `scaletune fit`."""
-    from scaletune.errors import ScaletuneError
     from scaletune.study import export_curves, export_runs
     from scaletune.study.results import write_export
 

@@ -166,8 +166,8 @@ class _Assembler:
     def __init__(self, mapping: dict[str, str], seq_len, require: Sequence[str]):
         self.mapping = mapping
         self.seq_len = _seq_len(seq_len)
-        if isinstance(self.seq_len, float) and not (self.seq_len > 0 and self.seq_len == round(self.seq_len)):
-            raise ScaletuneError(f"--seq-len must be a positive whole number of tokens or a config name (got {seq_len!r})")
+        if isinstance(self.seq_len, (int, float)) and not (self.seq_len > 0 and self.seq_len == round(self.seq_len)):
+            raise ScaletuneError(f"seq_len: expected a positive whole number of tokens or a config name, got {seq_len!r}")
         self.require = tuple(require)
 
     def src(self, col: str) -> str:
@@ -213,7 +213,7 @@ class _Assembler:
             used.add(self.src(col))
         # batch_size in tokens: with --seq-len the logged batch size counts sequences.
         if self.seq_len is not None and "batch_size" in row:
-            seq_where = "--seq-len"
+            seq_where = "seq_len"
             if isinstance(self.seq_len, str):
                 raw, seq_where = self.lookup(run, self.seq_len)
                 seq = number(raw)
@@ -257,7 +257,7 @@ class _Assembler:
         if "loss" not in row:
             if status == "ok":
                 return SkippedRun(run.source, "no_loss", f"no value named {self.src('loss')!r}"
-                                        + ("" if "loss" in self.mapping else " (map the logged name with --map loss=NAME)"))
+                                        + ("" if "loss" in self.mapping else " (give its logged name in the mapping: loss=NAME)"))
             row["loss"] = math.nan
         if status == "ok" and not math.isfinite(row["loss"]):
             status = "diverged"

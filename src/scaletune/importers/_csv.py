@@ -59,7 +59,7 @@ def _attach_curves(runs: list[RawRun], path: Path, mapping: dict[str, str]) -> l
     for canonical, col in cols.items():
         if col not in df.columns:
             raise ScaletuneError(f"{path}: missing column {col!r} (a curves table has one row per run and step: "
-                                 f"run_id, step, loss, lr; map yours with --map {canonical}=COLUMN)")
+                                 f"run_id, step, loss, lr)", hint=f"name yours in the mapping: {canonical}=COLUMN")
     step = pd.to_numeric(df[cols["step"]], errors="coerce")
     if step.isna().any():
         row = int(np.argmax(step.isna().to_numpy()))

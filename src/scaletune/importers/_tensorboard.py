@@ -126,7 +126,7 @@ def read_runs(paths, mapping: dict[str, str]) -> list[RawRun]:
     except ImportError:
         raise ScaletuneError("reading TensorBoard logs needs tensorboard: pip install 'scaletune[importers]'") from None
     if "step" in mapping:
-        raise ScaletuneError("--map step=... does not apply to TensorBoard: each scalar carries its own step")
+        raise ScaletuneError("mapping step=...: does not apply to TensorBoard, where each scalar carries its own step")
     runs = []
     for run_id, root, folders in discover(paths):
         notes: list[str] = []

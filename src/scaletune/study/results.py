@@ -107,7 +107,8 @@ def open_stored_study(study: str | StudyConfig, storage: str | None = None) -> S
     else:
         name = study
         if storage is None:
-            raise ScaletuneError(f"study {name!r}: give the storage URL (--storage) or the study file")
+            raise ScaletuneError(f"study {name!r}: no storage to look for it in",
+                                 hint="pass its storage URL (storage=...) or its StudyConfig")
         url = resolve_storage_url(storage)
     st = open_storage(url, must_exist=True)
     try:
