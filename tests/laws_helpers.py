@@ -43,7 +43,12 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"not strict JSON: {name}")
+
+
 def run_json(capsys, *args: str) -> dict:
+    """`scaletune ARGS --json`, parsed as strict JSON (a NaN or Infinity literal fails: the one JSON policy)."""
     code, out, err = run_cli(capsys, *args, "--json")
     assert code == 0, err
-    return json.loads(out)
+    return json.loads(out, parse_constant=_no_constant)

@@ -176,9 +176,10 @@ def test_default_fit_has_bootstrap_intervals():
 
 
 def test_repr_is_one_short_line_and_summary_is_a_table():
-    r = fit("chinchilla", chinchilla_data(seed=3, noise=0.005), bootstrap=30, seed=0, intervals="bootstrap", workers=1)
+    r = fit("chinchilla", chinchilla_data(seed=3, noise=0.005), bootstrap=30, seed=0, intervals="bootstrap", workers=1,
+            holdout="largest(N,1)")
     text = repr(r)
-    assert "\n" not in text and len(text) <= 140 and text.startswith("FitResult(chinchilla, 64 points, huber")
+    assert "\n" not in text and len(text) <= 140 and text.startswith("FitResult(chinchilla, 56 points, huber")
     lo, hi = r.intervals["a"]
     assert f"a={r.params_['a']:.3g} [{lo:.3g}, {hi:.3g}]" in text
     table = r.summary().splitlines()
@@ -189,6 +190,8 @@ def test_repr_is_one_short_line_and_summary_is_a_table():
         assert float(cells[0]) == pytest.approx(r.params_.get(name, r.derived_.get(name)), rel=1e-3)
         lo, hi = r.intervals[name]
         assert cells[1:] == [f"[{lo:.4g},", f"{hi:.4g}]"]
+    held = [line for line in table if line.startswith("held out (largest(N,1)): 8 points")]
+    assert len(held) == 1 and f"{r.holdout['mean_abs_relative_error']:.3g}" in held[0]
 
 
 def test_json_is_strict_and_nan_round_trips_as_nan():

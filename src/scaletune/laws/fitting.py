@@ -211,7 +211,7 @@ class _Problem:
             return self.full(res.x), float(res.fun), res
         best = None if warm is None else self.polish(np.asarray(warm, float)[self.free])
         for start in self.starts(n_starts, thin):
-            if best is not None and self.value(start) >= best.fun:
+            if warm is not None and best is not None and self.value(start) >= best.fun:
                 continue  # a grid start already worse than the polished warm start: skip (bootstrap speed)
             res = self.polish(start)
             if best is None or res.fun < best.fun:
@@ -474,13 +474,19 @@ class FitResult:
         lines.append(rule)
         d = self.diagnostics
         boot = d.get("bootstrap") or {}
-        lines.append(f"points {d.get('n_points', '?')}; objective {self.objective}"
-                     + (f" = {d['objective_value']:.6g}" if isinstance(d.get("objective_value"), float) else "")
-                     + f"; converged {d.get('converged', '-')}")
-        lines.append(f"bootstrap {boot.get('samples', 0)} resamples, {boot.get('failed', 0)} failed"
-                     + (f" ({boot['grouping']})" if boot.get("grouping") else "") + f"; intervals: {self._method()}")
-        for w in d.get("warnings", []):
-            lines += textwrap.wrap(f"warning: {w}", 80, subsequent_indent="  ")
+        notes = [f"points {d.get('n_points', '?')}; objective {self.objective}"
+                 + (f" = {d['objective_value']:.6g}" if isinstance(d.get("objective_value"), float) else "")
+                 + f"; converged {d.get('converged', '-')}",
+                 f"bootstrap {boot.get('samples', 0)} resamples, {boot.get('failed', 0)} failed"
+                 + (f" ({boot['grouping']})" if boot.get("grouping") else "") + f"; intervals: {self._method()}"]
+        if self.holdout:
+            h = self.holdout
+            notes.append(f"held out ({h['expression']}): {h['n']} points, mean |rel. error| "
+                         f"{h['mean_abs_relative_error']:.3g}"
+                         + (f", {pct} observation-interval coverage {h['coverage']:.0%}" if "coverage" in h else ""))
+        notes += [f"warning: {w}" for w in d.get("warnings", [])]
+        for note in notes:
+            lines += textwrap.wrap(note, 80, subsequent_indent="  ")
         return "\n".join(lines)
 
     # ----------------------------------------------------------------------- JSON
