@@ -354,3 +354,10 @@ def test_library_raises_scaletune_error_for_a_curves_table_without_its_columns(t
     assert info.value.hint == "name yours in the mapping: run_id=COLUMN" and "--" not in str(info.value)
     with pytest.raises(ScaletuneError, match=r"^seq_len: expected a positive whole number of tokens") as info:
         import_csv([tmp_path / "runs.csv"], seq_len=-4)
+
+
+def test_every_logged_state_maps_onto_a_run_table_status():
+    from scaletune.importers._core import STATUS
+    from scaletune.runtable import STATUSES
+
+    assert set(STATUS.values()) == set(STATUSES)

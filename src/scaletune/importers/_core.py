@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 
 from scaletune.errors import ScaletuneError
-from scaletune.runtable import RUN_COLUMNS, parse_assignments
+from scaletune.runtable import RUN_COLUMNS, parse_assignments, training_flops
 
 # Canonical columns read as numbers; a value that is not one skips the run (it would poison every fit).
 NUMERIC = ("N", "N_nonembed", "D", "C", "width", "depth", "lr", "batch_size", "warmup", "seed", "loss", "seconds")
 # Columns the commands downstream use; a run without them gets a note (fit needs N, D; optimum lr; ...).
 WANTED = ("N", "D", "lr", "batch_size")
-STATUS = {
+STATUS = {  # a logger's run states -> the run table's statuses (scaletune.runtable.STATUSES)
     "ok": "ok", "finished": "ok", "complete": "ok", "completed": "ok", "success": "ok", "succeeded": "ok", "done": "ok",
     "diverged": "diverged", "nan": "diverged",
     "pruned": "pruned",
@@ -238,7 +238,7 @@ class _Assembler:
                 row["D"] = steps * row["batch_size"]
                 sources["D"] = f"derived:steps*batch_size (steps: {where})"
         if "C" not in row and row.get("N") is not None and row.get("D") is not None:
-            row["C"] = 6.0 * row["N"] * row["D"]
+            row["C"] = training_flops(row["N"], row["D"])
             row["C_convention"] = "6ND"
             sources["C"] = "derived:6*N*D"
         if "seconds" not in row and run.seconds is not None:

@@ -16,12 +16,11 @@ import threading
 import time
 from typing import Any, Callable
 
+from scaletune.runtable import STATUSES
 from scaletune.study.config import Dimension, Rung, StudyConfig
 from scaletune.study.plan import rung_study_name
 from scaletune.study.results import HEARTBEAT, WORKER, finite_or_none
 from scaletune.study.storage import open_storage
-
-STATUSES = ("ok", "diverged", "failed", "pruned")
 
 
 def make_token(suffix: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from scaletune.errors import ScaletuneError
-from scaletune.runtable import RUN_COLUMNS
+from scaletune.runtable import RUN_COLUMNS, STATUSES, training_flops
 from scaletune.study.config import StudyConfig, resolve_storage_url
 from scaletune.study.plan import rung_study_name
 from scaletune.study.storage import mask_url, open_storage
@@ -136,7 +136,7 @@ def _row(stored: StoredStudy, rung: int, trial) -> dict:
     if "loss" not in row and trial.intermediate_values and trial_status(trial) == "pruned":
         row["loss"] = trial.intermediate_values[max(trial.intermediate_values)]  # its last validation loss
     if "C" not in row and "N" in row and "D" in row:
-        row["C"] = 6.0 * float(row["N"]) * float(row["D"])
+        row["C"] = training_flops(float(row["N"]), float(row["D"]))
         row["C_convention"] = "6ND"
     row["status"] = trial_status(trial)
     row["error"] = trial.user_attrs.get("error")
@@ -209,7 +209,7 @@ class RungStatus:
 
     @property
     def done(self) -> int:
-        return sum(self.counts.get(k, 0) for k in ("ok", "diverged", "failed", "pruned"))
+        return sum(self.counts.get(k, 0) for k in STATUSES)
 
 
 def rung_status(stored: StoredStudy, rung: int) -> RungStatus:
@@ -226,7 +226,7 @@ def rung_status(stored: StoredStudy, rung: int) -> RungStatus:
             seconds += float(result.get("seconds") or 0.0)
             scale = stored.rungs[rung]
             n, d = result.get("N", scale.get("N")), result.get("D", scale.get("D"))
-            c = result.get("C", 6.0 * n * d if n and d else 0.0)
+            c = result.get("C", training_flops(n, d) if n and d else 0.0)
             flops += float(c or 0.0)
             if status == "ok" and rec.final.value is not None and (best is None or rec.final.value < best.value):
                 best = rec.final

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from scaletune.errors import ScaletuneError
+from scaletune.runtable import ok_runs
 from scaletune.study.config import Rung, StudyConfig, resolve_storage_url
 from scaletune.study.plan import narrowed_ranges, plan_rung, rung_study_name
 from scaletune.study.results import (HEARTBEAT, META_KEY, WORKER, RungStatus, StoredStudy, _row, rung_status,
@@ -65,14 +66,14 @@ def _init_study(config: StudyConfig, storage: Any) -> StoredStudy:
 
 
 def _smaller_runs(stored: StoredStudy, rung: int):
+    """The ok runs of the rungs below ``rung`` (run-table rows), which a scale-aware rung narrows from."""
     import pandas as pd
 
     rows = []
     for k in range(rung):
         trials, planned = stored.rung_trials(k)
-        rows += [_row(stored, k, rec.final) for rec in slot_records(trials, planned).values()
-                 if rec.final is not None and rec.final.state.name == "COMPLETE"]
-    return pd.DataFrame(rows)
+        rows += [_row(stored, k, rec.final) for rec in slot_records(trials, planned).values() if rec.final is not None]
+    return ok_runs(pd.DataFrame(rows))
 
 
 def _plan(config: StudyConfig, stored: StoredStudy, rung: Rung) -> None:
