@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from scaletune.hparams import recommend
 from scaletune.hparams.synthetic import Landscape
@@ -40,7 +41,7 @@ def test_loss_is_moved_to_the_recommended_batch_size():
     assert any("2 swept scale(s) enter with their lr optimum at that size, 0 scale(s) left out" in n for n in rec.notes)
     assert "loss law: chinchilla on 12 bracketed scales" in rec.notes
     assert rec.batch_size.value < REF_BATCH / 2  # the batch sweep found a smaller optimum
-    assert "moved to the recommended batch size" in rec.loss.source
+    assert rec.loss.details["fitted_at_batch"] == REF_BATCH and rec.loss.details["batch_size"] == rec.batch_size.value
     assert any(n.startswith(f"loss at batch {rec.batch_size.value:.4g} tokens") for n in rec.notes)
     truth = float(LAND.loss(target["N"], target["D"], rec.lr.value, rec.batch_size.value))
     at_ref = float(rec.laws.loss.predict({**target, "C": 6 * target["N"] * target["D"]})[0])
@@ -84,9 +85,10 @@ def test_with_a_batch_law_the_loss_law_is_fitted_at_the_ladders_batch_size_and_m
     assert rec.laws.loss_batch == REF_BATCH
     assert abs(rec.batch_size.value / float(LAND.batch_opt(4e9)) - 1) < 0.15
     truth = float(LAND.loss(target["N"], target["D"], rec.lr.value, rec.batch_size.value))
-    assert "moved to the recommended batch size" in rec.loss.source
+    assert rec.loss.details["fitted_at_batch"] == REF_BATCH
     assert abs(rec.loss.value / truth - 1) < 0.005, (rec.loss.value, truth)
     # the move itself (recommended minus ladder batch size) is the landscape's, within 0.003 nats
     at_ref = float(rec.laws.loss.predict({**target, "C": 6 * target["N"] * target["D"]})[0])
     true_move = truth - float(LAND.loss(target["N"], target["D"], LAND.lr_opt(3e8, 4e9, REF_BATCH), REF_BATCH))
     assert true_move < -0.04 and abs((rec.loss.value - at_ref) - true_move) < 0.003
+    assert rec.loss.details["batch_shift_nats"] == pytest.approx(rec.loss.value - at_ref)

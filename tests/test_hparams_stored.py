@@ -46,7 +46,7 @@ def test_recommendation_matches_what_the_target_measured(rec):
 
 
 def test_batch_size_is_carried_over_when_not_swept(rec):
-    assert rec.batch_size.value == 1024 and "not swept" in rec.batch_size.source
+    assert rec.batch_size.value == 1024 and rec.batch_size.method == Method.BATCH_AS_PROXIES
     assert rec.batch_sequences.value == 16
     assert rec.param == "mup" and rec.schedule.startswith("cosine:steps=512,")
     assert rec.warmup["steps"] == round(rec.warmup["fraction"] * 512)

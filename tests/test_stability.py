@@ -177,9 +177,10 @@ def test_cli_json_plot_and_bad_input(tmp_path, capsys):
 
 
 def test_edge_margin_flags_a_rate_within_a_factor_two_of_the_edge():
-    from scaletune.stability import StabilityPrediction, edge_margin
+    from scaletune.results import Prediction
+    from scaletune.stability import edge_margin
 
-    edge = StabilityPrediction(0.01, (0.008, 0.012), 4.0, "test")
+    edge = Prediction(0.01, 0.008, 0.012, extrapolation=4.0)
     assert edge_margin(0.006, edge)["within"] and edge_margin(0.006, edge)["ratio"] == pytest.approx(0.01 / 0.006)
     assert not edge_margin(0.004, edge)["within"]
     assert edge_margin(0.02, edge)["ratio"] < 1  # past the edge

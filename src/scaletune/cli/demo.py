@@ -131,7 +131,8 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
 
     from scaletune.cli._progress import SweepProgress
     from scaletune.cli._tables import show
-    from scaletune.cli.hparams_cmds import dump_json, optima_table, print_recommendation
+    from scaletune._json import dumps
+    from scaletune.cli.hparams_cmds import optima_table, print_recommendation
     from scaletune.hparams.optimum import find_optima, find_optimum
     from scaletune.hparams.recommend import recommend
     from scaletune.runtable import write_table
@@ -244,7 +245,7 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
     fits = {"optima": [o.to_dict() for o in optima], "laws": rec.laws.to_dict(), "recommendation": rec.to_dict(),
             "check": check, "demo_config": {k: getattr(demo, k) for k in demo.__dataclass_fields__},
             "seconds": time.monotonic() - start}
-    (out / "fits.json").write_text(dump_json(fits))
+    (out / "fits.json").write_text(dumps(fits))
     try:
         from scaletune.report.hparams_plots import plot_laws, plot_sweeps, plot_target_check
         plot_sweeps(runs, optima, out / "sweeps.png")

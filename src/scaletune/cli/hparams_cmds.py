@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Any
 
 import click
 
-from scaletune._json import to_plain
+from scaletune._json import dumps
 from scaletune.cli._tables import WIDE_OPTION
-
-
-def dump_json(obj: Any) -> str:
-    return json.dumps(to_plain(obj, nan_to_null=True), indent=1)
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
@@ -78,7 +72,7 @@ def optimum_cmd(source, mapping, storage, by, band, bootstrap, seed, as_json, pl
         from scaletune.stability import detect
         plot_sweeps(runs, optima, plot, flags=detect(runs))  # runs flagged by the instability detectors marked
     if as_json:
-        click.echo(dump_json({"band": band, "lr_units": "as in the run table (muP: base rate)",
+        click.echo(dumps({"band": band, "lr_units": "as in the run table (muP: base rate)",
                               "batch_size_units": "tokens", "loss_units": "nats/token", "optima": [o.to_dict() for o in optima]}))
         return
     from rich.console import Console
@@ -96,13 +90,14 @@ def optimum_cmd(source, mapping, storage, by, band, bootstrap, seed, as_json, pl
 
 def print_recommendation(rec, console, title: str = "Recommendation") -> None:
     from scaletune.cli._tables import Col, FitTable, show
+    from scaletune.hparams.describe import describe
 
     t = rec.target
     head = ", ".join(f"{k}={fmt(v, 4)}" for k, v in t.items())
     rows: list[list] = []
 
     def row(name, p, digits=3):
-        rows.append([name, fmt(p.value, digits), fmt_iv(p.interval), f"x{p.extrapolation:.1f}", p.source])
+        rows.append([name, fmt(p.value, digits), fmt_iv(p.interval), f"x{p.extrapolation:.1f}", describe(p)])
 
     row("learning rate" + (f" ({rec.param} base rate)" if rec.param in ("mup", "completep") else ""), rec.lr)
     row("batch size (tokens)", rec.batch_size)
@@ -207,13 +202,13 @@ def recommend_cmd(source, target, mapping, storage, band, bootstrap, seed, as_js
     if out:
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "recommendation.json").write_text(dump_json(rec.to_dict()))
+        (out_dir / "recommendation.json").write_text(dumps(rec.to_dict()))
         from scaletune.report.hparams_plots import plot_laws, plot_sweeps
         from scaletune.stability import detect
         plot_sweeps(runs, list(rec.optima), out_dir / "sweeps.png", flags=detect(runs))
         plot_laws(rec, out_dir / "laws.png")
     if as_json:
-        click.echo(dump_json(rec.to_dict()))
+        click.echo(dumps(rec.to_dict()))
         return
     from rich.console import Console
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from scaletune.cli.hparams_cmds import dump_json, fmt, load_runs
+from scaletune._json import dumps
+from scaletune.cli.hparams_cmds import fmt, load_runs
 
 
 def _curves(source: str, curves: str | None, storage: str | None):
@@ -123,7 +124,7 @@ def stability_cmd(source, target, curves, mapping, storage, by, l_ref, tolerance
 
         plot_stability(report, plot)
     if as_json:
-        click.echo(dump_json(report.to_dict()))
+        click.echo(dumps(report.to_dict()))
         return
     from rich.console import Console
 

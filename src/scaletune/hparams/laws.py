@@ -20,17 +20,22 @@ and reports whether the held-out optimum falls in the predicted interval.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
+from scaletune._json import dumps
 from scaletune.errors import ScaletuneError
 from scaletune.hparams.optimum import Optimum
 from scaletune.laws import FitResult, fit
+from scaletune.results import LEVEL, Prediction, format_interval, percentile_interval
+from scaletune.runtable import training_flops
 
 FORMS = {
     "lr_ND": ("lr", ("N", "D"), "lr*(N, D) = k N^a D^b (StepLaw form)"),
@@ -44,8 +49,9 @@ _COLUMN = {"lr": 0, "batch_size": 1}  # column of Optimum.samples holding ln(res
 
 @dataclass(frozen=True)
 class HparamLaw:
-    """One fitted hyperparameter law. ``fit_`` is the `scaletune.laws` FitResult whose bootstrap samples
-    are the two-level bootstrap described in the module docstring; ``holdout`` the extrapolation check."""
+    """One fitted hyperparameter law (implements `scaletune.results.Fit`). ``fit_`` is the `scaletune.laws`
+    FitResult whose bootstrap samples are the two-level bootstrap described in the module docstring;
+    ``holdout`` the extrapolation check."""
 
     name: str
     response: str
@@ -70,18 +76,41 @@ class HparamLaw:
     def coefficient(self) -> tuple[float, tuple[float, float]]:
         return self.fit_.derived_["k"], self.fit_.intervals.get("k", (math.nan, math.nan))
 
-    def predict(self, point: Mapping[str, float], level: float = 0.95) -> "Prediction":
-        x = {v: float(point[v]) for v in self.variables}
-        value = float(self.fit_.predict(x)[0])
-        lo, hi = (math.nan, math.nan)
-        if self.fit_.bootstrap_params is not None and np.isfinite(self.fit_.bootstrap_params).any():
-            a, b = self.fit_.predict_interval(x, level)
-            lo, hi = float(a[0]), float(b[0])
-        method = _LAW_METHOD.get(self.name)
-        return Prediction(value, (lo, hi), float(self.fit_.extrapolation(x)[0]), source=f"fitted {self.name}: {self.formula}",
-                          method=method)
+    @property
+    def method(self) -> Method | str:
+        """The `Method` of this law's predictions (its name for a law outside the standard forms)."""
+        return _LAW_METHOD.get(self.name, self.name)
 
-    def to_dict(self) -> dict:
+    def _x(self, point: Mapping[str, Any]) -> dict[str, npt.NDArray[np.float64]]:
+        missing = [v for v in self.variables if v not in point]
+        if missing:
+            raise ScaletuneError(f"{self.name}: the point has no {', '.join(missing)} (the law's variables: "
+                                 f"{', '.join(self.variables)})")
+        return {v: np.atleast_1d(np.asarray(point[v], dtype=float)) for v in self.variables}
+
+    def predict(self, point: Mapping[str, Any]) -> Any:
+        """The law at ``point`` (variable -> value, or arrays of values): a float, or an array for arrays."""
+        value = self.fit_.predict(self._x(point))
+        return float(value[0]) if all(np.ndim(point[v]) == 0 for v in self.variables) else value
+
+    def predict_interval(self, point: Mapping[str, Any], level: float = LEVEL) -> Prediction:
+        """A `Prediction` at ``point``: the law's value, the two-level bootstrap interval at ``level`` (NaN
+        without bootstrap samples), how far the point lies outside the fitted scales (a factor, per
+        variable) and the law's `Method`. Floats for one point, arrays for arrays."""
+        x = self._x(point)
+        value = self.fit_.predict(x)
+        lo = hi = np.full(len(value), math.nan)
+        boot = self.fit_.bootstrap_params
+        if boot is not None and np.isfinite(boot).any():
+            lo, hi = percentile_interval(self.fit_.predict_samples(x), level, axis=0)
+        extra = self.fit_.extrapolation(x)
+        details = {"law": self.name, "formula": self.formula}
+        if all(np.ndim(point[v]) == 0 for v in self.variables):
+            return Prediction(float(value[0]), float(np.ravel(lo)[0]), float(np.ravel(hi)[0]), level,
+                              float(extra[0]), self.method, details)
+        return Prediction(value, np.asarray(lo), np.asarray(hi), level, extra, self.method, details)
+
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "response": self.response, "variables": list(self.variables), "formula": self.formula,
             "coefficient_k": self.coefficient[0], "coefficient_k_interval": list(self.coefficient[1]),
@@ -89,6 +118,43 @@ class HparamLaw:
             "scales": self.scales, "excluded": list(self.excluded), "holdout": self.holdout, "note": self.note,
             "fit": self.fit_.to_dict(),
         }
+
+    def to_json(self) -> str:
+        """Strict JSON (NaN -> null) that `from_json` reads back to a law with the same predictions."""
+        return dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> "HparamLaw":
+        try:
+            d = json.loads(text)
+            fit_text = dumps(d["fit"])
+            return cls(name=d["name"], response=d["response"], variables=tuple(d["variables"]), formula=d["formula"],
+                       fit_=FitResult.from_json(fit_text), scales=int(d["scales"]), excluded=tuple(d["excluded"]),
+                       holdout=d.get("holdout"), note=d.get("note", ""))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ScaletuneError(f"not a hyperparameter law ({type(exc).__name__}: {exc}): expected the JSON "
+                                 "written by HparamLaw.to_json()") from None
+
+    def __repr__(self) -> str:
+        k, _ = self.coefficient
+        exps = " ".join(f"{v}^{e:+.3f}" for v, (e, _) in self.exponents.items())
+        return f"<HparamLaw {self.name}: {self.response} = {k:.3g} {exps} ({self.scales} scales)>"
+
+    def summary(self) -> str:
+        """The coefficient and exponents with their 95% intervals, the scales and the held-out check."""
+        k, kiv = self.coefficient
+        rows = [("k", k, kiv)] + [(f"exponent of {v}", e, iv) for v, (e, iv) in self.exponents.items()]
+        lines = [f"{self.name}: {self.formula}", f"{'parameter':<16} value [95% interval]"]
+        lines += [f"{name:<16} {format_interval(value, *iv)}" for name, value, iv in rows]
+        boot = self.fit_.diagnostics.get("bootstrap", {})
+        lines.append(f"scales fitted: {self.scales}, left out (unbracketed): {len(self.excluded)}, bootstrap: "
+                     f"{boot.get('samples', 0)} ({boot.get('failed', 0)} failed)")
+        for p in (self.holdout or {}).get("points", []):
+            lines.append(f"largest scale held out: predicted {p['predicted']:.4g}, observed {p['observed']:.4g} "
+                         f"(x{p['ratio']:.2f}, {'covered' if p['covered'] else 'not covered'})")
+        if self.note:
+            lines.append(f"note: {self.note}")
+        return "\n".join(lines)
 
 
 class Method(str, Enum):
@@ -120,25 +186,6 @@ class Method(str, Enum):
     SEQUENCES = "batch size / seq_len"
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """A predicted value, its interval (95% unless stated) and how far it extrapolates (1.0 = inside the
-    fitted range; 8.0 = 8x beyond it: per variable for a law's own prediction, jointly in (ln N, ln D) from
-    the ladder's hull for `recommend`'s). ``method`` says which law or rule produced it, ``details`` its
-    numbers (exponents, scales, the scale copied, ...); ``source`` is an English rendering of both."""
-
-    value: float
-    interval: tuple[float, float]
-    extrapolation: float
-    source: str = ""
-    method: Method | None = None
-    details: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"value": self.value, "interval": list(self.interval), "extrapolation": self.extrapolation, "source": self.source,
-                "method": None if self.method is None else self.method.name, "details": self.details}
-
-
 _LAW_METHOD = {"lr_ND": Method.LR_ND, "lr_NDB": Method.LR_NDB, "lr_C": Method.LR_C, "batch_D": Method.BATCH_D,
                "batch_ND": Method.BATCH_ND, "batch_C": Method.BATCH_C}
 
@@ -153,7 +200,7 @@ def _value(o: Optimum, var: str) -> float:
     if var in o.extra:
         return float(o.extra[var])
     if var == "C" and "N" in o.scale and "D" in o.scale:
-        return 6.0 * o.scale["N"] * o.scale["D"]
+        return float(training_flops(o.scale["N"], o.scale["D"]))
     raise ScaletuneError(f"optimum at {_label(o)} has no {var!r} (scale columns: {', '.join(o.scale)})")
 
 
@@ -197,7 +244,8 @@ def fit_hparam_law(
     if not _design_rank_ok(logs):
         raise ScaletuneError(f"{what}: the scales' {' and '.join(variables)} are collinear (e.g. D/N constant over the ladder); the exponents cannot be separated")
     table.attrs["source"] = f"optima ({response})"
-    point = fit(f"powerlaw:{','.join(variables)}", table, y=response, objective="mse_log")
+    # bootstrap=0: the intervals come from the two-level bootstrap below, not from the fitter's own
+    point = fit(f"powerlaw:{','.join(variables)}", table, y=response, objective="mse_log", bootstrap=0)
 
     # Two-level bootstrap (see module docstring), solved in closed form: mse_log on a log-linear law is
     # ordinary least squares in log space.
@@ -225,7 +273,7 @@ def fit_hparam_law(
     if ok.sum() >= 20:
         named = {p: thetas[ok, j] for j, p in enumerate(point.law_.params)}
         named.update(point.law_.derive(named))
-        intervals = {k: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for k, v in named.items()}
+        intervals = {k: percentile_interval(v) for k, v in named.items()}
     diagnostics = dict(point.diagnostics)
     diagnostics["bootstrap"] = {"samples": bootstrap, "failed": int((~ok).sum()), "groups": len(use),
                                 "kind": "scales resampled + each scale's optimum drawn from its bootstrap over runs"}
@@ -253,7 +301,7 @@ def _holdout_largest(use: Sequence[Optimum], response: str, variables: tuple[str
         return {"skipped": str(exc)}
     points = []
     for o in held:
-        pred = law.predict({v: _value(o, v) for v in variables})
+        pred = law.predict_interval({v: _value(o, v) for v in variables})
         obs = o.lr_ if response == "lr" else o.batch_size_
         obs_iv = o.lr_interval if response == "lr" else o.batch_size_interval
         points.append({
@@ -291,9 +339,13 @@ class TransferReport:
     def depth_held(self) -> bool | None:
         return all(r["held"] for r in self.depth_rows) if self.depth_rows else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"rows": list(self.rows), "held": self.held, "note": self.note, "width_held": self.width_held,
                 "depth_rows": list(self.depth_rows), "depth_held": self.depth_held, "depth_note": self.depth_note}
+
+    def __repr__(self) -> str:
+        return (f"<TransferReport: {len(self.rows)} width row(s), {len(self.depth_rows)} depth row(s), "
+                f"{'held' if self.held else 'did NOT hold'}>")
 
 
 _HALF_STEP = 0.5 * math.log(2)  # half a 2x grid step in ln(lr): a smaller move is within the sweep's resolution
@@ -324,16 +376,12 @@ def _ln_lr_draws(group: Sequence[Optimum]) -> np.ndarray | None:
     return np.column_stack([c[:n] for c in cols]) if n >= 10 else None
 
 
-def _percentiles(x: np.ndarray) -> tuple[float, float]:
-    return float(np.percentile(x, 2.5)), float(np.percentile(x, 97.5))
-
-
 def _shift_row(lo_o: Optimum, hi_o: Optimum, draws: np.ndarray | None) -> tuple[float, tuple[float, float], bool]:
     """lr*(hi) / lr*(lo), its interval (from paired draws: column 0 = lo, -1 = hi) and whether it held."""
     shift = hi_o.lr_ / lo_o.lr_
     interval = (math.nan, math.nan)
     if draws is not None:
-        interval = tuple(float(v) for v in np.exp(_percentiles(draws[:, -1] - draws[:, 0])))
+        interval = tuple(float(v) for v in np.exp(percentile_interval(draws[:, -1] - draws[:, 0])))
     held = abs(math.log(shift)) <= _HALF_STEP or (interval[0] <= 1 <= interval[1])
     return shift, interval, bool(held)
 
@@ -377,7 +425,7 @@ def _depth_rows(optima: Sequence[Optimum]) -> list[dict]:
         xc = (x - x.mean()) / ((x - x.mean()) ** 2).sum()
         exponent = float(np.log([o.lr_ for o in group]) @ xc)
         draws = _ln_lr_draws(group)
-        exp_iv = _percentiles(draws @ xc) if draws is not None else (math.nan, math.nan)
+        exp_iv = percentile_interval(draws @ xc) if draws is not None else (math.nan, math.nan)
         shift, interval, held = _shift_row(group[0], group[-1], draws)
         row = {"D": D, "depth_shallow": float(depths[0]), "depth_deep": float(depths[-1]),
                "depth_ratio": float(depths[-1] / depths[0]), "depths": depths.tolist(),
@@ -426,7 +474,25 @@ class HparamLaws:
     loss_batch: float | None = None  # batch size (tokens) the loss law holds at (None: each scale's optimal one)
     loss_optima: tuple[Optimum, ...] = field(default=(), repr=False)  # the optima the loss law was fitted on
 
-    def to_dict(self) -> dict:
+    def __repr__(self) -> str:
+        loss = "no loss law" if self.loss is None else f"loss law {self.loss.law}"
+        transfer = "" if self.transfer is None else f", transfer {'held' if self.transfer.held else 'did NOT hold'}"
+        return f"<HparamLaws: {', '.join(self.laws) or 'no lr/batch law'}; {loss}{transfer}; {len(self.notes)} notes>"
+
+    def summary(self) -> str:
+        """Every law's coefficient and exponents with their 95% intervals, the loss law, the transfer check."""
+        lines = [f"{'law':<9} {'exponent':<10} value [95% interval]"]
+        for name, law in self.laws.items():
+            k, kiv = law.coefficient
+            lines.append(f"{name:<9} {'k':<10} {format_interval(k, *kiv)}")
+            lines += [f"{'':<9} {v:<10} {format_interval(e, *iv)}" for v, (e, iv) in law.exponents.items()]
+        if self.loss is not None:
+            lines.append(f"loss law: {self.loss.law} on {len(self.loss_optima)} scales' optimum losses")
+        if self.transfer is not None:
+            lines.append(f"transfer: {'held' if self.transfer.held else 'did NOT hold'}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
         return {
             "laws": {k: v.to_dict() for k, v in self.laws.items()},
             "loss_law": None if self.loss is None else self.loss.to_dict(),

@@ -25,14 +25,17 @@ batch sizes in tokens.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from scaletune.errors import ScaletuneError
-from scaletune.runtable import require_columns
+from scaletune.results import format_interval, percentile_interval
+from scaletune.runtable import ok_runs, require_columns
 
 DEFAULT_BAND = 0.0025  # 0.25%: DeepSeek LLM (2024) and StepLaw (Li et al. 2025)
 SCALE_COLUMNS = ("N", "D")
@@ -80,10 +83,36 @@ class Optimum:
     # draw from them so that the sweep's noise propagates into the laws' intervals.
     samples: np.ndarray | None = field(default=None, repr=False, compare=False)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("samples")
         return d
+
+    def __repr__(self) -> str:
+        scale = ", ".join(f"{k}={v:.3g}" for k, v in self.scale.items())
+        batch = "" if self.batch_size_ is None else f", batch {self.batch_size_:.4g} tokens"
+        return (f"<Optimum {scale or 'one scale'}: lr* {format_interval(self.lr_, *self.lr_interval, digits=3)}{batch}, "
+                f"loss {self.loss_:.4f}, {'bracketed' if self.bracketed else 'NOT bracketed'}>")
+
+    def summary(self) -> str:
+        """The optimum with its 95% bootstrap intervals, the near-optimal band and the bracketing check."""
+        rows = [("lr*", format_interval(self.lr_, *self.lr_interval)),
+                ("loss* (nats/token)", format_interval(self.loss_, *self.loss_interval))]
+        if self.batch_size_ is not None:
+            iv = self.batch_size_interval
+            rows.append(("batch* (tokens)", f"{self.batch_size_:.4g} (not swept)" if iv is None else
+                         format_interval(self.batch_size_, *iv)))
+        rows += [(f"band lr ({self.band:.2%})", f"{self.band_lr[0]:.4g} - {self.band_lr[1]:.4g}"),
+                 ("runs ok / excluded", f"{self.n_ok} / {self.n_excluded} ({self.n_fitted} in the fit window)"),
+                 ("bootstrap", f"{self.bootstrap} resamples, {self.bootstrap_failed:.0%} without a vertex"),
+                 ("bracketed", "yes" if self.bracketed else "no")]
+        scale = ", ".join(f"{k}={v:.4g}" for k, v in self.scale.items())
+        lines = [f"Optimum at {scale or 'one scale'} (95% intervals)"] + [f"{k:<22} {v}" for k, v in rows]
+        if not self.bracketed:
+            lines.append(textwrap.fill(f"why: {self.message}", 80))
+            if self.next_lrs:
+                lines.append("next rates to try: " + ", ".join(f"{r:.3g}" for r in self.next_lrs))
+        return "\n".join(lines)
 
     def usable(self, response: str) -> bool:
         """Whether this scale's optimum of ``response`` (lr | batch_size) may enter a law."""
@@ -103,11 +132,10 @@ class _Fit:
     predict: object  # callable (x, y) -> smoothed loss
 
 
-def _ok_mask(df: pd.DataFrame) -> np.ndarray:
-    loss = pd.to_numeric(df["loss"], errors="coerce").to_numpy(float)
-    ok = np.isfinite(loss)
-    if "status" in df.columns:
-        ok &= df["status"].astype(str).str.lower().eq("ok").to_numpy()
+def _ok_mask(df: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """Which rows are runs that count (`scaletune.runtable.ok_runs`), by position."""
+    ok = np.zeros(len(df), bool)
+    ok[ok_runs(df.reset_index(drop=True)).index] = True
     return ok
 
 
@@ -332,7 +360,7 @@ def find_optimum(
     def interval(col: int, center: float, log: bool) -> tuple[float, float]:
         if not bootstrap or good.sum() < 10:
             return (math.nan, math.nan)
-        lo, hi = np.percentile(boot_arr[good, col], [2.5, 97.5])
+        lo, hi = percentile_interval(boot_arr[good, col])
         lo, hi = (math.exp(lo), math.exp(hi)) if log else (lo, hi)
         return (float(min(lo, center)), float(max(hi, center)))
 

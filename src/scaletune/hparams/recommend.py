@@ -15,6 +15,7 @@ recommendation they show what a user copying them would set, not the same quanti
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
@@ -22,18 +23,20 @@ import numpy as np
 import pandas as pd
 
 from scaletune.errors import ScaletuneError
-from scaletune.hparams.laws import HparamLaws, Method, Prediction, TransferReport
+from scaletune.hparams.laws import HparamLaws, Method, TransferReport
 from scaletune.hparams.optimum import DEFAULT_BAND, Optimum, find_optima
 from scaletune.hparams.select import Fold, SweepAnalysis, _joint_rows, analyse_sweep, fit_batch, fit_lr
 from scaletune.laws.published import deepseek_batch, deepseek_lr, steplaw_batch, steplaw_lr
-from scaletune.runtable import require_columns
+from scaletune.results import Prediction, format_interval, percentile_interval
+from scaletune.runtable import ok_runs, require_columns, training_flops
 from scaletune.schedules import Schedule
 
 
 @dataclass(frozen=True)
 class Recommendation:
     """What to use at ``target``: learning rate, batch size (tokens and sequences), warm-up (steps),
-    schedule (spec), parameterisation and the predicted final loss (nats/token), each with its source."""
+    schedule (spec), parameterisation and the predicted final loss (nats/token), each a `Prediction` whose
+    ``method`` says which law or rule produced it (`scaletune.hparams.describe` says it in words)."""
 
     target: dict[str, float]
     lr: Prediction
@@ -55,6 +58,29 @@ class Recommendation:
     @property
     def transfer(self) -> TransferReport | None:
         return self.laws.transfer
+
+    def __repr__(self) -> str:
+        at = ", ".join(f"{k}={v:.3g}" for k, v in self.target.items() if k in ("N", "D"))
+        loss = "" if self.loss is None else f", loss {self.loss.value:.4g}"
+        return (f"<Recommendation at {at}: lr {self.lr.value:.3g}, batch {self.batch_size.value:.4g} tokens{loss}, "
+                f"x{self.lr.extrapolation:.1f} beyond the proxies>")
+
+    def summary(self) -> str:
+        """The recommended values with their 95% intervals, extrapolation and method (a plain-text table)."""
+        rows = [("learning rate", self.lr), ("batch (tokens)", self.batch_size)]
+        if self.batch_sequences is not None:
+            rows.append(("batch (sequences)", self.batch_sequences))
+        if self.loss is not None:
+            rows.append(("loss (nats/token)", self.loss))
+        at = ", ".join(f"{k}={v:.4g}" for k, v in self.target.items())
+        lines = [f"Recommendation at {at}", f"{'quantity':<18} {'value [95% interval]':<31} {'extrap.':>7}  method"]
+        lines += [f"{name:<18} {format_interval(p.value, p.lo, p.hi):<31} {'x%.1f' % p.extrapolation:>7}  {p.method_name}"
+                  for name, p in rows]
+        if self.warmup.get("steps") is not None:
+            lines.append(f"{'warm-up (steps)':<18} {self.warmup['steps']} of {self.steps} steps")
+        lines.append(f"{'parameterisation':<18} {self.param}")
+        lines.append(textwrap.fill(f"schedule: {self.schedule}", 80, subsequent_indent="  ", break_on_hyphens=False))
+        return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,10 +119,10 @@ def _proxy_fallback(optima: list[Optimum], target: Mapping[str, float]) -> Predi
     if not use:
         return None
     o = max(use, key=lambda o: (o.scale.get("N", 0), o.scale.get("D", 0)))
-    value, iv = o.lr_, o.lr_interval
     extra = max([max(target[k] / o.scale[k], o.scale[k] / target[k]) for k in ("N", "D") if k in target and k in o.scale] or [1.0])
-    label = ", ".join(f"{k}={v:.3g}" for k, v in o.scale.items() if k in ("N", "D"))
-    return Prediction(value, tuple(iv), extra, source=f"copied from the largest proxy ({label}); transfer assumed, no law")
+    scale = {k: v for k, v in o.scale.items() if k in ("N", "D")}
+    return Prediction(o.lr_, o.lr_interval[0], o.lr_interval[1], extrapolation=extra, method=Method.LR_PROXY_COPIED,
+                      details={"scale": scale})
 
 
 def _nearest_sweep(optima: list[Optimum], target: Mapping[str, float]) -> tuple[Optimum, float] | None:
@@ -118,29 +144,6 @@ def _batch_slices(runs: pd.DataFrame, *, band: float, bootstrap: int, seed: int)
 
     cols = [c for c in scale_columns(runs) if c != "batch_size"] + ["batch_size"]
     return find_optima(runs, by=cols, band=band, bootstrap=max(bootstrap // 4, 50), seed=seed)
-
-
-def _lr_at_batch(slices: list[Optimum], target: Mapping[str, float], batch: float, *,
-                 bootstrap: int, seed: int) -> tuple[Prediction | None, str]:
-    """lr*(N, D, B) = k N^a D^b B^g fitted on the lr optimum of every (scale, batch size) slice of the sweep.
-
-    The per-scale optima sit at different batch sizes (the 2-D optimum where the batch size was swept, the
-    fixed batch size elsewhere); an lr law across them would read the batch effect as a scale effect, so the
-    batch size enters the law as a variable and the prediction is made at the recommended batch size.
-    """
-    from scaletune.hparams.laws import fit_hparam_law
-
-    try:
-        variables = tuple(v for v in ("N", "D") if len({round(s.scale.get(v, math.nan), 6) for s in slices if s.usable("lr")}) > 1)
-        law = fit_hparam_law(slices, "lr", variables + ("batch_size",), name="lr_NDB", bootstrap=bootstrap, seed=seed + 7)
-    except ScaletuneError as exc:
-        return None, f"learning rate: no lr law with the batch size as a variable ({exc}); lr law fitted across scales instead"
-    point = {**target, "batch_size": batch}
-    point.setdefault("C", 6 * target["N"] * target["D"])
-    pred = law.predict(point)
-    expo = ", ".join(f"{v}^{e:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]" for v, (e, iv) in law.exponents.items())
-    return pred, (f"learning rate at the recommended batch size {batch:.4g} tokens from lr* ~ {expo}, fitted on "
-                  f"{law.scales} bracketed (scale, batch size) slices ({len(law.excluded)} unbracketed left out)")
 
 
 def _interp_weights(xs: np.ndarray, x: float) -> np.ndarray:
@@ -251,11 +254,12 @@ def published_at(target: Mapping[str, float], seq_len: int | None = None) -> dic
 
 
 def _interval(draws_ln: np.ndarray) -> tuple[float, float]:
+    """The 95% interval of exp(draws), NaN with fewer than 10 finite draws."""
     d = np.asarray(draws_ln, float)
-    d = d[np.isfinite(d)]
-    if len(d) < 10:
+    if np.isfinite(d).sum() < 10:
         return (math.nan, math.nan)
-    return float(np.exp(np.percentile(d, 2.5))), float(np.exp(np.percentile(d, 97.5)))
+    lo, hi = percentile_interval(d)
+    return math.exp(lo), math.exp(hi)
 
 
 def _full_fold(analysis: SweepAnalysis) -> Fold:
@@ -282,17 +286,17 @@ def choose_batch_size(analysis: SweepAnalysis, target: Mapping[str, float]) -> P
     the batch size) B*(D), B*(C), the swept scale nearest the target, the proxies' batch size, in that order.
     None when the runs have no batch size at all."""
     runs, optima, laws = analysis.runs, list(analysis.optima), analysis.laws
-    ok = runs[runs["status"].astype(str).eq("ok")] if "status" in runs.columns else runs
+    ok = ok_runs(runs)
     method = analysis.chosen("batch_size")
     if method is not None and method != Method.BATCH_NEAREST_SWEEP:
         pred = fit_batch(method, _full_fold(analysis), analysis.band, analysis.seed)
         if pred is not None:
             value, draws = pred(target)
-            return Prediction(value, _interval(draws), _joint_factor(analysis, target), source=f"{method.value}, chosen by held-out loss",
-                              method=method, details=_score(analysis, method))
+            return Prediction(value, *_interval(draws), extrapolation=_joint_factor(analysis, target), method=method,
+                              details={"selection": "held_out", **_score(analysis, method)})
     for name in ("batch_D", "batch_C") if method is None else ():
         if name in laws.laws:
-            p = laws.laws[name].predict({**target, "C": 6 * target["N"] * target["D"]})
+            p = laws.laws[name].predict_interval({**target, "C": training_flops(target["N"], target["D"])})
             return replace(p, extrapolation=_joint_factor(analysis, target))
     near = _nearest_sweep(optima, target)
     if near is not None:
@@ -300,24 +304,17 @@ def choose_batch_size(analysis: SweepAnalysis, target: Mapping[str, float]) -> P
         # with N too, so a near sweep's optimum beats a far one's.
         o, extra = near
         details = {"scale": {k: o.scale[k] for k in ("N", "D") if k in o.scale}, **_score(analysis, Method.BATCH_NEAREST_SWEEP)}
-        if o.usable("batch_size"):
-            return Prediction(float(o.batch_size_), tuple(o.batch_size_interval), extra,
-                              source=f"the batch-size optimum at {_label(o)}, the swept scale nearest the target, copied",
+        if o.usable("batch_size") and o.batch_size_ is not None and o.batch_size_interval is not None:
+            return Prediction(float(o.batch_size_), *o.batch_size_interval, extrapolation=extra,
                               method=Method.BATCH_NEAREST_SWEEP, details=details)
-        return Prediction(float(o.best_batch_size), (math.nan, math.nan), extra,
-                          source=f"best tested batch size at {_label(o)}, the swept scale nearest the target; "
-                                 + ("at the edge of the sweep: a bound" if o.next_batch_sizes else "no convex optimum there (flat or noisy)")
-                                 + ", not a fitted optimum", method=Method.BATCH_NEAREST_BOUND,
+        return Prediction(float(o.best_batch_size), math.nan, math.nan, extrapolation=extra, method=Method.BATCH_NEAREST_BOUND,
                           details={**details, "at_edge": bool(o.next_batch_sizes)})
     if "batch_size" in ok.columns and ok["batch_size"].nunique() == 1:
-        return Prediction(float(ok["batch_size"].iloc[0]), (math.nan, math.nan), 1.0,
-                          source="as in the proxies (batch size not swept)", method=Method.BATCH_AS_PROXIES)
+        return Prediction(float(ok["batch_size"].iloc[0]), math.nan, math.nan, method=Method.BATCH_AS_PROXIES)
     if laws.reference_batch is not None:
-        return Prediction(laws.reference_batch, (math.nan, math.nan), 1.0, source="the batch size the lr law was fitted at",
-                          method=Method.BATCH_REFERENCE)
+        return Prediction(laws.reference_batch, math.nan, math.nan, method=Method.BATCH_REFERENCE)
     if "batch_size" in ok.columns and ok["batch_size"].notna().any():
-        return Prediction(float(_mode(ok["batch_size"])), (math.nan, math.nan), 1.0, source="the proxies' most common batch size",
-                          method=Method.BATCH_MODE)
+        return Prediction(float(_mode(ok["batch_size"])), math.nan, math.nan, method=Method.BATCH_MODE)
     return None
 
 
@@ -332,8 +329,8 @@ def choose_learning_rate(analysis: SweepAnalysis, target: Mapping[str, float], b
         pred = fit_lr(method, fold, analysis.band, analysis.seed)
         if pred is not None:
             value, draws = pred(target, batch.value)
-            return Prediction(value, _interval(draws), factor, source=f"{method.value} at batch {batch.value:.4g} tokens, chosen by held-out loss",
-                              method=method, details=_score(analysis, method))
+            return Prediction(value, *_interval(draws), extrapolation=factor, method=method,
+                              details={"selection": "held_out", "batch_size": batch.value, **_score(analysis, method)})
     swept = any(o.batch_bracketed is not None for o in analysis.optima)
     order = ([Method.LR_NDB] if swept and batch.method != Method.BATCH_AS_PROXIES else []) + [Method.LR_ND, Method.LR_C]
     for m in order:
@@ -341,11 +338,8 @@ def choose_learning_rate(analysis: SweepAnalysis, target: Mapping[str, float], b
         if pred is None:
             continue
         value, draws = pred(target, batch.value)
-        if m == Method.LR_NDB:
-            src = f"lr*(N, D, B) at the recommended batch size {batch.value:.4g} tokens, fitted on the (scale, batch size) slices"
-        else:
-            src = f"fitted {'lr_ND' if m == Method.LR_ND else 'lr_C'}: {m.value}"
-        return Prediction(value, _interval(draws), factor, source=src, method=m)
+        details = {"batch_size": batch.value} if m == Method.LR_NDB else {"law": "lr_ND" if m == Method.LR_ND else "lr_C"}
+        return Prediction(value, *_interval(draws), extrapolation=factor, method=m, details=details)
     return None
 
 
@@ -367,7 +361,8 @@ def predict_loss(analysis: SweepAnalysis, target: Mapping[str, float], batch: Pr
     laws, land = analysis.laws, analysis.landscape
     method = analysis.chosen("loss")
     notes: list[str] = []
-    point = {"N": target["N"], "D": target["D"], "C": target.get("C", 6 * target["N"] * target["D"])}
+    moved: dict[str, float] = {}  # where the loss law's batch size differs from the recommended one
+    point = {"N": target["N"], "D": target["D"], "C": target.get("C", training_flops(target["N"], target["D"]))}
     if method in (Method.LOSS_CHINCHILLA_JOINT, Method.LOSS_COMPUTE_JOINT) and land is not None and _joint_rows(land) is not None:
         rows, w = _joint_rows(land)
         law = "chinchilla" if method == Method.LOSS_CHINCHILLA_JOINT else "compute"
@@ -379,14 +374,13 @@ def predict_loss(analysis: SweepAnalysis, target: Mapping[str, float], batch: Pr
         th = land.draws(max(len(samples), 50), analysis.seed)
         pen = np.array([float(land.penalty(target, lr.value, bvar, t)) for t in th])
         samples = samples[: len(pen)] + pen[: len(samples)] if len(samples) else samples
-        source = f"{law} law on the joint landscape's optimum losses + its penalty at the recommended settings"
     else:
         res = laws.loss
         want = {Method.LOSS_CHINCHILLA: "chinchilla", Method.LOSS_COMPUTE: "compute"}.get(method)
         if want is not None and (res is None or res.law != want) and len(laws.loss_optima) >= 4:
             rows = pd.DataFrame({"N": [o.scale["N"] for o in laws.loss_optima], "D": [o.scale["D"] for o in laws.loss_optima],
                                  "loss": [o.loss_ for o in laws.loss_optima]})
-            rows["C"] = 6 * rows["N"] * rows["D"]
+            rows["C"] = training_flops(rows["N"], rows["D"])
             try:
                 res = fit_law(want, rows, bootstrap=loss_bootstrap, seed=analysis.seed)
             except ScaletuneError:
@@ -396,24 +390,22 @@ def predict_loss(analysis: SweepAnalysis, target: Mapping[str, float], batch: Pr
         method = Method.LOSS_CHINCHILLA if res.law == "chinchilla" else Method.LOSS_COMPUTE
         value = float(res.predict(point)[0])
         samples = _loss_samples(res, point)
-        source = f"{res.law} law fitted on the optimal loss per scale"
         ref = laws.loss_batch
         if ref is not None and ref != batch.value:
             # The law holds at the batch size its optima were fitted at: move it to the recommended batch size.
             slices = list(analysis.slices) if analysis.slices is not None else None
             shift = _batch_loss_shift(slices, target, batch.value, ref, seed=analysis.seed) if slices else None
             if shift is None:
-                source += f" (at batch {ref:g} tokens, the one it was fitted at; no batch sweep spans {batch.value:.4g} tokens to correct it)"
+                moved = {"fitted_at_batch": ref, "batch_size": batch.value}
             else:
                 r, r_draws, _, r_note = shift
                 value += r
                 samples = samples[: len(r_draws)] + r_draws[: len(samples)]  # independent bootstraps: paired in order
-                source += ", moved to the recommended batch size"
+                moved = {"fitted_at_batch": ref, "batch_size": batch.value, "batch_shift_nats": r}
                 notes.append(r_note)
-    samples = samples[np.isfinite(samples)]
     lo, hi = (math.nan, math.nan)
-    if len(samples) >= 10:
-        lo, hi = float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))
+    if np.isfinite(samples).sum() >= 10:
+        lo, hi = percentile_interval(samples)
     d = analysis.distance(target)
     kappa = analysis.loss_error_per_unit
     widen = 0.0
@@ -421,8 +413,8 @@ def predict_loss(analysis: SweepAnalysis, target: Mapping[str, float], batch: Pr
         # The backtest's loss error grows with the distance beyond the ladder: add (1.96 kappa d) in quadrature.
         widen = 1.96 * kappa * d * value
         lo, hi = value - math.hypot(value - lo, widen), value + math.hypot(hi - value, widen)
-    details = {"distance_ln": d, "kappa_per_unit": kappa, "widening": widen, **_score(analysis, method)}
-    return Prediction(value, (lo, hi), math.exp(d) if math.isfinite(d) else 1.0, source=source, method=method, details=details), notes
+    details = {"distance_ln": d, "kappa_per_unit": kappa, "widening": widen, **moved, **_score(analysis, method)}
+    return Prediction(value, lo, hi, extrapolation=math.exp(d) if math.isfinite(d) else 1.0, method=method, details=details), notes
 
 
 def _batch_notes(analysis: SweepAnalysis) -> list[str]:
@@ -465,7 +457,8 @@ def recommend(
     target = {k: float(v) for k, v in target.items()}
     for key in ("N", "D"):
         if key not in target:
-            raise ScaletuneError(f"target needs {key} (e.g. --target N=1e6,D=2e7; N in the table's convention, D tokens)")
+            raise ScaletuneError(f"target needs {key}", hint="give the target as N=1e6,D=2e7 (N parameters in the "
+                                 "table's convention, D tokens)")
         if not target[key] > 0:
             raise ScaletuneError(f"target {key}={target[key]!r} must be positive")
     require_columns(runs, ["lr", "loss"])
@@ -474,7 +467,7 @@ def recommend(
                                  optima=optima, laws=laws, select=select)
     optima, laws = list(analysis.optima), analysis.laws
     notes = list(laws.notes) + list(analysis.notes) + _batch_notes(analysis)
-    ok = runs[runs["status"].astype(str).eq("ok")] if "status" in runs.columns else runs
+    ok = ok_runs(runs)
 
     batch = choose_batch_size(analysis, target)
     if batch is None:
@@ -482,21 +475,19 @@ def recommend(
     lr = choose_learning_rate(analysis, target, batch)
     if lr is None and batch.method in (Method.BATCH_NEAREST_SWEEP, Method.BATCH_NEAREST_BOUND) and laws.reference_batch is not None:
         # Keep the pair consistent: without an lr law at the swept size, use the size the lr law holds at.
-        batch = Prediction(laws.reference_batch, (math.nan, math.nan), 1.0, source="the batch size the lr law was fitted at",
-                           method=Method.BATCH_REFERENCE)
+        batch = Prediction(laws.reference_batch, math.nan, math.nan, method=Method.BATCH_REFERENCE)
         lr = choose_learning_rate(analysis, target, batch)
     if lr is None:
         lr = _proxy_fallback(optima, target)
         if lr is None:
-            raise ScaletuneError("no scale has a bracketed learning-rate optimum: nothing to recommend "
-                                 "(see each scale's message and the proposed next rates with `scaletune optimum`)")
-        lr = replace(lr, method=Method.LR_PROXY_COPIED)
+            raise ScaletuneError("no scale has a bracketed learning-rate optimum: nothing to recommend",
+                                 hint="see each scale's message and the proposed next rates (find_optima)")
 
     seq_len = int(target.get("seq_len") or (_mode(ok["seq_len"]) if "seq_len" in ok.columns else 0) or 0) or None
     seqs = None
     if seq_len:
-        seqs = Prediction(batch.value / seq_len, tuple(v / seq_len for v in batch.interval), batch.extrapolation,
-                          source=f"batch_size / seq_len ({seq_len} tokens per sequence)", method=Method.SEQUENCES)
+        seqs = Prediction(batch.value / seq_len, batch.lo / seq_len, batch.hi / seq_len, extrapolation=batch.extrapolation,
+                          method=Method.SEQUENCES, details={"seq_len": seq_len})
     steps = max(1, int(target["D"] // batch.value))
 
     # Warm-up: the proxies' warm-up as a fraction of their steps (run tables record it in steps), or nothing.

@@ -51,9 +51,9 @@ def predict_range(optima: list[Optimum], rung: Mapping[str, float], response: st
     names = _law_variables(optima, rung, response)
     if names:
         law = fit_hparam_law(optima, response, names, bootstrap=200, holdout=False)
-        pred = law.predict({v: rung[v] for v in names})
-        if all(math.isfinite(x) for x in pred.interval):
-            return pred.value, pred.interval[0], pred.interval[1]
+        pred = law.predict_interval({v: rung[v] for v in names})
+        if math.isfinite(pred.lo) and math.isfinite(pred.hi):
+            return pred.value, pred.lo, pred.hi
     # Too few rungs for a law: assume transfer; the spread of the optima and their intervals set the width.
     values = [o.lr_ if response == "lr" else o.batch_size_ for o in use]
     ivs = [o.lr_interval if response == "lr" else o.batch_size_interval for o in use]

@@ -18,6 +18,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from scaletune.runtable import training_flops
+
 
 @dataclass(frozen=True)
 class Landscape:
@@ -82,6 +84,6 @@ class Landscape:
                         lr, bs = lr0 * fl, b0 * fb
                         diverged = lr > self.diverge * float(self.lr_opt(N, D, bs))
                         loss = float("nan") if diverged else float(self.loss(N, D, lr, bs, rng))
-                        rows.append(dict(N=N, D=D, C=6 * N * D, lr=lr, batch_size=bs, seed=s, loss=loss,
+                        rows.append(dict(N=N, D=D, C=training_flops(N, D), lr=lr, batch_size=bs, seed=s, loss=loss,
                                          status="diverged" if diverged else "ok"))
         return pd.DataFrame(rows)

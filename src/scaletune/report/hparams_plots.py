@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from scaletune.report import save_figure
+from scaletune.runtable import ok_runs
 
 
 def _plt():
@@ -22,6 +23,13 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _split(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ok runs, the others: diverged, failed, pruned), by position (an index may repeat)."""
+    ok = np.zeros(len(runs), bool)
+    ok[ok_runs(runs.reset_index(drop=True)).index] = True
+    return runs[ok], runs[~ok]
 
 
 def _groups(runs: pd.DataFrame, optima) -> list[tuple[Any, pd.DataFrame]]:
@@ -42,11 +50,9 @@ def plot_sweeps(runs: pd.DataFrame, optima: Sequence, path: str | Path, flags: S
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 5))
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(optima)))
-    ok_all = runs[runs.get("status", "ok") == "ok"] if "status" in runs.columns else runs
-    top = float(pd.to_numeric(ok_all["loss"], errors="coerce").max())
+    top = float(pd.to_numeric(ok_runs(runs)["loss"], errors="coerce").max())
     for (o, g), color in zip(_groups(runs, optima), colors):
-        ok = g[g["status"] == "ok"] if "status" in g.columns else g
-        bad = g[g["status"] != "ok"] if "status" in g.columns else g.iloc[:0]
+        ok, bad = _split(g)
         label = ", ".join(f"{k}={v:.3g}" for k, v in o.scale.items() if k in ("N", "D"))
         if o.batch_bracketed is not None and "batch_size" in ok.columns:  # swept in 2-D: its best batch size's slice
             ok = ok[np.isclose(ok["batch_size"].astype(float), o.best_batch_size)]
@@ -94,9 +100,8 @@ def plot_laws(rec, path: str | Path, measured: dict | None = None) -> Path:
             x = {"N": grid, "D": np.full_like(grid, D)}
             x = {v: x[v] for v in law.variables}
             ax.plot(grid, law.fit_.predict(x), "-", color=color, lw=1, label=f"D = {D:.3g} tokens")
-            if law.fit_.bootstrap_params is not None:
-                lo, hi = law.fit_.predict_interval(x)
-                ax.fill_between(grid, lo, hi, color=color, alpha=0.12)
+            band = law.predict_interval(x)
+            ax.fill_between(grid, band.lo, band.hi, color=color, alpha=0.12)  # NaN (nothing drawn) without a bootstrap
     lo, hi = rec.lr.interval
     yerr = [[rec.lr.value - lo], [hi - rec.lr.value]] if math.isfinite(lo) else None
     ax.errorbar([rec.target["N"]], [rec.lr.value], yerr=yerr, fmt="s", color="k", capsize=4,
@@ -122,8 +127,7 @@ def plot_target_check(target_runs: pd.DataFrame, rec, path: str | Path) -> Path:
     """Loss vs lr measured at the target, the recommended lr (with interval) and the predicted loss band."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    ok = target_runs[target_runs["status"] == "ok"]
-    bad = target_runs[target_runs["status"] != "ok"]
+    ok, bad = _split(target_runs)
     ax.plot(ok["lr"], ok["loss"], "o-", color="C0", label="measured at the target")
     if len(bad):
         ax.plot(bad["lr"], np.full(len(bad), ok["loss"].max() * 1.01 if len(ok) else 1.0), "x", color="C3", label="diverged")

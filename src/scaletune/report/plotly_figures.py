@@ -190,10 +190,12 @@ def _law_lines(go, fig, fit, name: str, xs: np.ndarray, lines: list[tuple[dict, 
 
 
 def _target_trace(go, x: float, pred, name: str, meta: dict):
+    from scaletune.hparams.describe import describe
+
     return go.Scatter(x=[x], y=[pred.value], mode="markers", name=name, error_y=_error(pred.value, pred.interval),
                       marker={"symbol": "square", "size": 11, "color": "black"}, meta={**meta, "kind": "target"},
                       hovertemplate=(f"{pred.value:.4g} [{pred.interval[0]:.4g}, {pred.interval[1]:.4g}], "
-                                     f"x{pred.extrapolation:.1f} extrapolation<br>{pred.source}<extra></extra>"))
+                                     f"x{pred.extrapolation:.1f} extrapolation<br>{describe(pred)}<extra></extra>"))
 
 
 def lr_law_figure(optima: Sequence, laws, rec=None):

@@ -11,10 +11,10 @@ from scaletune.stability.analysis import (
     varied_interventions,
 )
 from scaletune.stability.detectors import Flag, RunFlags, attention_logit_growth, detect, output_logit_divergence
-from scaletune.stability.sensitivity import ScaleSensitivity, StabilityPrediction, Trend, fit_trend, scale_sensitivity
+from scaletune.stability.sensitivity import ScaleSensitivity, Trend, TrendMethod, fit_trend, scale_sensitivity
 
 __all__ = [
     "analyse_stability", "stability_edge", "edge_margin", "StabilityReport", "Arm", "INTERVENTIONS", "signal_inventory",
-    "varied_interventions", "scale_sensitivity", "ScaleSensitivity", "StabilityPrediction", "Trend", "fit_trend",
+    "varied_interventions", "scale_sensitivity", "ScaleSensitivity", "Trend", "TrendMethod", "fit_trend",
     "detect", "attention_logit_growth", "output_logit_divergence", "Flag", "RunFlags",
 ]

@@ -14,6 +14,7 @@ compared on the scales all arms share.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -21,11 +22,10 @@ import numpy as np
 import pandas as pd
 
 from scaletune.errors import ScaletuneError
-from scaletune.runtable import require_columns
+from scaletune.results import LEVEL, Prediction, format_interval, percentile_interval
+from scaletune.runtable import ok_runs, require_columns
 from scaletune.stability.detectors import RunFlags, detect
-from scaletune.stability.sensitivity import (
-    DEFAULT_TOLERANCE, LEVEL, ScaleSensitivity, StabilityPrediction, Trend, fit_trend, scale_sensitivity,
-)
+from scaletune.stability.sensitivity import DEFAULT_TOLERANCE, ScaleSensitivity, Trend, fit_trend, scale_sensitivity
 
 INTERVENTIONS = ("qk_norm", "z_loss", "warmup", "eps", "weight_decay", "param")
 CURVE_SIGNALS = ("attn_logit_max", "out_logit_max", "out_logit_rms", "z_mean", "grad_norm", "update_ratio_*")
@@ -49,6 +49,10 @@ class Arm:
                 "sensitivity_trend": None if self.sensitivity_trend is None else self.sensitivity_trend.to_dict(),
                 "edge_trend": None if self.edge_trend is None else self.edge_trend.to_dict(),
                 "mean_sensitivity": self.mean_sensitivity, "mean_sensitivity_interval": list(self.mean_sensitivity_interval)}
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{k}={v}" for k, v in self.values.items()) or "no intervention"
+        return f"<Arm {values}: {len(self.scales)} scales, mean sensitivity {self.mean_sensitivity:.4f}>"
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,32 @@ class StabilityReport:
                 "n_flagged": sum(f.flagged for f in self.flags), "signals_present": list(self.signals_present),
                 "signals_missing": list(self.signals_missing), "skipped": list(self.skipped), "notes": list(self.notes),
                 "lr_units": "as in the run table (muP: base rate)", "loss_units": "nats/token"}
+
+    def __repr__(self) -> str:
+        scales = sum(len(a.scales) for a in self.arms)
+        return (f"<StabilityReport: {len(self.arms)} arm(s), {scales} scale(s), "
+                f"{sum(f.flagged for f in self.flags)}/{len(self.flags)} runs flagged, L_ref {self.l_ref:.4g}>")
+
+    def summary(self) -> str:
+        """Per arm and scale: LR sensitivity and the stable range's upper edge with their intervals, then the
+        trends' predictions at the target (a plain-text table, 80 columns)."""
+        lines = [f"{'arm / scale':<26} {'sensitivity [95%]':<26} {'lr edge [95%]':<26}"]
+        for arm in self.arms:
+            name = ", ".join(f"{k}={v}" for k, v in arm.values.items())
+            if name:
+                lines.append(name)
+            for s in arm.scales:
+                label = ", ".join(f"{k}={v:.3g}" for k, v in s.scale.items() if k in ("N", "D", "batch_size"))
+                edge = format_interval(s.edge, *s.edge_interval, digits=3) if s.edge_bracketed else f">={s.edge:.3g} (top)"
+                lines.append(f"  {label:<24} {format_interval(s.sensitivity, *s.sensitivity_interval, digits=3):<26} {edge:<26}")
+            for trend in (arm.sensitivity_trend, arm.edge_trend):
+                if trend is not None and trend.prediction is not None:
+                    p = trend.prediction
+                    lines.append(f"  {trend.quantity} at N={self.target['N'] if self.target else math.nan:.3g}: "
+                                 f"{format_interval(p.value, p.lo, p.hi, digits=3)}, x{p.extrapolation:.1f} beyond the scales")
+        lines.append(textwrap.fill(f"L_ref {self.l_ref:.4g} nats ({self.l_ref_source}); tolerance {self.tolerance:.1%}; "
+                                   f"{sum(f.flagged for f in self.flags)} of {len(self.flags)} runs flagged", 80))
+        return "\n".join(lines)
 
 
 def _scale_columns(df: pd.DataFrame, by: Sequence[str] | None) -> list[str]:
@@ -129,10 +159,7 @@ def reference_loss(runs: pd.DataFrame, curves: pd.DataFrame | None, l_ref: float
         first = first[np.isfinite(first)]
         if len(first):
             return float(first.median()), "median first-step training loss of the curves (untrained model)"
-    loss = pd.to_numeric(runs["loss"], errors="coerce")
-    if "status" in runs.columns:
-        loss = loss[runs["status"].astype(str).str.lower().eq("ok")]
-    loss = loss[np.isfinite(loss)]
+    loss = pd.to_numeric(ok_runs(runs)["loss"], errors="coerce")
     if loss.empty:
         raise ScaletuneError(f"{runs.attrs.get('source', 'table')}: no run has a finite loss: nothing to analyse")
     return float(loss.max()), "largest finite loss in the sweep (no curves with a first-step loss; pass l_ref to set it)"
@@ -147,8 +174,7 @@ def _mean_over(scales: Sequence[ScaleSensitivity], keys: set) -> tuple[float, tu
         return value, (math.nan, math.nan), None
     K = min(len(s.samples) for s in use)
     draws = np.mean([s.samples[:K, 0] for s in use], axis=0)
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    return value, (float(lo), float(hi)), draws
+    return value, percentile_interval(draws), draws
 
 
 def analyse_stability(runs: pd.DataFrame, curves: pd.DataFrame | None = None, *,
@@ -162,7 +188,8 @@ def analyse_stability(runs: pd.DataFrame, curves: pd.DataFrame | None = None, *,
             (runs.groupby(scale_cols)["batch_size"].nunique() > 1).any():
         scale_cols.append("batch_size")  # a 2-D sweep: each batch size's lr slice is analysed on its own
     if target is not None and "N" not in target:
-        raise ScaletuneError("target needs N (parameters, as the run table counts them), e.g. --target N=1e9,D=2e10")
+        raise ScaletuneError("target needs N (parameters, as the run table counts them)",
+                             hint="give the target as N=1e9,D=2e10")
     ref, ref_source = reference_loss(runs, curves, l_ref)
     interventions = varied_interventions(runs, scale_cols)
     arm_groups = [({}, runs)] if not interventions else [
@@ -215,7 +242,7 @@ def analyse_stability(runs: pd.DataFrame, curves: pd.DataFrame | None = None, *,
 
 
 def stability_edge(runs: pd.DataFrame, target: Mapping[str, float], *, tolerance: float = DEFAULT_TOLERANCE,
-                   bootstrap: int = 300, seed: int = 0) -> StabilityPrediction | None:
+                   bootstrap: int = 300, seed: int = 0) -> Prediction | None:
     """The predicted upper edge of the stable learning-rate range at ``target`` (needs N): the power law
     lr_edge = e^a N^b fitted on the scales whose edge the sweep brackets. None when fewer than two scales
     bracket it. With several intervention arms, the lowest (most cautious) arm's edge."""
@@ -224,7 +251,7 @@ def stability_edge(runs: pd.DataFrame, target: Mapping[str, float], *, tolerance
     return min(preds, key=lambda p: p.value) if preds else None
 
 
-def edge_margin(lr: float, edge: StabilityPrediction | None, factor: float = 2.0) -> dict[str, Any] | None:
+def edge_margin(lr: float, edge: Prediction | None, factor: float = 2.0) -> dict[str, Any] | None:
     """How close a learning rate lies to a predicted stability edge: ``ratio`` = edge / lr (below 1: past the
     edge), ``within`` = ratio < ``factor`` (the rate is within that factor of the edge, or beyond it), with
     the edge's prediction. None when there is no edge prediction."""

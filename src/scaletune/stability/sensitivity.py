@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -35,26 +36,17 @@ import pandas as pd
 from scipy.stats import t as student_t
 
 from scaletune.errors import ScaletuneError
-from scaletune.runtable import require_columns
+from scaletune.results import LEVEL, Prediction, format_interval, percentile_interval
+from scaletune.runtable import ok_runs, require_columns
 
 DEFAULT_TOLERANCE = 0.01  # stable range: within 1% of the best loss
-LEVEL = 0.95
 
 
-@dataclass(frozen=True)
-class StabilityPrediction:
-    """A predicted value with its interval (at ``level``), how far it extrapolates in N (1.0 = inside the
-    fitted scales; 8.0 = 8x beyond the largest) and the method (which fit produced it)."""
+class TrendMethod(str, Enum):
+    """Which trend produced a stability `Prediction` (``details["scales"]``: how many scales it was fitted on)."""
 
-    value: float
-    interval: tuple[float, float]
-    extrapolation: float
-    method: str
-    level: float = LEVEL
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "interval": list(self.interval), "extrapolation": self.extrapolation,
-                "method": self.method, "level": self.level}
+    SENSITIVITY = "sensitivity = a + b ln N"
+    EDGE = "lr_edge = e^a N^b"
 
 
 @dataclass(frozen=True)
@@ -92,14 +84,19 @@ class ScaleSensitivity:
         d.pop("samples")
         return d
 
+    def __repr__(self) -> str:
+        scale = ", ".join(f"{k}={v:.3g}" for k, v in self.scale.items())
+        edge = f"{self.edge:.3g}" if self.edge_bracketed else f">={self.edge:.3g}"
+        return (f"<ScaleSensitivity {scale or 'one scale'}: sensitivity {self.sensitivity:.4f}, lr edge {edge}, "
+                f"{self.n_failed}/{self.n_runs} failed>")
+
 
 def _capped_runs(runs: pd.DataFrame, l_ref: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lr, capped loss, ok mask) per run: a run that is not ok, or whose loss is not finite, counts as L_ref."""
     lr = pd.to_numeric(runs["lr"], errors="coerce").to_numpy(float)
     loss = pd.to_numeric(runs["loss"], errors="coerce").to_numpy(float)
-    ok = np.isfinite(loss)
-    if "status" in runs.columns:
-        ok &= runs["status"].astype(str).str.lower().eq("ok").to_numpy()
+    ok = np.zeros(len(runs), bool)
+    ok[ok_runs(runs.reset_index(drop=True)).index] = True
     capped = np.where(ok, np.minimum(loss, l_ref), l_ref)
     return lr, capped, ok
 
@@ -176,7 +173,7 @@ def scale_sensitivity(runs: pd.DataFrame, *, l_ref: float, tolerance: float = DE
         v = v[np.isfinite(v)]
         if len(v) < max(10, bootstrap // 4):
             return (math.nan, math.nan)
-        lo, hi = np.percentile(v, [50 * (1 - LEVEL), 100 - 50 * (1 - LEVEL)])
+        lo, hi = percentile_interval(v, LEVEL)
         lo, hi = (math.exp(lo), math.exp(hi)) if log else (lo, hi)
         return (float(min(lo, centre)), float(max(hi, centre)))
 
@@ -207,12 +204,17 @@ class Trend:
     scales: int
     excluded: int  # scales left out (an unbracketed edge is a lower bound)
     N_range: tuple[float, float]
-    prediction: StabilityPrediction | None = None
+    prediction: Prediction | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["prediction"] = None if self.prediction is None else self.prediction.to_dict()
         return d
+
+    def __repr__(self) -> str:
+        at = "" if self.prediction is None else f"; at the target {self.prediction}"
+        return (f"<Trend {self.quantity}: slope {format_interval(self.slope, *self.slope_interval, digits=3)} per ln N "
+                f"over {self.scales} scales{at}>")
 
 
 def fit_trend(results: Sequence[ScaleSensitivity], quantity: str, target_N: float | None = None,
@@ -236,14 +238,14 @@ def fit_trend(results: Sequence[ScaleSensitivity], quantity: str, target_N: floa
     Y = np.column_stack([rng.choice(d[np.isfinite(d)] if np.isfinite(d).any() else np.array([y[i]]), K)
                          for i, d in enumerate(draws)])
     B = np.linalg.lstsq(A, Y.T, rcond=None)[0]  # (2, K)
-    slope_iv = tuple(float(v) for v in np.percentile(B[1], [2.5, 97.5]))
+    slope_iv = percentile_interval(B[1])
     pred = None
     if target_N is not None:
         xt = math.log(target_N)
         samples = B[0] + B[1] * xt
         if dof > 0:  # scatter of the scales around the line beyond their own noise
             samples = samples + resid_sd * student_t.rvs(dof, size=K, random_state=rng)
-        lo, hi = np.percentile(samples, [2.5, 97.5])
+        lo, hi = percentile_interval(samples)
         value = float(coef[0] + coef[1] * xt)
         n_lo, n_hi = float(np.exp(x.min())), float(np.exp(x.max()))
         extra = max(1.0, target_N / n_hi, n_lo / target_N)
@@ -251,9 +253,8 @@ def fit_trend(results: Sequence[ScaleSensitivity], quantity: str, target_N: floa
             value, lo, hi = math.exp(value), math.exp(lo), math.exp(hi)
         else:  # a sensitivity is a mean excess loss: never negative
             value, lo, hi = max(value, 0.0), max(lo, 0.0), max(hi, 0.0)
-        form = "sensitivity = a + b ln N" if col == 0 else "lr_edge = e^a N^b"
-        pred = StabilityPrediction(value, (float(min(lo, value)), float(max(hi, value))), extra,
-                                   method=f"{form}, least squares over {len(use)} scales")
+        pred = Prediction(value, float(min(lo, value)), float(max(hi, value)), extrapolation=extra,
+                          method=TrendMethod.SENSITIVITY if col == 0 else TrendMethod.EDGE, details={"scales": len(use)})
     return Trend(quantity=quantity, form="sensitivity = a + b ln N" if col == 0 else "ln lr_edge = a + b ln N (power law)",
                  intercept=float(coef[0]), slope=float(coef[1]), slope_interval=slope_iv, scales=len(use),
                  excluded=len(results) - len(use), N_range=(float(np.exp(x.min())), float(np.exp(x.max()))), prediction=pred)
