@@ -40,6 +40,8 @@ from scipy.optimize import linprog, minimize
 from scipy.stats import norm
 
 from scaletune.errors import ScaletuneError
+from scaletune.results import percentile_interval
+from scaletune.runtable import training_flops
 
 MAX_BINS = 10  # scale bins of a table whose scale values do not repeat (equal width in ln scale)
 MIN_FOLDS = 2  # a backtest with fewer folds does not estimate an error model
@@ -69,7 +71,7 @@ def hull_distance(points: np.ndarray, hull: np.ndarray) -> np.ndarray:
     hull = np.atleast_2d(np.asarray(hull, float))
     if hull.shape[1] == 1:
         lo, hi = hull.min(), hull.max()
-        return np.maximum(0.0, np.maximum(lo - points[:, 0], points[:, 0] - hi))
+        return np.asarray(np.maximum(0.0, np.maximum(lo - points[:, 0], points[:, 0] - hi)), float)
     m, k = hull.shape
     # variables: lambda (m, >= 0, sum 1) and t >= 0; minimise t subject to |hull.T lambda - p| <= t
     c = np.zeros(m + 1)
@@ -94,26 +96,26 @@ def scale_values(df: pd.DataFrame, variables: Sequence[str], by: str | None = No
     cols = set(df.columns)
 
     def num(col: str) -> np.ndarray:
-        return pd.to_numeric(df[col], errors="coerce").to_numpy(float)
+        return np.asarray(pd.to_numeric(df[col], errors="coerce").to_numpy(float), float)
 
-    def derived_C() -> np.ndarray | None:
-        if "N" in cols and "D" in cols:
-            return 6.0 * num("N") * num("D")
-        if "N" in cols and "M" in cols:
-            return 6.0 * num("N") ** 2 * num("M")
-        return None
+    derived_C: np.ndarray | None = None
+    if "N" in cols and "D" in cols:
+        derived_C = np.asarray(training_flops(num("N"), num("D")), float)
+    elif "N" in cols and "M" in cols:
+        derived_C = np.asarray(training_flops(num("N"), num("N") * num("M")), float)
 
+    s: np.ndarray
     if by is None:
-        if ({"N", "D"} <= set(variables) or {"N", "M"} <= set(variables)) and derived_C() is not None:
-            by, s = "C", derived_C()
+        if ({"N", "D"} <= set(variables) or {"N", "M"} <= set(variables)) and derived_C is not None:
+            by, s = "C", derived_C
         elif "C" in cols:
             by, s = "C", num("C")
         else:
             by, s = variables[0], num(variables[0])
     elif by in cols:
         s = num(by)
-    elif by == "C" and derived_C() is not None:
-        s = derived_C()
+    elif by == "C" and derived_C is not None:
+        s = derived_C
     elif by == "D" and {"N", "M"} <= cols:
         s = num("N") * num("M")
     else:
@@ -229,8 +231,7 @@ def calibrated_interval(log_pred: np.ndarray, log_boot: np.ndarray | None, dista
     revision enters the variance (a fit that jumps when one more budget arrives is not to be trusted far out)."""
     var = cal.kappa**2 * distance**2
     if log_boot is not None and len(log_boot):
-        with np.errstate(all="ignore"):
-            lo_b, hi_b = np.nanpercentile(log_boot, [2.5, 97.5], axis=0)
+        lo_b, hi_b = percentile_interval(log_boot, 0.95, axis=0)
         var = var + np.nan_to_num(((hi_b - lo_b) / (2 * 1.959964)) ** 2)
     if log_revised is not None:  # how much the prediction moved when the largest bin was added
         var = var + np.nan_to_num((log_revised - log_pred) ** 2)
