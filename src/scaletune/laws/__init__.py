@@ -2,10 +2,11 @@
 compute-optimal allocation and published laws. numpy/scipy/pandas only (no torch).
 
     from scaletune.laws import fit
-    result = fit("chinchilla", table, bootstrap=1000, seed=0)   # table has N, D, loss
+    result = fit("chinchilla", table, seed=0)   # table has N, D, loss; 200 bootstrap resamples by default
+    result                           # one line; print(result.summary()) for the table
     result.params_, result.intervals, result.diagnostics
-    result.predict({"N": 7e10, "D": 1.4e12}), result.predict_interval(...), result.extrapolation(...)
-    result.prediction(x)             # records: value, lo, hi, level, extrapolation, distance, method
+    result.predict({"N": 7e10, "D": 1.4e12})            # the law's values
+    result.predict_interval({"N": 7e10, "D": 1.4e12})   # a Prediction: value, lo, hi, level, extrapolation, method
     backtest("chinchilla", table)    # rolling origin along C: errors against the extrapolation distance
     chain_predict(loss_fit, fit_downstream(runs, chance=0.75), {"N": 7e9, "M": 20})   # loss -> task error
 """

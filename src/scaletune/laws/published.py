@@ -2,7 +2,8 @@
 
 Plain functions (for side-by-side comparisons) and, for the CLI and `predict`/`allocate`, the same laws as
 `FitResult` values named ``published:NAME``. Published laws carry no bootstrap samples: their intervals are
-the papers' (not reproducible here), so `predict_interval` on them raises and the CLI says so.
+the papers' (not reproducible here), so `predict_interval` on them gives method ``point`` with NaN bounds
+and the CLI says so.
 
 Units: N parameters, D tokens, C FLOPs, batch sizes in tokens, learning rates for AdamW (peak value).
 """
