@@ -1,4 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Both create .venv on first use.
+# `make test-quick` leaves out the tests marked slow (real training, sweeps, Ray, Slurm, PostgreSQL, a browser,
+# the docs' examples; tests/conftest.py).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,9 +11,12 @@ $(BIN)/scaletune: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[all]'
 	touch $@
 
-.PHONY: demo test
+.PHONY: demo test test-quick
 demo: $(BIN)/scaletune
 	$(BIN)/scaletune demo
 
 test: $(BIN)/scaletune
 	$(BIN)/pytest
+
+test-quick: $(BIN)/scaletune
+	$(BIN)/pytest -m "not slow"
