@@ -119,7 +119,13 @@ def test_batch_optimum_below_the_sweep_is_a_bound_with_the_lr_at_it():
     swept = land.sweep([(1e7, d) for d in (1e9, 4e9, 1.6e10)], batch_factors=2.0 ** np.arange(1, 5), seed=9)
     fixed = land.sweep([(n, d) for n in (3e7, 1e8) for d in (1e9, 4e9, 1.6e10)], lr_factors=2.0 ** np.arange(-2, 5),
                        batch_factors=(4,), seed=10)
+    # Held out along D, the joint landscape's B*(D) (the one-sided sweeps bound it) is scored, and chosen.
     rec = recommend(pd.concat([swept, fixed], ignore_index=True), {"N": 3e8, "D": 1.6e10}, bootstrap=100, loss_bootstrap=0)
+    assert rec.batch_size.method == Method.BATCH_JOINT_D
+    assert abs(math.log(rec.batch_size.value / float(land.batch_opt(1.6e10)))) < math.log(1.5)
+    # Without the backtest (select=False): the fixed order, down to the bound.
+    rec = recommend(pd.concat([swept, fixed], ignore_index=True), {"N": 3e8, "D": 1.6e10}, bootstrap=100, loss_bootstrap=0,
+                    select=False)
     assert "batch_D" not in rec.laws.laws
     assert rec.batch_size.value == pytest.approx(2 * float(land.batch_opt(1.6e10)))
     assert rec.batch_size.method == Method.BATCH_NEAREST_BOUND and rec.batch_size.details["at_edge"]
@@ -129,7 +135,7 @@ def test_batch_optimum_below_the_sweep_is_a_bound_with_the_lr_at_it():
     # when that smallest size is one sequence, sweeping smaller sizes is impossible: the note says so
     runs = pd.concat([swept, fixed], ignore_index=True)
     runs["seq_len"] = runs.groupby("D")["batch_size"].transform("min")  # one sequence = the smallest batch
-    rec = recommend(runs, {"N": 3e8, "D": 1.6e10}, bootstrap=100, loss_bootstrap=0)
+    rec = recommend(runs, {"N": 3e8, "D": 1.6e10}, bootstrap=100, loss_bootstrap=0, select=False)
     assert any("the smallest batch at this sequence length" in n for n in rec.notes)
     assert not any("smaller batch sizes may be better" in n for n in rec.notes)
 

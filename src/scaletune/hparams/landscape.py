@@ -47,7 +47,7 @@ def _step(values: np.ndarray) -> float:
 def prepare_runs(runs: pd.DataFrame, scale_cols: Sequence[str] = ("N", "D")) -> pd.DataFrame:
     """The ok runs inside each scale's window (see module docstring), with ``scale`` (an index), ``ln_lr``,
     ``ln_b`` and ``edge`` (True on scales whose best configuration sits at the edge of a swept axis)."""
-    df = runs.copy()
+    df = runs.reset_index(drop=True)  # positions below index rows: a concatenated table repeats labels
     loss = pd.to_numeric(df["loss"], errors="coerce")
     ok = np.isfinite(loss.to_numpy(float))
     if "status" in df.columns:
@@ -60,27 +60,29 @@ def prepare_runs(runs: pd.DataFrame, scale_cols: Sequence[str] = ("N", "D")) -> 
     df["ln_b"] = np.log(df["batch_size"].astype(float))
     cols = [c for c in scale_cols if c in df.columns]
     df["scale"] = df.groupby(cols, sort=True).ngroup() if cols else 0
+    # numpy below (pandas per group costs more than the fits downstream): config means, then each slice's window
+    cfg = df.groupby(["scale", "ln_b", "ln_lr"], sort=True)["loss"].mean().reset_index()
+    c_s, c_b, c_l, c_m = (cfg[c].to_numpy() for c in ("scale", "ln_b", "ln_lr", "loss"))
+    r_s, r_b, r_l = (df[c].to_numpy() for c in ("scale", "ln_b", "ln_lr"))
     keep, edge = np.zeros(len(df), bool), {}
-    pos = {ix: k for k, ix in enumerate(df.index)}
-    for s, g in df.groupby("scale"):
-        mean = g.groupby(["ln_b", "ln_lr"])["loss"].mean()
-        (b_best, lr_best) = mean.idxmin()
-        bs = np.unique(g["ln_b"])
+    for s in np.unique(c_s):
+        here = c_s == s
+        k = np.flatnonzero(here)[np.argmin(c_m[here])]
+        b_best = c_b[k]
+        bs = np.unique(c_b[here])
         b_step = _step(bs)
         swept_b = len(bs) >= 3
         at_edge = swept_b and (b_best in (bs.min(), bs.max()))
-        for b, gb in g.groupby("ln_b"):
+        for b in bs:
             if swept_b and abs(b - b_best) > _WINDOW_STEPS * b_step:
                 continue
-            m = gb.groupby("ln_lr")["loss"].mean()
-            lrs = m.index.to_numpy(float)
-            best = float(m.idxmin())
+            sl = here & (c_b == b)
+            lrs = c_l[sl]
+            best = lrs[np.argmin(c_m[sl])]
             if b == b_best and best in (lrs.min(), lrs.max()):
                 at_edge = True
-            inside = np.abs(gb["ln_lr"].to_numpy(float) - best) <= _WINDOW_STEPS * _step(lrs)
-            for ix in gb.index[inside]:
-                keep[pos[ix]] = True
-        edge[s] = bool(at_edge)
+            keep |= (r_s == s) & (r_b == b) & (np.abs(r_l - best) <= _WINDOW_STEPS * _step(lrs))
+        edge[int(s)] = bool(at_edge)
     df = df[keep].copy()
     df["edge"] = df["scale"].map(edge)
     return df
@@ -89,7 +91,8 @@ def prepare_runs(runs: pd.DataFrame, scale_cols: Sequence[str] = ("N", "D")) -> 
 @dataclass(frozen=True)
 class JointLandscape:
     """A fitted landscape (module docstring). ``params`` by ``names``; ``cov`` their covariance (asymptotic);
-    ``scales``: one dict per scale (its variables, ``L`` with ``L_se``, ``edge``); ``sigma``: relative
+    ``scales``: one dict per scale (its variables, ``L`` with ``L_se``, ``edge``, ``swept_b``, ``batch`` the
+    median batch size of its runs); ``batch_step``: the ln step of the swept batch sizes; ``sigma``: relative
     residual std (the seed-level noise); ``censored``: scales entered with a one-sided (edge) sweep."""
 
     lr_vars: tuple[str, ...]
@@ -103,6 +106,7 @@ class JointLandscape:
     censored: int
     boot: np.ndarray | None = field(default=None, repr=False)  # residual-bootstrap parameter draws
     bootstrap_kind: str = "asymptotic normal"
+    batch_step: float = math.log(2)
 
     def _p(self, theta: np.ndarray, name: str) -> float | np.ndarray:
         return theta[..., self.names.index(name)]
@@ -269,9 +273,11 @@ def fit_landscape(
         row = per_scale.loc[s]
         rec = {v: float(row[v]) for v in scale_cols if v in per_scale.columns}
         L_se = float(np.std(boot[:, k])) if boot is not None else float(se[k])
-        rec.update(L=float(res.x[k]), L_se=L_se, edge=bool(row["edge"]), runs=int((sidx == k).sum()), swept_b=bool(s in swept))
+        rec.update(L=float(res.x[k]), L_se=L_se, edge=bool(row["edge"]), runs=int((sidx == k).sum()), swept_b=bool(s in swept),
+                   batch=float(np.exp(np.median(ln_b[sidx == k]))))
         recs.append(rec)
     return JointLandscape(
         lr_vars=lr_vars, batch_vars=batch_vars, names=tuple(names), params=res.x, cov=cov, scales=tuple(recs),
         sigma=sigma, n_runs=n, censored=sum(r["edge"] for r in recs), boot=boot, bootstrap_kind=kind,
+        batch_step=_step(prep.loc[prep["scale"].isin(swept), "ln_b"].to_numpy(float)) if has_b else math.log(2),
     )

@@ -25,7 +25,7 @@ import pandas as pd
 from scaletune.errors import ScaletuneError
 from scaletune.hparams.laws import HparamLaws, Method, TransferReport
 from scaletune.hparams.optimum import DEFAULT_BAND, Optimum, find_optima
-from scaletune.hparams.select import Fold, SweepAnalysis, _joint_rows, analyse_sweep, fit_batch, fit_lr
+from scaletune.hparams.select import Fold, SweepAnalysis, _joint_rows, analyse_sweep, fit_batch, fit_lr, loss_interval
 from scaletune.laws.published import deepseek_batch, deepseek_lr, steplaw_batch, steplaw_lr
 from scaletune.results import Prediction, format_interval, percentile_interval
 from scaletune.runtable import ok_runs, require_columns, training_flops
@@ -354,7 +354,7 @@ def predict_loss(analysis: SweepAnalysis, target: Mapping[str, float], batch: Pr
     """The final loss (nats/token) at ``target`` trained at (lr, batch): the loss law the backtest chose,
     on per-scale vertex losses (moved to the recommended batch size) or on the joint landscape's optimum
     losses (plus the landscape's penalty at the recommended settings). The 95% interval is the bootstrap's,
-    widened by the backtest's error per unit of joint extrapolation distance times the target's distance.
+    widened on the log scale by the backtest's error model at the target's joint distance (`loss_interval`).
     Returns (prediction, notes)."""
     from scaletune.laws import fit as fit_law
 
@@ -403,17 +403,10 @@ def predict_loss(analysis: SweepAnalysis, target: Mapping[str, float], batch: Pr
                 samples = samples[: len(r_draws)] + r_draws[: len(samples)]  # independent bootstraps: paired in order
                 moved = {"fitted_at_batch": ref, "batch_size": batch.value, "batch_shift_nats": r}
                 notes.append(r_note)
-    lo, hi = (math.nan, math.nan)
-    if np.isfinite(samples).sum() >= 10:
-        lo, hi = percentile_interval(samples)
     d = analysis.distance(target)
-    kappa = analysis.loss_error_per_unit
-    widen = 0.0
-    if kappa is not None and math.isfinite(d) and d > 0 and math.isfinite(lo):
-        # The backtest's loss error grows with the distance beyond the ladder: add (1.96 kappa d) in quadrature.
-        widen = 1.96 * kappa * d * value
-        lo, hi = value - math.hypot(value - lo, widen), value + math.hypot(hi - value, widen)
-    details = {"distance_ln": d, "kappa_per_unit": kappa, "widening": widen, **moved, **_score(analysis, method)}
+    # The backtest's error model widens the bootstrap's interval with the distance beyond the ladder (log scale).
+    value, lo, hi, widened = loss_interval(analysis, value, samples, d)
+    details = {"distance_ln": d, **widened, **moved, **_score(analysis, method)}
     return Prediction(value, lo, hi, extrapolation=math.exp(d) if math.isfinite(d) else 1.0, method=method, details=details), notes
 
 

@@ -31,7 +31,7 @@ describe (`HparamLaws.notes`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -39,9 +39,12 @@ import pandas as pd
 from scipy.optimize import nnls
 
 from scaletune.errors import ScaletuneError
+from scaletune.hparams.landscape import _WINDOW_STEPS as _WINDOW
 from scaletune.hparams.landscape import JointLandscape, _step, fit_landscape, prepare_runs
 from scaletune.hparams.laws import HparamLaws, Method, fit_hparam_law, fit_hparam_laws
 from scaletune.hparams.optimum import DEFAULT_BAND, Optimum, find_optima
+from scaletune.laws._calibration import Calibration, calibrated_interval, estimate_error_model
+from scaletune.runtable import training_flops
 
 _DRAWS = 200  # candidate draws per prediction
 _LAND_DRAWS = 40  # held-out landscape draws for the noise
@@ -104,6 +107,7 @@ class Fold:
     optima: list[Optimum]
     slices: list[Optimum] | None
     held: list[dict] = field(default_factory=list)  # {point, batch (fixed or None), landscape, edge}
+    axis: str = "C"  # the variable whose largest value(s) the fold holds out (`fold_plan`)
     _laws: HparamLaws | None = None
     _joint: dict = field(default_factory=dict)
     _cache: dict = field(default_factory=dict)
@@ -116,7 +120,9 @@ class Fold:
     def joint(self, batch_vars) -> JointLandscape | None:
         if batch_vars not in self._joint:
             try:
-                self._joint[batch_vars] = fit_landscape(self.runs, batch_vars=batch_vars)
+                if "prepared" not in self._cache:
+                    self._cache["prepared"] = prepare_runs(self.runs)
+                self._joint[batch_vars] = fit_landscape(self.runs, batch_vars=batch_vars, prepared=self._cache["prepared"])
             except (ScaletuneError, ValueError, np.linalg.LinAlgError):
                 self._joint[batch_vars] = None
         return self._joint[batch_vars]
@@ -127,7 +133,7 @@ def _key(scale: Mapping[str, float]) -> tuple:
 
 
 def _C(p: Mapping[str, float]) -> float:
-    return 6.0 * p["N"] * p["D"]
+    return float(training_flops(p["N"], p["D"]))
 
 
 def hull_distance(points: np.ndarray, target: np.ndarray) -> float:
@@ -377,27 +383,44 @@ class _HeldOut:
         return float(row["mean"]), se
 
 
-def _choose(methods: Sequence[Method], per_draw: dict[Method, list[np.ndarray]], points: dict[Method, list[float | None]],
-            noise_fixed: float | None = None) -> list[Candidate]:
-    """Score and choose (module docstring). ``per_draw[m]``: per fold, the penalty under each landscape draw
-    (first entry: the point landscape); ``noise_fixed``: a noise level for roles without draws (loss)."""
+def _comparable(methods: Sequence[Method], points: dict[Method, list[float | None]],
+                axes: Sequence[str] | None) -> tuple[list[Method], list[int]]:
+    """(eligible candidates, indices of the folds they are compared on): see `_choose`."""
     n_folds = max((len(v) for v in points.values()), default=0)
-    ref = next((m for m in methods if points.get(m) and all(x is not None for x in points[m])), None)
-    eligible = [m for m in methods if points.get(m) and all(x is not None for x in points[m])]
-    scores = {m: float(np.mean(points[m])) for m in eligible}
+    axes = list(axes) if axes is not None else ["C"] * n_folds
+    scored = [i for i in range(n_folds) if any(points.get(m) and points[m][i] is not None for m in methods)]
+    primary = [i for i in scored if axes[i] == "C"] or scored
+    eligible = [m for m in methods if primary and points.get(m) and all(points[m][i] is not None for i in primary)]
+    return eligible, [i for i in scored if all(points[m][i] is not None for m in eligible)]
+
+
+def _choose(methods: Sequence[Method], per_draw: dict[Method, list[np.ndarray | None]], points: dict[Method, list[float | None]],
+            noise_fixed: float | None = None, axes: Sequence[str] | None = None) -> list[Candidate]:
+    """Score and choose (module docstring). ``points[m]``: per fold, the penalty (None: not fitted there);
+    ``per_draw[m]``: per fold, the penalty under each landscape draw (first entry: the point landscape);
+    ``noise_fixed``: a noise level for roles without draws (loss); ``axes``: each fold's axis (`fold_plan`).
+
+    Eligible: the candidates scored on every compute fold (where any candidate was). They are compared on the
+    folds where all of them were scored (the compute folds, plus the D / N folds every eligible one could be
+    fitted on), so no candidate gains or loses by a fold the others skipped."""
+    n_folds = max((len(v) for v in points.values()), default=0)
+    eligible, common = _comparable(methods, points, axes)
+    scores = {m: float(np.mean([points[m][i] for i in common])) for m in eligible}
     out = {m: Candidate(m, scores.get(m), tuple(points.get(m) or [None] * n_folds)) for m in methods}
-    if ref is None:
+    if not eligible:
         return list(out.values())
     best = min(eligible, key=lambda m: scores[m])
 
     def noise(m: Method) -> float:
         if noise_fixed is not None or not per_draw.get(m):
             return float(noise_fixed or 0.0)
-        diff = np.mean([a - b for a, b in zip(per_draw[m], per_draw[best])], axis=0)
-        return float(2 * np.std(diff))
+        with np.errstate(all="ignore"):
+            diff = np.mean([per_draw[m][i] - per_draw[best][i] for i in common], axis=0)
+        diff = diff[np.isfinite(diff)]  # a held-out landscape draw with an overflowing curvature says nothing
+        return float(2 * np.std(diff)) if len(diff) > 1 else 0.0
 
     # Within noise of the best: the fewest fitted exponents, then a published form, then the better score.
-    tied = [m for m in methods if m in scores and scores[m] - scores[best] <= noise(m)]
+    tied = [m for m in methods if m in scores and (m == best or scores[m] - scores[best] <= noise(m))]
     chosen = min(tied, key=lambda m: (COMPLEXITY[m], m not in PUBLISHED, scores[m]))
     return [Candidate(m, c.score, c.penalty, noise(m) if m in scores else None, m == chosen) for m, c in out.items()]
 
@@ -416,10 +439,11 @@ class SweepAnalysis:
     candidates: tuple[Candidate, ...]
     folds: tuple[dict, ...]
     ladder: np.ndarray  # (scales, 2): ln N, ln D of the scales with a bracketed lr optimum
-    loss_error_per_unit: float | None  # kappa: |relative loss error| per unit hull distance in the backtest
+    loss_error_per_unit: float | None  # kappa: std of the log loss error per unit of hull distance (backtest)
     band: float = DEFAULT_BAND
     seed: int = 0
     notes: tuple[str, ...] = ()
+    loss_error: Calibration | None = None  # the chosen loss law's backtest error model (`loss_interval`)
 
     def chosen(self, role: str) -> Method | None:
         return next((c.method for c in self.candidates if c.role == role and c.chosen), None)
@@ -434,7 +458,16 @@ class SweepAnalysis:
         return {"candidates": [c.to_dict() for c in self.candidates], "folds": list(self.folds),
                 "landscape": None if self.landscape is None else self.landscape.to_dict(),
                 "censored_scales": None if self.landscape is None else self.landscape.censored,
-                "loss_error_per_unit_distance": self.loss_error_per_unit, "notes": list(self.notes)}
+                "loss_error_per_unit_distance": self.loss_error_per_unit,
+                "loss_error_model": None if self.loss_error is None else self.loss_error.to_dict(),
+                "joint_loss_optima": self._joint_optima(), "notes": list(self.notes)}
+
+    def _joint_optima(self) -> dict | None:
+        """How many scales' optimum losses the joint landscape identifies for a loss law (`_joint_rows`)."""
+        rows = None if self.landscape is None else _joint_rows(self.landscape)
+        if rows is None:
+            return None
+        return {"used": len(rows[0]), "left_out": int(rows[0].attrs["left_out"])}
 
 
 def _slices(runs: pd.DataFrame, band: float, bootstrap: int, seed: int) -> list[Optimum] | None:
@@ -484,9 +517,9 @@ def analyse_sweep(
             notes.append(f"joint landscape: not fitted ({exc})")
     candidates: list[Candidate] = []
     folds_out: list[dict] = []
-    kappa = None
+    loss_error = None
     if select and has_nd:
-        candidates, folds_out, kappa = _backtest(runs, optima, slices, landscape, band, seed)
+        candidates, folds_out, loss_error = _backtest(runs, optima, slices, landscape, band, seed)
     joint = {Method.BATCH_JOINT_D: ("D",), Method.BATCH_JOINT_ND: ("N", "D"), Method.LR_JOINT: "auto",
              Method.LOSS_CHINCHILLA_JOINT: "auto", Method.LOSS_COMPUTE_JOINT: "auto"}
     chosen_joint = [joint[c.method] for c in candidates if c.chosen and c.method in joint]
@@ -499,7 +532,8 @@ def analyse_sweep(
             notes.append(f"joint landscape: bootstrap refit failed ({exc}); asymptotic normal intervals")
     return SweepAnalysis(runs=runs, optima=tuple(optima), slices=None if slices is None else tuple(slices), laws=laws,
                          landscape=landscape, candidates=tuple(candidates), folds=tuple(folds_out), ladder=ladder,
-                         loss_error_per_unit=kappa, band=band, seed=seed, notes=tuple(notes))
+                         loss_error_per_unit=None if loss_error is None else loss_error.kappa, band=band, seed=seed,
+                         notes=tuple(notes), loss_error=loss_error)
 
 
 def _loss_law_fit(law: str, rows: pd.DataFrame, weights=None):
@@ -511,19 +545,40 @@ def _loss_law_fit(law: str, rows: pd.DataFrame, weights=None):
         return None
 
 
+def fold_plan(scales: Sequence[Mapping[str, float]], min_train: int = 4) -> list[tuple[str, set, list]]:
+    """The held-out folds over ``scales`` (dicts with N and D): (axis, training keys, held-out scales) each.
+
+    Along compute, a rolling origin: the largest C held out, then (6+ scales) the second largest. Along each
+    of D and N with 3+ values, the scales at its largest value held out: a target lies beyond the ladder in
+    N and D, and a fold along C alone can hold out a scale whose D (or N) some training scale shares, where a
+    rule that cannot extrapolate (the nearest sweep's optimum copied) looks perfect. Folds with fewer than
+    ``min_train`` training scales, or holding out the same scales as an earlier fold, are skipped."""
+    items = [(_key(s), s) for s in scales]
+    plan: list[tuple[str, set, list]] = []
+
+    def add(axis: str, value: Callable[[Mapping[str, float]], float], cut: float) -> None:
+        train = {k for k, s in items if round(math.log(value(s)), 6) < cut}
+        held = [s for k, s in items if round(math.log(value(s)), 6) == cut]
+        if len(train) >= min_train and held and all({_key(h) for h in held} != {_key(h) for h in p[2]} for p in plan):
+            plan.append((axis, train, held))
+
+    Cs = sorted({round(math.log(_C(s)), 6) for _, s in items})
+    for c in (Cs[-2:][::-1] if len(items) >= 6 else Cs[-1:]):
+        add("C", _C, c)
+    for axis in ("D", "N"):
+        values = sorted({round(math.log(s[axis]), 6) for _, s in items})
+        if len(values) >= 3:
+            add(axis, lambda s, a=axis: s[a], values[-1])
+    return plan
+
+
 def _backtest(runs, optima, slices, landscape, band, seed):
-    """Held-out folds by compute; returns (candidates, fold records, kappa)."""
+    """Held-out folds (`fold_plan`); returns (candidates, fold records, the chosen loss law's error model)."""
     scales = sorted({_key(o.scale): o.scale for o in optima}.items(), key=lambda kv: _C(kv[1]))
-    Cs = sorted({round(math.log(_C(s)), 6) for _, s in scales})
-    origins = Cs[-2:][::-1] if len(scales) >= 6 else Cs[-1:]
     folds: list[Fold] = []
-    for c in origins:
-        train = {k for k, s in scales if round(math.log(_C(s)), 6) < c}
-        held = [s for k, s in scales if round(math.log(_C(s)), 6) == c]
-        if len(train) < 4:
-            continue
+    for axis, train, held in fold_plan([s for _, s in scales]):
         fold = Fold(runs=_fold_runs(runs, train), optima=[o for o in optima if _key(o.scale) in train],
-                    slices=None if slices is None else [s for s in slices if _key(s.scale) in train])
+                    slices=None if slices is None else [s for s in slices if _key(s.scale) in train], axis=axis)
         for s in held:
             try:
                 ho = _HeldOut(_fold_runs(runs, {_key(s)}), seed)
@@ -540,20 +595,23 @@ def _backtest(runs, optima, slices, landscape, band, seed):
     def run_role(methods, fitter, evaluate, scorable=lambda h: True):
         per_draw: dict = {m: [] for m in methods}
         points: dict = {m: [] for m in methods}
+        axes = []
         for fold in folds:
             if not any(scorable(h) for h in fold.held):
                 continue  # e.g. no held-out scale of this fold swept the batch size
+            axes.append(fold.axis)
             for m in methods:
                 pred = fitter(m, fold, band, seed)
                 vals = [evaluate(pred, h) if pred is not None else None for h in fold.held]
                 vals = [v for v in vals if v is not None] if pred is not None else []
                 if not vals or any(v is None for v in vals):
                     points[m].append(None)
+                    per_draw[m].append(None)
                     continue
                 arr = np.mean(vals, axis=0)
                 points[m].append(float(arr[0]))
                 per_draw[m].append(arr)
-        return per_draw, points
+        return per_draw, points, axes
 
     # Batch size: held-out scales that swept it.
     def eval_batch(pred, h):
@@ -565,8 +623,8 @@ def _backtest(runs, optima, slices, landscape, band, seed):
     batch_folds_exist = any(h["swept"] for f in folds for h in f.held)
     batch_c = []
     if batch_folds_exist:
-        per_draw, points = run_role(BATCH_ORDER, fit_batch, eval_batch, scorable=lambda h: h["swept"])
-        batch_c = _choose(BATCH_ORDER, per_draw, points)
+        per_draw, points, axes = run_role(BATCH_ORDER, fit_batch, eval_batch, scorable=lambda h: h["swept"])
+        batch_c = _choose(BATCH_ORDER, per_draw, points, axes=axes)
     chosen_b = next((c.method for c in batch_c if c.chosen), None)
 
     # Learning rate, at the batch size the chosen rule predicts at each held-out scale (its own where fixed).
@@ -586,13 +644,13 @@ def _backtest(runs, optima, slices, landscape, band, seed):
             h["batch_pred"] = bp(h["point"])[0] if (bp is not None and h["swept"]) else None
             if h["swept"] and h["batch_pred"] is None:
                 h["batch_pred"] = h["surface"].batch_opt()
-    per_draw, points = run_role(LR_ORDER, fit_lr, eval_lr)
-    lr_c = _choose(LR_ORDER, per_draw, points)
+    per_draw, points, axes = run_role(LR_ORDER, fit_lr, eval_lr)
+    lr_c = _choose(LR_ORDER, per_draw, points, axes=axes)
 
     # Loss law: the optimum loss at each held-out scale (at its own batch size where it did not sweep it).
     loss_pts: dict = {m: [] for m in LOSS_ORDER}
     se, errs = [], {m: [] for m in LOSS_ORDER}
-    for fold in folds:
+    for k, fold in enumerate(folds):
         laws = None
         try:
             laws = fold.laws()
@@ -623,27 +681,69 @@ def _backtest(runs, optima, slices, landscape, band, seed):
                 e.append(100 * abs(pred / obs - 1))
                 if m == LOSS_ORDER[0] and math.isfinite(obs_se):
                     se.append(100 * obs_se / obs)
-                errs[m].append((pred / obs - 1, h["distance"]))
+                errs[m].append((math.log(obs / pred), h["distance"], obs_se / obs if math.isfinite(obs_se) else 0.0, k))
             loss_pts[m].append(float(np.mean(e)))
     # Noise of a score that is a mean absolute error over few folds: |e| of a zero-mean normal error has a
     # standard deviation of 0.75 times its mean, so scores closer than 0.75 x best / sqrt(folds) are a tie
     # (one sd, not two: the candidates' errors on a fold are correlated); never below the held-out optima's noise.
-    scored = [float(np.mean(v)) for v in loss_pts.values() if v and all(x is not None for x in v)]
+    axes = [f.axis for f in folds]
+    eligible, common = _comparable(LOSS_ORDER, loss_pts, axes)
+    scored = [float(np.mean([loss_pts[m][i] for i in common])) for m in eligible]
     loss_noise = max(2 * float(np.sqrt(np.mean(np.square(se)))) if se else 0.0,
-                     0.75 * min(scored) / math.sqrt(len(folds)) if scored and folds else 0.0)
-    loss_c = _choose(LOSS_ORDER, {}, loss_pts, noise_fixed=loss_noise)
-    # The chosen law's backtest error per unit of joint distance: rms error over rms distance (a ratio of
-    # magnitudes, not of single folds, so a fold held out barely beyond the ladder does not blow it up).
+                     0.75 * min(scored) / math.sqrt(len(common)) if scored and common else 0.0)
+    loss_c = _choose(LOSS_ORDER, {}, loss_pts, noise_fixed=loss_noise, axes=axes)
+    # The chosen law's backtest error model: log errors against the joint distance over every fold (`loss_interval`).
     chosen_loss = next((c.method for c in loss_c if c.chosen), None)
-    pairs = np.array(errs.get(chosen_loss) or [], float).reshape(-1, 2)
-    kappa = None
-    if len(pairs) and np.sqrt(np.mean(pairs[:, 1] ** 2)) > 0.05:
-        kappa = float(np.sqrt(np.mean(pairs[:, 0] ** 2)) / np.sqrt(np.mean(pairs[:, 1] ** 2)))
-    records = [{"held_out": [h["point"] for h in f.held], "train_scales": len(f.optima),
+    loss_error = _loss_error_model(np.array(errs.get(chosen_loss) or [], float).reshape(-1, 4))
+    records = [{"axis": f.axis, "held_out": [h["point"] for h in f.held], "train_scales": len(f.optima),
                 "surface": [h["surface"].kind for h in f.held],
                 "distance": [h["distance"] for h in f.held], "edge": [h["edge"] for h in f.held],
                 "batch_swept": [h["swept"] for h in f.held]} for f in folds]
-    return batch_c + lr_c + loss_c, records, kappa
+    return batch_c + lr_c + loss_c, records, loss_error
+
+
+def _loss_error_model(rows: np.ndarray) -> Calibration | None:
+    """The backtest error model of the loss prediction (`scaletune.laws._calibration`: log errors ~ N(bias d,
+    s^2 + tau^2 + kappa^2 d^2), s the held-out optimum's standard error, tau and kappa by maximum likelihood,
+    bias only when 3+ folds agree in sign, a conformal multiplier), from (log error, distance, s, fold) rows.
+    With 1-2 held-out scales noise and growth cannot be told apart: all of their error is ascribed to
+    distance. None when no held-out scale lies beyond the ladder (kappa is not identified)."""
+    if not len(rows) or not np.any(rows[:, 1] > 0.05):
+        return None
+    # Capped by what the folds support: never more growth per unit of distance than all of their error
+    # ascribed to distance (a few folds near the ladder cannot pin a steeper slope).
+    cap = float(np.sqrt(np.mean(rows[:, 0] ** 2)) / np.sqrt(np.mean(rows[:, 1] ** 2)))
+    if len(rows) < 3:
+        return Calibration(method="backtest", noise_std=0.0, kappa=cap, by="scale", n_folds=len(np.unique(rows[:, 3])),
+                           n_points=len(rows), grouping="held-out scales",
+                           note="fewer than 3 held-out scales: all of their error ascribed to distance")
+    cal = estimate_error_model(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], noise_std=0.0, by="scale",
+                               grouping="held-out scales")
+    return replace(cal, kappa=min(cal.kappa, cap)) if cal.kappa > cap else cal
+
+
+def loss_interval(analysis: "SweepAnalysis", value: float, samples: np.ndarray, distance: float,
+                  level: float = 0.95) -> tuple[float, float, float, dict]:
+    """(value, lo, hi, details) of a loss predicted ``distance`` (hull, ln units) beyond the ladder, from its
+    point ``value`` and bootstrap ``samples``: on the log scale, the bootstrap's variance plus the backtest's
+    tau^2 + kappa^2 d^2, times the conformal multiplier, centred on the bias-corrected value (`_loss_error_model`);
+    without an error model, the bootstrap's variance alone. Log terms keep the interval positive, and the
+    samples enter by their spread only, so the interval always holds the value (samples of a penalty
+    extrapolated off the ladder can all lie on one side of it)."""
+    samples = np.asarray(samples, float)
+    samples = samples[np.isfinite(samples) & (samples > 0)]
+    boot = np.log(samples)[:, None] if len(samples) >= 10 else None
+    if analysis.loss_error is None and boot is None:
+        return value, math.nan, math.nan, {"kappa_per_unit": None, "widening": 0.0}
+    cal = analysis.loss_error or Calibration(method="bootstrap", noise_std=0.0)
+    d = distance if math.isfinite(distance) else 0.0
+    centre, lo, hi = calibrated_interval(np.array([math.log(value)]), boot, np.array([d]), cal, level, observation=True)
+    q = cal.quantile(level)
+    if analysis.loss_error is None:
+        return value, float(lo[0]), float(hi[0]), {"kappa_per_unit": None, "widening": 0.0}
+    return float(centre[0]), float(lo[0]), float(hi[0]), {
+        "kappa_per_unit": cal.kappa, "extra_noise_log": cal.extra_noise, "bias_per_unit": cal.bias, "multiplier": q,
+        "widening": q * cal.kappa * d, "backtest_points": cal.n_points}
 
 
 def _optima_rows(laws: HparamLaws) -> pd.DataFrame | None:
@@ -656,16 +756,23 @@ def _optima_rows(laws: HparamLaws) -> pd.DataFrame | None:
 
 
 def _joint_rows(land: JointLandscape) -> tuple[pd.DataFrame, np.ndarray] | None:
-    """The landscape's optimum losses as loss-law rows with weights, or None where they are not the loss at
-    a tested batch size: scales that did not sweep the batch size have their optimum at B* extrapolated,
-    which a law of the loss at the optimum cannot use."""
-    if land.batch_vars is not None and not all(s.get("swept_b", True) for s in land.scales):
+    """The landscape's optimum losses as loss-law rows with weights 1/SE^2 (relative), at the scales where the
+    landscape identifies them; ``rows.attrs["left_out"]`` counts the others. Identified: a positive optimum
+    loss with a standard error under 10% of it, and, at a scale that did not sweep the batch size, a tested
+    batch size within 2 swept grid steps of the landscape's B* there (farther, the optimum over the batch
+    size is the quadratic extrapolated, not measured). None with fewer than 4 identified scales."""
+    use = []
+    for s in land.scales:
+        ok = s["L"] > 0 and math.isfinite(s["L_se"]) and s["L_se"] < 0.1 * s["L"]
+        if ok and land.batch_vars is not None and not s.get("swept_b", True):
+            ok = abs(math.log(s["batch"]) - float(land.ln_batch_opt(s))) <= _WINDOW * land.batch_step
+        if ok:
+            use.append(s)
+    if len(use) < 4:
         return None
-    if any(not s["L"] > 0 for s in land.scales):
-        return None
-    rows = pd.DataFrame({"N": [s["N"] for s in land.scales], "D": [s["D"] for s in land.scales],
-                         "loss": [s["L"] for s in land.scales]})
-    rows["C"] = 6 * rows["N"] * rows["D"]
-    se = np.array([max(s["L_se"], 1e-6 * s["L"]) / s["L"] for s in land.scales])
+    rows = pd.DataFrame({"N": [s["N"] for s in use], "D": [s["D"] for s in use], "loss": [s["L"] for s in use]})
+    rows["C"] = training_flops(rows["N"], rows["D"])
+    rows.attrs["left_out"] = len(land.scales) - len(use)
+    se = np.array([max(s["L_se"], 1e-6 * s["L"]) / s["L"] for s in use])
     w = 1 / se**2
     return rows, w / w.mean()
