@@ -55,6 +55,8 @@ def test_backtest_records_every_fold_and_point():
     # errors are reported against the distance: farther budgets of one fold are farther out
     first = pts[pts.fold == 4].groupby("scale").distance.mean()
     assert np.all(np.diff(first.to_numpy()) > 0)
+    assert repr(bt) == (f"BacktestResult(chinchilla along C, 4 folds, {len(pts)} held-out points, bootstrap intervals, "
+                        f"95% coverage {bt.coverage():.0%})")
     nxt = backtest("chinchilla", df, intervals="none", horizon="next")
     assert len(nxt.points()) == 4 * 7 and nxt.coverage() is None
     assert {s["fold"] for s in nxt.summary()} == {4, 5, 6, 7}

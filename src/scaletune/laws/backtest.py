@@ -143,6 +143,12 @@ class BacktestResult:
     records: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        """One line (the records stay out of it: `points` has them)."""
+        cov = self.coverage()
+        return (f"BacktestResult({self.law} along {self.by}, {len(self.folds)} folds, {len(self.records)} held-out points, "
+                f"{self.intervals} intervals" + ("" if cov is None else f", {self.level:.0%} coverage {cov:.0%}") + ")")
+
     def points(self) -> pd.DataFrame:
         """One row per fold and held-out point."""
         return pd.DataFrame(self.records)
