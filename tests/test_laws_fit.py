@@ -14,7 +14,7 @@ from scaletune.errors import ScaletuneError
 from scaletune.laws import FitResult, Law, fit, get_law, register_law
 from scaletune.laws.fitting import _Problem, batched_nnls
 from scaletune.laws.objectives import get_objective
-from scaletune.results import Prediction
+from scaletune.results import Fit, Prediction
 
 
 def test_batched_nnls_matches_scipy_nnls():
@@ -146,7 +146,7 @@ def test_prediction_interval_extrapolation_and_json_round_trip():
     x = {"N": [1e9, 7e10], "D": [2e10, 1.4e12]}
     p = r.predict_interval(x)
     pred = r.predict(x)
-    assert isinstance(p, Prediction) and p.method == "bootstrap" and p.level == 0.95 and len(p) == 2
+    assert isinstance(r, Fit) and isinstance(p, Prediction) and p.method == "bootstrap" and p.level == 0.95 and len(p) == 2
     np.testing.assert_array_equal(p.value, pred)  # a bootstrap interval's value is the law itself
     assert np.all(p.lo <= pred) and np.all(pred <= p.hi) and np.all(p.hi - p.lo > 0)
     np.testing.assert_allclose(r.extrapolation(x), [1.0, 7.0])
