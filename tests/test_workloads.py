@@ -28,6 +28,16 @@ def test_lm_workload_counts_validates_and_names_its_schedule():
     assert lm.schedule_spec({**config, "D": 512.0}) is None
 
 
+def test_a_function_workload_passes_full_schedule_specs_to_pruners_and_nothing_else():
+    fn = FunctionWorkload("study_workloads:noop")
+    assert fn.schedule_spec({"schedule": "cosine:steps=100,lr=0.001"}) == "cosine:steps=100,lr=0.001"
+    free = "free:10=0.001|100=0.0001"  # what schedule optimisation writes: knots name steps and rates
+    assert fn.schedule_spec({"schedule": free}) == free
+    assert fn.schedule_spec({"schedule": "table:0=0.001|50=0.0005"}) == "table:0=0.001|50=0.0005"
+    assert fn.schedule_spec({"schedule": "cosine"}) is None  # steps and lr unknown: nothing to predict with
+    assert fn.schedule_spec({"lr": 1e-3}) is None
+
+
 def test_study_config_builds_the_workload_and_reports_bad_lm_configs_at_their_rung(tmp_path):
     pytest.importorskip("torch")
     raw = {"name": "w", "workload": "lm", "fixed": {"batch_size": 1024, "seq_len": 64},

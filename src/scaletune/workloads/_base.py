@@ -62,9 +62,12 @@ class Workload(ABC):
 
     def schedule_spec(self, config: Mapping[str, Any]) -> str | None:
         """The trial's full learning-rate schedule spec (for pruners that predict the rest of a curve): by
-        default a ``schedule`` value that already names its steps and lr, else None."""
+        default a ``schedule`` value that already names its steps and lr (a ``free:`` or ``table:`` spec names
+        them through its knots), else None."""
         spec = config.get("schedule")
-        return spec if isinstance(spec, str) and "steps=" in spec and "lr=" in spec else None
+        if not isinstance(spec, str):
+            return None
+        return spec if spec.startswith(("free:", "table:")) or ("steps=" in spec and "lr=" in spec) else None
 
 
 def import_function(spec: str, what: str) -> Callable:
