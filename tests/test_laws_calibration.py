@@ -138,3 +138,28 @@ def test_few_points_per_parameter_are_flagged_and_errors_print_plain_numbers():
     with pytest.raises(ScaletuneError) as exc:
         fit("chinchilla", df.assign(N=np.float64(3e8)))
     assert "np.float64" not in str(exc.value) and "(3e+08)" in str(exc.value)
+
+
+def test_predict_shows_a_new_observations_interval_by_default_and_json_carries_both(capsys, tmp_path):
+    from laws_helpers import run_cli, run_json
+
+    path, out = tmp_path / "runs.csv", tmp_path / "fit.json"
+    chinchilla_data(seed=0, noise=0.005).to_csv(path, index=False)
+    run_json(capsys, "fit", path, "--law", "chinchilla", "--bootstrap", "30", "--out", out)
+    at = ("--at", "N=7e10,D=1.4e12", "--at", "N=1e8,D=1e10")
+    rows = run_json(capsys, "predict", out, *at)["predictions"]
+    for r in rows:  # a run's measurement: the law's interval plus the noise of one run
+        assert r["observation_lo"] < r["lo"] < r["loss"] < r["hi"] < r["observation_hi"]
+
+    def shown(*flags):
+        code, text, _ = run_cli(capsys, "predict", out, *at, *flags)
+        assert code == 0
+        cells = [line.split("│")[4:6] for line in text.splitlines() if line.startswith("│")]
+        return [[float(c) for c in pair] for pair in cells]
+
+    for r, (lo, hi) in zip(rows, shown()):
+        assert lo == pytest.approx(r["observation_lo"], rel=1e-4) and hi == pytest.approx(r["observation_hi"], rel=1e-4)
+    for r, (lo, hi) in zip(rows, shown("--law-interval")):
+        assert lo == pytest.approx(r["lo"], rel=1e-4) and hi == pytest.approx(r["hi"], rel=1e-4)
+    published = run_json(capsys, "predict", "published:hoffmann", *at[:2])["predictions"][0]
+    assert published["observation_lo"] is None and published["lo"] is None  # no samples, no residuals: no interval

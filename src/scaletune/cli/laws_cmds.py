@@ -321,10 +321,13 @@ def laws_cmd(laws_from):
 @click.option("--then", type=click.Path(dir_okay=False), help="A downstream_error fit: chain loss -> task error "
               "(--at N=...,M=... with M = D/N tokens per parameter, or N=...,D=...).")
 @click.option("--chance", type=float, help="Check a downstream fit against this chance-level error.")
+@click.option("--law-interval", is_flag=True, help="Show the interval of the law (where its mean lies) instead of "
+              "a new observation's (what one run there will measure, the default); --json carries both.")
 @LAWS_FROM
 @WIDE_OPTION
-def predict_cmd(fit_spec, points, level, as_json, laws_from, then, chance):
-    """Predict with a fitted or published law, with its interval and how far it extrapolates."""
+def predict_cmd(fit_spec, points, level, as_json, laws_from, then, chance, law_interval):
+    """Predict with a fitted or published law, with the interval of a new observation there (or of the
+    law, --law-interval) and how far it extrapolates."""
     from scaletune.laws import load_fit
     from scaletune.laws.fitting import records
 
@@ -350,15 +353,22 @@ def predict_cmd(fit_spec, points, level, as_json, laws_from, then, chance):
                 raise ScaletuneError(f"--at {text!r}: {k} must be positive, got {v!r}")
         [rec] = records(result.predict_interval(point, level), point)
         lo, hi = (None, None) if rec["method"] == "point" else (rec["lo"], rec["hi"])
-        rows.append({**point, result.y: rec["value"], "lo": lo, "hi": hi, "level": level,
-                     "extrapolation": rec["extrapolation"], "distance": rec["distance"], "method": rec["method"]})
+        try:  # a new measurement there: the law's interval plus the noise of one run (and a new budget's)
+            [obs] = records(result.predict_interval(point, level, observation=True), point)
+            obs_lo, obs_hi = (None, None) if obs["method"] == "point" else (obs["lo"], obs["hi"])
+        except ScaletuneError:  # no residuals to draw an observation's noise from
+            obs_lo, obs_hi = None, None
+        rows.append({**point, result.y: rec["value"], "lo": lo, "hi": hi, "observation_lo": obs_lo, "observation_hi": obs_hi,
+                     "level": level, "extrapolation": rec["extrapolation"], "distance": rec["distance"], "method": rec["method"]})
     if as_json:
         _echo_json({"law": result.law, "source": fit_spec, "y": result.y, "citation": result.citation, "predictions": rows})
         return
     click.echo(f"{fit_spec}: {result.law} ({law.formula})")
     cols = [*law.variables, result.y, f"{int(level * 100)}% lo", f"{int(level * 100)}% hi", "extrapolation x"]
-    _table("predictions (extrapolation x: joint factor outside the fitted points, 1 = inside)", cols,
-           [[*(r[v] for v in law.variables), r[result.y], r["lo"], r["hi"], r["extrapolation"]] for r in rows])
+    lo_key, hi_key = ("lo", "hi") if law_interval else ("observation_lo", "observation_hi")
+    what = "the law's interval" if law_interval else "interval of a new run's measurement"
+    _table(f"predictions ({what}; extrapolation x: joint factor outside the fitted points, 1 = inside)", cols,
+           [[*(r[v] for v in law.variables), r[result.y], r[lo_key], r[hi_key], r["extrapolation"]] for r in rows])
     if not result.has_samples:
         click.echo("no interval: this law carries no bootstrap samples" + (" (published)" if result.diagnostics.get("published") else ""))
 
