@@ -158,6 +158,7 @@ def test_published_parameters_reproduce_published_test_metrics(size):
     assert m["pooled"]["mean_rel_error"] > m["mean_rel_error"]
 
 
+@pytest.mark.slow  # > 10 s
 @pytest.mark.parametrize("size", ["25", "100"])
 def test_multipower_fit_reaches_published_test_metrics(size):
     """Done when: fit on cosine_24000, constant_24000, wsdcon_9; predict the 6 others (the 72,000-step curves
@@ -180,6 +181,7 @@ def test_multipower_fit_reaches_published_test_metrics(size):
     assert ma["r2"] > 0.997 and ma["mean_rel_error"] < 0.0016
 
 
+@pytest.mark.slow  # > 10 s
 def test_converged_fit_fits_better_but_extrapolates_worse():
     """Why the published (early-stopped) protocol is the default: the converged L-BFGS-B fit reaches half the
     Huber loss on the three fitted curves but predicts the full 72,000-step curves worse (measured, 25M:
@@ -203,6 +205,7 @@ def _synthetic(theta, spec, noise, seed):
     return curve_from_arrays(spec, steps, y * (1 + noise * np.random.default_rng(seed).standard_normal(len(y))), schedule=spec)
 
 
+@pytest.mark.slow  # > 10 s
 def test_both_methods_on_a_well_specified_synthetic_law():
     """Curves drawn from the law itself (0.1% noise, peak rate 1e-3, 2,400 steps): here the converged fit is
     the better one (measured: final-loss error of a WSD run 0.07% vs 0.67%): the published protocol's fixed
@@ -219,6 +222,7 @@ def test_both_methods_on_a_well_specified_synthetic_law():
     assert errors["lbfgs"] < 0.002 and errors["luo2025"] < 0.01, errors
 
 
+@pytest.mark.slow  # > 10 s
 def test_default_falls_back_to_converged_fit_where_the_protocol_leaves_the_domain():
     """Parameters far from the protocol's calibration (A ~ 0.01 below its AdamW step 5e-2, as on the built-in
     LM's 240-step curves): a step makes A < 0; the default then uses the converged fit and says so."""
@@ -323,6 +327,7 @@ def _write_published(tmp_path) -> str:
     return str(published_fit("25").save(tmp_path / "pub.json"))
 
 
+@pytest.mark.slow  # > 10 s
 def test_cli_fit_predict_compare_optimise(tmp_path, capsys):
     files = [str(DATA / "csv_25" / f"{n}.csv") for n in TRAIN]
     out = tmp_path / "fit.json"
@@ -453,6 +458,7 @@ def test_leave_one_curve_out_reports_the_law_error(capsys):
     assert all(abs(h["final_rel_error"]) < 0.05 for h in held.values())
 
 
+@pytest.mark.slow  # > 10 s
 def test_law_error_widens_intervals_to_cover_held_out_final_losses():
     """Parameter-only (bootstrap) intervals miss most held-out final losses; adding the leave-one-curve-out
     law error (Student t, 3 held-out curves) covers most. Annealing keeps it cheap; 25M and 100M, 12 finals."""

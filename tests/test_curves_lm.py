@@ -23,6 +23,7 @@ def lm_curve(schedule: str):
     return row, curve_from_arrays(schedule, steps, loss, None, row["schedule"])
 
 
+@pytest.mark.slow  # > 10 s
 def test_fit_constant_and_cosine_predicts_wsd_final_loss():
     curves = [lm_curve("constant")[1], lm_curve("cosine:final=0.1")[1]]
     fit = fit_curves(curves, law="annealing", bootstrap=0)

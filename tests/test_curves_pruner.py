@@ -52,6 +52,7 @@ def run_sweep(pruner) -> tuple[optuna.Study, dict, int]:
     return study, true_final, used["steps"]
 
 
+@pytest.mark.slow  # > 10 s
 def test_curve_pruner_saves_compute_and_keeps_the_best_trial():
     pruner = CurvePruner(schedule=SPEC, band=0.01, min_trials=2)
     study, true_final, steps = run_sweep(pruner)
@@ -90,6 +91,7 @@ def test_constructed_from_simple_options_and_bad_options_are_user_errors():
         CurvePruner(fit="missing.json")
 
 
+@pytest.mark.slow  # > 10 s
 def test_curves_from_a_study_fit_like_curves_from_files():
     from scaletune.curves import curves_from_study, fit_curves
 
