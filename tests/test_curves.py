@@ -334,11 +334,20 @@ def test_cli_fit_predict_compare_optimise(tmp_path, capsys):
     rc = main(["curves", "fit", *files, "--law", "annealing", "--schedules", str(DATA / "schedules.csv"),
                "--max-step", "24000", "--boot", "2", "--out", str(out), "--plot", str(tmp_path / "fit.png")])
     assert rc == 0 and out.exists() and (tmp_path / "fit.png").stat().st_size > 10000
-    text = capsys.readouterr().out
-    assert "lam=" in text and "law error added to prediction intervals: relative sd" in text and "(leave-one-curve-out, n = 3)" in text
+    capsys.readouterr()
+    fit = CurveFit.load(out)  # what --out wrote: the chosen lam, the held-out law error, 2 bootstrap draws (the old --boot)
+    assert fit.options["lam"] in (0.99, 0.995, 0.998, 0.999, 0.9995) and len(fit.bootstrap_params) == 2
+    assert fit.diagnostics["model_error"]["method"] == "leave-one-curve-out" and fit.diagnostics["model_error"]["n"] == 3
     rc = main(["curves", "predict", str(out), "--schedule", "cosine:final=0.1", "--steps", "24000", "--every", "5000"])
-    text = capsys.readouterr().out
-    assert rc == 0 and "interval: parameters + law error (leave-one-curve-out: relative sd" in text and "parameters only" in text
+    assert rc == 0 and capsys.readouterr().out.count("\n") == 5 + 6  # schedule, final loss, interval, extrapolation, header; 6 steps
+    rc = main(["curves", "predict", str(out), "--schedule", "cosine:final=0.1", "--steps", "24000", "--every", "5000", "--json"])
+    pred = json.loads(capsys.readouterr().out)
+    expect = fit.predict_interval(SPECS["cosine_24000"], pred["steps"])
+    assert rc == 0 and pred["steps"] == [2160, 7160, 12160, 17160, 22160, 24000] and pred["method"] == "bootstrap+law-error"
+    np.testing.assert_allclose(pred["value"], expect.value)
+    np.testing.assert_allclose(pred["hi"], expect.hi)
+    assert pred["details"]["law_error"]["method"] == "leave-one-curve-out"
+    assert pred["extrapolation"] == pytest.approx(24000 / 23936)  # one step past the fitted curves' last logged step
     pub = _write_published(tmp_path)
     rc = main(["curves", "predict", pub, "--schedule", "wsd:decay_start=20000,shape=exp,final=0.1", "--steps", "24000", "--json"])
     pred = json.loads(capsys.readouterr().out)
