@@ -3,9 +3,10 @@ well it predicts a held-out larger scale, in loss terms.
 
 Computed once per sweep (`analyse_sweep`); `scaletune.hparams.recommend` then takes small pure steps from it.
 
-Folds: the scales at the largest compute C = 6ND are held out and the rules are fitted on the smaller ones;
-where 6+ scales exist, a rolling origin adds the second-largest compute (fitted on the scales below it).
-Each held-out scale gets its own landscape, fitted on its runs alone (`fit_landscape` on one scale:
+Folds (`fold_plan`): the scales at the largest compute C = 6ND are held out and the rules are fitted on the
+smaller ones; where 6+ scales exist, a rolling origin adds the second-largest compute (fitted on the scales
+below it); where D (or N) takes 3+ values, the scales at the largest D (N) are held out too, as a target
+lies beyond the ladder in N and D. Each held-out scale gets its own landscape, fitted on its runs alone (`fit_landscape` on one scale:
 vertex, asymmetric curvature in ln lr, curvature in ln B where it swept the batch size). A candidate's
 *penalty* there is the expected loss above that scale's optimum at the settings it predicts, averaged over
 the candidate's own bootstrap draws (so a term the data cannot pin down costs its variance), in % of the
@@ -17,15 +18,21 @@ optimum loss:
   (or the scale's own batch size where it did not sweep it), beyond the best rate at that batch size;
 - loss law: the absolute error of the predicted optimum loss.
 
-The score is the mean penalty over folds. Every candidate within the noise of the best score ties with
+The score is the mean penalty over the folds every eligible candidate (one scored on every compute fold)
+was scored on. Every candidate within the noise of the best score ties with
 it, and among those the one with the fewest fitted exponents wins, then a published form, then the better
-score (shrinkage toward the simpler / published form). The noise: twice the standard deviation of the
-score difference over draws of the held-out landscapes (their fit uncertainty) for the settings (0 where a
+score (shrinkage toward the simpler / published form). The noise: twice the standard deviation (read off
+the 95% range) of the score difference over draws of the held-out landscapes (their fit uncertainty) for the settings (0 where a
 held-out scale is scored on its measured runs because its own landscape fit is not sound), twice the
 held-out optimum's standard error for the loss, or 0.75 x the best loss score / sqrt(folds) when larger (the
 spread of a mean absolute error over few folds); L(C) never wins a tie against L(N, D), since folds on the
 ladder's own split of C cannot show what ignoring the split costs off it. Significance tests of exponents only
 describe (`HparamLaws.notes`).
+
+The loss interval (`loss_interval`) comes from the chosen loss law's errors on every fold: log errors against
+the held-out scales' joint distance from their fold's ladder, as `scaletune.laws._calibration` models them
+(noise tau, growth kappa per unit of distance, a conformal multiplier), kappa capped at all of the error
+ascribed to distance.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from scaletune.hparams.landscape import JointLandscape, _step, fit_landscape, pr
 from scaletune.hparams.laws import HparamLaws, Method, fit_hparam_law, fit_hparam_laws
 from scaletune.hparams.optimum import DEFAULT_BAND, Optimum, find_optima
 from scaletune.laws._calibration import Calibration, calibrated_interval, estimate_error_model
+from scaletune.results import percentile_interval
 from scaletune.runtable import training_flops
 
 _DRAWS = 200  # candidate draws per prediction
@@ -416,8 +424,13 @@ def _choose(methods: Sequence[Method], per_draw: dict[Method, list[np.ndarray | 
             return float(noise_fixed or 0.0)
         with np.errstate(all="ignore"):
             diff = np.mean([per_draw[m][i] - per_draw[best][i] for i in common], axis=0)
-        diff = diff[np.isfinite(diff)]  # a held-out landscape draw with an overflowing curvature says nothing
-        return float(2 * np.std(diff)) if len(diff) > 1 else 0.0
+        diff = diff[np.isfinite(diff)]
+        if len(diff) < 2:
+            return 0.0
+        # twice the sd, read off the 95% range: one held-out landscape draw with an extreme curvature (a flat
+        # side of a small sweep) must not make every candidate tie
+        lo, hi = percentile_interval(diff, 0.95)
+        return float((hi - lo) / 1.96)
 
     # Within noise of the best: the fewest fitted exponents, then a published form, then the better score.
     tied = [m for m in methods if m in scores and (m == best or scores[m] - scores[best] <= noise(m))]
