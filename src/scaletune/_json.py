@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
+
+from scaletune.errors import ScaletuneError
 
 
 def to_plain(obj: Any, nan_to_null: bool = False) -> Any:
@@ -38,3 +40,15 @@ def nan_from_null(values: Any) -> Any:
     if isinstance(values, list):
         return [nan_from_null(v) for v in values]
     return math.nan if values is None else values
+
+
+def load_document(text: str, what: str, keys: Iterable[str], writer: str) -> dict[str, Any]:
+    """The JSON object a result's ``to_json`` wrote, or one `ScaletuneError` saying the text is not ``what`` (not
+    JSON, or without ``keys``) and that ``writer`` writes such files."""
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScaletuneError(f"not {what} (invalid JSON: {exc})") from None
+    if not isinstance(d, dict) or not set(keys) <= set(d):
+        raise ScaletuneError(f"not {what}: expected the JSON written by {writer}")
+    return d

@@ -38,6 +38,18 @@ def example_path(name: str) -> Path:
     return example(name)
 
 
+def _law_and_data(laws_from: str | None, data: str | None, example: str | None, mapping: str | None,
+                  where: str | None, law_name: str | None) -> tuple[pd.DataFrame, str]:
+    """The run table and the law of `fit` / `backtest`: an example names its own law unless --law says otherwise."""
+    _import_laws(laws_from)
+    df = _load(data, example, mapping, where)
+    if law_name is None:
+        if example is None:
+            raise ScaletuneError("missing --law (e.g. --law chinchilla); known laws: see `scaletune laws`")
+        law_name = EXAMPLES[example]
+    return df, law_name
+
+
 def _load(data: str | None, example: str | None, mapping: str | None, where: str | None) -> pd.DataFrame:
     if (data is None) == (example is None):
         raise ScaletuneError("give a data file (CSV, Parquet or JSON lines) or --example NAME, not both or neither")
@@ -201,12 +213,7 @@ def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, grou
     """Fit a scaling law to a run table (CSV, Parquet, JSON lines) with bootstrap intervals."""
     from scaletune.laws import fit, get_law
 
-    _import_laws(laws_from)
-    df = _load(data, example, mapping, where)
-    if law_name is None:
-        if example is None:
-            raise ScaletuneError("missing --law (e.g. --law chinchilla); known laws: see `scaletune laws`")
-        law_name = EXAMPLES[example]
+    df, law_name = _law_and_data(laws_from, data, example, mapping, where, law_name)
     law = get_law(law_name)
     fixed = parse_point(fix) if fix else None
     if law.name == "downstream_error":  # errors checked to lie in [0, 1]; eps bounded by the chance level
@@ -257,12 +264,7 @@ def backtest_cmd(data, example, law_name, mapping, y, where, by, horizon, interv
     """Rolling-origin backtest: fit on the scales up to each origin, predict the larger ones, errors vs distance."""
     from scaletune.laws import backtest
 
-    _import_laws(laws_from)
-    df = _load(data, example, mapping, where)
-    if law_name is None:
-        if example is None:
-            raise ScaletuneError("missing --law (e.g. --law chinchilla); known laws: see `scaletune laws`")
-        law_name = EXAMPLES[example]
+    df, law_name = _law_and_data(laws_from, data, example, mapping, where, law_name)
     res = backtest(law_name, df, y=y, by=by, horizon=horizon, intervals=intervals, bootstrap=bootstrap, seed=seed,
                    objective=objective, fixed=parse_point(fix) if fix else None, groups=groups)
     if as_json:

@@ -10,14 +10,13 @@ For ``data_constrained`` the allocation assumes unique tokens are not the limit 
 
 from __future__ import annotations
 
-import json
 import textwrap
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from scaletune._json import dumps, nan_from_null
+from scaletune._json import dumps, load_document, nan_from_null
 from scaletune.errors import ScaletuneError
 from scaletune.laws.fitting import FitResult, FloatArray, plain
 from scaletune.laws.published import ALLOCATION_ONLY
@@ -62,12 +61,7 @@ class Allocation:
 
     @classmethod
     def from_json(cls, text: str) -> "Allocation":
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ScaletuneError(f"not an allocation (invalid JSON: {exc})") from None
-        if not isinstance(d, dict) or "N_star" not in d:
-            raise ScaletuneError("not an allocation: expected the JSON written by Allocation.to_json()")
+        d = load_document(text, "an allocation", ["N_star"], "Allocation.to_json()")
         law = d.get("fit")
         d["fit"] = FitResult.from_dict(law) if isinstance(law, dict) else law
         d["intervals"] = {k: (float(nan_from_null(v[0])), float(nan_from_null(v[1]))) for k, v in d.get("intervals", {}).items()}

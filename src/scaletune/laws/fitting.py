@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import multiprocessing
 import os
 import re
@@ -28,7 +27,7 @@ from scipy.optimize import OptimizeResult, minimize
 from threadpoolctl import ThreadpoolController
 
 from scaletune import __version__
-from scaletune._json import dumps, nan_from_null
+from scaletune._json import dumps, load_document, nan_from_null
 from scaletune.errors import ScaletuneError
 from scaletune.laws._calibration import Calibration, calibrated_interval, hull_distance, hull_points, scale_bins, scale_values
 from scaletune.laws.catalogue import Law, get_law
@@ -508,13 +507,7 @@ class FitResult:
     @classmethod
     def from_json(cls, text: str) -> "FitResult":
         """Read `to_json`'s output (or the older files that wrote NaN) back to an equal fit."""
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ScaletuneError(f"not a fit result (invalid JSON: {exc})") from None
-        if not isinstance(d, dict) or "law" not in d or "params_" not in d:
-            raise ScaletuneError("not a fit result: expected the JSON of a saved fit (FitResult.to_json)")
-        return cls.from_dict(d)
+        return cls.from_dict(load_document(text, "a fit result", ["law", "params_"], "FitResult.to_json() or fit --out"))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FitResult":

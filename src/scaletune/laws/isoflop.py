@@ -23,7 +23,6 @@ are set beside Approach 2's a and b.
 
 from __future__ import annotations
 
-import json
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -32,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.interpolate import Akima1DInterpolator, CubicSpline
 
-from scaletune._json import dumps
+from scaletune._json import dumps, load_document
 from scaletune.errors import ScaletuneError
 from scaletune.laws.catalogue import get_law
 from scaletune.laws.fitting import FitResult, FloatArray, _as_frame, single_threaded_blas
@@ -121,12 +120,7 @@ class IsoflopResult:
 
     @classmethod
     def from_json(cls, text: str) -> "IsoflopResult":
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ScaletuneError(f"not an isoFLOP result (invalid JSON: {exc})") from None
-        if not isinstance(d, dict) or not {"optima", "n_fit", "d_fit"} <= set(d):
-            raise ScaletuneError("not an isoFLOP result: expected the JSON written by IsoflopResult.to_json()")
+        d = load_document(text, "an isoFLOP result", ["optima", "n_fit", "d_fit"], "IsoflopResult.to_json()")
         optima = pd.DataFrame(d["optima"])
         optima = optima.apply(lambda col: pd.to_numeric(col, errors="coerce")) if len(optima) else optima
         return cls(optima, list(d.get("dropped", [])), FitResult.from_dict(d["n_fit"]), FitResult.from_dict(d["d_fit"]),
