@@ -1,5 +1,7 @@
 """The CLI root: user errors are one line on stderr and exit code 2."""
 
+import pytest
+
 from scaletune.cli import main
 
 
@@ -14,6 +16,7 @@ def test_version(capsys):
     assert "scaletune" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # two fits of the 25M curves, one with the published protocol: ~3 min
 def test_curves_fit_method_option_reaches_the_fitter(capsys):
     import json
     from pathlib import Path

@@ -14,6 +14,7 @@ from scaletune.cli import main
 from test_study_run import toml_file
 
 
+@pytest.mark.slow  # runs a sweep (spawned workers): ~12 s
 def test_export_refuses_to_overwrite_default_file(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     study = toml_file(tmp_path, "keep", "keep.db", seeds="[0]", widths="[8]",

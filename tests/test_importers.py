@@ -142,6 +142,7 @@ def test_without_seq_len_or_steps_the_report_says_what_is_missing(tb_sweep):
     assert res.to_dict()["missing"] == {"N": 5}
 
 
+@pytest.mark.slow  # recommend and fit with bootstraps: ~20 s
 def test_imported_tensorboard_runs_feed_optimum_recommend_and_fit(tb_sweep, tmp_path, capsys):
     root, _ = tb_sweep
     out, curves = tmp_path / "runs.parquet", tmp_path / "curves.parquet"
@@ -170,6 +171,7 @@ def test_imported_tensorboard_runs_feed_optimum_recommend_and_fit(tb_sweep, tmp_
         assert fit["intervals"][name][0] <= truth <= fit["intervals"][name][1], (name, fit["intervals"][name])
 
 
+@pytest.mark.slow  # fits the multipower law to imported curves: ~20 s
 def test_imported_curves_feed_curves_fit(tb_schedules, tmp_path, capsys):
     root, specs = tb_schedules
     out, curves = tmp_path / "runs.csv", tmp_path / "curves.parquet"

@@ -20,6 +20,7 @@ def study(tmp_path, **over):
     return load_study_config(raw | over, base_dir=tmp_path)
 
 
+@pytest.mark.slow  # a sweep: ~28 s
 def test_curve_pruner_by_name_stops_hopeless_trials_and_keeps_the_best(tmp_path):
     pytest.importorskip("scaletune.curves.pruner")
     from scaletune.curves.pruner import CurvePruner
@@ -36,6 +37,7 @@ def test_curve_pruner_by_name_stops_hopeless_trials_and_keeps_the_best(tmp_path)
     assert best["lr"] == pytest.approx(0.5 / 8 / 1.25, rel=0.3)  # the grid point nearest the optimum 0.0625
 
 
+@pytest.mark.slow  # a sweep: ~24 s
 def test_scale_aware_with_the_hparams_narrow_space(tmp_path):
     pytest.importorskip("scaletune.hparams.search")
     config = study(tmp_path, ladder={"width": [8, 32], "D": [1e5]}, fixed={"steps": 5},
@@ -50,6 +52,7 @@ def test_scale_aware_with_the_hparams_narrow_space(tmp_path):
     assert rung1["lr"].between(lo, hi).all()
 
 
+@pytest.mark.slow  # a sweep: ~12 s
 def test_progress_without_a_terminal_prints_a_line_per_finished_trial(tmp_path, capsys):
     """In CI logs (stderr not a terminal) a live table would show only at the end: one line per trial instead."""
     config = study(tmp_path, space={"lr": {"log": [5e-4, 5.0], "points": 4}})

@@ -11,6 +11,7 @@ from scaletune.study import export_curves, export_runs, load_study_config, run_s
 pytest.importorskip("torch")
 
 
+@pytest.mark.slow  # trains the built-in LM in a sweep
 def test_lm_sweep_records_rows_curves_and_costs(tmp_path):
     config = load_study_config({
         "name": "lm", "workload": "lm", "seeds": [0],

@@ -23,6 +23,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow  # starts Ray: ~55 s
 def test_ray_backend_runs_the_planned_set_once_into_the_same_storage(tmp_path, local_ray):
     log = tmp_path / "runs.jsonl"
     config = load_study_config({

@@ -85,6 +85,7 @@ def sweep_process(path: Path, *args: str) -> subprocess.Popen:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.slow  # a sweep, ~36 s
 def test_grid_sweep_cli_export_and_status(tmp_path, capsys):
     log = tmp_path / "runs.jsonl"
     path = toml_file(tmp_path, "grid", "grid.db", fixed=f'log = "{log}"')
@@ -116,11 +117,15 @@ def test_grid_sweep_cli_export_and_status(tmp_path, capsys):
     status = json.loads(capsys.readouterr().out)
     assert [(r["planned"], r["done"], r["counts"]) for r in status] == [(6, 6, {"ok": 6})] * 2
     assert status[0]["best_params"]["lr"] == pytest.approx(0.5 / 8)  # the bowl's optimum, on the grid
+    assert main(["status", str(path)]) == 0  # the table: a row per rung with its counts and best loss
+    rows = [line for line in capsys.readouterr().out.splitlines() if "6/6" in line]
+    assert len(rows) == 2 and all("6 ok" in r and f"{s['best_loss']:.4f}" in r for r, s in zip(rows, status))
     # running it again finds nothing to do and runs nothing
     assert main(["sweep", str(path), "--workers", "1", "--no-progress"]) == 0
     assert sum(executions(log).values()) == 12
 
 
+@pytest.mark.slow  # a sweep, ~34 s
 def test_outcomes_crash_failure_divergence_are_recorded_and_the_study_goes_on(tmp_path):
     config = load_study_config(toml_file(
         tmp_path, "outcomes", "outcomes.db", seeds="[0]", widths="[8]",
@@ -140,6 +145,7 @@ def test_outcomes_crash_failure_divergence_are_recorded_and_the_study_goes_on(tm
     assert list(df2["status"]) == ["ok", "diverged", "diverged"] and df2["loss"].iloc[1:].isna().all()
 
 
+@pytest.mark.slow  # a sweep, ~15 s
 def test_median_pruner_stops_bad_trials_early(tmp_path):
     config = load_study_config(toml_file(
         tmp_path, "prune", "prune.db", seeds="[0]", widths="[8]", steps=8,
@@ -157,6 +163,7 @@ def test_median_pruner_stops_bad_trials_early(tmp_path):
     assert pruned["loss"].notna().all()  # a pruned run's loss is its last reported validation loss
 
 
+@pytest.mark.slow  # a sweep, ~20 s
 def test_tpe_strategy_samples_inside_scale_dependent_ranges(tmp_path):
     config = load_study_config(toml_file(
         tmp_path, "tpe", "tpe.db", seeds="[0]", strategy='name = "tpe"\ntrials = 6\nseed = 1',
@@ -170,6 +177,7 @@ def test_tpe_strategy_samples_inside_scale_dependent_ranges(tmp_path):
     assert df.groupby("rung")["lr"].nunique().tolist() == [6, 6]
 
 
+@pytest.mark.slow  # a sweep, two sweeps: ~20 s
 def test_sampler_and_pruner_objects_reach_the_worker_processes(tmp_path):
     import optuna
     from optuna.distributions import FloatDistribution
@@ -214,6 +222,7 @@ def test_a_sampler_object_that_does_not_pickle_is_refused_before_anything_runs(t
     assert not (tmp_path / "nopickle.db").exists()  # nothing planned, no storage created
 
 
+@pytest.mark.slow  # a sweep, ~14 s
 def test_scale_aware_rungs_run_in_order_inside_narrowed_ranges(tmp_path):
     config = load_study_config(toml_file(
         tmp_path, "aware", "aware.db", seeds="[0]", widths="[8, 32]",
@@ -351,6 +360,7 @@ def test_journal_file_storage_with_live_progress(tmp_path, capsys):
     assert "jr: 6/6 trials" in err and "3 ok" in err  # the live table's last frame
 
 
+@pytest.mark.slow  # a sweep, ~22 s
 def test_budget_caps_stop_claiming_and_a_later_call_finishes_the_plan(tmp_path):
     # 1 rung x 6 trials; each trial's C = 6 N D = 6 * 1536 * 1e5 = 9.216e8 FLOPs
     path = toml_file(tmp_path, "budget", "budget.db", widths="[8]", fixed="sleep = 0.3",  # 1.5 s per trial
@@ -366,6 +376,7 @@ def test_budget_caps_stop_claiming_and_a_later_call_finishes_the_plan(tmp_path):
     assert len(assert_exact(config)) == 6
 
 
+@pytest.mark.slow  # a sweep, ~16 s
 def test_retry_failed_reruns_only_failed_slots_and_supersedes_them(tmp_path):
     flag = tmp_path / "down"
     flag.touch()

@@ -72,6 +72,7 @@ def wait_dead(pids: list[int], seconds: float = 10.0) -> list[int]:
 PY = "{python} train.py"
 
 
+@pytest.mark.slow  # a sweep of commands: ~13 s
 def test_values_reach_the_command_line_the_environment_and_the_json_config(tmp_path):
     script(tmp_path, """
         seen = {"argv": sys.argv[1:], "config": json.load(open(os.environ["SCALETUNE_CONFIG"])),
@@ -122,6 +123,7 @@ def test_malformed_metric_lines_are_counted_and_never_fatal(tmp_path):
     assert list(df["bad_metric_lines"]) == [6, 6] and df["error"].isna().all()  # the sweep's keys are its own
 
 
+@pytest.mark.slow  # a sweep of commands: ~12 s
 def test_regex_metrics_over_stdout(tmp_path):
     script(tmp_path, """
         print("loading data...")
@@ -161,6 +163,7 @@ def test_pruning_kills_the_whole_process_group(tmp_path):
     assert max(trials(config)[1].intermediate_values) < 600
 
 
+@pytest.mark.slow  # a sweep of commands: ~12 s
 def test_timeout_failure_and_divergence(tmp_path):
     script(tmp_path, """
         kind = os.environ["SCALETUNE_KIND"]
@@ -190,6 +193,7 @@ def test_timeout_failure_and_divergence(tmp_path):
     assert attrs["nan"]["curve"]["val_loss"] == [3.0, None]  # NaN stored as null
 
 
+@pytest.mark.slow  # a sweep of commands: ~19 s
 def test_gpu_sets_are_disjoint_between_concurrent_workers(tmp_path):
     script(tmp_path, """
         t0 = time.time()
