@@ -14,6 +14,7 @@ Printed side by side: loss of each choice minus the brute-force best (in % and i
 deviations), and proxy compute as % of the brute-force compute.
 
     nice -n 10 .venv/bin/python benchmarks/transfer.py [--workers 2] [--proxies PATH/runs.csv] [--near-sweep-only]
+    nice -n 10 .venv/bin/python benchmarks/transfer.py --known-landscape-only   # the known-landscape replay alone (~1 min)
 
 Every training run is cached in benchmarks/data/transfer_runs.csv (keyed by its full config), so a rerun
 only trains what is missing; the brute-force cells are also written to transfer_bruteforce.csv.
@@ -193,8 +194,8 @@ def synthetic_saving(seed: int = 0) -> list[str]:
     for name, table in (("full grid at every rung", full_t), ("scale-aware", kept_t)):
         rec = recommend(table, target, bootstrap=200, loss_bootstrap=0)
         out.append(f"| {name} | {len(table)} | {rec.lr.value / float(land.lr_opt(target['N'], target['D'])):.3f} | "
-                   f"{rec.batch_size.value / float(land.batch_opt(target['D'])):.3f} |")
-    return ["| search | trials | recommended lr / true | recommended batch / true |", "|---|---|---|---|"] + out + [
+                   f"{rec.batch_size.value / float(land.batch_opt(target['D'])):.3f} | {rec.batch_size.method.name} |")
+    return ["| search | trials | recommended lr / true | recommended batch / true | batch rule |", "|---|---|---|---|---|"] + out + [
         f"({len(full_t)} -> {len(kept_t)} trials: {100 * (1 - len(kept_t) / len(full_t)):.0f}% fewer; target N=1e9, D=1.6e11, "
         f"10x beyond the ladder in N and D)"]
 
@@ -205,7 +206,14 @@ def main() -> None:
     ap.add_argument("--proxies", help="a proxy run table (e.g. the demo's runs.csv) instead of training the ladder here")
     ap.add_argument("--near-sweep-only", action="store_true",
                     help="batch-size sweep at the largest proxy only (no width-24 sweep): the cheaper design")
+    ap.add_argument("--known-landscape-only", action="store_true",
+                    help="only the scale-aware search replay on a known landscape (no training, no cached runs)")
     args = ap.parse_args()
+    if args.known_landscape_only:
+        t_start = time.time()
+        print("\n".join(["Scale-aware search on a known landscape (lr x batch grid, 2x steps; no training):", ""]
+                        + synthetic_saving() + [f"wall time: {time.time() - t_start:.0f} s"]))
+        return
 
     from scaletune.hparams import find_optimum, recommend
     from scaletune.train import count_params

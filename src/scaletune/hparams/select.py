@@ -19,10 +19,10 @@ optimum loss:
 - loss law: the absolute error of the predicted optimum loss.
 
 The score is the mean penalty over the folds every eligible candidate (one scored on every compute fold)
-was scored on. Every candidate within the noise of the best score ties with
-it, and among those the one with the fewest fitted exponents wins, then a published form, then the better
-score (shrinkage toward the simpler / published form). The noise: twice the standard deviation (read off
-the 95% range) of the score difference over draws of the held-out landscapes (their fit uncertainty) for the settings (0 where a
+was scored on. Every candidate within the noise of the best score ties with it, and among those the one
+with the fewest fitted exponents wins, then a published form, then the better score (shrinkage toward the
+simpler / published form). The noise: twice the standard deviation (from the median absolute deviation)
+of the score difference over draws of the held-out landscapes (their fit uncertainty) for the settings (0 where a
 held-out scale is scored on its measured runs because its own landscape fit is not sound), twice the
 held-out optimum's standard error for the loss, or 0.75 x the best loss score / sqrt(folds) when larger (the
 spread of a mean absolute error over few folds); L(C) never wins a tie against L(N, D), since folds on the
@@ -51,7 +51,6 @@ from scaletune.hparams.landscape import JointLandscape, _step, fit_landscape, pr
 from scaletune.hparams.laws import HparamLaws, Method, fit_hparam_law, fit_hparam_laws
 from scaletune.hparams.optimum import DEFAULT_BAND, Optimum, find_optima
 from scaletune.laws._calibration import Calibration, calibrated_interval, estimate_error_model
-from scaletune.results import percentile_interval
 from scaletune.runtable import training_flops
 
 _DRAWS = 200  # candidate draws per prediction
@@ -427,10 +426,9 @@ def _choose(methods: Sequence[Method], per_draw: dict[Method, list[np.ndarray | 
         diff = diff[np.isfinite(diff)]
         if len(diff) < 2:
             return 0.0
-        # twice the sd, read off the 95% range: one held-out landscape draw with an extreme curvature (a flat
-        # side of a small sweep) must not make every candidate tie
-        lo, hi = percentile_interval(diff, 0.95)
-        return float((hi - lo) / 1.96)
+        # twice the sd, from the median absolute deviation: held-out landscape draws with an extreme curvature
+        # (the asymptotic normal of a one-sided small sweep) must not make every candidate tie
+        return float(2 * 1.4826 * np.median(np.abs(diff - np.median(diff))))
 
     # Within noise of the best: the fewest fitted exponents, then a published form, then the better score.
     tied = [m for m in methods if m in scores and (m == best or scores[m] - scores[best] <= noise(m))]
