@@ -13,6 +13,8 @@ from rich.console import Console
 
 from scaletune.cli import main
 from scaletune.cli._tables import Col, FitTable, _plain, set_wide
+from scaletune.hparams import Method, describe
+from scaletune.results import Prediction
 
 DATA = Path(__file__).parent / "data"
 RUNS = DATA / "hparams-demo" / "runs.csv"
@@ -123,7 +125,8 @@ def test_recommend_tables_fit_at_80_and_200_columns_and_wide_keeps_rows_on_one_l
             assert f"{p['lr']:.3g}" in out
     wide = run(capsys, monkeypatch, 80, *args, "--wide")
     row = next(line for line in wide.splitlines() if "learning rate" in line)
-    assert len(row) > 80 and f"[{lr['interval'][0]:.3g}, {lr['interval'][1]:.3g}]" in row and lr["source"][:30] in row
+    source = describe(Prediction.from_dict({**lr, "method": Method[lr["method"]]}))  # the words rendered from method + details
+    assert len(row) > 80 and f"[{lr['interval'][0]:.3g}, {lr['interval'][1]:.3g}]" in row and source[:30] in row
 
 
 def test_fit_tables_fit(capsys, monkeypatch, tables, tmp_path):

@@ -186,6 +186,8 @@ def optimum(runs: Any, **options: Any) -> list[Optimum]:
         >>> optima = optimum(example("lm-sweep"), bootstrap=20)
         >>> len(optima), sum(o.bracketed for o in optima)
         (9, 9)
+        >>> optima[-1]                    # print(optima[-1].summary()) for the table
+        <Optimum rung=8, N=8.34e+04, D=5.24e+05: lr* 0.00213 [0.00196, 0.0028], batch 1024 tokens, loss 2.2515, bracketed>
     """
     from scaletune.hparams import find_optima
 
@@ -257,7 +259,15 @@ def import_runs(kind: str, paths: str | Path | Sequence[str | Path], **options: 
 
 def analyse_stability(runs: Any, curves: Any = None, **options: Any) -> StabilityReport:
     """LR sensitivity, the stable learning-rate range and its trend in N, logit-growth detectors
-    (`scaletune.stability.analyse_stability`); ``target={"N": ...}`` adds predictions there."""
+    (`scaletune.stability.analyse_stability`); ``target={"N": ...}`` adds predictions there.
+
+        >>> report = analyse_stability(example("lm-sweep"), target={"N": 707360}, bootstrap=20)
+        >>> report                        # print(report.summary()) for the table
+        <StabilityReport: 1 arm(s), 9 scale(s), 0/54 runs flagged, L_ref 3.737>
+        >>> edge = report.arms[0].edge_trend.prediction    # a Prediction: value, lo, hi, extrapolation, method
+        >>> edge.method.name, round(edge.value, 5), round(edge.extrapolation, 1)
+        ('EDGE', 0.00295, 8.5)
+    """
     from scaletune.stability import analyse_stability as run_analysis
 
     return run_analysis(_table(runs), None if curves is None else _table(curves), **options)

@@ -62,6 +62,6 @@ def describe(p: Prediction) -> str:
         Method.SEQUENCES: "batch_size / seq_len ({seq_len} tokens per sequence)",
     }.get(m)
     if text is None:
-        return m.value
+        return str(m.value)
     why = "at the edge of the sweep: a bound" if d.get("at_edge") else "no convex optimum there (flat or noisy)"
     return text.format(**{**d, "scale": _scale(d), "why": why})

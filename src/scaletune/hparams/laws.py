@@ -206,7 +206,7 @@ def _value(o: Optimum, var: str) -> float:
 
 def _design_rank_ok(logs: np.ndarray) -> bool:
     A = np.column_stack([np.ones(len(logs)), logs])
-    return np.linalg.matrix_rank(A, tol=1e-6 * max(1.0, np.abs(A).max())) == A.shape[1]
+    return bool(np.linalg.matrix_rank(A, tol=1e-6 * max(1.0, np.abs(A).max())) == A.shape[1])
 
 
 def fit_hparam_law(
@@ -252,10 +252,11 @@ def fit_hparam_law(
     rng = np.random.default_rng(seed)
     col = _COLUMN[response]
     y_samples = None
-    if all(o.samples is not None and len(o.samples) for o in use):
+    own = [o.samples for o in use if o.samples is not None and len(o.samples)]
+    if len(own) == len(use):
         # independent bootstraps per scale, possibly of different sizes: draws paired in order, up to the fewest
-        n = min(len(o.samples) for o in use)
-        y_samples = np.stack([o.samples[:n, col] for o in use], axis=0)
+        n = min(len(a) for a in own)
+        y_samples = np.stack([a[:n, col] for a in own], axis=0)
     A = np.column_stack([np.ones(len(use)), logs])
     y0 = np.log(table[response].to_numpy(float))
     thetas = np.full((bootstrap, A.shape[1]), np.nan)
@@ -289,9 +290,14 @@ def fit_hparam_law(
     )
 
 
-def _holdout_largest(use: Sequence[Optimum], response: str, variables: tuple[str, ...], bootstrap: int, seed: int) -> dict | None:
+def _holdout_largest(use: Sequence[Optimum], response: str, variables: tuple[str, ...], bootstrap: int,
+                     seed: int) -> dict[str, Any] | None:
     """Refit without the largest scale (by compute, else by the first variable) and predict it."""
-    key = (lambda o: _value(o, "C")) if all(("N" in o.scale and "D" in o.scale) or "C" in o.extra for o in use) else (lambda o: _value(o, variables[0]))
+    by = "C" if all(("N" in o.scale and "D" in o.scale) or "C" in o.extra for o in use) else variables[0]
+
+    def key(o: Optimum) -> float:
+        return _value(o, by)
+
     largest = max(key(o) for o in use)
     held = [o for o in use if key(o) == largest]
     rest = [o for o in use if key(o) != largest]
@@ -302,8 +308,8 @@ def _holdout_largest(use: Sequence[Optimum], response: str, variables: tuple[str
     points = []
     for o in held:
         pred = law.predict_interval({v: _value(o, v) for v in variables})
-        obs = o.lr_ if response == "lr" else o.batch_size_
-        obs_iv = o.lr_interval if response == "lr" else o.batch_size_interval
+        obs = o.lr_ if response == "lr" else float(o.batch_size_ or math.nan)
+        obs_iv = o.lr_interval if response == "lr" else o.batch_size_interval or (math.nan, math.nan)
         points.append({
             "scale": dict(o.scale), "observed": obs, "observed_interval": list(obs_iv), "predicted": pred.value,
             "interval": list(pred.interval), "ratio": pred.value / obs, "extrapolation": pred.extrapolation,
@@ -325,10 +331,10 @@ class TransferReport:
     ``depth_note`` depth ("" where that axis was not swept).
     """
 
-    rows: tuple[dict, ...]
+    rows: tuple[dict[str, Any], ...]
     held: bool
     note: str
-    depth_rows: tuple[dict, ...] = ()
+    depth_rows: tuple[dict[str, Any], ...] = ()
     depth_note: str = ""
 
     @property
@@ -353,10 +359,10 @@ _HALF_STEP = 0.5 * math.log(2)  # half a 2x grid step in ln(lr): a smaller move 
 
 def _axis(o: Optimum, name: str) -> float | None:
     """Width or depth of an optimum's scale (a grouping column, else a constant column of its runs)."""
-    v = o.scale.get(name, o.extra.get(name))
+    raw: Any = o.scale.get(name, o.extra.get(name))
     try:
-        v = float(v)
-    except (TypeError, ValueError):
+        v = float(raw)
+    except (TypeError, ValueError):  # missing, or not a number
         return None
     return v if math.isfinite(v) and v > 0 else None
 
@@ -381,14 +387,15 @@ def _shift_row(lo_o: Optimum, hi_o: Optimum, draws: np.ndarray | None) -> tuple[
     shift = hi_o.lr_ / lo_o.lr_
     interval = (math.nan, math.nan)
     if draws is not None:
-        interval = tuple(float(v) for v in np.exp(percentile_interval(draws[:, -1] - draws[:, 0])))
+        lo, hi = percentile_interval(draws[:, -1] - draws[:, 0])
+        interval = (math.exp(lo), math.exp(hi))
     held = abs(math.log(shift)) <= _HALF_STEP or (interval[0] <= 1 <= interval[1])
     return shift, interval, bool(held)
 
 
-def _width_rows(optima: Sequence[Optimum]) -> list[dict]:
+def _width_rows(optima: Sequence[Optimum]) -> list[dict[str, Any]]:
     # Same D and same depth (when known): a depth sweep at fixed width also changes N, and is not a width shift.
-    groups: dict[tuple, list[Optimum]] = {}
+    groups: dict[tuple[float, float | None], list[Optimum]] = {}
     for o in optima:
         if o.lr_bracketed and "N" in o.scale and "D" in o.scale:
             groups.setdefault((o.scale["D"], _axis(o, "depth")), []).append(o)
@@ -406,15 +413,15 @@ def _width_rows(optima: Sequence[Optimum]) -> list[dict]:
     return rows
 
 
-def _depth_rows(optima: Sequence[Optimum]) -> list[dict]:
-    groups: dict[tuple, list[Optimum]] = {}
+def _depth_rows(optima: Sequence[Optimum]) -> list[dict[str, Any]]:
+    groups: dict[tuple[float, float | None], list[Optimum]] = {}
     for o in optima:
         depth = _axis(o, "depth")
         if o.lr_bracketed and depth is not None and "D" in o.scale:
             groups.setdefault((o.scale["D"], _axis(o, "width")), []).append(o)
     rows = []
     for (D, width), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0.0)):
-        group = sorted(group, key=lambda o: _axis(o, "depth"))
+        group = sorted(group, key=lambda o: _axis(o, "depth") or 0.0)  # every depth is known here
         depths = np.array([_axis(o, "depth") for o in group])
         if len(depths) < 2 or len(np.unique(depths)) != len(depths):
             # One depth twice: the scales differ in something else (a width the table does not name), so

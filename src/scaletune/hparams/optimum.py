@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import textwrap
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -78,7 +78,7 @@ class Optimum:
     # comes from the 1-D fit at the best batch size); laws of each quantity use the scales bracketed in it.
     lr_bracketed: bool = True
     batch_bracketed: bool | None = None  # None: batch size not swept in 2-D
-    extra: dict = field(default_factory=dict)  # other constant columns of the scale (param, schedule, ...)
+    extra: dict[str, Any] = field(default_factory=dict)  # other constant columns of the scale (param, schedule, ...)
     # Bootstrap vertices (ln lr, ln batch, loss) per resample, NaN where a resample failed; the law fits
     # draw from them so that the sweep's noise propagates into the laws' intervals.
     samples: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -129,7 +129,7 @@ class _Fit:
     convex: bool
     inside: bool  # vertex inside the tested range
     n: int
-    predict: object  # callable (x, y) -> smoothed loss
+    predict: Callable[..., Any]  # (x, y) -> smoothed loss (y: None in 1-D)
 
 
 def _ok_mask(df: pd.DataFrame) -> npt.NDArray[np.bool_]:
@@ -163,14 +163,19 @@ def _quadratic(x: np.ndarray, y: np.ndarray | None, loss: np.ndarray) -> _Fit | 
         c, *_ = np.linalg.lstsq(A, loss, rcond=None)
         convex = c[2] > 0
         x0 = -c[1] / (2 * c[2]) if convex else x[np.argmin(loss)]
-        f = lambda xx, yy=None: c[0] + c[1] * xx + c[2] * xx * xx  # noqa: E731
-        return _Fit(x0, None, float(f(x0)), bool(convex), bool(x.min() <= x0 <= x.max()), len(x), f)
+        def f1(xx: Any, yy: Any = None) -> Any:
+            return c[0] + c[1] * xx + c[2] * xx * xx
+
+        return _Fit(x0, None, float(f1(x0)), bool(convex), bool(x.min() <= x0 <= x.max()), len(x), f1)
     if len(np.unique(np.round(x, 9))) < 3 or len(np.unique(np.round(y, 9))) < 3 or len(x) < 6:
         return None
     A = np.column_stack([np.ones_like(x), x, y, x * x, y * y, x * y])
     c, *_ = np.linalg.lstsq(A, loss, rcond=None)
     H = np.array([[2 * c[3], c[5]], [c[5], 2 * c[4]]])
-    f = lambda xx, yy: c[0] + c[1] * xx + c[2] * yy + c[3] * xx * xx + c[4] * yy * yy + c[5] * xx * yy  # noqa: E731
+
+    def f(xx: Any, yy: Any) -> Any:
+        return c[0] + c[1] * xx + c[2] * yy + c[3] * xx * xx + c[4] * yy * yy + c[5] * xx * yy
+
     convex = bool(np.all(np.linalg.eigvalsh(H) > 0))
     if convex:
         x0, y0 = np.linalg.solve(H, -np.array([c[1], c[2]]))
@@ -279,7 +284,7 @@ def find_optimum(
     cfg_b = ok["batch_size"].to_numpy(float)[first] if two_d else None
     ibest = int(np.argmin(mean))
     best_lr = float(cfg_lr[ibest])
-    best_b = float(cfg_b[ibest]) if two_d else None
+    best_b = float(cfg_b[ibest]) if cfg_b is not None else None
     if not two_d and "batch_size" in ok.columns and ok["batch_size"].nunique() == 1:
         best_b = float(ok["batch_size"].iloc[0])
 
@@ -289,10 +294,12 @@ def find_optimum(
         smooth = np.where(win, fit.predict(cfg_pts[:, 0], cfg_pts[:, 1] if two_d else None), mean)
     in_band = smooth <= smooth.min() * (1 + band)
     band_lr = (float(cfg_lr[in_band].min()), float(cfg_lr[in_band].max()))
-    band_b = (float(cfg_b[in_band].min()), float(cfg_b[in_band].max())) if two_d else None
+    band_b = (float(cfg_b[in_band].min()), float(cfg_b[in_band].max())) if cfg_b is not None else None
 
     # Bracketing, per axis.
-    problems, next_lrs, next_bs = [], (), ()
+    problems: list[str] = []
+    next_lrs: tuple[float, ...] = ()
+    next_bs: tuple[float, ...] = ()
     bad_lrs = pd.to_numeric(runs.loc[~ok_mask, "lr"], errors="coerce").to_numpy(float)
     bad_lrs = bad_lrs[bad_lrs > best_lr]
     first_bad = float(bad_lrs.min()) if len(bad_lrs) else None
@@ -315,7 +322,7 @@ def find_optimum(
         else:
             problems.append(f"best lr {best_lr:.3g} is at the {'top' if side == 'above' else 'bottom'} of the sweep")
     batch_open = False
-    if two_d:
+    if cfg_b is not None and best_b is not None:  # two_d
         side = open_side(1)
         batch_open = side is not None
         if side is not None:
@@ -328,16 +335,15 @@ def find_optimum(
     elif not fit.inside:
         problems.append("the fitted vertex lies outside the tested range")
     bracketed = not problems
-    fit_ok = fit is not None and fit.convex and fit.inside
     lr_bracketed = bracketed
     batch_bracketed = bracketed if two_d else None
 
-    if fit_ok:
-        lr0, b0, loss0 = math.exp(fit.x0), (math.exp(fit.y0) if two_d else best_b), fit.loss0
+    if fit is not None and fit.convex and fit.inside:
+        lr0, b0, loss0 = math.exp(fit.x0), (math.exp(fit.y0) if fit.y0 is not None else best_b), fit.loss0
     else:  # fall back to the best tested configuration, flagged as unbracketed
         lr0, b0, loss0 = best_lr, best_b, float(mean[ibest])
     sub = None
-    if two_d and batch_open and not lr_open:
+    if best_b is not None and two_d and batch_open and not lr_open:
         # The batch size escaped its sweep but the lr did not: the lr optimum of the 1-D sweep at the best
         # batch size is still usable (flagged per axis), the 2-D vertex is not.
         at_best = ok[np.isclose(ok["batch_size"].to_numpy(float), best_b)]
@@ -379,7 +385,7 @@ def find_optimum(
         loss_=float(loss0),
         loss_interval=sub.loss_interval if sub is not None else interval(2, loss0, False),
         batch_size_=None if b0 is None else float(b0),
-        batch_size_interval=interval(1, b0, True) if two_d else None,
+        batch_size_interval=interval(1, b0, True) if two_d and b0 is not None else None,
         band_lr=band_lr,
         band_batch_size=band_b,
         band=band,
@@ -461,7 +467,7 @@ def optima_frame(optima: Sequence[Optimum]) -> pd.DataFrame:
     """A table of optima, one row per scale (intervals as ``*_lo``/``*_hi``), for printing and law fits."""
     rows = []
     for o in optima:
-        row = dict(o.scale)
+        row: dict[str, Any] = dict(o.scale)
         row.update(o.extra)
         row.update(
             lr=o.lr_, lr_lo=o.lr_interval[0], lr_hi=o.lr_interval[1],

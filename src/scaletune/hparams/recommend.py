@@ -20,12 +20,14 @@ from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from scaletune.errors import ScaletuneError
 from scaletune.hparams.laws import HparamLaws, Method, TransferReport
 from scaletune.hparams.optimum import DEFAULT_BAND, Optimum, find_optima
 from scaletune.hparams.select import Fold, SweepAnalysis, _joint_rows, analyse_sweep, fit_batch, fit_lr, loss_interval
+from scaletune.laws import FitResult
 from scaletune.laws.published import deepseek_batch, deepseek_lr, steplaw_batch, steplaw_lr
 from scaletune.results import Prediction, format_interval, percentile_interval
 from scaletune.runtable import ok_runs, require_columns, training_flops
@@ -170,7 +172,7 @@ def _batch_loss_shift(slices: list[Optimum], target: Mapping[str, float], batch:
     batch optimum moves with D, hardly with N (StepLaw). Returns (point, bootstrap draws, extrapolation in D,
     note), or None.
     """
-    by_scale: dict[tuple, list[Optimum]] = {}
+    by_scale: dict[tuple[float | None, float], list[Optimum]] = {}
     for o in slices:
         if o.scale.get("batch_size") and "D" in o.scale and math.isfinite(o.best_loss):
             by_scale.setdefault((o.scale.get("N"), o.scale["D"]), []).append(o)
@@ -276,7 +278,7 @@ def _joint_factor(analysis: SweepAnalysis, target: Mapping[str, float]) -> float
     return math.exp(d) if math.isfinite(d) else 1.0
 
 
-def _score(analysis: SweepAnalysis, method: Method) -> dict:
+def _score(analysis: SweepAnalysis, method: Method) -> dict[str, Any]:
     c = next((c for c in analysis.candidates if c.method == method), None)
     return {} if c is None else {"held_out_score_percent": c.score, "noise_percent": c.noise}
 
@@ -307,7 +309,7 @@ def choose_batch_size(analysis: SweepAnalysis, target: Mapping[str, float]) -> P
         if o.usable("batch_size") and o.batch_size_ is not None and o.batch_size_interval is not None:
             return Prediction(float(o.batch_size_), *o.batch_size_interval, extrapolation=extra,
                               method=Method.BATCH_NEAREST_SWEEP, details=details)
-        return Prediction(float(o.best_batch_size), math.nan, math.nan, extrapolation=extra, method=Method.BATCH_NEAREST_BOUND,
+        return Prediction(float(o.best_batch_size or math.nan), math.nan, math.nan, extrapolation=extra, method=Method.BATCH_NEAREST_BOUND,
                           details={**details, "at_edge": bool(o.next_batch_sizes)})
     if "batch_size" in ok.columns and ok["batch_size"].nunique() == 1:
         return Prediction(float(ok["batch_size"].iloc[0]), math.nan, math.nan, method=Method.BATCH_AS_PROXIES)
@@ -343,10 +345,10 @@ def choose_learning_rate(analysis: SweepAnalysis, target: Mapping[str, float], b
     return None
 
 
-def _loss_samples(fit_result, point) -> np.ndarray:
+def _loss_samples(fit_result: FitResult, point: Mapping[str, float]) -> npt.NDArray[np.float64]:
     if fit_result.bootstrap_params is None or not len(fit_result.bootstrap_params):
         return np.zeros(0)
-    return fit_result.predict_samples(point)[:, 0]
+    return np.asarray(fit_result.predict_samples(point)[:, 0], dtype=float)
 
 
 def predict_loss(analysis: SweepAnalysis, target: Mapping[str, float], batch: Prediction, lr: Prediction, *,
@@ -363,8 +365,10 @@ def predict_loss(analysis: SweepAnalysis, target: Mapping[str, float], batch: Pr
     notes: list[str] = []
     moved: dict[str, float] = {}  # where the loss law's batch size differs from the recommended one
     point = {"N": target["N"], "D": target["D"], "C": target.get("C", training_flops(target["N"], target["D"]))}
-    if method in (Method.LOSS_CHINCHILLA_JOINT, Method.LOSS_COMPUTE_JOINT) and land is not None and _joint_rows(land) is not None:
-        rows, w = _joint_rows(land)
+    res: FitResult | None = None
+    joint = _joint_rows(land) if land is not None else None
+    if method in (Method.LOSS_CHINCHILLA_JOINT, Method.LOSS_COMPUTE_JOINT) and land is not None and joint is not None:
+        rows, w = joint
         law = "chinchilla" if method == Method.LOSS_CHINCHILLA_JOINT else "compute"
         res = fit_law(law, rows, weights=w, bootstrap=loss_bootstrap, seed=analysis.seed)
         value = float(res.predict(point)[0])
@@ -376,7 +380,7 @@ def predict_loss(analysis: SweepAnalysis, target: Mapping[str, float], batch: Pr
         samples = samples[: len(pen)] + pen[: len(samples)] if len(samples) else samples
     else:
         res = laws.loss
-        want = {Method.LOSS_CHINCHILLA: "chinchilla", Method.LOSS_COMPUTE: "compute"}.get(method)
+        want = {Method.LOSS_CHINCHILLA: "chinchilla", Method.LOSS_COMPUTE: "compute"}.get(method) if method else None
         if want is not None and (res is None or res.law != want) and len(laws.loss_optima) >= 4:
             rows = pd.DataFrame({"N": [o.scale["N"] for o in laws.loss_optima], "D": [o.scale["D"] for o in laws.loss_optima],
                                  "loss": [o.loss_ for o in laws.loss_optima]})
@@ -416,7 +420,7 @@ def _batch_notes(analysis: SweepAnalysis) -> list[str]:
     if not swept:
         return []
     o = max(swept, key=lambda o: (o.scale.get("D", 0), o.scale.get("N", 0)))
-    edge = "smaller" if o.next_batch_sizes and max(o.next_batch_sizes) < o.best_batch_size else "larger"
+    edge = "smaller" if o.next_batch_sizes and max(o.next_batch_sizes) < (o.best_batch_size or math.nan) else "larger"
     seq = pd.to_numeric(pd.Series([o.extra.get("seq_len")]), errors="coerce").iloc[0]
     if not o.next_batch_sizes:
         advice = f"{o.message}: more seeds there would locate it"
@@ -506,11 +510,12 @@ def recommend(
             notes.append("the proxies used several schedule kinds: the most common one is recommended")
         try:
             base = Schedule.parse(spec) if "steps=" in spec else Schedule.parse(spec, steps=steps, lr=lr.value)
-            target_schedule = replace(base, steps=steps, lr=lr.value)
+            target_schedule: Any = replace(base, steps=steps, lr=lr.value)  # its kind's fields
             if warmup["steps"] is not None:
                 target_schedule = replace(target_schedule, warmup=min(warmup["steps"], steps - 1))
-            if getattr(base, "decay_start", None) is not None:  # wsd/power: keep the cooldown as the same fraction of the run
-                target_schedule = replace(target_schedule, decay_start=int(round(base.decay_start / base.steps * steps)))
+            decay = getattr(base, "decay_start", None)
+            if decay is not None:  # wsd/power: keep the cooldown as the same fraction of the run
+                target_schedule = replace(target_schedule, decay_start=int(round(decay / base.steps * steps)))
             schedule = target_schedule.spec()
         except ScaletuneError:
             schedule = spec

@@ -14,7 +14,7 @@ when nothing is known.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -31,12 +31,12 @@ def _law_variables(optima: list[Optimum], rung: Mapping[str, float], response: s
     use = [o for o in optima if o.usable(response)]
     names = []
     for v in rung:
-        values = [o.scale.get(v, o.extra.get(v)) for o in use]
+        values: list[Any] = [o.scale.get(v, o.extra.get(v)) for o in use]
         if all(isinstance(x, (int, float)) and x > 0 for x in values) and len({round(math.log(x), 9) for x in values}) >= 2:
             names.append(v)
     # Keep the variables that the rungs identify: more rungs than parameters and a full-rank design.
     while names:
-        logs = np.log([[o.scale.get(v, o.extra.get(v)) for v in names] for o in use])
+        logs = np.log(np.array([[o.scale.get(v, o.extra.get(v)) for v in names] for o in use], dtype=float))
         if len(use) > len(names) + 1 and _design_rank_ok(logs):
             return names
         names.pop()  # drop the last-listed variable (ladders list the main axis, e.g. width, first)
@@ -55,8 +55,9 @@ def predict_range(optima: list[Optimum], rung: Mapping[str, float], response: st
         if math.isfinite(pred.lo) and math.isfinite(pred.hi):
             return pred.value, pred.lo, pred.hi
     # Too few rungs for a law: assume transfer; the spread of the optima and their intervals set the width.
-    values = [o.lr_ if response == "lr" else o.batch_size_ for o in use]
-    ivs = [o.lr_interval if response == "lr" else o.batch_size_interval for o in use]
+    # usable(response): the batch size's optimum and interval exist
+    values = [o.lr_ if response == "lr" else float(o.batch_size_ or math.nan) for o in use]
+    ivs = [o.lr_interval if response == "lr" else o.batch_size_interval or (math.nan, math.nan) for o in use]
     lows = [lo for lo, _ in ivs if math.isfinite(lo)] + values
     highs = [hi for _, hi in ivs if math.isfinite(hi)] + values
     return float(np.exp(np.mean(np.log(values)))), min(lows), max(highs)

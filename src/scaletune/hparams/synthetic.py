@@ -16,9 +16,13 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from scaletune.runtable import training_flops
+
+Array = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -43,23 +47,24 @@ class Landscape:
     noise: float = 0.001  # relative std of the final loss (seed-to-seed)
     diverge: float = 8.0  # rates above diverge * lr* diverge
 
-    def lr_opt(self, N, D, batch_size=None):
+    def lr_opt(self, N: ArrayLike, D: ArrayLike, batch_size: ArrayLike | None = None) -> Array:
         """lr* at (N, D), at the optimal batch size B*(N, D) unless ``batch_size`` (tokens) is given."""
         lr = self.k_lr * np.asarray(N, float) ** self.a * np.asarray(D, float) ** self.b
         if batch_size is None or self.g == 0:
             return lr
         return lr * (np.asarray(batch_size, float) / self.batch_opt(D, N)) ** self.g
 
-    def batch_opt(self, D, N=1.0):
+    def batch_opt(self, D: ArrayLike, N: ArrayLike = 1.0) -> Array:
         return self.k_b * np.asarray(N, float) ** self.d * np.asarray(D, float) ** self.c
 
-    def loss_opt(self, N, D):
+    def loss_opt(self, N: ArrayLike, D: ArrayLike) -> Array:
         return self.E + self.A / np.asarray(N, float) ** self.alpha + self.B / np.asarray(D, float) ** self.beta
 
-    def loss(self, N, D, lr, batch_size, rng: np.random.Generator | None = None):
+    def loss(self, N: ArrayLike, D: ArrayLike, lr: ArrayLike, batch_size: ArrayLike,
+             rng: np.random.Generator | None = None) -> Array:
         dl = np.log(lr) - np.log(self.lr_opt(N, D, batch_size))
         db = np.log(batch_size) - np.log(self.batch_opt(D, N))
-        clean = self.loss_opt(N, D) + self.c_lr * np.where(dl > 0, self.asym, 1.0) * dl**2 + self.c_b * db**2
+        clean: Array = self.loss_opt(N, D) + self.c_lr * np.where(dl > 0, self.asym, 1.0) * dl**2 + self.c_b * db**2
         if rng is None or self.noise == 0:
             return clean
         return clean * (1 + self.noise * rng.standard_normal(np.shape(clean)))

@@ -107,7 +107,7 @@ class StabilityReport:
                                  f"{format_interval(p.value, p.lo, p.hi, digits=3)}, x{p.extrapolation:.1f} beyond the scales")
         lines.append(textwrap.fill(f"L_ref {self.l_ref:.4g} nats ({self.l_ref_source}); tolerance {self.tolerance:.1%}; "
                                    f"{sum(f.flagged for f in self.flags)} of {len(self.flags)} runs flagged", 80))
-        return "\n".join(lines)
+        return "\n".join(line.rstrip() for line in lines)
 
 
 def _scale_columns(df: pd.DataFrame, by: Sequence[str] | None) -> list[str]:
@@ -140,7 +140,8 @@ def signal_inventory(runs: pd.DataFrame, curves: pd.DataFrame | None) -> tuple[l
         cols = [c for c in df.columns if c.startswith(name[:-1])] if name.endswith("*") else [name] if name in df.columns else []
         return any(pd.to_numeric(df[c], errors="coerce").notna().any() for c in cols)
 
-    present, missing = [], []
+    present: list[str] = []
+    missing: list[str] = []
     for name in CURVE_SIGNALS:
         (present if has(curves, name) else missing).append(f"curve:{name}")
     for name in RUN_SIGNALS:
@@ -170,10 +171,11 @@ def _mean_over(scales: Sequence[ScaleSensitivity], keys: set) -> tuple[float, tu
     if not use:
         return math.nan, (math.nan, math.nan), None
     value = float(np.mean([s.sensitivity for s in use]))
-    if any(s.samples is None for s in use):
+    samples = [s.samples for s in use if s.samples is not None]
+    if len(samples) < len(use):
         return value, (math.nan, math.nan), None
-    K = min(len(s.samples) for s in use)
-    draws = np.mean([s.samples[:K, 0] for s in use], axis=0)
+    K = min(len(a) for a in samples)
+    draws = np.mean([a[:K, 0] for a in samples], axis=0)
     return value, percentile_interval(draws), draws
 
 
