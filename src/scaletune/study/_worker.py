@@ -50,6 +50,7 @@ def _one_line(exc: BaseException) -> str:
 def _suggest(trial: Any, dim: Dimension, lo: float | None, hi: float | None) -> Any:
     if dim.kind == "choices":
         return trial.suggest_categorical(dim.name, list(dim.choices))
+    assert lo is not None and hi is not None  # a numeric dimension always has its range
     if dim.kind == "int":
         return trial.suggest_int(dim.name, int(lo), int(hi), log=dim.log)
     return trial.suggest_float(dim.name, lo, hi, log=dim.kind == "log")
@@ -197,7 +198,7 @@ class Worker:
             if status in ("failed", "diverged"):  # last: it makes a FAIL outcome final (other states say it)
                 storage.set_trial_user_attr(trial_id, "status", status)
             if status == "ok":
-                study.tell(number, float(loss))
+                study.tell(number, float(loss))  # type: ignore[arg-type]  # ok means a finite loss (checked above)
             else:
                 study.tell(number, state=TrialState.PRUNED if status == "pruned" else TrialState.FAIL)
         except Exception as exc:  # marked stale by another sweep meanwhile: its re-queued copy will run

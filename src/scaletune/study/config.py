@@ -27,7 +27,7 @@ import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping, overload
 
 import numpy as np
 
@@ -59,7 +59,12 @@ def _check_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str) 
             raise ScaletuneError(f"{where}: unknown key {key!r}{hint}")
 
 
+@overload
+def _number(value: Any, where: str, positive: bool = ..., integer: Literal[False] = ...) -> float: ...
+@overload
+def _number(value: Any, where: str, positive: bool = ..., *, integer: Literal[True]) -> int: ...
 def _number(value: Any, where: str, positive: bool = False, integer: bool = False) -> float:
+    """A finite number from the study file (an int with ``integer``); errors name ``where``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ScaletuneError(f"{where}: expected a number, got {value!r}")
     if integer and int(value) != value:
@@ -112,11 +117,12 @@ class Dimension:
 
         if self.kind == "choices":
             return CategoricalDistribution(self.choices)
+        if not self.numeric:
+            return None
+        assert lo is not None and hi is not None  # numeric dimensions always get their range
         if self.kind == "int":
             return IntDistribution(int(lo), int(hi), log=self.log)
-        if self.kind in ("log", "uniform"):
-            return FloatDistribution(lo, hi, log=self.kind == "log")
-        return None
+        return FloatDistribution(lo, hi, log=self.kind == "log")
 
     def grid(self, lo: float | None, hi: float | None) -> list:
         """Grid values: log-spaced for log ranges, evenly spaced otherwise, all choices, or the fixed value."""
@@ -124,6 +130,7 @@ class Dimension:
             return list(self.choices)
         if self.kind == "fixed":
             return [self.value]
+        assert lo is not None and hi is not None and self.points is not None  # a numeric grid dimension
         if self.kind == "log" or (self.kind == "int" and self.log):
             values = np.geomspace(lo, hi, self.points)
         else:
@@ -157,7 +164,7 @@ def _parse_dimension(name: str, spec: Any, strategy: str) -> Dimension:
     bounds = spec[kind]
     if not isinstance(bounds, list) or len(bounds) != 2:
         raise ScaletuneError(f"{where}.{kind}: expected [low, high], got {bounds!r}")
-    parsed = []
+    parsed: list[Any] = []  # numbers or parsed formulas
     for i, b in enumerate(bounds):
         if isinstance(b, str):
             parsed.append(parse_formula(b, f"{where}.{kind}[{i}]"))
@@ -270,8 +277,9 @@ class StudyConfig:
                                          hint="pass an Optuna sampler object to sample inside the narrowed ranges "
                                               "as trials start")
                 strat[key] = sampler
-                config = dataclasses.replace(config, sampler=None,
-                                             strategy=dataclasses.replace(self.strategy, **{key: sampler}))
+                strategy = (dataclasses.replace(self.strategy, sampler=sampler) if key == "sampler"
+                            else dataclasses.replace(self.strategy, name=sampler))
+                config = dataclasses.replace(config, sampler=None, strategy=strategy)
             else:
                 _require_optuna_object(sampler, "sampler")
                 if self.strategy.name == "grid":

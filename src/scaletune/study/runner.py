@@ -265,7 +265,7 @@ class _RayPool:
             return Worker(config, make_token(suffix), parallel).loop(lambda: ray.get(flag.get.remote()), poll=0.5)
 
         resources = config.workload.resources
-        self.flag = Flag.remote()
+        self.flag = Flag.remote()  # type: ignore[attr-defined]  # ray.remote made it an actor class
         self.work = work.options(num_cpus=resources.cpus, num_gpus=resources.gpus)  # Ray sets CUDA_VISIBLE_DEVICES
         n = n or capacity  # default: as many trials as the cluster's nodes fit at once
         self.config, self.parallel = config, n > 1
@@ -347,7 +347,7 @@ def _ray_capacity(config: StudyConfig, address: str | None) -> int:
     fits = [min(int(r.get("CPU", 0) // res.cpus), int(r.get("GPU", 0) // res.gpus) if res.gpus else math.inf)
             for r in nodes]
     if max(fits, default=0) < 1:
-        largest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
+        largest: dict[str, float] = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
         raise ScaletuneError(f"{config.source}: resources: a trial needs {res.cpus} CPUs and {res.gpus} GPUs "
                              f"(cpus_per_trial, gpus_per_trial) but the largest Ray node has "
                              f"{largest.get('CPU', 0):g} CPUs and {largest.get('GPU', 0):g} GPUs")
@@ -435,10 +435,12 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
     now = time.time()
     for k, study in studies.items():
         _fail_running(study, st, lambda t: _is_stale(t, config.storage.grace, now), None)
-        _repair_orphans(study, stored.rung_trials(k)[1], retry_failed)
+        _repair_orphans(study, stored.rung_trials(k)[1] or 0, retry_failed)
 
     start = time.monotonic()
+    pool: _LocalPool | _RayPool | Any
     if backend == "local":
+        assert workers is not None  # set from the machine's capacity above
         pool = _LocalPool(config, workers, groups)
     elif backend == "ray":
         pool = _RayPool(config, workers, address)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from scaletune.errors import ScaletuneError
 
@@ -114,7 +115,7 @@ def _open(scheme: str, rest: str, url: str):
         if scheme == "journal":
             return JournalStorage(JournalFileBackend(rest[1:]))
         # SQLite serialises writers: wait for the lock instead of failing when workers write at once.
-        engine_kwargs = {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {"pool_pre_ping": True}
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {"pool_pre_ping": True}
         if scheme.startswith("postgres"):
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
         rdb = RDBStorage(url, engine_kwargs=engine_kwargs)
