@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -100,7 +100,7 @@ class JointLandscape:
     names: tuple[str, ...]
     params: np.ndarray
     cov: np.ndarray
-    scales: tuple[dict, ...]
+    scales: tuple[dict[str, Any], ...]
     sigma: float
     n_runs: int
     censored: int
@@ -111,7 +111,7 @@ class JointLandscape:
     def _p(self, theta: np.ndarray, name: str) -> float | np.ndarray:
         return theta[..., self.names.index(name)]
 
-    def ln_batch_opt(self, point: Mapping[str, float], theta: np.ndarray | None = None):
+    def ln_batch_opt(self, point: Mapping[str, float], theta: np.ndarray | None = None) -> Any:
         """ln B* at ``point`` (one value, or one per row of ``theta`` draws)."""
         if self.batch_vars is None:
             raise ScaletuneError("the landscape has no batch-size terms (batch size not swept)")
@@ -121,7 +121,7 @@ class JointLandscape:
             out = out + self._p(theta, f"p_{v}") * math.log(point[v])
         return out
 
-    def ln_lr_opt(self, point: Mapping[str, float], batch: float | None = None, theta: np.ndarray | None = None):
+    def ln_lr_opt(self, point: Mapping[str, float], batch: float | None = None, theta: np.ndarray | None = None) -> Any:
         """ln lr* at ``point``, at batch size ``batch`` (tokens; default: the optimal one)."""
         theta = self.params if theta is None else theta
         out = self._p(theta, "t_0")
@@ -131,7 +131,8 @@ class JointLandscape:
             out = out + self._p(theta, "g") * (math.log(batch) - self.ln_batch_opt(point, theta))
         return out
 
-    def penalty(self, point: Mapping[str, float], lr: float | None, batch: float | None, theta: np.ndarray | None = None):
+    def penalty(self, point: Mapping[str, float], lr: float | None, batch: float | None,
+                theta: np.ndarray | None = None) -> Any:
         """Loss above the optimum (nats) at (lr, batch); ``lr=None``: the lr optimised at that batch size;
         ``batch=None``: the optimal batch size."""
         theta = self.params if theta is None else theta
@@ -156,12 +157,12 @@ class JointLandscape:
             return self.boot
         rng = np.random.default_rng(seed)
         cov = 0.5 * (self.cov + self.cov.T)
-        return rng.multivariate_normal(self.params, cov, size=n, method="svd")
+        return np.asarray(rng.multivariate_normal(self.params, cov, size=n, method="svd"), float)
 
     def optimum_loss(self, s: int) -> tuple[float, float]:
         return self.scales[s]["L"], self.scales[s]["L_se"]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"lr_vars": list(self.lr_vars), "batch_vars": None if self.batch_vars is None else list(self.batch_vars),
                 "params": dict(zip(self.names, self.params.tolist())),
                 "se": dict(zip(self.names, np.sqrt(np.clip(np.diag(self.cov), 0, None)).tolist())),
@@ -202,21 +203,18 @@ def fit_landscape(
     if lr_vars is None:
         lr_vars = tuple(v for v in scale_cols if _identified(per_scale, v))
     lr_vars = tuple(lr_vars)
+    bvars: tuple[str, ...] = ()
     if has_b:
         sw = per_scale.loc[swept]
-        if batch_vars == "auto":
-            batch_vars = tuple(v for v in ("D",) if _identified(sw, v))
-        batch_vars = tuple(batch_vars)
-        for v in batch_vars:
+        bvars = tuple(v for v in ("D",) if _identified(sw, v)) if batch_vars == "auto" else tuple(batch_vars or ())
+        for v in bvars:
             if not _identified(sw, v):
-                raise ScaletuneError(f"landscape: B*({', '.join(batch_vars)}) needs batch sweeps at 2+ values of {v}")
-    else:
-        batch_vars = None
+                raise ScaletuneError(f"landscape: B*({', '.join(bvars)}) needs batch sweeps at 2+ values of {v}")
     names = [f"L_{k}" for k in range(S)] + ["t_0"] + [f"t_{v}" for v in lr_vars]
     if has_b:
-        names += ["g", "p_0"] + [f"p_{v}" for v in batch_vars] + ["ln_c_b"]
+        names += ["g", "p_0"] + [f"p_{v}" for v in bvars] + ["ln_c_b"]
     names += ["ln_c_below", "ln_c_above"]
-    X = {v: np.log(prep[v].to_numpy(float)) for v in set(lr_vars) | set(batch_vars or ())}
+    X = {v: np.log(prep[v].to_numpy(float)) for v in set(lr_vars) | set(bvars)}
     ln_lr, ln_b, y = prep["ln_lr"].to_numpy(float), prep["ln_b"].to_numpy(float), prep["loss"].to_numpy(float)
     ix = {n: i for i, n in enumerate(names)}
 
@@ -224,13 +222,13 @@ def fit_landscape(
         m_lr = th[ix["t_0"]] + sum(th[ix[f"t_{v}"]] * X[v] for v in lr_vars)
         pen = 0.0
         if has_b:
-            m_b = th[ix["p_0"]] + sum(th[ix[f"p_{v}"]] * X[v] for v in batch_vars)
+            m_b = th[ix["p_0"]] + sum(th[ix[f"p_{v}"]] * X[v] for v in bvars)
             vv = ln_b - m_b
             m_lr = m_lr + th[ix["g"]] * vv
             pen = np.exp(th[ix["ln_c_b"]]) * vv**2
         u = ln_lr - m_lr
         c = np.where(u > 0, np.exp(th[ix["ln_c_above"]]), np.exp(th[ix["ln_c_below"]]))
-        return th[:S][sidx] + c * u**2 + pen
+        return np.asarray(th[:S][sidx] + c * u**2 + pen, float)
 
     # Start: per-slice best rates regressed on the variables; curvature a fraction of the loss.
     x0 = np.zeros(len(names))
@@ -242,16 +240,16 @@ def fit_landscape(
     x0[ix["ln_c_below"]] = x0[ix["ln_c_above"]] = c0
     if has_b:
         bb = prep.loc[prep[prep["scale"].isin(swept)].groupby("scale")["loss"].idxmin()]
-        B = np.column_stack([np.ones(len(bb))] + [np.log(bb[v].to_numpy(float)) for v in batch_vars])
-        x0[ix["p_0"]: ix["p_0"] + 1 + len(batch_vars)] = np.linalg.lstsq(B, bb["ln_b"].to_numpy(float), rcond=None)[0]
+        B = np.column_stack([np.ones(len(bb))] + [np.log(bb[v].to_numpy(float)) for v in bvars])
+        x0[ix["p_0"]: ix["p_0"] + 1 + len(bvars)] = np.linalg.lstsq(B, bb["ln_b"].to_numpy(float), rcond=None)[0]
         x0[ix["ln_c_b"]] = c0 - math.log(2)
     lo = np.full(len(names), -np.inf)
     hi = np.full(len(names), np.inf)
-    for n in ("ln_c_below", "ln_c_above", "ln_c_b"):
-        if n in ix:
-            lo[ix[n]], hi[ix[n]] = c0 - 12, c0 + 8
+    for name in ("ln_c_below", "ln_c_above", "ln_c_b"):
+        if name in ix:
+            lo[ix[name]], hi[ix[name]] = c0 - 12, c0 + 8
 
-    def solve(target: np.ndarray, start: np.ndarray):
+    def solve(target: np.ndarray, start: np.ndarray) -> Any:
         return least_squares(lambda th: (target - model(th)) / target, start, bounds=(lo, hi), x_scale="jac", method="trf")
 
     res = solve(y, x0)
@@ -277,7 +275,7 @@ def fit_landscape(
                    batch=float(np.exp(np.median(ln_b[sidx == k]))))
         recs.append(rec)
     return JointLandscape(
-        lr_vars=lr_vars, batch_vars=batch_vars, names=tuple(names), params=res.x, cov=cov, scales=tuple(recs),
-        sigma=sigma, n_runs=n, censored=sum(r["edge"] for r in recs), boot=boot, bootstrap_kind=kind,
+        lr_vars=lr_vars, batch_vars=bvars if has_b else None, names=tuple(names), params=res.x, cov=cov, scales=tuple(recs),
+        sigma=sigma, n_runs=n, censored=sum(bool(r["edge"]) for r in recs), boot=boot, bootstrap_kind=kind,
         batch_step=_step(prep.loc[prep["scale"].isin(swept), "ln_b"].to_numpy(float)) if has_b else math.log(2),
     )
