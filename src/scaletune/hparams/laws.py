@@ -95,8 +95,9 @@ class HparamLaw:
 
     def predict_interval(self, point: Mapping[str, Any], level: float = LEVEL) -> Prediction:
         """A `Prediction` at ``point``: the law's value, the two-level bootstrap interval at ``level`` (NaN
-        without bootstrap samples), how far the point lies outside the fitted scales (a factor, per
-        variable) and the law's `Method`. Floats for one point, arrays for arrays."""
+        without bootstrap samples), how far the point lies outside the fitted scales (a factor, jointly in
+        the law's variables: `FitResult.extrapolation`) and the law's `Method`. Floats for one point,
+        arrays for arrays."""
         x = self._x(point)
         value = self.fit_.predict(x)
         lo = hi = np.full(len(value), math.nan)
