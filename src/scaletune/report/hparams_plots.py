@@ -32,6 +32,28 @@ def _split(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return runs[ok], runs[~ok]
 
 
+def _err(value: float, lo: float | None, hi: float | None) -> list[list[float]] | None:
+    """Matplotlib's asymmetric error bar around ``value`` for the interval [lo, hi]; None (no bar) when
+    the interval is missing or NaN (no bootstrap)."""
+    if lo is None or hi is None or not math.isfinite(lo):
+        return None
+    return [[value - lo], [hi - value]]
+
+
+def _finish(fig, ax, path: str | Path, xlabel: str, ylabel: str, title: str | None = None, title_size: int = 8,
+            ylog: bool = False) -> Path:
+    """What every figure here shares: a log learning-rate or N axis, labels, small legend, saved at 120 dpi."""
+    ax.set_xscale("log")
+    if ylog:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=title_size)
+    ax.legend(fontsize=7)
+    return save_figure(fig, path, dpi=120)
+
+
 def _groups(runs: pd.DataFrame, optima) -> list[tuple[Any, pd.DataFrame]]:
     cols = [c for c in optima[0].scale if c in runs.columns and c in ("rung",)] or [c for c in ("N", "D") if c in runs.columns]
     out = []
@@ -61,20 +83,16 @@ def plot_sweeps(runs: pd.DataFrame, optima: Sequence, path: str | Path, flags: S
         ax.plot(mean.index, mean.values, "o-", color=color, ms=4, lw=1, label=label + ("" if o.bracketed else " (not bracketed)"))
         if len(bad):
             ax.plot(bad["lr"], np.full(len(bad), top * 1.01), "x", color=color, ms=6)
-        lo, hi = o.lr_interval
-        if math.isfinite(lo):
-            ax.errorbar([o.lr_], [o.loss_], xerr=[[o.lr_ - lo], [hi - o.lr_]], fmt="*", color=color, ms=10, capsize=3)
+        xerr = _err(o.lr_, *o.lr_interval)
+        if xerr is not None:
+            ax.errorbar([o.lr_], [o.loss_], xerr=xerr, fmt="*", color=color, ms=10, capsize=3)
         ax.axvspan(o.band_lr[0], o.band_lr[1], color=color, alpha=0.08)
     if flags:
         from scaletune.report.stability_plots import flag_markers
 
         flag_markers(ax, flags, top * 1.01)
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate (as in the run table; muP: base rate)")
-    ax.set_ylabel("final validation loss (nats/token)")
-    ax.set_title("Sweeps per scale: * vertex with 95% interval, shaded = near-optimal band, x = diverged (not fitted)", fontsize=8)
-    ax.legend(fontsize=7)
-    return save_figure(fig, path, dpi=120)
+    return _finish(fig, ax, path, "learning rate (as in the run table; muP: base rate)", "final validation loss (nats/token)",
+                   "Sweeps per scale: * vertex with 95% interval, shaded = near-optimal band, x = diverged (not fitted)")
 
 
 def plot_laws(rec, path: str | Path, measured: dict | None = None) -> Path:
@@ -92,35 +110,24 @@ def plot_laws(rec, path: str | Path, measured: dict | None = None) -> Path:
     for D, color in zip(Ds, colors):
         group = [o for o in optima if o.scale["D"] == D]
         for o in group:
-            lo, hi = o.lr_interval
             marker = "o" if o.bracketed else "^"
-            yerr = [[o.lr_ - lo], [hi - o.lr_]] if math.isfinite(lo) else None
-            ax.errorbar([o.scale["N"]], [o.lr_], yerr=yerr, fmt=marker, color=color, capsize=3, mfc="none" if not o.bracketed else color)
+            ax.errorbar([o.scale["N"]], [o.lr_], yerr=_err(o.lr_, *o.lr_interval), fmt=marker, color=color, capsize=3, mfc="none" if not o.bracketed else color)
         if law is not None:
             x = {"N": grid, "D": np.full_like(grid, D)}
             x = {v: x[v] for v in law.variables}
             ax.plot(grid, law.fit_.predict(x), "-", color=color, lw=1, label=f"D = {D:.3g} tokens")
             band = law.predict_interval(x)
             ax.fill_between(grid, band.lo, band.hi, color=color, alpha=0.12)  # NaN (nothing drawn) without a bootstrap
-    lo, hi = rec.lr.interval
-    yerr = [[rec.lr.value - lo], [hi - rec.lr.value]] if math.isfinite(lo) else None
-    ax.errorbar([rec.target["N"]], [rec.lr.value], yerr=yerr, fmt="s", color="k", capsize=4,
+    ax.errorbar([rec.target["N"]], [rec.lr.value], yerr=_err(rec.lr.value, *rec.lr.interval), fmt="s", color="k", capsize=4,
                 label=f"recommended at target (x{rec.lr.extrapolation:.1f} extrapolation)")
     if measured and measured.get("measured_optimum"):
         m = measured["measured_optimum"]
-        lo, hi = m["lr_interval"]
-        yerr = [[m["lr_"] - lo], [hi - m["lr_"]]] if lo is not None and math.isfinite(lo) else None
-        ax.errorbar([rec.target["N"] * 1.06], [m["lr_"]], yerr=yerr, fmt="D", color="g", capsize=4,
+        ax.errorbar([rec.target["N"] * 1.06], [m["lr_"]], yerr=_err(m["lr_"], *m["lr_interval"]), fmt="D", color="g", capsize=4,
                     label="measured at the target (vertex, 95%)")
     for name, p in rec.published.items():
         ax.plot([rec.target["N"]], [p["lr"]], "x", ms=8, label=f"{name} (published, SP)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("N (parameters, as counted in the run table)")
-    ax.set_ylabel("optimal learning rate")
-    ax.set_title("lr*(N, D): per-scale optima (95%), fitted law and 95% band, target", fontsize=9)
-    ax.legend(fontsize=7)
-    return save_figure(fig, path, dpi=120)
+    return _finish(fig, ax, path, "N (parameters, as counted in the run table)", "optimal learning rate",
+                   "lr*(N, D): per-scale optima (95%), fitted law and 95% band, target", title_size=9, ylog=True)
 
 
 def plot_target_check(target_runs: pd.DataFrame, rec, path: str | Path) -> Path:
@@ -140,8 +147,4 @@ def plot_target_check(target_runs: pd.DataFrame, rec, path: str | Path) -> Path:
         if math.isfinite(a):
             ax.axhspan(a, b, color="C1", alpha=0.15, label="predicted loss, 95% interval")
         ax.axhline(rec.loss.value, color="C1", lw=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate (muP base rate)")
-    ax.set_ylabel("final validation loss (nats/token)")
-    ax.legend(fontsize=7)
-    return save_figure(fig, path, dpi=120)
+    return _finish(fig, ax, path, "learning rate (muP base rate)", "final validation loss (nats/token)")
