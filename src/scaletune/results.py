@@ -134,6 +134,11 @@ def format_interval(value: float, lo: float, hi: float, digits: int = 4) -> str:
     return f"{num(value)} [{num(lo)}, {num(hi)}]"
 
 
+def format_scale(scale: Mapping[str, float], keys: tuple[str, ...] | None = None) -> str:
+    """A scale as a label, ``N=1e+06, D=2e+07`` (3 significant digits), only ``keys`` when given; "" when empty."""
+    return ", ".join(f"{k}={v:.3g}" for k, v in scale.items() if keys is None or k in keys)
+
+
 @runtime_checkable
 class Fit(Protocol):
     """What every fit result implements (`FitResult`, `CurveFit`, `HparamLaw`, `IsoflopResult`)."""

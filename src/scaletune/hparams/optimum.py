@@ -34,7 +34,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from scaletune.errors import ScaletuneError
-from scaletune.results import format_interval, percentile_interval
+from scaletune.results import format_interval, format_scale, percentile_interval
 from scaletune.runtable import ok_runs, require_columns
 
 DEFAULT_BAND = 0.0025  # 0.25%: DeepSeek LLM (2024) and StepLaw (Li et al. 2025)
@@ -89,9 +89,8 @@ class Optimum:
         return d
 
     def __repr__(self) -> str:
-        scale = ", ".join(f"{k}={v:.3g}" for k, v in self.scale.items())
         batch = "" if self.batch_size_ is None else f", batch {self.batch_size_:.4g} tokens"
-        return (f"<Optimum {scale or 'one scale'}: lr* {format_interval(self.lr_, *self.lr_interval, digits=3)}{batch}, "
+        return (f"<Optimum {format_scale(self.scale) or 'one scale'}: lr* {format_interval(self.lr_, *self.lr_interval, digits=3)}{batch}, "
                 f"loss {self.loss_:.4f}, {'bracketed' if self.bracketed else 'NOT bracketed'}>")
 
     def summary(self) -> str:
@@ -260,7 +259,7 @@ def find_optimum(
     two_d = has_batch and ok["batch_size"].nunique() >= 3
     scale = dict(scale or {})
     n_excl = int((~ok_mask).sum())
-    label = ", ".join(f"{k}={v:.3g}" for k, v in scale.items()) or "this scale"
+    label = format_scale(scale) or "this scale"
     if ok["lr"].nunique() < 3:
         raise ScaletuneError(
             f"{label}: need ok runs at 3 or more distinct learning rates to locate an optimum "

@@ -36,7 +36,7 @@ import pandas as pd
 from scipy.stats import t as student_t
 
 from scaletune.errors import ScaletuneError
-from scaletune.results import LEVEL, Prediction, format_interval, percentile_interval
+from scaletune.results import LEVEL, Prediction, format_interval, format_scale, percentile_interval
 from scaletune.runtable import ok_runs, require_columns
 
 DEFAULT_TOLERANCE = 0.01  # stable range: within 1% of the best loss
@@ -85,9 +85,8 @@ class ScaleSensitivity:
         return d
 
     def __repr__(self) -> str:
-        scale = ", ".join(f"{k}={v:.3g}" for k, v in self.scale.items())
         edge = f"{self.edge:.3g}" if self.edge_bracketed else f">={self.edge:.3g}"
-        return (f"<ScaleSensitivity {scale or 'one scale'}: sensitivity {self.sensitivity:.4f}, lr edge {edge}, "
+        return (f"<ScaleSensitivity {format_scale(self.scale) or 'one scale'}: sensitivity {self.sensitivity:.4f}, lr edge {edge}, "
                 f"{self.n_failed}/{self.n_runs} failed>")
 
 
@@ -148,7 +147,7 @@ def scale_sensitivity(runs: pd.DataFrame, *, l_ref: float, tolerance: float = DE
         i = int(np.argmax(~good))
         raise ScaletuneError(f"{runs.attrs.get('source', 'table')}: column 'lr' has a non-positive or missing value {runs['lr'].iloc[i]!r}")
     rates, mean = _per_rate(lr, capped)
-    label = ", ".join(f"{k}={v:.3g}" for k, v in (scale or {}).items()) or "this scale"
+    label = format_scale(scale or {}) or "this scale"
     if len(rates) < 3:
         raise ScaletuneError(f"{label}: LR sensitivity needs 3 or more tested learning rates (have {len(rates)})")
     sens, star, best_lr, low, edge, bracketed, edge_tested = _curve_stats(rates, mean, tolerance)
