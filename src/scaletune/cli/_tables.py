@@ -166,3 +166,19 @@ def show(console, *renderables) -> None:
     for r in renderables:
         console.print(r, crop=not _wide)
 
+
+def print_result(result, as_json: bool, render, footer: str | None = None) -> None:
+    """A command's output: with --json, ``result.to_dict()`` as one JSON document; else ``render(result, console)``
+    (its tables) and then ``footer`` (e.g. the files written), if any."""
+    if as_json:
+        from scaletune._json import dumps
+
+        click.echo(dumps(result.to_dict()))
+        return
+    from rich.console import Console
+
+    console = Console()
+    render(result, console)
+    if footer:
+        console.print(footer)
+

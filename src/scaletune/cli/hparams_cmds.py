@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from scaletune._json import dumps
-from scaletune.cli._tables import WIDE_OPTION
+from scaletune.cli._tables import WIDE_OPTION, print_result
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
@@ -31,6 +31,12 @@ def load_runs(source: str, mapping: str | None = None, storage: str | None = Non
     return load(source, mapping, storage=storage)
 
 
+def source_options(command):
+    """--map and --storage: how SOURCE is read (the arguments of `load_runs`), the same in every command that reads runs."""
+    command = click.option("--storage", help="Optuna storage URL when SOURCE is a study name.")(command)
+    return click.option("--map", "mapping", help="Column mapping canonical=source, e.g. lr=learning_rate,loss=val_loss.")(command)
+
+
 def optima_table(optima, title: str):
     from scaletune.cli._tables import Col, FitTable
 
@@ -49,14 +55,28 @@ def optima_table(optima, title: str):
     return FitTable(title, columns, rows, key=len(scale_keys))
 
 
+def _sweep_options(bootstrap: int, bootstrap_help: str):
+    """--band, --bootstrap and --seed: the same knobs of the sweep analysis in optimum and recommend (only the
+    default number of bootstrap resamples, and what is resampled, differ)."""
+    options = [
+        click.option("--band", type=float, default=0.0025, show_default=True, help="Near-optimal band: fraction of the best smoothed loss."),
+        click.option("--bootstrap", type=int, default=bootstrap, show_default=True, help=bootstrap_help),
+        click.option("--seed", type=int, default=0, show_default=True),
+    ]
+
+    def apply(command):
+        for option in reversed(options):  # click lists options in decorator order, top first
+            command = option(command)
+        return command
+
+    return apply
+
+
 @click.command("optimum")
 @click.argument("source")
-@click.option("--map", "mapping", help="Column mapping canonical=source, e.g. lr=learning_rate,loss=val_loss.")
-@click.option("--storage", help="Optuna storage URL when SOURCE is a study name.")
+@source_options
 @click.option("--by", help="Columns that define a scale (default: rung for a study export, else N,D).")
-@click.option("--band", type=float, default=0.0025, show_default=True, help="Near-optimal band: fraction of the best smoothed loss.")
-@click.option("--bootstrap", type=int, default=200, show_default=True, help="Bootstrap resamples of runs per scale.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@_sweep_options(bootstrap=200, bootstrap_help="Bootstrap resamples of runs per scale.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of the table.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write the loss-vs-lr figure (PNG/PDF/SVG).")
 @WIDE_OPTION
@@ -91,6 +111,7 @@ def optimum_cmd(source, mapping, storage, by, band, bootstrap, seed, as_json, pl
 def print_recommendation(rec, console, title: str = "Recommendation") -> None:
     from scaletune.cli._tables import Col, FitTable, show
     from scaletune.hparams.describe import describe
+    from scaletune.report.html import law_rows
 
     t = rec.target
     head = ", ".join(f"{k}={fmt(v, 4)}" for k, v in t.items())
@@ -125,17 +146,9 @@ def print_recommendation(rec, console, title: str = "Recommendation") -> None:
                            [Col("law", "left"), Col("lr"), Col("lr / recommended", priority=1), Col("in our interval", priority=2),
                             Col("batch (tokens)"), Col("batch / recommended", priority=1), Col("inputs", "left", note=True)], pub))
 
-    laws = []
-    for name, law in rec.laws.laws.items():
-        k, kiv = law.coefficient
-        exps = ", ".join(f"{v}: {e:+.3f} {fmt_iv(iv)}" for v, (e, iv) in law.exponents.items())
-        check = "-"
-        if law.holdout and law.holdout.get("points"):
-            p = law.holdout["points"][0]
-            check = f"pred {fmt(p['predicted'])} vs {fmt(p['observed'])} (x{p['ratio']:.2f}, {'covered' if p['covered'] else 'NOT covered'})"
-        elif law.holdout:
-            check = law.holdout.get("skipped", "-")
-        laws.append([name, f"{fmt(k)} {fmt_iv(kiv)}", exps, str(law.scales), check])
+    laws = [[r["law"], f"{fmt(r['k'])} {fmt_iv(r['k_interval'])}", r["exponents"], str(r["scales"]), r["check"]]
+            for r in law_rows(rec.laws, fmt_iv, lambda p: f"pred {fmt(p['predicted'])} vs {fmt(p['observed'])} "
+                                                          f"(x{p['ratio']:.2f}, {'covered' if p['covered'] else 'NOT covered'})")]
     show(console, FitTable("Laws fitted on the proxies' optima (95% intervals; check = largest scale held out)",
                            [Col("law", "left"), Col("k", priority=2), Col("exponents", "left", wrap=True), Col("scales", priority=3),
                             Col("held-out check", "left", note=True)], laws))
@@ -182,11 +195,8 @@ def print_selection(rec, console) -> None:
 @click.argument("source")
 @click.option("--target", required=True, help="Target scale, e.g. N=1e6,D=2e7 (N as the table counts it; D tokens; "
               "optional N_nonembed, width, depth, seq_len for the published laws).")
-@click.option("--map", "mapping", help="Column mapping canonical=source.")
-@click.option("--storage", help="Optuna storage URL when SOURCE is a study name.")
-@click.option("--band", type=float, default=0.0025, show_default=True)
-@click.option("--bootstrap", type=int, default=400, show_default=True, help="Bootstrap replicates of the laws.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@source_options
+@_sweep_options(bootstrap=400, bootstrap_help="Bootstrap replicates of the laws.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document with everything the tables show.")
 @click.option("--out", type=click.Path(file_okay=False), help="Also write recommendation.json and figures into this folder.")
 @WIDE_OPTION
@@ -207,15 +217,7 @@ def recommend_cmd(source, target, mapping, storage, band, bootstrap, seed, as_js
         from scaletune.stability import detect
         plot_sweeps(runs, list(rec.optima), out_dir / "sweeps.png", flags=detect(runs))
         plot_laws(rec, out_dir / "laws.png")
-    if as_json:
-        click.echo(dumps(rec.to_dict()))
-        return
-    from rich.console import Console
-
-    console = Console()
-    print_recommendation(rec, console)
-    if out:
-        console.print(f"written: {out}/recommendation.json, sweeps.png, laws.png")
+    print_result(rec, as_json, print_recommendation, f"written: {out}/recommendation.json, sweeps.png, laws.png" if out else None)
 
 
 @click.command("demo")

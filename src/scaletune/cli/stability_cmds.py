@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from scaletune._json import dumps
-from scaletune.cli.hparams_cmds import fmt, load_runs
+from scaletune.cli._tables import print_result
+from scaletune.cli.hparams_cmds import fmt, load_runs, source_options
 
 
 def _curves(source: str, curves: str | None, storage: str | None):
@@ -97,8 +97,7 @@ def print_report(report, console) -> None:
 @click.argument("source", metavar="(STUDY.toml | DATA)")
 @click.option("--target", help="Target scale, e.g. N=1e9,D=2e10 (N as the table counts it): trends predicted there.")
 @click.option("--curves", type=click.Path(dir_okay=False), help="Curves file (run_id, step, signals...) for DATA.")
-@click.option("--map", "mapping", help="Column mapping canonical=source.")
-@click.option("--storage", help="Optuna storage URL when SOURCE is a study name.")
+@source_options
 @click.option("--by", help="Columns that define a scale (default: rung for a study export, else N,D).")
 @click.option("--l-ref", "l_ref", type=float, help="Reference loss capping diverged runs (default: untrained loss "
               "from the curves, else the largest finite loss).")
@@ -123,15 +122,7 @@ def stability_cmd(source, target, curves, mapping, storage, by, l_ref, tolerance
         from scaletune.report.stability_plots import plot_stability
 
         plot_stability(report, plot)
-    if as_json:
-        click.echo(dumps(report.to_dict()))
-        return
-    from rich.console import Console
-
-    console = Console()
-    print_report(report, console)
-    if plot:
-        console.print(f"figure: {plot}")
+    print_result(report, as_json, print_report, f"figure: {plot}" if plot else None)
 
 
 COMMANDS: list = [stability_cmd]

@@ -123,6 +123,29 @@ def recommendation_rows(rec) -> list[dict[str, Any]]:
     return rows
 
 
+def law_rows(laws, interval: Callable[[Sequence[float]], str], point: Callable[[dict[str, Any]], str]) -> list[dict[str, Any]]:
+    """One dict per fitted hparams law (shared by the report and ``scaletune recommend``): name, formula,
+    coefficient k and its interval, the exponents with intervals as text (each interval written by
+    ``interval``), scales used, and the extrapolation check as text (see `_holdout_check`)."""
+    rows = []
+    for name, law in laws.laws.items():
+        k, kiv = law.coefficient
+        rows.append({"law": name, "formula": law.formula, "k": k, "k_interval": kiv, "scales": law.scales,
+                     "exponents": ", ".join(f"{v}: {e:+.3f} {interval(iv)}" for v, (e, iv) in law.exponents.items()),
+                     "check": _holdout_check(law, point)})
+    return rows
+
+
+def _holdout_check(law, point: Callable[[dict[str, Any]], str]) -> str:
+    """A fitted law's extrapolation check as one cell: its largest held-out scale written by ``point`` (which
+    gets the held-out point's dict: predicted, observed, ratio, covered), why the check was skipped, or "-"."""
+    if not law.holdout:
+        return "-"
+    if law.holdout.get("points"):
+        return point(law.holdout["points"][0])
+    return str(law.holdout.get("skipped", "-"))
+
+
 def _records(items: Any) -> list[dict[str, Any]]:
     """Dataclasses / objects with to_dict / dicts as flat records of their scalar fields (for a table)."""
     out = []
@@ -170,17 +193,11 @@ def _laws(data: ReportData, s: Section) -> None:
         fig = make(list(data.optima), data.laws, rec)
         if fig is not None:
             s.figures.append(fig)
-    rows = []
-    for name, law in data.laws.laws.items():
-        k, kiv = law.coefficient
-        exps = ", ".join(f"{v}: {e:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]" for v, (e, iv) in law.exponents.items())
-        check = "-"
-        if law.holdout and law.holdout.get("points"):
-            p = law.holdout["points"][0]
-            check = f"predicted {p['predicted']:.4g} vs observed {p['observed']:.4g} ({'covered' if p['covered'] else 'NOT covered'})"
-        elif law.holdout:
-            check = str(law.holdout.get("skipped", "-"))
-        rows.append([name, law.formula, k, f"[{fmt(kiv[0])}, {fmt(kiv[1])}]", exps, law.scales, check])
+    laws = law_rows(data.laws, lambda iv: f"[{iv[0]:+.3f}, {iv[1]:+.3f}]",
+                    lambda p: f"predicted {p['predicted']:.4g} vs observed {p['observed']:.4g} "
+                              f"({'covered' if p['covered'] else 'NOT covered'})")
+    rows = [[r["law"], r["formula"], r["k"], f"[{fmt(r['k_interval'][0])}, {fmt(r['k_interval'][1])}]", r["exponents"],
+             r["scales"], r["check"]] for r in laws]
     if data.laws.loss is not None:
         f = data.laws.loss
         params = ", ".join(f"{p}: {v:.4g}" + (f" [{f.intervals[p][0]:.4g}, {f.intervals[p][1]:.4g}]" if p in f.intervals else "")
