@@ -29,21 +29,26 @@ Array = npt.NDArray[np.float64]
 class Landscape:
     """A known loss landscape over (N, D, lr, batch_size); defaults are StepLaw's published exponents."""
 
+    # loss at the optimum: E + A / N^alpha + B / D^beta
     E: float = 1.8
     A: float = 400.0
     alpha: float = 0.34
     B: float = 400.0
     beta: float = 0.28
+    # optimal learning rate: lr* = k_lr N^a D^b
     k_lr: float = 1.79
     a: float = -0.713
     b: float = 0.307
+    # optimal batch size: bs* = k_b N^d D^c tokens, and how lr* moves off it (g)
     k_b: float = 0.58
     c: float = 0.571
     d: float = 0.0  # bs* ~ N^d: StepLaw finds none; small models (the built-in LM) show some
     g: float = 0.0  # lr* ~ (batch / B*(N, D))^g off the optimal batch size (0.5: square-root scaling)
+    # the bowl around the optimum
     c_lr: float = 0.02  # curvature in ln(lr), nats per (ln unit)^2
     asym: float = 1.0  # curvature above the optimal rate = asym * c_lr (real LR curves: steeper above, asym > 1)
-    c_b: float = 0.01
+    c_b: float = 0.01  # curvature in ln(batch size)
+    # what a real sweep adds: seed noise and divergence
     noise: float = 0.001  # relative std of the final loss (seed-to-seed)
     diverge: float = 8.0  # rates above diverge * lr* diverge
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from scaletune.report import save_figure
+from scaletune.results import format_scale
 from scaletune.runtable import ok_runs
 
 
@@ -75,7 +76,7 @@ def plot_sweeps(runs: pd.DataFrame, optima: Sequence, path: str | Path, flags: S
     top = float(pd.to_numeric(ok_runs(runs)["loss"], errors="coerce").max())
     for (o, g), color in zip(_groups(runs, optima), colors):
         ok, bad = _split(g)
-        label = ", ".join(f"{k}={v:.3g}" for k, v in o.scale.items() if k in ("N", "D"))
+        label = format_scale(o.scale, ("N", "D"))
         if o.batch_bracketed is not None and "batch_size" in ok.columns:  # swept in 2-D: its best batch size's slice
             ok = ok[np.isclose(ok["batch_size"].astype(float), o.best_batch_size)]
             label += f", batch {o.best_batch_size:g}"
