@@ -35,6 +35,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from scaletune.errors import ScaletuneError
+from scaletune.runtable import ok_runs
 
 _WINDOW_STEPS = 2.05  # grid steps either side of a slice's best rate (and of a scale's best batch size)
 
@@ -47,12 +48,8 @@ def _step(values: np.ndarray) -> float:
 def prepare_runs(runs: pd.DataFrame, scale_cols: Sequence[str] = ("N", "D")) -> pd.DataFrame:
     """The ok runs inside each scale's window (see module docstring), with ``scale`` (an index), ``ln_lr``,
     ``ln_b`` and ``edge`` (True on scales whose best configuration sits at the edge of a swept axis)."""
-    df = runs.reset_index(drop=True)  # positions below index rows: a concatenated table repeats labels
-    loss = pd.to_numeric(df["loss"], errors="coerce")
-    ok = np.isfinite(loss.to_numpy(float))
-    if "status" in df.columns:
-        ok &= df["status"].astype(str).str.lower().eq("ok").to_numpy()
-    df = df[ok].copy()
+    # positions below index rows: a concatenated table repeats labels
+    df = ok_runs(runs.reset_index(drop=True)).copy()
     if "batch_size" not in df.columns:
         df["batch_size"] = 1.0
     df["loss"] = df["loss"].astype(float)

@@ -39,19 +39,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, Sequence
+from operator import itemgetter
+from typing import Any, Callable, Mapping, Sequence, TypedDict, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy.optimize import nnls
 
 from scaletune.errors import ScaletuneError
 from scaletune.hparams.landscape import _WINDOW_STEPS as _WINDOW
 from scaletune.hparams.landscape import JointLandscape, _step, fit_landscape, prepare_runs
-from scaletune.hparams.laws import HparamLaws, Method, fit_hparam_law, fit_hparam_laws
+from scaletune.hparams.laws import HparamLaw, HparamLaws, Method, fit_hparam_law, fit_hparam_laws
 from scaletune.hparams.optimum import DEFAULT_BAND, Optimum, find_optima
 from scaletune.laws._calibration import Calibration, calibrated_interval, estimate_error_model
-from scaletune.runtable import training_flops
+from scaletune.laws import FitResult
+from scaletune.runtable import ok_runs, training_flops
 
 _DRAWS = 200  # candidate draws per prediction
 _LAND_DRAWS = 40  # held-out landscape draws for the noise
@@ -84,6 +87,13 @@ COMPLEXITY = {Method.BATCH_D: 1, Method.BATCH_BAND_OLS: 1, Method.BATCH_C: 1, Me
 PUBLISHED = {Method.BATCH_D, Method.BATCH_C, Method.LR_ND, Method.LR_C, Method.LOSS_CHINCHILLA, Method.LOSS_COMPUTE}
 ROLE = {**{m: "batch_size" for m in BATCH_ORDER}, **{m: "lr" for m in LR_ORDER}, **{m: "loss" for m in LOSS_ORDER}}
 
+Draws = npt.NDArray[np.float64]  # ln-draws of a prediction, or penalties per landscape draw
+Scale = Mapping[str, float]  # a point: N, D (and C, batch_size)
+BatchPredictor = Callable[[Scale], tuple[float, Draws]]  # point -> (tokens, ln-draws)
+LrPredictor = Callable[[Scale, "float | None"], tuple[float, Draws]]  # (point, batch tokens) -> (lr, ln-draws)
+ScaleKey = tuple[float, float]  # (ln N, ln D) rounded (`_key`)
+_P = TypeVar("_P")
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -101,9 +111,22 @@ class Candidate:
     def role(self) -> str:
         return ROLE[self.method]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"role": self.role, "name": self.method.name, "method": self.method.value, "form": FORMS[self.method],
                 "score": self.score, "penalty": list(self.penalty), "noise": self.noise, "chosen": self.chosen}
+
+
+class HeldScale(TypedDict):
+    """A held-out scale of a fold: its point, loss surface, whether it swept the batch size (else ``batch``,
+    its fixed one), edge, hull distance from the fold's ladder, and the chosen batch rule's prediction there."""
+
+    point: dict[str, float]
+    surface: _HeldOut
+    swept: bool
+    batch: float | None
+    edge: bool
+    distance: float
+    batch_pred: float | None
 
 
 @dataclass
@@ -113,18 +136,18 @@ class Fold:
     runs: pd.DataFrame
     optima: list[Optimum]
     slices: list[Optimum] | None
-    held: list[dict] = field(default_factory=list)  # {point, batch (fixed or None), landscape, edge}
+    held: list[HeldScale] = field(default_factory=list)
     axis: str = "C"  # the variable whose largest value(s) the fold holds out (`fold_plan`)
     _laws: HparamLaws | None = None
-    _joint: dict = field(default_factory=dict)
-    _cache: dict = field(default_factory=dict)
+    _joint: dict[str | tuple[str, ...] | None, JointLandscape | None] = field(default_factory=dict)  # by batch_vars
+    _cache: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def laws(self) -> HparamLaws:
         if self._laws is None:
             self._laws = fit_hparam_laws(self.optima, bootstrap=200, loss_bootstrap=0, slices=self.slices, holdout=False)
         return self._laws
 
-    def joint(self, batch_vars) -> JointLandscape | None:
+    def joint(self, batch_vars: str | tuple[str, ...] | None) -> JointLandscape | None:
         if batch_vars not in self._joint:
             try:
                 if "prepared" not in self._cache:
@@ -135,7 +158,7 @@ class Fold:
         return self._joint[batch_vars]
 
 
-def _key(scale: Mapping[str, float]) -> tuple:
+def _key(scale: Scale) -> ScaleKey:
     return (round(math.log(scale["N"]), 6), round(math.log(scale["D"]), 6))
 
 
@@ -161,14 +184,14 @@ def hull_distance(points: np.ndarray, target: np.ndarray) -> float:
 # map a point to (value, ln-draws); lr predictors map (point, batch) to (value, ln-draws).
 
 
-def _law_draws(law, x: Mapping[str, float]) -> tuple[float, np.ndarray]:
+def _law_draws(law: HparamLaw, x: Scale) -> tuple[float, Draws]:
     value = float(law.fit_.predict(x)[0])
     draws = np.log(law.fit_.predict_samples(x)[:, 0])
     draws = draws[np.isfinite(draws)]
     return value, draws if len(draws) else np.array([math.log(value)])
 
 
-def _pt(point: Mapping[str, float], batch: float | None = None) -> dict:
+def _pt(point: Scale, batch: float | None = None) -> dict[str, float]:
     out = {"N": point["N"], "D": point["D"], "C": point.get("C", _C(point))}
     if batch is not None:
         out["batch_size"] = batch
@@ -177,9 +200,7 @@ def _pt(point: Mapping[str, float], batch: float | None = None) -> dict:
 
 def _band_table(runs: pd.DataFrame, band: float) -> pd.DataFrame:
     """Seed-mean configurations within ``band`` of each (N, D) scale's best (the plain protocol's rows)."""
-    ok = runs[np.isfinite(pd.to_numeric(runs["loss"], errors="coerce"))]
-    if "status" in ok.columns:
-        ok = ok[ok["status"].astype(str).str.lower() == "ok"]
+    ok = ok_runs(runs)
     cols = ["N", "D", "lr"] + (["batch_size"] if "batch_size" in ok.columns else [])
     mean = ok.groupby(cols, as_index=False)["loss"].mean()
     best = mean.groupby(["N", "D"])["loss"].transform("min")
@@ -191,7 +212,7 @@ def _band_table(runs: pd.DataFrame, band: float) -> pd.DataFrame:
     return out
 
 
-def _ols_boot(df: pd.DataFrame, y: str, xs: Sequence[str], seed: int) -> Callable | None:
+def _ols_boot(df: pd.DataFrame, y: str, xs: Sequence[str], seed: int) -> LrPredictor | None:
     """OLS of ln y on ln xs over rows of df, with a cluster bootstrap over (N, D) scales."""
     scales = df.groupby(["N", "D"]).ngroup().to_numpy()
     S = scales.max() + 1 if len(scales) else 0
@@ -203,22 +224,22 @@ def _ols_boot(df: pd.DataFrame, y: str, xs: Sequence[str], seed: int) -> Callabl
         return None
     coef = np.linalg.lstsq(X, Y, rcond=None)[0]
     rng = np.random.default_rng(seed)
-    boots = []
+    fits = []
     for _ in range(_DRAWS):
         pick = rng.integers(0, S, S)
         rows = np.concatenate([np.flatnonzero(scales == s) for s in pick])
         if np.linalg.matrix_rank(X[rows]) == X.shape[1]:
-            boots.append(np.linalg.lstsq(X[rows], Y[rows], rcond=None)[0])
-    boots = np.array(boots) if boots else coef[None]
+            fits.append(np.linalg.lstsq(X[rows], Y[rows], rcond=None)[0])
+    boots = np.array(fits) if fits else coef[None]
 
-    def predict(point, batch=None):
+    def predict(point: Scale, batch: float | None = None) -> tuple[float, Draws]:
         x = np.array([1.0] + [math.log(point[v]) for v in xs])
         return float(np.exp(coef @ x)), boots @ x
 
     return predict
 
 
-def fit_batch(method: Method, fold: Fold, band: float = DEFAULT_BAND, seed: int = 0) -> Callable | None:
+def fit_batch(method: Method, fold: Fold, band: float = DEFAULT_BAND, seed: int = 0) -> BatchPredictor | None:
     """A batch-size predictor point -> (tokens, ln-draws) fitted on ``fold``, or None."""
     if method in (Method.BATCH_D, Method.BATCH_ND, Method.BATCH_C):
         variables = {Method.BATCH_D: ("D",), Method.BATCH_ND: ("N", "D"), Method.BATCH_C: ("C",)}[method]
@@ -235,7 +256,7 @@ def fit_batch(method: Method, fold: Fold, band: float = DEFAULT_BAND, seed: int 
         if t["D"].nunique() < 2:
             return None
         f = _ols_boot(t, "batch_size", ("D",), seed)
-        return None if f is None else (lambda p: f(p))
+        return None if f is None else (lambda p: f(p, None))
     if method in (Method.BATCH_JOINT_D, Method.BATCH_JOINT_ND):
         land = fold.joint(("D",) if method == Method.BATCH_JOINT_D else ("N", "D"))
         if land is None or land.batch_vars is None:
@@ -243,21 +264,23 @@ def fit_batch(method: Method, fold: Fold, band: float = DEFAULT_BAND, seed: int 
         th = land.draws(_DRAWS, seed)
         return lambda p: (float(np.exp(land.ln_batch_opt(p))), np.asarray(land.ln_batch_opt(p, th)))
     if method == Method.BATCH_NEAREST_SWEEP:
-        swept = [o for o in fold.optima if o.usable("batch_size") and "N" in o.scale and "D" in o.scale]
+        swept = [(o, o.batch_size_) for o in fold.optima
+                 if o.usable("batch_size") and o.batch_size_ is not None and "N" in o.scale and "D" in o.scale]
         if not swept:
             return None
 
-        def nearest(p):
-            o = min(swept, key=lambda o: math.hypot(math.log(p["N"] / o.scale["N"]), math.log(p["D"] / o.scale["D"])))
-            d = o.samples[:, 1] if o.samples is not None else np.array([])
+        def nearest(p: Scale) -> tuple[float, Draws]:
+            o, b = min(swept, key=lambda ob: math.hypot(math.log(p["N"] / ob[0].scale["N"]),
+                                                        math.log(p["D"] / ob[0].scale["D"])))
+            d: Draws = o.samples[:, 1] if o.samples is not None else np.array([])
             d = d[np.isfinite(d)]
-            return float(o.batch_size_), d if len(d) else np.array([math.log(o.batch_size_)])
+            return float(b), d if len(d) else np.array([math.log(b)])
 
         return nearest
     raise ValueError(method)
 
 
-def _slice_law(fold: Fold, seed: int):
+def _slice_law(fold: Fold, seed: int) -> HparamLaw | None:
     if not fold.slices:
         return None
     variables = tuple(v for v in ("N", "D") if len({round(s.scale.get(v, math.nan), 6) for s in fold.slices if s.usable("lr")}) > 1)
@@ -268,16 +291,17 @@ def _slice_law(fold: Fold, seed: int):
         return None
 
 
-def fit_lr(method: Method, fold: Fold, band: float = DEFAULT_BAND, seed: int = 0) -> Callable | None:
+def fit_lr(method: Method, fold: Fold, band: float = DEFAULT_BAND, seed: int = 0) -> LrPredictor | None:
     """A learning-rate predictor (point, batch tokens) -> (lr, ln-draws) fitted on ``fold``, or None."""
     if method in (Method.LR_ND, Method.LR_C):
         try:
-            law = fold.laws().laws.get("lr_ND" if method == Method.LR_ND else "lr_C")
+            laws = fold.laws().laws
         except ScaletuneError:
-            law = None
-        if law is None:
             return None
-        return lambda p, b=None: _law_draws(law, _pt(p))
+        lr_law = laws.get("lr_ND" if method == Method.LR_ND else "lr_C")
+        if lr_law is None:
+            return None
+        return lambda p, b: _law_draws(lr_law, _pt(p))
     if method == Method.LR_NDB:
         law = _slice_law(fold, seed)
         if law is None or "batch_size" not in law.variables:
@@ -289,13 +313,13 @@ def fit_lr(method: Method, fold: Fold, band: float = DEFAULT_BAND, seed: int = 0
         if not xs:
             return None
         f = _ols_boot(t, "lr", xs, seed)
-        return None if f is None else (lambda p, b=None: f(p))
+        return None if f is None else f
     if method == Method.LR_JOINT:
         land = fold.joint("auto")
         if land is None or not land.lr_vars:
             return None
         th = land.draws(_DRAWS, seed)
-        return lambda p, b=None: (float(np.exp(land.ln_lr_opt(p, b))), np.asarray(land.ln_lr_opt(p, b, th)))
+        return lambda p, b: (float(np.exp(land.ln_lr_opt(p, b))), np.asarray(land.ln_lr_opt(p, b, th)))
     raise ValueError(method)
 
 
@@ -315,7 +339,7 @@ class _HeldOut:
         self.batch = None if self.swept else float(np.exp(prep["ln_b"].mode().iloc[0]))
         self.cfg = prep.groupby(["ln_b", "ln_lr"])["loss"].agg(["mean", "std", "size"])
         self.best = float(self.cfg["mean"].min())
-        self.land = None
+        self.land: JointLandscape | None = None
         try:
             land = fit_landscape(runs, lr_vars=(), batch_vars=() if self.swept else None, prepared=prep)
         except (ScaletuneError, ValueError, np.linalg.LinAlgError):
@@ -336,13 +360,16 @@ class _HeldOut:
             ok &= prep["ln_b"].min() - bstep <= p["p_0"] <= prep["ln_b"].max() + bstep
         return bool(ok)
 
-    def _theta(self, name: str) -> np.ndarray:
-        return self.th[:, self.land.names.index(name)][:, None]
+    def _theta(self, name: str) -> Draws:
+        assert self.land is not None  # only read where the held-out landscape is sound
+        column: Draws = self.th[:, self.land.names.index(name)][:, None]
+        return column
 
-    def _nearest(self, values: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return values[np.abs(values[None, :] - np.asarray(x)[:, None]).argmin(axis=1)]
+    def _nearest(self, values: Draws, x: npt.ArrayLike) -> Draws:
+        near: Draws = values[np.abs(values[None, :] - np.asarray(x)[:, None]).argmin(axis=1)]
+        return near
 
-    def _const(self, v: float) -> np.ndarray:
+    def _const(self, v: float) -> Draws:
         return np.full(_LAND_DRAWS + 1, v)
 
     def batch_opt(self) -> float:
@@ -350,16 +377,17 @@ class _HeldOut:
             return float(np.exp(self.land.params[self.land.names.index("p_0")]))
         return float(np.exp(self.cfg["mean"].idxmin()[0]))
 
-    def pen_b(self, ln_b: np.ndarray) -> np.ndarray:
+    def pen_b(self, ln_b: Draws) -> Draws:
         """Expected penalty of batch draws ``ln_b`` with the rate re-optimised."""
         if self.land is not None:
             pen = np.exp(self._theta("ln_c_b")) * (ln_b[None, :] - self._theta("p_0")) ** 2
-            return 100 * pen.mean(axis=1) / self.th[:, 0]
+            out: Draws = 100 * pen.mean(axis=1) / self.th[:, 0]
+            return out
         per_b = self.cfg["mean"].groupby(level=0).min()
         near = self._nearest(per_b.index.to_numpy(float), ln_b)
         return self._const(100 * float(np.mean(per_b.loc[near].to_numpy() / self.best - 1)))
 
-    def pen_lr(self, ln_lr: np.ndarray, batch: float | None) -> np.ndarray:
+    def pen_lr(self, ln_lr: Draws, batch: float | None) -> Draws:
         """Expected penalty of rate draws ``ln_lr`` beyond the best rate at batch size ``batch``."""
         if self.land is not None:
             opt = self._theta("t_0")
@@ -367,7 +395,8 @@ class _HeldOut:
                 opt = opt + self._theta("g") * (math.log(batch) - self._theta("p_0"))
             u = ln_lr[None, :] - opt
             c = np.where(u > 0, np.exp(self._theta("ln_c_above")), np.exp(self._theta("ln_c_below")))
-            return 100 * (c * u**2).mean(axis=1) / self.th[:, 0]
+            out: Draws = 100 * (c * u**2).mean(axis=1) / self.th[:, 0]
+            return out
         bs = self.cfg.index.get_level_values(0).unique().to_numpy(float)
         b = float(self._nearest(bs, [math.log(batch)])[0]) if batch is not None else float(self.cfg["mean"].idxmin()[0])
         sl = self.cfg.loc[b, "mean"]
@@ -422,7 +451,8 @@ def _choose(methods: Sequence[Method], per_draw: dict[Method, list[np.ndarray | 
         if noise_fixed is not None or not per_draw.get(m):
             return float(noise_fixed or 0.0)
         with np.errstate(all="ignore"):
-            diff = np.mean([per_draw[m][i] - per_draw[best][i] for i in common], axis=0)
+            pairs = [(per_draw[m][i], per_draw[best][i]) for i in common]  # both scored on every common fold
+            diff = np.mean([a - b for a, b in pairs if a is not None and b is not None], axis=0)
         diff = diff[np.isfinite(diff)]
         if len(diff) < 2:
             return 0.0
@@ -448,7 +478,7 @@ class SweepAnalysis:
     laws: HparamLaws
     landscape: JointLandscape | None
     candidates: tuple[Candidate, ...]
-    folds: tuple[dict, ...]
+    folds: tuple[dict[str, Any], ...]
     ladder: np.ndarray  # (scales, 2): ln N, ln D of the scales with a bracketed lr optimum
     loss_error_per_unit: float | None  # kappa: std of the log loss error per unit of hull distance (backtest)
     band: float = DEFAULT_BAND
@@ -459,13 +489,13 @@ class SweepAnalysis:
     def chosen(self, role: str) -> Method | None:
         return next((c.method for c in self.candidates if c.role == role and c.chosen), None)
 
-    def distance(self, point: Mapping[str, float]) -> float:
+    def distance(self, point: Scale) -> float:
         """Distance (natural-log units) from the ladder's hull in (ln N, ln D)."""
         if not len(self.ladder):
             return math.nan
         return hull_distance(self.ladder, np.log([point["N"], point["D"]]))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"candidates": [c.to_dict() for c in self.candidates], "folds": list(self.folds),
                 "landscape": None if self.landscape is None else self.landscape.to_dict(),
                 "censored_scales": None if self.landscape is None else self.landscape.censored,
@@ -473,7 +503,7 @@ class SweepAnalysis:
                 "loss_error_model": None if self.loss_error is None else self.loss_error.to_dict(),
                 "joint_loss_optima": self._joint_optima(), "notes": list(self.notes)}
 
-    def _joint_optima(self) -> dict | None:
+    def _joint_optima(self) -> dict[str, int] | None:
         """How many scales' optimum losses the joint landscape identifies for a loss law (`_joint_rows`)."""
         rows = None if self.landscape is None else _joint_rows(self.landscape)
         if rows is None:
@@ -493,7 +523,7 @@ def _slices(runs: pd.DataFrame, band: float, bootstrap: int, seed: int) -> list[
         return None
 
 
-def _fold_runs(runs: pd.DataFrame, keys: set) -> pd.DataFrame:
+def _fold_runs(runs: pd.DataFrame, keys: set[ScaleKey]) -> pd.DataFrame:
     k = [(round(math.log(n), 6), round(math.log(d), 6)) for n, d in zip(runs["N"].astype(float), runs["D"].astype(float))]
     return runs[[x in keys for x in k]]
 
@@ -527,7 +557,7 @@ def analyse_sweep(
         except (ScaletuneError, ValueError, np.linalg.LinAlgError) as exc:
             notes.append(f"joint landscape: not fitted ({exc})")
     candidates: list[Candidate] = []
-    folds_out: list[dict] = []
+    folds_out: list[dict[str, Any]] = []
     loss_error = None
     if select and has_nd:
         candidates, folds_out, loss_error = _backtest(runs, optima, slices, landscape, band, seed)
@@ -547,7 +577,7 @@ def analyse_sweep(
                          notes=tuple(notes), loss_error=loss_error)
 
 
-def _loss_law_fit(law: str, rows: pd.DataFrame, weights=None):
+def _loss_law_fit(law: str, rows: pd.DataFrame, weights: Draws | None = None) -> FitResult | None:
     from scaletune.laws import fit
 
     try:
@@ -556,7 +586,7 @@ def _loss_law_fit(law: str, rows: pd.DataFrame, weights=None):
         return None
 
 
-def fold_plan(scales: Sequence[Mapping[str, float]], min_train: int = 4) -> list[tuple[str, set, list]]:
+def fold_plan(scales: Sequence[Scale], min_train: int = 4) -> list[tuple[str, set[ScaleKey], list[Scale]]]:
     """The held-out folds over ``scales`` (dicts with N and D): (axis, training keys, held-out scales) each.
 
     Along compute, a rolling origin: the largest C held out, then (6+ scales) the second largest. Along each
@@ -565,9 +595,9 @@ def fold_plan(scales: Sequence[Mapping[str, float]], min_train: int = 4) -> list
     rule that cannot extrapolate (the nearest sweep's optimum copied) looks perfect. Folds with fewer than
     ``min_train`` training scales, or holding out the same scales as an earlier fold, are skipped."""
     items = [(_key(s), s) for s in scales]
-    plan: list[tuple[str, set, list]] = []
+    plan: list[tuple[str, set[ScaleKey], list[Scale]]] = []
 
-    def add(axis: str, value: Callable[[Mapping[str, float]], float], cut: float) -> None:
+    def add(axis: str, value: Callable[[Scale], float], cut: float) -> None:
         train = {k for k, s in items if round(math.log(value(s)), 6) < cut}
         held = [s for k, s in items if round(math.log(value(s)), 6) == cut]
         if len(train) >= min_train and held and all({_key(h) for h in held} != {_key(h) for h in p[2]} for p in plan):
@@ -579,11 +609,13 @@ def fold_plan(scales: Sequence[Mapping[str, float]], min_train: int = 4) -> list
     for axis in ("D", "N"):
         values = sorted({round(math.log(s[axis]), 6) for _, s in items})
         if len(values) >= 3:
-            add(axis, lambda s, a=axis: s[a], values[-1])
+            add(axis, itemgetter(axis), values[-1])
     return plan
 
 
-def _backtest(runs, optima, slices, landscape, band, seed):
+def _backtest(runs: pd.DataFrame, optima: Sequence[Optimum], slices: Sequence[Optimum] | None,
+              landscape: JointLandscape | None, band: float, seed: int,
+              ) -> tuple[list[Candidate], list[dict[str, Any]], Calibration | None]:
     """Held-out folds (`fold_plan`); returns (candidates, fold records, the chosen loss law's error model)."""
     scales = sorted({_key(o.scale): o.scale for o in optima}.items(), key=lambda kv: _C(kv[1]))
     folds: list[Fold] = []
@@ -597,25 +629,29 @@ def _backtest(runs, optima, slices, landscape, band, seed):
                 continue
             ladder = np.log([[o.scale["N"], o.scale["D"]] for o in fold.optima])
             fold.held.append({"point": {"N": s["N"], "D": s["D"]}, "surface": ho, "swept": ho.swept, "batch": ho.batch,
-                              "edge": ho.edge, "distance": hull_distance(ladder, np.log([s["N"], s["D"]]))})
+                              "edge": ho.edge, "distance": hull_distance(ladder, np.log([s["N"], s["D"]])),
+                              "batch_pred": None})
         if fold.held:
             folds.append(fold)
     if not folds:
         return [], [], None
 
-    def run_role(methods, fitter, evaluate, scorable=lambda h: True):
-        per_draw: dict = {m: [] for m in methods}
-        points: dict = {m: [] for m in methods}
-        axes = []
+    def run_role(methods: Sequence[Method], fitter: Callable[[Method, Fold, float, int], _P | None],
+                 evaluate: Callable[[_P, HeldScale], Draws | None],
+                 scorable: Callable[[HeldScale], bool] = lambda h: True,
+                 ) -> tuple[dict[Method, list[Draws | None]], dict[Method, list[float | None]], list[str]]:
+        per_draw: dict[Method, list[Draws | None]] = {m: [] for m in methods}
+        points: dict[Method, list[float | None]] = {m: [] for m in methods}
+        axes: list[str] = []
         for fold in folds:
             if not any(scorable(h) for h in fold.held):
                 continue  # e.g. no held-out scale of this fold swept the batch size
             axes.append(fold.axis)
             for m in methods:
                 pred = fitter(m, fold, band, seed)
-                vals = [evaluate(pred, h) if pred is not None else None for h in fold.held]
-                vals = [v for v in vals if v is not None] if pred is not None else []
-                if not vals or any(v is None for v in vals):
+                scored = [] if pred is None else [evaluate(pred, h) for h in fold.held]
+                vals = [v for v in scored if v is not None]
+                if not vals:
                     points[m].append(None)
                     per_draw[m].append(None)
                     continue
@@ -625,21 +661,21 @@ def _backtest(runs, optima, slices, landscape, band, seed):
         return per_draw, points, axes
 
     # Batch size: held-out scales that swept it.
-    def eval_batch(pred, h):
+    def eval_batch(pred: BatchPredictor, h: HeldScale) -> Draws | None:
         if not h["swept"]:
             return None
         _, draws = pred(h["point"])
         return h["surface"].pen_b(draws)
 
     batch_folds_exist = any(h["swept"] for f in folds for h in f.held)
-    batch_c = []
+    batch_c: list[Candidate] = []
     if batch_folds_exist:
         per_draw, points, axes = run_role(BATCH_ORDER, fit_batch, eval_batch, scorable=lambda h: h["swept"])
         batch_c = _choose(BATCH_ORDER, per_draw, points, axes=axes)
     chosen_b = next((c.method for c in batch_c if c.chosen), None)
 
     # Learning rate, at the batch size the chosen rule predicts at each held-out scale (its own where fixed).
-    def eval_lr(pred, h):
+    def eval_lr(pred: LrPredictor, h: HeldScale) -> Draws:
         batch = h["batch"]
         if h["swept"]:
             if chosen_b is None:
@@ -659,8 +695,9 @@ def _backtest(runs, optima, slices, landscape, band, seed):
     lr_c = _choose(LR_ORDER, per_draw, points, axes=axes)
 
     # Loss law: the optimum loss at each held-out scale (at its own batch size where it did not sweep it).
-    loss_pts: dict = {m: [] for m in LOSS_ORDER}
-    se, errs = [], {m: [] for m in LOSS_ORDER}
+    loss_pts: dict[Method, list[float | None]] = {m: [] for m in LOSS_ORDER}
+    se: list[float] = []
+    errs: dict[Method, list[tuple[float, float, float, int]]] = {m: [] for m in LOSS_ORDER}
     for k, fold in enumerate(folds):
         laws = None
         try:
@@ -668,15 +705,15 @@ def _backtest(runs, optima, slices, landscape, band, seed):
         except ScaletuneError:
             pass
         joint = fold.joint("auto")
-        fitted = {}
+        fitted: dict[Method, tuple[FitResult | None, float | None, JointLandscape | None]] = {}
         if laws is not None:
             rows = _optima_rows(laws)
             for m, law in ((Method.LOSS_CHINCHILLA, "chinchilla"), (Method.LOSS_COMPUTE, "compute")):
                 fitted[m] = (_loss_law_fit(law, rows) if rows is not None else None, laws.loss_batch, None)
-        if joint is not None and _joint_rows(joint) is not None:
-            rows, w = _joint_rows(joint)
+        joint_rows = None if joint is None else _joint_rows(joint)
+        if joint_rows is not None:
             for m, law in ((Method.LOSS_CHINCHILLA_JOINT, "chinchilla"), (Method.LOSS_COMPUTE_JOINT, "compute")):
-                fitted[m] = (_loss_law_fit(law, rows, w), None, joint)
+                fitted[m] = (_loss_law_fit(law, *joint_rows), None, joint)
         for m in LOSS_ORDER:
             res, at_batch, jl = fitted.get(m, (None, None, None))
             if res is None:
@@ -705,7 +742,8 @@ def _backtest(runs, optima, slices, landscape, band, seed):
     loss_c = _choose(LOSS_ORDER, {}, loss_pts, noise_fixed=loss_noise, axes=axes)
     # The chosen law's backtest error model: log errors against the joint distance over every fold (`loss_interval`).
     chosen_loss = next((c.method for c in loss_c if c.chosen), None)
-    loss_error = _loss_error_model(np.array(errs.get(chosen_loss) or [], float).reshape(-1, 4))
+    loss_error = _loss_error_model(np.array(errs[chosen_loss] if chosen_loss is not None else [],
+                                            dtype=np.float64).reshape(-1, 4))
     records = [{"axis": f.axis, "held_out": [h["point"] for h in f.held], "train_scales": len(f.optima),
                 "surface": [h["surface"].kind for h in f.held],
                 "distance": [h["distance"] for h in f.held], "edge": [h["edge"] for h in f.held],
@@ -734,7 +772,7 @@ def _loss_error_model(rows: np.ndarray) -> Calibration | None:
 
 
 def loss_interval(analysis: "SweepAnalysis", value: float, samples: np.ndarray, distance: float,
-                  level: float = 0.95) -> tuple[float, float, float, dict]:
+                  level: float = 0.95) -> tuple[float, float, float, dict[str, Any]]:
     """(value, lo, hi, details) of a loss predicted ``distance`` (hull, ln units) beyond the ladder, from its
     point ``value`` and bootstrap ``samples``: on the log scale, the bootstrap's variance plus the backtest's
     tau^2 + kappa^2 d^2, times the conformal multiplier, centred on the bias-corrected value (`_loss_error_model`);
