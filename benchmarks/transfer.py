@@ -216,6 +216,7 @@ def main() -> None:
         return
 
     from scaletune.hparams import find_optimum, recommend
+    from scaletune.hparams.describe import describe
     from scaletune.train import count_params
     from scaletune.train.model import LMConfig
 
@@ -372,7 +373,7 @@ def main() -> None:
         lines.append("")
         lines.append(f"loss prediction: {rec.loss.value:.4f} {tuple(round(x, 4) for x in rec.loss.interval)} vs measured "
                      f"{float(r0['loss']):.4f} at the recommended settings, seed 0 ({100 * (rec.loss.value / float(r0['loss']) - 1):+.2f}%), "
-                     f"{rec_mean:.4f} as a {1 + len(SEEDS)}-seed mean ({100 * (rec.loss.value / rec_mean - 1):+.2f}%); source: {rec.loss.source}")
+                     f"{rec_mean:.4f} as a {1 + len(SEEDS)}-seed mean ({100 * (rec.loss.value / rec_mean - 1):+.2f}%); source: {describe(rec.loss)}")
     lines += ["", "Scale-aware search replayed on the proxy grid (same runs, rungs in ladder order):", ""]
     lines += search_saving(proxies, target)
     lines += ["", "Scale-aware search on a known landscape (lr x batch grid, 2x steps; no training):", ""]
