@@ -11,7 +11,7 @@ $(BIN)/scaletune: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[all]'
 	touch $@
 
-.PHONY: demo test test-quick
+.PHONY: demo test test-quick format
 demo: $(BIN)/scaletune
 	$(BIN)/scaletune demo
 
@@ -20,3 +20,8 @@ test: $(BIN)/scaletune
 
 test-quick: $(BIN)/scaletune
 	$(BIN)/pytest -m "not slow"
+
+# Format and lint fixes (tests/test_static.py checks both).
+format: $(BIN)/scaletune
+	$(BIN)/ruff format src tests benchmarks examples
+	$(BIN)/ruff check --fix src tests benchmarks examples

@@ -36,16 +36,18 @@ def porian() -> list[tuple[str, str, pd.DataFrame, str]]:
     points = pd.read_csv(DATA / "porian-isoflop" / "DERIVED_isoflop_points.csv")
     out = []
     for key, g in points.groupby(CONFIG):
-        df = pd.DataFrame({"N": g.n.to_numpy(float), "D": g.t_tokens.to_numpy(float), "C": g.flops.to_numpy(float),
-                           "loss": g.loss.to_numpy(float)})
+        df = pd.DataFrame(
+            {"N": g.n.to_numpy(float), "D": g.t_tokens.to_numpy(float), "C": g.flops.to_numpy(float), "loss": g.loss.to_numpy(float)}
+        )
         out.append(("porian " + "/".join(map(str, key[1:])), "chinchilla", df, f"C>={df.C.max() / 10:.6g}"))
     return out
 
 
 def datablations() -> list[tuple[str, str, pd.DataFrame, str]]:
     d = pd.read_csv(DATA / "datablations" / "DERIVED_parametric_fit_182_samples.csv")
-    df = pd.DataFrame({"N": d.N_params_billion * 1e9, "D": d.D_tokens_billion * 1e9, "U": d.U_unique_tokens_billion * 1e9,
-                       "loss": d.val_loss})
+    df = pd.DataFrame(
+        {"N": d.N_params_billion * 1e9, "D": d.D_tokens_billion * 1e9, "U": d.U_unique_tokens_billion * 1e9, "loss": d.val_loss}
+    )
     df["C"] = 6 * df.N * df.D
     return [("datablations", "data_constrained", df, f"C>={df.C.max() / 10:.6g}")]
 
@@ -89,17 +91,22 @@ def main() -> None:
             row = run(name, law, df, holdout, args.bootstrap)
             row["group"] = key
             rows.append(row)
-            print(f"{name:45s} n={row['n']:3d} before {row['before_covered']:3d} after {row['after_covered']:3d} "
-                  f"|err| {row['median_abs_err']:.4f} width {row['before_width']:.4f} -> {row['after_width']:.4f} "
-                  f"d {row['max_distance']:.2f} [{row['method']}, kappa {row['kappa']:.3g}, tau {row['extra_noise']:.3g}, "
-                  f"bias {row['bias']:+.3g}, q {row['q']:.2f}] {time.time() - t:.0f}s", flush=True)
+            print(
+                f"{name:45s} n={row['n']:3d} before {row['before_covered']:3d} after {row['after_covered']:3d} "
+                f"|err| {row['median_abs_err']:.4f} width {row['before_width']:.4f} -> {row['after_width']:.4f} "
+                f"d {row['max_distance']:.2f} [{row['method']}, kappa {row['kappa']:.3g}, tau {row['extra_noise']:.3g}, "
+                f"bias {row['bias']:+.3g}, q {row['q']:.2f}] {time.time() - t:.0f}s",
+                flush=True,
+            )
     table = pd.DataFrame(rows)
     print("\nper data set (coverage of 95% observation intervals for held-out points at the largest scales)")
     print(f"{'set':16s} {'points':>6s} {'before':>7s} {'after':>7s} {'median |err|':>13s} {'width before':>13s} {'width after':>12s}")
     for key, g in table.groupby("group", sort=False):
         n = g.n.sum()
-        print(f"{key:16s} {n:6d} {g.before_covered.sum() / n:7.1%} {g.after_covered.sum() / n:7.1%} "
-              f"{np.median(g.median_abs_err):13.4f} {np.median(g.before_width):13.4f} {np.median(g.after_width):12.4f}")
+        print(
+            f"{key:16s} {n:6d} {g.before_covered.sum() / n:7.1%} {g.after_covered.sum() / n:7.1%} "
+            f"{np.median(g.median_abs_err):13.4f} {np.median(g.before_width):13.4f} {np.median(g.after_width):12.4f}"
+        )
 
 
 if __name__ == "__main__":

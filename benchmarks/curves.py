@@ -49,9 +49,12 @@ def bench_protocol() -> None:
     print("Fit on cosine_24000, constant_24000, wsdcon_9; scored on the 6 other schedules (the 72,000-step curves to their")
     print("end). Paper's scoring: R2, mean and worst relative error per curve, averaged over the 6 curves; pooled: over all")
     print("test points together. Training objective: summed Huber (delta 1e-3, natural-log residuals) on the 3 fitted curves.\n")
-    print("| model | law, fit | training objective | R2 | mean rel. error | worst | pooled: R2 | pooled: mean rel. error | pooled: worst | fit seconds |")
+    print(
+        "| model | law, fit | training objective | R2 | mean rel. error | worst | pooled: R2 | pooled: mean rel. error | pooled: worst | fit seconds |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for size in ("25", "100"):
+
         def load(names):
             out = []
             for n in names:
@@ -63,21 +66,28 @@ def bench_protocol() -> None:
         tr, test_curves = load(train), load(test)
         problem = _Problem(get_curve_law("multipower"), _points(tr), {}, "huber")
         r2, mre, worst = published[size]
-        print(f"| {size}M | multipower, published fit and metrics (Luo et al. 2025) | | {r2:.4f} | {100 * mre:.3f}% | {100 * worst:.2f}% | | | | |")
+        print(
+            f"| {size}M | multipower, published fit and metrics (Luo et al. 2025) | | {r2:.4f} | {100 * mre:.3f}% | {100 * worst:.2f}% | | | | |"
+        )
 
         def row(label, fit, objective, sec=None):
             m = evaluate_fit(fit, test_curves)
             mp = m["pooled"]
-            print(f"| {size}M | {label} | {objective:.3e} | {m['r2']:.5f} | {100 * m['mean_rel_error']:.3f}% | {100 * m['max_rel_error']:.2f}% "
-                  f"| {mp['r2']:.5f} | {100 * mp['mean_rel_error']:.3f}% | {100 * mp['max_rel_error']:.2f}% | {'' if sec is None else f'{sec:.1f}'} |")
+            print(
+                f"| {size}M | {label} | {objective:.3e} | {m['r2']:.5f} | {100 * m['mean_rel_error']:.3f}% | {100 * m['max_rel_error']:.2f}% "
+                f"| {mp['r2']:.5f} | {100 * mp['mean_rel_error']:.3f}% | {100 * mp['max_rel_error']:.2f}% | {'' if sec is None else f'{sec:.1f}'} |"
+            )
             return m
 
         theta = dict(zip(get_curve_law("multipower").params, params[size]))
         described = tuple({"last_step": int(c.steps[-1]), "area": c.area} for c in tr)  # for the extrapolation record
         pub = CurveFit("multipower", theta, {k: (v, v) for k, v in theta.items()}, {}, "huber", {}, described)
         m = row("multipower, published parameters, scored here", pub, problem.natural_value_and_grad(params[size])[0])
-        for law, method, label in [("multipower", "luo2025", "multipower, published protocol (scaletune default)"),
-                                   ("multipower", "lbfgs", "multipower, converged L-BFGS-B"), ("annealing", "lbfgs", "annealing (scaletune)")]:
+        for law, method, label in [
+            ("multipower", "luo2025", "multipower, published protocol (scaletune default)"),
+            ("multipower", "lbfgs", "multipower, converged L-BFGS-B"),
+            ("annealing", "lbfgs", "annealing (scaletune)"),
+        ]:
             t0 = time.perf_counter()
             fit = fit_curves(tr, law=law, bootstrap=0, method=method)
             row(label, fit, fit.diagnostics["objective_value"], time.perf_counter() - t0)
@@ -99,10 +109,14 @@ def bench_intervals(bootstrap: int) -> None:
     specs = dict(pd.read_csv(data / "schedules.csv").values)
     train = ["cosine_24000", "constant_24000", "wsdcon_9"]
     test = ["constant_72000", "cosine_72000", "wsd_20000_24000", "wsdld_20000_24000", "wsdcon_3", "wsdcon_18"]
-    configs = {"blocks, in-sample law error (earlier default)": dict(resample="blocks", cv=False, bootstrap=20),
-               "whole curves, held-out law error (default)": dict(resample="curves", cv=True, bootstrap=bootstrap)}
+    configs = {
+        "blocks, in-sample law error (earlier default)": dict(resample="blocks", cv=False, bootstrap=20),
+        "whole curves, held-out law error (default)": dict(resample="curves", cv=True, bootstrap=bootstrap),
+    }
     print("95% intervals; held-out final losses: 6 per model size\n")
-    print("| model | law | intervals | protocol | law error (method: relative sd) | covered: parameters only | covered: with law error | mean width: parameters only | mean width: with law error |")
+    print(
+        "| model | law | intervals | protocol | law error (method: relative sd) | covered: parameters only | covered: with law error | mean width: parameters only | mean width: with law error |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for size in ("25", "100"):
         tr = [read_curves(data / f"csv_{size}" / f"{n}.csv", specs[n], max_step=24000)[0] for n in train]
@@ -118,8 +132,10 @@ def bench_intervals(bootstrap: int) -> None:
                     (lp, hp), (lo, hi) = p.final_interval_params, p.final_interval
                     rows.append((lp <= y <= hp, lo <= y <= hi, (hp - lp) / y, (hi - lo) / y))
                 r = np.array(rows, dtype=float)
-                print(f"| {size}M | {law} | {label} | {fit.diagnostics['method']} | {err['method']}: {100 * err['rel_sd']:.2f}% (n = {err['n']}) "
-                      f"| {int(r[:, 0].sum())}/6 | {int(r[:, 1].sum())}/6 | {100 * r[:, 2].mean():.2f}% | {100 * r[:, 3].mean():.2f}% |")
+                print(
+                    f"| {size}M | {law} | {label} | {fit.diagnostics['method']} | {err['method']}: {100 * err['rel_sd']:.2f}% (n = {err['n']}) "
+                    f"| {int(r[:, 0].sum())}/6 | {int(r[:, 1].sum())}/6 | {100 * r[:, 2].mean():.2f}% | {100 * r[:, 3].mean():.2f}% |"
+                )
 
 
 # the grouped sum before every-step predictions took a hierarchical far field (second-order groups per point, one
@@ -136,8 +152,13 @@ def _old_laws():
     from pathlib import Path
 
     try:
-        text = subprocess.run(["git", "show", f"{OLD_LAWS_COMMIT}:src/scaletune/curves/laws.py"], capture_output=True,
-                              text=True, check=True, cwd=Path(__file__).resolve().parents[1]).stdout
+        text = subprocess.run(
+            ["git", "show", f"{OLD_LAWS_COMMIT}:src/scaletune/curves/laws.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[1],
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     path = Path(tempfile.mkdtemp()) / "old_curve_laws.py"
@@ -177,13 +198,18 @@ def bench_eval() -> None:
     old = _old_laws()
     impls = [("current (hierarchical far field)", new)] + ([(f"previous ({OLD_LAWS_COMMIT}, one far-field level)", old)] if old else [])
     print(f"load average before: {os.getloadavg()[0]:.1f} (2 cores); times are the best of repeats\n")
-    print("| multipower on cosine_72000 (72,000 steps) | implementation | prediction: prepare + value | fit: prepare + value + Jacobian"
-          " | fit, again (groups cached) | max error of the drop term vs term-by-term, nats (B = 364) |")
+    print(
+        "| multipower on cosine_72000 (72,000 steps) | implementation | prediction: prepare + value | fit: prepare + value + Jacobian"
+        " | fit, again (groups cached) | max error of the drop term vs term-by-term, nats (B = 364) |"
+    )
     print("|---|---|---|---|---|---|")
     sub = np.r_[np.arange(2176, 72001, 128)[::27], np.arange(71981, 72001)]  # 21 logged points and the last 20 steps
     exact = loss_drop_exact(prepare(lrs, 2160, sub), *THETA_25M[4:])
     times = {}
-    for label, steps in [("547 logged points (every 128 steps)", np.arange(2176, 72001, 128)), ("every step (69,841 points)", np.arange(2160, 72001))]:
+    for label, steps in [
+        ("547 logged points (every 128 steps)", np.arange(2176, 72001, 128)),
+        ("every step (69,841 points)", np.arange(2160, 72001)),
+    ]:
         at = np.searchsorted(steps, sub)
         for name, mod in impls:
             law = mod.LAWS["multipower"]
@@ -205,8 +231,11 @@ def bench_eval() -> None:
     # what a fit evaluates: the protocol's 24,000-step training curves at their logged points (every 128 steps)
     print("\n| value + Jacobian, groups cached, 24,000-step curve at 171 logged points | " + " | ".join(n for n, _ in impls) + " |")
     print("|---|" + "---|" * len(impls))
-    for spec in ("cosine:steps=24000,lr=3e-4,warmup=2160,final=0.1", "constant:steps=24000,lr=3e-4,warmup=2160",
-                 "wsd:steps=24000,lr=3e-4,warmup=2160,decay_start=20000,shape=exp,final=0.1"):
+    for spec in (
+        "cosine:steps=24000,lr=3e-4,warmup=2160,final=0.1",
+        "constant:steps=24000,lr=3e-4,warmup=2160",
+        "wsd:steps=24000,lr=3e-4,warmup=2160,decay_start=20000,shape=exp,final=0.1",
+    ):
         cells = []
         for _, mod in impls:
             prep = mod.prepare(Schedule.parse(spec).lrs(), 2160, np.arange(2176, 24000, 128))
@@ -216,7 +245,9 @@ def bench_eval() -> None:
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
     if old:
         for label in ("547 logged points (every 128 steps)", "every step (69,841 points)"):
-            print(f"speed-up of the current over the previous grouped sum, {label}, prediction: {times[label, False] / times[label, True]:.0f}x")
+            print(
+                f"speed-up of the current over the previous grouped sum, {label}, prediction: {times[label, False] / times[label, True]:.0f}x"
+            )
 
 
 LM = {"width": 64, "depth": 2, "batch_size": 1024, "eval_tokens": 8192, "threads": 1}
@@ -225,8 +256,9 @@ LM = {"width": 64, "depth": 2, "batch_size": 1024, "eval_tokens": 8192, "threads
 def _train(steps: int, lr: float, schedule: str, seed: int = 0, eval_every: int = 10) -> dict:
     from scaletune.train.trainer import run_lm
 
-    return run_lm({**LM, "tokens": steps * LM["batch_size"], "lr": lr, "schedule": schedule, "warmup": 0.1,
-                   "eval_every": eval_every, "seed": seed})
+    return run_lm(
+        {**LM, "tokens": steps * LM["batch_size"], "lr": lr, "schedule": schedule, "warmup": 0.1, "eval_every": eval_every, "seed": seed}
+    )
 
 
 def _curve(row: dict, name: str):
@@ -256,11 +288,15 @@ def bench_pruner(steps: int, lrs: list[float]) -> None:
         "curve (scaletune, band 1%)": lambda: CurvePruner(schedule=spec, band=0.01),
     }
     best_all = min(v[1] for v in recorded.values() if np.isfinite(v[1]))
-    print(f"\nLR sweep: {len(lrs)} learning rates, {steps} steps each, cosine to 10%, width {LM['width']} depth {LM['depth']}; "
-          f"training the full sweep took {seconds:.0f} s\n")
+    print(
+        f"\nLR sweep: {len(lrs)} learning rates, {steps} steps each, cosine to 10%, width {LM['width']} depth {LM['depth']}; "
+        f"training the full sweep took {seconds:.0f} s\n"
+    )
     orders = [list(lrs)] + [list(np.random.default_rng(k).permutation(lrs)) for k in range(1, 6)]
     print(f"each pruner replays the sweep in {len(orders)} trial orders (the given one, then 5 seeded shuffles)\n")
-    print("| pruner | steps used (mean of orders) | share of full sweep | trials pruned (mean) | best final loss found (given order) | true best found |")
+    print(
+        "| pruner | steps used (mean of orders) | share of full sweep | trials pruned (mean) | best final loss found (given order) | true best found |"
+    )
     print("|---|---|---|---|---|---|")
     for name, make in pruners.items():
         used_all, pruned_all, found, best_first = [], [], 0, None
@@ -290,8 +326,10 @@ def bench_pruner(steps: int, lrs: list[float]) -> None:
             found += study.best_value == best_all
             best_first = study.best_value if best_first is None else best_first
         mean_used = float(np.mean(used_all))
-        print(f"| {name} | {mean_used:.0f} | {mean_used / (steps * len(lrs)):.0%} | {np.mean(pruned_all):.1f} | {best_first:.4f} | "
-              f"{found} of {len(orders)} orders |")
+        print(
+            f"| {name} | {mean_used:.0f} | {mean_used / (steps * len(lrs)):.0%} | {np.mean(pruned_all):.1f} | {best_first:.4f} | "
+            f"{found} of {len(orders)} orders |"
+        )
 
 
 def bench_lm(steps: int, seeds: int) -> None:
@@ -300,20 +338,26 @@ def bench_lm(steps: int, seeds: int) -> None:
     const = _train(steps, lr, "constant")
     cos = _train(steps, lr, "cosine:final=0.1")
     curves = [_curve(const, "constant"), _curve(cos, "cosine")]
-    print(f"built-in LM, width {LM['width']} depth {LM['depth']}, {steps} steps of {LM['batch_size']} tokens, lr {lr}, warm-up 10%; "
-          f"validation loss every 10 steps")
+    print(
+        f"built-in LM, width {LM['width']} depth {LM['depth']}, {steps} steps of {LM['batch_size']} tokens, lr {lr}, warm-up 10%; "
+        f"validation loss every 10 steps"
+    )
     fits = {law: fit_curves(curves, law=law, bootstrap=20, seed=0) for law in ("multipower", "annealing")}
     wsd_spec = "wsd:cooldown=0.2,shape=1-sqrt"
     wsd_runs = [_train(steps, lr, wsd_spec, seed=s) for s in range(seeds)]
     measured = np.array([r["loss"] for r in wsd_runs])
-    print("\n| law | fit R2 (train) | predicted final loss, WSD 20% 1-sqrt | 95% interval | measured (mean of seeds) | seed spread (sd) | error |")
+    print(
+        "\n| law | fit R2 (train) | predicted final loss, WSD 20% 1-sqrt | 95% interval | measured (mean of seeds) | seed spread (sd) | error |"
+    )
     print("|---|---|---|---|---|---|---|")
     sched = Schedule.parse(wsd_runs[0]["schedule"])
     for law, fit in fits.items():
         p = fit.predict_interval(sched, [steps])
         lo, hi = p.final_interval
-        print(f"| {law} | {fit.diagnostics['train_r2']:.4f} | {p.final_loss:.4f} | [{lo:.4f}, {hi:.4f}] | {measured.mean():.4f} | "
-              f"{measured.std(ddof=1) if seeds > 1 else float('nan'):.4f} | {100 * (p.final_loss - measured.mean()) / measured.mean():+.2f}% |")
+        print(
+            f"| {law} | {fit.diagnostics['train_r2']:.4f} | {p.final_loss:.4f} | [{lo:.4f}, {hi:.4f}] | {measured.mean():.4f} | "
+            f"{measured.std(ddof=1) if seeds > 1 else float('nan'):.4f} | {100 * (p.final_loss - measured.mean()) / measured.mean():+.2f}% |"
+        )
     # optimise the cooldown fraction with the multipower fit, then measure a grid of cooldowns
     best, _ = optimise_schedule(fits["multipower"], steps, "wsd", final=0.0)
     chosen = Schedule.parse(best.spec)
@@ -328,13 +372,17 @@ def bench_lm(steps: int, seeds: int) -> None:
         vals = np.array([r["loss"] for r in runs])
         pred = float(fits["multipower"].predict(Schedule.parse(runs[0]["schedule"]), [steps])[-1])
         results[(frac, shape)] = vals
-        print(f"| {frac:.3g} ({shape}){' = chosen' if (frac, shape) == (chosen.cooldown, chosen.shape) else ''} | {pred:.4f} | "
-              f"{', '.join(f'{v:.4f}' for v in vals)} | {vals.mean():.4f} |")
+        print(
+            f"| {frac:.3g} ({shape}){' = chosen' if (frac, shape) == (chosen.cooldown, chosen.shape) else ''} | {pred:.4f} | "
+            f"{', '.join(f'{v:.4f}' for v in vals)} | {vals.mean():.4f} |"
+        )
     grid_best = min((v.mean(), k) for k, v in results.items() if k != (chosen.cooldown, chosen.shape))
     spread = np.mean([v.std(ddof=1) for v in results.values()]) if seeds > 1 else float("nan")
     gap = results[(chosen.cooldown, chosen.shape)].mean() - grid_best[0]
-    print(f"\nchosen - best of grid ({grid_best[1][0]} {grid_best[1][1]}): {gap:+.4f} nats; mean seed sd {spread:.4f}; "
-          f"within seed spread: {'yes' if gap <= 2 * spread else 'no'}  (total {time.time() - t0:.0f} s)")
+    print(
+        f"\nchosen - best of grid ({grid_best[1][0]} {grid_best[1][1]}): {gap:+.4f} nats; mean seed sd {spread:.4f}; "
+        f"within seed spread: {'yes' if gap <= 2 * spread else 'no'}  (total {time.time() - t0:.0f} s)"
+    )
 
 
 def main() -> None:

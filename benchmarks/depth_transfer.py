@@ -64,13 +64,27 @@ def main() -> None:
     params = args.params.split(",")
     lrs = [2.0 ** int(e) for e in args.log2_lrs.split(",")]
     configs = [
-        {"width": args.width, "depth": d, "tokens": args.tokens, "lr": lr, "batch_size": args.batch_size,
-         "seq_len": args.seq_len, "param": param, "base_width": args.width,
-         "base_depth": d if param == "mup" else args.base_depth,  # see the module docstring
-         "seed": seed, "threads": 1, "eval_every": 10**9, "eval_tokens": 8192, "schedule": "cosine:final=0.1",
-         "warmup": 0.05}
+        {
+            "width": args.width,
+            "depth": d,
+            "tokens": args.tokens,
+            "lr": lr,
+            "batch_size": args.batch_size,
+            "seq_len": args.seq_len,
+            "param": param,
+            "base_width": args.width,
+            "base_depth": d if param == "mup" else args.base_depth,  # see the module docstring
+            "seed": seed,
+            "threads": 1,
+            "eval_every": 10**9,
+            "eval_tokens": 8192,
+            "schedule": "cosine:final=0.1",
+            "warmup": 0.05,
+        }
         for d in sorted(depths, reverse=True)  # longest runs first keeps both workers busy to the end
-        for param in params for seed in range(args.seeds) for lr in lrs
+        for param in params
+        for seed in range(args.seeds)
+        for lr in lrs
     ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -93,14 +107,19 @@ def main() -> None:
     from scaletune.hparams.laws import transfer_report
     from scaletune.hparams.optimum import find_optima
 
-    print(f"{len(todo)} runs trained in {elapsed:.0f} s ({args.workers} workers), {len(runs) - len(todo)} from the cache; "
-          f"width {args.width}, {args.tokens} tokens/run, loss = final validation nats/byte, mean of {args.seeds} seed(s)")
+    print(
+        f"{len(todo)} runs trained in {elapsed:.0f} s ({args.workers} workers), {len(runs) - len(todo)} from the cache; "
+        f"width {args.width}, {args.tokens} tokens/run, loss = final validation nats/byte, mean of {args.seeds} seed(s)"
+    )
     report = {"config": vars(args), "params": {}}
     for param in params:
         sub = runs[runs["param"] == param]
         print(f"\n{param}" + (f" (base depth {args.base_depth}, alpha 1)" if param == "completep" else " (width-only rules)"))
-        print(f"{'depth':>5} " + " ".join(f"{'2^' + e:>7}" for e in args.log2_lrs.split(","))
-              + "   best tested   fitted lr* [95% interval]   bracketed")
+        print(
+            f"{'depth':>5} "
+            + " ".join(f"{'2^' + e:>7}" for e in args.log2_lrs.split(","))
+            + "   best tested   fitted lr* [95% interval]   bracketed"
+        )
         # default grouping (N, D): at fixed width N grows with depth, so every depth is its own scale
         optima = find_optima(sub, bootstrap=args.bootstrap, seed=0)
         by_depth = {o.extra["depth"]: o for o in optima}
@@ -110,24 +129,36 @@ def main() -> None:
             mean = ok[ok["depth"] == d].groupby("lr")["loss"].apply(lambda v: v.mean(skipna=False)).reindex(lrs)
             cells = " ".join(f"{v:7.4f}" if np.isfinite(v) else f"{'div':>7}" for v in mean)
             o = by_depth.get(d)
-            fitted = (f"{o.lr_:.3g} [{o.lr_interval[0]:.3g}, {o.lr_interval[1]:.3g}]   {'yes' if o.lr_bracketed else 'NO: ' + o.message}"
-                      if o is not None else "no optimum (fewer than 3 ok rates)")
+            fitted = (
+                f"{o.lr_:.3g} [{o.lr_interval[0]:.3g}, {o.lr_interval[1]:.3g}]   {'yes' if o.lr_bracketed else 'NO: ' + o.message}"
+                if o is not None
+                else "no optimum (fewer than 3 ok rates)"
+            )
             print(f"{d:>5} {cells}   2^{int(np.log2(mean.idxmin())):<10}  {fitted}")
         per_seed = ok.groupby(["seed", "depth"])["loss"].idxmin()
         best = ok.loc[per_seed.dropna().astype(int)].pivot(index="seed", columns="depth", values="lr")
-        print("best tested rate per seed (log2), depths " + ", ".join(str(d) for d in depths) + ": "
-              + "; ".join(f"seed {s}: " + " ".join(f"{np.log2(v):+.0f}" for v in best.loc[s, depths]) for s in best.index))
+        print(
+            "best tested rate per seed (log2), depths "
+            + ", ".join(str(d) for d in depths)
+            + ": "
+            + "; ".join(f"seed {s}: " + " ".join(f"{np.log2(v):+.0f}" for v in best.loc[s, depths]) for s in best.index)
+        )
         rep = transfer_report(optima)
         rows = rep.depth_rows if rep is not None else ()
         for r in rows:
             (lo, hi), (elo, ehi) = r["shift_interval"], r["exponent_interval"]
-            print(f"depth {r['depth_shallow']:g} -> {r['depth_deep']:g}: lr* x{r['shift']:.2f} [{lo:.2f}, {hi:.2f}] "
-                  f"({math.log2(r['shift']):+.2f} grid steps); lr* ~ depth^{r['exponent']:+.3f} [{elo:+.3f}, {ehi:+.3f}] "
-                  f"over {len(r['depths'])} depths; transfer {'held' if r['held'] else 'did NOT hold'}")
+            print(
+                f"depth {r['depth_shallow']:g} -> {r['depth_deep']:g}: lr* x{r['shift']:.2f} [{lo:.2f}, {hi:.2f}] "
+                f"({math.log2(r['shift']):+.2f} grid steps); lr* ~ depth^{r['exponent']:+.3f} [{elo:+.3f}, {ehi:+.3f}] "
+                f"over {len(r['depths'])} depths; transfer {'held' if r['held'] else 'did NOT hold'}"
+            )
         if not rows:
             print("fewer than 2 bracketed depths: no depth transfer to report")
-        report["params"][param] = {"optima": [o.to_dict() for o in optima], "depth_rows": list(rows),
-                                   "depth_note": rep.depth_note if rep is not None else ""}
+        report["params"][param] = {
+            "optima": [o.to_dict() for o in optima],
+            "depth_rows": list(rows),
+            "depth_note": rep.depth_note if rep is not None else "",
+        }
     out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=float))
 
 

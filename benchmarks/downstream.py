@@ -48,8 +48,7 @@ def reference(df: pd.DataFrame) -> list[dict]:
         return a * X[0] ** b + c * 6 ** (b / 2) * (X[1] * X[0]) ** b + E
 
     p, _ = curve_fit(loss_law, (small.N.values, small.M.values), small.loss.values, p0=[100, -0.2, 100, 1.5], maxfev=100000)
-    q, _ = curve_fit(lambda L, e, k, g: e - k * np.exp(-g * L), err_set.loss.values, err_set.error.values,
-                     p0=[0.8, 10, 1], maxfev=100000)
+    q, _ = curve_fit(lambda L, e, k, g: e - k * np.exp(-g * L), err_set.loss.values, err_set.error.values, p0=[0.8, 10, 1], maxfev=100000)
     out = []
     for N, M in TARGETS:
         lp = float(loss_law((N, M), *p))
@@ -68,8 +67,15 @@ def ours(df: pd.DataFrame, bootstrap: int, intervals: str | None, all_small: boo
     out = []
     for N, M in TARGETS:
         p = chain_predict(lf, ef, {"N": N, "M": M})
-        out.append({"loss": p.loss.value, "loss_iv": p.loss.interval, "error": p.error.value, "error_iv": p.error.interval,
-                    "extrapolation": p.loss.extrapolation})
+        out.append(
+            {
+                "loss": p.loss.value,
+                "loss_iv": p.loss.interval,
+                "error": p.error.value,
+                "error_iv": p.error.interval,
+                "extrapolation": p.loss.extrapolation,
+            }
+        )
     return out
 
 
@@ -80,20 +86,27 @@ def main() -> None:
     df = load()
     truth = [df[(df.N == N) & (df.M == M)].iloc[0] for N, M in TARGETS]
     methods = [("reference (2x curve_fit)", reference(df))]
-    for label, iv, all_small in (("scaletune, calibrated", "calibrated", False), ("scaletune, bootstrap", "bootstrap", False),
-                                 ("scaletune, all runs < 1B, calib.", "calibrated", True)):
+    for label, iv, all_small in (
+        ("scaletune, calibrated", "calibrated", False),
+        ("scaletune, bootstrap", "bootstrap", False),
+        ("scaletune, all runs < 1B, calib.", "calibrated", True),
+    ):
         methods.append((label, ours(df, args.bootstrap, iv, all_small)))
     print(f"data: {DATA.name} (Gadre et al. 2024, MIT); chance level {df.err_avg17_chance.iloc[0]:.4f}; bootstrap {args.bootstrap}")
-    print(f"{'method':34s} {'target':12s} {'loss':>7s} {'|err|':>6s} {'loss 95%':>17s} {'in':>3s} {'error':>6s} {'|err|':>6s}"
-          f" {'error 95%':>15s} {'in':>3s}")
+    print(
+        f"{'method':34s} {'target':12s} {'loss':>7s} {'|err|':>6s} {'loss 95%':>17s} {'in':>3s} {'error':>6s} {'|err|':>6s}"
+        f" {'error 95%':>15s} {'in':>3s}"
+    )
     for label, preds in methods:
         for (N, M), t, p in zip(TARGETS, truth, preds):
             le, ee = abs(p["loss"] / t.loss - 1), abs(p["error"] / t.error - 1)
             liv, eiv = p.get("loss_iv"), p.get("error_iv")
             fmt = lambda iv: "-" if iv is None else f"[{iv[0]:.3f}, {iv[1]:.3f}]"  # noqa: E731
             cov = lambda iv, v: "-" if iv is None else ("yes" if iv[0] <= v <= iv[1] else "no")  # noqa: E731
-            print(f"{label:34s} {N / 1e9:.1f}B M={M:<4g} {p['loss']:7.3f} {100 * le:5.2f}% {fmt(liv):>17s} {cov(liv, t.loss):>3s}"
-                  f" {p['error']:6.3f} {100 * ee:5.2f}% {fmt(eiv):>15s} {cov(eiv, t.error):>3s}")
+            print(
+                f"{label:34s} {N / 1e9:.1f}B M={M:<4g} {p['loss']:7.3f} {100 * le:5.2f}% {fmt(liv):>17s} {cov(liv, t.loss):>3s}"
+                f" {p['error']:6.3f} {100 * ee:5.2f}% {fmt(eiv):>15s} {cov(eiv, t.error):>3s}"
+            )
     print("truth: " + "; ".join(f"{N / 1e9:.1f}B M={M:g}: loss {t.loss:.3f}, error {t.error:.3f}" for (N, M), t in zip(TARGETS, truth)))
 
 

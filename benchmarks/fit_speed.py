@@ -44,8 +44,9 @@ def synthetic(seed: int = 0, noise: float = 0.02) -> pd.DataFrame:
 def reference_fit(df: pd.DataFrame) -> tuple[float, np.ndarray]:
     law = get_law("chinchilla")
     prob = _Problem(law, {"N": df.N.to_numpy(float), "D": df.D.to_numpy(float)}, df.loss.to_numpy(float), get_objective("huber"), {})
-    grid = itertools.product(np.arange(0, 30, 5), np.arange(0, 30, 5), np.arange(-1, 1.5, 0.5),
-                             np.arange(0, 2.5, 0.5), np.arange(0, 2.5, 0.5))
+    grid = itertools.product(
+        np.arange(0, 30, 5), np.arange(0, 30, 5), np.arange(-1, 1.5, 0.5), np.arange(0, 2.5, 0.5), np.arange(0, 2.5, 0.5)
+    )
     best = None
     with threadpool_limits(1, user_api="blas"):
         for start in grid:

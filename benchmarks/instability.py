@@ -66,11 +66,21 @@ def one_run(job: tuple[str, dict]) -> dict:
     z = np.array([p["z_mean"] for p in signals], dtype=float)
     attn = np.array([p["attn_logit_max"] for p in signals], dtype=float)
     return {
-        "arm": arm, "width": config["width"], "lr": config["lr"], "seed": config["seed"],
-        "param": config.get("param", "sp"), "qk_norm": config.get("qk_norm", False),
-        "z_loss": config.get("z_loss", 0.0), "warmup": row["warmup"], "steps": config["tokens"] // config["batch_size"],
-        "N": row["N"], "loss": row["loss"], "status": row["status"], "spikes": row["spikes"],
-        "max_spike": row["max_spike"], "attn_logit_max": row["attn_logit_max"],
+        "arm": arm,
+        "width": config["width"],
+        "lr": config["lr"],
+        "seed": config["seed"],
+        "param": config.get("param", "sp"),
+        "qk_norm": config.get("qk_norm", False),
+        "z_loss": config.get("z_loss", 0.0),
+        "warmup": row["warmup"],
+        "steps": config["tokens"] // config["batch_size"],
+        "N": row["N"],
+        "loss": row["loss"],
+        "status": row["status"],
+        "spikes": row["spikes"],
+        "max_spike": row["max_spike"],
+        "attn_logit_max": row["attn_logit_max"],
         "out_logit_max": row["out_logit_max"],
         # drift of the log-partition from its value at initialisation (ln 256): the output-logit divergence signal
         "z_drift_max": float(np.nanmax(np.abs(z - L_REF))) if np.isfinite(z).any() else float("nan"),
@@ -94,14 +104,20 @@ def summarise(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, bool | 
         sens = g.groupby("seed")["loss"].apply(sensitivity).to_numpy()
         hi = g[top.loc[g.index]]
         failed = ((hi["status"] == "diverged") | ~(hi["loss"] < L_REF)).mean()
-        rows.append({
-            "arm": arm, "width": width, "sensitivity": sens.mean(), "half_range": (sens.max() - sens.min()) / 2,
-            "best_loss": g.groupby("lr")["loss"].mean().min(), "failed_high_lr": failed,
-            # the run's largest attention logit at lr 0.01 and 0.1 (geometric mean over seeds)
-            "attn_lr_1e_2": _log_mean(g[np.isclose(g["lr"], 0.01)]["attn_logit_max"]),
-            "attn_lr_1e_1": _log_mean(g[np.isclose(g["lr"], 0.1)]["attn_logit_max"]),
-            "z_drift_hi": hi["z_drift_max"].median(),
-        })
+        rows.append(
+            {
+                "arm": arm,
+                "width": width,
+                "sensitivity": sens.mean(),
+                "half_range": (sens.max() - sens.min()) / 2,
+                "best_loss": g.groupby("lr")["loss"].mean().min(),
+                "failed_high_lr": failed,
+                # the run's largest attention logit at lr 0.01 and 0.1 (geometric mean over seeds)
+                "attn_lr_1e_2": _log_mean(g[np.isclose(g["lr"], 0.01)]["attn_logit_max"]),
+                "attn_lr_1e_1": _log_mean(g[np.isclose(g["lr"], 0.1)]["attn_logit_max"]),
+                "z_drift_hi": hi["z_drift_max"].median(),
+            }
+        )
     table = pd.DataFrame(rows)
     s = table.set_index(["arm", "width"])
     widths = sorted(runs["width"].unique())
@@ -110,8 +126,7 @@ def summarise(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, bool | 
     def get(arm: str, w: int, col: str = "sensitivity") -> float:
         return float(s.loc[(arm, w), col]) if (arm, w) in s.index else float("nan")
 
-    def finding(claim: str, holds: bool, numbers: list[float], text: str,
-                trend: bool = False) -> tuple[str, bool | None, str]:
+    def finding(claim: str, holds: bool, numbers: list[float], text: str, trend: bool = False) -> tuple[str, bool | None, str]:
         # None: an arm or width that was not run, or a trend in width with one width
         missing = not numbers or np.isnan(numbers).any() or (trend and len(widths) < 2)
         return claim, None if missing else bool(holds), text
@@ -122,28 +137,48 @@ def summarise(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, bool | 
     def lower_sensitivity(claim: str, arm: str) -> tuple[str, bool | None, str]:
         at = widths[1:] if arm == "mup" else widths  # muP is SP at its base width (the narrowest)
         mine, base = [get(arm, w) for w in at], [get("base", w) for w in at]
-        return finding(claim, all(m < b for m, b in zip(mine, base)), mine + base,
-                       ", ".join(f"w{w}: {m:.3f} vs base {b:.3f}" for w, m, b in zip(at, mine, base)))
+        return finding(
+            claim,
+            all(m < b for m, b in zip(mine, base)),
+            mine + base,
+            ", ".join(f"w{w}: {m:.3f} vs base {b:.3f}" for w, m, b in zip(at, mine, base)),
+        )
 
     label = f"(widths {'/'.join(map(str, widths))})"
     a, q = [get("base", w, "attn_lr_1e_1") for w in widths], [get("qknorm", w, "attn_lr_1e_1") for w in widths]
     fb, fq = [get("base", w, "failed_high_lr") for w in widths], [get("qknorm", w, "failed_high_lr") for w in widths]
     zb, zz = [get("qknorm", w, "z_drift_hi") for w in widths], [get("qknorm_z", w, "z_drift_hi") for w in widths]
     findings = [
-        finding("1. no qk-norm: attention logits grow with width at lr 0.1; qk-norm keeps them small",
-                a[-1] > a[0] and q[-1] < a[-1], a + q,
-                f"max logit base {join(a, ',.0f')}; qk-norm {join(q, ',.1f')} {label}", trend=True),
-        finding("2. no qk-norm: high-rate runs (lr >= 0.1) fail more often at larger width", fb[-1] > fb[0], fb,
-                f"failed fraction base {join(fb, '.2f')}; qk-norm {join(fq, '.2f')} {label}", trend=True),
+        finding(
+            "1. no qk-norm: attention logits grow with width at lr 0.1; qk-norm keeps them small",
+            a[-1] > a[0] and q[-1] < a[-1],
+            a + q,
+            f"max logit base {join(a, ',.0f')}; qk-norm {join(q, ',.1f')} {label}",
+            trend=True,
+        ),
+        finding(
+            "2. no qk-norm: high-rate runs (lr >= 0.1) fail more often at larger width",
+            fb[-1] > fb[0],
+            fb,
+            f"failed fraction base {join(fb, '.2f')}; qk-norm {join(fq, '.2f')} {label}",
+            trend=True,
+        ),
         lower_sensitivity("3. qk-norm lowers LR sensitivity (every width)", "qknorm"),
-        finding("4. z-loss keeps the log-partition z near its start at lr >= 0.1 (median max |z - ln256|)",
-                all(z2 < z1 for z1, z2 in zip(zb, zz)), zb + zz,
-                f"qk-norm {join(zb, '.2f')}; + z-loss {join(zz, '.2f')} {label}"),
+        finding(
+            "4. z-loss keeps the log-partition z near its start at lr >= 0.1 (median max |z - ln256|)",
+            all(z2 < z1 for z1, z2 in zip(zb, zz)),
+            zb + zz,
+            f"qk-norm {join(zb, '.2f')}; + z-loss {join(zz, '.2f')} {label}",
+        ),
         lower_sensitivity("5. a longer warm-up (25% vs 5%) lowers LR sensitivity (every width)", "warmup"),
         lower_sensitivity("6. muP lowers LR sensitivity (every width above its base)", "mup"),
-        finding(f"   (context) baseline sensitivity grows from width {small} to {large}",
-                get("base", large) > get("base", small), [get("base", small), get("base", large)],
-                f"{get('base', small):.3f} -> {get('base', large):.3f}", trend=True),
+        finding(
+            f"   (context) baseline sensitivity grows from width {small} to {large}",
+            get("base", large) > get("base", small),
+            [get("base", small), get("base", large)],
+            f"{get('base', small):.3f} -> {get('base', large):.3f}",
+            trend=True,
+        ),
     ]
     return table, findings
 
@@ -171,13 +206,30 @@ def main() -> None:
     widths = [int(w) for w in args.widths.split(",")]
     lrs = [float(x) for x in args.lrs.split(",")]
     arms = args.arms.split(",")
-    base = {"depth": args.depth, "tokens": args.steps * args.batch_size, "batch_size": args.batch_size,
-            "seq_len": args.seq_len, "param": "sp", "base_width": min(widths), "base_depth": args.depth,
-            "warmup": 0.05, "schedule": "cosine:final=0.1", "weight_decay": 0.0, "threads": 1,
-            "eval_every": 10**9, "eval_tokens": 8192, "signals_every": 10}
+    base = {
+        "depth": args.depth,
+        "tokens": args.steps * args.batch_size,
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
+        "param": "sp",
+        "base_width": min(widths),
+        "base_depth": args.depth,
+        "warmup": 0.05,
+        "schedule": "cosine:final=0.1",
+        "weight_decay": 0.0,
+        "threads": 1,
+        "eval_every": 10**9,
+        "eval_tokens": 8192,
+        "signals_every": 10,
+    }
     # seed-major, so an interrupted benchmark holds complete seeds; widest first within a seed
-    jobs = [(arm, {**base, "width": w, "lr": lr, "seed": seed, **ARMS[arm]})
-            for seed in range(args.seeds) for w in sorted(widths, reverse=True) for arm in arms for lr in lrs]
+    jobs = [
+        (arm, {**base, "width": w, "lr": lr, "seed": seed, **ARMS[arm]})
+        for seed in range(args.seeds)
+        for w in sorted(widths, reverse=True)
+        for arm in arms
+        for lr in lrs
+    ]
     out = Path(args.out)
     cached = pd.read_csv(out) if out.exists() and not args.fresh else pd.DataFrame(columns=KEY)
     done = {tuple(r) for r in cached[KEY].astype(object).itertuples(index=False)}
@@ -197,17 +249,20 @@ def main() -> None:
     # only complete sweeps (every rate of the grid) enter the sensitivity: a partial one would understate it
     complete = runs.groupby(["arm", "width", "seed"])["lr"].transform("nunique") == len(lrs)
     runs = runs[complete].reset_index(drop=True)
-    print(f"{len(runs)} runs ({len(todo) if not args.report_only else 0} trained now, "
-          f"{time.perf_counter() - start:.0f} s wall now; {runs['seconds'].sum():.0f} s summed over the runs); "
-          f"{args.steps} steps x {args.batch_size} tokens, depth {args.depth}, seq_len {args.seq_len}, "
-          f"{args.seeds} seeds, lrs {lrs}")
+    print(
+        f"{len(runs)} runs ({len(todo) if not args.report_only else 0} trained now, "
+        f"{time.perf_counter() - start:.0f} s wall now; {runs['seconds'].sum():.0f} s summed over the runs); "
+        f"{args.steps} steps x {args.batch_size} tokens, depth {args.depth}, seq_len {args.seq_len}, "
+        f"{args.seeds} seeds, lrs {lrs}"
+    )
     table, findings = summarise(runs)
     print(f"L_ref = ln 256 = {L_REF:.3f}; sensitivity = mean over lrs of min(L, L_ref) - L* (mean over seeds +- half range)")
-    print(f"{'arm':<9} {'width':>5} {'sensitivity':>14} {'best L':>7} {'fail@hi':>7} "
-          f"{'attn@0.01':>9} {'attn@0.1':>9} {'|z-ln256|@hi':>12}")
+    print(f"{'arm':<9} {'width':>5} {'sensitivity':>14} {'best L':>7} {'fail@hi':>7} {'attn@0.01':>9} {'attn@0.1':>9} {'|z-ln256|@hi':>12}")
     for r in table.itertuples(index=False):
-        print(f"{r.arm:<9} {r.width:>5} {r.sensitivity:>7.3f} +-{r.half_range:<5.3f} {r.best_loss:>7.3f} "
-              f"{r.failed_high_lr:>7.2f} {r.attn_lr_1e_2:>9,.1f} {r.attn_lr_1e_1:>9,.1f} {r.z_drift_hi:>12.2f}")
+        print(
+            f"{r.arm:<9} {r.width:>5} {r.sensitivity:>7.3f} +-{r.half_range:<5.3f} {r.best_loss:>7.3f} "
+            f"{r.failed_high_lr:>7.2f} {r.attn_lr_1e_2:>9,.1f} {r.attn_lr_1e_1:>9,.1f} {r.z_drift_hi:>12.2f}"
+        )
     print()
     for claim, holds, numbers in findings:
         print(f"{'n/a  ' if holds is None else 'holds' if holds else 'NOT  '}  {claim}\n       {numbers}")

@@ -81,8 +81,11 @@ def main() -> None:
             widths.append(math.log(hi / lo) if lo > 0 else math.inf)
             errors.append(abs(p.value / truth - 1))
             kappas.append(p.details.get("kappa_per_unit") or 0.0)
-        print(f"| {name} | {args.seeds} | {np.mean(hits):.0%} | {np.median(widths):.3f} | {np.median(errors):.2%} | "
-              f"{np.median(kappas):.3f} |", flush=True)
+        print(
+            f"| {name} | {args.seeds} | {np.mean(hits):.0%} | {np.median(widths):.3f} | {np.median(errors):.2%} | "
+            f"{np.median(kappas):.3f} |",
+            flush=True,
+        )
 
     runs = pd.read_csv(ROOT / "tests/data/hparams-demo/runs.csv")
     target_runs = pd.read_csv(ROOT / "tests/data/hparams-demo/target_runs.csv")
@@ -90,10 +93,12 @@ def main() -> None:
     rec = recommend(runs, target)
     p, (lo, hi) = rec.loss, rec.loss.interval
     measured = float(target_runs["loss"].min())
-    print(f"\ndemo (tests/data/hparams-demo, target N=707360, D=524288, x{p.extrapolation:.1f}): loss {p.value:.4f} "
-          f"[{lo:.4f}, {hi:.4f}] (ln(hi/lo) {math.log(hi / lo) if lo > 0 else math.inf:.3f}), measured best of "
-          f"the target's rates {measured:.4f}: {'inside' if lo <= measured <= hi else 'OUTSIDE'}; "
-          f"details {{{', '.join(f'{k}: {v:.4g}' for k, v in p.details.items() if isinstance(v, float))}}}")
+    print(
+        f"\ndemo (tests/data/hparams-demo, target N=707360, D=524288, x{p.extrapolation:.1f}): loss {p.value:.4f} "
+        f"[{lo:.4f}, {hi:.4f}] (ln(hi/lo) {math.log(hi / lo) if lo > 0 else math.inf:.3f}), measured best of "
+        f"the target's rates {measured:.4f}: {'inside' if lo <= measured <= hi else 'OUTSIDE'}; "
+        f"details {{{', '.join(f'{k}: {v:.4g}' for k, v in p.details.items() if isinstance(v, float))}}}"
+    )
     print(f"wall time: {time.time() - t0:.0f} s")
 
 

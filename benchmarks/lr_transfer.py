@@ -49,12 +49,27 @@ def main() -> None:
     widths = [int(w) for w in args.widths.split(",")]
     lrs = [2.0 ** int(e) for e in args.log2_lrs.split(",")]
     configs = [
-        {"width": w, "depth": args.depth, "tokens": args.tokens, "lr": lr, "batch_size": args.batch_size,
-         "seq_len": args.seq_len, "param": param, "base_width": min(widths), "base_depth": args.depth,
-         "seed": seed, "threads": 1, "eval_every": 10**9, "eval_tokens": 8192, "schedule": "cosine:final=0.1",
-         "warmup": 0.05}
+        {
+            "width": w,
+            "depth": args.depth,
+            "tokens": args.tokens,
+            "lr": lr,
+            "batch_size": args.batch_size,
+            "seq_len": args.seq_len,
+            "param": param,
+            "base_width": min(widths),
+            "base_depth": args.depth,
+            "seed": seed,
+            "threads": 1,
+            "eval_every": 10**9,
+            "eval_tokens": 8192,
+            "schedule": "cosine:final=0.1",
+            "warmup": 0.05,
+        }
         for w in sorted(widths, reverse=True)  # longest runs first keeps both workers busy to the end
-        for param in ("sp", "mup") for seed in range(args.seeds) for lr in lrs
+        for param in ("sp", "mup")
+        for seed in range(args.seeds)
+        for lr in lrs
     ]
     start = time.perf_counter()
     with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
@@ -67,8 +82,10 @@ def main() -> None:
     from scaletune.report.train_plots import plot_lr_transfer
 
     plot_lr_transfer(runs, out.with_suffix(".png"))
-    print(f"{len(runs)} runs in {time.perf_counter() - start:.0f} s ({args.workers} workers); "
-          f"{args.tokens} tokens/run, depth {args.depth}, loss = final validation nats/byte, mean of {args.seeds} seeds")
+    print(
+        f"{len(runs)} runs in {time.perf_counter() - start:.0f} s ({args.workers} workers); "
+        f"{args.tokens} tokens/run, depth {args.depth}, loss = final validation nats/byte, mean of {args.seeds} seeds"
+    )
     print(f"{'param':>5} {'width':>5} " + " ".join(f"{'2^' + e:>8}" for e in args.log2_lrs.split(",")) + "   best lr   diverged")
     table = runs.assign(loss=runs["loss"].where(runs["status"] == "ok"))
     summary = []
@@ -86,8 +103,10 @@ def main() -> None:
         s = summ[summ["param"] == param].set_index("width")["best_lr"]
         shift = np.log2(s[max(widths)] / s[min(widths)])
         span = np.ptp(np.log2(s.to_numpy()))
-        print(f"{param}: optimum moves {shift:+.0f} grid steps from width {min(widths)} to {max(widths)} "
-              f"(range over widths: {span:.0f} steps)")
+        print(
+            f"{param}: optimum moves {shift:+.0f} grid steps from width {min(widths)} to {max(widths)} "
+            f"(range over widths: {span:.0f} steps)"
+        )
 
 
 if __name__ == "__main__":

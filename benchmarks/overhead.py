@@ -40,8 +40,7 @@ def bare_optuna(url: str, trials: int) -> float:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = open_storage(url)
     start = time.perf_counter()
-    study = optuna.create_study(storage=storage, study_name=f"bare-{uuid.uuid4().hex[:8]}",
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(storage=storage, study_name=f"bare-{uuid.uuid4().hex[:8]}", sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=trials)
     return time.perf_counter() - start
 
@@ -51,11 +50,16 @@ def scaletune_sweep(url: str, trials: int, workers: int) -> tuple[float, float]:
     from scaletune.study import load_study_config, run_study
     from scaletune.study.results import open_stored_study
 
-    config = load_study_config({
-        "name": f"st-{uuid.uuid4().hex[:8]}", "workload": "overhead:noop", "storage": url,
-        "ladder": {"width": [1]}, "space": {"x": {"uniform": [0.0, 1.0]}},
-        "strategy": {"name": "random", "trials": trials},
-    })
+    config = load_study_config(
+        {
+            "name": f"st-{uuid.uuid4().hex[:8]}",
+            "workload": "overhead:noop",
+            "storage": url,
+            "ladder": {"width": [1]},
+            "space": {"x": {"uniform": [0.0, 1.0]}},
+            "strategy": {"name": "random", "trials": trials},
+        }
+    )
     start = time.perf_counter()
     result = run_study(config, workers=workers, progress=False)
     wall = time.perf_counter() - start
@@ -95,10 +99,17 @@ def command_overhead(trials: int) -> None:
 
     before = run_bare()
 
-    config = load_study_config({
-        "name": "cmd", "storage": "bench.db", "workload": {"command": "{python} script.py --lr={lr}"},
-        "ladder": {"width": [1]}, "space": {"lr": {"log": [lrs[0], lrs[-1]], "points": trials}},
-        "strategy": "grid"}, base_dir=tmp)
+    config = load_study_config(
+        {
+            "name": "cmd",
+            "storage": "bench.db",
+            "workload": {"command": "{python} script.py --lr={lr}"},
+            "ladder": {"width": [1]},
+            "space": {"lr": {"log": [lrs[0], lrs[-1]], "points": trials}},
+            "strategy": "grid",
+        },
+        base_dir=tmp,
+    )
     start = time.perf_counter()
     result = run_study(config, workers=1, progress=False)
     wall = time.perf_counter() - start
@@ -111,12 +122,17 @@ def command_overhead(trials: int) -> None:
     print(f"command workload, {trials} trials of the same script (10 reports + final); ms/trial = time / trials")
     print(f"{'runner':<46} {'wall s':>8} {'ms/trial':>9} {'overhead ms/trial':>18}")
     print(f"{'bare subprocess.run (mean of before and after)':<46} {bare:8.2f} {1000 * bare / trials:9.1f} {'-':>18}")
-    print(f"{'scaletune sweep, command workload, 1 worker':<46} {wall:8.2f} {1000 * wall / trials:9.1f} "
-          f"{1000 * (wall - bare) / trials:18.1f}")
-    print(f"{'  steady: first trial start to last trial end':<46} {span:8.2f} {1000 * span / trials:9.1f} "
-          f"{1000 * (span - bare) / trials:18.1f}")
-    print(f"{'  inside the workload (process + tailing)':<46} {inside:8.2f} {1000 * inside / trials:9.1f} "
-          f"{1000 * (inside - bare) / trials:18.1f}")
+    print(
+        f"{'scaletune sweep, command workload, 1 worker':<46} {wall:8.2f} {1000 * wall / trials:9.1f} {1000 * (wall - bare) / trials:18.1f}"
+    )
+    print(
+        f"{'  steady: first trial start to last trial end':<46} {span:8.2f} {1000 * span / trials:9.1f} "
+        f"{1000 * (span - bare) / trials:18.1f}"
+    )
+    print(
+        f"{'  inside the workload (process + tailing)':<46} {inside:8.2f} {1000 * inside / trials:9.1f} "
+        f"{1000 * (inside - bare) / trials:18.1f}"
+    )
     print("goal: steady overhead <= 500 ms per trial")
 
 
@@ -139,8 +155,7 @@ def main() -> None:
         rows.append((label, "optuna study.optimize (1 process)", bare, None, 1.0))
         for workers in (1, 2):
             wall, span = scaletune_sweep(url, args.trials, workers)
-            rows.append((label, f"scaletune sweep, {workers} worker process{'es' if workers > 1 else ''}",
-                         wall, span, wall / bare))
+            rows.append((label, f"scaletune sweep, {workers} worker process{'es' if workers > 1 else ''}", wall, span, wall / bare))
     print(f"no-op objective, {args.trials} trials per row; ms/trial = wall / trials")
     print(f"{'storage':<11} {'runner':<40} {'wall s':>8} {'ms/trial':>9} {'steady ms/trial':>16} {'x optuna':>9}")
     for label, runner, wall, span, ratio in rows:

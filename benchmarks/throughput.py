@@ -41,8 +41,18 @@ from scaletune.train.model import TransformerLM, flops_per_token
 from scaletune.train.trainer import RunConfig
 
 # dense bf16 tensor-core peak (TFLOP/s, no sparsity) by a substring of torch.cuda.get_device_name; first match wins
-PEAK_TFLOPS = [("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("GH200", 989.0), ("B200", 2250.0),
-               ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0), ("A10", 125.0), ("4090", 165.0)]
+PEAK_TFLOPS = [
+    ("H100 PCIe", 756.0),
+    ("H100", 989.0),
+    ("H200", 989.0),
+    ("GH200", 989.0),
+    ("B200", 2250.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+    ("A10", 125.0),
+    ("4090", 165.0),
+]
 DEFAULTS = {  # per device type: widths, head dim, seq_len, tokens per step (depth: see --depth)
     "cpu": ("64,128,256", 32, 128, 2048),
     "cuda": ("256,512,1024,2048", 64, 1024, 32768),
@@ -107,24 +117,43 @@ def main() -> None:
     head_dim, seq_len, batch = args.head_dim or head_dim, args.seq_len or seq_len, args.batch_size or batch
     torch.set_num_threads(args.threads)
     peak, source = peak_tflops(device, args.peak_tflops)
-    print(f"torch {torch.__version__}, device {device} ({source}), threads {args.threads}, batch {batch} tokens, "
-          f"seq_len {seq_len}, head_dim {head_dim}, {args.steps} vs {2 * args.steps} steps, median of {args.repeats}"
-          f"{', compiled' if args.compile else ''}; peak {peak or 'n/a'} TFLOP/s; "
-          f"clock: {'CPU time' if device.type == 'cpu' else 'wall'}")
-    print(f"{'width':>5} {'depth':>5} {'N':>11} {'prec':>4} | {'tok/s plain':>11} {'trainer':>9} {'+signals':>9} | "
-          f"{'trainer/plain':>13} {'signals/trainer':>15} | {'TFLOP/s':>7} {'MFU plain':>9} {'trainer':>7}")
+    print(
+        f"torch {torch.__version__}, device {device} ({source}), threads {args.threads}, batch {batch} tokens, "
+        f"seq_len {seq_len}, head_dim {head_dim}, {args.steps} vs {2 * args.steps} steps, median of {args.repeats}"
+        f"{', compiled' if args.compile else ''}; peak {peak or 'n/a'} TFLOP/s; "
+        f"clock: {'CPU time' if device.type == 'cpu' else 'wall'}"
+    )
+    print(
+        f"{'width':>5} {'depth':>5} {'N':>11} {'prec':>4} | {'tok/s plain':>11} {'trainer':>9} {'+signals':>9} | "
+        f"{'trainer/plain':>13} {'signals/trainer':>15} | {'TFLOP/s':>7} {'MFU plain':>9} {'trainer':>7}"
+    )
 
     def mfu(tokens_per_s: float, fpt: float) -> str:
         return f"{100 * tokens_per_s * fpt / (peak * 1e12):.1f}%" if peak else "n/a"
 
     for width in widths:
         d = args.depth or (8 if kind == "cuda" else 2 if width <= 64 else 4)
-        config = {"width": width, "depth": d, "heads": max(1, width // head_dim), "lr": 1e-3,
-                  "batch_size": batch, "seq_len": seq_len, "threads": args.threads, "eval_every": 10**9,
-                  "eval_tokens": seq_len, "param": "mup", "base_width": 64, "device": str(device),
-                  "compile": args.compile, "signals_every": 0}
-        variants = {"plain": lambda c: plain_loop(RunConfig.from_dict(c), device), "trainer": run_lm,
-                    "signals": lambda c: run_lm({**c, "signals_every": args.signals_every})}
+        config = {
+            "width": width,
+            "depth": d,
+            "heads": max(1, width // head_dim),
+            "lr": 1e-3,
+            "batch_size": batch,
+            "seq_len": seq_len,
+            "threads": args.threads,
+            "eval_every": 10**9,
+            "eval_tokens": seq_len,
+            "param": "mup",
+            "base_width": 64,
+            "device": str(device),
+            "compile": args.compile,
+            "signals_every": 0,
+        }
+        variants = {
+            "plain": lambda c: plain_loop(RunConfig.from_dict(c), device),
+            "trainer": run_lm,
+            "signals": lambda c: run_lm({**c, "signals_every": args.signals_every}),
+        }
         short, long = ({**config, "tokens": n * batch} for n in (args.steps, 2 * args.steps))
         for fn in variants.values():  # warm-up: corpus decompression, allocator, kernels, compile caches
             fn({**config, "tokens": 2 * batch})
@@ -138,8 +167,10 @@ def main() -> None:
         fpt = flops_per_token(cfg.lm_config())
         n_params = sum(p.numel() for p in TransformerLM(cfg.lm_config()).parameters())
         prec = "bf16" if cfg.autocast(device.type)["enabled"] else "fp32"
-        print(f"{width:>5} {d:>5} {n_params:>11,} {prec:>4} | {plain:>11,.0f} {ours:>9,.0f} {sig:>9,.0f} | "
-              f"{ours / plain:>13.3f} {sig / ours:>15.3f} | {ours * fpt / 1e12:>7.3f} {mfu(plain, fpt):>9} {mfu(ours, fpt):>7}")
+        print(
+            f"{width:>5} {d:>5} {n_params:>11,} {prec:>4} | {plain:>11,.0f} {ours:>9,.0f} {sig:>9,.0f} | "
+            f"{ours / plain:>13.3f} {sig / ours:>15.3f} | {ours * fpt / 1e12:>7.3f} {mfu(plain, fpt):>9} {mfu(ours, fpt):>7}"
+        )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,7 @@ DATA = HERE / "data"
 CACHE = DATA / "transfer_runs.csv"
 
 DEPTH, SEQ = 2, 64
-FIXED = {"depth": DEPTH, "seq_len": SEQ, "qk_norm": True, "eval_tokens": 8192, "schedule": "cosine:final=0.1",
-         "warmup": 0.05, "threads": 1}
+FIXED = {"depth": DEPTH, "seq_len": SEQ, "qk_norm": True, "eval_tokens": 8192, "schedule": "cosine:final=0.1", "warmup": 0.05, "threads": 1}
 PROXY_WIDTHS, PROXY_TOKENS = (24, 32, 48), (2**16, 2**17, 2**19)
 PROXY_LRS = (6.25e-4, 1.25e-3, 2.5e-3, 5e-3, 1e-2, 2e-2)
 PROXY_BATCH = 1024
@@ -98,15 +97,26 @@ def train_all(configs: list[dict], workers: int) -> pd.DataFrame:
                 cache = pd.concat([cache, pd.DataFrame([row])], ignore_index=True)
                 DATA.mkdir(parents=True, exist_ok=True)
                 cache.to_csv(CACHE, index=False)
-                print(f"  {i}/{len(todo)} width={row['width']} D={row['D']} lr={row['lr']:.3g} batch={row['batch_size']} "
-                      f"param={row['param']} loss={row['loss']:.4f} {row['status']} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+                print(
+                    f"  {i}/{len(todo)} width={row['width']} D={row['D']} lr={row['lr']:.3g} batch={row['batch_size']} "
+                    f"param={row['param']} loss={row['loss']:.4f} {row['status']} ({time.time() - t0:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
     by_key = cache.set_index("key")
     return pd.DataFrame([by_key.loc[key(c)].to_dict() for c in configs])
 
 
 def cfg(width, tokens, lr, batch, param="mup", seed=0) -> dict:
-    return {**FIXED, "width": int(width), "tokens": int(tokens), "lr": float(lr), "batch_size": int(batch),
-            "param": param, "seed": int(seed)}
+    return {
+        **FIXED,
+        "width": int(width),
+        "tokens": int(tokens),
+        "lr": float(lr),
+        "batch_size": int(batch),
+        "param": param,
+        "seed": int(seed),
+    }
 
 
 def batch_sweep_configs(near_only: bool = False) -> list[dict]:
@@ -116,14 +126,21 @@ def batch_sweep_configs(near_only: bool = False) -> list[dict]:
     follow = [cfg(*f) for f in FOLLOW_UP if not near_only or f[0] == NEAR_SWEEP_WIDTH]
     if near_only:
         return near + follow
-    return [cfg(BATCH_SWEEP_WIDTH, d, lr, b) for d in PROXY_TOKENS for b in BATCH_SWEEP
-            for lr in (PROXY_LRS if b >= SMALL_BATCH else SMALL_LRS)] + near + follow
+    return (
+        [
+            cfg(BATCH_SWEEP_WIDTH, d, lr, b)
+            for d in PROXY_TOKENS
+            for b in BATCH_SWEEP
+            for lr in (PROXY_LRS if b >= SMALL_BATCH else SMALL_LRS)
+        ]
+        + near
+        + follow
+    )
 
 
 def grid_configs() -> list[dict]:
     """The brute-force lr x batch grid at the target (seed 0)."""
-    return [cfg(TARGET_WIDTH, TARGET_TOKENS, lr, b) for b in GRID_BATCHES
-            for lr in (GRID_LRS if b >= GRID_SMALL_BATCH else GRID_SMALL_LRS)]
+    return [cfg(TARGET_WIDTH, TARGET_TOKENS, lr, b) for b in GRID_BATCHES for lr in (GRID_LRS if b >= GRID_SMALL_BATCH else GRID_SMALL_LRS)]
 
 
 def round_batch(tokens: float, budget: int = TARGET_TOKENS) -> int:
@@ -159,9 +176,11 @@ def search_saving(proxies: pd.DataFrame, target: dict) -> list[str]:
     red_rec = recommend(reduced, target, bootstrap=200, loss_bootstrap=0)
     lines.append(f"| all | | | {len(runs)} | {len(reduced)} ({100 * (1 - len(reduced) / len(runs)):.0f}% fewer) | |")
     lines.append("")
-    lines.append(f"recommended lr at the target: full grid {full_rec.lr.value:.4g} {tuple(round(x, 5) for x in full_rec.lr.interval)}, "
-                 f"scale-aware {red_rec.lr.value:.4g} {tuple(round(x, 5) for x in red_rec.lr.interval)} "
-                 f"(ratio {red_rec.lr.value / full_rec.lr.value:.3f})")
+    lines.append(
+        f"recommended lr at the target: full grid {full_rec.lr.value:.4g} {tuple(round(x, 5) for x in full_rec.lr.interval)}, "
+        f"scale-aware {red_rec.lr.value:.4g} {tuple(round(x, 5) for x in red_rec.lr.interval)} "
+        f"(ratio {red_rec.lr.value / full_rec.lr.value:.3f})"
+    )
     return lines
 
 
@@ -193,26 +212,42 @@ def synthetic_saving(seed: int = 0) -> list[str]:
     out = []
     for name, table in (("full grid at every rung", full_t), ("scale-aware", kept_t)):
         rec = recommend(table, target, bootstrap=200, loss_bootstrap=0)
-        out.append(f"| {name} | {len(table)} | {rec.lr.value / float(land.lr_opt(target['N'], target['D'])):.3f} | "
-                   f"{rec.batch_size.value / float(land.batch_opt(target['D'])):.3f} | {rec.batch_size.method.name} |")
-    return ["| search | trials | recommended lr / true | recommended batch / true | batch rule |", "|---|---|---|---|---|"] + out + [
-        f"({len(full_t)} -> {len(kept_t)} trials: {100 * (1 - len(kept_t) / len(full_t)):.0f}% fewer; target N=1e9, D=1.6e11, "
-        f"10x beyond the ladder in N and D)"]
+        out.append(
+            f"| {name} | {len(table)} | {rec.lr.value / float(land.lr_opt(target['N'], target['D'])):.3f} | "
+            f"{rec.batch_size.value / float(land.batch_opt(target['D'])):.3f} | {rec.batch_size.method.name} |"
+        )
+    return (
+        ["| search | trials | recommended lr / true | recommended batch / true | batch rule |", "|---|---|---|---|---|"]
+        + out
+        + [
+            f"({len(full_t)} -> {len(kept_t)} trials: {100 * (1 - len(kept_t) / len(full_t)):.0f}% fewer; target N=1e9, D=1.6e11, "
+            f"10x beyond the ladder in N and D)"
+        ]
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--proxies", help="a proxy run table (e.g. the demo's runs.csv) instead of training the ladder here")
-    ap.add_argument("--near-sweep-only", action="store_true",
-                    help="batch-size sweep at the largest proxy only (no width-24 sweep): the cheaper design")
-    ap.add_argument("--known-landscape-only", action="store_true",
-                    help="only the scale-aware search replay on a known landscape (no training, no cached runs)")
+    ap.add_argument(
+        "--near-sweep-only", action="store_true", help="batch-size sweep at the largest proxy only (no width-24 sweep): the cheaper design"
+    )
+    ap.add_argument(
+        "--known-landscape-only",
+        action="store_true",
+        help="only the scale-aware search replay on a known landscape (no training, no cached runs)",
+    )
     args = ap.parse_args()
     if args.known_landscape_only:
         t_start = time.time()
-        print("\n".join(["Scale-aware search on a known landscape (lr x batch grid, 2x steps; no training):", ""]
-                        + synthetic_saving() + [f"wall time: {time.time() - t_start:.0f} s"]))
+        print(
+            "\n".join(
+                ["Scale-aware search on a known landscape (lr x batch grid, 2x steps; no training):", ""]
+                + synthetic_saving()
+                + [f"wall time: {time.time() - t_start:.0f} s"]
+            )
+        )
         return
 
     from scaletune.hparams import find_optimum, recommend
@@ -223,8 +258,14 @@ def main() -> None:
     t_start = time.time()
     counts = count_params(LMConfig(width=TARGET_WIDTH, depth=DEPTH, seq_len=SEQ))
     largest = count_params(LMConfig(width=max(PROXY_WIDTHS), depth=DEPTH, seq_len=SEQ))
-    target = {"N": float(counts["N"]), "N_nonembed": float(counts["N_nonembed"]), "D": float(TARGET_TOKENS),
-              "width": float(TARGET_WIDTH), "depth": float(DEPTH), "seq_len": float(SEQ)}
+    target = {
+        "N": float(counts["N"]),
+        "N_nonembed": float(counts["N_nonembed"]),
+        "D": float(TARGET_TOKENS),
+        "width": float(TARGET_WIDTH),
+        "depth": float(DEPTH),
+        "seq_len": float(SEQ),
+    }
 
     # Proxies: the muP ladder (scaletune's input) and one SP sweep of the largest proxy (the "SP copied" user).
     if args.proxies:
@@ -284,8 +325,15 @@ def main() -> None:
     # TPE's first trials are its random start-up ones, so asking for a whole batch at once changes nothing
     # and lets the runs train in parallel.
     trials = [study.ask() for _ in range(n_tpe)]
-    tpe_cfgs = [cfg(TARGET_WIDTH, TARGET_TOKENS, t.suggest_float("lr", GRID_LRS[0], GRID_LRS[-1], log=True),
-                    t.suggest_categorical("batch_size", list(GRID_BATCHES))) for t in trials]
+    tpe_cfgs = [
+        cfg(
+            TARGET_WIDTH,
+            TARGET_TOKENS,
+            t.suggest_float("lr", GRID_LRS[0], GRID_LRS[-1], log=True),
+            t.suggest_categorical("batch_size", list(GRID_BATCHES)),
+        )
+        for t in trials
+    ]
     for t, (_, r) in zip(trials, train_all(tpe_cfgs, args.workers).iterrows()):
         loss = float(r["loss"]) if r["status"] == "ok" else float("inf")
         tpe_losses.append(loss)
@@ -310,21 +358,36 @@ def main() -> None:
         f"scaletune recommendation: lr {rec.lr.value:.4g} {tuple(round(x, 5) for x in rec.lr.interval)} "
         f"(x{rec.lr.extrapolation:.1f} extrapolation), batch {rec.batch_size.value:.4g} tokens -> {rec_batch}; predicted loss "
         + ("-" if rec.loss is None else f"{rec.loss.value:.4f} {tuple(round(x, 4) for x in rec.loss.interval)}"),
-        "brute-force best loss per batch size (tokens): " + ", ".join(
-            f"{int(b)}: {v:.4f}" for b, v in ok.groupby("batch_size")["loss"].min().items()),
-        "proxy batch optima: " + "; ".join(
+        "brute-force best loss per batch size (tokens): "
+        + ", ".join(f"{int(b)}: {v:.4f}" for b, v in ok.groupby("batch_size")["loss"].min().items()),
+        "proxy batch optima: "
+        + "; ".join(
             f"N={o.scale['N']:.3g}, D={o.scale['D']:.3g}: {o.batch_size_:.4g} {tuple(round(x) for x in o.batch_size_interval or (math.nan, math.nan))}"
-            f"{'' if o.batch_bracketed else ' (NOT bracketed)'}" for o in rec.optima if o.batch_bracketed is not None),
-        *(f"law {name}: " + ", ".join(f"{v}^{e:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]" for v, (e, iv) in law.exponents.items())
-          for name, law in rec.laws.laws.items()),
-        *(f"candidate ({c.role}) {c.method.value}: held-out score "
-          + ("-" if c.score is None else f"{c.score:.3f}%") + " per fold "
-          + ", ".join("-" if p is None else f"{p:.3f}%" for p in c.penalty)
-          + ("" if c.noise is None else f", noise {c.noise:.3f}%") + (" CHOSEN" if c.chosen else "")
-          for c in rec.analysis.candidates),
-        *([] if rec.analysis.landscape is None else [
-            f"joint landscape: {rec.analysis.landscape.n_runs} runs, {len(rec.analysis.landscape.scales)} scales, "
-            f"{rec.analysis.landscape.censored} censored; curvature above/below x{rec.analysis.landscape.asymmetry:.2f}"]),
+            f"{'' if o.batch_bracketed else ' (NOT bracketed)'}"
+            for o in rec.optima
+            if o.batch_bracketed is not None
+        ),
+        *(
+            f"law {name}: " + ", ".join(f"{v}^{e:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]" for v, (e, iv) in law.exponents.items())
+            for name, law in rec.laws.laws.items()
+        ),
+        *(
+            f"candidate ({c.role}) {c.method.value}: held-out score "
+            + ("-" if c.score is None else f"{c.score:.3f}%")
+            + " per fold "
+            + ", ".join("-" if p is None else f"{p:.3f}%" for p in c.penalty)
+            + ("" if c.noise is None else f", noise {c.noise:.3f}%")
+            + (" CHOSEN" if c.chosen else "")
+            for c in rec.analysis.candidates
+        ),
+        *(
+            []
+            if rec.analysis.landscape is None
+            else [
+                f"joint landscape: {rec.analysis.landscape.n_runs} runs, {len(rec.analysis.landscape.scales)} scales, "
+                f"{rec.analysis.landscape.censored} censored; curvature above/below x{rec.analysis.landscape.asymmetry:.2f}"
+            ]
+        ),
         f"methods: batch {rec.batch_size.method.name}, lr {rec.lr.method.name}, loss "
         + ("-" if rec.loss is None else rec.loss.method.name),
         *(f"note: {n}" for n in rec.notes),
@@ -335,45 +398,66 @@ def main() -> None:
     for (name, c), (_, r) in zip(choices.items(), rows.iterrows()):
         loss = float(r["loss"]) if r["status"] == "ok" else float("nan")
         g, s = gap(loss)
-        lines.append(f"| {name} | {c['lr']:.4g} | {c['batch_size']} | {loss:.4f} {'' if r['status'] == 'ok' else r['status']} | {g:+.2f}% | {s:+.1f} |")
+        lines.append(
+            f"| {name} | {c['lr']:.4g} | {c['batch_size']} | {loss:.4f} {'' if r['status'] == 'ok' else r['status']} | {g:+.2f}% | {s:+.1f} |"
+        )
     g, s = gap(tpe_best)
     lines.append(f"| Optuna TPE at target, {n_tpe} run(s) = proxy compute | best of {n_tpe} | - | {tpe_best:.4f} | {g:+.2f}% | {s:+.1f} |")
     lines.append(f"| brute force best ({len(grid)} runs) | {best['lr']:g} | {int(best['batch_size'])} | {brute_best:.4f} | 0 | 0 |")
-    lines += ["", f"Seed means ({1 + len(SEEDS)} seeds each) of the {TOP_CELLS} best grid cells (by seed 0) and of the recommendation:", "",
-              "| setting | lr | batch (tokens) | seeds | mean | std | gap of the recommendation |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Seed means ({1 + len(SEEDS)} seeds each) of the {TOP_CELLS} best grid cells (by seed 0) and of the recommendation:",
+        "",
+        "| setting | lr | batch (tokens) | seeds | mean | std | gap of the recommendation |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for k, (lr, b) in enumerate(cells):
-        name = "scaletune recommendation" if k == len(cells) - 1 else ("brute-force best by seed mean" if k == i_best else f"grid cell {k + 1}")
+        name = (
+            "scaletune recommendation"
+            if k == len(cells) - 1
+            else ("brute-force best by seed mean" if k == i_best else f"grid cell {k + 1}")
+        )
         g = 100 * (rec_mean / cell_means[k] - 1)
-        lines.append(f"| {name} | {lr:.4g} | {b} | {', '.join(f'{x:.4f}' for x in per_cell[k])} | {cell_means[k]:.4f} | "
-                     f"{cell_sds[k]:.4f} | {'' if k == len(cells) - 1 else f'{g:+.2f}% ({(rec_mean - cell_means[k]) / spread:+.1f} std)'} |")
+        lines.append(
+            f"| {name} | {lr:.4g} | {b} | {', '.join(f'{x:.4f}' for x in per_cell[k])} | {cell_means[k]:.4f} | "
+            f"{cell_sds[k]:.4f} | {'' if k == len(cells) - 1 else f'{g:+.2f}% ({(rec_mean - cell_means[k]) / spread:+.1f} std)'} |"
+        )
     lines.append("")
-    lines.append(f"seed-averaged gap: recommendation {rec_mean:.4f} vs brute-force best {best_mean:.4f}: "
-                 f"{100 * (rec_mean / best_mean - 1):+.2f}% ({(rec_mean - best_mean) / spread:+.1f} pooled seed std; "
-                 f"the standard error of a 3-seed mean is {spread / math.sqrt(1 + len(SEEDS)):.4f})")
+    lines.append(
+        f"seed-averaged gap: recommendation {rec_mean:.4f} vs brute-force best {best_mean:.4f}: "
+        f"{100 * (rec_mean / best_mean - 1):+.2f}% ({(rec_mean - best_mean) / spread:+.1f} pooled seed std; "
+        f"the standard error of a 3-seed mean is {spread / math.sqrt(1 + len(SEEDS)):.4f})"
+    )
     # Held-out seeds: the gap and its standard error (difference of two means of independent runs).
     h_best, h_rec = held_loss.mean(axis=1)
     h_se = float(np.sqrt(held_loss.var(axis=1, ddof=1).sum() / len(HELD_OUT_SEEDS)))
-    lines.append(f"held-out seeds {HELD_OUT_SEEDS} (not used to choose the cell): brute-force best "
-                 f"({', '.join(f'{x:.4f}' for x in held_loss[0])}) mean {h_best:.4f}, recommendation "
-                 f"({', '.join(f'{x:.4f}' for x in held_loss[1])}) mean {h_rec:.4f}: gap {100 * (h_rec / h_best - 1):+.2f}% "
-                 f"+- {100 * h_se / h_best:.2f}% (standard error), {(h_rec - h_best) / spread:+.1f} pooled seed std; over "
-                 f"all {1 + len(SEEDS) + len(HELD_OUT_SEEDS)} seeds the recommendation averages "
-                 f"{np.concatenate([per_cell[-1], held_loss[1]]).mean():.4f}")
+    lines.append(
+        f"held-out seeds {HELD_OUT_SEEDS} (not used to choose the cell): brute-force best "
+        f"({', '.join(f'{x:.4f}' for x in held_loss[0])}) mean {h_best:.4f}, recommendation "
+        f"({', '.join(f'{x:.4f}' for x in held_loss[1])}) mean {h_rec:.4f}: gap {100 * (h_rec / h_best - 1):+.2f}% "
+        f"+- {100 * h_se / h_best:.2f}% (standard error), {(h_rec - h_best) / spread:+.1f} pooled seed std; over "
+        f"all {1 + len(SEEDS) + len(HELD_OUT_SEEDS)} seeds the recommendation averages "
+        f"{np.concatenate([per_cell[-1], held_loss[1]]).mean():.4f}"
+    )
     at_batch = ok[ok["batch_size"] == rec_batch]
     if len(at_batch):
         r0 = rows.iloc[0]
         b_best = float(at_batch["loss"].min())
         lines.append("")
-        lines.append(f"decomposition: at the recommended batch size {rec_batch} the brute-force best is {b_best:.4f} "
-                     f"(lr {float(at_batch.loc[at_batch['loss'].idxmin(), 'lr']):g}); the recommended lr is "
-                     f"{100 * (float(r0['loss']) / b_best - 1):+.2f}% from it (learning rate), and that best is "
-                     f"{100 * (b_best / brute_best - 1):+.2f}% from the overall best (batch size)")
+        lines.append(
+            f"decomposition: at the recommended batch size {rec_batch} the brute-force best is {b_best:.4f} "
+            f"(lr {float(at_batch.loc[at_batch['loss'].idxmin(), 'lr']):g}); the recommended lr is "
+            f"{100 * (float(r0['loss']) / b_best - 1):+.2f}% from it (learning rate), and that best is "
+            f"{100 * (b_best / brute_best - 1):+.2f}% from the overall best (batch size)"
+        )
     if rec.loss is not None:
         r0 = rows.iloc[0]
         lines.append("")
-        lines.append(f"loss prediction: {rec.loss.value:.4f} {tuple(round(x, 4) for x in rec.loss.interval)} vs measured "
-                     f"{float(r0['loss']):.4f} at the recommended settings, seed 0 ({100 * (rec.loss.value / float(r0['loss']) - 1):+.2f}%), "
-                     f"{rec_mean:.4f} as a {1 + len(SEEDS)}-seed mean ({100 * (rec.loss.value / rec_mean - 1):+.2f}%); source: {describe(rec.loss)}")
+        lines.append(
+            f"loss prediction: {rec.loss.value:.4f} {tuple(round(x, 4) for x in rec.loss.interval)} vs measured "
+            f"{float(r0['loss']):.4f} at the recommended settings, seed 0 ({100 * (rec.loss.value / float(r0['loss']) - 1):+.2f}%), "
+            f"{rec_mean:.4f} as a {1 + len(SEEDS)}-seed mean ({100 * (rec.loss.value / rec_mean - 1):+.2f}%); source: {describe(rec.loss)}"
+        )
     lines += ["", "Scale-aware search replayed on the proxy grid (same runs, rungs in ladder order):", ""]
     lines += search_saving(proxies, target)
     lines += ["", "Scale-aware search on a known landscape (lr x batch grid, 2x steps; no training):", ""]

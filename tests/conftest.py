@@ -12,31 +12,33 @@ import warnings
 
 import pytest
 
-SLOW = frozenset({
-    # train real models (the built-in LM, coordinate checks over widths)
-    "tests/test_train_run_lm.py::test_run_lm_returns_a_run_table_row_and_learns",
-    "tests/test_train_run_lm.py::test_run_lm_is_deterministic_given_seed",
-    "tests/test_train_run_lm.py::test_report_callback_prunes",
-    "tests/test_train_run_lm.py::test_divergence_is_reported_not_raised",
-    "tests/test_train_run_lm.py::test_a_spike_that_recovers_is_not_a_divergence",
-    "tests/test_train_run_lm.py::test_variants_train",
-    "tests/test_train_signals.py::test_signals_match_a_hand_computation",
-    "tests/test_train_signals.py::test_signal_cadence_and_summary",
-    "tests/test_train_signals.py::test_z_loss_lowers_the_log_partition",
-    "tests/test_train_cli.py::test_train_writes_row_and_curve",
-    "tests/test_train_cli.py::test_coord_check_writes_table_and_plot",
-    "tests/test_train_param.py::test_coord_check_flat_under_mup_growing_under_sp",
-    "tests/test_train_param.py::test_coord_check_catches_a_broken_mup",
-    "tests/test_train_param.py::test_depth_coord_check_flat_under_completep_growing_under_mup",
-    "tests/test_curves_lm.py",
-    # run a sweep (spawned worker processes)
-    "tests/test_api.py::test_load_runs_reads_a_study",
-    # a browser
-    "tests/test_report.py::test_page_renders_in_headless_chromium",
-    # the documentation's examples (every checked command of every page) and its strict build
-    "tests/test_docs.py::test_page_examples",
-    "tests/test_docs.py::test_mkdocs_build_strict",
-})
+SLOW = frozenset(
+    {
+        # train real models (the built-in LM, coordinate checks over widths)
+        "tests/test_train_run_lm.py::test_run_lm_returns_a_run_table_row_and_learns",
+        "tests/test_train_run_lm.py::test_run_lm_is_deterministic_given_seed",
+        "tests/test_train_run_lm.py::test_report_callback_prunes",
+        "tests/test_train_run_lm.py::test_divergence_is_reported_not_raised",
+        "tests/test_train_run_lm.py::test_a_spike_that_recovers_is_not_a_divergence",
+        "tests/test_train_run_lm.py::test_variants_train",
+        "tests/test_train_signals.py::test_signals_match_a_hand_computation",
+        "tests/test_train_signals.py::test_signal_cadence_and_summary",
+        "tests/test_train_signals.py::test_z_loss_lowers_the_log_partition",
+        "tests/test_train_cli.py::test_train_writes_row_and_curve",
+        "tests/test_train_cli.py::test_coord_check_writes_table_and_plot",
+        "tests/test_train_param.py::test_coord_check_flat_under_mup_growing_under_sp",
+        "tests/test_train_param.py::test_coord_check_catches_a_broken_mup",
+        "tests/test_train_param.py::test_depth_coord_check_flat_under_completep_growing_under_mup",
+        "tests/test_curves_lm.py",
+        # run a sweep (spawned worker processes)
+        "tests/test_api.py::test_load_runs_reads_a_study",
+        # a browser
+        "tests/test_report.py::test_page_renders_in_headless_chromium",
+        # the documentation's examples (every checked command of every page) and its strict build
+        "tests/test_docs.py::test_page_examples",
+        "tests/test_docs.py::test_mkdocs_build_strict",
+    }
+)
 
 
 def _listed(nodeid: str) -> bool:

@@ -20,8 +20,7 @@ def bowl(config: dict, report) -> dict:
     width, lr, seed = config["width"], config["lr"], config["seed"]
     if config.get("log"):
         with open(config["log"], "a") as fh:
-            fh.write(json.dumps({"width": width, "lr": lr, "seed": seed, "pid": os.getpid(),
-                                 "threads": config["threads"]}) + "\n")
+            fh.write(json.dumps({"width": width, "lr": lr, "seed": seed, "pid": os.getpid(), "threads": config["threads"]}) + "\n")
     if lr > config.get("crash_lr", math.inf):
         os.kill(os.getpid(), signal.SIGKILL)
     if lr > config.get("fail_lr", math.inf):
@@ -41,7 +40,7 @@ def bowl(config: dict, report) -> dict:
             return {"loss": val, "status": "pruned", "curve": curve}
     if lr > config.get("diverge_lr", math.inf):
         return {"loss": math.nan, "status": "ok", "curve": curve}
-    n = 12 * config.get("depth", 2) * width ** 2
+    n = 12 * config.get("depth", 2) * width**2
     return {"loss": curve[-1]["val_loss"], "N": n, "D": config["D"], "curve": curve}
 
 

@@ -39,13 +39,19 @@ def test_verbs_are_the_api_module():
 
 
 def test_import_is_light_and_torch_free():
-    code = ("import sys, scaletune, scaletune.api, scaletune.laws, scaletune.hparams, scaletune.curves, scaletune.stability;"
-            "import json; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('torch', 'ray', 'submitit', 'plotly', 'wandb', 'tensorboard', 'optuna'))))")
+    code = (
+        "import sys, scaletune, scaletune.api, scaletune.laws, scaletune.hparams, scaletune.curves, scaletune.stability;"
+        "import json; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'ray', 'submitit', 'plotly', 'wandb', 'tensorboard', 'optuna'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == []
-    bare = subprocess.run([sys.executable, "-c", "import sys, scaletune; print('pandas' in sys.modules, 'scipy' in sys.modules)"],
-                          capture_output=True, text=True, check=True).stdout.split()
+    bare = subprocess.run(
+        [sys.executable, "-c", "import sys, scaletune; print('pandas' in sys.modules, 'scipy' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert bare == ["False", "False"]  # the verbs load their packages on first use
 
 
@@ -61,7 +67,7 @@ def test_verbs_agree_with_the_library():
     assert preds.value.tolist() == pytest.approx(r.predict({"N": [1e8, 1e9], "D": [2e9, 2e10]}).tolist())
     assert preds.extrapolation[1] > 1 and preds.method == "point"  # no bootstrap, no interval
     deepseek = scaletune.allocate("published:deepseek", 1e21)
-    assert deepseek.N_star == pytest.approx(0.1715 * 1e21 ** 0.5243)
+    assert deepseek.N_star == pytest.approx(0.1715 * 1e21**0.5243)
     with pytest.raises(ScaletuneError, match="unknown example 'nope'"):
         api.example("nope")
 
@@ -69,8 +75,9 @@ def test_verbs_agree_with_the_library():
 def test_load_runs_reads_a_study(tmp_path):
     from test_study_run import toml_file
 
-    study = toml_file(tmp_path, "api", "api.db", seeds="[0]", widths="[8]",
-                      space='lr = { log = ["0.05 / width", "5 / width"], points = 3 }')
+    study = toml_file(
+        tmp_path, "api", "api.db", seeds="[0]", widths="[8]", space='lr = { log = ["0.05 / width", "5 / width"], points = 3 }'
+    )
     result = scaletune.run_study(study, workers=1, progress=False)
     assert result.complete
     runs = scaletune.load_runs(study, "rate=lr")

@@ -25,8 +25,25 @@ def test_curves_fit_method_option_reaches_the_fitter(capsys):
     files = [str(data / "csv_25" / f"{n}.csv") for n in ("cosine_24000", "constant_24000", "wsdcon_9")]
     used = {}
     for method in ("luo2025", "lbfgs"):
-        assert main(["curves", "fit", *files, "--schedules", str(data / "schedules.csv"), "--max-step", "24000",
-                     "--boot", "0", "--method", method, "--json"]) == 0
+        assert (
+            main(
+                [
+                    "curves",
+                    "fit",
+                    *files,
+                    "--schedules",
+                    str(data / "schedules.csv"),
+                    "--max-step",
+                    "24000",
+                    "--boot",
+                    "0",
+                    "--method",
+                    method,
+                    "--json",
+                ]
+            )
+            == 0
+        )
         fit = json.loads(capsys.readouterr().out)
         used[method] = (fit["diagnostics"]["method"], fit["params_"]["beta"])
     assert used["luo2025"][0] == "luo2025" and used["lbfgs"][0] == "lbfgs"

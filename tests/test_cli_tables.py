@@ -79,10 +79,17 @@ def check_command(capsys, monkeypatch, tables, *argv, n_tables: int | None = Non
 
 
 def test_fit_table_moves_notes_to_footnotes_then_low_priority_columns_below():
-    rows = [["learning rate", "0.00176", "[0.000669, 0.006]", "x8.5", "fitted lr_ND: lr = k N^a D^b on 9 bracketed scales"],
-            ["batch size (tokens)", "1024", "(none)", "x1.0", "as in the proxies (batch size not swept)"]]
-    cols = [Col("quantity", "left", wrap=True), Col("value"), Col("95% interval", priority=1), Col("extrapolation", priority=2),
-            Col("source", "left", note=True)]
+    rows = [
+        ["learning rate", "0.00176", "[0.000669, 0.006]", "x8.5", "fitted lr_ND: lr = k N^a D^b on 9 bracketed scales"],
+        ["batch size (tokens)", "1024", "(none)", "x1.0", "as in the proxies (batch size not swept)"],
+    ]
+    cols = [
+        Col("quantity", "left", wrap=True),
+        Col("value"),
+        Col("95% interval", priority=1),
+        Col("extrapolation", priority=2),
+        Col("source", "left", note=True),
+    ]
     table = FitTable("recommendation", cols, rows)
     wide = assert_fits(table, 200)
     assert "[1]" not in wide and any("fitted lr_ND" in line and "0.00176" in line for line in wide.splitlines())
@@ -130,8 +137,20 @@ def test_recommend_tables_fit_at_80_and_200_columns_and_wide_keeps_rows_on_one_l
 
 
 def test_fit_tables_fit(capsys, monkeypatch, tables, tmp_path):
-    outs = check_command(capsys, monkeypatch, tables, "fit", "--example", "porian", "--bootstrap", "10",
-                         "--holdout", "C>=1e19", "--out", tmp_path / "fit.json")
+    outs = check_command(
+        capsys,
+        monkeypatch,
+        tables,
+        "fit",
+        "--example",
+        "porian",
+        "--bootstrap",
+        "10",
+        "--holdout",
+        "C>=1e19",
+        "--out",
+        tmp_path / "fit.json",
+    )
     fit = json.loads((tmp_path / "fit.json").read_text())
     for name, value in fit["params_"].items():
         for out in outs.values():
@@ -139,8 +158,16 @@ def test_fit_tables_fit(capsys, monkeypatch, tables, tmp_path):
 
 
 def test_isoflop_tables_fit(capsys, monkeypatch, tables):
-    args = ("isoflop", DATA / "porian-isoflop" / "DERIVED_isoflop_points.csv", "--map", "C=flops,N=n,D=t_tokens",
-            "--where", "dataset=rw,hparams=tuned,warmup=short,decay=const,param_count=standard,val=val", "--bootstrap", "20")
+    args = (
+        "isoflop",
+        DATA / "porian-isoflop" / "DERIVED_isoflop_points.csv",
+        "--map",
+        "C=flops,N=n,D=t_tokens",
+        "--where",
+        "dataset=rw,hparams=tuned,warmup=short,decay=const,param_count=standard,val=val",
+        "--bootstrap",
+        "20",
+    )
     outs = check_command(capsys, monkeypatch, tables, *args)
     doc = json.loads(run(capsys, monkeypatch, 80, *args, "--json"))
     for row in doc["optima"]:
@@ -168,8 +195,9 @@ def test_param_table_fits_and_keeps_every_parameter(capsys, monkeypatch, tables)
 
 @pytest.mark.slow  # trains the built-in LM twice (a few seconds each)
 def test_train_table_fits(capsys, monkeypatch, tables):
-    outs = check_command(capsys, monkeypatch, tables, "train", "--width", "16", "--depth", "1", "--tokens", "8192",
-                         "--lr", "0.01", n_tables=1)
+    outs = check_command(
+        capsys, monkeypatch, tables, "train", "--width", "16", "--depth", "1", "--tokens", "8192", "--lr", "0.01", n_tables=1
+    )
     table = tables[0]
     loss = next(r[1] for r in table.rows if r[0] == "loss")
     assert all(loss in out for out in outs.values())
@@ -181,9 +209,17 @@ def test_study_status_and_slurm_tables_fit_and_keep_every_number():
     from scaletune.study.slurm import SlurmJobStatus
 
     scale = {"width": 1024.0, "depth": 24.0, "D": 2.0e10, "N": 3.02e8}
-    rungs = [RungStatus(k, scale, 12, {"ok": 9, "diverged": 1, "failed": 1, "pruned": 1}, 2.71828 + k,
-                        {"lr": 0.00123, "warmup": 200, "beta2": 0.95, "schedule": "cosine:final=0.1"})
-             for k in range(3)] + [RungStatus(3, scale, None, {"pending": 4})]
+    rungs = [
+        RungStatus(
+            k,
+            scale,
+            12,
+            {"ok": 9, "diverged": 1, "failed": 1, "pruned": 1},
+            2.71828 + k,
+            {"lr": 0.00123, "warmup": 200, "beta2": 0.95, "schedule": "cosine:final=0.1"},
+        )
+        for k in range(3)
+    ] + [RungStatus(3, scale, None, {"pending": 4})]
     table = status_table(rungs, "big: 36/36 trials finished")
     for width in (80, 200):
         text = assert_fits(table, width)
@@ -204,11 +240,28 @@ def test_study_status_and_slurm_tables_fit_and_keep_every_number():
 def test_import_table_fits(capsys, monkeypatch, tables, tmp_path):
     import pandas as pd
 
-    pd.DataFrame({"run": ["a", "b"], "model.n_params_including_embeddings": [1e6, 2e6], "optimizer.peak_learning_rate": [1e-3, 2e-3],
-                  "eval/validation_loss_nats": [2.5, 2.4]}).to_csv(tmp_path / "runs.csv", index=False)
-    outs = check_command(capsys, monkeypatch, tables, "import", "csv", tmp_path / "runs.csv", "--out", tmp_path / "o.csv",
-                         "--map", "run_id=run,N=model.n_params_including_embeddings,lr=optimizer.peak_learning_rate,"
-                         "loss=eval/validation_loss_nats", n_tables=1)
+    pd.DataFrame(
+        {
+            "run": ["a", "b"],
+            "model.n_params_including_embeddings": [1e6, 2e6],
+            "optimizer.peak_learning_rate": [1e-3, 2e-3],
+            "eval/validation_loss_nats": [2.5, 2.4],
+        }
+    ).to_csv(tmp_path / "runs.csv", index=False)
+    outs = check_command(
+        capsys,
+        monkeypatch,
+        tables,
+        "import",
+        "csv",
+        tmp_path / "runs.csv",
+        "--out",
+        tmp_path / "o.csv",
+        "--map",
+        "run_id=run,N=model.n_params_including_embeddings,lr=optimizer.peak_learning_rate,loss=eval/validation_loss_nats",
+        n_tables=1,
+    )
     for out in outs.values():  # one row per imported column, with the number of runs that have it
-        assert {c for c in ("N", "lr", "loss", "run_id") if any(line.startswith(f"│ {c} ") and "│    2 │" in line
-                                                              for line in out.splitlines())} == {"N", "lr", "loss"}
+        assert {
+            c for c in ("N", "lr", "loss", "run_id") if any(line.startswith(f"│ {c} ") and "│    2 │" in line for line in out.splitlines())
+        } == {"N", "lr", "loss"}

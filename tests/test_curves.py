@@ -43,18 +43,31 @@ def load(size: str, names: list[str]):
 
 def published_fit(size: str) -> CurveFit:
     params = dict(zip(get_curve_law("multipower").params, PUBLISHED[size][0]))
-    curves = tuple({"name": c.name, "schedule": c.schedule, "warmup": c.warmup, "first_step": int(c.steps[0]),
-                    "last_step": int(c.steps[-1]), "area": c.area, "peak_lr": float(c.lrs.max()), "n_points": len(c.steps)}
-                   for c in load(size, TRAIN))
+    curves = tuple(
+        {
+            "name": c.name,
+            "schedule": c.schedule,
+            "warmup": c.warmup,
+            "first_step": int(c.steps[0]),
+            "last_step": int(c.steps[-1]),
+            "area": c.area,
+            "peak_lr": float(c.lrs.max()),
+            "n_points": len(c.steps),
+        }
+        for c in load(size, TRAIN)
+    )
     return CurveFit("multipower", params, {k: (v, v) for k, v in params.items()}, {}, "huber", {}, curves)
 
 
-@pytest.mark.parametrize("spec", [
-    "wsd:steps=3000,lr=3e-4,warmup=300,decay_start=2000,shape=exp,final=0.1",
-    "twostage:steps=3000,lr=3e-4,warmup=300,switch=1500,ratio=0.3",
-    "cosine:steps=3000,lr=1e-3,final=0.0",
-    "step:steps=3000,lr=1e-3,warmup=50,milestones=1000|2000,gamma=0.3",
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "wsd:steps=3000,lr=3e-4,warmup=300,decay_start=2000,shape=exp,final=0.1",
+        "twostage:steps=3000,lr=3e-4,warmup=300,switch=1500,ratio=0.3",
+        "cosine:steps=3000,lr=1e-3,final=0.0",
+        "step:steps=3000,lr=1e-3,warmup=50,milestones=1000|2000,gamma=0.3",
+    ],
+)
 def test_grouped_drop_sum_matches_term_by_term_sum(spec):
     sched = Schedule.parse(spec)
     steps = np.r_[np.arange(max(sched.warmup, 1), 3000, 37), 3000]
@@ -66,11 +79,14 @@ def test_grouped_drop_sum_matches_term_by_term_sum(spec):
     assert np.max(np.abs(exact)) > 1e-6  # the sum is not trivially zero
 
 
-@pytest.mark.parametrize("spec", [
-    "wsd:steps=3000,lr=3e-4,warmup=300,cooldown=0.2,shape=1-sqrt,final=0.0",
-    "cosine:steps=3000,lr=1e-3,final=0.0",
-    "step:steps=3000,lr=1e-3,warmup=50,milestones=1000|2000,gamma=0.3",
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "wsd:steps=3000,lr=3e-4,warmup=300,cooldown=0.2,shape=1-sqrt,final=0.0",
+        "cosine:steps=3000,lr=1e-3,final=0.0",
+        "step:steps=3000,lr=1e-3,warmup=50,milestones=1000|2000,gamma=0.3",
+    ],
+)
 def test_every_step_evaluation_matches_term_by_term_sum(spec):
     """Dense points take the interpolated far field; shuffled steps give the same values."""
     sched = Schedule.parse(spec)
@@ -125,11 +141,14 @@ def test_every_step_of_a_72000_step_cosine_within_2e_6_nats():
     assert PUBLISHED["25"][0][3] * np.max(np.abs(dense[idx] - exact)) <= 2e-6  # B times the drop term: nats
 
 
-@pytest.mark.parametrize("law,theta,options", [
-    ("multipower", [3.0, 0.5, 0.5, 400.0, 2.0, 0.6, 0.65], {}),
-    ("annealing", [3.1, 0.5, 0.5, 0.8], {"lam": 0.999}),
-    ("power", [3.0, 2.0, 0.3], {}),
-])
+@pytest.mark.parametrize(
+    "law,theta,options",
+    [
+        ("multipower", [3.0, 0.5, 0.5, 400.0, 2.0, 0.6, 0.65], {}),
+        ("annealing", [3.1, 0.5, 0.5, 0.8], {"lam": 0.999}),
+        ("power", [3.0, 2.0, 0.3], {}),
+    ],
+)
 @pytest.mark.parametrize("every", [150, 1])  # sparse points, and dense ones (interpolated far field)
 def test_jacobian_matches_finite_differences(law, theta, options, every):
     sched = Schedule.parse("wsd:steps=4000,lr=3e-4,warmup=200,cooldown=0.3,shape=1-sqrt,final=0.05")
@@ -212,8 +231,10 @@ def test_both_methods_on_a_well_specified_synthetic_law():
     AdamW step sizes stop it after ~40 steps with C, beta, gamma still near their start (1, 0.5, 0.5)."""
     theta = np.array([3.0, 0.5, 0.5, 40.0, 2.0, 0.6, 0.6])
 
-    train = [_synthetic(theta, "constant:steps=2400,lr=1e-3,warmup=240", 1e-3, 0),
-             _synthetic(theta, "cosine:steps=2400,lr=1e-3,warmup=240,final=0.1", 1e-3, 1)]
+    train = [
+        _synthetic(theta, "constant:steps=2400,lr=1e-3,warmup=240", 1e-3, 0),
+        _synthetic(theta, "cosine:steps=2400,lr=1e-3,warmup=240,final=0.1", 1e-3, 1),
+    ]
     wsd = _synthetic(theta, "wsd:steps=2400,lr=1e-3,warmup=240,cooldown=0.2,shape=1-sqrt", 0.0, 2)
     errors = {}
     for method in ("lbfgs", "luo2025"):
@@ -227,8 +248,10 @@ def test_default_falls_back_to_converged_fit_where_the_protocol_leaves_the_domai
     """Parameters far from the protocol's calibration (A ~ 0.01 below its AdamW step 5e-2, as on the built-in
     LM's 240-step curves): a step makes A < 0; the default then uses the converged fit and says so."""
     theta = [2.5, 0.0123, 1.4, 36.0, 0.01, 1.0, 1.0]
-    train = [_synthetic(theta, "constant:steps=240,lr=3e-3,warmup=24", 3e-3, 0),
-             _synthetic(theta, "cosine:steps=240,lr=3e-3,warmup=24,final=0.1", 3e-3, 1)]
+    train = [
+        _synthetic(theta, "constant:steps=240,lr=3e-3,warmup=24", 3e-3, 0),
+        _synthetic(theta, "cosine:steps=240,lr=3e-3,warmup=24,final=0.1", 3e-3, 1),
+    ]
     forced = fit_curves(train, law="multipower", bootstrap=0, method="luo2025")
     assert not forced.diagnostics["success"] and "left the law's domain" in forced.diagnostics["message"]
     fit = fit_curves(train, law="multipower", bootstrap=0, cv=False)
@@ -331,8 +354,25 @@ def _write_published(tmp_path) -> str:
 def test_cli_fit_predict_compare_optimise(tmp_path, capsys):
     files = [str(DATA / "csv_25" / f"{n}.csv") for n in TRAIN]
     out = tmp_path / "fit.json"
-    rc = main(["curves", "fit", *files, "--law", "annealing", "--schedules", str(DATA / "schedules.csv"),
-               "--max-step", "24000", "--boot", "2", "--out", str(out), "--plot", str(tmp_path / "fit.png")])
+    rc = main(
+        [
+            "curves",
+            "fit",
+            *files,
+            "--law",
+            "annealing",
+            "--schedules",
+            str(DATA / "schedules.csv"),
+            "--max-step",
+            "24000",
+            "--boot",
+            "2",
+            "--out",
+            str(out),
+            "--plot",
+            str(tmp_path / "fit.png"),
+        ]
+    )
     assert rc == 0 and out.exists() and (tmp_path / "fit.png").stat().st_size > 10000
     capsys.readouterr()
     fit = CurveFit.load(out)  # what --out wrote: the chosen lam, the held-out law error, 2 bootstrap draws (the old --boot)
@@ -355,8 +395,22 @@ def test_cli_fit_predict_compare_optimise(tmp_path, capsys):
     assert pred["method"] == "point" and pred["final_interval"] == pred["final_interval_params"]  # no bootstrap, no law error recorded
     observed = pd.read_csv(DATA / "csv_25" / "wsd_20000_24000.csv")
     assert abs(pred["final_loss"] - observed.loss.iloc[-2]) / observed.loss.iloc[-2] < 0.005
-    rc = main(["schedule", "compare", pub, "--steps", "24000", "--candidates", "constant", "--candidates", "cosine:final=0.1",
-               "--json", "--plot", str(tmp_path / "cmp.png")])
+    rc = main(
+        [
+            "schedule",
+            "compare",
+            pub,
+            "--steps",
+            "24000",
+            "--candidates",
+            "constant",
+            "--candidates",
+            "cosine:final=0.1",
+            "--json",
+            "--plot",
+            str(tmp_path / "cmp.png"),
+        ]
+    )
     cmp = json.loads(capsys.readouterr().out)
     assert rc == 0 and cmp["candidates"][0]["schedule"].startswith("cosine") and (tmp_path / "cmp.png").exists()
     rc = main(["schedule", "optimise", pub, "--steps", "24000", "--json"])
@@ -376,23 +430,28 @@ def test_cli_evaluate_scores_held_out_curves_as_the_paper(tmp_path, capsys):
     assert m["mean_rel_error"] == pytest.approx(ref["mean_rel_error"]) and m["r2"] == pytest.approx(ref["r2"])
     assert m["pooled"]["mean_rel_error"] == pytest.approx(ref["pooled"]["mean_rel_error"])
     for row, c in zip(m["per_curve"], load("25", names)):  # the published fit has no bootstrap: its interval is a point
-        assert row["final_step"] == c.fitted_points()[0][-1] and row["final_interval"][0] == row["final_interval"][1] == row["predicted_final"]
+        assert (
+            row["final_step"] == c.fitted_points()[0][-1] and row["final_interval"][0] == row["final_interval"][1] == row["predicted_final"]
+        )
         assert abs(row["final_rel_error"]) < 0.005 and row["final_covered"] is False
     rc = main(["curves", "evaluate", pub, *files[:1], "--schedules", str(DATA / "schedules.csv"), "--max-step", "24000"])
     text = capsys.readouterr().out
     assert rc == 0 and "average over curves" in text and "final losses in their 95% interval: 0/1" in text
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["curves", "fit", "missing.csv", "--schedule", "constant:steps=10,lr=1"], "no such file"),
-    (["curves", "fit", str(DATA / "csv_25" / "cosine_24000.csv")], "give its schedule"),
-    (["curves", "fit", str(DATA / "csv_25" / "cosine_24000.csv"), "--schedule", "cosine:steps=100,lr=3e-4"], "has 100 steps"),
-    (["curves", "fit", str(DATA / "csv_25" / "cosine_24000.csv"), "--schedule", "cosine:lr=3e-4"], "needs steps="),
-    (["curves", "fit", str(DATA / "schedules.csv"), "--schedule", "constant:steps=10,lr=1"], "missing column 'step'"),
-    (["curves", "predict", str(DATA / "schedules.csv"), "--schedule", "constant"], "not a curve-fit JSON"),
-    (["schedule", "optimise", "nofit.json", "--steps", "100"], "no such fit file"),
-    (["curves", "evaluate", "nofit.json", str(DATA / "csv_25" / "wsdcon_3.csv"), "--schedule", "constant"], "no such fit file"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["curves", "fit", "missing.csv", "--schedule", "constant:steps=10,lr=1"], "no such file"),
+        (["curves", "fit", str(DATA / "csv_25" / "cosine_24000.csv")], "give its schedule"),
+        (["curves", "fit", str(DATA / "csv_25" / "cosine_24000.csv"), "--schedule", "cosine:steps=100,lr=3e-4"], "has 100 steps"),
+        (["curves", "fit", str(DATA / "csv_25" / "cosine_24000.csv"), "--schedule", "cosine:lr=3e-4"], "needs steps="),
+        (["curves", "fit", str(DATA / "schedules.csv"), "--schedule", "constant:steps=10,lr=1"], "missing column 'step'"),
+        (["curves", "predict", str(DATA / "schedules.csv"), "--schedule", "constant"], "not a curve-fit JSON"),
+        (["schedule", "optimise", "nofit.json", "--steps", "100"], "no such fit file"),
+        (["curves", "evaluate", "nofit.json", str(DATA / "csv_25" / "wsdcon_3.csv"), "--schedule", "constant"], "no such fit file"),
+    ],
+)
 def test_cli_bad_input_is_one_line_exit_2(args, needle, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -416,22 +475,26 @@ def test_run_table_curve_file_with_schedules_from_the_run_table(tmp_path, capsys
     train_loss; schedules from the run table's `schedule` column."""
     fit = published_fit("25")
     frames, runs = [], []
-    for run_id, spec in [("s/r0/s0", "constant:steps=12000,lr=3e-4,warmup=2160"),
-                         ("s/r0/s1", "cosine:steps=12000,lr=3e-4,warmup=2160,final=0.1")]:
+    for run_id, spec in [
+        ("s/r0/s0", "constant:steps=12000,lr=3e-4,warmup=2160"),
+        ("s/r0/s1", "cosine:steps=12000,lr=3e-4,warmup=2160,final=0.1"),
+    ]:
         sched = Schedule.parse(spec)
         steps = np.arange(1, 12001)
         val = np.full(len(steps), np.nan)
         evaluated = steps % 100 == 0
         val[evaluated] = fit.predict(sched, steps[evaluated]) * (1 + 0.001 * np.sin(steps[evaluated]))
-        frames.append(pd.DataFrame({"run_id": run_id, "step": steps, "tokens": steps * 1024, "lr": sched.lrs(),
-                                    "loss": val, "train_loss": 4.0}))
+        frames.append(
+            pd.DataFrame({"run_id": run_id, "step": steps, "tokens": steps * 1024, "lr": sched.lrs(), "loss": val, "train_loss": 4.0})
+        )
         runs.append({"run_id": run_id, "schedule": spec, "loss": val[-1]})
     pd.concat(frames).to_csv(tmp_path / "curves.csv", index=False)
     pd.DataFrame(runs).to_csv(tmp_path / "runs.csv", index=False)
     curves = read_curves(tmp_path / "curves.csv", runs=pd.read_csv(tmp_path / "runs.csv"))
     assert [len(c.steps) for c in curves] == [120, 120] and curves[1].schedule.startswith("cosine")
-    rc = main(["curves", "fit", str(tmp_path / "curves.csv"), "--runs", str(tmp_path / "runs.csv"), "--law", "annealing",
-               "--boot", "0", "--json"])
+    rc = main(
+        ["curves", "fit", str(tmp_path / "curves.csv"), "--runs", str(tmp_path / "runs.csv"), "--law", "annealing", "--boot", "0", "--json"]
+    )
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["diagnostics"]["n_curves"] == 2 and out["diagnostics"]["train_mean_rel_error"] < 0.003
 
@@ -446,8 +509,22 @@ def test_cosine_family_and_free_form_needs_multipower(tmp_path, capsys):
     assert main(["schedule", "optimise", str(path), "--steps", "24000", "--family", "free"]) == 2
     err = capsys.readouterr().err  # the annealing law rewards any decrease without limit: no free-form search
     assert err.count("\n") == 1 and "annealing" in err
-    assert main(["curves", "predict", str(path), "--schedule", "cosine:final=0.1", "--out", str(tmp_path / "p.csv"),
-                 "--plot", str(tmp_path / "p.png")]) == 0
+    assert (
+        main(
+            [
+                "curves",
+                "predict",
+                str(path),
+                "--schedule",
+                "cosine:final=0.1",
+                "--out",
+                str(tmp_path / "p.csv"),
+                "--plot",
+                str(tmp_path / "p.png"),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(tmp_path / "p.csv")
     assert list(table.columns) == ["step", "lr", "loss", "lo", "hi", "lo_params", "hi_params"] and table.step.iloc[-1] == 23937
     # no bootstrap: the parameter band collapses to the prediction; the residual law error still widens it
@@ -457,8 +534,23 @@ def test_cosine_family_and_free_form_needs_multipower(tmp_path, capsys):
 
 def test_leave_one_curve_out_reports_the_law_error(capsys):
     files = [str(DATA / "csv_25" / f"{n}.csv") for n in TRAIN]
-    rc = main(["curves", "fit", *files, "--law", "annealing", "--schedules", str(DATA / "schedules.csv"),
-               "--max-step", "24000", "--boot", "0", "--cv", "--json"])
+    rc = main(
+        [
+            "curves",
+            "fit",
+            *files,
+            "--law",
+            "annealing",
+            "--schedules",
+            str(DATA / "schedules.csv"),
+            "--max-step",
+            "24000",
+            "--boot",
+            "0",
+            "--cv",
+            "--json",
+        ]
+    )
     fit = CurveFit.from_json(capsys.readouterr().out)
     held = {h["curve"]: h for h in fit.diagnostics["cv"]}
     assert rc == 0 and set(held) == set(TRAIN)
@@ -538,18 +630,17 @@ def test_protocol_choice_keeps_the_default_unless_clearly_beaten():
         return [{"mean_rel_error": e} for e in errors]
 
     # wins two of three folds, by less than two standard errors of the paired differences: default kept
-    assert _choose_protocol({"luo2025": held(0.00073, 0.00098, 0.00181), "lbfgs": held(0.00076, 0.00024, 0.0009)},
-                            "luo2025")[0] == "luo2025"
+    assert (
+        _choose_protocol({"luo2025": held(0.00073, 0.00098, 0.00181), "lbfgs": held(0.00076, 0.00024, 0.0009)}, "luo2025")[0] == "luo2025"
+    )
     # wins every fold by a consistent margin: switched
-    assert _choose_protocol({"luo2025": held(0.002, 0.003, 0.0025), "lbfgs": held(0.001, 0.0019, 0.0016)},
-                            "luo2025")[0] == "lbfgs"
+    assert _choose_protocol({"luo2025": held(0.002, 0.003, 0.0025), "lbfgs": held(0.001, 0.0019, 0.0016)}, "luo2025")[0] == "lbfgs"
 
 
 def test_cli_predict_every_counts_optimizer_steps(tmp_path, capsys):
     fit = published_fit("25")
     path = fit.save(tmp_path / "fit.json")
     out = tmp_path / "pred.csv"
-    assert main(["curves", "predict", str(path), "--schedule", SPECS["cosine_72000"], "--every", "5000",
-                 "--out", str(out)]) == 0
+    assert main(["curves", "predict", str(path), "--schedule", SPECS["cosine_72000"], "--every", "5000", "--out", str(out)]) == 0
     steps = pd.read_csv(out).step.to_numpy()
     assert steps[0] == 2160 and steps[-1] == 72000 and np.all(np.diff(steps)[:-1] == 5000)

@@ -12,7 +12,16 @@ import pytest
 
 from scaletune._json import dumps
 from scaletune.cli import main
-from scaletune.curves import CurveFit, CurveLaw, CurvePrediction, curve_from_arrays, curve_laws, fit_curves, get_curve_law, register_curve_law
+from scaletune.curves import (
+    CurveFit,
+    CurveLaw,
+    CurvePrediction,
+    curve_from_arrays,
+    curve_laws,
+    fit_curves,
+    get_curve_law,
+    register_curve_law,
+)
 from scaletune.curves import laws as laws_module
 from scaletune.curves.laws import prepare
 from scaletune.errors import ScaletuneError
@@ -27,14 +36,21 @@ SCHEDULES = ["constant:steps=2000,lr=1e-3,warmup=100", "cosine:steps=2000,lr=1e-
 def area_power(theta, prep, options, want_jac=True):
     """L0 + A S(t)^-alpha: a power law in the learning-rate area (3 parameters)."""
     L0, A, alpha = theta
-    u = prep.area ** -alpha
+    u = prep.area**-alpha
     jac = np.column_stack([np.ones_like(u), u, -A * u * np.log(prep.area)]) if want_jac else None
     return L0 + A * u, jac
 
 
-AREA_POWER = CurveLaw("test-area-power", ("L0", "A", "alpha"), ((0.0, 50.0), (1e-8, 1e4), (0.01, 3.0)), log_params=("A",),
-                      linear=("L0", "A"), start_grid={"alpha": (0.2, 0.5, 0.8)}, formula="L0 + A*S(t)^-alpha",
-                      evaluator=area_power)
+AREA_POWER = CurveLaw(
+    "test-area-power",
+    ("L0", "A", "alpha"),
+    ((0.0, 50.0), (1e-8, 1e4), (0.01, 3.0)),
+    log_params=("A",),
+    linear=("L0", "A"),
+    start_grid={"alpha": (0.2, 0.5, 0.8)},
+    formula="L0 + A*S(t)^-alpha",
+    evaluator=area_power,
+)
 
 
 @pytest.fixture
@@ -89,12 +105,15 @@ def test_the_cli_refuses_an_unregistered_law(capsys):
         get_curve_law("test-area-power")
 
 
-@pytest.mark.parametrize("change,needle", [
-    ({"bounds": ((0.0, 50.0), (1e-8, 1e4))}, "bounds"),  # one bound short
-    ({"linear": ("L0", "B")}, "B"),  # not a parameter
-    ({"bounds": ((0.0, 50.0), (-1.0, 1e4), (0.01, 3.0))}, "log space"),  # A fitted in log space from below 0
-    ({"bounds": ((1.0, 0.5), (1e-8, 1e4), (0.01, 3.0))}, "L0"),  # low above high
-])
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        ({"bounds": ((0.0, 50.0), (1e-8, 1e4))}, "bounds"),  # one bound short
+        ({"linear": ("L0", "B")}, "B"),  # not a parameter
+        ({"bounds": ((0.0, 50.0), (-1.0, 1e4), (0.01, 3.0))}, "log space"),  # A fitted in log space from below 0
+        ({"bounds": ((1.0, 0.5), (1e-8, 1e4), (0.01, 3.0))}, "L0"),  # low above high
+    ],
+)
 def test_a_bad_declaration_is_refused(change, needle):
     from dataclasses import replace
 

@@ -12,8 +12,19 @@ from scaletune.schedules import Schedule  # noqa: E402
 from scaletune.train.trainer import run_lm  # noqa: E402
 
 STEPS = 160
-BASE = {"width": 32, "depth": 1, "batch_size": 512, "seq_len": 64, "tokens": STEPS * 512, "lr": 1e-2, "warmup": 0.1,
-        "eval_every": 10, "eval_tokens": 4096, "threads": 1, "seed": 0}
+BASE = {
+    "width": 32,
+    "depth": 1,
+    "batch_size": 512,
+    "seq_len": 64,
+    "tokens": STEPS * 512,
+    "lr": 1e-2,
+    "warmup": 0.1,
+    "eval_every": 10,
+    "eval_tokens": 4096,
+    "threads": 1,
+    "seed": 0,
+}
 
 
 def lm_curve(schedule: str):

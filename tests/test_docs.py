@@ -62,8 +62,7 @@ def checked_blocks(page: Path) -> list[Block]:
             k = j + 1
             while not lines[k].startswith("```"):
                 k += 1
-            out.append(Block(page.relative_to(ROOT).as_posix(), j + 1, fence.group(1), "\n".join(lines[j + 1:k]),
-                             bool(mark.group(1))))
+            out.append(Block(page.relative_to(ROOT).as_posix(), j + 1, fence.group(1), "\n".join(lines[j + 1 : k]), bool(mark.group(1))))
             i = k
         i += 1
     return out
@@ -201,12 +200,20 @@ def test_number_matching():
     assert match_numbers("2.0 then 1.0", "1.0 then 2.0") is not None  # order matters
 
 
-@pytest.mark.skipif(shutil.which("mkdocs") is None and not Path(sys.executable).with_name("mkdocs").exists(),
-                    reason="mkdocs is not installed (the docs extra)")
+@pytest.mark.skipif(
+    shutil.which("mkdocs") is None and not Path(sys.executable).with_name("mkdocs").exists(),
+    reason="mkdocs is not installed (the docs extra)",
+)
 def test_mkdocs_build_strict(tmp_path):
     mkdocs = shutil.which("mkdocs") or str(Path(sys.executable).with_name("mkdocs"))
-    proc = subprocess.run([mkdocs, "build", "--strict", "--quiet", "-d", str(tmp_path / "site")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, check=False,
-                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    proc = subprocess.run(
+        [mkdocs, "build", "--strict", "--quiet", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / "site" / "index.html").exists() and (tmp_path / "site" / "reference" / "api" / "index.html").exists()

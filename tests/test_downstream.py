@@ -111,8 +111,7 @@ def test_c4_reference_protocol_reproduces_the_issue_numbers():
         return a * X[0] ** b + c * 6 ** (b / 2) * (X[1] * X[0]) ** b + E
 
     p, _ = curve_fit(loss_law, (small.N.values, small.M.values), small.loss.values, p0=[100, -0.2, 100, 1.5], maxfev=100000)
-    q, _ = curve_fit(lambda L, e, k, g: e - k * np.exp(-g * L), err_set.loss.values, err_set.error.values,
-                     p0=[0.8, 10, 1], maxfev=100000)
+    q, _ = curve_fit(lambda L, e, k, g: e - k * np.exp(-g * L), err_set.loss.values, err_set.error.values, p0=[0.8, 10, 1], maxfev=100000)
     got = []
     for N, M in ((1439795200, 80), (6889410560, 20)):
         row = df[(df.N == N) & (df.M == M)].iloc[0]
@@ -146,11 +145,27 @@ def test_cli_fit_predict_chain_and_bad_input(tmp_path, capsys):
     _c4().assign(C=lambda d: 6.0 * d.N.astype(float) * d.D.astype(float)).to_csv(data, index=False)
     loss_json, err_json = tmp_path / "loss.json", tmp_path / "err.json"
     assert main(["fit", str(data), "--law", "overtrained", "--where", "N<1e9", "--bootstrap", "60", "--out", str(loss_json)]) == 0
-    assert main(["fit", str(data), "--law", "downstream_error", "--where", "N<2e9 and M==20", "--chance", "0.8088",
-                 "--bootstrap", "60", "--out", str(err_json)]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(data),
+                "--law",
+                "downstream_error",
+                "--where",
+                "N<2e9 and M==20",
+                "--chance",
+                "0.8088",
+                "--bootstrap",
+                "60",
+                "--out",
+                str(err_json),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["predict", str(loss_json), "--then", str(err_json), "--at", "N=6.89e9,M=20", "--at", "N=1.44e9,D=1.152e11",
-                 "--json"]) == 0
+    assert main(["predict", str(loss_json), "--then", str(err_json), "--at", "N=6.89e9,M=20", "--at", "N=1.44e9,D=1.152e11", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     first, second = doc["predictions"]
     assert first["point"]["D"] == pytest.approx(6.89e9 * 20)
@@ -166,10 +181,12 @@ def test_cli_fit_predict_chain_and_bad_input(tmp_path, capsys):
     # bad input: one line on stderr, exit code 2
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"loss": [3.0, 2.8, 2.6, 2.5], "error": [0.8, 75.0, 0.6, 0.5]}).to_csv(bad, index=False)
-    for args in (["fit", str(bad), "--law", "downstream_error"],
-                 ["fit", str(data), "--law", "downstream_error", "--chance", "0.5", "--fix", "eps=0.7"],
-                 ["predict", str(loss_json), "--then", str(err_json), "--at", "N=1e9,M=20", "--chance", "0.3"],
-                 ["predict", str(loss_json), "--then", str(err_json), "--at", "D=1e9"]):
+    for args in (
+        ["fit", str(bad), "--law", "downstream_error"],
+        ["fit", str(data), "--law", "downstream_error", "--chance", "0.5", "--fix", "eps=0.7"],
+        ["predict", str(loss_json), "--then", str(err_json), "--at", "N=1e9,M=20", "--chance", "0.3"],
+        ["predict", str(loss_json), "--then", str(err_json), "--at", "D=1e9"],
+    ):
         assert main(args) == 2, args
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("scaletune: error:")

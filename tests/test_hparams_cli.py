@@ -75,11 +75,14 @@ def test_optimum_command_reports_unbracketed_scales(tmp_path, capsys):
     assert "not bracketed" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--target", "N=1e9"], "target needs D"),
-    (["--target", "N=1e9,D=-5"], "must be positive"),
-    (["--target", "N=1e9,D=abc"], "not a number"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--target", "N=1e9"], "target needs D"),
+        (["--target", "N=1e9,D=-5"], "must be positive"),
+        (["--target", "N=1e9,D=abc"], "not a number"),
+    ],
+)
 def test_recommend_bad_target(table, capsys, args, words):
     _, path = table
     assert main(["recommend", str(path), *args]) == 2

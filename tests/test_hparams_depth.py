@@ -29,8 +29,19 @@ def depth_sweep(exponent: float, depths=(1, 2, 4, 8), width=32, D=1e8, noise=0.0
         for lr in LRS:
             for s in range(seeds):
                 clean = 3.0 - 0.05 * math.log(depth) + 0.02 * math.log(lr / lr_opt) ** 2
-                rows.append(dict(N=1e5 * depth, D=D, width=width, depth=depth, lr=lr, batch_size=512, seed=s, status="ok",
-                                 loss=clean * (1 + noise * rng.standard_normal())))
+                rows.append(
+                    dict(
+                        N=1e5 * depth,
+                        D=D,
+                        width=width,
+                        depth=depth,
+                        lr=lr,
+                        batch_size=512,
+                        seed=s,
+                        status="ok",
+                        loss=clean * (1 + noise * rng.standard_normal()),
+                    )
+                )
     return pd.DataFrame(rows)
 
 

@@ -98,8 +98,9 @@ def test_lr_is_recommended_at_the_recommended_batch_size():
 
     land = Landscape(noise=0.0005, g=0.5)
     swept = land.sweep([(1e7, d) for d in (1e9, 4e9, 1.6e10)], batch_factors=2.0 ** np.arange(-2, 3), seed=7)
-    fixed = land.sweep([(n, d) for n in (3e7, 1e8) for d in (1e9, 4e9, 1.6e10)], lr_factors=2.0 ** np.arange(-2, 5),
-                       batch_factors=(4,), seed=8)
+    fixed = land.sweep(
+        [(n, d) for n in (3e7, 1e8) for d in (1e9, 4e9, 1.6e10)], lr_factors=2.0 ** np.arange(-2, 5), batch_factors=(4,), seed=8
+    )
     rec = recommend(pd.concat([swept, fixed], ignore_index=True), {"N": 3e8, "D": 3e10}, bootstrap=100, loss_bootstrap=0)
     true_b = float(land.batch_opt(3e10))
     assert abs(math.log(rec.batch_size.value / true_b)) < math.log(1.3)
@@ -117,15 +118,15 @@ def test_batch_optimum_below_the_sweep_is_a_bound_with_the_lr_at_it():
 
     land = Landscape(noise=0.0005, g=0.5)
     swept = land.sweep([(1e7, d) for d in (1e9, 4e9, 1.6e10)], batch_factors=2.0 ** np.arange(1, 5), seed=9)
-    fixed = land.sweep([(n, d) for n in (3e7, 1e8) for d in (1e9, 4e9, 1.6e10)], lr_factors=2.0 ** np.arange(-2, 5),
-                       batch_factors=(4,), seed=10)
+    fixed = land.sweep(
+        [(n, d) for n in (3e7, 1e8) for d in (1e9, 4e9, 1.6e10)], lr_factors=2.0 ** np.arange(-2, 5), batch_factors=(4,), seed=10
+    )
     # Held out along D, the joint landscape's B*(D) (the one-sided sweeps bound it) is scored, and chosen.
     rec = recommend(pd.concat([swept, fixed], ignore_index=True), {"N": 3e8, "D": 1.6e10}, bootstrap=100, loss_bootstrap=0)
     assert rec.batch_size.method == Method.BATCH_JOINT_D
     assert abs(math.log(rec.batch_size.value / float(land.batch_opt(1.6e10)))) < math.log(1.5)
     # Without the backtest (select=False): the fixed order, down to the bound.
-    rec = recommend(pd.concat([swept, fixed], ignore_index=True), {"N": 3e8, "D": 1.6e10}, bootstrap=100, loss_bootstrap=0,
-                    select=False)
+    rec = recommend(pd.concat([swept, fixed], ignore_index=True), {"N": 3e8, "D": 1.6e10}, bootstrap=100, loss_bootstrap=0, select=False)
     assert "batch_D" not in rec.laws.laws
     assert rec.batch_size.value == pytest.approx(2 * float(land.batch_opt(1.6e10)))
     assert rec.batch_size.method == Method.BATCH_NEAREST_BOUND and rec.batch_size.details["at_edge"]
@@ -150,8 +151,9 @@ def test_without_a_batch_law_the_sweep_nearest_the_target_sets_the_batch_size():
     D = 1.6e10
     far = land.sweep([(1e7, D)], batch_factors=2.0 ** np.arange(1, 5), seed=11)  # optimum below this sweep
     near = land.sweep([(1e8, D)], batch_factors=2.0 ** np.arange(-2, 3), seed=12)
-    fixed = land.sweep([(n, d) for n in (1e7, 3e7, 1e8) for d in (1e9, 4e9)], lr_factors=2.0 ** np.arange(-2, 5),
-                       batch_factors=(4,), seed=13)
+    fixed = land.sweep(
+        [(n, d) for n in (1e7, 3e7, 1e8) for d in (1e9, 4e9)], lr_factors=2.0 ** np.arange(-2, 5), batch_factors=(4,), seed=13
+    )
     rec = recommend(pd.concat([far, near, fixed], ignore_index=True), {"N": 3e8, "D": D}, bootstrap=100, loss_bootstrap=0)
     assert "batch_D" not in rec.laws.laws
     assert rec.batch_size.method in (Method.BATCH_NEAREST_SWEEP, Method.BATCH_NEAREST_BOUND)

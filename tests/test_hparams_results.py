@@ -22,6 +22,7 @@ LADDER = [(n, d) for n in (1e7, 3e7) for d in (1e9, 4e9, 1.6e10)]
 
 def _strict(text: str) -> object:
     """json.loads that refuses NaN / Infinity (the one JSON policy writes them as null)."""
+
     def refuse(name: str) -> None:
         raise ValueError(f"non-strict JSON constant {name}")
 

@@ -109,8 +109,9 @@ def test_folds_hold_out_the_largest_compute_and_the_largest_d_and_n():
 def test_joint_landscape_is_the_same_for_a_concatenated_table():
     # per-rung tables concatenated without a new index repeat their row labels; the fit must not depend on them
     land = Landscape(noise=0.001)
-    parts = [land.sweep([s], lr_factors=2.0 ** np.arange(-3, 4), batch_factors=2.0 ** np.arange(-2, 3), seed=k)
-             for k, s in enumerate(LADDER[:6])]
+    parts = [
+        land.sweep([s], lr_factors=2.0 ** np.arange(-3, 4), batch_factors=2.0 ** np.arange(-2, 3), seed=k) for k, s in enumerate(LADDER[:6])
+    ]
     import pandas as pd
 
     a = fit_landscape(pd.concat(parts))

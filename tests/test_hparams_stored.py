@@ -53,8 +53,15 @@ def test_batch_size_is_carried_over_when_not_swept(rec):
 
 
 def test_recommend_command_on_the_stored_study(capsys):
-    args = ["recommend", str(DATA / "runs.csv"), "--target", ",".join(f"{k}={v:g}" for k, v in TARGET.items()),
-            "--bootstrap", "100", "--json"]
+    args = [
+        "recommend",
+        str(DATA / "runs.csv"),
+        "--target",
+        ",".join(f"{k}={v:g}" for k, v in TARGET.items()),
+        "--bootstrap",
+        "100",
+        "--json",
+    ]
     assert main(args) == 0
     doc = json.loads(capsys.readouterr().out)
     assert math.isclose(doc["target"]["N"], TARGET["N"])

@@ -43,8 +43,9 @@ def _sweep():
         for m in LR_MULTS:
             lr = float(LAND.lr_opt(n, tokens)) * m
             loss = float(LAND.loss(n, tokens, lr, seqs * SEQ, rng))
-            rows.append({"N": n, "D": tokens, "steps": steps, "seqs": seqs, "lr": lr, "mult": m, "loss": loss,
-                         "run": f"n{n:.0e}_d{d:.0e}/lr{m:g}"})
+            rows.append(
+                {"N": n, "D": tokens, "steps": steps, "seqs": seqs, "lr": lr, "mult": m, "loss": loss, "run": f"n{n:.0e}_d{d:.0e}/lr{m:g}"}
+            )
     return rows
 
 
@@ -82,8 +83,11 @@ def tb_schedules(tmp_path_factory):
     drawn from the multipower law with parameters THETA."""
     tb = pytest.importorskip("torch.utils.tensorboard")
     root = tmp_path_factory.mktemp("tbs") / "schedules"
-    specs = {"constant": "constant:steps=600,lr=1e-3,warmup=60", "cosine": "cosine:steps=600,lr=1e-3,warmup=60,final=0.1",
-             "wsd": "wsd:steps=600,lr=1e-3,warmup=60,cooldown=0.2,shape=1-sqrt"}
+    specs = {
+        "constant": "constant:steps=600,lr=1e-3,warmup=60",
+        "cosine": "cosine:steps=600,lr=1e-3,warmup=60,final=0.1",
+        "wsd": "wsd:steps=600,lr=1e-3,warmup=60,cooldown=0.2,shape=1-sqrt",
+    }
     for name, spec in specs.items():
         sched = Schedule.parse(spec)
         lrs = sched.lrs()
@@ -146,8 +150,25 @@ def test_without_seq_len_or_steps_the_report_says_what_is_missing(tb_sweep):
 def test_imported_tensorboard_runs_feed_optimum_recommend_and_fit(tb_sweep, tmp_path, capsys):
     root, _ = tb_sweep
     out, curves = tmp_path / "runs.parquet", tmp_path / "curves.parquet"
-    assert main(["import", "tensorboard", str(root), "--out", str(out), "--curves", str(curves),
-                 "--map", SWEEP_MAP, "--seq-len", str(SEQ), "--json"]) == 0
+    assert (
+        main(
+            [
+                "import",
+                "tensorboard",
+                str(root),
+                "--out",
+                str(out),
+                "--curves",
+                str(curves),
+                "--map",
+                SWEEP_MAP,
+                "--seq-len",
+                str(SEQ),
+                "--json",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["n_runs"] == 45 and doc["status"] == {"ok": 45} and doc["columns"]["D"] == 45
     assert doc["curves"] == {"runs": 45, "points": 180}
@@ -184,8 +205,10 @@ def test_imported_curves_feed_curves_fit(tb_schedules, tmp_path, capsys):
     assert [c.name for c in parsed] == ["constant", "cosine", "wsd"]
     assert all(c.schedule == "recorded" and c.warmup == 60 and len(c.lrs) == 600 for c in parsed)
     fit_file = tmp_path / "fit.json"
-    assert main(["curves", "fit", str(curves), "--law", "multipower", "--method", "lbfgs", "--boot", "0",
-                 "--out", str(fit_file), "--json"]) == 0
+    assert (
+        main(["curves", "fit", str(curves), "--law", "multipower", "--method", "lbfgs", "--boot", "0", "--out", str(fit_file), "--json"])
+        == 0
+    )
     fit = json.loads(fit_file.read_text())
     assert fit["diagnostics"]["n_curves"] == 3 and fit["diagnostics"]["train_r2"] > 0.9999
     assert fit["params_"]["L0"] == pytest.approx(THETA[0], rel=0.01)
@@ -216,10 +239,21 @@ def wandb_runs(tmp_path_factory):
     pytest.importorskip("wandb")
     root = tmp_path_factory.mktemp("wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(WANDB_MODE="offline", WANDB_DIR=str(root), WANDB_SILENT="true", WANDB_DISABLE_GIT="true",
-               WANDB_DISABLE_CODE="true", WANDB_ERROR_REPORTING="false", WANDB_CONSOLE="off",
-               WANDB_CONFIG_DIR=str(root / "cfg"), WANDB_CACHE_DIR=str(root / "cache"), WANDB_DATA_DIR=str(root / "data"),
-               HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="")
+    env.update(
+        WANDB_MODE="offline",
+        WANDB_DIR=str(root),
+        WANDB_SILENT="true",
+        WANDB_DISABLE_GIT="true",
+        WANDB_DISABLE_CODE="true",
+        WANDB_ERROR_REPORTING="false",
+        WANDB_CONSOLE="off",
+        WANDB_CONFIG_DIR=str(root / "cfg"),
+        WANDB_CACHE_DIR=str(root / "cache"),
+        WANDB_DATA_DIR=str(root / "data"),
+        HTTP_PROXY="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+        NO_PROXY="",
+    )
     subprocess.run([sys.executable, "-c", WANDB_SCRIPT], env=env, check=True, timeout=300)
     return root / "wandb"
 
@@ -253,8 +287,23 @@ def test_wandb_cli_json_summary_and_an_unreadable_log(wandb_runs, tmp_path, caps
     (folder / "offline-run-20240101_000000-broken").mkdir()
     (folder / "offline-run-20240101_000000-broken" / "run-broken.wandb").write_bytes(b"not a transaction log" * 10)
     out = tmp_path / "runs.csv"
-    assert main(["import", "wandb", str(folder), "--out", str(out), "--map", "N=model.n_params,lr=optim.lr,loss=train/loss",
-                 "--require", "loss,N", "--json"]) == 0
+    assert (
+        main(
+            [
+                "import",
+                "wandb",
+                str(folder),
+                "--out",
+                str(out),
+                "--map",
+                "N=model.n_params,lr=optim.lr,loss=train/loss",
+                "--require",
+                "loss,N",
+                "--json",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["n_runs"] == 4 and doc["status"] == {"ok": 2, "diverged": 1, "failed": 1}
     assert doc["skipped_by_reason"] == {"unreadable": 1} and doc["skipped"][0]["source"].endswith("-broken")
@@ -266,18 +315,29 @@ def test_wandb_project_export_csv_feeds_optimum(tmp_path, capsys):
     """A W&B UI export (columns Name, State, Notes, User, Tags, Created, Runtime, Sweep, then config and
     summary columns): states finished -> ok, crashed -> failed; Runtime -> seconds."""
     sweep = LAND.sweep([(1e7, 1e9)], lr_factors=2.0 ** np.arange(-3, 4), seed=3)
-    export = pd.DataFrame({
-        "Name": [f"run-{i}" for i in range(len(sweep))] + ["run-x"],
-        "State": ["finished"] * len(sweep) + ["crashed"],
-        "Notes": "-", "User": "me", "Tags": "", "Created": "2024-05-01T10:00:00.000Z",
-        "Runtime": np.arange(len(sweep) + 1) + 100, "Sweep": "",
-        "learning_rate": list(sweep["lr"]) + [1.0], "params": 1e7, "tokens": 1e9,
-        "batch_size": list(sweep["batch_size"]) + [1024.0], "eval/loss": list(sweep["loss"]) + [np.nan],
-    })
+    export = pd.DataFrame(
+        {
+            "Name": [f"run-{i}" for i in range(len(sweep))] + ["run-x"],
+            "State": ["finished"] * len(sweep) + ["crashed"],
+            "Notes": "-",
+            "User": "me",
+            "Tags": "",
+            "Created": "2024-05-01T10:00:00.000Z",
+            "Runtime": np.arange(len(sweep) + 1) + 100,
+            "Sweep": "",
+            "learning_rate": list(sweep["lr"]) + [1.0],
+            "params": 1e7,
+            "tokens": 1e9,
+            "batch_size": list(sweep["batch_size"]) + [1024.0],
+            "eval/loss": list(sweep["loss"]) + [np.nan],
+        }
+    )
     path = tmp_path / "wandb_export.csv"
     export.to_csv(path, index=False)
     out = tmp_path / "runs.parquet"
-    assert main(["import", "csv", str(path), "--out", str(out), "--map", "lr=learning_rate,N=params,D=tokens,loss=eval/loss", "--json"]) == 0
+    assert (
+        main(["import", "csv", str(path), "--out", str(out), "--map", "lr=learning_rate,N=params,D=tokens,loss=eval/loss", "--json"]) == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["n_runs"] == len(sweep) + 1 and doc["n_skipped"] == 0 and doc["status"] == {"ok": len(sweep), "failed": 1}
     runs = pd.read_parquet(out)
@@ -289,14 +349,26 @@ def test_wandb_project_export_csv_feeds_optimum(tmp_path, capsys):
 
 
 def test_csv_with_long_curves_and_a_status_column(tmp_path):
-    runs = pd.DataFrame({"id": ["a", "b", "c"], "n": [1e6, 2e6, 1e6], "peak_lr": [1e-3, 1e-3, 1e-1],
-                         "bs": [16, 16, 16], "result": ["completed", "completed", "diverged"], "val": [2.45, 2.4, np.nan]})
+    runs = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "n": [1e6, 2e6, 1e6],
+            "peak_lr": [1e-3, 1e-3, 1e-1],
+            "bs": [16, 16, 16],
+            "result": ["completed", "completed", "diverged"],
+            "val": [2.45, 2.4, np.nan],
+        }
+    )
     runs.to_csv(tmp_path / "runs.csv", index=False)
     steps = np.arange(0, 101, 10)
     curves = pd.concat([pd.DataFrame({"id": rid, "iter": steps, "val": 3 - 0.005 * steps, "rate": 1e-3}) for rid in ("a", "b", "zz")])
     curves.to_csv(tmp_path / "curves.csv", index=False)
-    res = import_csv([tmp_path / "runs.csv"], curves=tmp_path / "curves.csv", seq_len=128,
-                     mapping="run_id=id,step=iter,N=n,lr=peak_lr,batch_size=bs,loss=val,status=result")
+    res = import_csv(
+        [tmp_path / "runs.csv"],
+        curves=tmp_path / "curves.csv",
+        seq_len=128,
+        mapping="run_id=id,step=iter,N=n,lr=peak_lr,batch_size=bs,loss=val,status=result",
+    )
     got = res.runs.set_index("run_id")
     assert got["status"].to_dict() == {"a": "ok", "b": "ok", "c": "diverged"}
     assert got.loc["a", "loss"] == 2.45  # the row's final value, not the curve's last point (2.5)
@@ -329,16 +401,19 @@ def test_tensorflow_style_tensor_scalars_and_python_tagged_hparams_yaml(tmp_path
     assert {r.run_id: r.missing for r in res.reports} == {"r0": ("N",), "r1": ("N",)}
 
 
-@pytest.mark.parametrize("kind, make, args, names", [
-    ("tensorboard", lambda p: p.mkdir(), [], "no TensorBoard event files"),
-    ("wandb", lambda p: p.mkdir(), [], "no W&B runs"),
-    ("csv", lambda p: p.write_text("lr,loss\n1e-3,2.5\n1e-3,2.5,7,8\n"), [], "cannot read as a table"),
-    ("csv", lambda p: p.write_text("lr,loss\n1e-3,2.5\n"), ["--map", "N=params"], "'params' (for N)"),
-    ("csv", lambda p: p.write_text("lr,loss\n1e-3,2.5\n"), ["--require", "loss,N"], "no value for N"),
-    ("csv", lambda p: p.write_text("lr,loss\n1e-3,2.5\n"), ["--seq-len", "-4"], "'-4'"),
-    ("csv", lambda p: p.write_text("lr,loss\nabc,2.5\n"), [], "lr = 'abc'"),
-    ("tensorboard", lambda p: None, [], "no such file"),
-])
+@pytest.mark.parametrize(
+    "kind, make, args, names",
+    [
+        ("tensorboard", lambda p: p.mkdir(), [], "no TensorBoard event files"),
+        ("wandb", lambda p: p.mkdir(), [], "no W&B runs"),
+        ("csv", lambda p: p.write_text("lr,loss\n1e-3,2.5\n1e-3,2.5,7,8\n"), [], "cannot read as a table"),
+        ("csv", lambda p: p.write_text("lr,loss\n1e-3,2.5\n"), ["--map", "N=params"], "'params' (for N)"),
+        ("csv", lambda p: p.write_text("lr,loss\n1e-3,2.5\n"), ["--require", "loss,N"], "no value for N"),
+        ("csv", lambda p: p.write_text("lr,loss\n1e-3,2.5\n"), ["--seq-len", "-4"], "'-4'"),
+        ("csv", lambda p: p.write_text("lr,loss\nabc,2.5\n"), [], "lr = 'abc'"),
+        ("tensorboard", lambda p: None, [], "no such file"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(kind, make, args, names, tmp_path, capsys):
     path = tmp_path / "input"
     make(path)

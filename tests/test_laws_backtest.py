@@ -55,8 +55,9 @@ def test_backtest_records_every_fold_and_point():
     # errors are reported against the distance: farther budgets of one fold are farther out
     first = pts[pts.fold == 4].groupby("scale").distance.mean()
     assert np.all(np.diff(first.to_numpy()) > 0)
-    assert repr(bt) == (f"BacktestResult(chinchilla along C, 4 folds, {len(pts)} held-out points, bootstrap intervals, "
-                        f"95% coverage {bt.coverage():.0%})")
+    assert repr(bt) == (
+        f"BacktestResult(chinchilla along C, 4 folds, {len(pts)} held-out points, bootstrap intervals, 95% coverage {bt.coverage():.0%})"
+    )
     nxt = backtest("chinchilla", df, intervals="none", horizon="next")
     assert len(nxt.points()) == 4 * 7 and nxt.coverage() is None
     assert {s["fold"] for s in nxt.summary()} == {4, 5, 6, 7}
@@ -79,8 +80,7 @@ def test_backtest_command_and_fit_backtest(capsys, tmp_path):
     assert doc["by"] == "C" and doc["coverage"] is None
     assert [s["fold"] for s in doc["summary"]] == [4, 5, 6]
     assert all(r["distance"] > 0 and r["extrapolation"] > 1 for r in doc["records"])
-    code, out, err = run_cli(capsys, "backtest", path, "--law", "chinchilla", "--by", "N", "--bootstrap", "10",
-                             "--intervals", "bootstrap")
+    code, out, err = run_cli(capsys, "backtest", path, "--law", "chinchilla", "--by", "N", "--bootstrap", "10", "--intervals", "bootstrap")
     assert code == 0, err and "per fold" in out
     doc = run_json(capsys, "fit", path, "--law", "chinchilla", "--bootstrap", "10", "--intervals", "bootstrap", "--backtest")
     assert doc["backtest"]["by"] == "C" and len(doc["backtest"]["folds"]) == 3 and doc["calibration"] is None

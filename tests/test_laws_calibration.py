@@ -47,8 +47,7 @@ def test_every_prediction_carries_its_interval_distance_and_method():
     assert np.all(np.diff(p.details["distance"]) > 0) and np.all(np.diff(width) > 0)
     back = FitResult.from_json(r.to_json())
     assert back.calibration == cal
-    np.testing.assert_allclose(back.predict_interval({"N": N, "D": 20 * N}, observation=True).interval, p.interval,
-                               rtol=1e-12)
+    np.testing.assert_allclose(back.predict_interval({"N": N, "D": 20 * N}, observation=True).interval, p.interval, rtol=1e-12)
 
 
 def test_too_few_scales_fall_back_to_bootstrap_and_noise():
@@ -67,11 +66,9 @@ def test_bias_is_corrected_only_when_every_fold_agrees():
     d = np.tile([0.5, 1.0, 2.0], 3)
     folds = np.repeat([1, 2, 3], 3)
     noise = np.full(9, 0.01)
-    same = estimate_error_model(0.02 * d * np.repeat([1.0, 2.0, 3.0], 3), d, noise, folds, noise_std=0.01, by="C",
-                                grouping="rows")
+    same = estimate_error_model(0.02 * d * np.repeat([1.0, 2.0, 3.0], 3), d, noise, folds, noise_std=0.01, by="C", grouping="rows")
     assert same.bias == pytest.approx(0.02) and same.fold_biases == pytest.approx([0.02, 0.04, 0.06])
-    mixed = estimate_error_model(0.02 * d * np.repeat([1.0, -2.0, 3.0], 3), d, noise, folds, noise_std=0.01, by="C",
-                                 grouping="rows")
+    mixed = estimate_error_model(0.02 * d * np.repeat([1.0, -2.0, 3.0], 3), d, noise, folds, noise_std=0.01, by="C", grouping="rows")
     assert mixed.bias == 0.0 and mixed.kappa > 0.01  # unexplained error grows with distance: kappa takes it
     two = estimate_error_model(0.02 * d[:6], d[:6], noise[:6], folds[:6], noise_std=0.01, by="C", grouping="rows")
     assert two.bias == 0.0  # two folds agreeing is not enough

@@ -1,6 +1,5 @@
 """`scaletune fit | predict | allocate | isoflop | laws`: outputs, JSON documents, and every bad input."""
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,8 +16,7 @@ def runs_csv(tmp_path):
 
 def test_fit_json_predict_allocate_round_trip(capsys, tmp_path, runs_csv):
     out = tmp_path / "fit.json"
-    doc = run_json(capsys, "fit", runs_csv, "--law", "chinchilla", "--map", "loss=val_loss", "--bootstrap", "30",
-                   "--out", out)
+    doc = run_json(capsys, "fit", runs_csv, "--law", "chinchilla", "--map", "loss=val_loss", "--bootstrap", "30", "--out", out)
     assert doc["law"] == "chinchilla" and doc["diagnostics"]["converged"]
     assert set(doc["intervals"]) >= {"a", "b", "e", "alpha", "beta", "E", "a_N"}
     assert abs(doc["params_"]["alpha"] - 0.3392) < 0.05
@@ -55,27 +53,47 @@ def test_published_laws_in_predict_and_allocate(capsys):
 
 
 def test_fit_where_comparison_and_fixed_parameters(capsys):
-    doc = run_json(capsys, "fit", "--example", "porian", "--where", "tokens_per_param>=5", "--bootstrap", "20",
-                   "--holdout", "C>=1e19")
+    doc = run_json(capsys, "fit", "--example", "porian", "--where", "tokens_per_param>=5", "--bootstrap", "20", "--holdout", "C>=1e19")
     assert doc["diagnostics"]["n_points"] == 61 and doc["holdout"]["n"] == 12
     assert doc["holdout"]["mean_abs_relative_error"] < 0.03
-    doc = run_json(capsys, "fit", "--example", "datablations", "--bootstrap", "10",
-                   "--fix", "a=6.255414,b=7.3049974,e=0.6254804,alpha=0.3526596,beta=0.3526596")
+    doc = run_json(
+        capsys,
+        "fit",
+        "--example",
+        "datablations",
+        "--bootstrap",
+        "10",
+        "--fix",
+        "a=6.255414,b=7.3049974,e=0.6254804,alpha=0.3526596,beta=0.3526596",
+    )
     assert doc["diagnostics"]["objective_value"] <= 0.015825936
     assert set(doc["intervals"]) == {"R_D", "R_N"}  # quantities of fixed parameters only carry no interval
 
 
 def test_fit_example_and_human_output(capsys, tmp_path):
-    code, out, err = run_cli(capsys, "fit", "--example", "porian", "--bootstrap", "10", "--holdout", "C>=1e19",
-                             "--plot", tmp_path / "fit.png")
+    code, out, err = run_cli(
+        capsys, "fit", "--example", "porian", "--bootstrap", "10", "--holdout", "C>=1e19", "--plot", tmp_path / "fit.png"
+    )
     assert code == 0, err
     assert "alpha" in out and "held out (C>=1e19)" in out and (tmp_path / "fit.png").stat().st_size > 10_000
 
 
 def test_isoflop_command_on_porian(capsys, tmp_path):
-    doc = run_json(capsys, "isoflop", PORIAN / "DERIVED_isoflop_points.csv", "--map", "C=flops,N=n,D=t_tokens",
-                   "--where", "dataset=rw,hparams=tuned,warmup=short,decay=const,param_count=standard,val=val",
-                   "--bootstrap", "40", "--plot", tmp_path / "iso.png", "--out", tmp_path / "nstar.json")
+    doc = run_json(
+        capsys,
+        "isoflop",
+        PORIAN / "DERIVED_isoflop_points.csv",
+        "--map",
+        "C=flops,N=n,D=t_tokens",
+        "--where",
+        "dataset=rw,hparams=tuned,warmup=short,decay=const,param_count=standard,val=val",
+        "--bootstrap",
+        "40",
+        "--plot",
+        tmp_path / "iso.png",
+        "--out",
+        tmp_path / "nstar.json",
+    )
     assert 0.491 <= doc["a_N_exponent"] <= 0.505  # Porian et al. Table 1: 0.497 (0.491-0.505)
     assert len(doc["optima"]) == 12 and doc["a_interval"][0] < doc["a_N_exponent"] < doc["a_interval"][1]
     assert (tmp_path / "iso.png").exists()
@@ -87,8 +105,16 @@ def test_isoflop_command_on_porian(capsys, tmp_path):
 def test_laws_listing(capsys):
     code, out, _ = run_cli(capsys, "laws")
     assert code == 0
-    for name in ("chinchilla", "compute", "powerlaw:VARS", "data_constrained", "overtrained", "critical_batch",
-                 "published:hoffmann", "published:deepseek"):
+    for name in (
+        "chinchilla",
+        "compute",
+        "powerlaw:VARS",
+        "data_constrained",
+        "overtrained",
+        "critical_batch",
+        "published:hoffmann",
+        "published:deepseek",
+    ):
         assert name in out
 
 
@@ -128,7 +154,7 @@ def test_bad_inputs_give_one_line_and_exit_code_2(capsys, tmp_path, runs_csv):
     assert "missing --law" in _bad(capsys, "fit", tmp_path / "ok.csv")
     assert "unknown published law" in _bad(capsys, "predict", "published:kaplan", "--at", "N=1e9")
     assert "no such fit file" in _bad(capsys, "predict", tmp_path / "nofit.json", "--at", "N=1e9")
-    (tmp_path / "junk.json").write_text("{\"hello\": 1}")
+    (tmp_path / "junk.json").write_text('{"hello": 1}')
     assert "not a fit result" in _bad(capsys, "predict", tmp_path / "junk.json", "--at", "N=1e9")
     assert "has no variable 'X'" in _bad(capsys, "predict", "published:hoffmann", "--at", "X=1e9")
     assert "needs 'D'" in _bad(capsys, "predict", "published:hoffmann", "--at", "N=1e9")
@@ -170,10 +196,12 @@ def test_fit_reads_parquet_and_jsonl_with_groups_and_weights(capsys, tmp_path):
     df["w"] = 1.0
     df.to_parquet(tmp_path / "runs.parquet")
     df.to_json(tmp_path / "runs.jsonl", orient="records", lines=True)
-    a = run_json(capsys, "fit", tmp_path / "runs.parquet", "--law", "chinchilla", "--bootstrap", "20",
-                 "--groups", "model_id", "--weights", "w")
-    b = run_json(capsys, "fit", tmp_path / "runs.jsonl", "--law", "chinchilla", "--bootstrap", "20",
-                 "--groups", "model_id", "--weights", "w")
+    a = run_json(
+        capsys, "fit", tmp_path / "runs.parquet", "--law", "chinchilla", "--bootstrap", "20", "--groups", "model_id", "--weights", "w"
+    )
+    b = run_json(
+        capsys, "fit", tmp_path / "runs.jsonl", "--law", "chinchilla", "--bootstrap", "20", "--groups", "model_id", "--weights", "w"
+    )
     assert a["diagnostics"]["bootstrap"]["groups"] == 6
     # pandas writes JSON lines with 10 significant digits: the two fits agree to that precision
     assert a["params_"] == pytest.approx(b["params_"], rel=1e-6)
@@ -187,11 +215,23 @@ def test_user_law_from_a_python_file(capsys, tmp_path):
         "register_law(Law(name='cli_saturating', variables=('N',), params=('E', 'A', 'alpha'), formula='L = E + A N^-alpha',\n"
         "    model=lambda p, x: p['E'] + p['A'] * x['N'] ** -p['alpha'],\n"
         "    bounds={'E': (0, 10), 'A': (0, 1e6), 'alpha': (0, 3)},\n"
-        "    start={'E': [1, 2], 'A': [10, 100, 1000], 'alpha': [0.1, 0.3, 0.6]}), replace=True)\n")
+        "    start={'E': [1, 2], 'A': [10, 100, 1000], 'alpha': [0.1, 0.3, 0.6]}), replace=True)\n"
+    )
     N = np.logspace(6, 9, 20)
     pd.DataFrame({"N": N, "loss": 1.8 + 300 * N**-0.3}).to_csv(tmp_path / "runs.csv", index=False)
-    doc = run_json(capsys, "fit", tmp_path / "runs.csv", "--law", "cli_saturating", "--laws-from", tmp_path / "my_laws.py",
-                   "--bootstrap", "0", "--out", tmp_path / "fit.json")
+    doc = run_json(
+        capsys,
+        "fit",
+        tmp_path / "runs.csv",
+        "--law",
+        "cli_saturating",
+        "--laws-from",
+        tmp_path / "my_laws.py",
+        "--bootstrap",
+        "0",
+        "--out",
+        tmp_path / "fit.json",
+    )
     assert doc["params_"]["alpha"] == pytest.approx(0.3, rel=1e-3)
     pred = run_json(capsys, "predict", tmp_path / "fit.json", "--at", "N=1e10", "--laws-from", tmp_path / "my_laws.py")
     assert pred["predictions"][0]["loss"] == pytest.approx(1.8 + 300 * 1e10**-0.3, rel=1e-4)

@@ -18,8 +18,16 @@ def test_powerlaw_intervals_cover_truth_over_200_data_sets():
         lr = 1.79 * N**-0.713 * D**0.307 * np.exp(rng.normal(0, 0.1, N.size))
         # independent errors per run: the row bootstrap (since issue 12 no longer the default, which resamples
         # budgets) is the right one here
-        r = fit("powerlaw:N,D", {"N": N, "D": D, "lr": lr}, y="lr", objective="mse_log",
-                bootstrap=200, seed=seed, workers=1, intervals="bootstrap")
+        r = fit(
+            "powerlaw:N,D",
+            {"N": N, "D": D, "lr": lr},
+            y="lr",
+            objective="mse_log",
+            bootstrap=200,
+            seed=seed,
+            workers=1,
+            intervals="bootstrap",
+        )
         for k, v in truth.items():
             lo, hi = r.intervals[k]
             hits[k] += lo <= v <= hi
@@ -33,8 +41,7 @@ def test_chinchilla_huber_intervals_cover_truth():
     # over the five parameters.
     hits = total = 0
     for seed in range(12):
-        r = fit("chinchilla", chinchilla_data(seed=100 + seed, noise=0.01, n_sizes=6, n_tokens=6),
-                bootstrap=50, seed=seed, workers=1)
+        r = fit("chinchilla", chinchilla_data(seed=100 + seed, noise=0.01, n_sizes=6, n_tokens=6), bootstrap=50, seed=seed, workers=1)
         for k, v in CHINCHILLA_TRUE.items():
             lo, hi = r.intervals[k]
             hits += lo <= v <= hi

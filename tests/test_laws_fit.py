@@ -51,8 +51,9 @@ def test_projection_fit_matches_brute_force_multistart():
     prob = _Problem(law, {"N": df.N.to_numpy(), "D": df.D.to_numpy()}, df.loss.to_numpy(), get_objective("huber"), {})
     grid = itertools.product([0, 10, 20], [0, 10, 20], [-1, 0, 1], [0, 0.5, 1, 1.5], [0, 0.5, 1, 1.5])
     with threadpool_limits(1, user_api="blas"):
-        best = min(minimize(prob.value_and_grad, np.array(s, float), jac=True, method="L-BFGS-B",
-                            bounds=prob.bounds_array()).fun for s in grid)
+        best = min(
+            minimize(prob.value_and_grad, np.array(s, float), jac=True, method="L-BFGS-B", bounds=prob.bounds_array()).fun for s in grid
+        )
     assert r.diagnostics["objective_value"] <= best * (1 + 1e-6)
 
 
@@ -77,15 +78,24 @@ def test_grouped_bootstrap_resamples_whole_groups():
     assert width(r) > width(per_row)
 
 
-@pytest.mark.parametrize("spec,truth,variables", [
-    ("compute", {"a": np.log(2e3), "e": np.log(1.8), "alpha": 0.15}, {"C": np.logspace(17, 22, 30)}),
-    ("offset_powerlaw:steps", {"a": np.log(30.0), "e": np.log(2.5), "alpha": 0.4}, {"steps": np.logspace(2, 5, 30)}),
-    ("critical_batch", {"log_B": np.log(2e8), "alpha_B": 0.21}, {"loss": np.linspace(2.0, 5.0, 30)}),
-    ("overtrained", {"a": 400.0, "b": -0.3, "c": 900.0, "E": 1.8},
-     {"N": np.repeat(np.logspace(7, 9, 6), 5), "M": np.tile([5.0, 10, 20, 80, 320], 6)}),
-    ("powerlaw:N,D", {"log_k": np.log(1.79), "c_N": -0.713, "c_D": 0.307},
-     {"N": np.repeat(np.logspace(7, 9, 6), 5), "D": np.tile(np.logspace(9, 11, 5), 6)}),
-])
+@pytest.mark.parametrize(
+    "spec,truth,variables",
+    [
+        ("compute", {"a": np.log(2e3), "e": np.log(1.8), "alpha": 0.15}, {"C": np.logspace(17, 22, 30)}),
+        ("offset_powerlaw:steps", {"a": np.log(30.0), "e": np.log(2.5), "alpha": 0.4}, {"steps": np.logspace(2, 5, 30)}),
+        ("critical_batch", {"log_B": np.log(2e8), "alpha_B": 0.21}, {"loss": np.linspace(2.0, 5.0, 30)}),
+        (
+            "overtrained",
+            {"a": 400.0, "b": -0.3, "c": 900.0, "E": 1.8},
+            {"N": np.repeat(np.logspace(7, 9, 6), 5), "M": np.tile([5.0, 10, 20, 80, 320], 6)},
+        ),
+        (
+            "powerlaw:N,D",
+            {"log_k": np.log(1.79), "c_N": -0.713, "c_D": 0.307},
+            {"N": np.repeat(np.logspace(7, 9, 6), 5), "D": np.tile(np.logspace(9, 11, 5), 6)},
+        ),
+    ],
+)
 def test_catalogue_laws_recover_noise_free_parameters(spec, truth, variables):
     law = get_law(spec)
     y = law.predict(truth, variables)
@@ -169,15 +179,21 @@ def test_point_fit_predicts_without_an_interval():
 
 
 def test_default_fit_has_bootstrap_intervals():
-    r = fit("powerlaw:N,D", {"N": np.repeat(np.logspace(7, 9, 5), 4), "D": np.tile(np.logspace(9, 11, 4), 5),
-                              "lr": np.linspace(1e-3, 2e-3, 20)}, y="lr", objective="mse_log", intervals="bootstrap")
+    r = fit(
+        "powerlaw:N,D",
+        {"N": np.repeat(np.logspace(7, 9, 5), 4), "D": np.tile(np.logspace(9, 11, 4), 5), "lr": np.linspace(1e-3, 2e-3, 20)},
+        y="lr",
+        objective="mse_log",
+        intervals="bootstrap",
+    )
     assert r.diagnostics["bootstrap"]["samples"] == 200 and len(r.bootstrap_params) == 200
     assert r.predict_interval({"N": 1e8, "D": 1e10}).method == "bootstrap"
 
 
 def test_repr_is_one_short_line_and_summary_is_a_table():
-    r = fit("chinchilla", chinchilla_data(seed=3, noise=0.005), bootstrap=30, seed=0, intervals="bootstrap", workers=1,
-            holdout="largest(N,1)")
+    r = fit(
+        "chinchilla", chinchilla_data(seed=3, noise=0.005), bootstrap=30, seed=0, intervals="bootstrap", workers=1, holdout="largest(N,1)"
+    )
     text = repr(r)
     assert "\n" not in text and len(text) <= 140 and text.startswith("FitResult(chinchilla, 56 points, huber")
     lo, hi = r.intervals["a"]
@@ -195,8 +211,14 @@ def test_repr_is_one_short_line_and_summary_is_a_table():
 
 
 def test_json_is_strict_and_nan_round_trips_as_nan():
-    r = fit("compute", {"C": np.logspace(18, 21, 12), "loss": 2.0 + np.logspace(1, 0, 12)}, bootstrap=5, seed=0,
-            intervals="bootstrap", workers=1)
+    r = fit(
+        "compute",
+        {"C": np.logspace(18, 21, 12), "loss": 2.0 + np.logspace(1, 0, 12)},
+        bootstrap=5,
+        seed=0,
+        intervals="bootstrap",
+        workers=1,
+    )
     diagnostics = {**r.diagnostics, "residual_std_log": float("nan")}
     samples = r.bootstrap_params.copy()
     samples[0, 1] = np.nan  # a failed replicate
@@ -227,7 +249,10 @@ def test_diagnostics_flag_irreducible_loss_above_data():
 
 def test_user_registered_law_without_gradient():
     law = Law(
-        name="test_saturating", variables=("x",), params=("E", "A", "alpha"), formula="y = E + A x^-alpha",
+        name="test_saturating",
+        variables=("x",),
+        params=("E", "A", "alpha"),
+        formula="y = E + A x^-alpha",
         model=lambda p, x: p["E"] + p["A"] * x["x"] ** -p["alpha"],
         bounds={"E": (0.0, 10.0), "A": (0.0, 1e4), "alpha": (0.0, 3.0)},
         start={"E": [1.0, 2.0], "A": [10.0, 100.0], "alpha": [0.2, 0.6]},

@@ -90,8 +90,7 @@ def test_allocation_json_round_trip_repr_and_summary(fitted):
     a = allocate(fitted, 1e21)
     back = Allocation.from_json(a.to_json())
     assert back == a and back.predict(3e21)[0] == pytest.approx(a.predict(3e21)[0], rel=1e-12)
-    assert Allocation.from_json(allocate("published:deepseek", 1e24).to_json()).predict(1e24)[0] == pytest.approx(
-        0.1715 * 1e24**0.5243)
+    assert Allocation.from_json(allocate("published:deepseek", 1e24).to_json()).predict(1e24)[0] == pytest.approx(0.1715 * 1e24**0.5243)
     text = repr(a)
     assert "\n" not in text and text.startswith(f"Allocation(C=1e+21: N*={a.N_star:.3g} [")
     summary = a.summary()

@@ -13,8 +13,11 @@ POINTS = pd.read_csv(PORIAN / "DERIVED_isoflop_points.csv")
 REFERENCE = pd.read_csv(PORIAN / "DERIVED_reference_fits_from_repo.csv")
 
 
-@pytest.mark.parametrize("row", [r for _, r in REFERENCE.iterrows()],
-                         ids=[f"{r.dataset}-{r.hparams}-{r.warmup}-{r.decay}-{r.param_count}-{r.val}" for _, r in REFERENCE.iterrows()])
+@pytest.mark.parametrize(
+    "row",
+    [r for _, r in REFERENCE.iterrows()],
+    ids=[f"{r.dataset}-{r.hparams}-{r.warmup}-{r.decay}-{r.param_count}-{r.val}" for _, r in REFERENCE.iterrows()],
+)
 def test_isoflop_reproduces_porian_exponent_inside_published_interval(row):
     sub = load_porian_config(POINTS, row)
     res = isoflop(sub, C="flops", N="n", D="t_tokens", bootstrap=50, seed=0)
@@ -38,8 +41,9 @@ def test_isoflop_optima_match_the_authors_per_budget_optima():
 
 def _datablations():
     df = pd.read_csv(DATABLATIONS / "DERIVED_parametric_fit_182_samples.csv")
-    return pd.DataFrame({"N": df.N_params_billion * 1e9, "D": df.D_tokens_billion * 1e9,
-                         "U": df.U_unique_tokens_billion * 1e9, "loss": df.val_loss})
+    return pd.DataFrame(
+        {"N": df.N_params_billion * 1e9, "D": df.D_tokens_billion * 1e9, "U": df.U_unique_tokens_billion * 1e9, "loss": df.val_loss}
+    )
 
 
 def test_datablations_published_law_reproduces_readme_values_and_objective():

@@ -24,8 +24,14 @@ def _lint_imports() -> str | None:
 
 @pytest.mark.skipif(_lint_imports() is None, reason="import-linter is not installed (the dev extra)")
 def test_import_contract():
-    proc = subprocess.run([_lint_imports(), "--config", str(ROOT / "pyproject.toml"), "--no-cache"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [_lint_imports(), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "2 kept, 0 broken" in proc.stdout
 
@@ -72,8 +78,13 @@ def test_no_library_module_imports_the_cli():
         if relative.startswith("cli/") or relative == "__main__.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
             if any(n == "scaletune.cli" or n.startswith("scaletune.cli.") for n in names):
                 offenders.append(f"{relative}:{node.lineno}")
     assert offenders == []

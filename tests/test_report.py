@@ -23,8 +23,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 def traces(fig, kind: str, **match) -> list:
     """The traces of ``fig`` tagged ``meta.kind == kind`` (and the other meta fields given)."""
-    return [t for t in fig.data if isinstance(t.meta, dict) and t.meta.get("kind") == kind
-            and all(t.meta.get(k) == v for k, v in match.items())]
+    return [
+        t for t in fig.data if isinstance(t.meta, dict) and t.meta.get("kind") == kind and all(t.meta.get(k) == v for k, v in match.items())
+    ]
 
 
 def demo_runs() -> pd.DataFrame:
@@ -131,8 +132,9 @@ def _multipower_curves():
 
     mp = DATA / "multipowerlaw"
     specs = dict(pd.read_csv(mp / "schedules.csv").values)
-    return [c for name in ("cosine_24000", "constant_24000")
-            for c in read_curves(mp / "csv_25" / f"{name}.csv", specs[name], max_step=12000)]  # half: a fast fit
+    return [
+        c for name in ("cosine_24000", "constant_24000") for c in read_curves(mp / "csv_25" / f"{name}.csv", specs[name], max_step=12000)
+    ]  # half: a fast fit
 
 
 def test_curves_figure_draws_observed_fitted_and_predicted_curves():
@@ -141,8 +143,9 @@ def test_curves_figure_draws_observed_fitted_and_predicted_curves():
     curves = _multipower_curves()
     fit = fit_curves(curves, law="multipower", bootstrap=2, n_starts=1, seed=0, cv=False, method="lbfgs")  # a figure test
     pred = fit.predict_interval("wsd:steps=24000,lr=3e-4,warmup=2160,decay_start=20000,shape=exp,final=0.1")
-    sections = {s.key: s for s in build_sections(ReportData("curves", curves=curves, curve_fit=fit, curve_prediction=pred,
-                                                            curve_scale="25M"))}
+    sections = {
+        s.key: s for s in build_sections(ReportData("curves", curves=curves, curve_fit=fit, curve_prediction=pred, curve_scale="25M"))
+    }
     fig = sections["curves"].figures[0]
     for c in curves:
         (obs,) = traces(fig, "observed", curve=c.name)
@@ -157,10 +160,19 @@ def test_curves_figure_draws_observed_fitted_and_predicted_curves():
 
 def test_curves_come_from_the_largest_scale_ok_runs_at_its_common_batch_size():
     rows, points = [], []
-    for i, (N, batch, lr, status) in enumerate([(1e4, 64, 1e-3, "ok"), (4e4, 64, 1e-3, "ok"), (4e4, 64, 2e-3, "ok"),
-                                                (4e4, 64, 4e-3, "diverged"), (4e4, 128, 1e-3, "ok"), (4e4, 64, 8e-3, "ok")]):
-        rows.append({"run_id": f"r{i}", "N": N, "D": 1e6, "lr": lr, "batch_size": batch, "status": status,
-                     "schedule": f"constant:steps=40,lr={lr}"})
+    for i, (N, batch, lr, status) in enumerate(
+        [
+            (1e4, 64, 1e-3, "ok"),
+            (4e4, 64, 1e-3, "ok"),
+            (4e4, 64, 2e-3, "ok"),
+            (4e4, 64, 4e-3, "diverged"),
+            (4e4, 128, 1e-3, "ok"),
+            (4e4, 64, 8e-3, "ok"),
+        ]
+    ):
+        rows.append(
+            {"run_id": f"r{i}", "N": N, "D": 1e6, "lr": lr, "batch_size": batch, "status": status, "schedule": f"constant:steps=40,lr={lr}"}
+        )
         points += [{"run_id": f"r{i}", "step": s, "lr": lr, "loss": 3 + 5 / math.sqrt(s)} for s in range(1, 41)]
     runs, table = pd.DataFrame(rows), pd.DataFrame(points)
     table.loc[(table["run_id"] == "r5") & (table["step"] == 20), "lr"] = 1.0  # disagrees with its schedule: left out
@@ -179,7 +191,7 @@ def test_a_study_and_its_output_folder_give_sweeps_and_the_loss_curves_of_the_la
 name = "bowl"
 workload = "study_workloads:bowl"
 seeds = [0]
-storage = "sqlite:///{tmp_path / 'bowl.db'}"
+storage = "sqlite:///{tmp_path / "bowl.db"}"
 [fixed]
 steps = 12
 [ladder]

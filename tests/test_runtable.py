@@ -43,7 +43,9 @@ def test_missing_column_names_it(tmp_path, table):
         require_columns(df, ["N", "loss"])
 
 
-@pytest.mark.parametrize("value, kind", [(0.0, "non-positive"), (-1.0, "non-positive"), (np.nan, "missing or non-numeric"), ("abc", "missing or non-numeric")])
+@pytest.mark.parametrize(
+    "value, kind", [(0.0, "non-positive"), (-1.0, "non-positive"), (np.nan, "missing or non-numeric"), ("abc", "missing or non-numeric")]
+)
 def test_non_positive_values_name_row(value, kind, table):
     table = table.astype(object)
     table.loc[1, "loss"] = value

@@ -13,7 +13,14 @@ from scaletune.curves import curve_from_arrays, fit_curves, get_curve_law
 from scaletune.curves.laws import prepare
 from scaletune.errors import ScaletuneError
 from scaletune.schedules import (
-    WSD_SHAPES, ConstantSchedule, FreeSchedule, Schedule, TableSchedule, WSDSchedule, parse_schedule, register_schedule,
+    WSD_SHAPES,
+    ConstantSchedule,
+    FreeSchedule,
+    Schedule,
+    TableSchedule,
+    WSDSchedule,
+    parse_schedule,
+    register_schedule,
     schedule_kinds,
 )
 
@@ -41,12 +48,15 @@ def test_cosine_linear_and_rex_exact_values():
     assert lr("rex:steps=100,lr=1e-3", 50) == pytest.approx(1e-3 * 0.5 / 0.75)
 
 
-@pytest.mark.parametrize("shape, expected", [
-    ("linear", 1e-3 - 0.5 * (1e-3 - 1e-4)),
-    ("1-sqrt", 1e-4 + 0.9e-3 * (1 - math.sqrt(0.5))),
-    ("cosine", 1e-4 + 0.9e-3 * 0.5),
-    ("exp", 1e-3 * 0.1 ** 0.5),
-])
+@pytest.mark.parametrize(
+    "shape, expected",
+    [
+        ("linear", 1e-3 - 0.5 * (1e-3 - 1e-4)),
+        ("1-sqrt", 1e-4 + 0.9e-3 * (1 - math.sqrt(0.5))),
+        ("cosine", 1e-4 + 0.9e-3 * 0.5),
+        ("exp", 1e-3 * 0.1**0.5),
+    ],
+)
 def test_wsd_cooldown_shapes_half_way(shape, expected):
     spec = f"wsd:steps=1000,lr=1e-3,warmup=100,cooldown=0.2,shape={shape},final=0.1"
     s = Schedule.parse(spec)
@@ -57,7 +67,7 @@ def test_wsd_cooldown_shapes_half_way(shape, expected):
 
 
 def test_wsd_decay_start_in_steps_and_two_stage_and_step():
-    assert lr("wsd:steps=24000,lr=3e-4,decay_start=20000,shape=exp,final=0.1", 22000) == pytest.approx(3e-4 * 0.1 ** 0.5)
+    assert lr("wsd:steps=24000,lr=3e-4,decay_start=20000,shape=exp,final=0.1", 22000) == pytest.approx(3e-4 * 0.1**0.5)
     np.testing.assert_allclose(lr("twostage:steps=16000,lr=3e-4,switch=8000,ratio=0.3", [7999, 8000]), [3e-4, 9e-5])
     np.testing.assert_allclose(lr("step:steps=1000,lr=1e-3,milestones=500|750,gamma=0.1", [499, 500, 749, 750]), [1e-3, 1e-4, 1e-4, 1e-5])
 
@@ -70,31 +80,38 @@ def test_power_scheduler_follows_a_n_to_the_minus_b():
     assert s(9999) < s(8999)  # exponential cooldown over the last 10%
 
 
-@pytest.mark.parametrize("spec", [
-    "cosine:steps=24000,lr=0.0003,warmup=2160,final=0.1",
-    "wsd:steps=1000,lr=0.001,cooldown=0.3,shape=1-sqrt",
-    "step:steps=1000,lr=0.001,milestones=500|750",
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "cosine:steps=24000,lr=0.0003,warmup=2160,final=0.1",
+        "wsd:steps=1000,lr=0.001,cooldown=0.3,shape=1-sqrt",
+        "step:steps=1000,lr=0.001,milestones=500|750",
+    ],
+)
 def test_spec_round_trip(spec):
     s = Schedule.parse(spec)
     assert Schedule.parse(s.spec()) == s
     assert len(s.lrs()) == s.steps
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("sawtooth:steps=10,lr=1", "unknown schedule kind 'sawtooth'"),
-    ("cosine:lr=1", "needs steps= and lr="),
-    ("cosine:steps=10,lr=1,warmup=10", r"warmup=10 must be in \[0, steps=10\)"),
-    ("cosine:steps=10,lr=abc", "lr='abc' is not a number"),
-    ("wsd:steps=10,lr=1,shape=exp", "needs final > 0"),
-    ("cosine:steps=10,lr=1,speed=3", "cannot use 'speed=3'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("sawtooth:steps=10,lr=1", "unknown schedule kind 'sawtooth'"),
+        ("cosine:lr=1", "needs steps= and lr="),
+        ("cosine:steps=10,lr=1,warmup=10", r"warmup=10 must be in \[0, steps=10\)"),
+        ("cosine:steps=10,lr=abc", "lr='abc' is not a number"),
+        ("wsd:steps=10,lr=1,shape=exp", "needs final > 0"),
+        ("cosine:steps=10,lr=1,speed=3", "cannot use 'speed=3'"),
+    ],
+)
 def test_bad_specs_name_the_problem(spec, message):
     with pytest.raises(ScaletuneError, match=message):
         Schedule.parse(spec)
 
 
 # --- the registry: every kind round-trips through its spec -------------------------------------------------------
+
 
 def _random_schedules(kind: str, rng: np.random.Generator, n: int = 12) -> list[Schedule]:
     """``n`` valid schedules of ``kind`` with random keys (steps >= 1000, so the 1,000-step comparison is inside)."""
@@ -113,11 +130,22 @@ def _random_schedules(kind: str, rng: np.random.Generator, n: int = 12) -> list[
             start = {"decay_start": int(rng.integers(base["warmup"], steps))} if rng.random() < 0.3 else {"cooldown": cooldown}
             s = Schedule(kind="wsd", shape=shape, final=final if shape != "exp" else max(final, 0.05), **start, **base)
         elif kind == "power":
-            s = Schedule(kind="power", a=float(rng.uniform(0.1, 10)), b=float(rng.uniform(0.2, 0.8)), final=final,
-                         tokens_per_step=float(rng.integers(1, 10000)), cooldown=cooldown, **base)
+            s = Schedule(
+                kind="power",
+                a=float(rng.uniform(0.1, 10)),
+                b=float(rng.uniform(0.2, 0.8)),
+                final=final,
+                tokens_per_step=float(rng.integers(1, 10000)),
+                cooldown=cooldown,
+                **base,
+            )
         elif kind == "step":
-            s = Schedule(kind="step", milestones=tuple(sorted(int(m) for m in rng.integers(1, steps, 3))),
-                         gamma=float(rng.uniform(0.05, 0.9)), **base)
+            s = Schedule(
+                kind="step",
+                milestones=tuple(sorted(int(m) for m in rng.integers(1, steps, 3))),
+                gamma=float(rng.uniform(0.05, 0.9)),
+                **base,
+            )
         elif kind == "twostage":
             s = Schedule(kind="twostage", switch=int(rng.integers(1, steps)), ratio=float(rng.uniform(0.01, 1)), **base)
         elif kind == "free":  # as schedule optimisation writes them: knots from the end of warm-up, rates non-increasing
@@ -164,8 +192,9 @@ def test_the_optimisers_free_spec_parses_back_to_its_rates():
     spec = "free:100=0.001|500=0.0008|900=0.0002|999=1e-05"
     s = parse_schedule(spec, steps=5, lr=3.0, warmup=7)  # a caller's defaults do not apply: the knots give all three
     assert (s.kind, s.steps, s.lr, s.warmup) == ("free", 1000, 1e-3, 100)
-    np.testing.assert_allclose(s([0, 49, 99, 100, 300, 500, 700, 999, 1000, 5000]),
-                               [1e-5, 5e-4, 1e-3, 1e-3, 9e-4, 8e-4, 5e-4, 1e-5, 1e-5, 1e-5], rtol=1e-12)
+    np.testing.assert_allclose(
+        s([0, 49, 99, 100, 300, 500, 700, 999, 1000, 5000]), [1e-5, 5e-4, 1e-3, 1e-3, 9e-4, 8e-4, 5e-4, 1e-5, 1e-5, 1e-5], rtol=1e-12
+    )
     assert parse_schedule(s.spec()) == s and s.spec() == "free:100=0.001|500=0.0008|900=0.0002|999=1e-05"
     with pytest.raises(ScaletuneError, match="'500' is not STEP=RATE"):
         parse_schedule("free:100=0.001|500")
@@ -198,6 +227,7 @@ def test_schedule_with_a_kind_builds_that_kinds_class():
 
 
 # --- a schedule registered outside the package ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True, kw_only=True)
 class InverseSqrt(Schedule):
@@ -239,8 +269,10 @@ def test_a_registered_schedule_drives_a_curve_fit_and_its_prediction(invsqrt):
         steps = np.arange(100, 3001, 50)
         loss, _ = law.evaluate(truth, prepare(parse_schedule(spec).lrs(), 100, steps), options)
         curves.append(curve_from_arrays(f"c{i}", steps, loss, None, spec))
-    assert [c.schedule for c in curves] == ["invsqrt-test:steps=3000,lr=0.001,warmup=100,shift=50.0",
-                                            "invsqrt-test:steps=3000,lr=0.001,warmup=100,shift=2000.0"]
+    assert [c.schedule for c in curves] == [
+        "invsqrt-test:steps=3000,lr=0.001,warmup=100,shift=50.0",
+        "invsqrt-test:steps=3000,lr=0.001,warmup=100,shift=2000.0",
+    ]
     fit = fit_curves(curves, law="annealing", bootstrap=0, cv=False)
     target = "invsqrt-test:steps=6000,lr=1e-3,warmup=100,shift=400"
     by_spec = fit.predict(target, [1000, 6000])

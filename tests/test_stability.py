@@ -10,7 +10,12 @@ import pytest
 
 from scaletune.cli import main
 from scaletune.stability import (
-    analyse_stability, attention_logit_growth, detect, output_logit_divergence, scale_sensitivity, stability_edge,
+    analyse_stability,
+    attention_logit_growth,
+    detect,
+    output_logit_divergence,
+    scale_sensitivity,
+    stability_edge,
 )
 
 
@@ -42,7 +47,7 @@ def test_stable_range_edge_interpolates_the_tolerance_crossing_in_ln_lr():
     # crossing at fraction (2.02 - 2.01) / (2.05 - 2.01) = 0.25 of the ln step from 4e-3 to 8e-3
     r = scale_sensitivity(_sweep([2.1, 2.0, 2.01, 2.05]), l_ref=4.0, tolerance=0.01, bootstrap=0)
     assert r.edge_bracketed
-    assert r.edge == pytest.approx(4e-3 * 2 ** 0.25)
+    assert r.edge == pytest.approx(4e-3 * 2**0.25)
     assert r.edge_tested == 4e-3 and r.range_low == 2e-3
 
 
@@ -71,14 +76,24 @@ def _ladder(edge_exponent=-0.5, qk_factor=None, seeds=2, noise=0.002):
     rng = np.random.default_rng(0)
     rows = []
     for N in (1e6, 4e6, 1.6e7):
-        for qk in ([False] if qk_factor is None else [False, True]):
+        for qk in [False] if qk_factor is None else [False, True]:
             edge = 0.1 * (N / 1e6) ** edge_exponent * (qk_factor if qk else 1)
             for lr in 2.0 ** np.arange(-12, -1):
                 for s in range(seeds):
                     loss = 3 - 0.1 * np.log(N / 1e6) + 0.02 * np.log(lr / 0.025) ** 2 + rng.normal(0, noise)
                     ok = lr < edge
-                    rows.append({"run_id": f"{N:g}/{qk}/{lr:g}/{s}", "N": N, "D": 20 * N, "lr": lr, "seed": s,
-                                 "loss": loss if ok else np.nan, "status": "ok" if ok else "diverged", "qk_norm": qk})
+                    rows.append(
+                        {
+                            "run_id": f"{N:g}/{qk}/{lr:g}/{s}",
+                            "N": N,
+                            "D": 20 * N,
+                            "lr": lr,
+                            "seed": s,
+                            "loss": loss if ok else np.nan,
+                            "status": "ok" if ok else "diverged",
+                            "qk_norm": qk,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -138,8 +153,15 @@ def test_output_logit_detector_threshold_and_drift():
 
 
 def test_detect_matches_curves_by_run_id_and_falls_back_to_summaries():
-    runs = pd.DataFrame({"run_id": ["a", "b", "c"], "lr": [1e-3, 1e-2, 1e-1], "loss": [3.0, 3.1, np.nan],
-                         "status": ["ok", "ok", "diverged"], "attn_logit_max": [np.nan, np.nan, 5e4]})
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "c"],
+            "lr": [1e-3, 1e-2, 1e-1],
+            "loss": [3.0, 3.1, np.nan],
+            "status": ["ok", "ok", "diverged"],
+            "attn_logit_max": [np.nan, np.nan, 5e4],
+        }
+    )
     curves = _curve([2, 4, 5, 8, 12, 20, 40, 60, 80], [0] * 9).assign(run_id="b")
     flags = {f.run_id: f for f in detect(runs, curves)}
     assert flags["a"].attention.source == "missing" and not flags["a"].flagged
@@ -157,8 +179,7 @@ def test_missing_signals_are_reported_not_an_error():
 def test_cli_json_plot_and_bad_input(tmp_path, capsys):
     path = tmp_path / "sweep.csv"
     _ladder(qk_factor=4.0).to_csv(path, index=False)
-    code = main(["stability", str(path), "--target", "N=1e8,D=2e9", "--json", "--bootstrap", "50",
-                 "--plot", str(tmp_path / "s.png")])
+    code = main(["stability", str(path), "--target", "N=1e8,D=2e9", "--json", "--bootstrap", "50", "--plot", str(tmp_path / "s.png")])
     out = capsys.readouterr()
     assert code == 0, out.err
     doc = json.loads(out.out)

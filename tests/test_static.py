@@ -1,5 +1,6 @@
-"""Static checks: ruff with the rule set of pyproject.toml ([tool.ruff]) over src and tests, and mypy on the
-modules [tool.mypy] lists."""
+"""Static checks: ruff with the rule set of pyproject.toml ([tool.ruff]) over src and tests, ruff's formatter
+(the code is formatted: `ruff format src tests benchmarks examples`), and mypy on the modules [tool.mypy]
+lists."""
 
 from __future__ import annotations
 
@@ -15,8 +16,27 @@ RUFF = Path(sys.executable).with_name("ruff")
 
 @pytest.mark.skipif(not RUFF.exists(), reason="ruff is not installed (the dev extra)")
 def test_ruff_check():
-    proc = subprocess.run([str(RUFF), "check", "--no-cache", "--output-format", "concise", "src", "tests"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [str(RUFF), "check", "--no-cache", "--output-format", "concise", "src", "tests"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+@pytest.mark.skipif(not RUFF.exists(), reason="ruff is not installed (the dev extra)")
+def test_ruff_format():
+    proc = subprocess.run(
+        [str(RUFF), "format", "--check", "--no-cache", "src", "tests", "benchmarks", "examples"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 

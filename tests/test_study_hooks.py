@@ -13,10 +13,16 @@ from scaletune.study.results import open_stored_study
 
 
 def study(tmp_path, **over):
-    raw = {"name": "h", "workload": "study_workloads:bowl", "seeds": [0],
-           "storage": {"url": "h.db", "heartbeat": 1, "grace": 10},
-           "fixed": {"steps": 20}, "ladder": {"width": [8], "D": [1e5]},
-           "space": {"lr": {"log": [5e-4, 5.0], "points": 9}}, "strategy": "grid"}
+    raw = {
+        "name": "h",
+        "workload": "study_workloads:bowl",
+        "seeds": [0],
+        "storage": {"url": "h.db", "heartbeat": 1, "grace": 10},
+        "fixed": {"steps": 20},
+        "ladder": {"width": [8], "D": [1e5]},
+        "space": {"lr": {"log": [5e-4, 5.0], "points": 9}},
+        "strategy": "grid",
+    }
     return load_study_config(raw | over, base_dir=tmp_path)
 
 
@@ -40,8 +46,13 @@ def test_curve_pruner_by_name_stops_hopeless_trials_and_keeps_the_best(tmp_path)
 @pytest.mark.slow  # a sweep: ~24 s
 def test_scale_aware_with_the_hparams_narrow_space(tmp_path):
     pytest.importorskip("scaletune.hparams.search")
-    config = study(tmp_path, ladder={"width": [8, 32], "D": [1e5]}, fixed={"steps": 5},
-                   space={"lr": {"log": [1e-4, 1.0]}}, strategy={"name": "scale-aware", "trials": 8})
+    config = study(
+        tmp_path,
+        ladder={"width": [8, 32], "D": [1e5]},
+        fixed={"steps": 5},
+        space={"lr": {"log": [1e-4, 1.0]}},
+        strategy={"name": "scale-aware", "trials": 8},
+    )
     run_study(config, workers=2, progress=False)
     df = export_runs(config)
     assert len(df) == 16 and set(df["status"]) == {"ok"}

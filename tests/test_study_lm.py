@@ -13,13 +13,18 @@ pytest.importorskip("torch")
 
 @pytest.mark.slow  # trains the built-in LM in a sweep
 def test_lm_sweep_records_rows_curves_and_costs(tmp_path):
-    config = load_study_config({
-        "name": "lm", "workload": "lm", "seeds": [0],
-        "fixed": {"batch_size": 1024, "seq_len": 64, "eval_tokens": 2048, "eval_every": 2, "param": "mup"},
-        "ladder": {"width": [32], "depth": [2], "tokens": [8192]},
-        "space": {"lr": {"log": [1e-3, 1e-2], "points": 2}},
-        "strategy": "grid",
-    }, base_dir=tmp_path)
+    config = load_study_config(
+        {
+            "name": "lm",
+            "workload": "lm",
+            "seeds": [0],
+            "fixed": {"batch_size": 1024, "seq_len": 64, "eval_tokens": 2048, "eval_every": 2, "param": "mup"},
+            "ladder": {"width": [32], "depth": [2], "tokens": [8192]},
+            "space": {"lr": {"log": [1e-3, 1e-2], "points": 2}},
+            "strategy": "grid",
+        },
+        base_dir=tmp_path,
+    )
     assert config.rungs[0].scale["N"] == 43168  # counted by the built-in LM (embeddings included)
     result = run_study(config, workers=1, progress=False)
     assert result.complete

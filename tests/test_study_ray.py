@@ -17,8 +17,7 @@ TESTS = Path(__file__).parent
 
 @pytest.fixture
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
     yield
     ray.shutdown()
 
@@ -26,14 +25,19 @@ def local_ray():
 @pytest.mark.slow  # starts Ray: ~55 s
 def test_ray_backend_runs_the_planned_set_once_into_the_same_storage(tmp_path, local_ray):
     log = tmp_path / "runs.jsonl"
-    config = load_study_config({
-        "name": "ray", "workload": "study_workloads:bowl", "seeds": [0],
-        "storage": {"url": "ray.db", "heartbeat": 1, "grace": 10},
-        "fixed": {"steps": 3, "log": str(log)},
-        "ladder": {"width": [8, 16], "D": [1e5]},
-        "space": {"lr": {"log": ["0.05 / width", "5 / width"], "points": 3}},
-        "strategy": "grid",
-    }, base_dir=tmp_path)
+    config = load_study_config(
+        {
+            "name": "ray",
+            "workload": "study_workloads:bowl",
+            "seeds": [0],
+            "storage": {"url": "ray.db", "heartbeat": 1, "grace": 10},
+            "fixed": {"steps": 3, "log": str(log)},
+            "ladder": {"width": [8, 16], "D": [1e5]},
+            "space": {"lr": {"log": ["0.05 / width", "5 / width"], "points": 3}},
+            "strategy": "grid",
+        },
+        base_dir=tmp_path,
+    )
     result = run_study(config, workers=2, backend="ray", progress=False)
     assert result.complete
     df = export_runs(config)

@@ -33,9 +33,19 @@ def bowl_loss(width: float, lr: float, seed: int) -> float:
     return 2.0 + 0.3 / math.log(width) + (0.1 + 3 * math.exp(-4)) * math.log(lr * width / 0.5) ** 2 + 0.001 * seed
 
 
-def toml_file(tmp_path: Path, name: str, storage: str, *, fixed: str = "", strategy: str = 'name = "grid"',
-              space: str = 'lr = { log = ["0.05 / width", "5 / width"], points = 3 }', seeds: str = "[0, 1]",
-              widths: str = "[8, 16]", extra: str = "", steps: int = 5) -> Path:
+def toml_file(
+    tmp_path: Path,
+    name: str,
+    storage: str,
+    *,
+    fixed: str = "",
+    strategy: str = 'name = "grid"',
+    space: str = 'lr = { log = ["0.05 / width", "5 / width"], points = 3 }',
+    seeds: str = "[0, 1]",
+    widths: str = "[8, 16]",
+    extra: str = "",
+    steps: int = 5,
+) -> Path:
     path = tmp_path / f"{name}.toml"
     path.write_text(f"""
 name = "{name}"
@@ -81,8 +91,13 @@ def executions(log: Path) -> collections.Counter:
 
 def sweep_process(path: Path, *args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.Popen([sys.executable, "-m", "scaletune", "sweep", str(path), "--no-progress", *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "scaletune", "sweep", str(path), "--no-progress", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.mark.slow  # a sweep, ~36 s
@@ -102,8 +117,12 @@ def test_grid_sweep_cli_export_and_status(tmp_path, capsys):
     assert (df["N"] == 12 * 2 * df["width"] ** 2).all() and (df["C"] == 6 * df["N"] * df["D"]).all()
     assert set(df.groupby("width")["lr"].nunique()) == {3}
     # export -> the run table `scaletune fit` reads
-    assert main(["export", str(path), "--format", "parquet", "--out", str(tmp_path / "runs.parquet"),
-                 "--curves", str(tmp_path / "curves.csv")]) == 0
+    assert (
+        main(
+            ["export", str(path), "--format", "parquet", "--out", str(tmp_path / "runs.parquet"), "--curves", str(tmp_path / "curves.csv")]
+        )
+        == 0
+    )
     table = read_table(tmp_path / "runs.parquet")
     assert len(table) == 12 and {"N", "D", "C", "loss", "status", "lr", "seed", "run_id"} <= set(table.columns)
     curves = pd.read_csv(tmp_path / "curves.csv")
@@ -127,19 +146,34 @@ def test_grid_sweep_cli_export_and_status(tmp_path, capsys):
 
 @pytest.mark.slow  # a sweep, ~34 s
 def test_outcomes_crash_failure_divergence_are_recorded_and_the_study_goes_on(tmp_path):
-    config = load_study_config(toml_file(
-        tmp_path, "outcomes", "outcomes.db", seeds="[0]", widths="[8]",
-        fixed="crash_lr = 0.5\nfail_lr = 0.2\ndiverge_lr = 0.1",
-        space='lr = { log = [0.01, 1.0], points = 5 }'))  # 0.01, 0.0316, 0.1, 0.316, 1.0
+    config = load_study_config(
+        toml_file(
+            tmp_path,
+            "outcomes",
+            "outcomes.db",
+            seeds="[0]",
+            widths="[8]",
+            fixed="crash_lr = 0.5\nfail_lr = 0.2\ndiverge_lr = 0.1",
+            space="lr = { log = [0.01, 1.0], points = 5 }",
+        )
+    )  # 0.01, 0.0316, 0.1, 0.316, 1.0
     result = run_study(config, workers=2, progress=False)
     assert result.complete
     df = assert_exact(config).sort_values("lr")
     assert list(df["status"]) == ["ok", "ok", "ok", "failed", "failed"]  # 0.1 is not above diverge_lr
     assert df["error"].iloc[3] == "ValueError: learning rate 0.316228 too large for this test"
     assert df["error"].iloc[4] == "worker process died (signal 9)"
-    config2 = load_study_config(toml_file(
-        tmp_path, "diverge", "outcomes.db", seeds="[0]", widths="[8]", fixed="diverge_lr = 0.05",
-        space='lr = { log = [0.01, 1.0], points = 3 }'))
+    config2 = load_study_config(
+        toml_file(
+            tmp_path,
+            "diverge",
+            "outcomes.db",
+            seeds="[0]",
+            widths="[8]",
+            fixed="diverge_lr = 0.05",
+            space="lr = { log = [0.01, 1.0], points = 3 }",
+        )
+    )
     run_study(config2, workers=1, progress=False)
     df2 = assert_exact(config2).sort_values("lr")
     assert list(df2["status"]) == ["ok", "diverged", "diverged"] and df2["loss"].iloc[1:].isna().all()
@@ -147,10 +181,18 @@ def test_outcomes_crash_failure_divergence_are_recorded_and_the_study_goes_on(tm
 
 @pytest.mark.slow  # a sweep, ~15 s
 def test_median_pruner_stops_bad_trials_early(tmp_path):
-    config = load_study_config(toml_file(
-        tmp_path, "prune", "prune.db", seeds="[0]", widths="[8]", steps=8,
-        space='lr = { log = [0.0005, 5.0], points = 9 }',
-        extra="[pruner]\nname = \"median\"\nn_startup_trials = 3\nn_warmup_steps = 2"))
+    config = load_study_config(
+        toml_file(
+            tmp_path,
+            "prune",
+            "prune.db",
+            seeds="[0]",
+            widths="[8]",
+            steps=8,
+            space="lr = { log = [0.0005, 5.0], points = 9 }",
+            extra='[pruner]\nname = "median"\nn_startup_trials = 3\nn_warmup_steps = 2',
+        )
+    )
     run_study(config, workers=1, progress=False)
     df = assert_exact(config)
     curves = export_curves(config)
@@ -165,9 +207,16 @@ def test_median_pruner_stops_bad_trials_early(tmp_path):
 
 @pytest.mark.slow  # a sweep, ~20 s
 def test_tpe_strategy_samples_inside_scale_dependent_ranges(tmp_path):
-    config = load_study_config(toml_file(
-        tmp_path, "tpe", "tpe.db", seeds="[0]", strategy='name = "tpe"\ntrials = 6\nseed = 1',
-        space='lr = { log = ["0.05 / width", "5 / width"] }\nwarmup = { int = [0, 4] }\nopt = { choices = ["a", "b"] }'))
+    config = load_study_config(
+        toml_file(
+            tmp_path,
+            "tpe",
+            "tpe.db",
+            seeds="[0]",
+            strategy='name = "tpe"\ntrials = 6\nseed = 1',
+            space='lr = { log = ["0.05 / width", "5 / width"] }\nwarmup = { int = [0, 4] }\nopt = { choices = ["a", "b"] }',
+        )
+    )
     run_study(config, workers=2, progress=False)
     df = assert_exact(config)
     assert len(df) == 12 and set(df["status"]) == {"ok"}
@@ -184,12 +233,26 @@ def test_sampler_and_pruner_objects_reach_the_worker_processes(tmp_path):
 
     runs = []
     for k in range(2):  # the same study twice, each in its own storage
-        config = load_study_config(toml_file(
-            tmp_path, "objects", f"objects{k}.db", seeds="[0]", widths="[8]", steps=9,
-            strategy='name = "random"\ntrials = 8', space='lr = { log = [0.0005, 5.0] }'))
-        result = run_study(config, workers=1, progress=None, poll=0.2,
-                           sampler=optuna.samplers.TPESampler(seed=3, n_startup_trials=3),
-                           pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3))
+        config = load_study_config(
+            toml_file(
+                tmp_path,
+                "objects",
+                f"objects{k}.db",
+                seeds="[0]",
+                widths="[8]",
+                steps=9,
+                strategy='name = "random"\ntrials = 8',
+                space="lr = { log = [0.0005, 5.0] }",
+            )
+        )
+        result = run_study(
+            config,
+            workers=1,
+            progress=None,
+            poll=0.2,
+            sampler=optuna.samplers.TPESampler(seed=3, n_startup_trials=3),
+            pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3),
+        )
         assert result.complete
         runs.append(assert_exact(config).sort_values("trial"))
     first, second = runs
@@ -211,8 +274,18 @@ def test_sampler_and_pruner_objects_reach_the_worker_processes(tmp_path):
 def test_a_sampler_object_that_does_not_pickle_is_refused_before_anything_runs(tmp_path):
     import optuna
 
-    config = load_study_config(toml_file(tmp_path, "nopickle", "nopickle.db", seeds="[0]", widths="[8]",
-                                         strategy='name = "random"\ntrials = 2', space='lr = { log = [0.01, 1.0] }'))
+    config = load_study_config(
+        toml_file(
+            tmp_path,
+            "nopickle",
+            "nopickle.db",
+            seeds="[0]",
+            widths="[8]",
+            strategy='name = "random"\ntrials = 2',
+            space="lr = { log = [0.01, 1.0] }",
+        )
+    )
+
     class LocalSampler(optuna.samplers.RandomSampler):  # a class defined in a function: pickle cannot find it
         pass
 
@@ -224,10 +297,17 @@ def test_a_sampler_object_that_does_not_pickle_is_refused_before_anything_runs(t
 
 @pytest.mark.slow  # a sweep, ~14 s
 def test_scale_aware_rungs_run_in_order_inside_narrowed_ranges(tmp_path):
-    config = load_study_config(toml_file(
-        tmp_path, "aware", "aware.db", seeds="[0]", widths="[8, 32]",
-        strategy='name = "scale-aware"\ntrials = 4\nnarrow = "study_workloads:narrow_around_best"',
-        space='lr = { log = [0.0001, 1.0] }'))
+    config = load_study_config(
+        toml_file(
+            tmp_path,
+            "aware",
+            "aware.db",
+            seeds="[0]",
+            widths="[8, 32]",
+            strategy='name = "scale-aware"\ntrials = 4\nnarrow = "study_workloads:narrow_around_best"',
+            space="lr = { log = [0.0001, 1.0] }",
+        )
+    )
     run_study(config, workers=2, progress=False)
     df = assert_exact(config)
     stored = open_stored_study(config)
@@ -268,8 +348,9 @@ def test_changed_study_file_under_the_same_name_is_refused(tmp_path, capsys):
 @pytest.mark.slow
 def test_sigkill_mid_sweep_then_resume_keeps_finished_and_reruns_only_unfinished(tmp_path):
     log = tmp_path / "runs.jsonl"
-    path = toml_file(tmp_path, "kill", "kill.db", fixed=f'log = "{log}"\nsleep = 0.08',
-                     space='lr = { log = ["0.05 / width", "5 / width"], points = 4 }')  # 16 trials of ~0.4 s
+    path = toml_file(
+        tmp_path, "kill", "kill.db", fixed=f'log = "{log}"\nsleep = 0.08', space='lr = { log = ["0.05 / width", "5 / width"], points = 4 }'
+    )  # 16 trials of ~0.4 s
     config = load_study_config(path)
     proc = sweep_process(path, "--workers", "2")
     deadline = time.monotonic() + 120
@@ -323,8 +404,9 @@ def test_sigkill_mid_sweep_then_resume_keeps_finished_and_reruns_only_unfinished
 
 def _concurrent_sweeps(tmp_path: Path, storage: str, name: str) -> None:
     log = tmp_path / f"{name}.jsonl"
-    path = toml_file(tmp_path, name, storage, fixed=f'log = "{log}"\nsleep = 0.02',
-                     space='lr = { log = ["0.05 / width", "5 / width"], points = 4 }')  # 16 trials
+    path = toml_file(
+        tmp_path, name, storage, fixed=f'log = "{log}"\nsleep = 0.02', space='lr = { log = ["0.05 / width", "5 / width"], points = 4 }'
+    )  # 16 trials
     procs = [sweep_process(path, "--workers", "2") for _ in range(2)]
     outs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
@@ -363,8 +445,14 @@ def test_journal_file_storage_with_live_progress(tmp_path, capsys):
 @pytest.mark.slow  # a sweep, ~22 s
 def test_budget_caps_stop_claiming_and_a_later_call_finishes_the_plan(tmp_path):
     # 1 rung x 6 trials; each trial's C = 6 N D = 6 * 1536 * 1e5 = 9.216e8 FLOPs
-    path = toml_file(tmp_path, "budget", "budget.db", widths="[8]", fixed="sleep = 0.3",  # 1.5 s per trial
-                     extra="[budget]\nflops = 2.5e9")
+    path = toml_file(
+        tmp_path,
+        "budget",
+        "budget.db",
+        widths="[8]",
+        fixed="sleep = 0.3",  # 1.5 s per trial
+        extra="[budget]\nflops = 2.5e9",
+    )
     config = load_study_config(path)
     result = run_study(config, workers=1, progress=False)
     done = sum(r.done for r in result.rungs)

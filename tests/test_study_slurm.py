@@ -25,8 +25,10 @@ from scaletune.study.slurm import JOB_PREFIX, slurm_jobs
 pytest.importorskip("submitit")
 TESTS = Path(__file__).parent
 PG_URL = os.environ.get("SCALETUNE_TEST_POSTGRES_URL")
-needs_slurm = pytest.mark.skipif(not os.environ.get("SCALETUNE_TEST_SLURM") or shutil.which("sinfo") is None,
-                                 reason="needs a Slurm cluster: source .ci/slurm.sh (sets SCALETUNE_TEST_SLURM=1)")
+needs_slurm = pytest.mark.skipif(
+    not os.environ.get("SCALETUNE_TEST_SLURM") or shutil.which("sinfo") is None,
+    reason="needs a Slurm cluster: source .ci/slurm.sh (sets SCALETUNE_TEST_SLURM=1)",
+)
 
 
 # A training script of the command workload: 3 steps of 1.5 s, each reporting its validation loss as a JSON
@@ -42,16 +44,15 @@ for step in (1, 2, 3):
 """
 
 
-def study_file(tmp_path: Path, storage: str, slurm: str = "", name: str | None = None, sleep: float = 1.0,
-               command: bool = False) -> Path:
+def study_file(tmp_path: Path, storage: str, slurm: str = "", name: str | None = None, sleep: float = 1.0, command: bool = False) -> Path:
     """12 trials (2 widths x 6 learning rates): of the `bowl` workload, 3 steps of ``sleep`` seconds each,
     or with ``command`` of TRIAL_SCRIPT run as a command."""
     name = name or f"sl{uuid.uuid4().hex[:8]}"  # unique: PostgreSQL is shared between test runs
     path = tmp_path / "study.toml"
     (tmp_path / "trial.py").write_text(TRIAL_SCRIPT)
-    workload = ('[workload]\n        command = "{python} trial.py {lr} {width}"' if command
-                else 'workload = "study_workloads:bowl"')
-    path.write_text(textwrap.dedent(f"""
+    workload = '[workload]\n        command = "{python} trial.py {lr} {width}"' if command else 'workload = "study_workloads:bowl"'
+    path.write_text(
+        textwrap.dedent(f"""
         name = "{name}"
         {workload}
         [storage]
@@ -69,9 +70,10 @@ def study_file(tmp_path: Path, storage: str, slurm: str = "", name: str | None =
         [strategy]
         name = "grid"
         [slurm]
-        folder = "{tmp_path / 'slurm'}"
+        folder = "{tmp_path / "slurm"}"
         {slurm}
-        """))
+        """)
+    )
     return path
 
 
@@ -93,32 +95,37 @@ def one_error_line(proc) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("table, field, value", [
-    ('time = 90', "time", 90),
-    ('time = "01:30:00"', "time", 90),
-    ('time = "2-00:00:30"', "time", 2 * 24 * 60 + 1),
-    ('mem = "16G"', "mem_mb", 16384),
-    ('mem = "500M"', "mem_mb", 500),
-    ('mem = 0.5', "mem_mb", 512),
-    ('jobs = 8', "jobs", 8),
-    ('setup = ["source venv/bin/activate", "module load cuda"]', "setup",
-     ("source venv/bin/activate", "module load cuda")),
-])
+@pytest.mark.parametrize(
+    "table, field, value",
+    [
+        ("time = 90", "time", 90),
+        ('time = "01:30:00"', "time", 90),
+        ('time = "2-00:00:30"', "time", 2 * 24 * 60 + 1),
+        ('mem = "16G"', "mem_mb", 16384),
+        ('mem = "500M"', "mem_mb", 500),
+        ("mem = 0.5", "mem_mb", 512),
+        ("jobs = 8", "jobs", 8),
+        ('setup = ["source venv/bin/activate", "module load cuda"]', "setup", ("source venv/bin/activate", "module load cuda")),
+    ],
+)
 def test_slurm_table_values(tmp_path, table, field, value):
     spec = load_study_config(study_file(tmp_path, "j.log", table)).slurm
     assert getattr(spec, field) == value
     assert spec.folder == str(tmp_path / "slurm")
 
 
-@pytest.mark.parametrize("table, key", [
-    ('partiton = "gpu"', "'partiton' (did you mean 'partition'?)"),
-    ('time = "90 minutes"', "slurm.time"),
-    ('time = 0', "slurm.time"),
-    ('mem = "lots"', "slurm.mem"),
-    ('jobs = 0', "slurm.jobs"),
-    ('gpus_per_node = -1', "slurm.gpus_per_node"),
-    ('setup = [1, 2]', "slurm.setup"),
-])
+@pytest.mark.parametrize(
+    "table, key",
+    [
+        ('partiton = "gpu"', "'partiton' (did you mean 'partition'?)"),
+        ('time = "90 minutes"', "slurm.time"),
+        ("time = 0", "slurm.time"),
+        ('mem = "lots"', "slurm.mem"),
+        ("jobs = 0", "slurm.jobs"),
+        ("gpus_per_node = -1", "slurm.gpus_per_node"),
+        ("setup = [1, 2]", "slurm.setup"),
+    ],
+)
 def test_slurm_table_errors_name_the_key(tmp_path, table, key):
     with pytest.raises(ScaletuneError) as err:
         load_study_config(study_file(tmp_path, "j.log", table))
@@ -170,8 +177,9 @@ def test_unknown_partition_is_one_line_and_submits_nothing(tmp_path):
     proc = cli("sweep", str(path), "--backend", "slurm", "--no-progress")
     assert "partition" in one_error_line(proc)
     stored = open_stored_study(load_study_config(path))
-    assert not [k for k in stored.storage.get_study_user_attrs(
-        stored.storage.get_study_id_from_name(stored.name)) if k.startswith(JOB_PREFIX)]
+    assert not [
+        k for k in stored.storage.get_study_user_attrs(stored.storage.get_study_id_from_name(stored.name)) if k.startswith(JOB_PREFIX)
+    ]
 
 
 @pytest.mark.slow
@@ -236,8 +244,11 @@ def test_twelve_command_trials_three_jobs_driver_killed_and_a_job_cancelled_then
     # the cancelled job's trial was given back and ran again
     again = {(t.user_attrs["rung"], t.number): t for t in trials}[(victim.user_attrs["rung"], victim.number)]
     assert again.state.name == "FAIL" and "status" not in again.user_attrs
-    assert [t.user_attrs["slot"] for t in trials if t.user_attrs.get("retry_of") == victim.number
-            and t.user_attrs["rung"] == victim.user_attrs["rung"]] == [victim.user_attrs["slot"]]
+    assert [
+        t.user_attrs["slot"]
+        for t in trials
+        if t.user_attrs.get("retry_of") == victim.number and t.user_attrs["rung"] == victim.user_attrs["rung"]
+    ] == [victim.user_attrs["slot"]]
 
     jobs = {j.job_id: j for j in slurm_jobs(stored)}
     assert job in jobs and jobs[job].state == "CANCELLED" and jobs[job].running == []
@@ -255,4 +266,3 @@ def test_shared_storage_check(tmp_path):
     with pytest.raises(ScaletuneError):
         require_shared(f"sqlite:///{tmp_path}/a.db", "ray", "ray://10.1.2.3:10001")
     require_shared(f"sqlite:///{tmp_path}/a.db", "ray", None)  # a local Ray instance shares this disk
-

@@ -8,8 +8,7 @@ from scaletune.train import run_lm
 from scaletune.train.device import autocast_settings, resolve_device
 from scaletune.train.trainer import RunConfig
 
-TINY = {"width": 32, "depth": 2, "tokens": 8 * 1024, "lr": 1e-2, "batch_size": 1024, "seq_len": 64,
-        "eval_tokens": 2048}
+TINY = {"width": 32, "depth": 2, "tokens": 8 * 1024, "lr": 1e-2, "batch_size": 1024, "seq_len": 64, "eval_tokens": 2048}
 
 
 def available(monkeypatch, cuda: int, mps: bool):
@@ -40,15 +39,27 @@ def test_explicit_devices_must_exist(monkeypatch):
     RunConfig.from_dict({**TINY, "device": "cuda:0"})  # planned on a machine without one: fine until it runs
 
 
-@pytest.mark.parametrize("device, precision, width, enabled", [
-    ("cuda", "auto", 32, True), ("cuda", "fp32", 1024, False), ("cuda", "bf16", 32, True),
-    ("cpu", "auto", 64, False), ("cpu", "auto", 128, True), ("cpu", "fp32", 256, False), ("cpu", "bf16", 32, True),
-    ("mps", "auto", 1024, False), ("mps", "bf16", 64, True),
-])
+@pytest.mark.parametrize(
+    "device, precision, width, enabled",
+    [
+        ("cuda", "auto", 32, True),
+        ("cuda", "fp32", 1024, False),
+        ("cuda", "bf16", 32, True),
+        ("cpu", "auto", 64, False),
+        ("cpu", "auto", 128, True),
+        ("cpu", "fp32", 256, False),
+        ("cpu", "bf16", 32, True),
+        ("mps", "auto", 1024, False),
+        ("mps", "bf16", 64, True),
+    ],
+)
 def test_autocast_rule(device, precision, width, enabled):
     assert autocast_settings(device, precision, width) == (torch.bfloat16, enabled)
     assert RunConfig.from_dict({**TINY, "width": width, "precision": precision}).autocast(device) == {
-        "device_type": device, "dtype": torch.bfloat16, "enabled": enabled}
+        "device_type": device,
+        "dtype": torch.bfloat16,
+        "enabled": enabled,
+    }
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")

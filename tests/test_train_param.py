@@ -55,11 +55,11 @@ def test_completep_depth_rules_and_branch_multipliers():
     rows = {r["name"]: r for r in plan.table(lr=1e-2, eps=1e-8)}
     m, l, a = 2.0, 2.0, 0.5
     assert rows["blocks.3.attn.qkv.weight"]["lr"] == pytest.approx(1e-2 / m * l ** (a - 1))
-    assert rows["blocks.3.attn.qkv.weight"]["eps"] == pytest.approx(1e-8 / m * l ** -a)
+    assert rows["blocks.3.attn.qkv.weight"]["eps"] == pytest.approx(1e-8 / m * l**-a)
     assert rows["blocks.0.norm1.weight"]["lr"] == pytest.approx(1e-2 * l ** (a - 1))
     assert rows["norm.weight"]["lr"] == 1e-2 and rows["tok_emb.weight"]["lr"] == 1e-2
-    assert rows["blocks.2.mlp.down.weight"]["out_mult"] == pytest.approx(l ** -a)
-    assert rows["blocks.2.attn.out.weight"]["out_mult"] == pytest.approx(l ** -a)
+    assert rows["blocks.2.mlp.down.weight"]["out_mult"] == pytest.approx(l**-a)
+    assert rows["blocks.2.attn.out.weight"]["out_mult"] == pytest.approx(l**-a)
     assert rows["blocks.2.attn.qkv.weight"]["out_mult"] == 1.0
     with pytest.raises(ScaletuneError, match="alpha"):
         make_plan(model, "completep", width=64, depth=4, alpha=0.3)
@@ -82,8 +82,14 @@ def test_arbitrary_model_roles_inferred_and_overridden():
     mlp = nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 3))
     plan = make_plan(mlp, "mup", width=64, base_width=16)
     roles = {n: i.role for n, i in plan.params.items()}
-    assert roles == {"0.weight": "input", "0.bias": "vector", "2.weight": "hidden", "2.bias": "vector",
-                     "4.weight": "readout", "4.bias": "vector"}
+    assert roles == {
+        "0.weight": "input",
+        "0.bias": "vector",
+        "2.weight": "hidden",
+        "2.bias": "vector",
+        "4.weight": "readout",
+        "4.bias": "vector",
+    }
     assert plan.multipliers == {"4": 0.25}
     forced = make_plan(mlp, "mup", width=64, base_width=16, roles={r"^2\.weight$": "readout"})
     assert forced.params["2.weight"].role == "readout"
@@ -229,8 +235,7 @@ def test_coord_check_catches_a_broken_mup(monkeypatch, fault, kind):
     def broken_build(cfg):
         model, plan = real(cfg)
         if fault == "hidden_lr":
-            plan.params = {n: dataclasses.replace(i, lr_mult=1.0) if i.role == "hidden" else i
-                           for n, i in plan.params.items()}
+            plan.params = {n: dataclasses.replace(i, lr_mult=1.0) if i.role == "hidden" else i for n, i in plan.params.items()}
         else:
             plan.multipliers = {k: 1.0 for k in plan.multipliers}
             plan.attach(model)
@@ -245,8 +250,7 @@ def test_coord_check_catches_a_broken_mup(monkeypatch, fault, kind):
 def test_depth_coord_check_flat_under_completep_growing_under_mup():
     # the final residual stream after 5 steps at width 64, depths 2..16; measured: muP +1.02, CompleteP -0.01
     kw = dict(steps=5, axis="depth", config={"batch_size": 512, "seq_len": 64, "width": 64, "lr": 2e-3})
-    last = {p: coord_check((2, 4, 8, 16), p, **kw).slopes().set_index("layer").loc["blocks.-1", "slope"]
-            for p in ("mup", "completep")}
+    last = {p: coord_check((2, 4, 8, 16), p, **kw).slopes().set_index("layer").loc["blocks.-1", "slope"] for p in ("mup", "completep")}
     assert abs(last["completep"]) < 0.07
     assert last["mup"] > 0.5
 
@@ -268,10 +272,10 @@ def test_completep_branch_out_pattern_reaches_non_linear_modules():
         def forward(self, x):
             return x + self.c_proj(torch.relu(self.c_fc(x)))
 
-    model = nn.ModuleDict({"wte": nn.Embedding(10, 16), "h": nn.ModuleList([Block() for _ in range(4)]),
-                           "lm_head": nn.Linear(16, 10, bias=False)})
-    plan = parameterize(model, "completep", width=16, base_width=16, depth=4, base_depth=1, alpha=1.0,
-                        branch_out=r"\.c_proj$")
+    model = nn.ModuleDict(
+        {"wte": nn.Embedding(10, 16), "h": nn.ModuleList([Block() for _ in range(4)]), "lm_head": nn.Linear(16, 10, bias=False)}
+    )
+    plan = parameterize(model, "completep", width=16, base_width=16, depth=4, base_depth=1, alpha=1.0, branch_out=r"\.c_proj$")
     assert {k: v for k, v in plan.multipliers.items() if k != "lm_head"} == {f"h.{i}.c_proj": 0.25 for i in range(4)}
     x = torch.randn(3, 64)
     assert torch.allclose(model["h"][2].c_proj(x), x @ model["h"][2].c_proj.weight * 0.25)

@@ -8,14 +8,31 @@ from scaletune.errors import ScaletuneError
 from scaletune.train import count_params, run_lm
 from scaletune.train.model import LMConfig, TransformerLM
 
-TINY = {"width": 32, "depth": 2, "tokens": 24 * 1024, "lr": 1e-2, "batch_size": 1024, "seq_len": 64,
-        "eval_tokens": 4096}
+TINY = {"width": 32, "depth": 2, "tokens": 24 * 1024, "lr": 1e-2, "batch_size": 1024, "seq_len": 64, "eval_tokens": 4096}
 
 
 def test_run_lm_returns_a_run_table_row_and_learns():
     row = run_lm(TINY)
-    for key in ("N", "N_nonembed", "D", "C", "width", "depth", "heads", "lr", "batch_size", "schedule", "warmup",
-                "param", "seed", "loss", "status", "seconds", "tokens_per_s", "curve"):
+    for key in (
+        "N",
+        "N_nonembed",
+        "D",
+        "C",
+        "width",
+        "depth",
+        "heads",
+        "lr",
+        "batch_size",
+        "schedule",
+        "warmup",
+        "param",
+        "seed",
+        "loss",
+        "status",
+        "seconds",
+        "tokens_per_s",
+        "curve",
+    ):
         assert key in row
     assert row["status"] == "ok"
     assert row["D"] == 24 * 1024 and row["C"] == 6 * row["N"] * row["D"]
@@ -65,12 +82,22 @@ def test_a_spike_that_recovers_is_not_a_divergence():
     assert row["status"] == "ok" and row["loss"] < 4.0
 
 
-@pytest.mark.parametrize("bad, word", [
-    ({"lr": -1}, "lr"), ({"batch_size": 1000}, "multiple of seq_len"), ({"learning_rate": 1}, "learning_rate"),
-    ({"param": "ntk"}, "ntk"), ({"schedule": "zigzag"}, "zigzag"), ({"width": 48, "heads": 5}, "divisible"),
-    ({"tokens": 10}, "less than one batch"), ({"schedule": "cosine:steps=5"}, "leave them out"),
-    ({"param": "completep", "alpha": 0.2}, "alpha"), ({"optimizer": "lion"}, "lion"), ({"width": "wide"}, "width"),
-])
+@pytest.mark.parametrize(
+    "bad, word",
+    [
+        ({"lr": -1}, "lr"),
+        ({"batch_size": 1000}, "multiple of seq_len"),
+        ({"learning_rate": 1}, "learning_rate"),
+        ({"param": "ntk"}, "ntk"),
+        ({"schedule": "zigzag"}, "zigzag"),
+        ({"width": 48, "heads": 5}, "divisible"),
+        ({"tokens": 10}, "less than one batch"),
+        ({"schedule": "cosine:steps=5"}, "leave them out"),
+        ({"param": "completep", "alpha": 0.2}, "alpha"),
+        ({"optimizer": "lion"}, "lion"),
+        ({"width": "wide"}, "width"),
+    ],
+)
 def test_bad_configs_name_the_problem(bad, word):
     with pytest.raises(ScaletuneError, match=word):
         run_lm({**TINY, **bad})
@@ -85,12 +112,15 @@ def test_param_counts_match_the_model():
         assert count_params(cfg) == {"N": total, "N_nonembed": total - embed}
 
 
-@pytest.mark.parametrize("extra", [
-    {"param": "completep", "depth": 3, "alpha": 0.5, "base_depth": 2},
-    {"param": "sp", "optimizer": "sgd", "lr": 0.3},
-    {"tied": True, "mlp": "swiglu", "qk_norm": True, "z_loss": 1e-4, "schedule": "wsd:cooldown=0.3,shape=1-sqrt"},
-    {"width": 128, "heads": 2, "precision": "auto", "schedule": "power:a=0.5,b=0.3,tokens_per_step=1024"},
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"param": "completep", "depth": 3, "alpha": 0.5, "base_depth": 2},
+        {"param": "sp", "optimizer": "sgd", "lr": 0.3},
+        {"tied": True, "mlp": "swiglu", "qk_norm": True, "z_loss": 1e-4, "schedule": "wsd:cooldown=0.3,shape=1-sqrt"},
+        {"width": 128, "heads": 2, "precision": "auto", "schedule": "power:a=0.5,b=0.3,tokens_per_step=1024"},
+    ],
+)
 def test_variants_train(extra):
     row = run_lm({**TINY, "tokens": 12 * 1024, "eval_every": 100, **extra})
     assert row["status"] == "ok" and row["loss"] < 5.0

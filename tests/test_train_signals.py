@@ -14,8 +14,7 @@ from scaletune.train.signals import PROBE_SEQUENCES, SPIKE_THRESHOLD, SPIKE_WIND
 from scaletune.train.trainer import RunConfig, build_lm, make_optimizer
 
 # width 32 under muP with base width 64: readout multiplier 1/m = 2, attention scale sqrt(32/2)/16 (heads fixed)
-TINY = {"width": 32, "depth": 2, "heads": 2, "tokens": 2 * 128, "lr": 1e-2, "batch_size": 128, "seq_len": 32,
-        "eval_tokens": 256}
+TINY = {"width": 32, "depth": 2, "heads": 2, "tokens": 2 * 128, "lr": 1e-2, "batch_size": 128, "seq_len": 32, "eval_tokens": 256}
 
 
 def rms_norm(h, weight, eps=1e-6):

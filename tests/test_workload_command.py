@@ -27,15 +27,20 @@ TESTS = Path(__file__).parent
 
 def script(tmp_path: Path, body: str, name: str = "train.py") -> Path:
     path = tmp_path / name
-    path.write_text("import json, math, os, signal, subprocess, sys, time\n"
-                    "from scaletune import reporting\n" + textwrap.dedent(body))
+    path.write_text("import json, math, os, signal, subprocess, sys, time\nfrom scaletune import reporting\n" + textwrap.dedent(body))
     return path
 
 
 def study(tmp_path: Path, command: str, **over) -> dict:
-    raw = {"name": "cmd", "workload": {"command": command, "kill_grace": 0.5},
-           "storage": "cmd.db", "seeds": [0], "ladder": {"width": [8], "D": [1e5]},
-           "space": {"lr": {"log": [1e-3, 1e-2], "points": 2}}, "strategy": "grid"}
+    raw = {
+        "name": "cmd",
+        "workload": {"command": command, "kill_grace": 0.5},
+        "storage": "cmd.db",
+        "seeds": [0],
+        "ladder": {"width": [8], "D": [1e5]},
+        "space": {"lr": {"log": [1e-3, 1e-2], "points": 2}},
+        "strategy": "grid",
+    }
     for key, value in over.items():
         raw[key] = {**raw[key], **value} if isinstance(value, dict) and isinstance(raw.get(key), dict) else value
     return raw
@@ -74,7 +79,9 @@ PY = "{python} train.py"
 
 @pytest.mark.slow  # a sweep of commands: ~13 s
 def test_values_reach_the_command_line_the_environment_and_the_json_config(tmp_path):
-    script(tmp_path, """
+    script(
+        tmp_path,
+        """
         seen = {"argv": sys.argv[1:], "config": json.load(open(os.environ["SCALETUNE_CONFIG"])),
                 "env": {k: v for k, v in os.environ.items() if k.startswith("SCALETUNE_")}, "cwd": os.getcwd()}
         json.dump(seen, open(os.path.join(os.environ["SCALETUNE_TRIAL_DIR"], "seen.json"), "w"))
@@ -82,9 +89,11 @@ def test_values_reach_the_command_line_the_environment_and_the_json_config(tmp_p
         for step in (1, 2, 3):
             reporting.report(step, 5.0 - step, tokens=step * 1000, lr=float(sys.argv[1].split("=")[1]))
         reporting.report_final(1.5, N=1234, N_nonembed=1000)
-    """)
-    raw = study(tmp_path, PY + " --lr={lr} --width={width} --tokens={D} --seed={seed} --gpus={gpus} --tag={tag}",
-                fixed={"tag": "a b'c; rm -rf x"})
+    """,
+    )
+    raw = study(
+        tmp_path, PY + " --lr={lr} --width={width} --tokens={D} --seed={seed} --gpus={gpus} --tag={tag}", fixed={"tag": "a b'c; rm -rf x"}
+    )
     config, df = sweep(tmp_path, raw)
     assert list(df["status"]) == ["ok", "ok"] and list(df["loss"]) == [1.5, 1.5]
     assert list(df["N"]) == [1234, 1234] and list(df["N_nonembed"]) == [1000, 1000]
@@ -93,14 +102,18 @@ def test_values_reach_the_command_line_the_environment_and_the_json_config(tmp_p
         trial_dir = Path(row.workdir)
         assert trial_dir.parent == tmp_path / "cmd-runs"  # default workdir: NAME-runs next to the study file
         seen = json.loads((trial_dir / "seen.json").read_text())
-        assert seen["argv"] == [f"--lr={row.lr}", "--width=8", "--tokens=100000", "--seed=0", "--gpus=0",
-                                "--tag=a b'c; rm -rf x"]
+        assert seen["argv"] == [f"--lr={row.lr}", "--width=8", "--tokens=100000", "--seed=0", "--gpus=0", "--tag=a b'c; rm -rf x"]
         assert seen["cwd"] == str(tmp_path)
-        assert seen["config"] == {"width": 8, "D": 100000, "lr": row.lr, "seed": 0, "threads": 1,
-                                  "tag": "a b'c; rm -rf x", "gpus": 0}
+        assert seen["config"] == {"width": 8, "D": 100000, "lr": row.lr, "seed": 0, "threads": 1, "tag": "a b'c; rm -rf x", "gpus": 0}
         env = seen["env"]
-        assert (env["SCALETUNE_LR"], env["SCALETUNE_WIDTH"], env["SCALETUNE_D"], env["SCALETUNE_SEED"],
-                env["SCALETUNE_GPUS"], env["SCALETUNE_TAG"]) == (str(row.lr), "8", "100000", "0", "0", "a b'c; rm -rf x")
+        assert (
+            env["SCALETUNE_LR"],
+            env["SCALETUNE_WIDTH"],
+            env["SCALETUNE_D"],
+            env["SCALETUNE_SEED"],
+            env["SCALETUNE_GPUS"],
+            env["SCALETUNE_TAG"],
+        ) == (str(row.lr), "8", "100000", "0", "0", "a b'c; rm -rf x")
         assert env["SCALETUNE_METRICS"] == str(trial_dir / "metrics.jsonl")
         assert (trial_dir / "stdout.log").read_text() == "hello from the script\n"
     curves = export_curves(config)
@@ -112,12 +125,15 @@ def test_values_reach_the_command_line_the_environment_and_the_json_config(tmp_p
 
 
 def test_malformed_metric_lines_are_counted_and_never_fatal(tmp_path):
-    script(tmp_path, """
+    script(
+        tmp_path,
+        """
         with open(os.environ["SCALETUNE_METRICS"], "a") as fh:
             fh.write('{"step": 1, "loss": 3.0}\\n' 'garbage\\n' '[1, 2]\\n' '{"step": 2}\\n'
                      '{"step": "x", "loss": 1}\\n' '\\n' '{"step": 2, "loss": 2.5}\\n' '{"final": 7}\\n'
                      '{"final": {"loss": "x"}}\\n' '{"final": {"N": 5, "status": "diverged", "error": "mine"}}\\n')
-    """)
+    """,
+    )
     _, df = sweep(tmp_path, study(tmp_path, PY))
     assert list(df["status"]) == ["ok", "ok"] and list(df["loss"]) == [2.5, 2.5] and list(df["N"]) == [5, 5]
     assert list(df["bad_metric_lines"]) == [6, 6] and df["error"].isna().all()  # the sweep's keys are its own
@@ -125,13 +141,16 @@ def test_malformed_metric_lines_are_counted_and_never_fatal(tmp_path):
 
 @pytest.mark.slow  # a sweep of commands: ~12 s
 def test_regex_metrics_over_stdout(tmp_path):
-    script(tmp_path, """
+    script(
+        tmp_path,
+        """
         print("loading data...")
         for step in (10, 20, 30):
             print(f"iter {step} | lr 0.001 | loss {4 - step / 10:.2f}", flush=True)
         print("iter 40 | lr 0.001 | loss oops")
         print("done")
-    """)
+    """,
+    )
     raw = study(tmp_path, PY, workload={"metrics": {"regex": r"iter (?P<step>\d+) \| lr (?P<lr>\S+) \| loss (?P<loss>\S+)"}})
     config, df = sweep(tmp_path, raw)
     assert list(df["status"]) == ["ok", "ok"] and list(df["loss"]) == [1.0, 1.0]
@@ -142,7 +161,9 @@ def test_regex_metrics_over_stdout(tmp_path):
 
 def test_pruning_kills_the_whole_process_group(tmp_path):
     """The pruned script and the child it spawned both ignore SIGTERM: SIGKILL after kill_grace ends both."""
-    script(tmp_path, """
+    script(
+        tmp_path,
+        """
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
         json.dump([os.getpid(), child.pid], open(os.path.join(os.environ["SCALETUNE_TRIAL_DIR"], "pids.json"), "w"))
@@ -153,7 +174,8 @@ def test_pruning_kills_the_whole_process_group(tmp_path):
             time.sleep(0.02 if good else 0.2)
         child.kill()
         reporting.report_final(1.0 if good else 5.0)
-    """)
+    """,
+    )
     raw = study(tmp_path, PY, pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0})
     config, df = sweep(tmp_path, raw)
     assert list(df["status"]) == ["ok", "pruned"] and df["loss"][1] == 5.0
@@ -165,7 +187,9 @@ def test_pruning_kills_the_whole_process_group(tmp_path):
 
 @pytest.mark.slow  # a sweep of commands: ~12 s
 def test_timeout_failure_and_divergence(tmp_path):
-    script(tmp_path, """
+    script(
+        tmp_path,
+        """
         kind = os.environ["SCALETUNE_KIND"]
         json.dump(os.getpid(), open(os.path.join(os.environ["SCALETUNE_TRIAL_DIR"], "pid.json"), "w"))
         reporting.report(1, 3.0)
@@ -178,9 +202,9 @@ def test_timeout_failure_and_divergence(tmp_path):
         if kind == "nan":
             reporting.report(2, float("nan"))
             time.sleep(120)
-    """)
-    raw = study(tmp_path, PY, workload={"timeout": 1},
-                space={"lr": {"fixed": 0.01}, "kind": {"choices": ["hang", "fail", "nan"]}})
+    """,
+    )
+    raw = study(tmp_path, PY, workload={"timeout": 1}, space={"lr": {"fixed": 0.01}, "kind": {"choices": ["hang", "fail", "nan"]}})
     config, df = sweep(tmp_path, raw)
     rows = {row.kind: row for row in df.itertuples()}
     attrs = {t.params["kind"]: t.user_attrs for t in trials(config)}
@@ -195,14 +219,18 @@ def test_timeout_failure_and_divergence(tmp_path):
 
 @pytest.mark.slow  # a sweep of commands: ~19 s
 def test_gpu_sets_are_disjoint_between_concurrent_workers(tmp_path):
-    script(tmp_path, """
+    script(
+        tmp_path,
+        """
         t0 = time.time()
         time.sleep(0.3)
         reporting.report_final(1.0, cuda=os.environ.get("CUDA_VISIBLE_DEVICES"), gpus=int(sys.argv[1]),
                                t0=t0, t1=time.time())
-    """)
-    raw = study(tmp_path, PY + " {gpus}", resources={"gpus_per_trial": 2, "devices": [0, 1, 2, 3]},
-                space={"lr": {"log": [1e-3, 1e-2], "points": 4}})
+    """,
+    )
+    raw = study(
+        tmp_path, PY + " {gpus}", resources={"gpus_per_trial": 2, "devices": [0, 1, 2, 3]}, space={"lr": {"log": [1e-3, 1e-2], "points": 4}}
+    )
     config, df = sweep(tmp_path, raw, workers=4)  # only 2 fit: 4 devices / 2 per trial
     assert list(df["status"]) == ["ok"] * 4 and set(df["gpus"]) == {2}
     assert list(df["cuda"]) == list(df["devices"])  # what the script saw is what was recorded
@@ -233,7 +261,9 @@ def test_gpu_detection_honours_cuda_visible_devices(monkeypatch):
 def test_sigkill_of_the_sweep_leaves_no_training_process_and_resume_finishes(tmp_path):
     log, hold = tmp_path / "pids.jsonl", tmp_path / "hold"
     hold.write_text("")
-    script(tmp_path, f"""
+    script(
+        tmp_path,
+        f"""
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
         with open({str(log)!r}, "a") as fh:
             fh.write(json.dumps([os.getpid(), child.pid]) + "\\n")
@@ -241,9 +271,11 @@ def test_sigkill_of_the_sweep_leaves_no_training_process_and_resume_finishes(tmp
             time.sleep(0.05)
         child.kill()
         reporting.report_final(float(os.environ["SCALETUNE_LR"]))
-    """)
+    """,
+    )
     path = tmp_path / "kill.toml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         name = "kill"
         storage = "kill.db"
         [workload]
@@ -254,9 +286,13 @@ def test_sigkill_of_the_sweep_leaves_no_training_process_and_resume_finishes(tmp
         lr = {{ log = [1e-3, 1e-2], points = 4 }}
         [strategy]
         name = "grid"
-    """))
-    proc = subprocess.Popen([sys.executable, "-m", "scaletune", "sweep", str(path), "--workers", "2", "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    """)
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scaletune", "sweep", str(path), "--workers", "2", "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 60
     while (not log.exists() or len(log.read_text().splitlines()) < 2) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -274,27 +310,31 @@ def test_sigkill_of_the_sweep_leaves_no_training_process_and_resume_finishes(tmp
     assert list(df["loss"]) == pytest.approx(list(df["lr"]))
 
 
-@pytest.mark.parametrize("edit, key", [
-    ({"workload": {"command": PY + " --lr={lrr}"}}, "{lrr}"),
-    ({"workload": {"command": "no-such-program-xyz --lr={lr}"}}, "no-such-program-xyz"),
-    ({"workload": {"command": "./missing.sh {lr}"}}, "./missing.sh"),
-    ({"workload": {"metrics": {"regex": r"step (?P<step>\d+)"}}}, "workload.metrics.regex"),
-    ({"workload": {"timeout": -1}}, "workload.timeout"),
-    ({"workload": {"comand": "x"}}, "'command'"),
-    ({"resources": {"gpus_per_trial": 2, "devices": [0]}}, "gpus_per_trial = 2"),
-    ({"resources": {"cpus_per_trial": 100_000}}, "cpus_per_trial = 100000"),
-])
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        ({"workload": {"command": PY + " --lr={lrr}"}}, "{lrr}"),
+        ({"workload": {"command": "no-such-program-xyz --lr={lr}"}}, "no-such-program-xyz"),
+        ({"workload": {"command": "./missing.sh {lr}"}}, "./missing.sh"),
+        ({"workload": {"metrics": {"regex": r"step (?P<step>\d+)"}}}, "workload.metrics.regex"),
+        ({"workload": {"timeout": -1}}, "workload.timeout"),
+        ({"workload": {"comand": "x"}}, "'command'"),
+        ({"resources": {"gpus_per_trial": 2, "devices": [0]}}, "gpus_per_trial = 2"),
+        ({"resources": {"cpus_per_trial": 100_000}}, "cpus_per_trial = 100000"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_before_any_trial(tmp_path, capsys, edit, key):
     script(tmp_path, "open(os.path.join(os.path.dirname(os.environ['SCALETUNE_TRIAL_DIR']), 'ran'), 'w')\n")
     raw = study(tmp_path, PY + " --lr={lr}", **edit)
     lines = ["name = 'bad'", "storage = 'bad.db'", "seeds = [0]"]
     workload = raw["workload"]
-    lines += ["[workload]"] + [f"{k} = {json.dumps(v)}" if not isinstance(v, dict) else
-                               f"{k} = {{ regex = {json.dumps(v['regex'])} }}" for k, v in workload.items()]
+    lines += ["[workload]"] + [
+        f"{k} = {json.dumps(v)}" if not isinstance(v, dict) else f"{k} = {{ regex = {json.dumps(v['regex'])} }}"
+        for k, v in workload.items()
+    ]
     if "resources" in raw:
         lines += ["[resources]"] + [f"{k} = {json.dumps(v)}" for k, v in raw["resources"].items()]
-    lines += ["[ladder]", "width = [8]", "[space]", "lr = { log = [1e-3, 1e-2], points = 2 }", "[strategy]",
-              "name = 'grid'"]
+    lines += ["[ladder]", "width = [8]", "[space]", "lr = { log = [1e-3, 1e-2], points = 2 }", "[strategy]", "name = 'grid'"]
     path = tmp_path / "bad.toml"
     path.write_text("\n".join(lines) + "\n")
     assert main(["sweep", str(path), "--no-progress"]) == 2
@@ -306,20 +346,19 @@ def test_bad_input_is_one_line_exit_2_before_any_trial(tmp_path, capsys, edit, k
 def test_timeout_and_folder_may_change_on_resume_but_the_command_may_not(tmp_path):
     raw = study(tmp_path, "true {lr}")
     base = load_study_config(raw, base_dir=tmp_path).fingerprint
-    changed = study(tmp_path, "true {lr}", workload={"timeout": 5, "workdir": "elsewhere"},
-                    resources={"cpus_per_trial": 1})
+    changed = study(tmp_path, "true {lr}", workload={"timeout": 5, "workdir": "elsewhere"}, resources={"cpus_per_trial": 1})
     assert load_study_config(changed, base_dir=tmp_path).fingerprint == base
     assert load_study_config(study(tmp_path, "true --x {lr}"), base_dir=tmp_path).fingerprint != base
 
 
 def test_reporting_imports_only_the_standard_library_and_is_a_no_op_outside_a_sweep(tmp_path, monkeypatch):
-    code = ("import json, sys; import scaletune.reporting as r; r.report(1, 2.0); r.report_final(2.0); "
-            "print(json.dumps(sorted(sys.modules)))")
+    code = (
+        "import json, sys; import scaletune.reporting as r; r.report(1, 2.0); r.report_final(2.0); print(json.dumps(sorted(sys.modules)))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "SCALETUNE_METRICS"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     modules = set(json.loads(out))
-    assert {m for m in modules if m.split(".")[0] == "scaletune"} == {"scaletune", "scaletune.errors",
-                                                                       "scaletune.reporting"}
+    assert {m for m in modules if m.split(".")[0] == "scaletune"} == {"scaletune", "scaletune.errors", "scaletune.reporting"}
     assert not modules & {"torch", "numpy", "pandas", "optuna"}
 
     from scaletune import reporting
@@ -333,7 +372,9 @@ def test_reporting_imports_only_the_standard_library_and_is_a_no_op_outside_a_sw
     reporting.report(1, 2.0, tokens=10, lr=1e-3)
     reporting.report_final(1.5, N=3)
     assert [json.loads(x) for x in metrics.read_text().splitlines()] == [
-        {"step": 1, "loss": 2.0, "tokens": 10, "lr": 1e-3}, {"final": {"loss": 1.5, "N": 3}}]
+        {"step": 1, "loss": 2.0, "tokens": 10, "lr": 1e-3},
+        {"final": {"loss": 1.5, "N": 3}},
+    ]
 
 
 # -- Ray: trials request cpus_per_trial / gpus_per_trial from the cluster ----------------------------------
@@ -345,17 +386,22 @@ ray = None
 def local_ray():
     global ray
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
     yield
     ray.shutdown()
 
 
 @pytest.mark.slow
 def test_ray_tasks_request_the_trial_resources(tmp_path, local_ray):
-    raw = {"name": "ray", "workload": "workload_probes:probe", "storage": "ray.db",
-           "resources": {"gpus_per_trial": 1}, "ladder": {"width": [8]},
-           "space": {"lr": {"log": [1e-3, 1e-2], "points": 2}}, "strategy": "grid"}
+    raw = {
+        "name": "ray",
+        "workload": "workload_probes:probe",
+        "storage": "ray.db",
+        "resources": {"gpus_per_trial": 1},
+        "ladder": {"width": [8]},
+        "space": {"lr": {"log": [1e-3, 1e-2], "points": 2}},
+        "strategy": "grid",
+    }
     with pytest.raises(ScaletuneError, match="gpus_per_trial"):  # no node has a GPU
         run_study(load_study_config(raw, base_dir=tmp_path), backend="ray", progress=False)
     assert not (tmp_path / "ray.db").exists()

@@ -17,8 +17,7 @@ from scaletune.workloads._command import MAX_CURVE, _thin
 def test_lm_workload_counts_validates_and_names_its_schedule():
     pytest.importorskip("torch")
     lm = LMWorkload()
-    config = {"width": 32, "depth": 2, "D": 8192.0, "N": 1.0, "lr": 1e-3, "batch_size": 1024, "seq_len": 64,
-              "seed": 0, "threads": 1}
+    config = {"width": 32, "depth": 2, "D": 8192.0, "N": 1.0, "lr": 1e-3, "batch_size": 1024, "seq_len": 64, "seed": 0, "threads": 1}
     assert lm.count_params(config) == 43168  # total, embeddings included (as in test_study_lm)
     lm.validate([config])
     spec = lm.schedule_spec(config)
@@ -40,14 +39,22 @@ def test_a_function_workload_passes_full_schedule_specs_to_pruners_and_nothing_e
 
 def test_study_config_builds_the_workload_and_reports_bad_lm_configs_at_their_rung(tmp_path):
     pytest.importorskip("torch")
-    raw = {"name": "w", "workload": "lm", "fixed": {"batch_size": 1024, "seq_len": 64},
-           "ladder": {"width": [32], "depth": [2], "tokens": [8192]}, "space": {"lr": {"log": [1e-3, 1e-2]}}}
+    raw = {
+        "name": "w",
+        "workload": "lm",
+        "fixed": {"batch_size": 1024, "seq_len": 64},
+        "ladder": {"width": [32], "depth": [2], "tokens": [8192]},
+        "space": {"lr": {"log": [1e-3, 1e-2]}},
+    }
     config = load_study_config(raw, base_dir=tmp_path)
     assert isinstance(config.workload, LMWorkload) and config.rungs[0].scale["N"] == 43168
     assert config.workload.resources == Resources(cpus=1, gpus=0)
     bad = {**raw, "space": {**raw["space"], "param": {"choices": ["mup", "bogus"]}}}  # each choice is checked
-    with pytest.raises(ScaletuneError, match=r"workload lm at rung 0 \(width=32, depth=2, D=8192, N=43168\): "
-                                             r"unknown parameterisation param='bogus'"):
+    with pytest.raises(
+        ScaletuneError,
+        match=r"workload lm at rung 0 \(width=32, depth=2, D=8192, N=43168\): "
+        r"unknown parameterisation param='bogus'",
+    ):
         load_study_config(bad, base_dir=tmp_path)
 
 
@@ -63,13 +70,13 @@ def test_function_workload_keeps_the_old_contract():
 
 
 def test_command_template_quotes_formats_and_names_the_environment(tmp_path):
-    cmd = CommandWorkload("train --lr={lr:.2e} --width={width} --name={name} --flag={flag} --gpus={gpus}",
-                          cwd=tmp_path, resources=Resources(gpus=2))
+    cmd = CommandWorkload(
+        "train --lr={lr:.2e} --width={width} --name={name} --flag={flag} --gpus={gpus}", cwd=tmp_path, resources=Resources(gpus=2)
+    )
     config = {"lr": 0.00123, "width": 64.0, "name": "my run; echo $HOME", "flag": True, "warm-up": 0.1}
     assert cmd.render(config) == "train --lr=1.23e-03 --width=64 --name='my run; echo $HOME' --flag=true --gpus=2"
     env = cmd.environment(config, tmp_path / "t")
-    assert (env["SCALETUNE_LR"], env["SCALETUNE_WIDTH"], env["SCALETUNE_WARM_UP"], env["SCALETUNE_GPUS"]) == \
-        ("0.00123", "64", "0.1", "2")
+    assert (env["SCALETUNE_LR"], env["SCALETUNE_WIDTH"], env["SCALETUNE_WARM_UP"], env["SCALETUNE_GPUS"]) == ("0.00123", "64", "0.1", "2")
     assert env["SCALETUNE_CONFIG"] == str(tmp_path / "t" / "config.json")
     with pytest.raises(ScaletuneError, match=r"unknown variable \{depth\}"):
         CommandWorkload("train {depth}").render(config)
@@ -93,8 +100,10 @@ def test_long_curves_are_thinned_evenly_and_keep_their_ends():
 
 
 def test_default_workdir_is_next_to_the_study_file(tmp_path):
-    config = load_study_config({"name": "d", "workload": {"command": "true {lr}"}, "ladder": {"width": [8]},
-                                "space": {"lr": {"log": [1e-3, 1e-2]}}}, base_dir=tmp_path)
+    config = load_study_config(
+        {"name": "d", "workload": {"command": "true {lr}"}, "ladder": {"width": [8]}, "space": {"lr": {"log": [1e-3, 1e-2]}}},
+        base_dir=tmp_path,
+    )
     assert isinstance(config.workload, CommandWorkload)
     assert config.workload.workdir == tmp_path / "d-runs" and config.workload.cwd == Path(tmp_path)
     assert config.workload.timeout is None and config.workload.kill_grace == 10.0

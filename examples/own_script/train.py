@@ -39,8 +39,7 @@ class ByteMLP(nn.Module):
     def __init__(self, width: int) -> None:
         super().__init__()
         self.embed = nn.Embedding(256, EMBED)
-        self.body = nn.Sequential(nn.Linear(CONTEXT * EMBED, width), nn.GELU(), nn.Linear(width, width), nn.GELU(),
-                                  nn.Linear(width, 256))
+        self.body = nn.Sequential(nn.Linear(CONTEXT * EMBED, width), nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, 256))
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         return self.body(self.embed(context).flatten(1))
@@ -64,8 +63,9 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="a text file (default: the Shakespeare text of scaletune)")
     args = parser.parse_args()
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if args.device == "auto" else args.device)
+    device = torch.device(
+        "cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device
+    )
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
     data = load_bytes(args.data)
@@ -81,7 +81,8 @@ def main() -> None:
     steps = max(1, args.tokens // args.batch_size)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine down to 10%
-        opt, lambda s: (s + 1) / warmup if s < warmup else 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup))))
+        opt, lambda s: (s + 1) / warmup if s < warmup else 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
+    )
     batch_gen = torch.Generator().manual_seed(args.seed)
 
     def evaluate() -> float:

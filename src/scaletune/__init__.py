@@ -22,8 +22,20 @@ from scaletune.errors import ScaletuneError
 __version__ = "0.1.0"
 
 _VERBS = (
-    "allocate", "analyse_stability", "backtest", "example", "fit", "fit_curves", "import_runs", "isoflop", "load_curves",
-    "load_runs", "optimum", "predict", "recommend", "run_study",
+    "allocate",
+    "analyse_stability",
+    "backtest",
+    "example",
+    "fit",
+    "fit_curves",
+    "import_runs",
+    "isoflop",
+    "load_curves",
+    "load_runs",
+    "optimum",
+    "predict",
+    "recommend",
+    "run_study",
 )
 __all__ = ["ScaletuneError", "__version__", *_VERBS]
 

@@ -31,8 +31,20 @@ if TYPE_CHECKING:  # the subpackages are imported by the verbs themselves
     from scaletune.study import StudyConfig, SweepResult
 
 __all__ = [
-    "allocate", "analyse_stability", "backtest", "example", "fit", "fit_curves", "import_runs", "isoflop", "load_curves",
-    "load_runs", "optimum", "predict", "recommend", "run_study",
+    "allocate",
+    "analyse_stability",
+    "backtest",
+    "example",
+    "fit",
+    "fit_curves",
+    "import_runs",
+    "isoflop",
+    "load_curves",
+    "load_runs",
+    "optimum",
+    "predict",
+    "recommend",
+    "run_study",
 ]
 
 # Real data bundled with the package (sources and licences in each folder's SOURCE.md).
@@ -51,6 +63,7 @@ EXAMPLE_SCHEDULES = {
     "wsdcon_9": "twostage:steps=16000,lr=3e-4,warmup=2160,switch=8000,ratio=0.3",
 }
 
+
 def example(name: str) -> Path:
     """Path of a real data set bundled with the package: ``porian``, ``datablations``, ``overtraining``,
     ``lm-sweep`` or ``curves``.
@@ -63,8 +76,7 @@ def example(name: str) -> Path:
     return Path(str(resources.files("scaletune") / "data" / EXAMPLES[name]))
 
 
-def load_runs(source: str | Path, mapping: Mapping[str, str] | str | None = None, *,
-              storage: str | None = None) -> pd.DataFrame:
+def load_runs(source: str | Path, mapping: Mapping[str, str] | str | None = None, *, storage: str | None = None) -> pd.DataFrame:
     """A run table from a data file (CSV, Parquet, JSON lines), a study file (``.toml``) or a study name in
     ``storage``; ``mapping`` renames foreign columns (``"loss=val_loss,N=params"``, canonical=source).
 
@@ -113,8 +125,9 @@ def fit(data: Any, law: str = "chinchilla", *, bootstrap: int = 200, **options: 
     return fit_law(law, _table(data), bootstrap=bootstrap, **options)
 
 
-def predict(fit: FitResult | str | Path, at: Mapping[str, Any] | pd.DataFrame, *, level: float | None = None,
-            observation: bool = False) -> Prediction:
+def predict(
+    fit: FitResult | str | Path, at: Mapping[str, Any] | pd.DataFrame, *, level: float | None = None, observation: bool = False
+) -> Prediction:
     """Predictions of a fit (a `FitResult`, a fit JSON file or ``"published:NAME"``) at the points ``at``
     (variable -> value or values), a `scaletune.results.Prediction`: value, lo, hi at ``level``, extrapolation
     (factor; 1 = inside the fitted data) and method (``calibrated``, ``bootstrap`` or ``point``); floats for one

@@ -89,18 +89,23 @@ class Prediction:
         def pick(a: Any) -> Any:
             return float(np.asarray(a, float)[i]) if np.ndim(a) else a
 
-        return Prediction(pick(self.value), pick(self.lo), pick(self.hi), self.level, pick(self.extrapolation),
-                          self.method, self.details)
+        return Prediction(pick(self.value), pick(self.lo), pick(self.hi), self.level, pick(self.extrapolation), self.method, self.details)
 
     @property
     def method_name(self) -> str:
         return self.method.name if isinstance(self.method, enum.Enum) else str(self.method)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"value": _plain(self.value), "lo": _plain(self.lo), "hi": _plain(self.hi),
-                "interval": [_plain(self.lo), _plain(self.hi)], "level": self.level,
-                "extrapolation": _plain(self.extrapolation), "method": _plain(self.method),
-                "details": {k: _plain(v) for k, v in self.details.items()}}
+        return {
+            "value": _plain(self.value),
+            "lo": _plain(self.lo),
+            "hi": _plain(self.hi),
+            "interval": [_plain(self.lo), _plain(self.hi)],
+            "level": self.level,
+            "extrapolation": _plain(self.extrapolation),
+            "method": _plain(self.method),
+            "details": {k: _plain(v) for k, v in self.details.items()},
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Prediction":
@@ -110,8 +115,15 @@ class Prediction:
             return math.nan if v is None else v
 
         lo, hi = (d["lo"], d["hi"]) if "lo" in d else tuple(d["interval"])
-        return cls(arr(d["value"]), arr(lo), arr(hi), d.get("level", LEVEL), arr(d.get("extrapolation", 1.0)),
-                   d.get("method", ""), dict(d.get("details", {})))
+        return cls(
+            arr(d["value"]),
+            arr(lo),
+            arr(hi),
+            d.get("level", LEVEL),
+            arr(d.get("extrapolation", 1.0)),
+            d.get("method", ""),
+            dict(d.get("details", {})),
+        )
 
     def __str__(self) -> str:
         if np.ndim(self.value):

@@ -26,8 +26,21 @@ import pandas as pd
 from scaletune.errors import ScaletuneError
 
 RUN_COLUMNS = (
-    "N", "N_nonembed", "D", "C", "width", "depth", "lr", "batch_size", "schedule", "warmup",
-    "param", "seed", "loss", "status", "seconds",
+    "N",
+    "N_nonembed",
+    "D",
+    "C",
+    "width",
+    "depth",
+    "lr",
+    "batch_size",
+    "schedule",
+    "warmup",
+    "param",
+    "seed",
+    "loss",
+    "status",
+    "seconds",
 )
 CURVE_COLUMNS = ("run_id", "step", "tokens", "lr", "loss")
 STATUSES = ("ok", "diverged", "failed", "pruned")  # a run "counts" only when ok: finished with a finite loss
@@ -89,7 +102,9 @@ def read_table(path: str | Path, mapping: Mapping[str, str] | str | None = None)
         else:
             df = pd.read_csv(path)
     except Exception as exc:  # pandas/pyarrow raise many types for malformed files
-        raise ScaletuneError(f"{path}: cannot read as a table ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise ScaletuneError(
+            f"{path}: cannot read as a table ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     if df.empty:
         raise ScaletuneError(f"{path}: the table has no rows")
     if mapping:

@@ -183,8 +183,9 @@ def _build(cls: type[S], values: dict[str, Any], where: str) -> S:
     required = [k for k, f in known.items() if f.default is MISSING and f.default_factory is MISSING]
     missing = [k + "=" for k in required if k not in values]
     if missing:
-        raise ScaletuneError(f"{where}: needs {' and '.join(k + '=' for k in required)} (in the spec or from the caller; "
-                             f"{', '.join(missing)} missing)")
+        raise ScaletuneError(
+            f"{where}: needs {' and '.join(k + '=' for k in required)} (in the spec or from the caller; {', '.join(missing)} missing)"
+        )
     return cls(**values)
 
 
@@ -211,8 +212,10 @@ def register_schedule(kind: str, cls: type[S] | None = None, *, replace: bool = 
         old = _REGISTRY.get(kind, c)
         redefined = (old.__module__, old.__qualname__) == (c.__module__, c.__qualname__)  # a re-run notebook cell
         if not (redefined or replace):
-            raise ScaletuneError(f"schedule kind {kind!r} is registered already ({_REGISTRY[kind].__name__})",
-                                 hint="pass replace=True to register another class under it")
+            raise ScaletuneError(
+                f"schedule kind {kind!r} is registered already ({_REGISTRY[kind].__name__})",
+                hint="pass replace=True to register another class under it",
+            )
         if c.rate is Schedule.rate and c.__call__ is Schedule.__call__:
             raise TypeError(f"schedule kind {kind!r}: {c.__name__} must implement rate(s)")
         _keys(c)  # every field can be written in a spec (fails here, not when a spec is read)
@@ -233,8 +236,9 @@ def schedule_class(kind: str) -> type[Schedule]:
     try:
         return _REGISTRY[kind]
     except KeyError:
-        raise ScaletuneError(f"unknown schedule kind {kind!r} (known: {', '.join(_REGISTRY)})",
-                             hint="register_schedule adds a kind") from None
+        raise ScaletuneError(
+            f"unknown schedule kind {kind!r} (known: {', '.join(_REGISTRY)})", hint="register_schedule adds a kind"
+        ) from None
 
 
 def parse_schedule(spec: str, **overrides: Any) -> Schedule:

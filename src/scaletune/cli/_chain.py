@@ -20,12 +20,23 @@ def predict_chain(loss_fit, source: str, then: str, points, level: float, as_jso
         return
     click.echo(f"{source}: {loss_fit.law}, then {then}: {error_fit.law} (error = {error_fit.y})")
     pct = f"{int(round(level * 100))}%"
-    rows = [[", ".join(f"{k}={v:.4g}" for k, v in p.point.items() if k in ("N", "D", "M")), p.loss.value,
-             f"[{p.loss.interval[0]:.4g}, {p.loss.interval[1]:.4g}]", p.error.value,
-             f"[{p.error.interval[0]:.4g}, {p.error.interval[1]:.4g}]", f"x{p.loss.extrapolation:.3g} / x{p.error.extrapolation:.3g}"]
-            for p in preds]
-    _table(f"chained predictions ({pct} joint intervals of a new model's measurement; extrapolation: loss law in "
-           "its variables / error law in loss)", ["point", "loss", f"loss {pct}", "error", f"error {pct}", "extrapolation"], rows)
+    rows = [
+        [
+            ", ".join(f"{k}={v:.4g}" for k, v in p.point.items() if k in ("N", "D", "M")),
+            p.loss.value,
+            f"[{p.loss.interval[0]:.4g}, {p.loss.interval[1]:.4g}]",
+            p.error.value,
+            f"[{p.error.interval[0]:.4g}, {p.error.interval[1]:.4g}]",
+            f"x{p.loss.extrapolation:.3g} / x{p.error.extrapolation:.3g}",
+        ]
+        for p in preds
+    ]
+    _table(
+        f"chained predictions ({pct} joint intervals of a new model's measurement; extrapolation: loss law in "
+        "its variables / error law in loss)",
+        ["point", "loss", f"loss {pct}", "error", f"error {pct}", "extrapolation"],
+        rows,
+    )
     for p in preds:
         for note in p.notes:
             click.echo(f"note: {note}")

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 EXTRAS = {
-    "torch": "train", "ray": "ray", "submitit": "slurm", "plotly": "report", "tensorboard": "importers",
-    "wandb": "importers", "yaml": "importers", "psycopg2": "postgres",
+    "torch": "train",
+    "ray": "ray",
+    "submitit": "slurm",
+    "plotly": "report",
+    "tensorboard": "importers",
+    "wandb": "importers",
+    "yaml": "importers",
+    "psycopg2": "postgres",
 }
 
 

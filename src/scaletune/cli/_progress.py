@@ -15,23 +15,39 @@ def status_table(statuses: list[RungStatus], title: str):
     """A table of per-rung progress (fits 80 columns, `--wide` keeps each rung on one line): done/planned,
     running, outcomes, best loss and where."""
     names = " ".join(statuses[0].scale) if statuses else "scale"
-    table = FitTable(title, [Col("rung"), Col(names, "left", wrap=True), Col("done"), Col("run"),
-                             Col("outcomes", "left", wrap=True, priority=1), Col("best loss"),
-                             Col("best at", "left", wrap=True, priority=2)])
+    table = FitTable(
+        title,
+        [
+            Col("rung"),
+            Col(names, "left", wrap=True),
+            Col("done"),
+            Col("run"),
+            Col("outcomes", "left", wrap=True, priority=1),
+            Col("best loss"),
+            Col("best at", "left", wrap=True, priority=2),
+        ],
+    )
     for r in statuses:
         outcomes = ", ".join(f"{r.counts[k]} {k}" for k in STATUSES if r.counts.get(k))
-        table.add_row(str(r.index), " ".join(f"{v:g}" for v in r.scale.values()),
-                      f"{r.done}/{r.planned if r.planned is not None else '?'}", str(r.counts.get("running", 0)),
-                      outcomes or "-", f"{r.best_loss:.4f}" if r.best_loss is not None else "-",
-                      " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in (r.best_params or {}).items()) or "-")
+        table.add_row(
+            str(r.index),
+            " ".join(f"{v:g}" for v in r.scale.values()),
+            f"{r.done}/{r.planned if r.planned is not None else '?'}",
+            str(r.counts.get("running", 0)),
+            outcomes or "-",
+            f"{r.best_loss:.4f}" if r.best_loss is not None else "-",
+            " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in (r.best_params or {}).items()) or "-",
+        )
     return table
 
 
 def slurm_table(jobs: list[SlurmJobStatus]):
     """A table of a study's Slurm jobs: id, state, trials finished, the runs they run now."""
-    return FitTable("Slurm jobs", [Col("job", "left"), Col("state", "left"), Col("done"), Col("running", "left", wrap=True)],
-                    [[j.job_id, j.state, str(j.done), " ".join(j.running) or "-"] for j in jobs])
+    return FitTable(
+        "Slurm jobs",
+        [Col("job", "left"), Col("state", "left"), Col("done"), Col("running", "left", wrap=True)],
+        [[j.job_id, j.state, str(j.done), " ".join(j.running) or "-"] for j in jobs],
+    )
 
 
 class SweepProgress:
@@ -67,8 +83,7 @@ class SweepProgress:
         elapsed = time.monotonic() - self.start
         rate = (done - self.done0) / elapsed if elapsed > 0 else 0.0
         eta = f"{(planned - done) / rate:,.0f} s" if rate > 0 and planned > done else "-"
-        title = (f"{self.name}: {done}/{planned} trials, {elapsed:,.0f} s elapsed, ETA {eta}"
-                 + (f"  [{note}]" if note else ""))
+        title = f"{self.name}: {done}/{planned} trials, {elapsed:,.0f} s elapsed, ETA {eta}" + (f"  [{note}]" if note else "")
         self.last = (statuses, title)
         if self.live is not None:
             self.live.update(status_table(statuses, title), refresh=True)

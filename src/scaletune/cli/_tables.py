@@ -34,8 +34,13 @@ def set_wide(value: bool) -> None:
 
 
 WIDE_OPTION = click.option(
-    "--wide", is_flag=True, expose_value=False, is_eager=True, callback=lambda ctx, param, value: set_wide(value),
-    help="Print every table column inline, one line per row, however wide (default: fit the terminal width).")
+    "--wide",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, param, value: set_wide(value),
+    help="Print every table column inline, one line per row, however wide (default: fit the terminal width).",
+)
 
 
 @dataclass(frozen=True)
@@ -119,8 +124,9 @@ class FitTable:
             col = self.columns[i]
             table.add_column(col.header, justify=col.justify, no_wrap=not self._wraps(i), overflow="fold", width=widths[i])
         for r in self.rows:
-            table.add_row(*[f"\\[{notes.setdefault(r[i], len(notes) + 1)}]" if i in footnoted and self._footnote(i, r[i]) else r[i]
-                            for i in keep])
+            table.add_row(
+                *[f"\\[{notes.setdefault(r[i], len(notes) + 1)}]" if i in footnoted and self._footnote(i, r[i]) else r[i] for i in keep]
+            )
         return table, notes
 
     def __rich_console__(self, console, options):
@@ -142,7 +148,7 @@ class FitTable:
             footnoted = {i for i in everything if self.columns[i].note}
         # Move columns below, lowest priority first (the rightmost first among equals), until the table fits
         # with its wrapping text at its narrowest; the key columns stay.
-        movable = sorted(everything[self.key:], key=lambda i: (self.columns[i].priority, i), reverse=True)
+        movable = sorted(everything[self.key :], key=lambda i: (self.columns[i].priority, i), reverse=True)
         while movable and not fits(one_line=False):
             moved.append(movable.pop(0))
             keep = [i for i in everything if i not in moved]
@@ -150,8 +156,10 @@ class FitTable:
         yield table
         lines = []
         for r in self.rows if moved else ():
-            name = ", ".join(f"{self.columns[i].header}={_plain(r[i])}" if self.columns[i].justify == "right" else _plain(r[i])
-                             for i in range(min(self.key, len(r))))
+            name = ", ".join(
+                f"{self.columns[i].header}={_plain(r[i])}" if self.columns[i].justify == "right" else _plain(r[i])
+                for i in range(min(self.key, len(r)))
+            )
             items = [f"{self.columns[i].header}: {_plain(r[i])}" for i in sorted(moved) if _plain(r[i]).strip() not in ("", "-")]
             if items:
                 lines.append(f"{name}: " + "; ".join(items))
@@ -181,4 +189,3 @@ def print_result(result, as_json: bool, render, footer: str | None = None) -> No
     render(result, console)
     if footer:
         console.print(footer)
-

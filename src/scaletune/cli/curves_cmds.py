@@ -70,20 +70,42 @@ def curves_group() -> None:
 @click.option("--runs", type=click.Path(), help="Run table whose run_id/schedule columns give each curve's schedule spec.")
 @click.option("--map", "mapping", help="Column mapping canonical=source, e.g. loss=train_loss,step=iter.")
 @click.option("--max-step", type=int, help="Drop points at steps >= this (e.g. a log's final-step entry).")
-@click.option("--method", type=click.Choice(["auto", "luo2025", "lbfgs"]), default="auto", show_default=True,
-              help="luo2025: the published early-stopped AdamW protocol (multipower's default under auto); lbfgs: converged multi-start L-BFGS-B.")
-@click.option("--bootstrap", "--boot", "bootstrap", type=int, default=200, show_default=True,
-              help="Bootstrap draws of whole curves for the intervals (each distinct draw is fitted once).")
-@click.option("--resample", type=click.Choice(["curves", "blocks"]), default="curves", show_default=True,
-              help="Bootstrap unit: whole curves, or blocks of points within each curve (the earlier default).")
+@click.option(
+    "--method",
+    type=click.Choice(["auto", "luo2025", "lbfgs"]),
+    default="auto",
+    show_default=True,
+    help="luo2025: the published early-stopped AdamW protocol (multipower's default under auto); lbfgs: converged multi-start L-BFGS-B.",
+)
+@click.option(
+    "--bootstrap",
+    "--boot",
+    "bootstrap",
+    type=int,
+    default=200,
+    show_default=True,
+    help="Bootstrap draws of whole curves for the intervals (each distinct draw is fitted once).",
+)
+@click.option(
+    "--resample",
+    type=click.Choice(["curves", "blocks"]),
+    default="curves",
+    show_default=True,
+    help="Bootstrap unit: whole curves, or blocks of points within each curve (the earlier default).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--cv/--no-cv", default=True, show_default=True,
-              help="Refit leaving each curve out: the law error added to intervals, and the protocol choice under --method auto.")
+@click.option(
+    "--cv/--no-cv",
+    default=True,
+    show_default=True,
+    help="Refit leaving each curve out: the law error added to intervals, and the protocol choice under --method auto.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the fit as JSON.")
 @click.option("--out", type=click.Path(), help="Write the fit JSON here (input of `curves predict`, `schedule ...`).")
 @click.option("--plot", type=click.Path(), help="Write a figure of the curves and the fitted law (PNG/PDF/SVG).")
-def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step, method, bootstrap, resample, seed, cv, as_json, out,
-            plot) -> None:
+def fit_cmd(
+    curve_files, law, schedules, schedule_file, runs, mapping, max_step, method, bootstrap, resample, seed, cv, as_json, out, plot
+) -> None:
     """Fit LAW to CURVE_FILES (CSV/Parquet/JSONL with step, loss[, lr][, run_id])."""
     from scaletune.curves.fit import fit_curves
 
@@ -105,19 +127,27 @@ def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step,
     click.echo(f"law {law}: {get_formula(law)}")
     if fit.options:
         click.echo("chosen: " + ", ".join(f"{k}={v}" for k, v in fit.options.items()))
-    click.echo(f"{d['n_curves']} curves, {d['n_points']} points; train R2 {d['train_r2']:.5f}, mean rel. error {100 * d['train_mean_rel_error']:.3f}%, "
-               f"worst {100 * d['train_max_rel_error']:.3f}%")
+    click.echo(
+        f"{d['n_curves']} curves, {d['n_points']} points; train R2 {d['train_r2']:.5f}, mean rel. error {100 * d['train_mean_rel_error']:.3f}%, "
+        f"worst {100 * d['train_max_rel_error']:.3f}%"
+    )
     unit = "whole-curve" if d["resample"] == "curves" else "block"
-    click.echo(f"{'param':<8} {'value':>12}  95% interval ({bootstrap} {unit} bootstrap draws, seed {seed}; "
-               f"{d['bootstrap_failed']} not converged, kept)")
+    click.echo(
+        f"{'param':<8} {'value':>12}  95% interval ({bootstrap} {unit} bootstrap draws, seed {seed}; "
+        f"{d['bootstrap_failed']} not converged, kept)"
+    )
     for name, value in fit.params_.items():
         click.echo(f"{name:<8} {value:>12.5g}  {_fmt_interval(*fit.intervals[name])}")
     for held in d.get("cv", []):
-        click.echo(f"left out {held['curve']}: predicted from the others with final-loss error {100 * held['final_rel_error']:+.2f}%, "
-                   f"mean |error| {100 * held['mean_rel_error']:.2f}%")
+        click.echo(
+            f"left out {held['curve']}: predicted from the others with final-loss error {100 * held['final_rel_error']:+.2f}%, "
+            f"mean |error| {100 * held['mean_rel_error']:.2f}%"
+        )
     err = d["model_error"]
-    click.echo(f"law error added to prediction intervals: relative sd {100 * err['rel_sd']:.3f}% ({err['method']}, n = {err['n']}"
-               + (")" if err["method"] == "leave-one-curve-out" else "; in-sample, optimistic: --cv measures it on held-out curves)"))
+    click.echo(
+        f"law error added to prediction intervals: relative sd {100 * err['rel_sd']:.3f}% ({err['method']}, n = {err['n']}"
+        + (")" if err["method"] == "leave-one-curve-out" else "; in-sample, optimistic: --cv measures it on held-out curves)")
+    )
     if "protocol" in d:
         p = d["protocol"]
         scores = ", ".join(f"{k} {100 * v:.3f}%" for k, v in p["candidates"].items())
@@ -130,9 +160,9 @@ def fit_cmd(curve_files, law, schedules, schedule_file, runs, mapping, max_step,
 
 _WARNINGS = {
     "cooldown_unidentified": "no fitted curve has a sharp learning-rate decay, so nothing pins down the cooldown "
-                             "parameters: they sit near their start values and predicted decays are guesses",
+    "parameters: they sit near their start values and predicted decays are guesses",
     "degenerate_bootstrap": "every bootstrap replicate gave the same parameters: the intervals have zero width and "
-                            "say nothing (too few points or curves; try --resample blocks with more logged points)",
+    "say nothing (too few points or curves; try --resample blocks with more logged points)",
 }
 
 
@@ -144,10 +174,17 @@ def get_formula(law: str) -> str:
 
 @curves_group.command("predict")
 @click.argument("fit_file", type=click.Path())
-@click.option("--schedule", "schedule", required=True, help="Schedule spec (missing steps/lr/warmup come from --steps and the fit) or step,lr CSV.")
+@click.option(
+    "--schedule", "schedule", required=True, help="Schedule spec (missing steps/lr/warmup come from --steps and the fit) or step,lr CSV."
+)
 @click.option("--steps", type=int, help="Training length in steps when the spec has none (default: the longest fitted curve + 1).")
-@click.option("--every", type=int, default=500, show_default=True,
-              help="Predict, print and write one point every this many optimizer steps (and the last).")
+@click.option(
+    "--every",
+    type=int,
+    default=500,
+    show_default=True,
+    help="Predict, print and write one point every this many optimizer steps (and the last).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--out", type=click.Path(), help="Write the predicted curve as CSV (step, loss, lo, hi).")
 @click.option("--plot", type=click.Path())
@@ -168,8 +205,20 @@ def predict_cmd(fit_file, schedule, steps, every, as_json, out, plot) -> None:
 
         from scaletune.runtable import write_table
 
-        write_table(pd.DataFrame({"step": pred.steps, "lr": sched(pred.steps), "loss": pred.value, "lo": pred.lo, "hi": pred.hi,
-                                  "lo_params": pred.lo_params, "hi_params": pred.hi_params}), out)
+        write_table(
+            pd.DataFrame(
+                {
+                    "step": pred.steps,
+                    "lr": sched(pred.steps),
+                    "loss": pred.value,
+                    "lo": pred.lo,
+                    "hi": pred.hi,
+                    "lo_params": pred.lo_params,
+                    "hi_params": pred.hi_params,
+                }
+            ),
+            out,
+        )
     if plot:
         from scaletune.report.curves_plots import plot_curves
 
@@ -179,15 +228,21 @@ def predict_cmd(fit_file, schedule, steps, every, as_json, out, plot) -> None:
         return
     x = pred.ratios
     click.echo(f"schedule {sched.spec()}")
-    click.echo(f"final loss at step {x['last_step']}: {pred.final_loss:.4f} nats, 95% interval {_fmt_interval(*pred.final_interval)}, "
-               f"parameters only {_fmt_interval(*pred.final_interval_params)}")
+    click.echo(
+        f"final loss at step {x['last_step']}: {pred.final_loss:.4f} nats, 95% interval {_fmt_interval(*pred.final_interval)}, "
+        f"parameters only {_fmt_interval(*pred.final_interval_params)}"
+    )
     click.echo(f"interval: {pred.describe_interval()}")
-    click.echo(f"extrapolation: {x['steps_ratio']:.2f}x the longest fitted curve's steps, {x['area_ratio']:.2f}x its learning-rate area"
-               + (" (beyond the fitted curves)" if x["beyond_fitted"] else ""))
+    click.echo(
+        f"extrapolation: {x['steps_ratio']:.2f}x the longest fitted curve's steps, {x['area_ratio']:.2f}x its learning-rate area"
+        + (" (beyond the fitted curves)" if x["beyond_fitted"] else "")
+    )
     click.echo(f"{'step':>8} {'loss':>8} {'95% interval':>20} {'parameters only':>20}")
     for i in range(len(pred.steps)):
-        click.echo(f"{pred.steps[i]:>8} {pred.value[i]:>8.4f} {_fmt_interval(pred.lo[i], pred.hi[i]):>20} "
-                   f"{_fmt_interval(pred.lo_params[i], pred.hi_params[i]):>20}")
+        click.echo(
+            f"{pred.steps[i]:>8} {pred.value[i]:>8.4f} {_fmt_interval(pred.lo[i], pred.hi[i]):>20} "
+            f"{_fmt_interval(pred.lo_params[i], pred.hi_params[i]):>20}"
+        )
 
 
 @curves_group.command("evaluate")
@@ -212,16 +267,24 @@ def evaluate_cmd(fit_file, curve_files, schedules, schedule_file, runs, mapping,
         click.echo(dumps(m))
         return
     click.echo(f"{fit.law} fit from {fit_file} on {m['n_curves']} curves, {m['n_points']} points (relative error = |pred - obs| / obs)")
-    click.echo(f"{'curve':<24} {'points':>6} {'R2':>8} {'mean err':>9} {'worst':>7}  {'final: measured':>15} {'predicted [95%]':>26} {'in':>3} {'steps x':>7}")
+    click.echo(
+        f"{'curve':<24} {'points':>6} {'R2':>8} {'mean err':>9} {'worst':>7}  {'final: measured':>15} {'predicted [95%]':>26} {'in':>3} {'steps x':>7}"
+    )
     for r in m["per_curve"]:
-        click.echo(f"{r['name'][:24]:<24} {r['n_points']:>6} {r['r2']:>8.5f} {100 * r['mean_rel_error']:>8.3f}% {100 * r['max_rel_error']:>6.2f}%  "
-                   f"{r['final_loss']:>15.4f} {r['predicted_final']:>8.4f} {_fmt_interval(*r['final_interval']):>17} "
-                   f"{'yes' if r['final_covered'] else 'no':>3} {r['steps_ratio']:>7.2f}")
+        click.echo(
+            f"{r['name'][:24]:<24} {r['n_points']:>6} {r['r2']:>8.5f} {100 * r['mean_rel_error']:>8.3f}% {100 * r['max_rel_error']:>6.2f}%  "
+            f"{r['final_loss']:>15.4f} {r['predicted_final']:>8.4f} {_fmt_interval(*r['final_interval']):>17} "
+            f"{'yes' if r['final_covered'] else 'no':>3} {r['steps_ratio']:>7.2f}"
+        )
     pooled = m["pooled"]
-    click.echo(f"{'average over curves':<24} {'':>6} {m['r2']:>8.5f} {100 * m['mean_rel_error']:>8.3f}% {100 * m['max_rel_error']:>6.2f}%  "
-               f"final losses in their 95% interval: {sum(r['final_covered'] for r in m['per_curve'])}/{m['n_curves']}")
-    click.echo(f"{'pooled over points':<24} {pooled['n_points']:>6} {pooled['r2']:>8.5f} {100 * pooled['mean_rel_error']:>8.3f}% "
-               f"{100 * pooled['max_rel_error']:>6.2f}%")
+    click.echo(
+        f"{'average over curves':<24} {'':>6} {m['r2']:>8.5f} {100 * m['mean_rel_error']:>8.3f}% {100 * m['max_rel_error']:>6.2f}%  "
+        f"final losses in their 95% interval: {sum(r['final_covered'] for r in m['per_curve'])}/{m['n_curves']}"
+    )
+    click.echo(
+        f"{'pooled over points':<24} {pooled['n_points']:>6} {pooled['r2']:>8.5f} {100 * pooled['mean_rel_error']:>8.3f}% "
+        f"{100 * pooled['max_rel_error']:>6.2f}%"
+    )
 
 
 @click.group("schedule")
@@ -233,14 +296,22 @@ def _print_candidates(cands, limit: int | None = None) -> None:
     click.echo(f"{'rank':>4} {'final loss':>10} {'95% interval':>20} {'steps x':>7} {'area x':>7}  schedule")
     for i, c in enumerate(cands[:limit] if limit else cands):
         x = c.prediction.ratios
-        click.echo(f"{i + 1:>4} {c.final_loss:>10.4f} {_fmt_interval(*c.final_interval):>20} {x['steps_ratio']:>7.2f} "
-                   f"{x['area_ratio']:>7.2f}  {c.spec}")
+        click.echo(
+            f"{i + 1:>4} {c.final_loss:>10.4f} {_fmt_interval(*c.final_interval):>20} {x['steps_ratio']:>7.2f} "
+            f"{x['area_ratio']:>7.2f}  {c.spec}"
+        )
 
 
 @schedule_group.command("compare")
 @click.argument("fit_file", type=click.Path())
 @click.option("--steps", type=int, required=True, help="Budget in optimizer steps, the same for every candidate.")
-@click.option("--candidates", "candidates", multiple=True, required=True, help="Schedule spec (repeat); steps/lr/warmup default to the budget and the fit.")
+@click.option(
+    "--candidates",
+    "candidates",
+    multiple=True,
+    required=True,
+    help="Schedule spec (repeat); steps/lr/warmup default to the budget and the fit.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--out", type=click.Path(), help="Write the table as CSV.")
 @click.option("--plot", type=click.Path(), help="One figure: predicted final loss of each candidate with its interval.")
@@ -266,9 +337,22 @@ def _write_outputs(cands, out, plot, title) -> None:
 
         from scaletune.runtable import write_table
 
-        write_table(pd.DataFrame([{"schedule": c.spec, "final_loss": c.final_loss, "lo": c.final_interval[0], "hi": c.final_interval[1],
-                                   "steps_ratio": c.prediction.ratios["steps_ratio"], "area_ratio": c.prediction.ratios["area_ratio"]}
-                                  for c in cands]), out)
+        write_table(
+            pd.DataFrame(
+                [
+                    {
+                        "schedule": c.spec,
+                        "final_loss": c.final_loss,
+                        "lo": c.final_interval[0],
+                        "hi": c.final_interval[1],
+                        "steps_ratio": c.prediction.ratios["steps_ratio"],
+                        "area_ratio": c.prediction.ratios["area_ratio"],
+                    }
+                    for c in cands
+                ]
+            ),
+            out,
+        )
     if plot:
         from scaletune.report.curves_plots import plot_candidates
 
@@ -310,8 +394,9 @@ def optimise_cmd(fit_file, steps, family, final, top, as_json, out, table_out, p
 
         plot_candidates(plot, tried[: max(top, 1)], title=f"{fit.law}: best {family} schedules at {steps} steps")
     if as_json:
-        click.echo(dumps({"law": fit.law, "steps": steps, "family": family, "best": best.to_dict(),
-                          "evaluated": [c.to_dict() for c in tried]}))
+        click.echo(
+            dumps({"law": fit.law, "steps": steps, "family": family, "best": best.to_dict(), "evaluated": [c.to_dict() for c in tried]})
+        )
         return
     click.echo(f"best {family} at {steps} steps: {best.spec}")
     click.echo(f"predicted final loss {best.final_loss:.4f} nats, 95% interval {_fmt_interval(*best.final_interval)}")

@@ -51,18 +51,31 @@ class DemoConfig:
     batch_sweep: tuple[int, ...] = (64, 128, 256)
     batch_sweep_lrs: tuple[float, ...] = (3.125e-4, 6.25e-4, 1.25e-3, 2.5e-3)
     seq_len: int = 64
-    fixed: dict = field(default_factory=lambda: {
-        # QK-norm: without it these tiny-batch runs spike and get stopped as diverged well below the optimum.
-        "param": "mup", "qk_norm": True, "eval_tokens": 8192, "schedule": "cosine:final=0.1", "warmup": 0.05,
-    })
+    fixed: dict = field(
+        default_factory=lambda: {
+            # QK-norm: without it these tiny-batch runs spike and get stopped as diverged well below the optimum.
+            "param": "mup",
+            "qk_norm": True,
+            "eval_tokens": 8192,
+            "schedule": "cosine:final=0.1",
+            "warmup": 0.05,
+        }
+    )
 
 
 # A minute-long version for CI: the same pipeline, too small for its numbers to mean much.
-TINY = DemoConfig(widths=(16, 24), tokens=(2**12, 2**13), lrs=(2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2),
-                  target_width=48, target_tokens=2**13, neighbours=(0.5, 2.0), batch_size=128,
-                  batch_sweep=(64, 256), batch_sweep_lrs=(1.25e-3, 2.5e-3, 5e-3, 1e-2),
-                  fixed={"param": "mup", "qk_norm": True, "eval_tokens": 2048, "schedule": "cosine:final=0.1",
-                         "warmup": 0.05})
+TINY = DemoConfig(
+    widths=(16, 24),
+    tokens=(2**12, 2**13),
+    lrs=(2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2),
+    target_width=48,
+    target_tokens=2**13,
+    neighbours=(0.5, 2.0),
+    batch_size=128,
+    batch_sweep=(64, 256),
+    batch_sweep_lrs=(1.25e-3, 2.5e-3, 5e-3, 1e-2),
+    fixed={"param": "mup", "qk_norm": True, "eval_tokens": 2048, "schedule": "cosine:final=0.1", "warmup": 0.05},
+)
 
 
 def _study(name: str, out: Path, widths, tokens, lrs, demo: DemoConfig, batch_sizes) -> dict:
@@ -88,6 +101,7 @@ def _study(name: str, out: Path, widths, tokens, lrs, demo: DemoConfig, batch_si
 
 def _toml(study: dict) -> str:
     """The study as a TOML file (the same content `scaletune sweep` accepts)."""
+
     def value(v: Any) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
@@ -124,8 +138,9 @@ def _round_batch(tokens: float, demo: DemoConfig, budget: int) -> int:
     return seqs * demo.seq_len
 
 
-def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | None = None,
-             demo: DemoConfig | None = None) -> dict[str, Any]:
+def run_demo(
+    out: str | Path | None = None, tiny: bool = False, workers: int | None = None, demo: DemoConfig | None = None
+) -> dict[str, Any]:
     """Run the demo; returns the check (predicted vs measured) and writes everything into ``out``."""
     from rich.console import Console
 
@@ -147,20 +162,23 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
     target_n = _params(demo.target_width, demo)
     largest = proxy_n[max(demo.widths)]
     console.rule("[bold]scaletune demo: sweep small muP proxies -> fit -> recommend -> check at the target")
-    console.print(f"proxies: widths {list(demo.widths)} (depth {demo.depth}, N = {min(v['N'] for v in proxy_n.values()):,}"
-                  f"-{largest['N']:,} parameters, total), tokens {list(demo.tokens)}, {len(demo.lrs)} learning rates "
-                  f"{demo.lrs[0]:g}-{demo.lrs[-1]:g} (muP base rates), batch {demo.batch_size} tokens; then "
-                  f"width {max(demo.widths)} at D = {demo.target_tokens:,} over batch {list(demo.batch_sweep)} tokens x "
-                  f"{len(demo.batch_sweep_lrs)} rates")
-    console.print(f"target:  width {demo.target_width}, N = {target_n['N']:,} ({target_n['N'] / largest['N']:.1f}x total, "
-                  f"{target_n['N_nonembed'] / largest['N_nonembed']:.1f}x non-embedding parameters of the largest proxy), "
-                  f"D = {demo.target_tokens:,} tokens")
+    console.print(
+        f"proxies: widths {list(demo.widths)} (depth {demo.depth}, N = {min(v['N'] for v in proxy_n.values()):,}"
+        f"-{largest['N']:,} parameters, total), tokens {list(demo.tokens)}, {len(demo.lrs)} learning rates "
+        f"{demo.lrs[0]:g}-{demo.lrs[-1]:g} (muP base rates), batch {demo.batch_size} tokens; then "
+        f"width {max(demo.widths)} at D = {demo.target_tokens:,} over batch {list(demo.batch_sweep)} tokens x "
+        f"{len(demo.batch_sweep_lrs)} rates"
+    )
+    console.print(
+        f"target:  width {demo.target_width}, N = {target_n['N']:,} ({target_n['N'] / largest['N']:.1f}x total, "
+        f"{target_n['N_nonembed'] / largest['N_nonembed']:.1f}x non-embedding parameters of the largest proxy), "
+        f"D = {demo.target_tokens:,} tokens"
+    )
     console.print(f"output:  {out}/")
 
     # 1. The proxy sweeps: studies in SQLite, run by the local runner (resumable: rerun the command).
     study = _study("demo-proxies", out, demo.widths, demo.tokens, demo.lrs, demo, (demo.batch_size,))
-    bstudy = _study("demo-batch", out, (max(demo.widths),), (demo.target_tokens,), demo.batch_sweep_lrs, demo,
-                    demo.batch_sweep)
+    bstudy = _study("demo-batch", out, (max(demo.widths),), (demo.target_tokens,), demo.batch_sweep_lrs, demo, demo.batch_sweep)
     console.rule("1. sweep of the proxies")
     parts = []
     for spec, toml in ((study, "demo_study.toml"), (bstudy, "demo_batch.toml")):
@@ -179,8 +197,14 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
     with console.status("locating the optimum of each scale (convex fits, bootstrap over runs)"):
         optima = find_optima(runs, bootstrap=200)
     show(console, optima_table(optima, "Optimum per scale (vertex of a convex fit in ln lr, 95% bootstrap over runs)"))
-    point = {"N": float(target_n["N"]), "D": float(demo.target_tokens), "N_nonembed": float(target_n["N_nonembed"]),
-             "width": float(demo.target_width), "depth": float(demo.depth), "seq_len": float(demo.seq_len)}
+    point = {
+        "N": float(target_n["N"]),
+        "D": float(demo.target_tokens),
+        "N_nonembed": float(target_n["N_nonembed"]),
+        "width": float(demo.target_width),
+        "depth": float(demo.depth),
+        "seq_len": float(demo.seq_len),
+    }
     with console.status("fitting lr*(N, D), lr*(N, D, B), lr*(C) and the loss law (two-level bootstrap)"):
         rec = recommend(runs, point, optima=optima, bootstrap=400, loss_bootstrap=100)
     console.rule("3. recommendation at the target")
@@ -204,8 +228,11 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
     measured = float(at_rec["loss"].mean()) if len(at_rec) else math.nan
     best = ok.loc[ok["loss"].idxmin()] if len(ok) else None
     check: dict[str, Any] = {
-        "target": point, "recommended_lr": lr_rec, "recommended_lr_interval": list(rec.lr.interval),
-        "batch_size_tokens": batch, "measured_loss_at_recommended": measured,
+        "target": point,
+        "recommended_lr": lr_rec,
+        "recommended_lr_interval": list(rec.lr.interval),
+        "batch_size_tokens": batch,
+        "measured_loss_at_recommended": measured,
         "predicted_loss": None if rec.loss is None else rec.loss.value,
         "predicted_loss_interval": None if rec.loss is None else list(rec.loss.interval),
         "best_measured_lr": None if best is None else float(best["lr"]),
@@ -214,9 +241,13 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
     }
     try:
         tgt_opt = find_optimum(truns, bootstrap=200, scale={"N": point["N"], "D": point["D"]})
-        check.update(measured_optimum=tgt_opt.to_dict(), band_lr=list(tgt_opt.band_lr),
-                     recommended_in_band=bool(tgt_opt.band_lr[0] * (1 - 1e-9) <= lr_rec <= tgt_opt.band_lr[1] * (1 + 1e-9)),
-                     measured_optimum_lr=tgt_opt.lr_, measured_optimum_bracketed=tgt_opt.bracketed)
+        check.update(
+            measured_optimum=tgt_opt.to_dict(),
+            band_lr=list(tgt_opt.band_lr),
+            recommended_in_band=bool(tgt_opt.band_lr[0] * (1 - 1e-9) <= lr_rec <= tgt_opt.band_lr[1] * (1 + 1e-9)),
+            measured_optimum_lr=tgt_opt.lr_,
+            measured_optimum_bracketed=tgt_opt.bracketed,
+        )
     except ScaletuneError as exc:
         check.update(measured_optimum=None, recommended_in_band=None, note=str(exc))
     if best is not None and math.isfinite(measured):
@@ -227,27 +258,44 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
 
     from scaletune.cli._tables import Col, FitTable
 
-    table = FitTable("Predicted (from proxies) vs measured (at the target)",
-                     [Col("", "left", wrap=True), Col("predicted"), Col("measured", "left", wrap=True)])
+    table = FitTable(
+        "Predicted (from proxies) vs measured (at the target)",
+        [Col("", "left", wrap=True), Col("predicted"), Col("measured", "left", wrap=True)],
+    )
     from scaletune.cli.hparams_cmds import fmt, fmt_iv
 
-    table.add_row("learning rate (muP base)", f"{fmt(lr_rec)} {fmt_iv(rec.lr.interval)}",
-                  f"best {fmt(check['best_measured_lr'])}; vertex {fmt(check.get('measured_optimum_lr'))}; "
-                  f"band {fmt_iv(check.get('band_lr'))}")
-    table.add_row("loss at the recommended lr (nats/token)",
-                  "-" if rec.loss is None else f"{rec.loss.value:.4f} {fmt_iv(rec.loss.interval)}", f"{measured:.4f}")
-    table.add_row("recommended lr in the measured 0.25% band", "", {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[check.get("recommended_in_band")])
+    table.add_row(
+        "learning rate (muP base)",
+        f"{fmt(lr_rec)} {fmt_iv(rec.lr.interval)}",
+        f"best {fmt(check['best_measured_lr'])}; vertex {fmt(check.get('measured_optimum_lr'))}; band {fmt_iv(check.get('band_lr'))}",
+    )
+    table.add_row(
+        "loss at the recommended lr (nats/token)",
+        "-" if rec.loss is None else f"{rec.loss.value:.4f} {fmt_iv(rec.loss.interval)}",
+        f"{measured:.4f}",
+    )
+    table.add_row(
+        "recommended lr in the measured 0.25% band",
+        "",
+        {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[check.get("recommended_in_band")],
+    )
     if "gap_to_best_measured_percent" in check:
         table.add_row("loss gap to the best measured rate", "", f"{check['gap_to_best_measured_percent']:+.2f}%")
     show(console, table)
 
     # Records and figures.
-    fits = {"optima": [o.to_dict() for o in optima], "laws": rec.laws.to_dict(), "recommendation": rec.to_dict(),
-            "check": check, "demo_config": {k: getattr(demo, k) for k in demo.__dataclass_fields__},
-            "seconds": time.monotonic() - start}
+    fits = {
+        "optima": [o.to_dict() for o in optima],
+        "laws": rec.laws.to_dict(),
+        "recommendation": rec.to_dict(),
+        "check": check,
+        "demo_config": {k: getattr(demo, k) for k in demo.__dataclass_fields__},
+        "seconds": time.monotonic() - start,
+    }
     (out / "fits.json").write_text(dumps(fits))
     try:
         from scaletune.report.hparams_plots import plot_laws, plot_sweeps, plot_target_check
+
         plot_sweeps(runs, optima, out / "sweeps.png")
         plot_laws(rec, out / "laws.png", measured=check)
         plot_target_check(truns, rec, out / "target.png")
@@ -256,11 +304,14 @@ def run_demo(out: str | Path | None = None, tiny: bool = False, workers: int | N
         figures = f"(no figures: {exc})"
     try:  # the HTML report of the whole folder, from the fits above (plotly: the report extra)
         from scaletune.cli.report_cmds import write_folder_report
+
         write_folder_report(out, optima=optima, rec=rec, command="scaletune demo")
         figures += ", report.html"
     except ImportError as exc:
         figures += f" (no report.html: {exc})"
     console.rule(f"done in {time.monotonic() - start:.0f} s")
-    console.print(f"output folder: [bold]{out.resolve()}[/]\n  runs.csv, target_runs.csv, fits.json, {figures}, "
-                  f"demo_study.toml, demo_batch.toml, demo_target.toml, demo.db (Optuna storage)")
+    console.print(
+        f"output folder: [bold]{out.resolve()}[/]\n  runs.csv, target_runs.csv, fits.json, {figures}, "
+        f"demo_study.toml, demo_batch.toml, demo_target.toml, demo.db (Optuna storage)"
+    )
     return check

@@ -8,20 +8,39 @@ from scaletune._json import dumps
 from scaletune.cli._tables import WIDE_OPTION
 
 LABELS = {"tensorboard": "TensorBoard", "wandb": "W&B", "csv": "table"}
-REASONS = {"no_loss": "no loss logged", "bad_value": "a non-numeric value", "missing_required": "a required column missing",
-           "curve_without_run": "curve rows of an unknown run", "unreadable": "an unreadable log"}
+REASONS = {
+    "no_loss": "no loss logged",
+    "bad_value": "a non-numeric value",
+    "missing_required": "a required column missing",
+    "curve_without_run": "curve rows of an unknown run",
+    "unreadable": "an unreadable log",
+}
 
 
 def _common(fn):
     options = [
         click.argument("paths", nargs=-1, required=True, type=click.Path()),
         click.option("--out", required=True, type=click.Path(dir_okay=False), help="Run table to write (.parquet, .csv or .jsonl)."),
-        click.option("--curves", "curves_out", type=click.Path(dir_okay=False), help="Also write the curves (run_id, step, tokens, lr, loss, ...)."),
-        click.option("--map", "mapping", help="Logged names of canonical columns, canonical=logged: loss=val/loss,lr=learning_rate,N=n_params "
-                     "(also steps=max_iters for D = steps x batch_size; step=KEY for a W&B or CSV step axis)."),
-        click.option("--seq-len", help="The logged batch size counts sequences of this many tokens (a number, or the config name "
-                     "that holds it); without it the batch size is taken as tokens."),
-        click.option("--require", default="loss", show_default=True, help="Columns every imported run must have (runs without them are skipped; a failed or diverged run needs no loss)."),
+        click.option(
+            "--curves", "curves_out", type=click.Path(dir_okay=False), help="Also write the curves (run_id, step, tokens, lr, loss, ...)."
+        ),
+        click.option(
+            "--map",
+            "mapping",
+            help="Logged names of canonical columns, canonical=logged: loss=val/loss,lr=learning_rate,N=n_params "
+            "(also steps=max_iters for D = steps x batch_size; step=KEY for a W&B or CSV step axis).",
+        ),
+        click.option(
+            "--seq-len",
+            help="The logged batch size counts sequences of this many tokens (a number, or the config name "
+            "that holds it); without it the batch size is taken as tokens.",
+        ),
+        click.option(
+            "--require",
+            default="loss",
+            show_default=True,
+            help="Columns every imported run must have (runs without them are skipped; a failed or diverged run needs no loss).",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON document."),
         WIDE_OPTION,
     ]
@@ -34,8 +53,9 @@ def _run(kind: str, paths, out, curves_out, mapping, seq_len, require, as_json, 
     from scaletune.importers import import_logs
     from scaletune.runtable import write_table
 
-    result = import_logs(kind, list(paths), mapping=mapping, seq_len=seq_len,
-                         require=[c.strip() for c in require.split(",") if c.strip()], **options)
+    result = import_logs(
+        kind, list(paths), mapping=mapping, seq_len=seq_len, require=[c.strip() for c in require.split(",") if c.strip()], **options
+    )
     write_table(result.runs, out)
     if curves_out and len(result.curves):
         write_table(result.curves, curves_out)
@@ -65,15 +85,20 @@ def _render(result, doc: dict, kind: str) -> None:
     show(console, table)
     missing = {c: n for c, n in doc["missing"].items() if n}
     if missing:
-        console.print("[yellow]missing: " + ", ".join(f"{c} in {n} run(s)" for c, n in missing.items())
-                      + " (map a logged name with --map COL=NAME)[/]")
+        console.print(
+            "[yellow]missing: "
+            + ", ".join(f"{c} in {n} run(s)" for c, n in missing.items())
+            + " (map a logged name with --map COL=NAME)[/]"
+        )
     notes = sum(len(r.notes) for r in result.reports)
     if notes:
         first = next(f"{r.run_id}: {n}" for r in result.reports for n in r.notes)
         console.print(f"notes: {notes} (first: {first}; all in --json)")
     if result.skipped:
         reasons = ", ".join(f"{n} {REASONS.get(r, r)}" for r, n in doc["skipped_by_reason"].items())
-        console.print(f"[yellow]skipped {len(result.skipped)} run(s): {reasons}; first: {result.skipped[0].source}: {result.skipped[0].detail}[/]")
+        console.print(
+            f"[yellow]skipped {len(result.skipped)} run(s): {reasons}; first: {result.skipped[0].source}: {result.skipped[0].detail}[/]"
+        )
     if doc["curves_out"]:
         console.print(f"curves: {doc['curves']['points']} loss points of {doc['curves']['runs']} runs -> {doc['curves_out']}")
     elif not len(result.curves):
@@ -105,7 +130,9 @@ def wandb_cmd(paths, out, curves_out, mapping, seq_len, require, as_json) -> Non
 
 @import_group.command("csv")
 @_common
-@click.option("--curves-from", type=click.Path(dir_okay=False), help="Long table of curves: one row per run and step (run_id, step, loss, lr, ...).")
+@click.option(
+    "--curves-from", type=click.Path(dir_okay=False), help="Long table of curves: one row per run and step (run_id, step, loss, lr, ...)."
+)
 def csv_cmd(paths, out, curves_out, mapping, seq_len, require, as_json, curves_from) -> None:
     """Runs from tables (CSV, Parquet, JSON lines), one row per run; a W&B project export (columns Name, State,
     config and summary columns) is recognised: State finished -> ok, crashed/failed/killed -> failed."""

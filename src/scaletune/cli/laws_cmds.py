@@ -38,8 +38,9 @@ def example_path(name: str) -> Path:
     return example(name)
 
 
-def _law_and_data(laws_from: str | None, data: str | None, example: str | None, mapping: str | None,
-                  where: str | None, law_name: str | None) -> tuple[pd.DataFrame, str]:
+def _law_and_data(
+    laws_from: str | None, data: str | None, example: str | None, mapping: str | None, where: str | None, law_name: str | None
+) -> tuple[pd.DataFrame, str]:
     """The run table and the law of `fit` / `backtest`: an example names its own law unless --law says otherwise."""
     _import_laws(laws_from)
     df = _load(data, example, mapping, where)
@@ -92,8 +93,9 @@ def _import_laws(path: str | None) -> None:
         raise ScaletuneError(f"{path}: error while loading user laws: {type(exc).__name__}: {exc}") from None
 
 
-LAWS_FROM = click.option("--laws-from", type=click.Path(dir_okay=False),
-                         help="Python file that registers user laws with scaletune.laws.register_law.")
+LAWS_FROM = click.option(
+    "--laws-from", type=click.Path(dir_okay=False), help="Python file that registers user laws with scaletune.laws.register_law."
+)
 
 
 def _fmt(v) -> str:
@@ -119,8 +121,10 @@ def _table(title: str, columns: list[str], rows: list[list]) -> None:
     from rich.console import Console
 
     # At the terminal's width: the first four columns stay, the others move below the table when it is too wide.
-    cols = [Col(c, "left" if c in ("name", "quantity", "check") else "right", priority=max(0, i - 3), wrap=c == "check")
-            for i, c in enumerate(columns)]
+    cols = [
+        Col(c, "left" if c in ("name", "quantity", "check") else "right", priority=max(0, i - 3), wrap=c == "check")
+        for i, c in enumerate(columns)
+    ]
     show(Console(), FitTable(title, cols, [[r if isinstance(r, str) else _fmt(r) for r in row] for row in rows]))
 
 
@@ -132,29 +136,40 @@ def _fit_doc(result) -> dict:
 
 def _print_fit(result, law) -> None:
     click.echo(f"law {result.law}: {law.formula}")
-    click.echo(f"fitted to {result.diagnostics['n_points']} points of {result.provenance.get('source')} "
-               f"(y = {result.y}; objective {result.objective}; natural logs)")
+    click.echo(
+        f"fitted to {result.diagnostics['n_points']} points of {result.provenance.get('source')} "
+        f"(y = {result.y}; objective {result.objective}; natural logs)"
+    )
     level = int(round(result.level * 100))
-    rows = [[f"{k} (fixed)" if k in result.fixed else k, v, *result.intervals.get(k, (None, None))]
-            for k, v in {**result.params_, **result.derived_}.items()]
+    rows = [
+        [f"{k} (fixed)" if k in result.fixed else k, v, *result.intervals.get(k, (None, None))]
+        for k, v in {**result.params_, **result.derived_}.items()
+    ]
     _table("parameters and derived quantities", ["name", "value", f"{level}% lo", f"{level}% hi"], rows)
     d = result.diagnostics
     boot = d.get("bootstrap")
-    click.echo(f"converged: {d['converged']}; objective {d['objective_value']:.8g}; residual std (log) "
-               f"{d['residual_std_log']:.4g}, max |log residual| {d['residual_max_abs_log']:.4g}; distinct scales "
-               + ", ".join(f"{k}: {v}" for k, v in d["n_scales"].items()))
+    click.echo(
+        f"converged: {d['converged']}; objective {d['objective_value']:.8g}; residual std (log) "
+        f"{d['residual_std_log']:.4g}, max |log residual| {d['residual_max_abs_log']:.4g}; distinct scales "
+        + ", ".join(f"{k}: {v}" for k, v in d["n_scales"].items())
+    )
     if boot:
-        click.echo(f"bootstrap: {boot['samples']} resamples of {boot['groups']} groups ({boot.get('grouping', 'rows')}; "
-                   f"seed {result.seed}), {boot['failed']} failed")
+        click.echo(
+            f"bootstrap: {boot['samples']} resamples of {boot['groups']} groups ({boot.get('grouping', 'rows')}; "
+            f"seed {result.seed}), {boot['failed']} failed"
+        )
     else:
         click.echo("no bootstrap: no intervals (use --bootstrap K)")
     cal = result.calibration
     if cal is not None and cal.method == "backtest":
-        click.echo(f"calibrated intervals: backtest along {cal.by}, {cal.n_folds} folds, {cal.n_points} held-out points; "
-                   f"log error std {cal.kappa:.3g} per nat of extrapolation distance, bias {cal.bias:+.3g} per nat "
-                   f"({'applied' if cal.bias else 'not applied'}: fold biases "
-                   + ", ".join(f"{b:+.2g}" for b in cal.fold_biases) + f"), multiplier {cal.quantile(result.level):.3g} "
-                   f"at {level}%, residual std {cal.noise_std:.3g}")
+        click.echo(
+            f"calibrated intervals: backtest along {cal.by}, {cal.n_folds} folds, {cal.n_points} held-out points; "
+            f"log error std {cal.kappa:.3g} per nat of extrapolation distance, bias {cal.bias:+.3g} per nat "
+            f"({'applied' if cal.bias else 'not applied'}: fold biases "
+            + ", ".join(f"{b:+.2g}" for b in cal.fold_biases)
+            + f"), multiplier {cal.quantile(result.level):.3g} "
+            f"at {level}%, residual std {cal.noise_std:.3g}"
+        )
     elif cal is not None:
         click.echo(f"intervals: bootstrap + residual noise ({cal.note})")
     for w in d.get("warnings", []):
@@ -162,28 +177,48 @@ def _print_fit(result, law) -> None:
     if result.backtest and result.backtest["folds"]:
         bt = result.backtest
         rows = [[f["fold"], f["n_test"], f["median_abs_rel_error"], f["mean_rel_error"], f["max_distance"]] for f in bt["folds"]]
-        _table(f"backtest along {bt['by']} ({bt['bins']}): fit on the bins below each fold, predict all beyond",
-               ["fold", "held out", "median |rel. err|", "mean rel. err", "max distance"], rows)
+        _table(
+            f"backtest along {bt['by']} ({bt['bins']}): fit on the bins below each fold, predict all beyond",
+            ["fold", "held out", "median |rel. err|", "mean rel. err", "max distance"],
+            rows,
+        )
     if result.holdout:
         h = result.holdout
         cols = [*law.variables, "observed", "predicted", "rel. error", "lo", "hi", "covered", "extrapolation x"]
         # extrapolation x: exp of the joint distance from the fitted points (1 = inside; see `scaletune backtest`)
-        rows = [[*(p[v] for v in law.variables), p["observed"], p["predicted"], p["relative_error"], p.get("lo"), p.get("hi"),
-                 str(p.get("covered", "-")), p["extrapolation"]] for p in h["points"]]
-        _table(f"held out ({h['expression']}): {h['n']} points, mean |rel. error| {h['mean_abs_relative_error']:.4g}"
-               + (f", {level}% observation-interval coverage {h['coverage']:.0%}" if "coverage" in h else ""), cols, rows)
+        rows = [
+            [
+                *(p[v] for v in law.variables),
+                p["observed"],
+                p["predicted"],
+                p["relative_error"],
+                p.get("lo"),
+                p.get("hi"),
+                str(p.get("covered", "-")),
+                p["extrapolation"],
+            ]
+            for p in h["points"]
+        ]
+        _table(
+            f"held out ({h['expression']}): {h['n']} points, mean |rel. error| {h['mean_abs_relative_error']:.4g}"
+            + (f", {level}% observation-interval coverage {h['coverage']:.0%}" if "coverage" in h else ""),
+            cols,
+            rows,
+        )
 
 
 def _data_options(command):
     """The data arguments that `fit` and `backtest` share: DATA or --example, the law, --map, --y, --where."""
-    for option in reversed([
-        click.argument("data", required=False),
-        click.option("--example", type=click.Choice(sorted(EXAMPLES)), help="Use a bundled real data set instead of DATA."),
-        click.option("--law", "law_name", help="Law name (chinchilla, compute, powerlaw:N,D, data_constrained, ...)."),
-        click.option("--map", "mapping", help="Rename columns: canonical=yours, e.g. N=params,D=tokens,loss=val_loss."),
-        click.option("--y", "y", help="Response column (default: the law's, usually loss)."),
-        click.option("--where", help="Keep rows: COL=VALUE[,COL=VALUE...] or comparisons 'D>=1e9 and tokens_per_param>=5'."),
-    ]):
+    for option in reversed(
+        [
+            click.argument("data", required=False),
+            click.option("--example", type=click.Choice(sorted(EXAMPLES)), help="Use a bundled real data set instead of DATA."),
+            click.option("--law", "law_name", help="Law name (chinchilla, compute, powerlaw:N,D, data_constrained, ...)."),
+            click.option("--map", "mapping", help="Rename columns: canonical=yours, e.g. N=params,D=tokens,loss=val_loss."),
+            click.option("--y", "y", help="Response column (default: the law's, usually loss)."),
+            click.option("--where", help="Keep rows: COL=VALUE[,COL=VALUE...] or comparisons 'D>=1e9 and tokens_per_param>=5'."),
+        ]
+    ):
         command = option(command)
     return command
 
@@ -192,10 +227,19 @@ def _data_options(command):
 @_data_options
 @click.option("--holdout", help="Hold out rows and report how well they are predicted: 'C>=1e21', 'largest(N,2)'.")
 @click.option("--bootstrap", default=200, show_default=True, type=click.IntRange(min=0), help="Bootstrap resamples.")
-@click.option("--groups", "--group", "groups",
-              help="Column whose values are resampled together (default: budgets of --by for calibrated intervals, rows for --intervals bootstrap).")
-@click.option("--intervals", type=click.Choice(["calibrated", "bootstrap"]), default="calibrated", show_default=True,
-              help="calibrated: budget bootstrap + backtest error model; bootstrap: row bootstrap, percentile intervals.")
+@click.option(
+    "--groups",
+    "--group",
+    "groups",
+    help="Column whose values are resampled together (default: budgets of --by for calibrated intervals, rows for --intervals bootstrap).",
+)
+@click.option(
+    "--intervals",
+    type=click.Choice(["calibrated", "bootstrap"]),
+    default="calibrated",
+    show_default=True,
+    help="calibrated: budget bootstrap + backtest error model; bootstrap: row bootstrap, percentile intervals.",
+)
 @click.option("--by", help="Scale axis of budgets and backtest: C (6ND, default), N, D or a column.")
 @click.option("--backtest", "with_backtest", is_flag=True, help="Print the rolling-origin backtest summary.")
 @click.option("--weights", help="Column of per-point weights of the objective.")
@@ -208,8 +252,29 @@ def _data_options(command):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
 @LAWS_FROM
 @WIDE_OPTION
-def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, groups, intervals, by, with_backtest, weights, fix,
-            objective, seed, out, plot, as_json, laws_from, chance):
+def fit_cmd(
+    data,
+    example,
+    law_name,
+    mapping,
+    y,
+    where,
+    holdout,
+    bootstrap,
+    groups,
+    intervals,
+    by,
+    with_backtest,
+    weights,
+    fix,
+    objective,
+    seed,
+    out,
+    plot,
+    as_json,
+    laws_from,
+    chance,
+):
     """Fit a scaling law to a run table (CSV, Parquet, JSON lines) with bootstrap intervals."""
     from scaletune.laws import fit, get_law
 
@@ -222,8 +287,21 @@ def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, grou
         law, chance = prepare_law(df, chance, y or law.response, fixed)
     elif chance is not None:
         raise ScaletuneError("--chance applies to --law downstream_error only")
-    result = fit(law, df, y=y, objective=objective, bootstrap=bootstrap, seed=seed, groups=groups,
-                 holdout=holdout, fixed=fixed, weights=weights, intervals=intervals, by=by, backtest=with_backtest)
+    result = fit(
+        law,
+        df,
+        y=y,
+        objective=objective,
+        bootstrap=bootstrap,
+        seed=seed,
+        groups=groups,
+        holdout=holdout,
+        fixed=fixed,
+        weights=weights,
+        intervals=intervals,
+        by=by,
+        backtest=with_backtest,
+    )
     if law.name == "downstream_error":
         result = dataclasses.replace(result, diagnostics={**result.diagnostics, "chance": chance})
     options = {k: v for k, v in click.get_current_context().params.items() if v is not None and v is not False}
@@ -247,10 +325,20 @@ def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, grou
 @click.command("backtest")
 @_data_options
 @click.option("--by", help="Scale axis of the rolling origin: C (6ND, default for laws of N and D), N, D or a column.")
-@click.option("--horizon", type=click.Choice(["all", "next"]), default="all", show_default=True,
-              help="Predict every bin beyond the origin, or only the next one.")
-@click.option("--intervals", type=click.Choice(["calibrated", "bootstrap", "none"]), default="calibrated", show_default=True,
-              help="Intervals of each fold's fit (calibrated: with its own nested backtest).")
+@click.option(
+    "--horizon",
+    type=click.Choice(["all", "next"]),
+    default="all",
+    show_default=True,
+    help="Predict every bin beyond the origin, or only the next one.",
+)
+@click.option(
+    "--intervals",
+    type=click.Choice(["calibrated", "bootstrap", "none"]),
+    default="calibrated",
+    show_default=True,
+    help="Intervals of each fold's fit (calibrated: with its own nested backtest).",
+)
 @click.option("--bootstrap", default=100, show_default=True, type=click.IntRange(min=0), help="Bootstrap resamples per fold.")
 @click.option("--groups", "--group", "groups", help="Column whose values are resampled together.")
 @click.option("--fix", help="Freeze parameters: NAME=VALUE[,...].")
@@ -259,26 +347,56 @@ def fit_cmd(data, example, law_name, mapping, y, where, holdout, bootstrap, grou
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (every fold and held-out point).")
 @LAWS_FROM
 @WIDE_OPTION
-def backtest_cmd(data, example, law_name, mapping, y, where, by, horizon, intervals, bootstrap, groups, fix, objective, seed,
-                 as_json, laws_from):
+def backtest_cmd(
+    data, example, law_name, mapping, y, where, by, horizon, intervals, bootstrap, groups, fix, objective, seed, as_json, laws_from
+):
     """Rolling-origin backtest: fit on the scales up to each origin, predict the larger ones, errors vs distance."""
     from scaletune.laws import backtest
 
     df, law_name = _law_and_data(laws_from, data, example, mapping, where, law_name)
-    res = backtest(law_name, df, y=y, by=by, horizon=horizon, intervals=intervals, bootstrap=bootstrap, seed=seed,
-                   objective=objective, fixed=parse_point(fix) if fix else None, groups=groups)
+    res = backtest(
+        law_name,
+        df,
+        y=y,
+        by=by,
+        horizon=horizon,
+        intervals=intervals,
+        bootstrap=bootstrap,
+        seed=seed,
+        objective=objective,
+        fixed=parse_point(fix) if fix else None,
+        groups=groups,
+    )
     if as_json:
         _echo_json(res.to_dict())
         return
     level = int(round(res.level * 100))
-    click.echo(f"backtest of {res.law} on {df.attrs.get('source')}: rolling origin along {res.by} ({res.bins}); "
-               f"horizon {res.horizon}; {res.intervals} intervals ({bootstrap} resamples per fold, seed {seed})")
-    click.echo("distance: L-infinity distance of a point's ln variables from the convex hull of the fold's fitted "
-               "points (nats; 0.69 = a factor 2 outside)")
-    rows = [[f["fold"], f["train_max_scale"], f["n_train"], f["n_test"], f["median_abs_rel_error"], f["mean_rel_error"],
-             "-" if f["coverage"] is None else f"{f['coverage']:.0%}", f["max_distance"]] for f in res.summary()]
-    _table("per fold", ["fold", f"max fitted {res.by}", "fitted", "held out", "median |rel. err|", "mean rel. err",
-                        f"{level}% coverage", "max distance"], rows)
+    click.echo(
+        f"backtest of {res.law} on {df.attrs.get('source')}: rolling origin along {res.by} ({res.bins}); "
+        f"horizon {res.horizon}; {res.intervals} intervals ({bootstrap} resamples per fold, seed {seed})"
+    )
+    click.echo(
+        "distance: L-infinity distance of a point's ln variables from the convex hull of the fold's fitted "
+        "points (nats; 0.69 = a factor 2 outside)"
+    )
+    rows = [
+        [
+            f["fold"],
+            f["train_max_scale"],
+            f["n_train"],
+            f["n_test"],
+            f["median_abs_rel_error"],
+            f["mean_rel_error"],
+            "-" if f["coverage"] is None else f"{f['coverage']:.0%}",
+            f["max_distance"],
+        ]
+        for f in res.summary()
+    ]
+    _table(
+        "per fold",
+        ["fold", f"max fitted {res.by}", "fitted", "held out", "median |rel. err|", "mean rel. err", f"{level}% coverage", "max distance"],
+        rows,
+    )
     pts = res.points()
     edges = [0.0, 0.5, 1.0, 2.0, 4.0, np.inf]
     rows = []
@@ -286,10 +404,20 @@ def backtest_cmd(data, example, law_name, mapping, y, where, by, horizon, interv
         sel = pts[(pts.distance >= lo) & (pts.distance < hi)]
         if len(sel):
             cov = sel.covered.dropna()
-            rows.append([f"{lo:g}-{hi:g}", len(sel), float(np.median(np.abs(sel.rel_error))), float(np.mean(sel.rel_error)),
-                         "-" if cov.empty else f"{cov.astype(bool).mean():.0%}"])
-    _table("errors against the extrapolation distance (nats)", ["distance", "points", "median |rel. err|", "mean rel. err",
-                                                                 f"{level}% coverage"], rows)
+            rows.append(
+                [
+                    f"{lo:g}-{hi:g}",
+                    len(sel),
+                    float(np.median(np.abs(sel.rel_error))),
+                    float(np.mean(sel.rel_error)),
+                    "-" if cov.empty else f"{cov.astype(bool).mean():.0%}",
+                ]
+            )
+    _table(
+        "errors against the extrapolation distance (nats)",
+        ["distance", "points", "median |rel. err|", "mean rel. err", f"{level}% coverage"],
+        rows,
+    )
     cov = res.coverage()
     if cov is not None:
         click.echo(f"overall {level}% observation-interval coverage: {cov:.1%} of {len(pts)} held-out predictions")
@@ -311,8 +439,14 @@ def laws_cmd(laws_from):
     rows += [[f"published:{name}", "allocation only", cite] for name, (_, cite) in ALLOCATION_ONLY.items()]
     from rich.console import Console
 
-    show(Console(), FitTable("law catalogue and published laws", [Col("name", "left"), Col("formula / law (convention)", "left", wrap=True),
-                                                                  Col("source", "left", note=True)], rows))
+    show(
+        Console(),
+        FitTable(
+            "law catalogue and published laws",
+            [Col("name", "left"), Col("formula / law (convention)", "left", wrap=True), Col("source", "left", note=True)],
+            rows,
+        ),
+    )
 
 
 @click.command("predict")
@@ -320,11 +454,18 @@ def laws_cmd(laws_from):
 @click.option("--at", "points", multiple=True, required=True, help="Point NAME=VALUE[,...], e.g. N=7e10,D=1.4e12 (repeatable).")
 @click.option("--level", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999))
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--then", type=click.Path(dir_okay=False), help="A downstream_error fit: chain loss -> task error "
-              "(--at N=...,M=... with M = D/N tokens per parameter, or N=...,D=...).")
+@click.option(
+    "--then",
+    type=click.Path(dir_okay=False),
+    help="A downstream_error fit: chain loss -> task error (--at N=...,M=... with M = D/N tokens per parameter, or N=...,D=...).",
+)
 @click.option("--chance", type=float, help="Check a downstream fit against this chance-level error.")
-@click.option("--law-interval", is_flag=True, help="Show the interval of the law (where its mean lies) instead of "
-              "a new observation's (what one run there will measure, the default); --json carries both.")
+@click.option(
+    "--law-interval",
+    is_flag=True,
+    help="Show the interval of the law (where its mean lies) instead of "
+    "a new observation's (what one run there will measure, the default); --json carries both.",
+)
 @LAWS_FROM
 @WIDE_OPTION
 def predict_cmd(fit_spec, points, level, as_json, laws_from, then, chance, law_interval):
@@ -360,8 +501,20 @@ def predict_cmd(fit_spec, points, level, as_json, laws_from, then, chance, law_i
             obs_lo, obs_hi = (None, None) if obs["method"] == "point" else (obs["lo"], obs["hi"])
         except ScaletuneError:  # no residuals to draw an observation's noise from
             obs_lo, obs_hi = None, None
-        rows.append({**point, result.y: rec["value"], "lo": lo, "hi": hi, "observation_lo": obs_lo, "observation_hi": obs_hi,
-                     "level": level, "extrapolation": rec["extrapolation"], "distance": rec["distance"], "method": rec["method"]})
+        rows.append(
+            {
+                **point,
+                result.y: rec["value"],
+                "lo": lo,
+                "hi": hi,
+                "observation_lo": obs_lo,
+                "observation_hi": obs_hi,
+                "level": level,
+                "extrapolation": rec["extrapolation"],
+                "distance": rec["distance"],
+                "method": rec["method"],
+            }
+        )
     if as_json:
         _echo_json({"law": result.law, "source": fit_spec, "y": result.y, "citation": result.citation, "predictions": rows})
         return
@@ -369,8 +522,11 @@ def predict_cmd(fit_spec, points, level, as_json, laws_from, then, chance, law_i
     cols = [*law.variables, result.y, f"{int(level * 100)}% lo", f"{int(level * 100)}% hi", "extrapolation x"]
     lo_key, hi_key = ("lo", "hi") if law_interval else ("observation_lo", "observation_hi")
     what = "the law's interval" if law_interval else "interval of a new run's measurement"
-    _table(f"predictions ({what}; extrapolation x: joint factor outside the fitted points, 1 = inside)", cols,
-           [[*(r[v] for v in law.variables), r[result.y], r[lo_key], r[hi_key], r["extrapolation"]] for r in rows])
+    _table(
+        f"predictions ({what}; extrapolation x: joint factor outside the fitted points, 1 = inside)",
+        cols,
+        [[*(r[v] for v in law.variables), r[result.y], r[lo_key], r[hi_key], r["extrapolation"]] for r in rows],
+    )
     if not result.has_samples:
         click.echo("no interval: this law carries no bootstrap samples" + (" (published)" if result.diagnostics.get("published") else ""))
 
@@ -397,8 +553,13 @@ def allocate_cmd(fit_spec, computes, losses, as_json):
         _echo_json({"source": fit_spec, "allocations": docs})
         return
     click.echo(f"{fit_spec}: {results[0].convention}")
-    names = (("C (FLOPs)", "C"), ("M* (FLOPs/token)", "N_star") if flops_per_token else ("N*", "N_star"), ("D* (tokens)", "D_star"),
-             *(() if flops_per_token else [("D*/N*", "tokens_per_param")]), ("loss", "loss"))
+    names = (
+        ("C (FLOPs)", "C"),
+        ("M* (FLOPs/token)", "N_star") if flops_per_token else ("N*", "N_star"),
+        ("D* (tokens)", "D_star"),
+        *(() if flops_per_token else [("D*/N*", "tokens_per_param")]),
+        ("loss", "loss"),
+    )
     for i, r in enumerate(results):
         title = f"compute-optimal allocation at C = {r.C:.4g} FLOPs" if i < len(computes) else f"least compute reaching loss {r.loss:.4g}"
         rows = [[q, getattr(r, key), *r.intervals.get(key, (None, None))] for q, key in names]
@@ -430,8 +591,7 @@ def isoflop_cmd(data, example, mapping, where, interpolation, bootstrap, unweigh
     from scaletune.laws import isoflop
 
     df = _load(data, example, mapping, where)
-    res = isoflop(df, interpolation=interpolation, bootstrap=bootstrap, seed=seed, weighted=not unweighted,
-                  cross_check=not no_cross_check)
+    res = isoflop(df, interpolation=interpolation, bootstrap=bootstrap, seed=seed, weighted=not unweighted, cross_check=not no_cross_check)
     if out:
         Path(out).write_text(res.n_fit.to_json())
     if plot:
@@ -444,27 +604,46 @@ def isoflop_cmd(data, example, mapping, where, interpolation, bootstrap, unweigh
             doc[k].pop("bootstrap_params")
         _echo_json(doc)
         return
-    click.echo(f"isoFLOP analysis of {df.attrs.get('source')}: {len(res.optima)} budgets used, {len(res.dropped)} dropped; "
-               f"{interpolation} interpolation of loss vs ln N; {bootstrap} residual-bootstrap replicates per budget (seed {seed}), "
-               f"{res.edge_replicates} with the minimum on the grid edge (kept as censored)")
-    rows = [[r.C, r.N_star, r.N_star_lo, r.N_star_hi, r.D_star, r.tokens_per_param, r.loss_star, r.n_points]
-            for r in res.optima.itertuples()]
+    click.echo(
+        f"isoFLOP analysis of {df.attrs.get('source')}: {len(res.optima)} budgets used, {len(res.dropped)} dropped; "
+        f"{interpolation} interpolation of loss vs ln N; {bootstrap} residual-bootstrap replicates per budget (seed {seed}), "
+        f"{res.edge_replicates} with the minimum on the grid edge (kept as censored)"
+    )
+    rows = [
+        [r.C, r.N_star, r.N_star_lo, r.N_star_hi, r.D_star, r.tokens_per_param, r.loss_star, r.n_points] for r in res.optima.itertuples()
+    ]
     _table("per-budget optimum", ["C (FLOPs)", "N*", "N* 95% lo", "N* 95% hi", "D* (tokens)", "D*/N*", "loss*", "points"], rows)
     lo, hi = res.n_fit.intervals.get("c_C", (None, None))
     dlo, dhi = res.d_fit.intervals.get("c_C", (None, None))
-    _table(("weighted" if not unweighted else "unweighted") + " power-law fits (ln-space least squares)",
-           ["quantity", "value", "95% lo", "95% hi"],
-           [["a in N* = k C^a", res.a, lo, hi], ["k", res.n_fit.derived_["k"], *res.n_fit.intervals.get("k", (None, None))],
-            ["b in D* = k' C^b", res.b, dlo, dhi], ["k'", res.d_fit.derived_["k"], *res.d_fit.intervals.get("k", (None, None))]])
+    _table(
+        ("weighted" if not unweighted else "unweighted") + " power-law fits (ln-space least squares)",
+        ["quantity", "value", "95% lo", "95% hi"],
+        [
+            ["a in N* = k C^a", res.a, lo, hi],
+            ["k", res.n_fit.derived_["k"], *res.n_fit.intervals.get("k", (None, None))],
+            ["b in D* = k' C^b", res.b, dlo, dhi],
+            ["k'", res.d_fit.derived_["k"], *res.d_fit.intervals.get("k", (None, None))],
+        ],
+    )
     a3 = res.approach3
     if a3 and "error" not in a3:
-        _table(f"cross-check: Approach 2 (isoFLOP minima) vs Approach 3 (Chinchilla fit on the same {a3['n_points']} points)",
-               ["quantity", "Approach 2", "95% interval", "Approach 3", "95% interval "],
-               [["N* exponent", res.a, _span(res.n_fit.intervals.get("c_C")), a3["a_N"], _span(a3["a_N_interval"])],
-                ["D* exponent", res.b, _span(res.d_fit.intervals.get("c_C")), a3["a_D"], _span(a3["a_D_interval"])]])
+        _table(
+            f"cross-check: Approach 2 (isoFLOP minima) vs Approach 3 (Chinchilla fit on the same {a3['n_points']} points)",
+            ["quantity", "Approach 2", "95% interval", "Approach 3", "95% interval "],
+            [
+                ["N* exponent", res.a, _span(res.n_fit.intervals.get("c_C")), a3["a_N"], _span(a3["a_N_interval"])],
+                ["D* exponent", res.b, _span(res.d_fit.intervals.get("c_C")), a3["a_D"], _span(a3["a_D_interval"])],
+            ],
+        )
         if a3["intervals_overlap"] is not None:
-            click.echo("the two N* exponents' intervals " + ("overlap" if a3["intervals_overlap"] else "do NOT overlap: "
-                       "the Chinchilla form and the isoFLOP minima disagree on this data"))
+            click.echo(
+                "the two N* exponents' intervals "
+                + (
+                    "overlap"
+                    if a3["intervals_overlap"]
+                    else "do NOT overlap: the Chinchilla form and the isoFLOP minima disagree on this data"
+                )
+            )
     elif a3:
         click.echo(f"cross-check with Approach 3 failed: {a3['error']}")
     for w in res.warnings:

@@ -48,8 +48,9 @@ def _study_curves(configs: Sequence) -> pd.DataFrame | None:
     return pd.concat(parts, ignore_index=True) if parts else None
 
 
-def load_source(source: str, mapping: str | None = None, curves: str | None = None
-                ) -> tuple[pd.DataFrame | None, pd.DataFrame | None, dict | None, str | None]:
+def load_source(
+    source: str, mapping: str | None = None, curves: str | None = None
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None, dict | None, str | None]:
     """(run table, curve table, target recorded in the folder's fits.json, why there are no runs).
 
     SOURCE is a study file (.toml), an output folder (runs.csv / .parquet / .jsonl; curves from curves.csv or
@@ -135,8 +136,11 @@ def curves_of_largest_scale(runs: pd.DataFrame, curve_table: pd.DataFrame) -> tu
         has = np.isfinite(loss) & (steps >= 1)
         name = f"lr={run['lr']:.3g}" if "lr" in run and pd.notna(run["lr"]) else str(run["run_id"])
         try:
-            curves.append(curve_from_arrays(name, steps[has], loss[has], lr=lr, lr_steps=None if lr is None else steps,
-                                            schedule=schedule, source=str(run["run_id"])))
+            curves.append(
+                curve_from_arrays(
+                    name, steps[has], loss[has], lr=lr, lr_steps=None if lr is None else steps, schedule=schedule, source=str(run["run_id"])
+                )
+            )
         except ScaletuneError as exc:
             problems.append(str(exc))
     if not curves:
@@ -150,8 +154,14 @@ def _isoflop_input(runs: pd.DataFrame, optima: Sequence) -> pd.DataFrame:
         from scaletune.report.plotly_figures import scale_compute
 
         use = [o for o in optima if o.lr_bracketed and "N" in o.scale and "D" in o.scale]
-        return pd.DataFrame({"C": [scale_compute(o) for o in use], "N": [o.scale["N"] for o in use],
-                             "D": [o.scale["D"] for o in use], "loss": [o.loss_ for o in use]})
+        return pd.DataFrame(
+            {
+                "C": [scale_compute(o) for o in use],
+                "N": [o.scale["N"] for o in use],
+                "D": [o.scale["D"] for o in use],
+                "loss": [o.loss_ for o in use],
+            }
+        )
     from scaletune.runtable import require_columns
 
     require_columns(runs, ["N", "D", "loss"])
@@ -160,9 +170,19 @@ def _isoflop_input(runs: pd.DataFrame, optima: Sequence) -> pd.DataFrame:
     return pd.DataFrame({"C": C, "N": ok["N"], "D": ok["D"], "loss": ok["loss"]})
 
 
-def analyse(runs: pd.DataFrame | None, target: dict | None = None, *, source: str = "", curve_table: pd.DataFrame | None = None,
-            optima: Sequence | None = None, rec: Any = None, bootstrap: int = 200, seed: int = 0, command: str = "",
-            no_runs: str | None = None):
+def analyse(
+    runs: pd.DataFrame | None,
+    target: dict | None = None,
+    *,
+    source: str = "",
+    curve_table: pd.DataFrame | None = None,
+    optima: Sequence | None = None,
+    rec: Any = None,
+    bootstrap: int = 200,
+    seed: int = 0,
+    command: str = "",
+    no_runs: str | None = None,
+):
     """Run every analysis the report shows (reusing ``optima`` / ``rec`` when the caller has them) and return
     a `scaletune.report.html.ReportData`; an analysis that cannot run leaves its reason in ``missing``."""
     from scaletune.report.html import ReportData
@@ -184,8 +204,7 @@ def analyse(runs: pd.DataFrame | None, target: dict | None = None, *, source: st
         if data.optima:
             if rec is None and target:
                 try:
-                    rec = recommend(runs, target, optima=data.optima, bootstrap=bootstrap,
-                                    loss_bootstrap=min(bootstrap, 200), seed=seed)
+                    rec = recommend(runs, target, optima=data.optima, bootstrap=bootstrap, loss_bootstrap=min(bootstrap, 200), seed=seed)
                 except ScaletuneError as exc:
                     missing["recommendation"] = f"no recommendation: {exc}"
             elif rec is None:
@@ -232,8 +251,7 @@ def _analyse_curves(data, curve_table: pd.DataFrame | None, bootstrap: int, seed
         # The converged fit (not the slower published protocol: the report draws, `curves fit` chooses), with
         # leave-one-curve-out for the law's own error in the intervals; a twentieth of the fits' bootstrap.
         with np.errstate(all="ignore"):  # the optimiser probes outside the law's domain; those steps are rejected
-            data.curve_fit = fit_curves(data.curves, law="multipower", method="lbfgs", cv=True,
-                                        bootstrap=bootstrap // 20, seed=seed)
+            data.curve_fit = fit_curves(data.curves, law="multipower", method="lbfgs", cv=True, bootstrap=bootstrap // 20, seed=seed)
     except ScaletuneError as exc:
         notes.append(f"no curve law: {exc}")
     rec = data.recommendation
@@ -253,8 +271,9 @@ def _analyse_stability(data, curve_table: pd.DataFrame | None, target: dict | No
     from scaletune.stability import analyse_stability
 
     try:
-        data.stability = analyse_stability(data.runs, curve_table, target=target if target and "N" in target else None,
-                                           bootstrap=bootstrap, seed=seed)
+        data.stability = analyse_stability(
+            data.runs, curve_table, target=target if target and "N" in target else None, bootstrap=bootstrap, seed=seed
+        )
     except ScaletuneError as exc:
         data.missing["stability"] = f"no stability analysis: {exc}"
 
@@ -268,8 +287,7 @@ def _provenance(data, bootstrap: int, seed: int, command: str) -> dict[str, Any]
         prov["loss law data hash"] = data.laws.loss.data_hash
     if data.curve_fit is not None:
         prov["curve fit data hash"] = data.curve_fit.data_hash
-    prov.update({"bootstrap": bootstrap, "seed": seed, "command": command,
-                 "written": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
+    prov.update({"bootstrap": bootstrap, "seed": seed, "command": command, "written": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
     prov.update({f"{k} version": v for k, v in _versions().items()})
     return prov
 
@@ -278,8 +296,7 @@ def write_folder_report(folder: str | Path, *, optima: Sequence | None = None, r
     """The report of an output folder (the demo's) written into it as report.html, reusing computed results."""
     folder = Path(folder)
     runs, curve_table, target, no_runs = load_source(str(folder))
-    data = analyse(runs, target, source=str(folder), curve_table=curve_table, optima=optima, rec=rec, command=command,
-                   no_runs=no_runs)
+    data = analyse(runs, target, source=str(folder), curve_table=curve_table, optima=optima, rec=rec, command=command, no_runs=no_runs)
     from scaletune.report.html import write_report
 
     return write_report(data, folder / "report.html")
@@ -291,8 +308,13 @@ def write_folder_report(folder: str | Path, *, optima: Sequence | None = None, r
 @click.option("--out", type=click.Path(dir_okay=False), default="report.html", show_default=True, help="HTML file to write.")
 @click.option("--map", "mapping", help="Column mapping canonical=source, e.g. lr=learning_rate,loss=val_loss.")
 @click.option("--curves", type=click.Path(dir_okay=False), help="Loss curves (run_id, step, lr, loss), e.g. from `export --curves`.")
-@click.option("--bootstrap", type=int, default=200, show_default=True,
-              help="Bootstrap replicates of the fits (of the loss-curve law: a twentieth of it).")
+@click.option(
+    "--bootstrap",
+    type=int,
+    default=200,
+    show_default=True,
+    help="Bootstrap replicates of the fits (of the loss-curve law: a twentieth of it).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 def report_cmd(source, target, out, mapping, curves, bootstrap, seed):
     """Write one self-contained HTML page (interactive plotly figures, no network needed) of a study
@@ -306,9 +328,18 @@ def report_cmd(source, target, out, mapping, curves, bootstrap, seed):
     runs, curve_table, folder_target, no_runs = load_source(source, mapping, curves)
     ctx = click.get_current_context()
     command = "scaletune report " + " ".join(
-        [source] + [f"--{k.replace('_', '-')} {v}" for k, v in ctx.params.items() if k != "source" and v is not None])
-    data = analyse(runs, point or folder_target, source=source, curve_table=curve_table, bootstrap=bootstrap, seed=seed,
-                   command=command, no_runs=no_runs)
+        [source] + [f"--{k.replace('_', '-')} {v}" for k, v in ctx.params.items() if k != "source" and v is not None]
+    )
+    data = analyse(
+        runs,
+        point or folder_target,
+        source=source,
+        curve_table=curve_table,
+        bootstrap=bootstrap,
+        seed=seed,
+        command=command,
+        no_runs=no_runs,
+    )
     sections = build_sections(data)
     path = write_report(data, out, sections)
     drawn = [s.key for s in sections if s.missing is None]

@@ -44,14 +44,23 @@ def print_report(report, console) -> None:
             table.add_column(col, justify="left" if col == "scale" else "right")
         for s in arm.scales:
             shown = {k: v for k, v in s.scale.items() if k == "N"} or s.scale
-            table.add_row(_label(shown), f"{s.sensitivity:.4f}", _iv(s.sensitivity_interval),
-                          fmt(s.edge) if s.edge_bracketed else f">={fmt(s.edge)}",
-                          _iv(s.edge_interval) if s.edge_bracketed else "top", f"{s.n_failed}/{s.n_runs}")
+            table.add_row(
+                _label(shown),
+                f"{s.sensitivity:.4f}",
+                _iv(s.sensitivity_interval),
+                fmt(s.edge) if s.edge_bracketed else f">={fmt(s.edge)}",
+                _iv(s.edge_interval) if s.edge_bracketed else "top",
+                f"{s.n_failed}/{s.n_runs}",
+            )
         console.print(table)
         used = [t for t in (arm.sensitivity_trend, arm.edge_trend) if t is not None]
         counts = ", ".join(f"{t.quantity}: {t.scales} scales" + (f" (+{t.excluded} open)" if t.excluded else "") for t in used)
-        trends = Table(title=f"Trends in ln N{head}" + (f", at N={fmt(report.target['N'])}" if report.target else "")
-                       + (f" ({counts})" if counts else ""), title_justify="left")
+        trends = Table(
+            title=f"Trends in ln N{head}"
+            + (f", at N={fmt(report.target['N'])}" if report.target else "")
+            + (f" ({counts})" if counts else ""),
+            title_justify="left",
+        )
         for col in ("quantity", "slope", "95%", "at target", "95%", "extrap."):
             trends.add_column(col, justify="left" if col == "quantity" else "right")
         for name, tr in (("sensitivity", arm.sensitivity_trend), ("lr edge", arm.edge_trend)):
@@ -59,34 +68,46 @@ def print_report(report, console) -> None:
                 trends.add_row(name, "-", "-", "-", "-", "-")
                 continue
             p = tr.prediction
-            trends.add_row(name, f"{tr.slope:+.3f}", _iv(tr.slope_interval),
-                           "-" if p is None else fmt(p.value), "-" if p is None else _iv(p.interval),
-                           "-" if p is None else f"x{p.extrapolation:.1f}")
+            trends.add_row(
+                name,
+                f"{tr.slope:+.3f}",
+                _iv(tr.slope_interval),
+                "-" if p is None else fmt(p.value),
+                "-" if p is None else _iv(p.interval),
+                "-" if p is None else f"x{p.extrapolation:.1f}",
+            )
         console.print(trends)
     if report.interventions:
-        comp = Table(title=f"Interventions ({', '.join(report.interventions)}): mean sensitivity on shared scales",
-                     title_justify="left")
+        comp = Table(title=f"Interventions ({', '.join(report.interventions)}): mean sensitivity on shared scales", title_justify="left")
         for col in ("arm", "mean sens.", "95%", "at target", "95%"):
             comp.add_column(col, justify="left" if col == "arm" else "right")
         for arm in report.arms:
             p = arm.sensitivity_trend.prediction if arm.sensitivity_trend else None
-            comp.add_row(_label(arm.values), f"{arm.mean_sensitivity:.4f}", _iv(arm.mean_sensitivity_interval),
-                         "-" if p is None else f"{p.value:.4f}", "-" if p is None else _iv(p.interval))
+            comp.add_row(
+                _label(arm.values),
+                f"{arm.mean_sensitivity:.4f}",
+                _iv(arm.mean_sensitivity_interval),
+                "-" if p is None else f"{p.value:.4f}",
+                "-" if p is None else _iv(p.interval),
+            )
         console.print(comp)
     flagged = [f for f in report.flags if f.flagged]
     n_attn = sum(f.attention.flagged for f in report.flags)
     n_out = sum(f.output.flagged for f in report.flags)
-    console.print(f"detectors: {n_attn} run(s) with attention-logit growth, {n_out} with output-logit divergence "
-                  f"(of {len(report.flags)})")
+    console.print(f"detectors: {n_attn} run(s) with attention-logit growth, {n_out} with output-logit divergence (of {len(report.flags)})")
     for f in flagged[:10]:
-        what = [f"attention {'+'.join(f.attention.criteria)} (max {fmt(f.attention.value)})" if f.attention.flagged else "",
-                f"output {'+'.join(f.output.criteria)} (min z {fmt(f.output.value)})" if f.output.flagged else ""]
+        what = [
+            f"attention {'+'.join(f.attention.criteria)} (max {fmt(f.attention.value)})" if f.attention.flagged else "",
+            f"output {'+'.join(f.output.criteria)} (min z {fmt(f.output.value)})" if f.output.flagged else "",
+        ]
         console.print(f"  {f.run_id} lr {fmt(f.lr)} {f.status}: " + "; ".join(w for w in what if w))
-    console.print(f"L_ref = {report.l_ref:.4f} nats ({report.l_ref_source}); stable range within "
-                  f"{report.tolerance:.1%} of the best loss")
+    console.print(f"L_ref = {report.l_ref:.4f} nats ({report.l_ref_source}); stable range within {report.tolerance:.1%} of the best loss")
     if report.signals_missing:
-        console.print("missing signals: " + ", ".join(report.signals_missing)
-                      + (" (the detectors need curve:attn_logit_max / curve:z_mean or the run fields)" if not report.signals_present else ""))
+        console.print(
+            "missing signals: "
+            + ", ".join(report.signals_missing)
+            + (" (the detectors need curve:attn_logit_max / curve:z_mean or the run fields)" if not report.signals_present else "")
+        )
     for s in report.skipped:
         console.print(f"skipped: {s}")
     for n in report.notes:
@@ -99,8 +120,12 @@ def print_report(report, console) -> None:
 @click.option("--curves", type=click.Path(dir_okay=False), help="Curves file (run_id, step, signals...) for DATA.")
 @source_options
 @click.option("--by", help="Columns that define a scale (default: rung for a study export, else N,D).")
-@click.option("--l-ref", "l_ref", type=float, help="Reference loss capping diverged runs (default: untrained loss "
-              "from the curves, else the largest finite loss).")
+@click.option(
+    "--l-ref",
+    "l_ref",
+    type=float,
+    help="Reference loss capping diverged runs (default: untrained loss from the curves, else the largest finite loss).",
+)
 @click.option("--tolerance", type=float, default=0.01, show_default=True, help="Stable range: fraction of the best loss.")
 @click.option("--bootstrap", type=int, default=500, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -115,9 +140,16 @@ def stability_cmd(source, target, curves, mapping, storage, by, l_ref, tolerance
 
     runs = load_runs(source, mapping, storage)
     curve_df = _curves(source, curves, storage)
-    report = analyse_stability(runs, curve_df, target=parse_point(target) if target else None,
-                               by=by.split(",") if by else None, l_ref=l_ref, tolerance=tolerance,
-                               bootstrap=bootstrap, seed=seed)
+    report = analyse_stability(
+        runs,
+        curve_df,
+        target=parse_point(target) if target else None,
+        by=by.split(",") if by else None,
+        l_ref=l_ref,
+        tolerance=tolerance,
+        bootstrap=bootstrap,
+        seed=seed,
+    )
     if plot:
         from scaletune.report.stability_plots import plot_stability
 

@@ -22,25 +22,39 @@ def _resolve(study: str, storage: str | None) -> tuple[str, str | None]:
         name, url = study_location(study)
         return name, storage or url
     if storage is None:
-        raise ScaletuneError(f"{study}: no such study file, and no storage to look for a study of that name in",
-                             hint="pass the study file, or the name with --storage URL")
+        raise ScaletuneError(
+            f"{study}: no such study file, and no storage to look for a study of that name in",
+            hint="pass the study file, or the name with --storage URL",
+        )
     return study, storage
 
 
 @click.command()
 @click.argument("study_file", metavar="STUDY.toml")
-@click.option("--workers", type=int, default=None,
-              help="Parallel trials (default: cores // threads per trial; slurm: [slurm] jobs).")
-@click.option("--backend", type=click.Choice(["local", "ray", "slurm"]), default="local", show_default=True,
-              help="local worker processes, tasks on a Ray cluster, or Slurm jobs (the [slurm] table).")
+@click.option("--workers", type=int, default=None, help="Parallel trials (default: cores // threads per trial; slurm: [slurm] jobs).")
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray", "slurm"]),
+    default="local",
+    show_default=True,
+    help="local worker processes, tasks on a Ray cluster, or Slurm jobs (the [slurm] table).",
+)
 @click.option("--address", default=None, help="Ray cluster address (default: start a local Ray instance).")
 @click.option("--storage", default=None, help="Optuna storage URL overriding the study file's.")
 @click.option("--retry-failed", is_flag=True, help="Also re-run trials whose outcome was 'failed'.")
 @click.option("--dry-run", is_flag=True, help="Validate, check the storage and print the plan; run nothing.")
 @click.option("--no-progress", is_flag=True, help="No live progress table.")
 @WIDE_OPTION
-def sweep(study_file: str, workers: int | None, backend: str, address: str | None, storage: str | None,
-          retry_failed: bool, dry_run: bool, no_progress: bool) -> None:
+def sweep(
+    study_file: str,
+    workers: int | None,
+    backend: str,
+    address: str | None,
+    storage: str | None,
+    retry_failed: bool,
+    dry_run: bool,
+    no_progress: bool,
+) -> None:
     """Run (or resume) the multi-scale sweep of STUDY.toml until every planned trial has finished.
 
     Safe to kill at any moment and run again: finished trials are kept, unfinished ones re-run.
@@ -53,12 +67,13 @@ def sweep(study_file: str, workers: int | None, backend: str, address: str | Non
 
     config = load_study_config(study_file)
     if storage:
-        config = dataclasses.replace(config, storage=dataclasses.replace(config.storage,
-                                                                          url=resolve_storage_url(storage)))
+        config = dataclasses.replace(config, storage=dataclasses.replace(config.storage, url=resolve_storage_url(storage)))
     if dry_run:
         check_storage(config.storage.url)
-        click.echo(f"study {config.name}: workload {config.workload}, strategy {config.strategy.name}, "
-                   f"pruner {config.pruner}, storage {mask_url(config.storage.url)}")
+        click.echo(
+            f"study {config.name}: workload {config.workload}, strategy {config.strategy.name}, "
+            f"pruner {config.pruner}, storage {mask_url(config.storage.url)}"
+        )
         for rung in config.rungs:
             ranges = ", ".join(f"{k} in [{lo:.3g}, {hi:.3g}]" for k, (lo, hi) in config.ranges(rung).items())
             click.echo(f"  {rung.label}: {n_planned(config, rung)} trials; {ranges}")
@@ -66,8 +81,7 @@ def sweep(study_file: str, workers: int | None, backend: str, address: str | Non
     from scaletune.cli._progress import SweepProgress
 
     with SweepProgress(config.name, enabled=not no_progress) as view:
-        result = run_study(config, workers=workers, backend=backend, address=address, progress=view,
-                           retry_failed=retry_failed)
+        result = run_study(config, workers=workers, backend=backend, address=address, progress=view, retry_failed=retry_failed)
     done = sum(r.done for r in result.rungs)
     planned = sum(r.planned or 0 for r in result.rungs)
     counts: dict[str, int] = {}
@@ -75,8 +89,10 @@ def sweep(study_file: str, workers: int | None, backend: str, address: str | Non
         for k, v in r.counts.items():
             counts[k] = counts.get(k, 0) + v
     detail = ", ".join(f"{v} {k}" for k, v in counts.items())
-    click.echo(f"study {config.name}: {done}/{planned} trials finished ({detail}) in {result.seconds:.1f} s"
-               + (f"; stopped: {result.stopped}" if result.stopped else ""))
+    click.echo(
+        f"study {config.name}: {done}/{planned} trials finished ({detail}) in {result.seconds:.1f} s"
+        + (f"; stopped: {result.stopped}" if result.stopped else "")
+    )
     click.echo(f"run table: scaletune export {study_file} --format csv --out {config.name}.csv")
 
 

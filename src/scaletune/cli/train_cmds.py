@@ -26,10 +26,15 @@ def _print_table(rows: list[dict[str, Any]], title: str, formats: dict[str, str]
     if not rows:
         return
     # At the terminal's width: the first four columns stay, the others move below the table when it is too wide.
-    cols = [Col(key, "left" if isinstance(rows[0][key], str) else "right", priority=max(0, i - 3))
-            for i, key in enumerate(rows[0])]
-    show(Console(), FitTable(title, cols, [[format(v, (formats or {}).get(k, "")) if isinstance(v, float) else str(v)
-                                            for k, v in row.items()] for row in rows]))
+    cols = [Col(key, "left" if isinstance(rows[0][key], str) else "right", priority=max(0, i - 3)) for i, key in enumerate(rows[0])]
+    show(
+        Console(),
+        FitTable(
+            title,
+            cols,
+            [[format(v, (formats or {}).get(k, "")) if isinstance(v, float) else str(v) for k, v in row.items()] for row in rows],
+        ),
+    )
 
 
 def _load_model(spec: str):
@@ -62,39 +67,50 @@ def _load_model(spec: str):
 @click.option("--tokens", type=float, required=True, help="Training tokens D (bytes).")
 @click.option("--lr", type=float, required=True, help="Peak (base) learning rate.")
 @click.option("--param", type=click.Choice(["sp", "mup", "completep"]), default="mup", show_default=True)
-@click.option("--schedule", default="cosine:final=0.1", show_default=True,
-              help="Schedule kind or spec without steps/lr, e.g. 'wsd:cooldown=0.2,shape=1-sqrt'.")
+@click.option(
+    "--schedule",
+    default="cosine:final=0.1",
+    show_default=True,
+    help="Schedule kind or spec without steps/lr, e.g. 'wsd:cooldown=0.2,shape=1-sqrt'.",
+)
 @click.option("--set", "extra", default="", help="Other run config keys, e.g. 'batch_size=4096,seed=1,tied=true'.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the run-table row (JSON, with its curve) here.")
 @WIDE_OPTION
-def train_cmd(width: int, depth: int, tokens: float, lr: float, param: str, schedule: str, extra: str,
-              out: str | None) -> None:
+def train_cmd(width: int, depth: int, tokens: float, lr: float, param: str, schedule: str, extra: str, out: str | None) -> None:
     """Train the built-in LM on the bundled Shakespeare text and print its run-table row."""
     from scaletune.train import run_lm
 
-    config: dict[str, Any] = {"width": width, "depth": depth, "tokens": int(tokens), "lr": lr, "param": param,
-                              "schedule": schedule}
+    config: dict[str, Any] = {"width": width, "depth": depth, "tokens": int(tokens), "lr": lr, "param": param, "schedule": schedule}
     if extra:
         config.update(parse_assignments(extra, "run config"))
 
     def progress(p: dict[str, Any]) -> None:
-        click.echo(f"step {p['step']}/{p['steps']}  tokens {p['tokens']:,}  train {p['train_loss']:.4f}  "
-                   f"val {p['val_loss']:.4f}  {p['tokens_per_s']:,.0f} tok/s", err=True)
+        click.echo(
+            f"step {p['step']}/{p['steps']}  tokens {p['tokens']:,}  train {p['train_loss']:.4f}  "
+            f"val {p['val_loss']:.4f}  {p['tokens_per_s']:,.0f} tok/s",
+            err=True,
+        )
 
     row = run_lm(config, progress=progress)
     curve = row.pop("curve")
-    formats = {"loss": ".4f", "bits_per_byte": ".4f", "C": ".4g", "C_exact": ".4g", "seconds": ".1f",
-               "tokens_per_s": ",.0f", "lr": "g"}
-    _print_table([{"column": k, "value": format(v, formats.get(k, "")) if isinstance(v, float) else str(v)}
-                  for k, v in row.items()], "run-table row (loss: validation nats/byte; C = 6*N*D FLOPs)")
+    formats = {"loss": ".4f", "bits_per_byte": ".4f", "C": ".4g", "C_exact": ".4g", "seconds": ".1f", "tokens_per_s": ",.0f", "lr": "g"}
+    _print_table(
+        [{"column": k, "value": format(v, formats.get(k, "")) if isinstance(v, float) else str(v)} for k, v in row.items()],
+        "run-table row (loss: validation nats/byte; C = 6*N*D FLOPs)",
+    )
     if out:
         Path(out).write_text(json.dumps({**row, "curve": curve}, indent=1))
         click.echo(f"wrote {out}")
 
 
 @click.command("param-table")
-@click.option("--model", "model_spec", default="tiny", show_default=True,
-              help="Built-in preset, or MODULE:FACTORY / FILE.py:FACTORY returning any nn.Module.")
+@click.option(
+    "--model",
+    "model_spec",
+    default="tiny",
+    show_default=True,
+    help="Built-in preset, or MODULE:FACTORY / FILE.py:FACTORY returning any nn.Module.",
+)
 @click.option("--param", type=click.Choice(["sp", "mup", "completep"]), default="mup", show_default=True)
 @click.option("--width", type=float, help="Width of the model (default: the preset's).")
 @click.option("--base-width", type=float, help="Width where hyperparameters were tuned (default: width).")
@@ -109,9 +125,22 @@ def train_cmd(width: int, depth: int, tokens: float, lr: float, param: str, sche
 @click.option("--role", "role_specs", multiple=True, help="REGEX=ROLE override (roles: input, hidden, readout, vector).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON lines instead of a table.")
 @WIDE_OPTION
-def param_table_cmd(model_spec: str, param: str, width: float | None, base_width: float | None, depth: float | None,
-                    base_depth: float | None, alpha: float, lr: float, weight_decay: float, eps: float,
-                    optimizer: str, tied: bool, role_specs: tuple[str, ...], as_json: bool) -> None:
+def param_table_cmd(
+    model_spec: str,
+    param: str,
+    width: float | None,
+    base_width: float | None,
+    depth: float | None,
+    base_depth: float | None,
+    alpha: float,
+    lr: float,
+    weight_decay: float,
+    eps: float,
+    optimizer: str,
+    tied: bool,
+    role_specs: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Show, for every parameter, its role, init std, effective LR, weight decay, Adam eps and multiplier."""
     from scaletune.train import PRESETS, LMConfig, TransformerLM, make_plan
 
@@ -129,33 +158,52 @@ def param_table_cmd(model_spec: str, param: str, width: float | None, base_width
         if not sep or not pattern:
             raise ScaletuneError(f"--role {spec!r}: expected REGEX=ROLE")
         roles[pattern] = role
-    plan = make_plan(model, param, width=width, base_width=base_width, depth=depth or 1, base_depth=base_depth,
-                     alpha=alpha, optimizer=optimizer, roles=roles or None)
+    plan = make_plan(
+        model,
+        param,
+        width=width,
+        base_width=base_width,
+        depth=depth or 1,
+        base_depth=base_depth,
+        alpha=alpha,
+        optimizer=optimizer,
+        roles=roles or None,
+    )
     rows = plan.table(lr, weight_decay, eps)
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))
         return
-    title = (f"{param} ({optimizer}): width {plan.width:g} / base {plan.base_width:g} (m={plan.width_mult:g}), "
-             f"depth {plan.depth:g} / base {plan.base_depth:g} (l={plan.depth_mult:g}), base lr {lr:g}")
+    title = (
+        f"{param} ({optimizer}): width {plan.width:g} / base {plan.base_width:g} (m={plan.width_mult:g}), "
+        f"depth {plan.depth:g} / base {plan.base_depth:g} (l={plan.depth_mult:g}), base lr {lr:g}"
+    )
     _print_table(rows, title, {"init_std": ".4g", "lr": ".4g", "weight_decay": ".4g", "eps": ".3g", "out_mult": ".4g"})
 
 
 @click.command("coord-check")
-@click.option("--param", "params", multiple=True, type=click.Choice(["sp", "mup", "completep"]),
-              default=("sp", "mup"), show_default=True)
-@click.option("--axis", type=click.Choice(["width", "depth"]), default="width", show_default=True,
-              help="Sweep width (muP check) or depth (CompleteP check).")
+@click.option("--param", "params", multiple=True, type=click.Choice(["sp", "mup", "completep"]), default=("sp", "mup"), show_default=True)
+@click.option(
+    "--axis",
+    type=click.Choice(["width", "depth"]),
+    default="width",
+    show_default=True,
+    help="Sweep width (muP check) or depth (CompleteP check).",
+)
 @click.option("--widths", default="32,64,128,256", show_default=True, help="Comma-separated widths (axis width).")
 @click.option("--depths", default="2,4,8,16", show_default=True, help="Comma-separated depths (axis depth).")
 @click.option("--steps", type=int, default=5, show_default=True, help="Adam steps after initialisation.")
 @click.option("--seeds", type=int, default=1, show_default=True)
 @click.option("--set", "extra", default="", help="Run config keys, e.g. 'lr=0.003,depth=4,mlp=swiglu'.")
-@click.option("--out", type=click.Path(file_okay=False), default="coord_check", show_default=True,
-              help="Folder for coord_check.csv and coord_check.png.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="coord_check",
+    show_default=True,
+    help="Folder for coord_check.csv and coord_check.png.",
+)
 @WIDE_OPTION
-def coord_check_cmd(params: tuple[str, ...], axis: str, widths: str, depths: str, steps: int, seeds: int, extra: str,
-                    out: str) -> None:
+def coord_check_cmd(params: tuple[str, ...], axis: str, widths: str, depths: str, steps: int, seeds: int, extra: str, out: str) -> None:
     """Record every layer's activation RMS per step at several widths (or depths); print the log-log slopes
     of RMS vs width (depth), write coord_check.csv and coord_check.png."""
     import pandas as pd
@@ -184,8 +232,9 @@ def coord_check_cmd(params: tuple[str, ...], axis: str, widths: str, depths: str
         if axis == "depth":
             row["slope_last_block"] = float(r.slopes().set_index("layer").loc["blocks.-1", "slope"])
         rows.append(row)
-    _print_table(rows, f"log-log slope of activation RMS vs {axis} at step {steps} (flat = 0)",
-                 {k: "+.3f" for k in rows[0] if k.startswith("slope")})
+    _print_table(
+        rows, f"log-log slope of activation RMS vs {axis} at step {steps} (flat = 0)", {k: "+.3f" for k in rows[0] if k.startswith("slope")}
+    )
     click.echo(f"wrote {folder / 'coord_check.csv'} and {folder / 'coord_check.png'}")
 
 
@@ -205,8 +254,15 @@ def schedule_plot_cmd(specs: tuple[str, ...], steps: int | None, lr: float | Non
     rows = []
     for s in schedules:
         lrs = s.lrs()
-        rows.append({"schedule": s.spec(), "lr_first": float(lrs[0]), "lr_mid": float(lrs[s.steps // 2]),
-                     "lr_last": float(lrs[-1]), "lr_mean": float(lrs.mean())})
+        rows.append(
+            {
+                "schedule": s.spec(),
+                "lr_first": float(lrs[0]),
+                "lr_mid": float(lrs[s.steps // 2]),
+                "lr_last": float(lrs[-1]),
+                "lr_mean": float(lrs.mean()),
+            }
+        )
     _print_table(rows, "learning rate at steps 0, steps//2, steps-1", {k: ".4g" for k in rows[0] if k != "schedule"})
     plot_schedules(schedules, out)
     click.echo(f"wrote {out}")

@@ -239,7 +239,14 @@ def _far_field(t: Array, partial: Array) -> tuple[Array, ...]:
     far = (counts >= 2 * NODES) & (cut >= 1) & (s_hi > s_lo) & (s_hi - s_lo <= s_lo - partial[np.maximum(cut, 0)])
     floor = np.zeros(len(t), dtype=np.int64)
     if not far.any():
-        return floor, np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((0, NODES), dtype=np.int64), np.zeros((0, NODES))
+        return (
+            floor,
+            np.zeros(0),
+            np.zeros(0, dtype=np.int64),
+            np.zeros(0, dtype=np.int64),
+            np.zeros((0, NODES), dtype=np.int64),
+            np.zeros((0, NODES)),
+        )
     j = np.arange(NODES)
     mid, half = (s_lo + s_hi)[far] / 2, (s_hi - s_lo)[far] / 2
     node_s = (mid[:, None] + half[:, None] * _CHEB[None, :]).ravel()
@@ -307,8 +314,10 @@ def _drop_groups(prep: Prepared) -> dict[str, Any] | None:
     order = np.concatenate([np.argsort(t, kind="stable"), len(t) + np.argsort(node_t, kind="stable")])
     chunks = [order[r : r + CHUNK] for r in range(0, len(row_t), CHUNK)]
     edges = [_group_edges(row_t[rows], prep.warmup, row_floor[rows]) for rows in chunks]
-    parts = [((k0, k1), part, _row_blocks(k0, k1, np.concatenate([[0.0], np.cumsum(part)]), row_t, row_floor, chunks, edges))
-             for (k0, k1), part in _drop_parts(eta)]
+    parts = [
+        ((k0, k1), part, _row_blocks(k0, k1, np.concatenate([[0.0], np.cumsum(part)]), row_t, row_floor, chunks, edges))
+        for (k0, k1), part in _drop_parts(eta)
+    ]
     s1 = np.concatenate([partial[t], node_s])
     return {"parts": parts, "s1": s1, "far": (points, len(t) + nodes, weights)}
 
@@ -392,8 +401,17 @@ def _dense_plan(prep: Prepared) -> dict[str, Any] | None:
     rest = np.concatenate([np.arange(start)] + bad).astype(np.int64)  # indices into steps of the per-point groups' steps
     m = int(steps[rest].max()) + 1 if len(rest) else 1
     rest_prep = replace(prep, t=steps[rest], eta=eta[:m], area=partial[steps[rest]] + eta[0], cache={"partial": partial[:m]})
-    return {"run": (ta, tb), "levels": levels, "row_s": np.concatenate(row_s), "parts": parts, "grid": (ta - first, u),
-            "rest": (rest, rest_prep), "start": start, "n_steps": len(steps), "inverse": inverse}
+    return {
+        "run": (ta, tb),
+        "levels": levels,
+        "row_s": np.concatenate(row_s),
+        "parts": parts,
+        "grid": (ta - first, u),
+        "rest": (rest, rest_prep),
+        "start": start,
+        "n_steps": len(steps),
+        "inverse": inverse,
+    }
 
 
 def _dense_drop(prep: Prepared, plan: dict[str, Any], C: float, beta: float, gamma: float) -> Array:
@@ -426,8 +444,19 @@ def _dense_drop(prep: Prepared, plan: dict[str, Any], C: float, beta: float, gam
     return out if plan["inverse"] is None else out[plan["inverse"]]
 
 
-def _near_drop(prep: Prepared, w: Array, span: tuple[int, int], part: Array, P0: Array, sums: Array,
-               C: float, beta: float, out: Array, ta: int, tb: int) -> None:
+def _near_drop(
+    prep: Prepared,
+    w: Array,
+    span: tuple[int, int],
+    part: Array,
+    P0: Array,
+    sums: Array,
+    C: float,
+    beta: float,
+    out: Array,
+    ta: int,
+    tb: int,
+) -> None:
     """Add one part's near drops to ``out`` (steps ta .. tb): for step t the drops k in (cut, t], cut = the
     far-field cut of t's leaf block (LEAF to 2 LEAF - 1 steps back), in second-order groups at the same distances
     back from every t (a drop alone where a group would be one step wide). ``P0``, ``sums``: the part's prefix
@@ -453,8 +482,20 @@ def _near_drop(prep: Prepared, w: Array, span: tuple[int, int], part: Array, P0:
         out[lo_t - ta : hi_t - ta + 1] += _near_chunk(prep, w, span, part, P0, sums, C, beta, d, lo_t, hi_t, buffers)
 
 
-def _near_chunk(prep: Prepared, w: Array, span: tuple[int, int], part: Array, P0: Array, sums: Array,
-                C: float, beta: float, d: list[int], lo_t: int, hi_t: int, buffers: tuple[Array, Array]) -> Array:
+def _near_chunk(
+    prep: Prepared,
+    w: Array,
+    span: tuple[int, int],
+    part: Array,
+    P0: Array,
+    sums: Array,
+    C: float,
+    beta: float,
+    d: list[int],
+    lo_t: int,
+    hi_t: int,
+    buffers: tuple[Array, Array],
+) -> Array:
     """`_near_drop` at the steps lo_t .. hi_t (in place into a few buffers: these loops are the dense path's cost)."""
     k0, k1 = span
     rises = part[0] < 0

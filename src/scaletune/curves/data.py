@@ -30,7 +30,6 @@ from scaletune.runtable import read_table, require_columns
 from scaletune.schedules import Schedule, TableSchedule, read_schedule
 
 
-
 @dataclass(frozen=True)
 class Curve:
     """One training run's loss curve: ``loss[i]`` after ``steps[i]`` updates; ``lrs`` the rates of updates 0..steps[-1]-1."""
@@ -80,7 +79,9 @@ def curve_from_arrays(
         raise ScaletuneError(f"{where}: curve {name!r}: column 'step' must hold integers >= 0")
     bad = ~np.isfinite(loss) | (loss <= 0)
     if bad.any():
-        raise ScaletuneError(f"{where}: curve {name!r}: column 'loss' has a missing or non-positive value at step {int(steps[np.argmax(bad)])}")
+        raise ScaletuneError(
+            f"{where}: curve {name!r}: column 'loss' has a missing or non-positive value at step {int(steps[np.argmax(bad)])}"
+        )
     order = np.argsort(steps, kind="stable")
     steps, loss = steps[order].astype(np.int64), loss[order]
     if np.any(np.diff(steps) == 0):
@@ -171,7 +172,9 @@ def read_curves(
             raise ScaletuneError(f"{source}: column 'step' has a non-numeric value in curve {name!r}")
         text = g["loss"].notna().to_numpy() & np.isnan(loss)  # a cell that is there but not a number
         if text.any():
-            raise ScaletuneError(f"{source}: column 'loss' has a non-numeric value {g['loss'].iloc[int(np.argmax(text))]!r} in curve {name!r}")
+            raise ScaletuneError(
+                f"{source}: column 'loss' has a non-numeric value {g['loss'].iloc[int(np.argmax(text))]!r} in curve {name!r}"
+            )
         lr = pd.to_numeric(g["lr"], errors="coerce").to_numpy(float) if "lr" in g.columns else None
         if max_step is not None:
             keep = steps < max_step
@@ -185,8 +188,17 @@ def read_curves(
             rates = (steps[fin], lr[fin])
         has = np.isfinite(loss)
         sched = _schedule_for(name, schedules) or run_specs.get(name)
-        curves.append(curve_from_arrays(name, steps[has], loss[has], None if rates is None else rates[1], sched, source=source,
-                                        lr_steps=None if rates is None else rates[0]))
+        curves.append(
+            curve_from_arrays(
+                name,
+                steps[has],
+                loss[has],
+                None if rates is None else rates[1],
+                sched,
+                source=source,
+                lr_steps=None if rates is None else rates[0],
+            )
+        )
     return curves
 
 

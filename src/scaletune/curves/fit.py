@@ -146,7 +146,7 @@ class _Problem:
         indicator = np.zeros((len(y), self.n_levels))
         at = np.cumsum([0] + [len(o) for o in self.obs])
         for i in range(self.n_levels):
-            indicator[at[i + 1]: at[i + 2], i] = 1.0
+            indicator[at[i + 1] : at[i + 2], i] = 1.0
         scored = []
         for combo in itertools.product(*law.start_grid.values()):
             theta = np.array([(lo + hi) / 2 if np.isfinite(hi) else 1.0 for lo, hi in law.bounds])
@@ -158,17 +158,21 @@ class _Problem:
             for i, c in zip(lin, coef):
                 lo, hi = law.bounds[i]
                 theta[i] = np.clip(abs(c) if law.params[i] in law.log_params else c, max(lo, 1e-8), hi)
-            z = self.fitting_space(theta, np.clip(coef[len(lin):], -10, 10))
+            z = self.fitting_space(theta, np.clip(coef[len(lin) :], -10, 10))
             scored.append((self.value_and_grad(z)[0], z))
         scored.sort(key=lambda item: item[0])
         return [z for _, z in scored[:n]]
 
     def minimise(self, z0: FloatArray) -> tuple[FloatArray, FloatArray, float, bool, str]:
         res = minimize(
-            self.value_and_grad, z0, jac=True, method="L-BFGS-B", bounds=self.bounds(),
+            self.value_and_grad,
+            z0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=self.bounds(),
             options={"maxiter": 500, "maxfun": 1000, "ftol": 1e-12, "gtol": 1e-10},
         )
-        return self.natural(res.x), res.x[self.P:], float(res.fun), bool(res.success), str(res.message)
+        return self.natural(res.x), res.x[self.P :], float(res.fun), bool(res.success), str(res.message)
 
 
 # The multipower fitting protocol of Luo et al. 2025 (github.com/thu-yao-01-luo/MultiPowerLaw, src/fitting.py and
@@ -207,12 +211,22 @@ def _initial_four(problem: _Problem) -> FloatArray:
 
     low = y.min()
     slope, intercept = np.polyfit(log_area, np.log(y - low + 0.01), 1)
-    grid = itertools.product(np.linspace(low - 0.2, low + 0.2, 5), np.exp(intercept) + np.array([-0.1, 0.0, 0.1]),
-                             -slope + np.array([-0.1, 0.0, 0.1]), np.linspace(100.0, 1000.0, 3))
+    grid = itertools.product(
+        np.linspace(low - 0.2, low + 0.2, 5),
+        np.exp(intercept) + np.array([-0.1, 0.0, 0.1]),
+        -slope + np.array([-0.1, 0.0, 0.1]),
+        np.linspace(100.0, 1000.0, 3),
+    )
     best = None
     for x0 in grid:
-        res = minimize(value_and_grad, np.array(x0), jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * 4,
-                       options={"maxiter": 10000, "ftol": 1e-9, "gtol": 1e-6})
+        res = minimize(
+            value_and_grad,
+            np.array(x0),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(0.0, None)] * 4,
+            options={"maxiter": 10000, "ftol": 1e-9, "gtol": 1e-6},
+        )
         if best is None or res.fun < best.fun:
             best = res
     assert best is not None  # the grid has 135 points
@@ -256,9 +270,17 @@ def _points(curves: Sequence[Curve]) -> list[Point]:
     return [(*c.fitted_points(), c.warmup, c.lrs) for c in curves]
 
 
-def _fit_once(law: CurveLaw, points: list[Point], options: Mapping[str, float], objective: str, n_starts: int,
-              theta0: FloatArray | None = None, levels: bool = False, offsets0: FloatArray | None = None,
-              method: str = "lbfgs") -> Once:
+def _fit_once(
+    law: CurveLaw,
+    points: list[Point],
+    options: Mapping[str, float],
+    objective: str,
+    n_starts: int,
+    theta0: FloatArray | None = None,
+    levels: bool = False,
+    offsets0: FloatArray | None = None,
+    method: str = "lbfgs",
+) -> Once:
     """One fit: (parameters, objective value, converged, message, level offsets)."""
     problem = _Problem(law, points, options, objective, levels)
     if method == "luo2025":  # the whole protocol, also for bootstrap replicates (it has no warm start)
@@ -330,16 +352,24 @@ class CurvePrediction(Prediction):
         err = self.details.get("law_error")
         if not err:
             return "parameters only"
-        return (f"parameters + law error ({err['method']}: relative sd {100 * err['rel_sd']:.2f}% from {err['n']}, "
-                "Student t, x (1 + ln step ratio) beyond the fitted steps)")
+        return (
+            f"parameters + law error ({err['method']}: relative sd {100 * err['rel_sd']:.2f}% from {err['n']}, "
+            "Student t, x (1 + ln step ratio) beyond the fitted steps)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """`Prediction.to_dict` plus the schedule, steps, bootstrap band and the final loss with its intervals."""
         out = super().to_dict()
         lo_p, hi_p = (self.lo, self.hi) if self.lo_params is None else (self.lo_params, self.hi_params)
-        out.update(schedule=self.schedule, steps=np.asarray(self.steps).tolist(), lo_params=np.asarray(lo_p).tolist(),
-                   hi_params=np.asarray(hi_p).tolist(), final_loss=self.final_loss, final_interval=list(self.final_interval),
-                   final_interval_params=list(self.final_interval_params))
+        out.update(
+            schedule=self.schedule,
+            steps=np.asarray(self.steps).tolist(),
+            lo_params=np.asarray(lo_p).tolist(),
+            hi_params=np.asarray(hi_p).tolist(),
+            final_loss=self.final_loss,
+            final_interval=list(self.final_interval),
+            final_interval_params=list(self.final_interval_params),
+        )
         return out
 
     @classmethod
@@ -347,15 +377,27 @@ class CurvePrediction(Prediction):
         def arr(key: str) -> FloatArray:
             return np.array(nan_from_null(d[key]), dtype=float)
 
-        return cls(arr("value"), arr("lo"), arr("hi"), float(d.get("level", LEVEL)), float(nan_from_null(d["extrapolation"])),
-                   str(d.get("method", "")), dict(d.get("details", {})), schedule=str(d["schedule"]),
-                   steps=np.array(d["steps"], dtype=np.int64), lo_params=arr("lo_params"), hi_params=arr("hi_params"))
+        return cls(
+            arr("value"),
+            arr("lo"),
+            arr("hi"),
+            float(d.get("level", LEVEL)),
+            float(nan_from_null(d["extrapolation"])),
+            str(d.get("method", "")),
+            dict(d.get("details", {})),
+            schedule=str(d["schedule"]),
+            steps=np.array(d["steps"], dtype=np.int64),
+            lo_params=arr("lo_params"),
+            hi_params=arr("hi_params"),
+        )
 
     def __str__(self) -> str:
         steps = np.asarray(self.steps)
         where = f"steps {steps[0]}..{steps[-1]}" if len(steps) > 1 else f"step {steps[-1]}" if len(steps) else "no step"
-        out = (f"CurvePrediction({self.schedule}: {where}, final loss "
-               f"{format_interval(self.final_loss, *self.final_interval)} ({self.level:.0%}")
+        out = (
+            f"CurvePrediction({self.schedule}: {where}, final loss "
+            f"{format_interval(self.final_loss, *self.final_interval)} ({self.level:.0%}"
+        )
         if math.isfinite(self.extrapolation) and self.extrapolation > 1.0 + 1e-9:
             out += f", x{self.extrapolation:.3g} out"
         return out + f", {self.method_name}))"
@@ -390,19 +432,27 @@ class CurveFit:
     def __repr__(self) -> str:
         d = self.diagnostics
         method = f", {d['method']}" if "method" in d else ""
-        return (f"CurveFit({self.law}{method}: {len(self.curves)} curves, "
-                + ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
-                + f"; {len(self.bootstrap_params)} bootstrap draws)")
+        return (
+            f"CurveFit({self.law}{method}: {len(self.curves)} curves, "
+            + ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
+            + f"; {len(self.bootstrap_params)} bootstrap draws)"
+        )
 
     def summary(self) -> str:
         """A plain-text table: the law, protocol and data, each parameter with its interval, the law's error,
         the bootstrap and the warnings (80 columns)."""
         d = self.diagnostics
-        lines = [f"CurveFit: {self.law} law" + (f", protocol {d['method']}" if "method" in d else "")
-                 + f", {len(self.curves)} curves" + (f", {d['n_points']} points" if "n_points" in d else "")]
+        lines = [
+            f"CurveFit: {self.law} law"
+            + (f", protocol {d['method']}" if "method" in d else "")
+            + f", {len(self.curves)} curves"
+            + (f", {d['n_points']} points" if "n_points" in d else "")
+        ]
         if "train_r2" in d:
-            lines.append(f"{self.objective} objective {d['objective_value']:.4g}; train R2 {d['train_r2']:.5f}, "
-                         f"mean rel. error {100 * d['train_mean_rel_error']:.3f}%")
+            lines.append(
+                f"{self.objective} objective {d['objective_value']:.4g}; train R2 {d['train_r2']:.5f}, "
+                f"mean rel. error {100 * d['train_mean_rel_error']:.3f}%"
+            )
         if self.options:
             lines.append("chosen: " + ", ".join(f"{k}={v}" for k, v in self.options.items()))
         lines.append(f"{'param':<10} {'value':>12}  {self.level:.0%} interval")
@@ -410,8 +460,9 @@ class CurveFit:
             lo, hi = self.intervals.get(name, (math.nan, math.nan))
             lines.append(f"{name[:10]:<10} {value:>12.5g}  [{lo:.4g}, {hi:.4g}]")
         unit = "whole-curve" if d.get("resample", "curves") == "curves" else "block"
-        lines.append(f"bootstrap: {len(self.bootstrap_params)} {unit} draws, seed {self.seed}, "
-                     f"{d.get('bootstrap_failed', 0)} not converged (kept)")
+        lines.append(
+            f"bootstrap: {len(self.bootstrap_params)} {unit} draws, seed {self.seed}, {d.get('bootstrap_failed', 0)} not converged (kept)"
+        )
         if err := d.get("model_error"):
             lines.append(f"law error: relative sd {100 * err['rel_sd']:.3f}% ({err['method']}, n = {err['n']})")
         lines.append("warnings: " + (", ".join(d.get("warnings", [])) or "none"))
@@ -441,8 +492,9 @@ class CurveFit:
         lrs, warmup, _, at = self._rates(schedule, steps)
         return get_curve_law(self.law).evaluate(self.theta_, prepare(lrs, warmup, at), self.options, jac=False)[0]
 
-    def predict_interval(self, schedule: ScheduleLike, steps: Sequence[int] | IntArray | None = None,
-                         level: float = LEVEL) -> CurvePrediction:
+    def predict_interval(
+        self, schedule: ScheduleLike, steps: Sequence[int] | IntArray | None = None, level: float = LEVEL
+    ) -> CurvePrediction:
         """The predicted curve with its intervals at ``level`` and how far it extrapolates (see `predict`)."""
         lrs, warmup, label, at = self._rates(schedule, steps)
         law = get_curve_law(self.law)
@@ -483,8 +535,19 @@ class CurveFit:
             "beyond_fitted": bool(last > max_step or area > max_area * (1 + 1e-9)),
         }
         details["extrapolation"] = ratios
-        return CurvePrediction(loss, lo, hi, level, max(1.0, ratios["steps_ratio"], ratios["area_ratio"]), method, details,
-                               schedule=label, steps=at, lo_params=lo_p, hi_params=hi_p)
+        return CurvePrediction(
+            loss,
+            lo,
+            hi,
+            level,
+            max(1.0, ratios["steps_ratio"], ratios["area_ratio"]),
+            method,
+            details,
+            schedule=label,
+            steps=at,
+            lo_params=lo_p,
+            hi_params=hi_p,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -552,15 +615,28 @@ def evaluate_fit(fit: CurveFit, curves: Sequence[Curve]) -> dict[str, Any]:
         steps, loss = c.fitted_points()
         pred = fit.predict_interval(c.lrs, steps)
         lo, hi = pred.final_interval
-        per.append({"name": c.name, **curve_metrics(pred.value, loss), "final_step": int(steps[-1]),
-                    "final_loss": float(loss[-1]), "predicted_final": pred.final_loss, "final_interval": [lo, hi],
-                    "final_rel_error": pred.final_loss / float(loss[-1]) - 1, "final_covered": bool(lo <= loss[-1] <= hi),
-                    "steps_ratio": pred.ratios["steps_ratio"]})
+        per.append(
+            {
+                "name": c.name,
+                **curve_metrics(pred.value, loss),
+                "final_step": int(steps[-1]),
+                "final_loss": float(loss[-1]),
+                "predicted_final": pred.final_loss,
+                "final_interval": [lo, hi],
+                "final_rel_error": pred.final_loss / float(loss[-1]) - 1,
+                "final_covered": bool(lo <= loss[-1] <= hi),
+                "steps_ratio": pred.ratios["steps_ratio"],
+            }
+        )
         preds.append(pred.value)
         obs.append(loss)
     out: dict[str, Any] = {k: float(np.mean([m[k] for m in per])) for k in ("r2", "mean_rel_error", "max_rel_error")}
-    out.update(n_points=int(sum(m["n_points"] for m in per)), n_curves=len(per),
-               pooled=curve_metrics(np.concatenate(preds), np.concatenate(obs)), per_curve=per)
+    out.update(
+        n_points=int(sum(m["n_points"] for m in per)),
+        n_curves=len(per),
+        pooled=curve_metrics(np.concatenate(preds), np.concatenate(obs)),
+        per_curve=per,
+    )
     return out
 
 
@@ -586,8 +662,9 @@ def _curve_draws(k: int, bootstrap: int, rng: np.random.Generator) -> list[tuple
     return [tuple(sorted(rng.integers(0, k, size=k).tolist())) for _ in range(bootstrap)]
 
 
-def _leave_one_out(spec: CurveLaw, points: list[Point], curves: Sequence[Curve], options: Mapping[str, float], objective: str,
-                   n_starts: int, method: str) -> list[dict[str, Any]]:
+def _leave_one_out(
+    spec: CurveLaw, points: list[Point], curves: Sequence[Curve], options: Mapping[str, float], objective: str, n_starts: int, method: str
+) -> list[dict[str, Any]]:
     """Refit without each curve in turn and predict it: relative error of its final loss and mean over its points."""
     held = []
     for i, c in enumerate(curves):
@@ -597,8 +674,13 @@ def _leave_one_out(spec: CurveLaw, points: list[Point], curves: Sequence[Curve],
         theta_i = _fit_once(spec, rest, options, objective, n_starts, method=method)[0]
         steps, loss = c.fitted_points()
         pred = spec.evaluate(theta_i, prepare(c.lrs, c.warmup, steps), options, jac=False)[0]
-        held.append({"curve": c.name, "final_rel_error": float((pred[-1] - loss[-1]) / loss[-1]),
-                     "mean_rel_error": float(np.mean(np.abs(pred - loss) / loss))})
+        held.append(
+            {
+                "curve": c.name,
+                "final_rel_error": float((pred[-1] - loss[-1]) / loss[-1]),
+                "mean_rel_error": float(np.mean(np.abs(pred - loss) / loss)),
+            }
+        )
     return held
 
 
@@ -702,8 +784,12 @@ def fit_curves(
         if requested == "auto" and method == "luo2025":
             scored = {method: held, "lbfgs": _leave_one_out(spec, points, curves, options, objective, n_starts, "lbfgs")}
             chosen, reason = _choose_protocol(scored, method)
-            protocol = {"chosen": chosen, "rule": reason, "by": "leave-one-schedule-out mean relative error",
-                        "candidates": {k: float(np.mean([h["mean_rel_error"] for h in v])) for k, v in scored.items()}}
+            protocol = {
+                "chosen": chosen,
+                "rule": reason,
+                "by": "leave-one-schedule-out mean relative error",
+                "candidates": {k: float(np.mean([h["mean_rel_error"] for h in v])) for k, v in scored.items()},
+            }
             if chosen != method:
                 method, held = chosen, scored[chosen]
                 theta, value, ok, message, offsets = _fit_once(spec, points, options, objective, n_starts, method=method)
@@ -729,8 +815,16 @@ def fit_curves(
     params = {p: float(v) for p, v in zip(spec.params, theta)}
     intervals = {p: (float(min(lo_, v)), float(max(hi_, v))) for p, lo_, hi_, v in zip(spec.params, lo, hi, theta)}
     described = tuple(
-        {"name": c.name, "schedule": c.schedule, "warmup": c.warmup, "first_step": int(c.steps[0]), "last_step": int(c.steps[-1]),
-         "area": c.area, "peak_lr": float(c.lrs.max()), "n_points": int(len(c.fitted_points()[0]))}
+        {
+            "name": c.name,
+            "schedule": c.schedule,
+            "warmup": c.warmup,
+            "first_step": int(c.steps[0]),
+            "last_step": int(c.steps[-1]),
+            "area": c.area,
+            "peak_lr": float(c.lrs.max()),
+            "n_points": int(len(c.fitted_points()[0])),
+        }
         for c in curves
     )
     cooldown = sharp_decays(curves)
@@ -740,16 +834,35 @@ def fit_curves(
     if bootstrap and np.all(np.ptp(boot_arr, axis=0) <= 1e-9 * np.maximum(np.abs(theta), 1e-12)):
         warnings.append("degenerate_bootstrap")
     diagnostics: dict[str, Any] = {
-        "method": method, "objective_value": value, "success": ok, "message": message, "n_starts": n_starts,
-        "bootstrap": bootstrap, "resample": resample, "bootstrap_failed": failed, "n_curves": len(curves),
-        "n_points": n_points, "cooldown_curves": cooldown, "warnings": warnings,
+        "method": method,
+        "objective_value": value,
+        "success": ok,
+        "message": message,
+        "n_starts": n_starts,
+        "bootstrap": bootstrap,
+        "resample": resample,
+        "bootstrap_failed": failed,
+        "n_curves": len(curves),
+        "n_points": n_points,
+        "cooldown_curves": cooldown,
+        "warnings": warnings,
         **({"block": block} if resample == "blocks" else {}),
         **({"protocol": protocol} if protocol else {}),
         **({"cv": held} if held else {}),
-        **({"L0_offsets": [float(o) for o in offsets]} if level_per_curve else {})}
-    fit = CurveFit(law=law, params_=params, intervals=intervals, options=options, objective=objective,
-                   diagnostics=diagnostics, curves=described, bootstrap_params=tuple(tuple(map(float, b)) for b in boot),
-                   data_hash=curves_hash(curves), seed=seed)
+        **({"L0_offsets": [float(o) for o in offsets]} if level_per_curve else {}),
+    }
+    fit = CurveFit(
+        law=law,
+        params_=params,
+        intervals=intervals,
+        options=options,
+        objective=objective,
+        diagnostics=diagnostics,
+        curves=described,
+        bootstrap_params=tuple(tuple(map(float, b)) for b in boot),
+        data_hash=curves_hash(curves),
+        seed=seed,
+    )
     preds, obs = [], []
     for i, c in enumerate(curves):
         steps, loss = c.fitted_points()

@@ -80,8 +80,9 @@ class Evaluator(Protocol):
     prepared points for natural parameters ``theta``; the Jacobian (in the natural parameters) is required
     when ``want_jac``, since fits use exact gradients."""
 
-    def __call__(self, theta: FloatArray, prep: Prepared, options: Mapping[str, float],
-                 want_jac: bool = True) -> tuple[FloatArray, FloatArray | None]: ...
+    def __call__(
+        self, theta: FloatArray, prep: Prepared, options: Mapping[str, float], want_jac: bool = True
+    ) -> tuple[FloatArray, FloatArray | None]: ...
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,7 @@ class CurveLaw:
     bounded_decay: bool = False
     log_product: tuple[str, str] | None = None
 
-    def evaluate(self, theta: Any, prep: Prepared, options: Mapping[str, float],
-                 jac: bool = True) -> tuple[FloatArray, FloatArray | None]:
+    def evaluate(self, theta: Any, prep: Prepared, options: Mapping[str, float], jac: bool = True) -> tuple[FloatArray, FloatArray | None]:
         """Prediction (M,) and its Jacobian (M, P) with respect to the natural parameters (None if not ``jac``)."""
         return self.evaluator(np.asarray(theta, dtype=float), prep, options, jac)
 
@@ -183,8 +183,7 @@ def annealing_area(prep: Prepared, lam: float) -> FloatArray:
     return out
 
 
-def _annealing(theta: FloatArray, prep: Prepared, options: Mapping[str, float],
-               want_jac: bool = True) -> tuple[FloatArray, FloatArray]:
+def _annealing(theta: FloatArray, prep: Prepared, options: Mapping[str, float], want_jac: bool = True) -> tuple[FloatArray, FloatArray]:
     L0, A, alpha, C = theta
     u = prep.area
     term, d_A, d_alpha = _power_term(A, alpha, u)
@@ -193,8 +192,7 @@ def _annealing(theta: FloatArray, prep: Prepared, options: Mapping[str, float],
     return L0 + term - C * s2, jac
 
 
-def _power(theta: FloatArray, prep: Prepared, options: Mapping[str, float],
-           want_jac: bool = True) -> tuple[FloatArray, FloatArray]:
+def _power(theta: FloatArray, prep: Prepared, options: Mapping[str, float], want_jac: bool = True) -> tuple[FloatArray, FloatArray]:
     L0, A, alpha = theta
     s = prep.t + 1.0  # completed updates
     term, d_A, d_alpha = _power_term(A, alpha, s)
@@ -208,42 +206,48 @@ ANNEALING_LAMBDAS = (0.99, 0.995, 0.998, 0.999, 0.9995)
 def _register_builtins() -> None:
     from scaletune.curves._multipower import multipower
 
-    register_curve_law(CurveLaw(
-        name="multipower",
-        params=("L0", "A", "alpha", "B", "C", "beta", "gamma"),
-        bounds=((0.0, 50.0), (1e-8, 1e4), (0.01, 3.0), (1e-4, 1e6), (1e-4, 1e4), (0.01, 5.0), (0.0, 2.0)),
-        log_params=("A", "B", "C"),
-        linear=("L0", "A", "B"),
-        start_grid={"alpha": (0.3, 0.6), "C": (0.5, 2.0, 8.0), "beta": (0.3, 0.6), "gamma": (0.3, 0.6)},
-        formula="L0 + A*S(t)^-alpha - B*sum_k (lr[k-1]-lr[k])*(1-(C*lr[k]^-gamma*S_k(t)+1)^-beta), S = sum of rates",
-        evaluator=multipower,
-        cooldown_params=("B", "C", "beta", "gamma"),
-        bounded_decay=True,
-        # when beta -> 0 the drop term tends to B*beta*log(1 + C x), so B alone runs along a long valley
-        log_product=("B", "beta"),
-    ))
-    register_curve_law(CurveLaw(
-        name="annealing",
-        params=("L0", "A", "alpha", "C"),
-        bounds=((0.0, 50.0), (1e-8, 1e4), (0.01, 3.0), (0.0, 1e6)),
-        log_params=("A",),
-        linear=("L0", "A", "C"),
-        start_grid={"alpha": (0.2, 0.4, 0.6, 0.9)},
-        formula="L0 + A*S(t)^-alpha - C*S2(t), S2 = sum of m_t = lam*m_{t-1} + (lr[t-1]-lr[t]) after warm-up",
-        evaluator=_annealing,
-        option_grid={"lam": ANNEALING_LAMBDAS},
-        cooldown_params=("C",),
-    ))
-    register_curve_law(CurveLaw(
-        name="power",
-        params=("L0", "A", "alpha"),
-        bounds=((0.0, 50.0), (1e-8, 1e6), (0.01, 3.0)),
-        log_params=("A",),
-        linear=("L0", "A"),
-        start_grid={"alpha": (0.1, 0.3, 0.5, 0.8)},
-        formula="L0 + A*step^-alpha (steps, constant-rate curves)",
-        evaluator=_power,
-    ))
+    register_curve_law(
+        CurveLaw(
+            name="multipower",
+            params=("L0", "A", "alpha", "B", "C", "beta", "gamma"),
+            bounds=((0.0, 50.0), (1e-8, 1e4), (0.01, 3.0), (1e-4, 1e6), (1e-4, 1e4), (0.01, 5.0), (0.0, 2.0)),
+            log_params=("A", "B", "C"),
+            linear=("L0", "A", "B"),
+            start_grid={"alpha": (0.3, 0.6), "C": (0.5, 2.0, 8.0), "beta": (0.3, 0.6), "gamma": (0.3, 0.6)},
+            formula="L0 + A*S(t)^-alpha - B*sum_k (lr[k-1]-lr[k])*(1-(C*lr[k]^-gamma*S_k(t)+1)^-beta), S = sum of rates",
+            evaluator=multipower,
+            cooldown_params=("B", "C", "beta", "gamma"),
+            bounded_decay=True,
+            # when beta -> 0 the drop term tends to B*beta*log(1 + C x), so B alone runs along a long valley
+            log_product=("B", "beta"),
+        )
+    )
+    register_curve_law(
+        CurveLaw(
+            name="annealing",
+            params=("L0", "A", "alpha", "C"),
+            bounds=((0.0, 50.0), (1e-8, 1e4), (0.01, 3.0), (0.0, 1e6)),
+            log_params=("A",),
+            linear=("L0", "A", "C"),
+            start_grid={"alpha": (0.2, 0.4, 0.6, 0.9)},
+            formula="L0 + A*S(t)^-alpha - C*S2(t), S2 = sum of m_t = lam*m_{t-1} + (lr[t-1]-lr[t]) after warm-up",
+            evaluator=_annealing,
+            option_grid={"lam": ANNEALING_LAMBDAS},
+            cooldown_params=("C",),
+        )
+    )
+    register_curve_law(
+        CurveLaw(
+            name="power",
+            params=("L0", "A", "alpha"),
+            bounds=((0.0, 50.0), (1e-8, 1e6), (0.01, 3.0)),
+            log_params=("A",),
+            linear=("L0", "A"),
+            start_grid={"alpha": (0.1, 0.3, 0.5, 0.8)},
+            formula="L0 + A*step^-alpha (steps, constant-rate curves)",
+            evaluator=_power,
+        )
+    )
 
 
 _register_builtins()

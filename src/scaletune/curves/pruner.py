@@ -122,8 +122,11 @@ class CurvePruner(optuna.pruners.BasePruner):
         values = {s: v for s, v in trial.intermediate_values.items() if math.isfinite(v)}
         if len(values) < self.min_reports:
             return False
-        complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                    if t.value is not None and math.isfinite(t.value)]
+        complete = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)
+        ]
         if not complete or study.direction != optuna.study.StudyDirection.MINIMIZE:
             return False
         sched = self.trial_schedule(trial)
@@ -138,5 +141,12 @@ class CurvePruner(optuna.pruners.BasePruner):
 
     def describe(self) -> dict[str, Any]:
         """The pruner's settings (recorded with study results)."""
-        return {"law": self.fit_.law if self._given and self.fit_ is not None else self.law, "schedule": self.schedule, "band": self.band, "z": self.z,
-                "drop_uncertainty": self.drop_uncertainty, "noise": self.noise, "min_trials": self.min_trials}
+        return {
+            "law": self.fit_.law if self._given and self.fit_ is not None else self.law,
+            "schedule": self.schedule,
+            "band": self.band,
+            "z": self.z,
+            "drop_uncertainty": self.drop_uncertainty,
+            "noise": self.noise,
+            "min_trials": self.min_trials,
+        }

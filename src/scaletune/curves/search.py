@@ -25,8 +25,10 @@ FAMILIES = ("wsd", "cosine", "free")
 def _defaults(fit: CurveFit, steps: int) -> dict[str, Any]:
     ref = max(fit.curves, key=lambda c: c["last_step"])
     if steps <= ref["warmup"]:
-        raise ScaletuneError(f"a budget of {steps} steps does not exceed the fitted warm-up of {ref['warmup']} steps",
-                             hint="give a budget (steps) longer than the warm-up")
+        raise ScaletuneError(
+            f"a budget of {steps} steps does not exceed the fitted warm-up of {ref['warmup']} steps",
+            hint="give a budget (steps) longer than the warm-up",
+        )
     return {"steps": int(steps), "lr": float(f"{ref['peak_lr']:.6g}"), "warmup": ref["warmup"]}
 
 
@@ -55,12 +57,18 @@ class Candidate:
     def to_dict(self) -> dict[str, Any]:
         """The candidate as `--json` writes it: schedule, final loss and interval, extrapolation (factor and ratios)."""
         p = self.prediction
-        return {"schedule": self.spec, "final_loss": self.final_loss, "final_interval": list(self.final_interval),
-                "level": p.level, "extrapolation": p.extrapolation, "method": p.method, "ratios": p.ratios}
+        return {
+            "schedule": self.spec,
+            "final_loss": self.final_loss,
+            "final_interval": list(self.final_interval),
+            "level": p.level,
+            "extrapolation": p.extrapolation,
+            "method": p.method,
+            "ratios": p.ratios,
+        }
 
 
-def _final(fit: CurveFit, schedule: ScheduleLike, steps: int, spec: str | None = None,
-           rates: FloatArray | None = None) -> Candidate:
+def _final(fit: CurveFit, schedule: ScheduleLike, steps: int, spec: str | None = None, rates: FloatArray | None = None) -> Candidate:
     pred = fit.predict_interval(schedule, [steps])
     return Candidate(spec or pred.schedule, pred, rates)
 
@@ -73,14 +81,17 @@ def compare_schedules(fit: CurveFit, specs: list[str], steps: int) -> list[Candi
     for spec in specs:
         sched = complete_schedule(fit, spec, steps)
         if sched.steps != steps:
-            raise ScaletuneError(f"candidate {spec!r} has {sched.steps} steps, not the budget of {steps}",
-                                 hint="leave steps out of the candidate's spec: it defaults to the budget")
+            raise ScaletuneError(
+                f"candidate {spec!r} has {sched.steps} steps, not the budget of {steps}",
+                hint="leave steps out of the candidate's spec: it defaults to the budget",
+            )
         out.append(_final(fit, sched, steps))
     return sorted(out, key=lambda c: c.final_loss)
 
 
-def optimise_schedule(fit: CurveFit, steps: int, family: str = "wsd", final: float = 0.0,
-                      knots: int = 12) -> tuple[Candidate, list[Candidate]]:
+def optimise_schedule(
+    fit: CurveFit, steps: int, family: str = "wsd", final: float = 0.0, knots: int = 12
+) -> tuple[Candidate, list[Candidate]]:
     """The best member of ``family`` at ``steps`` by predicted final loss; returns (best, all evaluated).
 
     - ``wsd``: cooldown fraction (0.02..0.6) for each shape (linear, 1-sqrt, cosine, exp); a grid, then a
@@ -114,8 +125,10 @@ def optimise_schedule(fit: CurveFit, steps: int, family: str = "wsd", final: flo
             tried.append(_final(fit, read_schedule(f"cosine:final={float(f)}", **base), steps))
     if family == "free":
         if not get_curve_law(fit.law).bounded_decay:
-            raise ScaletuneError(f"a free-form schedule needs a law whose gain from a decay is bounded, such as multipower "
-                                 f"(this fit is {fit.law}, which rewards any decrease without limit)")
+            raise ScaletuneError(
+                f"a free-form schedule needs a law whose gain from a decay is bounded, such as multipower "
+                f"(this fit is {fit.law}, which rewards any decrease without limit)"
+            )
         free = _free_form(fit, base, knots, start=min(tried, key=lambda c: c.final_loss))
         return free, sorted({c.spec: c for c in [free, *tried]}.values(), key=lambda c: c.final_loss)
     tried_sorted = sorted({c.spec: c for c in tried}.values(), key=lambda c: c.final_loss)

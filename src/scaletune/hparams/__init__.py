@@ -22,15 +22,41 @@ from scaletune.hparams.describe import describe
 from scaletune.hparams.laws import HparamLaw, HparamLaws, Method, TransferReport, fit_hparam_law, fit_hparam_laws
 from scaletune.hparams.optimum import DEFAULT_BAND, Optimum, find_optima, find_optimum, optima_frame
 from scaletune.hparams.recommend import (
-    Recommendation, choose_batch_size, choose_learning_rate, predict_loss, published_at, recommend,
+    Recommendation,
+    choose_batch_size,
+    choose_learning_rate,
+    predict_loss,
+    published_at,
+    recommend,
 )
 from scaletune.hparams.search import narrow_space
 from scaletune.hparams.select import Candidate, SweepAnalysis, analyse_sweep
 from scaletune.results import Prediction
 
 __all__ = [
-    "DEFAULT_BAND", "Candidate", "HparamLaw", "HparamLaws", "JointLandscape", "Method", "Optimum", "Prediction",
-    "Recommendation", "SweepAnalysis", "TransferReport", "analyse_sweep", "choose_batch_size", "choose_learning_rate",
-    "describe", "find_optima", "find_optimum", "fit_hparam_law", "fit_hparam_laws", "fit_landscape", "narrow_space",
-    "optima_frame", "predict_loss", "published_at", "recommend",
+    "DEFAULT_BAND",
+    "Candidate",
+    "HparamLaw",
+    "HparamLaws",
+    "JointLandscape",
+    "Method",
+    "Optimum",
+    "Prediction",
+    "Recommendation",
+    "SweepAnalysis",
+    "TransferReport",
+    "analyse_sweep",
+    "choose_batch_size",
+    "choose_learning_rate",
+    "describe",
+    "find_optima",
+    "find_optimum",
+    "fit_hparam_law",
+    "fit_hparam_laws",
+    "fit_landscape",
+    "narrow_space",
+    "optima_frame",
+    "predict_loss",
+    "published_at",
+    "recommend",
 ]

@@ -31,8 +31,10 @@ def _loss(method: Method, d: Mapping[str, Any]) -> str:
     if d.get("batch_shift_nats") is not None:
         return text + ", moved to the recommended batch size"
     if d.get("fitted_at_batch") is not None:
-        return text + (f" (at batch {d['fitted_at_batch']:g} tokens, the one it was fitted at; no batch sweep spans "
-                       f"{d['batch_size']:.4g} tokens to correct it)")
+        return text + (
+            f" (at batch {d['fitted_at_batch']:g} tokens, the one it was fitted at; no batch sweep spans "
+            f"{d['batch_size']:.4g} tokens to correct it)"
+        )
     return text
 
 
@@ -50,12 +52,10 @@ def describe(p: Prediction) -> str:
     if m in (Method.LOSS_CHINCHILLA, Method.LOSS_COMPUTE, Method.LOSS_CHINCHILLA_JOINT, Method.LOSS_COMPUTE_JOINT):
         return _loss(m, d)
     text = {
-        Method.LR_NDB: "lr*(N, D, B) at the recommended batch size {batch_size:.4g} tokens, fitted on the (scale, "
-                       "batch size) slices",
+        Method.LR_NDB: "lr*(N, D, B) at the recommended batch size {batch_size:.4g} tokens, fitted on the (scale, batch size) slices",
         Method.LR_PROXY_COPIED: "copied from the largest proxy ({scale}); transfer assumed, no law",
         Method.BATCH_NEAREST_SWEEP: "the batch-size optimum at {scale}, the swept scale nearest the target, copied",
-        Method.BATCH_NEAREST_BOUND: "best tested batch size at {scale}, the swept scale nearest the target; {why}, "
-                                    "not a fitted optimum",
+        Method.BATCH_NEAREST_BOUND: "best tested batch size at {scale}, the swept scale nearest the target; {why}, not a fitted optimum",
         Method.BATCH_AS_PROXIES: "as in the proxies (batch size not swept)",
         Method.BATCH_REFERENCE: "the batch size the lr law was fitted at",
         Method.BATCH_MODE: "the proxies' most common batch size",

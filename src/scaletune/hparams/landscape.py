@@ -128,8 +128,7 @@ class JointLandscape:
             out = out + self._p(theta, "g") * (math.log(batch) - self.ln_batch_opt(point, theta))
         return out
 
-    def penalty(self, point: Mapping[str, float], lr: float | None, batch: float | None,
-                theta: np.ndarray | None = None) -> Any:
+    def penalty(self, point: Mapping[str, float], lr: float | None, batch: float | None, theta: np.ndarray | None = None) -> Any:
         """Loss above the optimum (nats) at (lr, batch); ``lr=None``: the lr optimised at that batch size;
         ``batch=None``: the optimal batch size."""
         theta = self.params if theta is None else theta
@@ -160,11 +159,18 @@ class JointLandscape:
         return self.scales[s]["L"], self.scales[s]["L_se"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lr_vars": list(self.lr_vars), "batch_vars": None if self.batch_vars is None else list(self.batch_vars),
-                "params": dict(zip(self.names, self.params.tolist())),
-                "se": dict(zip(self.names, np.sqrt(np.clip(np.diag(self.cov), 0, None)).tolist())),
-                "asymmetry_above_below": self.asymmetry, "sigma_relative": self.sigma, "runs": self.n_runs,
-                "scales": list(self.scales), "censored": self.censored, "bootstrap": self.bootstrap_kind}
+        return {
+            "lr_vars": list(self.lr_vars),
+            "batch_vars": None if self.batch_vars is None else list(self.batch_vars),
+            "params": dict(zip(self.names, self.params.tolist())),
+            "se": dict(zip(self.names, np.sqrt(np.clip(np.diag(self.cov), 0, None)).tolist())),
+            "asymmetry_above_below": self.asymmetry,
+            "sigma_relative": self.sigma,
+            "runs": self.n_runs,
+            "scales": list(self.scales),
+            "censored": self.censored,
+            "bootstrap": self.bootstrap_kind,
+        }
 
 
 def _identified(prep: pd.DataFrame, var: str, sub: pd.DataFrame | None = None) -> bool:
@@ -231,14 +237,14 @@ def fit_landscape(
     x0 = np.zeros(len(names))
     best = prep.loc[prep.groupby(["scale", "ln_b"])["loss"].idxmin()]
     A = np.column_stack([np.ones(len(best))] + [np.log(best[v].to_numpy(float)) for v in lr_vars])
-    x0[ix["t_0"]: ix["t_0"] + 1 + len(lr_vars)] = np.linalg.lstsq(A, best["ln_lr"].to_numpy(float), rcond=None)[0]
+    x0[ix["t_0"] : ix["t_0"] + 1 + len(lr_vars)] = np.linalg.lstsq(A, best["ln_lr"].to_numpy(float), rcond=None)[0]
     x0[:S] = prep.groupby("scale")["loss"].min().to_numpy(float)
     c0 = math.log(0.01 * float(np.median(y)))
     x0[ix["ln_c_below"]] = x0[ix["ln_c_above"]] = c0
     if has_b:
         bb = prep.loc[prep[prep["scale"].isin(swept)].groupby("scale")["loss"].idxmin()]
         B = np.column_stack([np.ones(len(bb))] + [np.log(bb[v].to_numpy(float)) for v in bvars])
-        x0[ix["p_0"]: ix["p_0"] + 1 + len(bvars)] = np.linalg.lstsq(B, bb["ln_b"].to_numpy(float), rcond=None)[0]
+        x0[ix["p_0"] : ix["p_0"] + 1 + len(bvars)] = np.linalg.lstsq(B, bb["ln_b"].to_numpy(float), rcond=None)[0]
         x0[ix["ln_c_b"]] = c0 - math.log(2)
     lo = np.full(len(names), -np.inf)
     hi = np.full(len(names), np.inf)
@@ -268,11 +274,26 @@ def fit_landscape(
         row = per_scale.loc[s]
         rec = {v: float(row[v]) for v in scale_cols if v in per_scale.columns}
         L_se = float(np.std(boot[:, k])) if boot is not None else float(se[k])
-        rec.update(L=float(res.x[k]), L_se=L_se, edge=bool(row["edge"]), runs=int((sidx == k).sum()), swept_b=bool(s in swept),
-                   batch=float(np.exp(np.median(ln_b[sidx == k]))))
+        rec.update(
+            L=float(res.x[k]),
+            L_se=L_se,
+            edge=bool(row["edge"]),
+            runs=int((sidx == k).sum()),
+            swept_b=bool(s in swept),
+            batch=float(np.exp(np.median(ln_b[sidx == k]))),
+        )
         recs.append(rec)
     return JointLandscape(
-        lr_vars=lr_vars, batch_vars=bvars if has_b else None, names=tuple(names), params=res.x, cov=cov, scales=tuple(recs),
-        sigma=sigma, n_runs=n, censored=sum(bool(r["edge"]) for r in recs), boot=boot, bootstrap_kind=kind,
+        lr_vars=lr_vars,
+        batch_vars=bvars if has_b else None,
+        names=tuple(names),
+        params=res.x,
+        cov=cov,
+        scales=tuple(recs),
+        sigma=sigma,
+        n_runs=n,
+        censored=sum(bool(r["edge"]) for r in recs),
+        boot=boot,
+        bootstrap_kind=kind,
         batch_step=_step(prep.loc[prep["scale"].isin(swept), "ln_b"].to_numpy(float)) if has_b else math.log(2),
     )

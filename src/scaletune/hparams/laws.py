@@ -84,8 +84,7 @@ class HparamLaw:
     def _x(self, point: Mapping[str, Any]) -> dict[str, npt.NDArray[np.float64]]:
         missing = [v for v in self.variables if v not in point]
         if missing:
-            raise ScaletuneError(f"{self.name}: the point has no {', '.join(missing)} (the law's variables: "
-                                 f"{', '.join(self.variables)})")
+            raise ScaletuneError(f"{self.name}: the point has no {', '.join(missing)} (the law's variables: {', '.join(self.variables)})")
         return {v: np.atleast_1d(np.asarray(point[v], dtype=float)) for v in self.variables}
 
     def predict(self, point: Mapping[str, Any]) -> Any:
@@ -107,16 +106,22 @@ class HparamLaw:
         extra = self.fit_.extrapolation(x)
         details = {"law": self.name, "formula": self.formula}
         if all(np.ndim(point[v]) == 0 for v in self.variables):
-            return Prediction(float(value[0]), float(np.ravel(lo)[0]), float(np.ravel(hi)[0]), level,
-                              float(extra[0]), self.method, details)
+            return Prediction(float(value[0]), float(np.ravel(lo)[0]), float(np.ravel(hi)[0]), level, float(extra[0]), self.method, details)
         return Prediction(value, np.asarray(lo), np.asarray(hi), level, extra, self.method, details)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "response": self.response, "variables": list(self.variables), "formula": self.formula,
-            "coefficient_k": self.coefficient[0], "coefficient_k_interval": list(self.coefficient[1]),
+            "name": self.name,
+            "response": self.response,
+            "variables": list(self.variables),
+            "formula": self.formula,
+            "coefficient_k": self.coefficient[0],
+            "coefficient_k_interval": list(self.coefficient[1]),
             "exponents": {v: {"value": e, "interval": list(i)} for v, (e, i) in self.exponents.items()},
-            "scales": self.scales, "excluded": list(self.excluded), "holdout": self.holdout, "note": self.note,
+            "scales": self.scales,
+            "excluded": list(self.excluded),
+            "holdout": self.holdout,
+            "note": self.note,
             "fit": self.fit_.to_dict(),
         }
 
@@ -129,12 +134,21 @@ class HparamLaw:
         try:
             d = json.loads(text)
             fit_text = dumps(d["fit"])
-            return cls(name=d["name"], response=d["response"], variables=tuple(d["variables"]), formula=d["formula"],
-                       fit_=FitResult.from_json(fit_text), scales=int(d["scales"]), excluded=tuple(d["excluded"]),
-                       holdout=d.get("holdout"), note=d.get("note", ""))
+            return cls(
+                name=d["name"],
+                response=d["response"],
+                variables=tuple(d["variables"]),
+                formula=d["formula"],
+                fit_=FitResult.from_json(fit_text),
+                scales=int(d["scales"]),
+                excluded=tuple(d["excluded"]),
+                holdout=d.get("holdout"),
+                note=d.get("note", ""),
+            )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ScaletuneError(f"not a hyperparameter law ({type(exc).__name__}: {exc}): expected the JSON "
-                                 "written by HparamLaw.to_json()") from None
+            raise ScaletuneError(
+                f"not a hyperparameter law ({type(exc).__name__}: {exc}): expected the JSON written by HparamLaw.to_json()"
+            ) from None
 
     def __repr__(self) -> str:
         k, _ = self.coefficient
@@ -148,11 +162,15 @@ class HparamLaw:
         lines = [f"{self.name}: {self.formula}", f"{'parameter':<16} value [95% interval]"]
         lines += [f"{name:<16} {format_interval(value, *iv)}" for name, value, iv in rows]
         boot = self.fit_.diagnostics.get("bootstrap", {})
-        lines.append(f"scales fitted: {self.scales}, left out (unbracketed): {len(self.excluded)}, bootstrap: "
-                     f"{boot.get('samples', 0)} ({boot.get('failed', 0)} failed)")
+        lines.append(
+            f"scales fitted: {self.scales}, left out (unbracketed): {len(self.excluded)}, bootstrap: "
+            f"{boot.get('samples', 0)} ({boot.get('failed', 0)} failed)"
+        )
         for p in (self.holdout or {}).get("points", []):
-            lines.append(f"largest scale held out: predicted {p['predicted']:.4g}, observed {p['observed']:.4g} "
-                         f"(x{p['ratio']:.2f}, {'covered' if p['covered'] else 'not covered'})")
+            lines.append(
+                f"largest scale held out: predicted {p['predicted']:.4g}, observed {p['observed']:.4g} "
+                f"(x{p['ratio']:.2f}, {'covered' if p['covered'] else 'not covered'})"
+            )
         if self.note:
             lines.append(f"note: {self.note}")
         return "\n".join(lines)
@@ -187,8 +205,14 @@ class Method(str, Enum):
     SEQUENCES = "batch size / seq_len"
 
 
-_LAW_METHOD = {"lr_ND": Method.LR_ND, "lr_NDB": Method.LR_NDB, "lr_C": Method.LR_C, "batch_D": Method.BATCH_D,
-               "batch_ND": Method.BATCH_ND, "batch_C": Method.BATCH_C}
+_LAW_METHOD = {
+    "lr_ND": Method.LR_ND,
+    "lr_NDB": Method.LR_NDB,
+    "lr_C": Method.LR_C,
+    "batch_D": Method.BATCH_D,
+    "batch_ND": Method.BATCH_ND,
+    "batch_C": Method.BATCH_C,
+}
 
 
 def _label(o: Optimum) -> str:
@@ -243,7 +267,9 @@ def fit_hparam_law(
         if len(np.unique(np.round(logs[:, j], 9))) < 2:
             raise ScaletuneError(f"{what}: {v} has one single value among the bracketed scales; the {v} exponent cannot be fitted")
     if not _design_rank_ok(logs):
-        raise ScaletuneError(f"{what}: the scales' {' and '.join(variables)} are collinear (e.g. D/N constant over the ladder); the exponents cannot be separated")
+        raise ScaletuneError(
+            f"{what}: the scales' {' and '.join(variables)} are collinear (e.g. D/N constant over the ladder); the exponents cannot be separated"
+        )
     table.attrs["source"] = f"optima ({response})"
     # bootstrap=0: the intervals come from the two-level bootstrap below, not from the fitter's own
     point = fit(f"powerlaw:{','.join(variables)}", table, y=response, objective="mse_log", bootstrap=0)
@@ -277,22 +303,30 @@ def fit_hparam_law(
         named.update(point.law_.derive(named))
         intervals = {k: percentile_interval(v) for k, v in named.items()}
     diagnostics = dict(point.diagnostics)
-    diagnostics["bootstrap"] = {"samples": bootstrap, "failed": int((~ok).sum()), "groups": len(use),
-                                "kind": "scales resampled + each scale's optimum drawn from its bootstrap over runs"}
+    diagnostics["bootstrap"] = {
+        "samples": bootstrap,
+        "failed": int((~ok).sum()),
+        "groups": len(use),
+        "kind": "scales resampled + each scale's optimum drawn from its bootstrap over runs",
+    }
     result = replace(point, bootstrap_params=thetas, intervals=intervals, diagnostics=diagnostics, seed=seed)
 
     check = None
     if holdout:
         check = _holdout_largest(use, response, variables, bootstrap, seed)
     return HparamLaw(
-        name=name or f"{response}_{''.join(variables)}", response=response, variables=variables,
+        name=name or f"{response}_{''.join(variables)}",
+        response=response,
+        variables=variables,
         formula=f"{response} = k * " + " * ".join(f"{v}^c_{v}" for v in variables),
-        fit_=result, scales=len(use), excluded=tuple(excluded), holdout=check,
+        fit_=result,
+        scales=len(use),
+        excluded=tuple(excluded),
+        holdout=check,
     )
 
 
-def _holdout_largest(use: Sequence[Optimum], response: str, variables: tuple[str, ...], bootstrap: int,
-                     seed: int) -> dict[str, Any] | None:
+def _holdout_largest(use: Sequence[Optimum], response: str, variables: tuple[str, ...], bootstrap: int, seed: int) -> dict[str, Any] | None:
     """Refit without the largest scale (by compute, else by the first variable) and predict it."""
     by = "C" if all(("N" in o.scale and "D" in o.scale) or "C" in o.extra for o in use) else variables[0]
 
@@ -311,13 +345,19 @@ def _holdout_largest(use: Sequence[Optimum], response: str, variables: tuple[str
         pred = law.predict_interval({v: _value(o, v) for v in variables})
         obs = o.lr_ if response == "lr" else float(o.batch_size_ or math.nan)
         obs_iv = o.lr_interval if response == "lr" else o.batch_size_interval or (math.nan, math.nan)
-        points.append({
-            "scale": dict(o.scale), "observed": obs, "observed_interval": list(obs_iv), "predicted": pred.value,
-            "interval": list(pred.interval), "ratio": pred.value / obs, "extrapolation": pred.extrapolation,
-            "covered": bool(pred.interval[0] <= obs <= pred.interval[1]),
-        })
-    return {"held_out": "largest scale (by compute C)", "points": points,
-            "coverage": float(np.mean([p["covered"] for p in points]))}
+        points.append(
+            {
+                "scale": dict(o.scale),
+                "observed": obs,
+                "observed_interval": list(obs_iv),
+                "predicted": pred.value,
+                "interval": list(pred.interval),
+                "ratio": pred.value / obs,
+                "extrapolation": pred.extrapolation,
+                "covered": bool(pred.interval[0] <= obs <= pred.interval[1]),
+            }
+        )
+    return {"held_out": "largest scale (by compute C)", "points": points, "coverage": float(np.mean([p["covered"] for p in points]))}
 
 
 @dataclass(frozen=True)
@@ -347,12 +387,21 @@ class TransferReport:
         return all(r["held"] for r in self.depth_rows) if self.depth_rows else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": list(self.rows), "held": self.held, "note": self.note, "width_held": self.width_held,
-                "depth_rows": list(self.depth_rows), "depth_held": self.depth_held, "depth_note": self.depth_note}
+        return {
+            "rows": list(self.rows),
+            "held": self.held,
+            "note": self.note,
+            "width_held": self.width_held,
+            "depth_rows": list(self.depth_rows),
+            "depth_held": self.depth_held,
+            "depth_note": self.depth_note,
+        }
 
     def __repr__(self) -> str:
-        return (f"<TransferReport: {len(self.rows)} width row(s), {len(self.depth_rows)} depth row(s), "
-                f"{'held' if self.held else 'did NOT hold'}>")
+        return (
+            f"<TransferReport: {len(self.rows)} width row(s), {len(self.depth_rows)} depth row(s), "
+            f"{'held' if self.held else 'did NOT hold'}>"
+        )
 
 
 _HALF_STEP = 0.5 * math.log(2)  # half a 2x grid step in ln(lr): a smaller move is within the sweep's resolution
@@ -406,8 +455,17 @@ def _width_rows(optima: Sequence[Optimum]) -> list[dict[str, Any]]:
             continue
         lo_o, hi_o = min(group, key=lambda o: o.scale["N"]), max(group, key=lambda o: o.scale["N"])
         shift, interval, held = _shift_row(lo_o, hi_o, _ln_lr_draws([lo_o, hi_o]))
-        row = {"D": D, "N_small": lo_o.scale["N"], "N_large": hi_o.scale["N"], "N_ratio": hi_o.scale["N"] / lo_o.scale["N"],
-               "lr_small": lo_o.lr_, "lr_large": hi_o.lr_, "shift": shift, "shift_interval": list(interval), "held": held}
+        row = {
+            "D": D,
+            "N_small": lo_o.scale["N"],
+            "N_large": hi_o.scale["N"],
+            "N_ratio": hi_o.scale["N"] / lo_o.scale["N"],
+            "lr_small": lo_o.lr_,
+            "lr_large": hi_o.lr_,
+            "shift": shift,
+            "shift_interval": list(interval),
+            "held": held,
+        }
         if depth is not None:
             row["depth"] = depth
         rows.append(row)
@@ -435,11 +493,21 @@ def _depth_rows(optima: Sequence[Optimum]) -> list[dict[str, Any]]:
         draws = _ln_lr_draws(group)
         exp_iv = percentile_interval(draws @ xc) if draws is not None else (math.nan, math.nan)
         shift, interval, held = _shift_row(group[0], group[-1], draws)
-        row = {"D": D, "depth_shallow": float(depths[0]), "depth_deep": float(depths[-1]),
-               "depth_ratio": float(depths[-1] / depths[0]), "depths": depths.tolist(),
-               "lr": [o.lr_ for o in group], "lr_shallow": group[0].lr_, "lr_deep": group[-1].lr_,
-               "shift": shift, "shift_interval": list(interval), "exponent": exponent,
-               "exponent_interval": list(exp_iv), "held": held}
+        row = {
+            "D": D,
+            "depth_shallow": float(depths[0]),
+            "depth_deep": float(depths[-1]),
+            "depth_ratio": float(depths[-1] / depths[0]),
+            "depths": depths.tolist(),
+            "lr": [o.lr_ for o in group],
+            "lr_shallow": group[0].lr_,
+            "lr_deep": group[-1].lr_,
+            "shift": shift,
+            "shift_interval": list(interval),
+            "exponent": exponent,
+            "exponent_interval": list(exp_iv),
+            "held": held,
+        }
         if width is not None:
             row["width"] = width
         rows.append(row)
@@ -456,16 +524,22 @@ def transfer_report(optima: Sequence[Optimum]) -> TransferReport | None:
     if rows:
         held = all(r["held"] for r in rows)
         worst = max(rows, key=lambda r: abs(math.log(r["shift"])))
-        note = (f"optimal lr moved by x{worst['shift']:.2f} across {worst['N_ratio']:.1f}x parameters at D={worst['D']:.3g}: "
-                + ("transfer held (within half a 2x grid step or within the interval)" if held else "transfer did NOT hold: use the fitted N exponent"))
+        note = f"optimal lr moved by x{worst['shift']:.2f} across {worst['N_ratio']:.1f}x parameters at D={worst['D']:.3g}: " + (
+            "transfer held (within half a 2x grid step or within the interval)"
+            if held
+            else "transfer did NOT hold: use the fitted N exponent"
+        )
     if depth_rows:
         held = all(r["held"] for r in depth_rows)
         worst = max(depth_rows, key=lambda r: abs(math.log(r["shift"])))
         e, (lo, hi) = worst["exponent"], worst["exponent_interval"]
-        depth_note = (f"optimal lr moved by x{worst['shift']:.2f} across {worst['depth_ratio']:.1f}x depth at D={worst['D']:.3g}"
-                      + (f", width {worst['width']:g}" if "width" in worst else "") + ": "
-                      + ("transfer held (within half a 2x grid step or within the interval)" if held else "transfer did NOT hold")
-                      + f"; depth correction lr* ~ depth^{e:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        depth_note = (
+            f"optimal lr moved by x{worst['shift']:.2f} across {worst['depth_ratio']:.1f}x depth at D={worst['D']:.3g}"
+            + (f", width {worst['width']:g}" if "width" in worst else "")
+            + ": "
+            + ("transfer held (within half a 2x grid step or within the interval)" if held else "transfer did NOT hold")
+            + f"; depth correction lr* ~ depth^{e:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        )
     return TransferReport(tuple(rows), all(r["held"] for r in rows + depth_rows), note, tuple(depth_rows), depth_note)
 
 
@@ -523,9 +597,14 @@ def fit_loss_law(optima: Sequence[Optimum], *, bootstrap: int = 200, seed: int =
     scales with 2+ values of both N and D (its 5 parameters need more points), else `compute` (L(C), C = 6ND
     unless given) with 4+ scales; L(C) ignores the split between N and D, so it is the weaker fallback."""
     use = [o for o in optima if o.lr_bracketed]
-    rows = pd.DataFrame({"N": [o.scale.get("N", math.nan) for o in use], "D": [o.scale.get("D", math.nan) for o in use],
-                         "C": [(_value(o, "C") if ("C" in o.extra or {"N", "D"} <= set(o.scale)) else math.nan) for o in use],
-                         "loss": [o.loss_ for o in use]})
+    rows = pd.DataFrame(
+        {
+            "N": [o.scale.get("N", math.nan) for o in use],
+            "D": [o.scale.get("D", math.nan) for o in use],
+            "C": [(_value(o, "C") if ("C" in o.extra or {"N", "D"} <= set(o.scale)) else math.nan) for o in use],
+            "loss": [o.loss_ for o in use],
+        }
+    )
     rows.attrs["source"] = "optima (loss at the optimal learning rate)"
     candidates = []
     if len(use) >= 6 and rows["N"].nunique() >= 2 and rows["D"].nunique() >= 2 and rows[["N", "D"]].notna().all().all():
@@ -547,8 +626,11 @@ def fit_loss_law(optima: Sequence[Optimum], *, bootstrap: int = 200, seed: int =
 def _at_batch(o: Optimum, batch: float, slices: Sequence[Optimum]) -> Optimum | None:
     """The lr optimum of scale ``o`` at one batch size, from the per-(scale, batch size) ``slices``."""
     for s in slices:
-        if (s.lr_bracketed and s.scale.get("batch_size") == batch
-                and all(s.scale.get(k) == o.scale.get(k) for k in o.scale if k != "batch_size")):
+        if (
+            s.lr_bracketed
+            and s.scale.get("batch_size") == batch
+            and all(s.scale.get(k) == o.scale.get(k) for k in o.scale if k != "batch_size")
+        ):
             return s
     return None
 
@@ -573,8 +655,15 @@ def _to_batch(optima: Sequence[Optimum], batch: float, slices: Sequence[Optimum]
     return out, left_out, moved
 
 
-def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_bootstrap: int = 200, seed: int = 0,
-                    slices: Sequence[Optimum] | None = None, holdout: bool = True) -> HparamLaws:
+def fit_hparam_laws(
+    optima: Sequence[Optimum],
+    *,
+    bootstrap: int = 400,
+    loss_bootstrap: int = 200,
+    seed: int = 0,
+    slices: Sequence[Optimum] | None = None,
+    holdout: bool = True,
+) -> HparamLaws:
     """Fit every law the ladder identifies; the reasons for the ones it does not go into ``notes``.
 
     ``bootstrap`` replicates for the lr / batch laws (cheap, closed form), ``loss_bootstrap`` for the loss law.
@@ -595,22 +684,28 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
         counts = pd.Series(batches).value_counts()
         reference_batch = float(counts.index[0])
         optima, left_out, moved = _to_batch(optima, reference_batch, slices)
-        notes.append(f"lr and loss laws fitted at batch size {reference_batch:g} tokens, the one most scales used "
-                     f"(no batch-size law to reconcile others); {moved} swept scale(s) enter with their lr optimum at "
-                     f"that size, {left_out} scale(s) left out")
+        notes.append(
+            f"lr and loss laws fitted at batch size {reference_batch:g} tokens, the one most scales used "
+            f"(no batch-size law to reconcile others); {moved} swept scale(s) enter with their lr optimum at "
+            f"that size, {left_out} scale(s) left out"
+        )
     elif not has_batch and len(set(batches)) == 1:
         reference_batch = float(batches[0])
     if len({_axis(o, "depth") for o in optima if o.lr_bracketed} - {None}) > 1:
-        notes.append("the ladder varies depth: N in the lr / loss laws mixes width and depth (their exponents "
-                     "assume one shape family); the depth correction is the transfer report's depth exponent")
+        notes.append(
+            "the ladder varies depth: N in the lr / loss laws mixes width and depth (their exponents "
+            "assume one shape family); the depth correction is the transfer report's depth exponent"
+        )
     lr_vars = tuple(v for v in ("N", "D") if _varies(optima, v))
     plans = [("lr_ND", "lr", lr_vars)]
     if lr_vars == ("N", "D"):
         logs = np.log([[_value(o, "N"), _value(o, "D")] for o in optima if o.lr_bracketed])
         if not _design_rank_ok(logs):
             plans = [("lr_ND", "lr", ("N",))]
-            notes.append("N and D are collinear over the ladder (constant D/N): lr law fitted in N only; "
-                         "the prediction is valid only at the ladder's tokens per parameter")
+            notes.append(
+                "N and D are collinear over the ladder (constant D/N): lr law fitted in N only; "
+                "the prediction is valid only at the ladder's tokens per parameter"
+            )
     batch_use = [o for o in all_optima if o.usable("batch_size")]
     if has_batch and len({o.scale.get("D") for o in batch_use}) >= 2:
         plans.append(("batch_D", "batch_size", ("D",)))
@@ -642,8 +737,10 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
         # Described, not decided: an interval that excludes 0 in-sample can still lose out of sample
         # (`scaletune.hparams.select` chooses between B*(D) and B*(N, D) by held-out loss).
         d, (lo, hi) = nd.exponents["N"]
-        notes.append(f"batch size: B* ~ N^{d:+.3f} [{lo:+.3f}, {hi:+.3f}] in B*(N, D) (interval "
-                     f"{'contains' if lo <= 0 <= hi else 'excludes'} 0; the choice is made by held-out loss)")
+        notes.append(
+            f"batch size: B* ~ N^{d:+.3f} [{lo:+.3f}, {hi:+.3f}] in B*(N, D) (interval "
+            f"{'contains' if lo <= 0 <= hi else 'excludes'} 0; the choice is made by held-out loss)"
+        )
     loss_optima, loss_batch = optima, reference_batch
     fixed = [o for o in optima if o.lr_bracketed and o.batch_bracketed is None and o.best_batch_size]
     if has_batch and fixed and len(fixed) < len([o for o in optima if o.lr_bracketed]):
@@ -655,11 +752,15 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
         at_common = [o for o in at_common if o.lr_bracketed]
         if len(at_common) >= 4:
             loss_optima, loss_batch = at_common, common
-            notes.append(f"loss law fitted at batch size {common:g} tokens, the ladder's ({moved} swept scale(s) enter "
-                         f"with their optimum at that size, {left_out} left out)")
+            notes.append(
+                f"loss law fitted at batch size {common:g} tokens, the ladder's ({moved} swept scale(s) enter "
+                f"with their optimum at that size, {left_out} left out)"
+            )
         else:
-            notes.append("loss law fitted across scales at different batch sizes (too few at one batch size): "
-                         "the batch effect is read as a scale effect")
+            notes.append(
+                "loss law fitted across scales at different batch sizes (too few at one batch size): "
+                "the batch effect is read as a scale effect"
+            )
     loss, loss_note = fit_loss_law(loss_optima, bootstrap=loss_bootstrap, seed=seed)
     notes.append(loss_note)
     transfer = transfer_report(optima)
@@ -668,5 +769,12 @@ def fit_hparam_laws(optima: Sequence[Optimum], *, bootstrap: int = 400, loss_boo
         # The corrections the transfer needs, from the fitted exponents: width (N) and tokens (D).
         parts = [f"lr* ~ {v}^{e:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]" for v, (e, iv) in lr_law.exponents.items()]
         transfer = replace(transfer, note=transfer.note + "; corrections: " + ", ".join(parts))
-    return HparamLaws(laws=laws, loss=loss, transfer=transfer, notes=tuple(notes), reference_batch=reference_batch,
-                      loss_batch=loss_batch, loss_optima=tuple(o for o in loss_optima if o.lr_bracketed))
+    return HparamLaws(
+        laws=laws,
+        loss=loss,
+        transfer=transfer,
+        notes=tuple(notes),
+        reference_batch=reference_batch,
+        loss_batch=loss_batch,
+        loss_optima=tuple(o for o in loss_optima if o.lr_bracketed),
+    )

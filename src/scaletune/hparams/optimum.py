@@ -90,21 +90,28 @@ class Optimum:
 
     def __repr__(self) -> str:
         batch = "" if self.batch_size_ is None else f", batch {self.batch_size_:.4g} tokens"
-        return (f"<Optimum {format_scale(self.scale) or 'one scale'}: lr* {format_interval(self.lr_, *self.lr_interval, digits=3)}{batch}, "
-                f"loss {self.loss_:.4f}, {'bracketed' if self.bracketed else 'NOT bracketed'}>")
+        return (
+            f"<Optimum {format_scale(self.scale) or 'one scale'}: lr* {format_interval(self.lr_, *self.lr_interval, digits=3)}{batch}, "
+            f"loss {self.loss_:.4f}, {'bracketed' if self.bracketed else 'NOT bracketed'}>"
+        )
 
     def summary(self) -> str:
         """The optimum with its 95% bootstrap intervals, the near-optimal band and the bracketing check."""
-        rows = [("lr*", format_interval(self.lr_, *self.lr_interval)),
-                ("loss* (nats/token)", format_interval(self.loss_, *self.loss_interval))]
+        rows = [
+            ("lr*", format_interval(self.lr_, *self.lr_interval)),
+            ("loss* (nats/token)", format_interval(self.loss_, *self.loss_interval)),
+        ]
         if self.batch_size_ is not None:
             iv = self.batch_size_interval
-            rows.append(("batch* (tokens)", f"{self.batch_size_:.4g} (not swept)" if iv is None else
-                         format_interval(self.batch_size_, *iv)))
-        rows += [(f"band lr ({self.band:.2%})", f"{self.band_lr[0]:.4g} - {self.band_lr[1]:.4g}"),
-                 ("runs ok / excluded", f"{self.n_ok} / {self.n_excluded} ({self.n_fitted} in the fit window)"),
-                 ("bootstrap", f"{self.bootstrap} resamples, {self.bootstrap_failed:.0%} without a vertex"),
-                 ("bracketed", "yes" if self.bracketed else "no")]
+            rows.append(
+                ("batch* (tokens)", f"{self.batch_size_:.4g} (not swept)" if iv is None else format_interval(self.batch_size_, *iv))
+            )
+        rows += [
+            (f"band lr ({self.band:.2%})", f"{self.band_lr[0]:.4g} - {self.band_lr[1]:.4g}"),
+            ("runs ok / excluded", f"{self.n_ok} / {self.n_excluded} ({self.n_fitted} in the fit window)"),
+            ("bootstrap", f"{self.bootstrap} resamples, {self.bootstrap_failed:.0%} without a vertex"),
+            ("bracketed", "yes" if self.bracketed else "no"),
+        ]
         scale = ", ".join(f"{k}={v:.4g}" for k, v in self.scale.items())
         lines = [f"Optimum at {scale or 'one scale'} (95% intervals)"] + [f"{k:<22} {v}" for k, v in rows]
         if not self.bracketed:
@@ -162,6 +169,7 @@ def _quadratic(x: np.ndarray, y: np.ndarray | None, loss: np.ndarray) -> _Fit | 
         c, *_ = np.linalg.lstsq(A, loss, rcond=None)
         convex = c[2] > 0
         x0 = -c[1] / (2 * c[2]) if convex else x[np.argmin(loss)]
+
         def f1(xx: Any, yy: Any = None) -> Any:
             return c[0] + c[1] * xx + c[2] * xx * xx
 
@@ -249,7 +257,9 @@ def find_optimum(
             bad = ok_mask & ~(np.isfinite(v) & (v > 0))
             if bad.any():
                 i = int(np.argmax(bad))
-                raise ScaletuneError(f"{runs.attrs.get('source', 'table')}: column {col!r} has a non-positive or missing value {runs[col].iloc[i]!r} in a run with status ok")
+                raise ScaletuneError(
+                    f"{runs.attrs.get('source', 'table')}: column {col!r} has a non-positive or missing value {runs[col].iloc[i]!r} in a run with status ok"
+                )
     ok = runs[ok_mask].copy()
     ok["lr"] = ok["lr"].astype(float)
     ok["loss"] = ok["loss"].astype(float)
@@ -302,6 +312,7 @@ def find_optimum(
     bad_lrs = pd.to_numeric(runs.loc[~ok_mask, "lr"], errors="coerce").to_numpy(float)
     bad_lrs = bad_lrs[bad_lrs > best_lr]
     first_bad = float(bad_lrs.min()) if len(bad_lrs) else None
+
     # An axis is bracketed when the fit window holds tested values on both sides of the best one (on a
     # grid: its neighbours; for scattered samples, e.g. QMC, the nearest configurations).
     def open_side(j: int) -> str | None:
@@ -317,7 +328,9 @@ def find_optimum(
     if side is not None:
         _, next_lrs = _propose(cfg_lr, best_lr, first_bad if side == "above" else None, side)
         if side == "above" and first_bad is not None:
-            problems.append(f"best lr {best_lr:.3g} is the largest stable rate (next, {first_bad:.3g}, diverged): optimum at the stability edge")
+            problems.append(
+                f"best lr {best_lr:.3g} is the largest stable rate (next, {first_bad:.3g}, diverged): optimum at the stability edge"
+            )
         else:
             problems.append(f"best lr {best_lr:.3g} is at the {'top' if side == 'above' else 'bottom'} of the sweep")
     batch_open = False
@@ -456,8 +469,7 @@ def find_optima(
         out.append(find_optimum(group, band=band, bootstrap=bootstrap, seed=seed + i, window=window, scale=scale))
     if not out:
         raise ScaletuneError(
-            f"{df.attrs.get('source', 'table')}: no scale has ok runs at {min_lrs}+ distinct learning rates "
-            f"(scales by {', '.join(cols)})"
+            f"{df.attrs.get('source', 'table')}: no scale has ok runs at {min_lrs}+ distinct learning rates (scales by {', '.join(cols)})"
         )
     return out
 
@@ -469,14 +481,23 @@ def optima_frame(optima: Sequence[Optimum]) -> pd.DataFrame:
         row: dict[str, Any] = dict(o.scale)
         row.update(o.extra)
         row.update(
-            lr=o.lr_, lr_lo=o.lr_interval[0], lr_hi=o.lr_interval[1],
+            lr=o.lr_,
+            lr_lo=o.lr_interval[0],
+            lr_hi=o.lr_interval[1],
             batch_size=o.batch_size_,
             batch_size_lo=o.batch_size_interval[0] if o.batch_size_interval else math.nan,
             batch_size_hi=o.batch_size_interval[1] if o.batch_size_interval else math.nan,
-            loss=o.loss_, loss_lo=o.loss_interval[0], loss_hi=o.loss_interval[1],
-            band_lr_lo=o.band_lr[0], band_lr_hi=o.band_lr[1],
-            best_lr=o.best_lr, best_loss=o.best_loss, bracketed=o.bracketed, message=o.message,
-            n_ok=o.n_ok, n_excluded=o.n_excluded,
+            loss=o.loss_,
+            loss_lo=o.loss_interval[0],
+            loss_hi=o.loss_interval[1],
+            band_lr_lo=o.band_lr[0],
+            band_lr_hi=o.band_lr[1],
+            best_lr=o.best_lr,
+            best_loss=o.best_loss,
+            bracketed=o.bracketed,
+            message=o.message,
+            n_ok=o.n_ok,
+            n_excluded=o.n_excluded,
         )
         rows.append(row)
     return pd.DataFrame(rows)

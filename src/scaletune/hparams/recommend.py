@@ -64,8 +64,10 @@ class Recommendation:
     def __repr__(self) -> str:
         at = ", ".join(f"{k}={v:.3g}" for k, v in self.target.items() if k in ("N", "D"))
         loss = "" if self.loss is None else f", loss {self.loss.value:.4g}"
-        return (f"<Recommendation at {at}: lr {self.lr.value:.3g}, batch {self.batch_size.value:.4g} tokens{loss}, "
-                f"x{self.lr.extrapolation:.1f} beyond the proxies>")
+        return (
+            f"<Recommendation at {at}: lr {self.lr.value:.3g}, batch {self.batch_size.value:.4g} tokens{loss}, "
+            f"x{self.lr.extrapolation:.1f} beyond the proxies>"
+        )
 
     def summary(self) -> str:
         """The recommended values with their 95% intervals, extrapolation and method (a plain-text table)."""
@@ -76,8 +78,9 @@ class Recommendation:
             rows.append(("loss (nats/token)", self.loss))
         at = ", ".join(f"{k}={v:.4g}" for k, v in self.target.items())
         lines = [f"Recommendation at {at}", f"{'quantity':<18} {'value [95% interval]':<31} {'extrap.':>7}  method"]
-        lines += [f"{name:<18} {format_interval(p.value, p.lo, p.hi):<31} {'x%.1f' % p.extrapolation:>7}  {p.method_name}"
-                  for name, p in rows]
+        lines += [
+            f"{name:<18} {format_interval(p.value, p.lo, p.hi):<31} {'x%.1f' % p.extrapolation:>7}  {p.method_name}" for name, p in rows
+        ]
         if self.warmup.get("steps") is not None:
             lines.append(f"{'warm-up (steps)':<18} {self.warmup['steps']} of {self.steps} steps")
         lines.append(f"{'parameterisation':<18} {self.param}")
@@ -123,13 +126,15 @@ def _proxy_fallback(optima: list[Optimum], target: Mapping[str, float]) -> Predi
     o = max(use, key=lambda o: (o.scale.get("N", 0), o.scale.get("D", 0)))
     extra = max([max(target[k] / o.scale[k], o.scale[k] / target[k]) for k in ("N", "D") if k in target and k in o.scale] or [1.0])
     scale = {k: v for k, v in o.scale.items() if k in ("N", "D")}
-    return Prediction(o.lr_, o.lr_interval[0], o.lr_interval[1], extrapolation=extra, method=Method.LR_PROXY_COPIED,
-                      details={"scale": scale})
+    return Prediction(
+        o.lr_, o.lr_interval[0], o.lr_interval[1], extrapolation=extra, method=Method.LR_PROXY_COPIED, details={"scale": scale}
+    )
 
 
 def _nearest_sweep(optima: list[Optimum], target: Mapping[str, float]) -> tuple[Optimum, float] | None:
     """The scale with a 2-D (lr x batch size) sweep nearest the target in (ln N, ln D), with the largest factor
     in N or D between them (its extrapolation)."""
+
     def ratios(o: Optimum) -> list[float]:
         return [abs(math.log(target[k] / o.scale[k])) for k in ("N", "D") if k in target and o.scale.get(k, 0) > 0]
 
@@ -160,8 +165,9 @@ def _interp_weights(xs: np.ndarray, x: float) -> np.ndarray:
     return w
 
 
-def _batch_loss_shift(slices: list[Optimum], target: Mapping[str, float], batch: float, reference: float, *,
-                      seed: int = 0, draws_per_slice: int = 200) -> tuple[float, np.ndarray, float, str] | None:
+def _batch_loss_shift(
+    slices: list[Optimum], target: Mapping[str, float], batch: float, reference: float, *, seed: int = 0, draws_per_slice: int = 200
+) -> tuple[float, np.ndarray, float, str] | None:
     """L*(batch) - L*(reference) in nats at the target's D, from the scales whose batch sweep spans both sizes.
 
     The loss law is fitted on optima at the reference batch size; at another batch size the best loss
@@ -216,9 +222,11 @@ def _batch_loss_shift(slices: list[Optimum], target: Mapping[str, float], batch:
         boot = R.mean(axis=1)
         how = f"measured at D = {Ds[0]:.3g} only"
     extra = max(target["D"] / max(Ds), min(Ds) / target["D"], 1.0)
-    note = (f"loss at batch {batch:.4g} tokens = the loss law's prediction at {reference:g} tokens {value:+.4f} nats "
-            f"(best loss at {batch:.4g} minus at {reference:g} tokens on the proxies' batch sweep, {how}; "
-            f"assumes the batch penalty depends on D, not N)")
+    note = (
+        f"loss at batch {batch:.4g} tokens = the loss law's prediction at {reference:g} tokens {value:+.4f} nats "
+        f"(best loss at {batch:.4g} minus at {reference:g} tokens on the proxies' batch sweep, {how}; "
+        f"assumes the batch penalty depends on D, not N)"
+    )
     return value, boot, extra, note
 
 
@@ -246,12 +254,18 @@ def published_at(target: Mapping[str, float], seq_len: int | None = None) -> dic
     C, how = deepseek_compute(t)
     n_note = "N_nonembed" if "N_nonembed" in target else "N (N_nonembed not given)"
     return {
-        "steplaw": {"lr": float(steplaw_lr(n, D)), "batch_size": float(steplaw_batch(D)),
-                    "formula": "lr = 1.79 N^-0.713 D^0.307, B = 0.58 D^0.571 tokens (Li et al. 2025)",
-                    "inputs": f"{n_note} = {n:.4g}, D = {D:.4g} tokens"},
-        "deepseek": {"lr": float(deepseek_lr(C)), "batch_size": float(deepseek_batch(C)),
-                     "formula": "lr = 0.3118 C^-0.125, B = 0.2920 C^0.3271 tokens (DeepSeek-AI 2024)",
-                     "inputs": f"C = {C:.4g} FLOPs ({how})"},
+        "steplaw": {
+            "lr": float(steplaw_lr(n, D)),
+            "batch_size": float(steplaw_batch(D)),
+            "formula": "lr = 1.79 N^-0.713 D^0.307, B = 0.58 D^0.571 tokens (Li et al. 2025)",
+            "inputs": f"{n_note} = {n:.4g}, D = {D:.4g} tokens",
+        },
+        "deepseek": {
+            "lr": float(deepseek_lr(C)),
+            "batch_size": float(deepseek_batch(C)),
+            "formula": "lr = 0.3118 C^-0.125, B = 0.2920 C^0.3271 tokens (DeepSeek-AI 2024)",
+            "inputs": f"C = {C:.4g} FLOPs ({how})",
+        },
     }
 
 
@@ -266,8 +280,12 @@ def _interval(draws_ln: np.ndarray) -> tuple[float, float]:
 
 def _full_fold(analysis: SweepAnalysis) -> Fold:
     """All of the sweep as one 'fold', the joint landscape already fitted (with its residual bootstrap)."""
-    fold = Fold(runs=analysis.runs, optima=list(analysis.optima), slices=None if analysis.slices is None else list(analysis.slices),
-                _laws=analysis.laws)
+    fold = Fold(
+        runs=analysis.runs,
+        optima=list(analysis.optima),
+        slices=None if analysis.slices is None else list(analysis.slices),
+        _laws=analysis.laws,
+    )
     if analysis.landscape is not None:
         fold._joint["auto"] = fold._joint[analysis.landscape.batch_vars] = analysis.landscape
     return fold
@@ -294,8 +312,13 @@ def choose_batch_size(analysis: SweepAnalysis, target: Mapping[str, float]) -> P
         pred = fit_batch(method, _full_fold(analysis), analysis.band, analysis.seed)
         if pred is not None:
             value, draws = pred(target)
-            return Prediction(value, *_interval(draws), extrapolation=_joint_factor(analysis, target), method=method,
-                              details={"selection": "held_out", **_score(analysis, method)})
+            return Prediction(
+                value,
+                *_interval(draws),
+                extrapolation=_joint_factor(analysis, target),
+                method=method,
+                details={"selection": "held_out", **_score(analysis, method)},
+            )
     for name in ("batch_D", "batch_C") if method is None else ():
         if name in laws.laws:
             p = laws.laws[name].predict_interval({**target, "C": training_flops(target["N"], target["D"])})
@@ -307,10 +330,17 @@ def choose_batch_size(analysis: SweepAnalysis, target: Mapping[str, float]) -> P
         o, extra = near
         details = {"scale": {k: o.scale[k] for k in ("N", "D") if k in o.scale}, **_score(analysis, Method.BATCH_NEAREST_SWEEP)}
         if o.usable("batch_size") and o.batch_size_ is not None and o.batch_size_interval is not None:
-            return Prediction(float(o.batch_size_), *o.batch_size_interval, extrapolation=extra,
-                              method=Method.BATCH_NEAREST_SWEEP, details=details)
-        return Prediction(float(o.best_batch_size or math.nan), math.nan, math.nan, extrapolation=extra, method=Method.BATCH_NEAREST_BOUND,
-                          details={**details, "at_edge": bool(o.next_batch_sizes)})
+            return Prediction(
+                float(o.batch_size_), *o.batch_size_interval, extrapolation=extra, method=Method.BATCH_NEAREST_SWEEP, details=details
+            )
+        return Prediction(
+            float(o.best_batch_size or math.nan),
+            math.nan,
+            math.nan,
+            extrapolation=extra,
+            method=Method.BATCH_NEAREST_BOUND,
+            details={**details, "at_edge": bool(o.next_batch_sizes)},
+        )
     if "batch_size" in ok.columns and ok["batch_size"].nunique() == 1:
         return Prediction(float(ok["batch_size"].iloc[0]), math.nan, math.nan, method=Method.BATCH_AS_PROXIES)
     if laws.reference_batch is not None:
@@ -331,8 +361,13 @@ def choose_learning_rate(analysis: SweepAnalysis, target: Mapping[str, float], b
         pred = fit_lr(method, fold, analysis.band, analysis.seed)
         if pred is not None:
             value, draws = pred(target, batch.value)
-            return Prediction(value, *_interval(draws), extrapolation=factor, method=method,
-                              details={"selection": "held_out", "batch_size": batch.value, **_score(analysis, method)})
+            return Prediction(
+                value,
+                *_interval(draws),
+                extrapolation=factor,
+                method=method,
+                details={"selection": "held_out", "batch_size": batch.value, **_score(analysis, method)},
+            )
     swept = any(o.batch_bracketed is not None for o in analysis.optima)
     order = ([Method.LR_NDB] if swept and batch.method != Method.BATCH_AS_PROXIES else []) + [Method.LR_ND, Method.LR_C]
     for m in order:
@@ -351,8 +386,9 @@ def _loss_samples(fit_result: FitResult, point: Mapping[str, float]) -> npt.NDAr
     return np.asarray(fit_result.predict_samples(point)[:, 0], dtype=float)
 
 
-def predict_loss(analysis: SweepAnalysis, target: Mapping[str, float], batch: Prediction, lr: Prediction, *,
-                 loss_bootstrap: int = 200) -> tuple[Prediction | None, list[str]]:
+def predict_loss(
+    analysis: SweepAnalysis, target: Mapping[str, float], batch: Prediction, lr: Prediction, *, loss_bootstrap: int = 200
+) -> tuple[Prediction | None, list[str]]:
     """The final loss (nats/token) at ``target`` trained at (lr, batch): the loss law the backtest chose,
     on per-scale vertex losses (moved to the recommended batch size) or on the joint landscape's optimum
     losses (plus the landscape's penalty at the recommended settings). The 95% interval is the bootstrap's,
@@ -382,8 +418,13 @@ def predict_loss(analysis: SweepAnalysis, target: Mapping[str, float], batch: Pr
         res = laws.loss
         want = {Method.LOSS_CHINCHILLA: "chinchilla", Method.LOSS_COMPUTE: "compute"}.get(method) if method else None
         if want is not None and (res is None or res.law != want) and len(laws.loss_optima) >= 4:
-            rows = pd.DataFrame({"N": [o.scale["N"] for o in laws.loss_optima], "D": [o.scale["D"] for o in laws.loss_optima],
-                                 "loss": [o.loss_ for o in laws.loss_optima]})
+            rows = pd.DataFrame(
+                {
+                    "N": [o.scale["N"] for o in laws.loss_optima],
+                    "D": [o.scale["D"] for o in laws.loss_optima],
+                    "loss": [o.loss_ for o in laws.loss_optima],
+                }
+            )
             rows["C"] = training_flops(rows["N"], rows["D"])
             try:
                 res = fit_law(want, rows, bootstrap=loss_bootstrap, seed=analysis.seed)
@@ -425,8 +466,10 @@ def _batch_notes(analysis: SweepAnalysis) -> list[str]:
     if not o.next_batch_sizes:
         advice = f"{o.message}: more seeds there would locate it"
     elif edge == "smaller" and seq > 0 and o.best_batch_size <= seq:
-        advice = (f"at the edge; it is one sequence of {seq:g} tokens, the smallest batch at this sequence length: "
-                  f"the optimum is at or below it (shorter sequences on the proxies would bracket it)")
+        advice = (
+            f"at the edge; it is one sequence of {seq:g} tokens, the smallest batch at this sequence length: "
+            f"the optimum is at or below it (shorter sequences on the proxies would bracket it)"
+        )
     else:
         advice = f"at the edge; {edge} batch sizes may be better: sweep them on the proxies"
     return [f"batch size: the sweep at {_label(o)} did not bracket the optimum (best {o.best_batch_size:g} tokens); {advice}"]
@@ -454,14 +497,16 @@ def recommend(
     target = {k: float(v) for k, v in target.items()}
     for key in ("N", "D"):
         if key not in target:
-            raise ScaletuneError(f"target needs {key}", hint="give the target as N=1e6,D=2e7 (N parameters in the "
-                                 "table's convention, D tokens)")
+            raise ScaletuneError(
+                f"target needs {key}", hint="give the target as N=1e6,D=2e7 (N parameters in the table's convention, D tokens)"
+            )
         if not target[key] > 0:
             raise ScaletuneError(f"target {key}={target[key]!r} must be positive")
     require_columns(runs, ["lr", "loss"])
     if analysis is None:
-        analysis = analyse_sweep(runs, band=band, bootstrap=bootstrap, loss_bootstrap=loss_bootstrap, seed=seed,
-                                 optima=optima, laws=laws, select=select)
+        analysis = analyse_sweep(
+            runs, band=band, bootstrap=bootstrap, loss_bootstrap=loss_bootstrap, seed=seed, optima=optima, laws=laws, select=select
+        )
     optima, laws = list(analysis.optima), analysis.laws
     notes = list(laws.notes) + list(analysis.notes) + _batch_notes(analysis)
     ok = ok_runs(runs)
@@ -477,28 +522,42 @@ def recommend(
     if lr is None:
         lr = _proxy_fallback(optima, target)
         if lr is None:
-            raise ScaletuneError("no scale has a bracketed learning-rate optimum: nothing to recommend",
-                                 hint="see each scale's message and the proposed next rates (find_optima)")
+            raise ScaletuneError(
+                "no scale has a bracketed learning-rate optimum: nothing to recommend",
+                hint="see each scale's message and the proposed next rates (find_optima)",
+            )
 
     seq_len = int(target.get("seq_len") or (_mode(ok["seq_len"]) if "seq_len" in ok.columns else 0) or 0) or None
     seqs = None
     if seq_len:
-        seqs = Prediction(batch.value / seq_len, batch.lo / seq_len, batch.hi / seq_len, extrapolation=batch.extrapolation,
-                          method=Method.SEQUENCES, details={"seq_len": seq_len})
+        seqs = Prediction(
+            batch.value / seq_len,
+            batch.lo / seq_len,
+            batch.hi / seq_len,
+            extrapolation=batch.extrapolation,
+            method=Method.SEQUENCES,
+            details={"seq_len": seq_len},
+        )
     steps = max(1, int(target["D"] // batch.value))
 
     # Warm-up: the proxies' warm-up as a fraction of their steps (run tables record it in steps), or nothing.
     warmup: dict[str, Any] = {"steps": None, "fraction": None, "method": Method.NOT_IN_RUNS.name, "source": Method.NOT_IN_RUNS.value}
     if "warmup" in ok.columns and "batch_size" in ok.columns and "D" in ok.columns:
-        frac = pd.to_numeric(ok["warmup"], errors="coerce") / (pd.to_numeric(ok["D"], errors="coerce") / pd.to_numeric(ok["batch_size"], errors="coerce"))
+        frac = pd.to_numeric(ok["warmup"], errors="coerce") / (
+            pd.to_numeric(ok["D"], errors="coerce") / pd.to_numeric(ok["batch_size"], errors="coerce")
+        )
         frac = frac[np.isfinite(frac)]
         if len(frac):
             f = float(frac.median())
             lo_steps = f * target["D"] / batch.interval[1] if math.isfinite(batch.interval[1]) else math.nan
             hi_steps = f * target["D"] / batch.interval[0] if math.isfinite(batch.interval[0]) else math.nan
-            warmup = {"steps": int(round(f * steps)), "fraction": f, "steps_interval": [lo_steps, hi_steps],
-                      "method": Method.WARMUP_FRACTION.name,
-                      "source": "the proxies' warm-up fraction of their steps (not fitted; interval from the batch size)"}
+            warmup = {
+                "steps": int(round(f * steps)),
+                "fraction": f,
+                "steps_interval": [lo_steps, hi_steps],
+                "method": Method.WARMUP_FRACTION.name,
+                "source": "the proxies' warm-up fraction of their steps (not fitted; interval from the batch size)",
+            }
             if frac.max() - frac.min() > 0.02:
                 notes.append(f"the proxies used warm-up fractions from {frac.min():.3f} to {frac.max():.3f}: the median is recommended")
 
@@ -523,8 +582,10 @@ def recommend(
     if "param" in ok.columns and ok["param"].nunique() > 1:
         notes.append(f"the runs mix parameterisations ({', '.join(map(str, ok['param'].unique()))}); fit one at a time")
     if param == "sp":
-        notes.append("standard parameterisation: the optimum moves with width, so the N exponent carries the transfer; "
-                     "muP proxies transfer more reliably")
+        notes.append(
+            "standard parameterisation: the optimum moves with width, so the N exponent carries the transfer; "
+            "muP proxies transfer more reliably"
+        )
 
     loss, loss_notes = predict_loss(analysis, target, batch, lr, loss_bootstrap=loss_bootstrap)
     notes += loss_notes
@@ -535,18 +596,35 @@ def recommend(
         entry["batch_ratio_to_recommended"] = entry["batch_size"] / batch.value
         entry["lr_inside_interval"] = bool(lr.interval[0] <= entry["lr"] <= lr.interval[1])
     if param in ("mup", "completep"):
-        notes.append(f"under {param} the recommended lr is the base rate of the parameterisation; the published "
-                     "laws give a standard-parameterisation AdamW rate (compare with care)")
+        notes.append(
+            f"under {param} the recommended lr is the base rate of the parameterisation; the published "
+            "laws give a standard-parameterisation AdamW rate (compare with care)"
+        )
     stability = _stability_margin(runs, target, lr.value, seed)
     if stability and stability["within"]:
         e = stability["edge"]
-        notes.append(f"stability: the recommended lr {lr.value:.3g} lies within a factor {stability['factor']:g} of the "
-                     f"predicted stability edge {e['value']:.3g} [{e['interval'][0]:.3g}, {e['interval'][1]:.3g}] at the "
-                     "target: a lower rate is safer")
+        notes.append(
+            f"stability: the recommended lr {lr.value:.3g} lies within a factor {stability['factor']:g} of the "
+            f"predicted stability edge {e['value']:.3g} [{e['interval'][0]:.3g}, {e['interval'][1]:.3g}] at the "
+            "target: a lower rate is safer"
+        )
     return Recommendation(
-        target=target, lr=lr, batch_size=batch, batch_sequences=seqs, seq_len=seq_len, steps=steps, warmup=warmup,
-        schedule=schedule, param=param, loss=loss, published=pub, optima=tuple(optima), laws=laws, notes=tuple(notes),
-        analysis=analysis, stability=stability,
+        target=target,
+        lr=lr,
+        batch_size=batch,
+        batch_sequences=seqs,
+        seq_len=seq_len,
+        steps=steps,
+        warmup=warmup,
+        schedule=schedule,
+        param=param,
+        loss=loss,
+        published=pub,
+        optima=tuple(optima),
+        laws=laws,
+        notes=tuple(notes),
+        analysis=analysis,
+        stability=stability,
     )
 
 

@@ -59,18 +59,29 @@ from scaletune.runtable import ok_runs, training_flops
 _DRAWS = 200  # candidate draws per prediction
 _LAND_DRAWS = 40  # held-out landscape draws for the noise
 # Preference orders (published / simpler first): a later candidate must beat an earlier one by more than noise.
-BATCH_ORDER = (Method.BATCH_D, Method.BATCH_BAND_OLS, Method.BATCH_C, Method.BATCH_JOINT_D,
-               Method.BATCH_NEAREST_SWEEP, Method.BATCH_ND, Method.BATCH_JOINT_ND)
+BATCH_ORDER = (
+    Method.BATCH_D,
+    Method.BATCH_BAND_OLS,
+    Method.BATCH_C,
+    Method.BATCH_JOINT_D,
+    Method.BATCH_NEAREST_SWEEP,
+    Method.BATCH_ND,
+    Method.BATCH_JOINT_ND,
+)
 LR_ORDER = (Method.LR_ND, Method.LR_BAND_OLS, Method.LR_C, Method.LR_JOINT, Method.LR_NDB)
 LOSS_ORDER = (Method.LOSS_CHINCHILLA, Method.LOSS_CHINCHILLA_JOINT, Method.LOSS_COMPUTE, Method.LOSS_COMPUTE_JOINT)
 FORMS = {
-    Method.BATCH_D: "B* = k D^c on per-scale optima", Method.BATCH_ND: "B* = k N^d D^c on per-scale optima",
-    Method.BATCH_C: "B* = k C^f on per-scale optima", Method.BATCH_BAND_OLS: "OLS ln B ~ ln D on runs within the band",
+    Method.BATCH_D: "B* = k D^c on per-scale optima",
+    Method.BATCH_ND: "B* = k N^d D^c on per-scale optima",
+    Method.BATCH_C: "B* = k C^f on per-scale optima",
+    Method.BATCH_BAND_OLS: "OLS ln B ~ ln D on runs within the band",
     Method.BATCH_JOINT_D: "B* = k D^c in one landscape over all runs",
     Method.BATCH_JOINT_ND: "B* = k N^d D^c in one landscape over all runs",
     Method.BATCH_NEAREST_SWEEP: "the optimum of the swept scale nearest in (ln N, ln D)",
-    Method.LR_ND: "lr* = k N^a D^b on per-scale optima", Method.LR_NDB: "lr* = k N^a D^b B^g on (scale, batch) slices",
-    Method.LR_C: "lr* = k C^e on per-scale optima", Method.LR_BAND_OLS: "OLS ln lr ~ ln N + ln D on runs within the band",
+    Method.LR_ND: "lr* = k N^a D^b on per-scale optima",
+    Method.LR_NDB: "lr* = k N^a D^b B^g on (scale, batch) slices",
+    Method.LR_C: "lr* = k C^e on per-scale optima",
+    Method.LR_BAND_OLS: "OLS ln lr ~ ln N + ln D on runs within the band",
     Method.LR_JOINT: "lr* = k N^a D^b (B/B*)^g in one landscape over all runs",
     Method.LOSS_CHINCHILLA: "E + A/N^alpha + B/D^beta on per-scale vertex losses",
     Method.LOSS_COMPUTE: "E + A/C^gamma on per-scale vertex losses",
@@ -78,12 +89,26 @@ FORMS = {
     Method.LOSS_COMPUTE_JOINT: "E + A/C^gamma on the landscape's optimum losses (weighted by their SE)",
 }
 # Fitted exponents (loss laws: parameters) of each form: the simpler of two candidates within noise is kept.
-COMPLEXITY = {Method.BATCH_D: 1, Method.BATCH_BAND_OLS: 1, Method.BATCH_C: 1, Method.BATCH_JOINT_D: 1,
-              Method.BATCH_NEAREST_SWEEP: 1, Method.BATCH_ND: 2, Method.BATCH_JOINT_ND: 2,
-              Method.LR_ND: 2, Method.LR_BAND_OLS: 2, Method.LR_C: 1, Method.LR_JOINT: 3, Method.LR_NDB: 3,
-              # L(C) cannot see how C is split between N and D, and held-out folds on the ladder's own split
-              # cannot show what that costs at a target off it: it never wins a tie against L(N, D)
-              Method.LOSS_CHINCHILLA: 5, Method.LOSS_CHINCHILLA_JOINT: 5, Method.LOSS_COMPUTE: 6, Method.LOSS_COMPUTE_JOINT: 6}
+COMPLEXITY = {
+    Method.BATCH_D: 1,
+    Method.BATCH_BAND_OLS: 1,
+    Method.BATCH_C: 1,
+    Method.BATCH_JOINT_D: 1,
+    Method.BATCH_NEAREST_SWEEP: 1,
+    Method.BATCH_ND: 2,
+    Method.BATCH_JOINT_ND: 2,
+    Method.LR_ND: 2,
+    Method.LR_BAND_OLS: 2,
+    Method.LR_C: 1,
+    Method.LR_JOINT: 3,
+    Method.LR_NDB: 3,
+    # L(C) cannot see how C is split between N and D, and held-out folds on the ladder's own split
+    # cannot show what that costs at a target off it: it never wins a tie against L(N, D)
+    Method.LOSS_CHINCHILLA: 5,
+    Method.LOSS_CHINCHILLA_JOINT: 5,
+    Method.LOSS_COMPUTE: 6,
+    Method.LOSS_COMPUTE_JOINT: 6,
+}
 PUBLISHED = {Method.BATCH_D, Method.BATCH_C, Method.LR_ND, Method.LR_C, Method.LOSS_CHINCHILLA, Method.LOSS_COMPUTE}
 ROLE = {**{m: "batch_size" for m in BATCH_ORDER}, **{m: "lr" for m in LR_ORDER}, **{m: "loss" for m in LOSS_ORDER}}
 
@@ -112,8 +137,16 @@ class Candidate:
         return ROLE[self.method]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"role": self.role, "name": self.method.name, "method": self.method.value, "form": FORMS[self.method],
-                "score": self.score, "penalty": list(self.penalty), "noise": self.noise, "chosen": self.chosen}
+        return {
+            "role": self.role,
+            "name": self.method.name,
+            "method": self.method.value,
+            "form": FORMS[self.method],
+            "score": self.score,
+            "penalty": list(self.penalty),
+            "noise": self.noise,
+            "chosen": self.chosen,
+        }
 
 
 class HeldScale(TypedDict):
@@ -206,9 +239,12 @@ def _band_table(runs: pd.DataFrame, band: float) -> pd.DataFrame:
     best = mean.groupby(["N", "D"])["loss"].transform("min")
     out = mean[mean["loss"] <= best * (1 + band)].copy()
     out["n_b"] = out.groupby(["N", "D"])["N"].transform("size")
-    out["swept_b"] = out.set_index(["N", "D"]).index.map(
-        ok.groupby(["N", "D"])["batch_size"].nunique() if "batch_size" in ok.columns else {}).to_numpy() >= 3 \
-        if "batch_size" in ok.columns else False
+    out["swept_b"] = (
+        out.set_index(["N", "D"]).index.map(ok.groupby(["N", "D"])["batch_size"].nunique() if "batch_size" in ok.columns else {}).to_numpy()
+        >= 3
+        if "batch_size" in ok.columns
+        else False
+    )
     return out
 
 
@@ -264,14 +300,16 @@ def fit_batch(method: Method, fold: Fold, band: float = DEFAULT_BAND, seed: int 
         th = land.draws(_DRAWS, seed)
         return lambda p: (float(np.exp(land.ln_batch_opt(p))), np.asarray(land.ln_batch_opt(p, th)))
     if method == Method.BATCH_NEAREST_SWEEP:
-        swept = [(o, o.batch_size_) for o in fold.optima
-                 if o.usable("batch_size") and o.batch_size_ is not None and "N" in o.scale and "D" in o.scale]
+        swept = [
+            (o, o.batch_size_)
+            for o in fold.optima
+            if o.usable("batch_size") and o.batch_size_ is not None and "N" in o.scale and "D" in o.scale
+        ]
         if not swept:
             return None
 
         def nearest(p: Scale) -> tuple[float, Draws]:
-            o, b = min(swept, key=lambda ob: math.hypot(math.log(p["N"] / ob[0].scale["N"]),
-                                                        math.log(p["D"] / ob[0].scale["D"])))
+            o, b = min(swept, key=lambda ob: math.hypot(math.log(p["N"] / ob[0].scale["N"]), math.log(p["D"] / ob[0].scale["D"])))
             d: Draws = o.samples[:, 1] if o.samples is not None else np.array([])
             d = d[np.isfinite(d)]
             return float(b), d if len(d) else np.array([math.log(b)])
@@ -285,8 +323,7 @@ def _slice_law(fold: Fold, seed: int) -> HparamLaw | None:
         return None
     variables = tuple(v for v in ("N", "D") if len({round(s.scale.get(v, math.nan), 6) for s in fold.slices if s.usable("lr")}) > 1)
     try:
-        return fit_hparam_law(fold.slices, "lr", variables + ("batch_size",), name="lr_NDB", bootstrap=_DRAWS,
-                              seed=seed + 7, holdout=False)
+        return fit_hparam_law(fold.slices, "lr", variables + ("batch_size",), name="lr_NDB", bootstrap=_DRAWS, seed=seed + 7, holdout=False)
     except ScaletuneError:
         return None
 
@@ -419,8 +456,9 @@ class _HeldOut:
         return float(row["mean"]), se
 
 
-def _comparable(methods: Sequence[Method], points: dict[Method, list[float | None]],
-                axes: Sequence[str] | None) -> tuple[list[Method], list[int]]:
+def _comparable(
+    methods: Sequence[Method], points: dict[Method, list[float | None]], axes: Sequence[str] | None
+) -> tuple[list[Method], list[int]]:
     """(eligible candidates, indices of the folds they are compared on): see `_choose`."""
     n_folds = max((len(v) for v in points.values()), default=0)
     axes = list(axes) if axes is not None else ["C"] * n_folds
@@ -430,8 +468,13 @@ def _comparable(methods: Sequence[Method], points: dict[Method, list[float | Non
     return eligible, [i for i in scored if all(points[m][i] is not None for m in eligible)]
 
 
-def _choose(methods: Sequence[Method], per_draw: dict[Method, list[np.ndarray | None]], points: dict[Method, list[float | None]],
-            noise_fixed: float | None = None, axes: Sequence[str] | None = None) -> list[Candidate]:
+def _choose(
+    methods: Sequence[Method],
+    per_draw: dict[Method, list[np.ndarray | None]],
+    points: dict[Method, list[float | None]],
+    noise_fixed: float | None = None,
+    axes: Sequence[str] | None = None,
+) -> list[Candidate]:
     """Score and choose (module docstring). ``points[m]``: per fold, the penalty (None: not fitted there);
     ``per_draw[m]``: per fold, the penalty under each landscape draw (first entry: the point landscape);
     ``noise_fixed``: a noise level for roles without draws (loss); ``axes``: each fold's axis (`fold_plan`).
@@ -496,12 +539,16 @@ class SweepAnalysis:
         return hull_distance(self.ladder, np.log([point["N"], point["D"]]))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"candidates": [c.to_dict() for c in self.candidates], "folds": list(self.folds),
-                "landscape": None if self.landscape is None else self.landscape.to_dict(),
-                "censored_scales": None if self.landscape is None else self.landscape.censored,
-                "loss_error_per_unit_distance": self.loss_error_per_unit,
-                "loss_error_model": None if self.loss_error is None else self.loss_error.to_dict(),
-                "joint_loss_optima": self._joint_optima(), "notes": list(self.notes)}
+        return {
+            "candidates": [c.to_dict() for c in self.candidates],
+            "folds": list(self.folds),
+            "landscape": None if self.landscape is None else self.landscape.to_dict(),
+            "censored_scales": None if self.landscape is None else self.landscape.censored,
+            "loss_error_per_unit_distance": self.loss_error_per_unit,
+            "loss_error_model": None if self.loss_error is None else self.loss_error.to_dict(),
+            "joint_loss_optima": self._joint_optima(),
+            "notes": list(self.notes),
+        }
 
     def _joint_optima(self) -> dict[str, int] | None:
         """How many scales' optimum losses the joint landscape identifies for a loss law (`_joint_rows`)."""
@@ -561,8 +608,13 @@ def analyse_sweep(
     loss_error = None
     if select and has_nd:
         candidates, folds_out, loss_error = _backtest(runs, optima, slices, landscape, band, seed)
-    joint = {Method.BATCH_JOINT_D: ("D",), Method.BATCH_JOINT_ND: ("N", "D"), Method.LR_JOINT: "auto",
-             Method.LOSS_CHINCHILLA_JOINT: "auto", Method.LOSS_COMPUTE_JOINT: "auto"}
+    joint = {
+        Method.BATCH_JOINT_D: ("D",),
+        Method.BATCH_JOINT_ND: ("N", "D"),
+        Method.LR_JOINT: "auto",
+        Method.LOSS_CHINCHILLA_JOINT: "auto",
+        Method.LOSS_COMPUTE_JOINT: "auto",
+    }
     chosen_joint = [joint[c.method] for c in candidates if c.chosen and c.method in joint]
     if chosen_joint and landscape is not None:
         # A joint rule decides: its intervals come from a residual bootstrap over the fixed design (refits).
@@ -571,10 +623,21 @@ def analyse_sweep(
             landscape = fit_landscape(runs, batch_vars=batch_vars, bootstrap=max(min(bootstrap // 8, 50), 20), seed=seed)
         except (ScaletuneError, ValueError, np.linalg.LinAlgError) as exc:
             notes.append(f"joint landscape: bootstrap refit failed ({exc}); asymptotic normal intervals")
-    return SweepAnalysis(runs=runs, optima=tuple(optima), slices=None if slices is None else tuple(slices), laws=laws,
-                         landscape=landscape, candidates=tuple(candidates), folds=tuple(folds_out), ladder=ladder,
-                         loss_error_per_unit=None if loss_error is None else loss_error.kappa, band=band, seed=seed,
-                         notes=tuple(notes), loss_error=loss_error)
+    return SweepAnalysis(
+        runs=runs,
+        optima=tuple(optima),
+        slices=None if slices is None else tuple(slices),
+        laws=laws,
+        landscape=landscape,
+        candidates=tuple(candidates),
+        folds=tuple(folds_out),
+        ladder=ladder,
+        loss_error_per_unit=None if loss_error is None else loss_error.kappa,
+        band=band,
+        seed=seed,
+        notes=tuple(notes),
+        loss_error=loss_error,
+    )
 
 
 def _loss_law_fit(law: str, rows: pd.DataFrame, weights: Draws | None = None) -> FitResult | None:
@@ -604,7 +667,7 @@ def fold_plan(scales: Sequence[Scale], min_train: int = 4) -> list[tuple[str, se
             plan.append((axis, train, held))
 
     Cs = sorted({round(math.log(_C(s)), 6) for _, s in items})
-    for c in (Cs[-2:][::-1] if len(items) >= 6 else Cs[-1:]):
+    for c in Cs[-2:][::-1] if len(items) >= 6 else Cs[-1:]:
         add("C", _C, c)
     for axis in ("D", "N"):
         values = sorted({round(math.log(s[axis]), 6) for _, s in items})
@@ -613,33 +676,52 @@ def fold_plan(scales: Sequence[Scale], min_train: int = 4) -> list[tuple[str, se
     return plan
 
 
-def _backtest(runs: pd.DataFrame, optima: Sequence[Optimum], slices: Sequence[Optimum] | None,
-              landscape: JointLandscape | None, band: float, seed: int,
-              ) -> tuple[list[Candidate], list[dict[str, Any]], Calibration | None]:
+def _backtest(
+    runs: pd.DataFrame,
+    optima: Sequence[Optimum],
+    slices: Sequence[Optimum] | None,
+    landscape: JointLandscape | None,
+    band: float,
+    seed: int,
+) -> tuple[list[Candidate], list[dict[str, Any]], Calibration | None]:
     """Held-out folds (`fold_plan`); returns (candidates, fold records, the chosen loss law's error model)."""
     scales = sorted({_key(o.scale): o.scale for o in optima}.items(), key=lambda kv: _C(kv[1]))
     folds: list[Fold] = []
     for axis, train, held in fold_plan([s for _, s in scales]):
-        fold = Fold(runs=_fold_runs(runs, train), optima=[o for o in optima if _key(o.scale) in train],
-                    slices=None if slices is None else [s for s in slices if _key(s.scale) in train], axis=axis)
+        fold = Fold(
+            runs=_fold_runs(runs, train),
+            optima=[o for o in optima if _key(o.scale) in train],
+            slices=None if slices is None else [s for s in slices if _key(s.scale) in train],
+            axis=axis,
+        )
         for s in held:
             try:
                 ho = _HeldOut(_fold_runs(runs, {_key(s)}), seed)
             except (ScaletuneError, ValueError, KeyError):
                 continue
             ladder = np.log([[o.scale["N"], o.scale["D"]] for o in fold.optima])
-            fold.held.append({"point": {"N": s["N"], "D": s["D"]}, "surface": ho, "swept": ho.swept, "batch": ho.batch,
-                              "edge": ho.edge, "distance": hull_distance(ladder, np.log([s["N"], s["D"]])),
-                              "batch_pred": None})
+            fold.held.append(
+                {
+                    "point": {"N": s["N"], "D": s["D"]},
+                    "surface": ho,
+                    "swept": ho.swept,
+                    "batch": ho.batch,
+                    "edge": ho.edge,
+                    "distance": hull_distance(ladder, np.log([s["N"], s["D"]])),
+                    "batch_pred": None,
+                }
+            )
         if fold.held:
             folds.append(fold)
     if not folds:
         return [], [], None
 
-    def run_role(methods: Sequence[Method], fitter: Callable[[Method, Fold, float, int], _P | None],
-                 evaluate: Callable[[_P, HeldScale], Draws | None],
-                 scorable: Callable[[HeldScale], bool] = lambda h: True,
-                 ) -> tuple[dict[Method, list[Draws | None]], dict[Method, list[float | None]], list[str]]:
+    def run_role(
+        methods: Sequence[Method],
+        fitter: Callable[[Method, Fold, float, int], _P | None],
+        evaluate: Callable[[_P, HeldScale], Draws | None],
+        scorable: Callable[[HeldScale], bool] = lambda h: True,
+    ) -> tuple[dict[Method, list[Draws | None]], dict[Method, list[float | None]], list[str]]:
         per_draw: dict[Method, list[Draws | None]] = {m: [] for m in methods}
         points: dict[Method, list[float | None]] = {m: [] for m in methods}
         axes: list[str] = []
@@ -737,17 +819,25 @@ def _backtest(runs: pd.DataFrame, optima: Sequence[Optimum], slices: Sequence[Op
     axes = [f.axis for f in folds]
     eligible, common = _comparable(LOSS_ORDER, loss_pts, axes)
     scored = [float(np.mean([loss_pts[m][i] for i in common])) for m in eligible]
-    loss_noise = max(2 * float(np.sqrt(np.mean(np.square(se)))) if se else 0.0,
-                     0.75 * min(scored) / math.sqrt(len(common)) if scored and common else 0.0)
+    loss_noise = max(
+        2 * float(np.sqrt(np.mean(np.square(se)))) if se else 0.0, 0.75 * min(scored) / math.sqrt(len(common)) if scored and common else 0.0
+    )
     loss_c = _choose(LOSS_ORDER, {}, loss_pts, noise_fixed=loss_noise, axes=axes)
     # The chosen law's backtest error model: log errors against the joint distance over every fold (`loss_interval`).
     chosen_loss = next((c.method for c in loss_c if c.chosen), None)
-    loss_error = _loss_error_model(np.array(errs[chosen_loss] if chosen_loss is not None else [],
-                                            dtype=np.float64).reshape(-1, 4))
-    records = [{"axis": f.axis, "held_out": [h["point"] for h in f.held], "train_scales": len(f.optima),
-                "surface": [h["surface"].kind for h in f.held],
-                "distance": [h["distance"] for h in f.held], "edge": [h["edge"] for h in f.held],
-                "batch_swept": [h["swept"] for h in f.held]} for f in folds]
+    loss_error = _loss_error_model(np.array(errs[chosen_loss] if chosen_loss is not None else [], dtype=np.float64).reshape(-1, 4))
+    records = [
+        {
+            "axis": f.axis,
+            "held_out": [h["point"] for h in f.held],
+            "train_scales": len(f.optima),
+            "surface": [h["surface"].kind for h in f.held],
+            "distance": [h["distance"] for h in f.held],
+            "edge": [h["edge"] for h in f.held],
+            "batch_swept": [h["swept"] for h in f.held],
+        }
+        for f in folds
+    ]
     return batch_c + lr_c + loss_c, records, loss_error
 
 
@@ -763,16 +853,23 @@ def _loss_error_model(rows: np.ndarray) -> Calibration | None:
     # ascribed to distance (a few folds near the ladder cannot pin a steeper slope).
     cap = float(np.sqrt(np.mean(rows[:, 0] ** 2)) / np.sqrt(np.mean(rows[:, 1] ** 2)))
     if len(rows) < 3:
-        return Calibration(method="backtest", noise_std=0.0, kappa=cap, by="scale", n_folds=len(np.unique(rows[:, 3])),
-                           n_points=len(rows), grouping="held-out scales",
-                           note="fewer than 3 held-out scales: all of their error ascribed to distance")
-    cal = estimate_error_model(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], noise_std=0.0, by="scale",
-                               grouping="held-out scales")
+        return Calibration(
+            method="backtest",
+            noise_std=0.0,
+            kappa=cap,
+            by="scale",
+            n_folds=len(np.unique(rows[:, 3])),
+            n_points=len(rows),
+            grouping="held-out scales",
+            note="fewer than 3 held-out scales: all of their error ascribed to distance",
+        )
+    cal = estimate_error_model(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], noise_std=0.0, by="scale", grouping="held-out scales")
     return replace(cal, kappa=min(cal.kappa, cap)) if cal.kappa > cap else cal
 
 
-def loss_interval(analysis: "SweepAnalysis", value: float, samples: np.ndarray, distance: float,
-                  level: float = 0.95) -> tuple[float, float, float, dict[str, Any]]:
+def loss_interval(
+    analysis: "SweepAnalysis", value: float, samples: np.ndarray, distance: float, level: float = 0.95
+) -> tuple[float, float, float, dict[str, Any]]:
     """(value, lo, hi, details) of a loss predicted ``distance`` (hull, ln units) beyond the ladder, from its
     point ``value`` and bootstrap ``samples``: on the log scale, the bootstrap's variance plus the backtest's
     tau^2 + kappa^2 d^2, times the conformal multiplier, centred on the bias-corrected value (`_loss_error_model`);
@@ -790,9 +887,19 @@ def loss_interval(analysis: "SweepAnalysis", value: float, samples: np.ndarray, 
     q = cal.quantile(level)
     if analysis.loss_error is None:
         return value, float(lo[0]), float(hi[0]), {"kappa_per_unit": None, "widening": 0.0}
-    return float(centre[0]), float(lo[0]), float(hi[0]), {
-        "kappa_per_unit": cal.kappa, "extra_noise_log": cal.extra_noise, "bias_per_unit": cal.bias, "multiplier": q,
-        "widening": q * cal.kappa * d, "backtest_points": cal.n_points}
+    return (
+        float(centre[0]),
+        float(lo[0]),
+        float(hi[0]),
+        {
+            "kappa_per_unit": cal.kappa,
+            "extra_noise_log": cal.extra_noise,
+            "bias_per_unit": cal.bias,
+            "multiplier": q,
+            "widening": q * cal.kappa * d,
+            "backtest_points": cal.n_points,
+        },
+    )
 
 
 def _optima_rows(laws: HparamLaws) -> pd.DataFrame | None:
@@ -800,8 +907,14 @@ def _optima_rows(laws: HparamLaws) -> pd.DataFrame | None:
     use = list(laws.loss_optima)
     if len(use) < 4:
         return None
-    return pd.DataFrame({"N": [o.scale["N"] for o in use], "D": [o.scale["D"] for o in use],
-                         "C": [_C(o.scale) for o in use], "loss": [o.loss_ for o in use]})
+    return pd.DataFrame(
+        {
+            "N": [o.scale["N"] for o in use],
+            "D": [o.scale["D"] for o in use],
+            "C": [_C(o.scale) for o in use],
+            "loss": [o.loss_ for o in use],
+        }
+    )
 
 
 def _joint_rows(land: JointLandscape) -> tuple[pd.DataFrame, np.ndarray] | None:

@@ -65,8 +65,7 @@ class Landscape:
     def loss_opt(self, N: ArrayLike, D: ArrayLike) -> Array:
         return self.E + self.A / np.asarray(N, float) ** self.alpha + self.B / np.asarray(D, float) ** self.beta
 
-    def loss(self, N: ArrayLike, D: ArrayLike, lr: ArrayLike, batch_size: ArrayLike,
-             rng: np.random.Generator | None = None) -> Array:
+    def loss(self, N: ArrayLike, D: ArrayLike, lr: ArrayLike, batch_size: ArrayLike, rng: np.random.Generator | None = None) -> Array:
         dl = np.log(lr) - np.log(self.lr_opt(N, D, batch_size))
         db = np.log(batch_size) - np.log(self.batch_opt(D, N))
         clean: Array = self.loss_opt(N, D) + self.c_lr * np.where(dl > 0, self.asym, 1.0) * dl**2 + self.c_b * db**2
@@ -94,6 +93,16 @@ class Landscape:
                         lr, bs = lr0 * fl, b0 * fb
                         diverged = lr > self.diverge * float(self.lr_opt(N, D, bs))
                         loss = float("nan") if diverged else float(self.loss(N, D, lr, bs, rng))
-                        rows.append(dict(N=N, D=D, C=training_flops(N, D), lr=lr, batch_size=bs, seed=s, loss=loss,
-                                         status="diverged" if diverged else "ok"))
+                        rows.append(
+                            dict(
+                                N=N,
+                                D=D,
+                                C=training_flops(N, D),
+                                lr=lr,
+                                batch_size=bs,
+                                seed=s,
+                                loss=loss,
+                                status="diverged" if diverged else "ok",
+                            )
+                        )
         return pd.DataFrame(rows)

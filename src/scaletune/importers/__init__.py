@@ -51,8 +51,9 @@ def _where(paths: Paths) -> str:
     return ", ".join(map(str, paths))
 
 
-def import_tensorboard(paths: Paths, *, mapping: Mapping[str, str] | str | None = None, seq_len: float | str | None = None,
-                       require: Sequence[str] = ("loss",)) -> ImportResult:
+def import_tensorboard(
+    paths: Paths, *, mapping: Mapping[str, str] | str | None = None, seq_len: float | str | None = None, require: Sequence[str] = ("loss",)
+) -> ImportResult:
     """Runs from TensorBoard logs: every folder under ``paths`` holding event files (scalars, hparams plugin
     data written by ``SummaryWriter.add_hparams``, a ``config.json`` / ``hparams.yaml`` beside them)."""
     from scaletune.importers import _tensorboard
@@ -61,8 +62,9 @@ def import_tensorboard(paths: Paths, *, mapping: Mapping[str, str] | str | None 
     return assemble("tensorboard", _tensorboard.read_runs(paths, mapping), mapping, seq_len, require, where=_where(paths))
 
 
-def import_wandb(paths: Paths, *, mapping: Mapping[str, str] | str | None = None, seq_len: float | str | None = None,
-                 require: Sequence[str] = ("loss",)) -> ImportResult:
+def import_wandb(
+    paths: Paths, *, mapping: Mapping[str, str] | str | None = None, seq_len: float | str | None = None, require: Sequence[str] = ("loss",)
+) -> ImportResult:
     """Runs from W&B run folders (``wandb/offline-run-*``, ``wandb/run-*``) read offline from their ``.wandb``
     logs: config, summary, history (``--map step=KEY`` for a custom step axis) and exit state."""
     from scaletune.importers import _wandb
@@ -72,8 +74,14 @@ def import_wandb(paths: Paths, *, mapping: Mapping[str, str] | str | None = None
     return assemble("wandb", runs, mapping, seq_len, require, skipped=skipped, where=_where(paths))
 
 
-def import_csv(paths: Paths, *, curves: str | Path | None = None, mapping: Mapping[str, str] | str | None = None,
-               seq_len: float | str | None = None, require: Sequence[str] = ("loss",)) -> ImportResult:
+def import_csv(
+    paths: Paths,
+    *,
+    curves: str | Path | None = None,
+    mapping: Mapping[str, str] | str | None = None,
+    seq_len: float | str | None = None,
+    require: Sequence[str] = ("loss",),
+) -> ImportResult:
     """Runs from tables (CSV, Parquet, JSON lines; one row per run; a W&B UI export is recognised by its
     ``Name``/``State`` columns) and optionally their curves from a long table (run id, step, loss, lr, ...)."""
     from scaletune.importers import _csv

@@ -24,11 +24,24 @@ NUMERIC = ("N", "N_nonembed", "D", "C", "width", "depth", "lr", "batch_size", "w
 # Columns the commands downstream use; a run without them gets a note (fit needs N, D; optimum lr; ...).
 WANTED = ("N", "D", "lr", "batch_size")
 STATUS = {  # a logger's run states -> the run table's statuses (scaletune.runtable.STATUSES)
-    "ok": "ok", "finished": "ok", "complete": "ok", "completed": "ok", "success": "ok", "succeeded": "ok", "done": "ok",
-    "diverged": "diverged", "nan": "diverged",
+    "ok": "ok",
+    "finished": "ok",
+    "complete": "ok",
+    "completed": "ok",
+    "success": "ok",
+    "succeeded": "ok",
+    "done": "ok",
+    "diverged": "diverged",
+    "nan": "diverged",
     "pruned": "pruned",
-    "failed": "failed", "fail": "failed", "crashed": "failed", "killed": "failed", "error": "failed",
-    "running": "failed", "preempted": "failed", "interrupted": "failed",
+    "failed": "failed",
+    "fail": "failed",
+    "crashed": "failed",
+    "killed": "failed",
+    "error": "failed",
+    "running": "failed",
+    "preempted": "failed",
+    "interrupted": "failed",
 }
 
 
@@ -103,11 +116,17 @@ class ImportResult:
             "columns": self.column_counts(),
             "sources": {c: dict(cnt.most_common()) for c, cnt in sources.items()},
             "missing": dict(Counter(m for r in self.reports for m in r.missing)),
-            "curves": {"runs": int(self.curves["run_id"].nunique()) if len(self.curves) else 0,
-                       "points": int(self.curves["loss"].notna().sum()) if "loss" in self.curves.columns else 0},
+            "curves": {
+                "runs": int(self.curves["run_id"].nunique()) if len(self.curves) else 0,
+                "points": int(self.curves["loss"].notna().sum()) if "loss" in self.curves.columns else 0,
+            },
             "mapping": self.mapping,
-            "units": {"D": "tokens", "batch_size": "tokens per optimizer step", "C": "FLOPs (6ND where derived)",
-                      "loss": "as logged (scaletune assumes nats per token)"},
+            "units": {
+                "D": "tokens",
+                "batch_size": "tokens per optimizer step",
+                "C": "FLOPs (6ND where derived)",
+                "loss": "as logged (scaletune assumes nats per token)",
+            },
             "runs": [vars(r) | {"missing": list(r.missing), "notes": list(r.notes)} for r in self.reports],
         }
 
@@ -180,12 +199,14 @@ class _Assembler:
         is not the run's rate, nor is W&B's summary, which keeps the last); anything else the config."""
         series = run.series
         if col == "lr":
-            order = (("config", run.config), ("series", {k: v[1].max() for k, v in series.items() if len(v[1])}),
-                     ("summary", run.summary))
+            order = (("config", run.config), ("series", {k: v[1].max() for k, v in series.items() if len(v[1])}), ("summary", run.summary))
         else:
             last = {k: v[1][-1] for k, v in series.items() if len(v[1])}
-            order = (("summary", run.summary), ("series", last), ("config", run.config)) if col == "loss" else \
-                (("config", run.config), ("summary", run.summary), ("series", last))
+            order = (
+                (("summary", run.summary), ("series", last), ("config", run.config))
+                if col == "loss"
+                else (("config", run.config), ("summary", run.summary), ("series", last))
+            )
         for where, values in order:
             if name in values and values[name] is not None:
                 return values[name], f"{where}:{name}" if not (where == "series" and col == "lr") else f"series:max of {name}"
@@ -256,8 +277,12 @@ class _Assembler:
             status = "failed"
         if "loss" not in row:
             if status == "ok":
-                return SkippedRun(run.source, "no_loss", f"no value named {self.src('loss')!r}"
-                                        + ("" if "loss" in self.mapping else " (give its logged name in the mapping: loss=NAME)"))
+                return SkippedRun(
+                    run.source,
+                    "no_loss",
+                    f"no value named {self.src('loss')!r}"
+                    + ("" if "loss" in self.mapping else " (give its logged name in the mapping: loss=NAME)"),
+                )
             row["loss"] = math.nan
         if status == "ok" and not math.isfinite(row["loss"]):
             status = "diverged"

@@ -58,12 +58,16 @@ def _attach_curves(runs: list[RawRun], path: Path, mapping: dict[str, str]) -> l
     cols = {c: mapping.get(c, c) for c in ("run_id", "step")}
     for canonical, col in cols.items():
         if col not in df.columns:
-            raise ScaletuneError(f"{path}: missing column {col!r} (a curves table has one row per run and step: "
-                                 f"run_id, step, loss, lr)", hint=f"name yours in the mapping: {canonical}=COLUMN")
+            raise ScaletuneError(
+                f"{path}: missing column {col!r} (a curves table has one row per run and step: run_id, step, loss, lr)",
+                hint=f"name yours in the mapping: {canonical}=COLUMN",
+            )
     step = pd.to_numeric(df[cols["step"]], errors="coerce")
     if step.isna().any():
         row = int(np.argmax(step.isna().to_numpy()))
-        raise ScaletuneError(f"{path}: column {cols['step']!r} has a missing or non-numeric value {df[cols['step']].iloc[row]!r} at row {row + 1}")
+        raise ScaletuneError(
+            f"{path}: column {cols['step']!r} has a missing or non-numeric value {df[cols['step']].iloc[row]!r} at row {row + 1}"
+        )
     df = df.assign(**{cols["step"]: step})
     by_id = {r.run_id: r for r in runs}
     skipped = []

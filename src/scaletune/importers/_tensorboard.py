@@ -63,10 +63,16 @@ def _read_config_file(path: Path, notes: list[str]) -> dict:
             class _Loader(yaml.SafeLoader):
                 """Safe loading that reads python-specific tags (Lightning's hparams.yaml) as plain values."""
 
-            _Loader.add_multi_constructor("", lambda loader, suffix, node: (
-                loader.construct_mapping(node) if isinstance(node, yaml.MappingNode)
-                else loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode)
-                else loader.construct_scalar(node)))
+            _Loader.add_multi_constructor(
+                "",
+                lambda loader, suffix, node: (
+                    loader.construct_mapping(node)
+                    if isinstance(node, yaml.MappingNode)
+                    else loader.construct_sequence(node)
+                    if isinstance(node, yaml.SequenceNode)
+                    else loader.construct_scalar(node)
+                ),
+            )
             data = yaml.load(text, Loader=_Loader)
     except Exception as exc:  # noqa: BLE001 -- any parse error: the run's logged values are still good
         notes.append(f"{path.name} not read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")

@@ -63,8 +63,17 @@ def _core() -> str:
 
 
 def _inspect(core: str, log: Path, summary: bool):
-    args = [core, "leet", "inspect", "--no-observability", "--json", *(["--summary"] if summary else []),
-            "--run-file", str(log.resolve()), str(log.resolve().parent.parent)]
+    args = [
+        core,
+        "leet",
+        "inspect",
+        "--no-observability",
+        "--json",
+        *(["--summary"] if summary else []),
+        "--run-file",
+        str(log.resolve()),
+        str(log.resolve().parent.parent),
+    ]
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_ERROR_REPORTING": "false"}
     proc = subprocess.run(args, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, check=False)
     if proc.returncode != 0:
@@ -96,9 +105,14 @@ def _read(core: str, log: Path, step_key: str | None) -> RawRun:
     for key in ("name", "project"):
         if info.get(key):
             config.setdefault(key, info[key])
-    run = RawRun(run_id=str(info.get("run_id") or log.stem.removeprefix("run-")), source=str(log.parent),
-                 config=config, summary=summary, series={k: series_from_points(p) for k, p in points.items()},
-                 state=info.get("state") or None)
+    run = RawRun(
+        run_id=str(info.get("run_id") or log.stem.removeprefix("run-")),
+        source=str(log.parent),
+        config=config,
+        summary=summary,
+        series={k: series_from_points(p) for k, p in points.items()},
+        state=info.get("state") or None,
+    )
     runtime = number(summary.get("_runtime"))
     if runtime is not None:
         run.seconds, run.seconds_from = runtime, "summary:_runtime"

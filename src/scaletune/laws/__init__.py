@@ -20,7 +20,25 @@ from scaletune.laws.isoflop import IsoflopResult, isoflop
 from scaletune.laws.published import load_fit, published
 
 __all__ = [
-    "Law", "Projection", "FitResult", "fit", "get_law", "law_names", "register_law", "holdout_mask", "row_mask",
-    "backtest", "BacktestResult", "isoflop", "IsoflopResult", "allocate", "compute_for_loss", "Allocation", "published", "load_fit",
-    "fit_downstream", "chain_predict", "ChainedPrediction",
+    "Law",
+    "Projection",
+    "FitResult",
+    "fit",
+    "get_law",
+    "law_names",
+    "register_law",
+    "holdout_mask",
+    "row_mask",
+    "backtest",
+    "BacktestResult",
+    "isoflop",
+    "IsoflopResult",
+    "allocate",
+    "compute_for_loss",
+    "Allocation",
+    "published",
+    "load_fit",
+    "fit_downstream",
+    "chain_predict",
+    "ChainedPrediction",
 ]

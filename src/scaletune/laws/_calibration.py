@@ -80,8 +80,7 @@ def hull_distance(points: np.ndarray, hull: np.ndarray) -> np.ndarray:
     A_eq = np.concatenate([np.ones(m), [0.0]])[None, :]
     out = np.empty(len(points))
     for i, p in enumerate(points):
-        res = linprog(c, A_ub=A, b_ub=np.concatenate([p, -p]), A_eq=A_eq, b_eq=[1.0], bounds=[(0, None)] * (m + 1),
-                      method="highs")
+        res = linprog(c, A_ub=A, b_ub=np.concatenate([p, -p]), A_eq=A_eq, b_eq=[1.0], bounds=[(0, None)] * (m + 1), method="highs")
         out[i] = max(0.0, float(res.fun)) if res.status == 0 else float(np.max(np.abs(hull - p).min(axis=0)))
     return np.where(out < 1e-9, 0.0, out)
 
@@ -119,8 +118,9 @@ def scale_values(df: pd.DataFrame, variables: Sequence[str], by: str | None = No
     elif by == "D" and {"N", "M"} <= cols:
         s = num("N") * num("M")
     else:
-        raise ScaletuneError(f"{df.attrs.get('source', 'table')}: no column {by!r} to order the backtest by "
-                             f"(columns: {', '.join(map(str, df.columns))})")
+        raise ScaletuneError(
+            f"{df.attrs.get('source', 'table')}: no column {by!r} to order the backtest by (columns: {', '.join(map(str, df.columns))})"
+        )
     if not np.all(np.isfinite(s) & (s > 0)):
         raise ScaletuneError(f"{df.attrs.get('source', 'table')}: the scale {by} must be positive and finite in every row")
     return by, s
@@ -190,8 +190,9 @@ class Calibration:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def estimate_error_model(errors: np.ndarray, distances: np.ndarray, noise: np.ndarray, folds: np.ndarray,
-                         *, noise_std: float, by: str | None, grouping: str) -> Calibration:
+def estimate_error_model(
+    errors: np.ndarray, distances: np.ndarray, noise: np.ndarray, folds: np.ndarray, *, noise_std: float, by: str | None, grouping: str
+) -> Calibration:
     """Fit the backtest error model (bias rule, kappa by maximum likelihood, normalised errors)."""
     e, d, s, f = (np.asarray(a, float) for a in (errors, distances, noise, folds))
     fold_ids = np.unique(f)
@@ -217,14 +218,30 @@ def estimate_error_model(errors: np.ndarray, distances: np.ndarray, noise: np.nd
     best = min((minimize(nll, p0, method="L-BFGS-B", bounds=[(0, None), (0, None)]) for p0 in starts), key=lambda o: o.fun)
     tau, kappa = (float(abs(v)) for v in best.x)
     z = np.abs(r) / np.sqrt(s2 + tau**2 + kappa**2 * d**2)
-    return Calibration(method="backtest", noise_std=float(np.sqrt(noise_std**2 + tau**2)), kappa=kappa, bias=bias,
-                       fold_biases=fold_biases, z_abs=[float(v) for v in z], by=by, n_folds=int(len(fold_ids)),
-                       n_points=int(len(e)), grouping=grouping, extra_noise=tau)
+    return Calibration(
+        method="backtest",
+        noise_std=float(np.sqrt(noise_std**2 + tau**2)),
+        kappa=kappa,
+        bias=bias,
+        fold_biases=fold_biases,
+        z_abs=[float(v) for v in z],
+        by=by,
+        n_folds=int(len(fold_ids)),
+        n_points=int(len(e)),
+        grouping=grouping,
+        extra_noise=tau,
+    )
 
 
-def calibrated_interval(log_pred: np.ndarray, log_boot: np.ndarray | None, distance: np.ndarray, cal: Calibration,
-                        level: float, observation: bool, log_revised: np.ndarray | None = None
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def calibrated_interval(
+    log_pred: np.ndarray,
+    log_boot: np.ndarray | None,
+    distance: np.ndarray,
+    cal: Calibration,
+    level: float,
+    observation: bool,
+    log_revised: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(centre, lo, hi) on the response scale. ``log_boot`` (K, n) are the bootstrap log predictions; their spread
     enters as a robust variance (the 95% percentile half-width over 1.96, squared) so one bad replicate cannot
     blow it up. ``log_revised``: the prediction of the fit without the largest scale bin; the squared forecast

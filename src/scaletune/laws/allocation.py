@@ -74,8 +74,9 @@ class Allocation:
 
     def _law(self) -> FitResult | str:
         if self.fit is None:
-            raise ScaletuneError("this allocation carries no law to predict with",
-                                 hint="make it with scaletune.laws.allocate(fit, compute)")
+            raise ScaletuneError(
+                "this allocation carries no law to predict with", hint="make it with scaletune.laws.allocate(fit, compute)"
+            )
         return self.fit
 
     def predict(self, C: Any) -> FloatArray:
@@ -102,9 +103,15 @@ class Allocation:
         if samples is not None:
             n, d, _ = _frontier(_form(law, samples), c[:, None])  # (budgets, samples)
             n_iv, d_iv = percentile_interval(n, level, axis=1), percentile_interval(d, level, axis=1)
-        return Prediction(N, n_iv[0], n_iv[1], level, _extrapolation(law, N, D),
-                          "bootstrap" if samples is not None else "point",
-                          {"D_star": D, "D_star_lo": d_iv[0], "D_star_hi": d_iv[1], "loss": L})
+        return Prediction(
+            N,
+            n_iv[0],
+            n_iv[1],
+            level,
+            _extrapolation(law, N, D),
+            "bootstrap" if samples is not None else "point",
+            {"D_star": D, "D_star_lo": d_iv[0], "D_star_hi": d_iv[1], "loss": L},
+        )
 
     @property
     def level(self) -> float:
@@ -118,15 +125,20 @@ class Allocation:
             return f"{name}={value:.3g}" + ("" if iv is None else f" [{iv[0]:.3g}, {iv[1]:.3g}]")
 
         star = "M*" if isinstance(self.fit, str) else "N*"
-        return (f"Allocation(C={self.C:.3g}: {cell(star, 'N_star', self.N_star)}, {cell('D*', 'D_star', self.D_star)}, "
-                f"{cell('loss', 'loss', self.loss)})")
+        return (
+            f"Allocation(C={self.C:.3g}: {cell(star, 'N_star', self.N_star)}, {cell('D*', 'D_star', self.D_star)}, "
+            f"{cell('loss', 'loss', self.loss)})"
+        )
 
     def summary(self) -> str:
         """A plain-text table (80 columns) of the allocation with its intervals, convention and source."""
         pct = f"{self.level:.0%}"
         star = "M* (FLOPs/token)" if isinstance(self.fit, str) else "N* (parameters)"
-        rows: list[tuple[str, str, float | None]] = [("C (FLOPs)", "C", self.C), (star, "N_star", self.N_star),
-                                                     ("D* (tokens)", "D_star", self.D_star)]
+        rows: list[tuple[str, str, float | None]] = [
+            ("C (FLOPs)", "C", self.C),
+            (star, "N_star", self.N_star),
+            ("D* (tokens)", "D_star", self.D_star),
+        ]
         if not isinstance(self.fit, str):
             rows.append(("D*/N*", "tokens_per_param", self.tokens_per_param))
         rows += [("loss", "loss", self.loss), ("extrapolation x", "", self.extrapolation)]
@@ -150,8 +162,9 @@ def _num(v: float | None) -> str:
 def _form(fit: FitResult, params: Any) -> Form:
     law = fit.law_
     if law.chinchilla_form is None:
-        raise ScaletuneError(f"law {fit.law!r} has no compute-optimal allocation",
-                             hint="fit the 'chinchilla' law, or use published:hoffmann")
+        raise ScaletuneError(
+            f"law {fit.law!r} has no compute-optimal allocation", hint="fit the 'chinchilla' law, or use published:hoffmann"
+        )
     E, A, alpha, B, beta = law.chinchilla_form(params)
     return E, A, alpha, B, beta
 
@@ -220,27 +233,45 @@ def allocate(fit: FitResult | str, compute: float) -> Allocation:
         key = fit.removeprefix("published:")
         if key not in ALLOCATION_ONLY:
             from scaletune.laws.published import load_fit
+
             fit = load_fit(fit)
         else:
             func, cite = ALLOCATION_ONLY[key]
             M, D = func(compute)
-            return Allocation(float(compute), float(M), float(D), float(D / M), None,
-                              convention="C = M D FLOPs; N_star is M*, non-embedding FLOPs per token (DeepSeek convention); D tokens",
-                              source=cite, fit=f"published:{key}")
+            return Allocation(
+                float(compute),
+                float(M),
+                float(D),
+                float(D / M),
+                None,
+                convention="C = M D FLOPs; N_star is M*, non-embedding FLOPs per token (DeepSeek convention); D tokens",
+                source=cite,
+                fit=f"published:{key}",
+            )
     N, D, L = _frontier(_form(fit, fit.params_), compute)
     intervals = {}
     samples = _samples(fit)
     if samples is not None:
         n, d, l = _frontier(_form(fit, samples), compute)
         intervals = _intervals({"N_star": n, "D_star": d, "tokens_per_param": d / n, "loss": l}, fit.level)
-    return Allocation(float(compute), float(N), float(D), float(D / N), float(L), intervals,
-                      float(_extrapolation(fit, N, D)[0]), source=fit.citation or fit.law, fit=fit)
+    return Allocation(
+        float(compute),
+        float(N),
+        float(D),
+        float(D / N),
+        float(L),
+        intervals,
+        float(_extrapolation(fit, N, D)[0]),
+        source=fit.citation or fit.law,
+        fit=fit,
+    )
 
 
 def compute_for_loss(fit: FitResult | str, loss: float) -> Allocation:
     """The inverse: the least compute (C = 6ND FLOPs) that reaches ``loss``, with its N*, D* and intervals."""
     if isinstance(fit, str):
         from scaletune.laws.published import load_fit
+
         fit = load_fit(fit)
     form = _form(fit, fit.params_)
     E = float(form[0])
@@ -259,7 +290,19 @@ def compute_for_loss(fit: FitResult | str, loss: float) -> Allocation:
         intervals = _intervals({"C": c, "N_star": n, "D_star": d, "tokens_per_param": ratio}, fit.level)
         unreachable = int(never.sum())
         if unreachable:
-            notes.append(f"{unreachable} of {len(c)} bootstrap samples have E >= {plain(loss)}: counted as needing "
-                         "infinite compute (the target may be unreachable)")
-    return Allocation(float(C), float(N), float(D), float(D / N), float(loss), intervals,
-                      float(_extrapolation(fit, N, D)[0]), source=fit.citation or fit.law, notes=notes, fit=fit)
+            notes.append(
+                f"{unreachable} of {len(c)} bootstrap samples have E >= {plain(loss)}: counted as needing "
+                "infinite compute (the target may be unreachable)"
+            )
+    return Allocation(
+        float(C),
+        float(N),
+        float(D),
+        float(D / N),
+        float(loss),
+        intervals,
+        float(_extrapolation(fit, N, D)[0]),
+        source=fit.citation or fit.law,
+        notes=notes,
+        fit=fit,
+    )

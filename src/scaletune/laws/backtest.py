@@ -34,8 +34,9 @@ from scaletune.laws.objectives import Objective
 from scaletune.runtable import require_columns, require_positive
 
 
-def _folds(law: Law, df: pd.DataFrame, y: str, by: str | None, horizon: str,
-           n_free: int) -> tuple[str, str, list[tuple[int, np.ndarray, np.ndarray]]]:
+def _folds(
+    law: Law, df: pd.DataFrame, y: str, by: str | None, horizon: str, n_free: int
+) -> tuple[str, str, list[tuple[int, np.ndarray, np.ndarray]]]:
     """(axis, bin description, [(k, train mask, test mask)]) of the rolling origin; folds whose training part
     cannot identify the law (too few points or a single value of a variable) are skipped."""
     if horizon not in ("all", "next"):
@@ -70,11 +71,16 @@ class RollingErrors:
     def calibration(self, noise_std: float, grouping: str) -> Calibration:
         n_folds = len(np.unique(self.fold))
         if n_folds < MIN_FOLDS:
-            return Calibration(method="bootstrap+noise", noise_std=noise_std, by=self.by, n_folds=n_folds,
-                               n_points=int(len(self.error)), grouping=grouping,
-                               note=f"too few scales for a backtest ({self.bins}; {n_folds} usable folds, need {MIN_FOLDS})")
-        cal = estimate_error_model(self.error, self.distance, self.noise, self.fold, noise_std=noise_std, by=self.by,
-                                   grouping=grouping)
+            return Calibration(
+                method="bootstrap+noise",
+                noise_std=noise_std,
+                by=self.by,
+                n_folds=n_folds,
+                n_points=int(len(self.error)),
+                grouping=grouping,
+                note=f"too few scales for a backtest ({self.bins}; {n_folds} usable folds, need {MIN_FOLDS})",
+            )
+        cal = estimate_error_model(self.error, self.distance, self.noise, self.fold, noise_std=noise_std, by=self.by, grouping=grouping)
         return dataclasses.replace(cal, revision_params=self.last_params)
 
     def summary(self) -> dict[str, Any]:
@@ -82,10 +88,16 @@ class RollingErrors:
         for k in np.unique(self.fold):
             m = self.fold == k
             rel = np.expm1(-self.error[m])  # predicted / observed - 1
-            folds.append({"fold": int(k), "n_test": int(m.sum()), "median_abs_rel_error": float(np.median(np.abs(rel))),
-                          "mean_rel_error": float(np.mean(rel)), "max_distance": float(np.max(self.distance[m]))})
-        return {"by": self.by, "bins": self.bins, "folds": folds, "skipped_folds": self.skipped,
-                "n_points": int(len(self.error))}
+            folds.append(
+                {
+                    "fold": int(k),
+                    "n_test": int(m.sum()),
+                    "median_abs_rel_error": float(np.median(np.abs(rel))),
+                    "mean_rel_error": float(np.mean(rel)),
+                    "max_distance": float(np.max(self.distance[m])),
+                }
+            )
+        return {"by": self.by, "bins": self.bins, "folds": folds, "skipped_folds": self.skipped, "n_points": int(len(self.error))}
 
 
 def _noise(result: FitResult, n_free: int) -> float:
@@ -93,9 +105,18 @@ def _noise(result: FitResult, n_free: int) -> float:
     return float(np.sqrt(np.sum(r**2) / max(1, len(r) - n_free)))
 
 
-def rolling_errors(law: str | Law, data: pd.DataFrame, y: str, *, by: str | None = None, horizon: str = "all",
-                   objective: str | Objective = "huber", fixed: Mapping[str, float] | None = None,
-                   weights: np.ndarray | None = None, n_starts: int = 5) -> RollingErrors:
+def rolling_errors(
+    law: str | Law,
+    data: pd.DataFrame,
+    y: str,
+    *,
+    by: str | None = None,
+    horizon: str = "all",
+    objective: str | Objective = "huber",
+    fixed: Mapping[str, float] | None = None,
+    weights: np.ndarray | None = None,
+    n_starts: int = 5,
+) -> RollingErrors:
     """Point fits on a rolling origin along ``by``; ``data`` must already be checked (as `fit` does)."""
     law = get_law(law)
     fixed = dict(fixed or {})
@@ -104,8 +125,17 @@ def rolling_errors(law: str | Law, data: pd.DataFrame, y: str, *, by: str | None
     fold_id, err, dist, noise, skipped, last = [], [], [], [], 0, None
     for k, train, test in folds:
         try:
-            r = fit(law, data[train], y=y, objective=objective, fixed=fixed, n_starts=n_starts, intervals="bootstrap",
-                    bootstrap=0, weights=None if weights is None else weights[train])
+            r = fit(
+                law,
+                data[train],
+                y=y,
+                objective=objective,
+                fixed=fixed,
+                n_starts=n_starts,
+                intervals="bootstrap",
+                bootstrap=0,
+                weights=None if weights is None else weights[train],
+            )
         except ScaletuneError:
             skipped += 1
             continue
@@ -146,8 +176,10 @@ class BacktestResult:
     def __repr__(self) -> str:
         """One line (the records stay out of it: `points` has them)."""
         cov = self.coverage()
-        return (f"BacktestResult({self.law} along {self.by}, {len(self.folds)} folds, {len(self.records)} held-out points, "
-                f"{self.intervals} intervals" + ("" if cov is None else f", {self.level:.0%} coverage {cov:.0%}") + ")")
+        return (
+            f"BacktestResult({self.law} along {self.by}, {len(self.folds)} folds, {len(self.records)} held-out points, "
+            f"{self.intervals} intervals" + ("" if cov is None else f", {self.level:.0%} coverage {cov:.0%}") + ")"
+        )
 
     def points(self) -> pd.DataFrame:
         """One row per fold and held-out point."""
@@ -162,9 +194,15 @@ class BacktestResult:
                 continue
             rel = np.array([r["rel_error"] for r in recs])
             cov = [r["covered"] for r in recs if r["covered"] is not None]
-            out.append({**f, "median_abs_rel_error": float(np.median(np.abs(rel))), "mean_rel_error": float(np.mean(rel)),
-                        "coverage": float(np.mean(cov)) if cov else None,
-                        "max_distance": float(max(r["distance"] for r in recs))})
+            out.append(
+                {
+                    **f,
+                    "median_abs_rel_error": float(np.median(np.abs(rel))),
+                    "mean_rel_error": float(np.mean(rel)),
+                    "coverage": float(np.mean(cov)) if cov else None,
+                    "max_distance": float(max(r["distance"] for r in recs)),
+                }
+            )
         return out
 
     def coverage(self) -> float | None:
@@ -172,15 +210,38 @@ class BacktestResult:
         return float(np.mean(cov)) if cov else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"law": self.law, "y": self.y, "by": self.by, "bins": self.bins, "horizon": self.horizon,
-                "intervals": self.intervals, "level": self.level, "coverage": self.coverage(),
-                "summary": self.summary(), "records": self.records, "notes": self.notes}
+        return {
+            "law": self.law,
+            "y": self.y,
+            "by": self.by,
+            "bins": self.bins,
+            "horizon": self.horizon,
+            "intervals": self.intervals,
+            "level": self.level,
+            "coverage": self.coverage(),
+            "summary": self.summary(),
+            "records": self.records,
+            "notes": self.notes,
+        }
 
 
-def backtest(law: str | Law, data: Data, *, y: str | None = None, by: str | None = None, horizon: str = "all",
-             intervals: str = "calibrated", bootstrap: int = 100, level: float = 0.95, seed: int = 0,
-             objective: str | Objective = "huber", fixed: Mapping[str, float] | None = None,
-             groups: str | Sequence[Any] | None = None, n_starts: int = 5, workers: int | None = None) -> BacktestResult:
+def backtest(
+    law: str | Law,
+    data: Data,
+    *,
+    y: str | None = None,
+    by: str | None = None,
+    horizon: str = "all",
+    intervals: str = "calibrated",
+    bootstrap: int = 100,
+    level: float = 0.95,
+    seed: int = 0,
+    objective: str | Objective = "huber",
+    fixed: Mapping[str, float] | None = None,
+    groups: str | Sequence[Any] | None = None,
+    n_starts: int = 5,
+    workers: int | None = None,
+) -> BacktestResult:
     """Rolling-origin backtest of ``law`` on ``data`` along the scale ``by`` (see the module docstring).
 
     Every fold is a full `fit` on its training part with ``intervals`` (``calibrated``: its own nested backtest
@@ -199,30 +260,60 @@ def backtest(law: str | Law, data: Data, *, y: str | None = None, by: str | None
     n_free = len(law.params) - len(fixed or {})
     axis, how, folds = _folds(law, df, y, by, horizon, n_free)
     if not folds:
-        raise ScaletuneError(f"{df.attrs.get('source', 'table')}: too few scales for a backtest of {law.spec!r} along "
-                             f"{axis} ({how}): need at least 4 bins with enough points below each origin")
+        raise ScaletuneError(
+            f"{df.attrs.get('source', 'table')}: too few scales for a backtest of {law.spec!r} along "
+            f"{axis} ({how}): need at least 4 bins with enough points below each origin"
+        )
     _, s = scale_values(df, law.variables, by)
     fold_rows, records, notes = [], [], []
     for k, train, test in folds:
         try:
-            r = fit(law, df[train], y=y, objective=objective, fixed=fixed, n_starts=n_starts, seed=seed,
-                    bootstrap=0 if intervals == "none" else bootstrap,
-                    intervals="bootstrap" if intervals == "none" else intervals, by=by,
-                    groups=None if groups is None else (groups if isinstance(groups, str) else np.asarray(groups)[train]),
-                    workers=workers)
+            r = fit(
+                law,
+                df[train],
+                y=y,
+                objective=objective,
+                fixed=fixed,
+                n_starts=n_starts,
+                seed=seed,
+                bootstrap=0 if intervals == "none" else bootstrap,
+                intervals="bootstrap" if intervals == "none" else intervals,
+                by=by,
+                groups=None if groups is None else (groups if isinstance(groups, str) else np.asarray(groups)[train]),
+                workers=workers,
+            )
         except ScaletuneError as exc:
             notes.append(f"fold {k} skipped: {exc}")
             continue
-        fold_rows.append({"fold": int(k), "train_max_scale": float(s[train].max()), "n_train": int(train.sum()),
-                          "n_test": int(test.sum()), "method": (r.calibration.method if r.calibration else
-                                                                ("bootstrap" if r.bootstrap_params is not None else "point"))})
+        fold_rows.append(
+            {
+                "fold": int(k),
+                "train_max_scale": float(s[train].max()),
+                "n_train": int(train.sum()),
+                "n_test": int(test.sum()),
+                "method": (r.calibration.method if r.calibration else ("bootstrap" if r.bootstrap_params is not None else "point")),
+            }
+        )
         xs = _design(law, df[test])
         obs = pd.to_numeric(df.loc[test, y]).to_numpy(float)
         pred = r.predict(xs)
         for rec, o, p, sc in zip(prediction_records(r.predict_interval(xs, level, observation=True), xs), obs, pred, s[test]):
             covered = None if rec["method"] == "point" else bool(rec["lo"] <= o <= rec["hi"])
-            records.append({"fold": int(k), **{v: rec[v] for v in law.variables}, "scale": float(sc), "observed": float(o), "predicted": float(p),
-                            "value": rec["value"], "lo": rec["lo"], "hi": rec["hi"], "rel_error": float(p / o - 1),
-                            "distance": rec["distance"], "extrapolation": rec["extrapolation"], "covered": covered,
-                            "method": rec["method"]})
+            records.append(
+                {
+                    "fold": int(k),
+                    **{v: rec[v] for v in law.variables},
+                    "scale": float(sc),
+                    "observed": float(o),
+                    "predicted": float(p),
+                    "value": rec["value"],
+                    "lo": rec["lo"],
+                    "hi": rec["hi"],
+                    "rel_error": float(p / o - 1),
+                    "distance": rec["distance"],
+                    "extrapolation": rec["extrapolation"],
+                    "covered": covered,
+                    "method": rec["method"],
+                }
+            )
     return BacktestResult(law.spec, y, axis, how, horizon, intervals, level, fold_rows, records, notes)

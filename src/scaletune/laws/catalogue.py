@@ -192,8 +192,13 @@ def _chinchilla() -> Law:
         params=("a", "b", "e", "alpha", "beta"),
         formula="L = E + A/N^alpha + B/D^beta, fitted as log L = LSE(a - alpha log N, b - beta log D, e); A=e^a, B=e^b, E=e^e",
         bounds={"a": (-30.0, 60.0), "b": (-30.0, 60.0), "e": (-10.0, 5.0), "alpha": (0.0, 3.0), "beta": (0.0, 3.0)},
-        start={"a": [0, 5, 10, 15, 20, 25], "b": [0, 5, 10, 15, 20, 25], "e": [-1, -0.5, 0, 0.5, 1],
-               "alpha": [0, 0.5, 1, 1.5, 2], "beta": [0, 0.5, 1, 1.5, 2]},
+        start={
+            "a": [0, 5, 10, 15, 20, 25],
+            "b": [0, 5, 10, 15, 20, 25],
+            "e": [-1, -0.5, 0, 0.5, 1],
+            "alpha": [0, 0.5, 1, 1.5, 2],
+            "beta": [0, 0.5, 1, 1.5, 2],
+        },
         log_model=_chinchilla_log_model,
         projection=Projection(_grid_product({"alpha": EXPONENT_GRID, "beta": EXPONENT_GRID}), basis, _chinchilla_to_params),
         derived=derived,
@@ -299,10 +304,24 @@ def _data_constrained() -> Law:
         params=names,
         formula="L = E + A/N'^alpha + B/D'^beta, D' = U + U R_D (1 - exp(-(D/U-1)/R_D)), "
         "N' = U_N + U_N R_N (1 - exp(-(N/U_N-1)/R_N)), U_N = min(N, N_opt(D=U)); A=e^a, B=e^b, E=e^e",
-        bounds={"a": (-30.0, 60.0), "b": (-30.0, 60.0), "e": (-10.0, 5.0), "alpha": (0.01, 3.0), "beta": (0.01, 3.0),
-                "R_D": (0.1, 1000.0), "R_N": (0.1, 1000.0)},
-        start={"a": [5.0, 10.0], "b": [5.0, 10.0], "e": [0.0, 0.5], "alpha": [0.3, 0.6], "beta": [0.3, 0.6],
-               "R_D": [2.0, 5.0, 10.0, 20.0, 50.0], "R_N": [2.0, 5.0, 10.0, 20.0, 50.0]},
+        bounds={
+            "a": (-30.0, 60.0),
+            "b": (-30.0, 60.0),
+            "e": (-10.0, 5.0),
+            "alpha": (0.01, 3.0),
+            "beta": (0.01, 3.0),
+            "R_D": (0.1, 1000.0),
+            "R_N": (0.1, 1000.0),
+        },
+        start={
+            "a": [5.0, 10.0],
+            "b": [5.0, 10.0],
+            "e": [0.0, 0.5],
+            "alpha": [0.3, 0.6],
+            "beta": [0.3, 0.6],
+            "R_D": [2.0, 5.0, 10.0, 20.0, 50.0],
+            "R_N": [2.0, 5.0, 10.0, 20.0, 50.0],
+        },
         log_model=log_model,
         derived=derived,
         chinchilla_form=_chinchilla_form,
@@ -330,7 +349,9 @@ def _overtrained() -> Law:
     def basis(g: Arrays, x: Arrays) -> np.ndarray:
         lnN, lnMN = np.log(x["N"]), np.log(x["M"] * x["N"])
         b = g["b"][:, None]
-        return np.stack([np.exp(b * lnN), np.exp(b * (0.5 * np.log(FLOPS_PER_PARAM_TOKEN) + lnMN)), np.ones((len(g["b"]), len(lnN)))], axis=1)
+        return np.stack(
+            [np.exp(b * lnN), np.exp(b * (0.5 * np.log(FLOPS_PER_PARAM_TOKEN) + lnMN)), np.ones((len(g["b"]), len(lnN)))], axis=1
+        )
 
     def to_params(g: Arrays, c: np.ndarray) -> dict[str, np.ndarray]:
         return {"a": c[:, 0], "b": g["b"], "c": c[:, 1], "E": c[:, 2]}

@@ -42,8 +42,10 @@ def check_errors(df: pd.DataFrame, column: str = "error") -> None:
     bad = ~np.isfinite(values) | (values < 0) | (values > 1)
     if bad.any():
         i = int(np.argmax(bad))
-        raise ScaletuneError(f"{df.attrs.get('source', 'table')}: column {column!r} has {df[column].iloc[i]!r} at row {i + 1}: "
-                             "errors are fractions in [0, 1] (top-1 error, not accuracy in percent)")
+        raise ScaletuneError(
+            f"{df.attrs.get('source', 'table')}: column {column!r} has {df[column].iloc[i]!r} at row {i + 1}: "
+            "errors are fractions in [0, 1] (top-1 error, not accuracy in percent)"
+        )
 
 
 def chance_level(df: pd.DataFrame, chance: float | str | None) -> float | None:
@@ -58,8 +60,10 @@ def chance_level(df: pd.DataFrame, chance: float | str | None) -> float | None:
             require_columns(df, [column])
             values = pd.to_numeric(df[column], errors="coerce").dropna().unique()
             if len(values) != 1:
-                raise ScaletuneError(f"{df.attrs.get('source', 'table')}: chance column {column!r} holds {len(values)} distinct "
-                                     "values: fit one task (or one task average) at a time") from None
+                raise ScaletuneError(
+                    f"{df.attrs.get('source', 'table')}: chance column {column!r} holds {len(values)} distinct "
+                    "values: fit one task (or one task average) at a time"
+                ) from None
             chance = float(values[0])
     if not (0 < chance <= 1):
         raise ScaletuneError(f"chance-level error {chance!r} must lie in (0, 1] (e.g. 0.75 for 4-way multiple choice)")
@@ -74,8 +78,10 @@ def check_chance(result: FitResult, chance: float) -> None:
         raise ScaletuneError(f"a chance level applies to a {LAW} fit, not to {result.law!r}")
     eps = result.params_.get("eps")
     if eps is not None and chance < eps - 1e-12:
-        raise ScaletuneError(f"chance-level error {chance:.4g} lies below the fitted eps = {eps:.4g}: the error plateau "
-                             "cannot be worse than chance", hint=f"refit with the chance level {chance:.4g}")
+        raise ScaletuneError(
+            f"chance-level error {chance:.4g} lies below the fitted eps = {eps:.4g}: the error plateau cannot be worse than chance",
+            hint=f"refit with the chance level {chance:.4g}",
+        )
 
 
 def fit_downstream(data: Data, *, chance: float | str | None = None, y: str = "error", **kwargs: Any) -> FitResult:
@@ -117,8 +123,15 @@ class ChainedPrediction:
     notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"point": self.point, "loss": _stage(self.loss), "error": _stage(self.error), "level": self.level,
-                "samples": self.samples, "method": self.method, "notes": list(self.notes)}
+        return {
+            "point": self.point,
+            "loss": _stage(self.loss),
+            "error": _stage(self.error),
+            "level": self.level,
+            "samples": self.samples,
+            "method": self.method,
+            "notes": list(self.notes),
+        }
 
 
 def complete_point(point: Mapping[str, float], variables: tuple[str, ...]) -> dict[str, float]:
@@ -135,8 +148,10 @@ def complete_point(point: Mapping[str, float], variables: tuple[str, ...]) -> di
         p["C"] = float(training_flops(p["N"], p["D"]))
     missing = [v for v in variables if v not in p]
     if missing:
-        raise ScaletuneError(f"point needs {missing[0]!r} for the loss law (variables {', '.join(variables)}; "
-                             "give N with M tokens per parameter, or N with D tokens)")
+        raise ScaletuneError(
+            f"point needs {missing[0]!r} for the loss law (variables {', '.join(variables)}; "
+            "give N with M tokens per parameter, or N with D tokens)"
+        )
     return p
 
 
@@ -158,8 +173,9 @@ def _draw(centre: Any, s_lo: Any, s_hi: Any, z: FloatArray) -> FloatArray:
     return out
 
 
-def chain_predict(loss_fit: FitResult, error_fit: FitResult, point: Mapping[str, float], *, level: float = 0.95,
-                  samples: int = 4000, seed: int = 0) -> ChainedPrediction:
+def chain_predict(
+    loss_fit: FitResult, error_fit: FitResult, point: Mapping[str, float], *, level: float = 0.95, samples: int = 4000, seed: int = 0
+) -> ChainedPrediction:
     """Predict the loss at ``point`` with ``loss_fit``, then the task error at that loss with ``error_fit``.
 
     ``point`` holds the loss law's variables (N with M = D/N or D, ...; see `complete_point`). Both intervals
@@ -174,8 +190,9 @@ def chain_predict(loss_fit: FitResult, error_fit: FitResult, point: Mapping[str,
         raise ScaletuneError("the first fit must predict the loss from size and data (got a downstream_error fit)")
     for name, r in (("loss", loss_fit), ("error", error_fit)):
         if not r.has_samples:
-            raise ScaletuneError(f"the {name} fit has no bootstrap samples, so the chained prediction has no interval",
-                                 hint="refit it with bootstrap > 0")
+            raise ScaletuneError(
+                f"the {name} fit has no bootstrap samples, so the chained prediction has no interval", hint="refit it with bootstrap > 0"
+            )
     variables = get_law(loss_fit.law).variables
     p = complete_point(point, variables)
     x = {v: np.array([p[v]]) for v in variables}
@@ -204,16 +221,33 @@ def chain_predict(loss_fit: FitResult, error_fit: FitResult, point: Mapping[str,
     z = float(norm.ppf(0.5 + level / 2))
     return ChainedPrediction(
         point=p,
-        loss=Prediction(loss, float(np.exp(c1 - lo1 * z)), float(np.exp(c1 + hi1 * z)), level,
-                        float(loss_fit.extrapolation(x)[0]), loss_method, {"name": "loss", "law": loss_fit.law}),
-        error=Prediction(error, e_lo, e_hi, level, float(error_fit.extrapolation({"loss": np.array([loss])})[0]),
-                         "chained", {"name": error_fit.y, "law": error_fit.law}),
-        level=level, samples=samples, notes=tuple(notes),
+        loss=Prediction(
+            loss,
+            float(np.exp(c1 - lo1 * z)),
+            float(np.exp(c1 + hi1 * z)),
+            level,
+            float(loss_fit.extrapolation(x)[0]),
+            loss_method,
+            {"name": "loss", "law": loss_fit.law},
+        ),
+        error=Prediction(
+            error,
+            e_lo,
+            e_hi,
+            level,
+            float(error_fit.extrapolation({"loss": np.array([loss])})[0]),
+            "chained",
+            {"name": error_fit.y, "law": error_fit.law},
+        ),
+        level=level,
+        samples=samples,
+        notes=tuple(notes),
     )
 
 
-def prepare_law(df: pd.DataFrame, chance: float | str | None, y: str = "error",
-                fixed: Mapping[str, float] | None = None) -> tuple[Law, float | None]:
+def prepare_law(
+    df: pd.DataFrame, chance: float | str | None, y: str = "error", fixed: Mapping[str, float] | None = None
+) -> tuple[Law, float | None]:
     """The `downstream_error` law ready to fit ``df``: errors checked to lie in [0, 1], eps bounded by the chance
     level when given (returned as the second value, None otherwise)."""
     check_errors(df, y)

@@ -143,7 +143,7 @@ class _Problem:
             g = {k: np.asarray(v, float)[::thin] for k, v in proj.grid.items()}
             size = len(next(iter(g.values())))
             chunk = max(1, 4_000_000 // (4 * len(self.y)))  # bound memory: ~4M numbers per array for big tables
-            parts = [self._score_grid({k: v[i:i + chunk] for k, v in g.items()}) for i in range(0, size, chunk)]
+            parts = [self._score_grid({k: v[i : i + chunk] for k, v in g.items()}) for i in range(0, size, chunk)]
             c = np.concatenate([p[0] for p in parts])
             scores = np.concatenate([p[1] for p in parts])
             order = np.argsort(scores, kind="stable")[:n_best]
@@ -179,8 +179,14 @@ class _Problem:
 
     def polish(self, start: np.ndarray) -> OptimizeResult:
         fun = self.value_and_grad if self.has_jac else self.value
-        return minimize(fun, start, jac=self.has_jac, method="L-BFGS-B", bounds=self.bounds_array(),
-                        options={"maxiter": 5000, "maxfun": 20000, "ftol": 1e-13, "gtol": 1e-10})
+        return minimize(
+            fun,
+            start,
+            jac=self.has_jac,
+            method="L-BFGS-B",
+            bounds=self.bounds_array(),
+            options={"maxiter": 5000, "maxfun": 20000, "ftol": 1e-13, "gtol": 1e-10},
+        )
 
     def least_squares_log(self) -> np.ndarray:
         """Weighted least squares of log y on the design of a log-linear law (free parameters)."""
@@ -192,8 +198,7 @@ class _Problem:
         coef: np.ndarray = np.linalg.lstsq(J[:, self.free] * sw[:, None], target * sw, rcond=None)[0]
         return coef
 
-    def solve(self, n_starts: int, warm: np.ndarray | None = None,
-              thin: int = 1) -> tuple[np.ndarray, float, OptimizeResult]:
+    def solve(self, n_starts: int, warm: np.ndarray | None = None, thin: int = 1) -> tuple[np.ndarray, float, OptimizeResult]:
         """Polish the best ``n_starts`` grid starts; return (theta (all params), objective value, scipy result).
 
         With ``warm`` (all parameters: a bootstrap refit starting from the full-data optimum), the warm start
@@ -245,10 +250,14 @@ def _check(law: Law, df: pd.DataFrame, y: str, n_free: int) -> None:
     require_positive(df, [*law.variables, y])
     source = df.attrs.get("source", "table")
     if len(df) <= n_free:
-        raise ScaletuneError(f"{source}: {len(df)} points for law {law.spec!r} with {n_free} free parameters: need more points than parameters")
+        raise ScaletuneError(
+            f"{source}: {len(df)} points for law {law.spec!r} with {n_free} free parameters: need more points than parameters"
+        )
     for v in law.variables:
         if df[v].nunique() < 2:
-            raise ScaletuneError(f"{source}: column {v!r} has one single value ({plain(df[v].iloc[0])}): law {law.spec!r} needs at least two scales")
+            raise ScaletuneError(
+                f"{source}: column {v!r} has one single value ({plain(df[v].iloc[0])}): law {law.spec!r} needs at least two scales"
+            )
 
 
 _COMPARE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|==|!=|>|<)\s*([-+0-9.eE]+)\s*$")
@@ -279,7 +288,7 @@ def row_mask(df: pd.DataFrame, expression: str, what: str = "row selection") -> 
             mask &= ops[op](values, value)
         else:
             distinct = np.unique(values[np.isfinite(values)])
-            keep = distinct[-int(k):] if kind == "largest" else distinct[: int(k)]
+            keep = distinct[-int(k) :] if kind == "largest" else distinct[: int(k)]
             mask &= np.isin(values, keep)
     return mask
 
@@ -349,22 +358,24 @@ class FitResult:
     def predict_samples(self, x: Mapping[str, Any] | pd.DataFrame) -> FloatArray:
         """Predictions of every bootstrap sample, shape (K, n)."""
         if not self.has_samples:
-            raise ScaletuneError(f"fit of {self.law!r} has no bootstrap samples",
-                                 hint="refit with bootstrap > 0 for intervals")
+            raise ScaletuneError(f"fit of {self.law!r} has no bootstrap samples", hint="refit with bootstrap > 0 for intervals")
         assert self.bootstrap_params is not None
         xs, law = self._x(x), self.law_
         n = len(next(iter(xs.values())))
         with np.errstate(all="ignore"):
-            return np.array([np.exp(law.log_predict(theta, xs)[0]) if np.all(np.isfinite(theta)) else np.full(n, np.nan)
-                             for theta in self.bootstrap_params])
+            return np.array(
+                [
+                    np.exp(law.log_predict(theta, xs)[0]) if np.all(np.isfinite(theta)) else np.full(n, np.nan)
+                    for theta in self.bootstrap_params
+                ]
+            )
 
     @property
     def has_samples(self) -> bool:
         """Whether the fit carries bootstrap samples (a published law or a ``bootstrap=0`` fit does not)."""
         return self.bootstrap_params is not None and len(self.bootstrap_params) > 0
 
-    def predict_interval(self, x: Mapping[str, Any] | pd.DataFrame, level: float | None = None,
-                         observation: bool = False) -> Prediction:
+    def predict_interval(self, x: Mapping[str, Any] | pd.DataFrame, level: float | None = None, observation: bool = False) -> Prediction:
         """The prediction at ``x`` with its interval at ``level`` (default: the fit's) of the law or, with
         ``observation``, of a new measurement there; one entry per point (vector fields).
 
@@ -394,11 +405,17 @@ class FitResult:
                 samples = samples * np.exp(rng.choice(np.asarray(self.residuals_log), size=samples.shape))
             lo, hi = percentile_interval(samples, level, axis=0)
             method = "bootstrap"
-        return Prediction(np.asarray(value, float), np.asarray(lo, float), np.asarray(hi, float), level, np.exp(dist),
-                          method, {"distance": dist, "observation": observation})
+        return Prediction(
+            np.asarray(value, float),
+            np.asarray(lo, float),
+            np.asarray(hi, float),
+            level,
+            np.exp(dist),
+            method,
+            {"distance": dist, "observation": observation},
+        )
 
-    def _calibrated(self, x: Mapping[str, FloatArray], level: float,
-                    observation: bool) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def _calibrated(self, x: Mapping[str, FloatArray], level: float, observation: bool) -> tuple[FloatArray, FloatArray, FloatArray]:
         assert self.calibration is not None
         xs = self._x(x)
         with np.errstate(all="ignore"):
@@ -407,8 +424,9 @@ class FitResult:
         if self.calibration.revision_params is not None:
             with np.errstate(all="ignore"):
                 revised = self.law_.log_predict(np.asarray(self.calibration.revision_params, float), xs)[0]
-        return calibrated_interval(np.log(self.predict(xs)), log_boot, self.extrapolation_distance(xs), self.calibration,
-                                   level, observation, revised)
+        return calibrated_interval(
+            np.log(self.predict(xs)), log_boot, self.extrapolation_distance(xs), self.calibration, level, observation, revised
+        )
 
     def extrapolation_distance(self, x: Mapping[str, Any] | pd.DataFrame) -> FloatArray:
         """Joint extrapolation distance of each point, in natural-log units: the L-infinity distance of its log
@@ -463,8 +481,7 @@ class FitResult:
 
         def row(name: str, value: float) -> str:
             iv = self.intervals.get(name)
-            interval = "(fixed)" if name in self.fixed else ("-" if iv is None else
-                                                              f"[{_num(iv[0])}, {_num(iv[1])}]")
+            interval = "(fixed)" if name in self.fixed else ("-" if iv is None else f"[{_num(iv[0])}, {_num(iv[1])}]")
             return f"{name[:22]:<22}{_num(value):>12}   {interval}"
 
         lines += [row(k, v) for k, v in self.params_.items()]
@@ -473,16 +490,21 @@ class FitResult:
         lines.append(rule)
         d = self.diagnostics
         boot = d.get("bootstrap") or {}
-        notes = [f"points {d.get('n_points', '?')}; objective {self.objective}"
-                 + (f" = {d['objective_value']:.6g}" if isinstance(d.get("objective_value"), float) else "")
-                 + f"; converged {d.get('converged', '-')}",
-                 f"bootstrap {boot.get('samples', 0)} resamples, {boot.get('failed', 0)} failed"
-                 + (f" ({boot['grouping']})" if boot.get("grouping") else "") + f"; intervals: {self._method()}"]
+        notes = [
+            f"points {d.get('n_points', '?')}; objective {self.objective}"
+            + (f" = {d['objective_value']:.6g}" if isinstance(d.get("objective_value"), float) else "")
+            + f"; converged {d.get('converged', '-')}",
+            f"bootstrap {boot.get('samples', 0)} resamples, {boot.get('failed', 0)} failed"
+            + (f" ({boot['grouping']})" if boot.get("grouping") else "")
+            + f"; intervals: {self._method()}",
+        ]
         if self.holdout:
             h = self.holdout
-            notes.append(f"held out ({h['expression']}): {h['n']} points, mean |rel. error| "
-                         f"{h['mean_abs_relative_error']:.3g}"
-                         + (f", {pct} observation-interval coverage {h['coverage']:.0%}" if "coverage" in h else ""))
+            notes.append(
+                f"held out ({h['expression']}): {h['n']} points, mean |rel. error| "
+                f"{h['mean_abs_relative_error']:.3g}"
+                + (f", {pct} observation-interval coverage {h['coverage']:.0%}" if "coverage" in h else "")
+            )
         notes += [f"warning: {w}" for w in d.get("warnings", [])]
         for note in notes:
             lines += textwrap.wrap(note, 80, subsequent_indent="  ")
@@ -583,8 +605,9 @@ def _refit_rows(rows: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _bootstrap(problem: _Problem, groups: np.ndarray, k: int, seed: int, n_starts: int, workers: int | None,
-               warm: np.ndarray) -> np.ndarray:
+def _bootstrap(
+    problem: _Problem, groups: np.ndarray, k: int, seed: int, n_starts: int, workers: int | None, warm: np.ndarray
+) -> np.ndarray:
     """Refit on ``k`` resamples of whole groups (all rows of a group together); returns (k, P), NaN rows failed.
 
     Each refit polishes the full-data optimum ``warm`` and, when it scores better, the best point of a
@@ -603,12 +626,12 @@ def _bootstrap(problem: _Problem, groups: np.ndarray, k: int, seed: int, n_start
         # (e.g. a pool worker that calls fit) may not have children, so it refits serially
         parallel = workers > 1 and k >= 20 and not multiprocessing.current_process().daemon
         if parallel and "fork" in multiprocessing.get_all_start_methods():
-            chunks = [rows[i::workers * 4] for i in range(workers * 4)]
+            chunks = [rows[i :: workers * 4] for i in range(workers * 4)]
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
                 parts = list(pool.map(_refit_chunk, chunks))
             out = np.empty((k, len(problem.law.params)))
             for i, part in enumerate(parts):
-                out[i::workers * 4] = part
+                out[i :: workers * 4] = part
             return out
         return _refit_chunk(rows)
     finally:
@@ -647,8 +670,10 @@ def _diagnostics(problem: _Problem, theta: np.ndarray, value: float, res: Optimi
     if law.response == "loss" and per_param < 3:
         # a 5-parameter law on 6-12 points extrapolates erratically: say so (refit with --fix of the exponents
         # from a larger fit, or a simpler law)
-        warnings.append(f"only {len(problem.y)} points for {n_free} free parameters ({per_param:.1f} per parameter, "
-                        f"fewer than 3): extrapolation is poorly constrained; fix exponents or use a simpler law")
+        warnings.append(
+            f"only {len(problem.y)} points for {n_free} free parameters ({per_param:.1f} per parameter, "
+            f"fewer than 3): extrapolation is poorly constrained; fix exponents or use a simpler law"
+        )
     e_above = bool(floor is not None and float(floor) > problem.y.min())
     if e_above:
         warnings.append(f"irreducible term E = {float(floor):.4g} lies above the lowest observed {float(problem.y.min()):.4g}")
@@ -765,8 +790,12 @@ def fit(
     if bootstrap > 0:
         samples = _bootstrap(problem, group_labels, bootstrap, seed, 1, workers, theta)
         ok = np.all(np.isfinite(samples), axis=1)
-        diagnostics["bootstrap"] = {"samples": int(bootstrap), "failed": int((~ok).sum()),
-                                    "groups": int(len(np.unique(group_labels))), "grouping": grouping}
+        diagnostics["bootstrap"] = {
+            "samples": int(bootstrap),
+            "failed": int((~ok).sum()),
+            "groups": int(len(np.unique(group_labels))),
+            "grouping": grouping,
+        }
         if ok.any():
             named = {p: samples[ok, i] for i, p in enumerate(law.params)}
             named.update(law.derive(named))
@@ -793,11 +822,25 @@ def fit(
     digest.update(yv.tobytes())
 
     result = FitResult(
-        law=law.spec, y=y, objective=obj.name, params_=params, derived_=derived, intervals=ranges,
-        diagnostics=diagnostics, data_range={v: (float(a.min()), float(a.max())) for v, a in x.items()},
-        fixed=fixed, bootstrap_params=samples, level=level, seed=seed, data_hash=digest.hexdigest()[:16],
-        provenance={"scaletune": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
-                    "source": str(df.attrs.get("source", "in-memory data"))},
+        law=law.spec,
+        y=y,
+        objective=obj.name,
+        params_=params,
+        derived_=derived,
+        intervals=ranges,
+        diagnostics=diagnostics,
+        data_range={v: (float(a.min()), float(a.max())) for v, a in x.items()},
+        fixed=fixed,
+        bootstrap_params=samples,
+        level=level,
+        seed=seed,
+        data_hash=digest.hexdigest()[:16],
+        provenance={
+            "scaletune": __version__,
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "source": str(df.attrs.get("source", "in-memory data")),
+        },
         citation=law.citation,
         residuals_log=residuals,
         data_hull=hull_points(x, law.variables).tolist(),
@@ -816,10 +859,19 @@ def records(prediction: Prediction, x: Mapping[str, Any]) -> list[dict[str, Any]
     out = []
     for i in range(len(prediction)):
         p = prediction[i]
-        out.append({**{v: float(np.broadcast_to(np.asarray(a, float), (len(prediction),))[i]) for v, a in x.items()}, "value": p.value, "lo": p.lo, "hi": p.hi,
-                    "level": p.level, "observation": bool(prediction.details.get("observation", False)),
-                    "extrapolation": p.extrapolation, "distance": float(np.asarray(prediction.details["distance"])[i]),
-                    "method": p.method_name})
+        out.append(
+            {
+                **{v: float(np.broadcast_to(np.asarray(a, float), (len(prediction),))[i]) for v, a in x.items()},
+                "value": p.value,
+                "lo": p.lo,
+                "hi": p.hi,
+                "level": p.level,
+                "observation": bool(prediction.details.get("observation", False)),
+                "extrapolation": p.extrapolation,
+                "distance": float(np.asarray(prediction.details["distance"])[i]),
+                "method": p.method_name,
+            }
+        )
     return out
 
 
@@ -833,15 +885,25 @@ def _with_holdout(result: FitResult, held: pd.DataFrame, expression: str, level:
     points = []
     for rec, o, p in zip(records(prediction, xs), obs, pred):
         point = {v: rec[v] for v in law.variables}
-        point.update(observed=float(o), predicted=float(p), relative_error=float(p / o - 1),
-                     extrapolation=rec["extrapolation"], distance=rec["distance"])
+        point.update(
+            observed=float(o),
+            predicted=float(p),
+            relative_error=float(p / o - 1),
+            extrapolation=rec["extrapolation"],
+            distance=rec["distance"],
+        )
         if method != "point":
             point.update(value=rec["value"], lo=rec["lo"], hi=rec["hi"], covered=bool(rec["lo"] <= o <= rec["hi"]))
         points.append(point)
-    summary = {"expression": expression, "n": len(points), "points": points, "method": method,
-               "interval": f"observation ({'calibrated error model' if method == 'calibrated' else 'law + residual'})",
-               "mean_abs_relative_error": float(np.mean(np.abs(pred / obs - 1))),
-               "median_abs_relative_error": float(np.median(np.abs(pred / obs - 1)))}
+    summary = {
+        "expression": expression,
+        "n": len(points),
+        "points": points,
+        "method": method,
+        "interval": f"observation ({'calibrated error model' if method == 'calibrated' else 'law + residual'})",
+        "mean_abs_relative_error": float(np.mean(np.abs(pred / obs - 1))),
+        "median_abs_relative_error": float(np.median(np.abs(pred / obs - 1))),
+    }
     if method != "point":
         summary["coverage"] = float(np.mean([p["covered"] for p in points]))
     return FitResult(**{**{f: getattr(result, f) for f in result.__dataclass_fields__}, "holdout": summary})

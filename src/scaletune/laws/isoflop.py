@@ -93,13 +93,21 @@ class IsoflopResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "interpolation": self.interpolation, "weighted": self.weighted,
-            "a_N_exponent": self.a, "a_interval": self.n_fit.intervals.get("c_C"),
-            "b_D_exponent": self.b, "b_interval": self.d_fit.intervals.get("c_C"),
-            "N_star_coef": self.n_fit.derived_["k"], "D_star_coef": self.d_fit.derived_["k"],
-            "optima": self.optima.to_dict(orient="records"), "dropped": self.dropped, "warnings": self.warnings,
-            "edge_replicates": self.edge_replicates, "approach3": self.approach3,
-            "n_fit": self.n_fit.to_dict(), "d_fit": self.d_fit.to_dict(),
+            "interpolation": self.interpolation,
+            "weighted": self.weighted,
+            "a_N_exponent": self.a,
+            "a_interval": self.n_fit.intervals.get("c_C"),
+            "b_D_exponent": self.b,
+            "b_interval": self.d_fit.intervals.get("c_C"),
+            "N_star_coef": self.n_fit.derived_["k"],
+            "D_star_coef": self.d_fit.derived_["k"],
+            "optima": self.optima.to_dict(orient="records"),
+            "dropped": self.dropped,
+            "warnings": self.warnings,
+            "edge_replicates": self.edge_replicates,
+            "approach3": self.approach3,
+            "n_fit": self.n_fit.to_dict(),
+            "d_fit": self.d_fit.to_dict(),
         }
 
     def predict(self, C: Any) -> FloatArray:
@@ -111,8 +119,15 @@ class IsoflopResult:
         budgets used; ``details``: D*(C) (``D_star``, ``D_star_lo``, ``D_star_hi``) and ``distance``."""
         c = {"C": _budgets(C)}
         n, d = self.n_fit.predict_interval(c, level), self.d_fit.predict_interval(c, level)
-        return Prediction(n.value, n.lo, n.hi, n.level, n.extrapolation, n.method,
-                          {"D_star": d.value, "D_star_lo": d.lo, "D_star_hi": d.hi, "distance": n.details["distance"]})
+        return Prediction(
+            n.value,
+            n.lo,
+            n.hi,
+            n.level,
+            n.extrapolation,
+            n.method,
+            {"D_star": d.value, "D_star_lo": d.lo, "D_star_hi": d.hi, "distance": n.details["distance"]},
+        )
 
     def to_json(self) -> str:
         """Strict JSON (NaN as null) of `to_dict`, the two fits' bootstrap samples included."""
@@ -123,16 +138,26 @@ class IsoflopResult:
         d = load_document(text, "an isoFLOP result", ["optima", "n_fit", "d_fit"], "IsoflopResult.to_json()")
         optima = pd.DataFrame(d["optima"])
         optima = optima.apply(lambda col: pd.to_numeric(col, errors="coerce")) if len(optima) else optima
-        return cls(optima, list(d.get("dropped", [])), FitResult.from_dict(d["n_fit"]), FitResult.from_dict(d["d_fit"]),
-                   d["interpolation"], bool(d["weighted"]), list(d.get("warnings", [])), int(d.get("edge_replicates", 0)),
-                   d.get("approach3"))
+        return cls(
+            optima,
+            list(d.get("dropped", [])),
+            FitResult.from_dict(d["n_fit"]),
+            FitResult.from_dict(d["d_fit"]),
+            d["interpolation"],
+            bool(d["weighted"]),
+            list(d.get("warnings", [])),
+            int(d.get("edge_replicates", 0)),
+            d.get("approach3"),
+        )
 
     def __repr__(self) -> str:
         def cell(name: str, value: float, iv: tuple[float, float] | None) -> str:
             return f"{name}={value:.3g}" + ("" if iv is None else f" [{iv[0]:.3g}, {iv[1]:.3g}]")
 
-        return (f"IsoflopResult({len(self.optima)} budgets, {len(self.dropped)} dropped: "
-                f"{cell('a', self.a, self.n_fit.intervals.get('c_C'))}, {cell('b', self.b, self.d_fit.intervals.get('c_C'))})")
+        return (
+            f"IsoflopResult({len(self.optima)} budgets, {len(self.dropped)} dropped: "
+            f"{cell('a', self.a, self.n_fit.intervals.get('c_C'))}, {cell('b', self.b, self.d_fit.intervals.get('c_C'))})"
+        )
 
     def summary(self) -> str:
         """A plain-text table (80 columns): the exponents and coefficients with intervals, then the optimum of
@@ -147,16 +172,18 @@ class IsoflopResult:
 
         rule = "-" * 64
         boot = self.n_fit.diagnostics.get("bootstrap", {})
-        lines = textwrap.wrap(f"isoFLOP analysis (Approach 2): {len(self.optima)} budgets, {len(self.dropped)} dropped; "
-                              f"{self.interpolation} interpolation, {'weighted' if self.weighted else 'unweighted'}", 80)
+        lines = textwrap.wrap(
+            f"isoFLOP analysis (Approach 2): {len(self.optima)} budgets, {len(self.dropped)} dropped; "
+            f"{self.interpolation} interpolation, {'weighted' if self.weighted else 'unweighted'}",
+            80,
+        )
         lines += [rule, f"{'quantity':<22}{'value':>12}   {pct} interval", rule]
         for name, coef, fit in (("a in N* = k C^a", "k", self.n_fit), ("b in D* = k' C^b", "k'", self.d_fit)):
             lines.append(f"{name:<22}{num(fit.params_['c_C']):>12}   {iv(fit.intervals.get('c_C'))}")
             lines.append(f"{coef:<22}{num(fit.derived_['k']):>12}   {iv(fit.intervals.get('k'))}")
         lines += [rule, f"{'C (FLOPs)':>10}{'N*':>11}  {pct + ' interval of N*':<24}{'D* (tokens)':>12}{'loss*':>9}", rule]
         for r in self.optima.itertuples():
-            lines.append(f"{num(r.C):>10}{num(r.N_star):>11}  {iv((r.N_star_lo, r.N_star_hi)):<24}{num(r.D_star):>12}"
-                         f"{num(r.loss_star):>9}")
+            lines.append(f"{num(r.C):>10}{num(r.N_star):>11}  {iv((r.N_star_lo, r.N_star_hi)):<24}{num(r.D_star):>12}{num(r.loss_star):>9}")
         lines.append(rule)
         lines.append(f"bootstrap: {boot.get('samples', 0)} replicates per budget, {self.edge_replicates} censored at a grid edge")
         for w in self.warnings:
@@ -227,8 +254,10 @@ def isoflop(
     for d in dropped:
         warnings.append(f"dropped budget C={d['C']:.3g}: {d['reason']}")
     if len(curves) < 3:
-        raise ScaletuneError(f"isoFLOP analysis needs at least 3 usable budgets, found {len(curves)} "
-                             f"({len(dropped)} dropped: {'; '.join(d['reason'] for d in dropped[:3])})")
+        raise ScaletuneError(
+            f"isoFLOP analysis needs at least 3 usable budgets, found {len(curves)} "
+            f"({len(dropped)} dropped: {'; '.join(d['reason'] for d in dropped[:3])})"
+        )
 
     # noise of one run's loss: residuals of a quadratic through the 5 sizes nearest each budget's minimum,
     # pooled over budgets (a global polynomial would count the curves' asymmetry far from the minimum as noise)
@@ -236,7 +265,7 @@ def isoflop(
     for _, x, _, loss, _ in curves:
         i = int(np.argmin(loss))
         lo = max(0, min(i - 2, len(x) - 5))
-        xs, ys = x[lo:lo + 5], loss[lo:lo + 5]
+        xs, ys = x[lo : lo + 5], loss[lo : lo + 5]
         resid.append(ys - np.polyval(np.polyfit(xs - xs.mean(), ys, 2), xs - xs.mean()))
         dof += len(xs) - 3
     pooled = np.concatenate(resid)
@@ -247,6 +276,7 @@ def isoflop(
 
         def d_at(v: float, x: FloatArray = x, ld: FloatArray = ld) -> float:
             return float(np.interp(v, x, ld))  # log D along the curve
+
         bn, bd, side = np.empty(bootstrap), np.empty(bootstrap), np.zeros(bootstrap)
         for k in range(bootstrap):
             # the observed curve plus a fresh error at every (fixed) size: the spread of the replicates' minima
@@ -266,14 +296,21 @@ def isoflop(
         side_n.append(side)
         edge = int((side != 0).sum())
         n_lo, n_hi = percentile_interval(bn, level) if bootstrap else (np.nan, np.nan)
-        rows.append({
-            "C": budget, "N_star": float(np.exp(opt[0])), "D_star": float(np.exp(d_at(opt[0]))),
-            "loss_star": opt[1], "tokens_per_param": float(np.exp(d_at(opt[0]) - opt[0])), "n_points": int(len(loss)),
-            "N_star_lo": float(np.exp(n_lo)), "N_star_hi": float(np.exp(n_hi)),
-            "log_N_star_std": float(np.std(bn)) if bootstrap > 1 else np.nan,
-            "log_D_star_std": float(np.std(bd)) if bootstrap > 1 else np.nan,
-            "edge_replicates": edge,
-        })
+        rows.append(
+            {
+                "C": budget,
+                "N_star": float(np.exp(opt[0])),
+                "D_star": float(np.exp(d_at(opt[0]))),
+                "loss_star": opt[1],
+                "tokens_per_param": float(np.exp(d_at(opt[0]) - opt[0])),
+                "n_points": int(len(loss)),
+                "N_star_lo": float(np.exp(n_lo)),
+                "N_star_hi": float(np.exp(n_hi)),
+                "log_N_star_std": float(np.std(bn)) if bootstrap > 1 else np.nan,
+                "log_D_star_std": float(np.std(bd)) if bootstrap > 1 else np.nan,
+                "edge_replicates": edge,
+            }
+        )
     optima = pd.DataFrame(rows)
     n_edge = int(optima["edge_replicates"].sum())
     log_c = np.log(optima["C"].to_numpy())
@@ -313,30 +350,52 @@ def _wls_censored(log_c: np.ndarray, v: np.ndarray, w: np.ndarray, side: np.ndar
     return coef
 
 
-def _approach3(df: pd.DataFrame, C: str, N: str, D: str, y: str, curves: Sequence[tuple[Any, ...]], n_fit: FitResult,
-               bootstrap: int, seed: int, level: float) -> dict[str, Any]:
+def _approach3(
+    df: pd.DataFrame,
+    C: str,
+    N: str,
+    D: str,
+    y: str,
+    curves: Sequence[tuple[Any, ...]],
+    n_fit: FitResult,
+    bootstrap: int,
+    seed: int,
+    level: float,
+) -> dict[str, Any]:
     """Approach 3 on the budgets Approach 2 used: a Chinchilla fit, budgets resampled together."""
     from scaletune.laws.fitting import fit
 
     used = df[df[C].astype(float).isin([c[0] for c in curves])]
-    table = pd.DataFrame({"N": pd.to_numeric(used[N]).to_numpy(float), "D": pd.to_numeric(used[D]).to_numpy(float),
-                          "loss": pd.to_numeric(used[y]).to_numpy(float), "budget": used[C].to_numpy()})
+    table = pd.DataFrame(
+        {
+            "N": pd.to_numeric(used[N]).to_numpy(float),
+            "D": pd.to_numeric(used[D]).to_numpy(float),
+            "loss": pd.to_numeric(used[y]).to_numpy(float),
+            "budget": used[C].to_numpy(),
+        }
+    )
     try:
-        r = fit("chinchilla", table, bootstrap=min(bootstrap, 100), seed=seed, groups="budget", intervals="bootstrap",
-                level=level)
+        r = fit("chinchilla", table, bootstrap=min(bootstrap, 100), seed=seed, groups="budget", intervals="bootstrap", level=level)
     except ScaletuneError as exc:
         return {"error": str(exc)}
-    out: dict[str, Any] = {"a_N": r.derived_["a_N"], "a_N_interval": r.intervals.get("a_N"), "a_D": r.derived_["a_D"],
-           "a_D_interval": r.intervals.get("a_D"), "n_points": r.diagnostics["n_points"],
-           "bootstrap": r.diagnostics.get("bootstrap"), "params": r.params_}
+    out: dict[str, Any] = {
+        "a_N": r.derived_["a_N"],
+        "a_N_interval": r.intervals.get("a_N"),
+        "a_D": r.derived_["a_D"],
+        "a_D_interval": r.intervals.get("a_D"),
+        "n_points": r.diagnostics["n_points"],
+        "bootstrap": r.diagnostics.get("bootstrap"),
+        "params": r.params_,
+    }
     a2 = n_fit.intervals.get("c_C")
     a3 = out["a_N_interval"]
     out["intervals_overlap"] = None if not (a2 and a3) else bool(a2[0] <= a3[1] and a3[0] <= a2[1])
     return out
 
 
-def _powerlaw_result(y: str, log_k: float, slope: float, samples: np.ndarray, log_c: np.ndarray, values: np.ndarray,
-                     level: float, seed: int, weighted: bool) -> FitResult:
+def _powerlaw_result(
+    y: str, log_k: float, slope: float, samples: np.ndarray, log_c: np.ndarray, values: np.ndarray, level: float, seed: int, weighted: bool
+) -> FitResult:
     law = get_law("powerlaw:C")
     ok = np.all(np.isfinite(samples), axis=1)
     intervals = {}
@@ -346,11 +405,22 @@ def _powerlaw_result(y: str, log_k: float, slope: float, samples: np.ndarray, lo
         intervals = {k: percentile_interval(v, level) for k, v in named.items()}
     r = np.log(values) - (log_k + slope * log_c)
     return FitResult(
-        law=law.spec, y=y, objective="weighted_least_squares_log" if weighted else "least_squares_log",
-        params_={"log_k": log_k, "c_C": slope}, derived_={"k": float(np.exp(log_k))}, intervals=intervals,
-        diagnostics={"converged": True, "n_points": int(len(values)), "residual_std_log": float(np.std(r)),
-                     "bootstrap": {"samples": int(len(samples)), "failed": int((~ok).sum())}, "warnings": []},
+        law=law.spec,
+        y=y,
+        objective="weighted_least_squares_log" if weighted else "least_squares_log",
+        params_={"log_k": log_k, "c_C": slope},
+        derived_={"k": float(np.exp(log_k))},
+        intervals=intervals,
+        diagnostics={
+            "converged": True,
+            "n_points": int(len(values)),
+            "residual_std_log": float(np.std(r)),
+            "bootstrap": {"samples": int(len(samples)), "failed": int((~ok).sum())},
+            "warnings": [],
+        },
         data_range={"C": (float(np.exp(log_c.min())), float(np.exp(log_c.max())))},
-        bootstrap_params=samples, level=level, seed=seed,
+        bootstrap_params=samples,
+        level=level,
+        seed=seed,
         citation="Hoffmann et al. 2022 Approach 2; interpolation and weighting as in Porian et al. 2024",
     )

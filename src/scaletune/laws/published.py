@@ -76,7 +76,8 @@ class Published:
 
 
 HOFFMANN = Published(
-    "chinchilla", "loss",
+    "chinchilla",
+    "loss",
     {"a": float(np.log(406.4)), "b": float(np.log(410.7)), "e": float(np.log(1.69)), "alpha": 0.3392, "beta": 0.2849},
     "Hoffmann et al. 2022, Training Compute-Optimal LLMs, Approach 3: E=1.69, A=406.4, B=410.7, alpha=0.3392, "
     "beta=0.2849 (the unrounded exponents of the TeX source, as reported by Besiroglu et al. 2024; the body's "
@@ -88,35 +89,48 @@ PUBLISHED: dict[str, Published] = {
     "hoffmann": HOFFMANN,
     "chinchilla": HOFFMANN,
     "muennighoff": Published(
-        "data_constrained", "loss",
+        "data_constrained",
+        "loss",
         {"a": 6.255414, "b": 7.3049974, "e": 0.6254804, "alpha": 0.3526596, "beta": 0.3526596, "R_D": 15.387756, "R_N": 5.309743},
         "Muennighoff et al. 2023, Scaling Data-Constrained Language Models (github.com/huggingface/datablations README)",
         "N parameters, D total tokens (repeats included), U unique tokens, loss in nats/token (C4 validation)",
     ),
     "steplaw-lr": Published(
-        "powerlaw:N,D", "lr", {"log_k": float(np.log(1.79)), "c_N": -0.713, "c_D": 0.307},
+        "powerlaw:N,D",
+        "lr",
+        {"log_k": float(np.log(1.79)), "c_N": -0.713, "c_D": 0.307},
         "Li et al. 2025, Predictable Scale: Part I (StepLaw), lr* = 1.79 N^-0.713 D^0.307",
         "N non-embedding parameters, D tokens, peak AdamW learning rate",
     ),
     "steplaw-batch": Published(
-        "powerlaw:D", "batch_size", {"log_k": float(np.log(0.58)), "c_D": 0.571},
+        "powerlaw:D",
+        "batch_size",
+        {"log_k": float(np.log(0.58)), "c_D": 0.571},
         "Li et al. 2025, Predictable Scale: Part I (StepLaw), B* = 0.58 D^0.571",
         "D tokens, batch size in tokens",
     ),
     "deepseek-lr": Published(
-        "powerlaw:C", "lr", {"log_k": float(np.log(0.3118)), "c_C": -0.1250},
+        "powerlaw:C",
+        "lr",
+        {"log_k": float(np.log(0.3118)), "c_C": -0.1250},
         "DeepSeek-AI 2024, DeepSeek LLM (arXiv 2401.02954), lr* = 0.3118 C^-0.1250",
         "C = M D FLOPs with M non-embedding FLOPs/token (attention included), peak learning rate",
     ),
     "deepseek-batch": Published(
-        "powerlaw:C", "batch_size", {"log_k": float(np.log(0.2920)), "c_C": 0.3271},
+        "powerlaw:C",
+        "batch_size",
+        {"log_k": float(np.log(0.2920)), "c_C": 0.3271},
         "DeepSeek-AI 2024, DeepSeek LLM (arXiv 2401.02954), B* = 0.2920 C^0.3271",
         "C = M D FLOPs with M non-embedding FLOPs/token, batch size in tokens",
     ),
 }
 # "published:deepseek" in `allocate` means deepseek_allocation (a power-law allocation, no loss law)
-ALLOCATION_ONLY = {"deepseek": (deepseek_allocation, "DeepSeek-AI 2024, DeepSeek LLM (arXiv 2401.02954): "
-                                "M* = 0.1715 C^0.5243 (non-embedding FLOPs/token), D* = 5.8316 C^0.4757 tokens")}
+ALLOCATION_ONLY = {
+    "deepseek": (
+        deepseek_allocation,
+        "DeepSeek-AI 2024, DeepSeek LLM (arXiv 2401.02954): M* = 0.1715 C^0.5243 (non-embedding FLOPs/token), D* = 5.8316 C^0.4757 tokens",
+    )
+}
 
 
 def published(name: str) -> FitResult:
@@ -127,11 +141,20 @@ def published(name: str) -> FitResult:
     pub = PUBLISHED[key]
     law = get_law(pub.law)
     return FitResult(
-        law=law.spec, y=pub.y, objective="published", params_=dict(pub.params),
-        derived_={k: float(v) for k, v in law.derive(pub.params).items()}, intervals={},
-        diagnostics={"published": True, "convention": pub.convention,
-                     "warnings": ["published law: no bootstrap samples, so no intervals from this tool"]},
-        data_range={}, citation=pub.citation, provenance={"source": f"published:{key}"},
+        law=law.spec,
+        y=pub.y,
+        objective="published",
+        params_=dict(pub.params),
+        derived_={k: float(v) for k, v in law.derive(pub.params).items()},
+        intervals={},
+        diagnostics={
+            "published": True,
+            "convention": pub.convention,
+            "warnings": ["published law: no bootstrap samples, so no intervals from this tool"],
+        },
+        data_range={},
+        citation=pub.citation,
+        provenance={"source": f"published:{key}"},
     )
 
 

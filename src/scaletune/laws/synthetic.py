@@ -20,9 +20,18 @@ from scaletune.runtable import FLOPS_PER_PARAM_TOKEN, training_flops
 HOFFMANN = {"a": float(np.log(406.4)), "b": float(np.log(410.7)), "e": float(np.log(1.69)), "alpha": 0.3392, "beta": 0.2849}
 
 
-def isoflop_ladder(seed: int = 0, *, budgets: int = 8, sizes: int = 7, c_min: float = 1e17, step: float = 4.0,
-                   spread: float = 1.5, noise: float = 0.005, budget_noise: float = 0.01,
-                   curvature: float = 5e-4) -> pd.DataFrame:
+def isoflop_ladder(
+    seed: int = 0,
+    *,
+    budgets: int = 8,
+    sizes: int = 7,
+    c_min: float = 1e17,
+    step: float = 4.0,
+    spread: float = 1.5,
+    noise: float = 0.005,
+    budget_noise: float = 0.01,
+    curvature: float = 5e-4,
+) -> pd.DataFrame:
     """A ladder of ``budgets`` FLOP budgets (c_min * step^k) with ``sizes`` model sizes each, log-spaced over
     +-``spread`` nats around the compute-optimal N; loss = truth * exp(budget error + run error), with std
     ``budget_noise`` shared within a budget and ``noise`` per run (natural-log units)."""

@@ -20,7 +20,9 @@ def _figure(rows: int = 1):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(rows, 1, figsize=(7, 3.2 * rows), squeeze=False, sharex=True, gridspec_kw={"height_ratios": [3] + [1] * (rows - 1)})
+    fig, axes = plt.subplots(
+        rows, 1, figsize=(7, 3.2 * rows), squeeze=False, sharex=True, gridspec_kw={"height_ratios": [3] + [1] * (rows - 1)}
+    )
     return plt, fig, axes[:, 0]
 
 

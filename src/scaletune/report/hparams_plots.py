@@ -41,8 +41,7 @@ def _err(value: float, lo: float | None, hi: float | None) -> list[list[float]] 
     return [[value - lo], [hi - value]]
 
 
-def _finish(fig, ax, path: str | Path, xlabel: str, ylabel: str, title: str | None = None, title_size: int = 8,
-            ylog: bool = False) -> Path:
+def _finish(fig, ax, path: str | Path, xlabel: str, ylabel: str, title: str | None = None, title_size: int = 8, ylog: bool = False) -> Path:
     """What every figure here shares: a log learning-rate or N axis, labels, small legend, saved at 120 dpi."""
     ax.set_xscale("log")
     if ylog:
@@ -92,8 +91,14 @@ def plot_sweeps(runs: pd.DataFrame, optima: Sequence, path: str | Path, flags: S
         from scaletune.report.stability_plots import flag_markers
 
         flag_markers(ax, flags, top * 1.01)
-    return _finish(fig, ax, path, "learning rate (as in the run table; muP: base rate)", "final validation loss (nats/token)",
-                   "Sweeps per scale: * vertex with 95% interval, shaded = near-optimal band, x = diverged (not fitted)")
+    return _finish(
+        fig,
+        ax,
+        path,
+        "learning rate (as in the run table; muP: base rate)",
+        "final validation loss (nats/token)",
+        "Sweeps per scale: * vertex with 95% interval, shaded = near-optimal band, x = diverged (not fitted)",
+    )
 
 
 def plot_laws(rec, path: str | Path, measured: dict | None = None) -> Path:
@@ -112,23 +117,53 @@ def plot_laws(rec, path: str | Path, measured: dict | None = None) -> Path:
         group = [o for o in optima if o.scale["D"] == D]
         for o in group:
             marker = "o" if o.bracketed else "^"
-            ax.errorbar([o.scale["N"]], [o.lr_], yerr=_err(o.lr_, *o.lr_interval), fmt=marker, color=color, capsize=3, mfc="none" if not o.bracketed else color)
+            ax.errorbar(
+                [o.scale["N"]],
+                [o.lr_],
+                yerr=_err(o.lr_, *o.lr_interval),
+                fmt=marker,
+                color=color,
+                capsize=3,
+                mfc="none" if not o.bracketed else color,
+            )
         if law is not None:
             x = {"N": grid, "D": np.full_like(grid, D)}
             x = {v: x[v] for v in law.variables}
             ax.plot(grid, law.fit_.predict(x), "-", color=color, lw=1, label=f"D = {D:.3g} tokens")
             band = law.predict_interval(x)
             ax.fill_between(grid, band.lo, band.hi, color=color, alpha=0.12)  # NaN (nothing drawn) without a bootstrap
-    ax.errorbar([rec.target["N"]], [rec.lr.value], yerr=_err(rec.lr.value, *rec.lr.interval), fmt="s", color="k", capsize=4,
-                label=f"recommended at target (x{rec.lr.extrapolation:.1f} extrapolation)")
+    ax.errorbar(
+        [rec.target["N"]],
+        [rec.lr.value],
+        yerr=_err(rec.lr.value, *rec.lr.interval),
+        fmt="s",
+        color="k",
+        capsize=4,
+        label=f"recommended at target (x{rec.lr.extrapolation:.1f} extrapolation)",
+    )
     if measured and measured.get("measured_optimum"):
         m = measured["measured_optimum"]
-        ax.errorbar([rec.target["N"] * 1.06], [m["lr_"]], yerr=_err(m["lr_"], *m["lr_interval"]), fmt="D", color="g", capsize=4,
-                    label="measured at the target (vertex, 95%)")
+        ax.errorbar(
+            [rec.target["N"] * 1.06],
+            [m["lr_"]],
+            yerr=_err(m["lr_"], *m["lr_interval"]),
+            fmt="D",
+            color="g",
+            capsize=4,
+            label="measured at the target (vertex, 95%)",
+        )
     for name, p in rec.published.items():
         ax.plot([rec.target["N"]], [p["lr"]], "x", ms=8, label=f"{name} (published, SP)")
-    return _finish(fig, ax, path, "N (parameters, as counted in the run table)", "optimal learning rate",
-                   "lr*(N, D): per-scale optima (95%), fitted law and 95% band, target", title_size=9, ylog=True)
+    return _finish(
+        fig,
+        ax,
+        path,
+        "N (parameters, as counted in the run table)",
+        "optimal learning rate",
+        "lr*(N, D): per-scale optima (95%), fitted law and 95% band, target",
+        title_size=9,
+        ylog=True,
+    )
 
 
 def plot_target_check(target_runs: pd.DataFrame, rec, path: str | Path) -> Path:

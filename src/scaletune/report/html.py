@@ -83,8 +83,13 @@ def table_html(columns: Sequence[str], rows: Sequence[Sequence[Any]], caption: s
     """A plain HTML table; numbers formatted with `fmt` and right-aligned, text escaped."""
     head = "".join(f"<th>{escape(str(c))}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f'<td class="{"num" if isinstance(v, (int, float)) and not isinstance(v, bool) else "txt"}">'
-                         f"{escape(fmt(v))}</td>" for v in r) + "</tr>" for r in rows)
+        "<tr>"
+        + "".join(
+            f'<td class="{"num" if isinstance(v, (int, float)) and not isinstance(v, bool) else "txt"}">{escape(fmt(v))}</td>' for v in r
+        )
+        + "</tr>"
+        for r in rows
+    )
     cap = f"<caption>{escape(caption)}</caption>" if caption else ""
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -102,9 +107,17 @@ def recommendation_rows(rec) -> list[dict[str, Any]]:
         from scaletune.hparams.describe import describe
 
         details = getattr(p, "details", None) or {}  # a backtest's score, where a candidate rule was chosen by one
-        rows.append({"quantity": quantity, "value": p.value, "lo": p.interval[0], "hi": p.interval[1],
-                     "extrapolation": p.extrapolation, "method": describe(p),
-                     "backtest_score_percent": details.get("held_out_score_percent", math.nan)})
+        rows.append(
+            {
+                "quantity": quantity,
+                "value": p.value,
+                "lo": p.interval[0],
+                "hi": p.interval[1],
+                "extrapolation": p.extrapolation,
+                "method": describe(p),
+                "backtest_score_percent": details.get("held_out_score_percent", math.nan),
+            }
+        )
 
     pred("learning rate" + (f" ({rec.param} base rate)" if rec.param in ("mup", "completep") else ""), rec.lr)
     pred("batch size (tokens)", rec.batch_size)
@@ -112,12 +125,39 @@ def recommendation_rows(rec) -> list[dict[str, Any]]:
         pred(f"batch size (sequences of {rec.seq_len} tokens)", rec.batch_sequences)
     w = rec.warmup
     lo, hi = (w.get("steps_interval") or [math.nan, math.nan])[:2]
-    rows.append({"quantity": "warm-up (steps)", "value": w.get("steps"), "lo": lo, "hi": hi, "extrapolation": None,
-                 "method": f"{w.get('fraction', 0):.1%} of {rec.steps} steps; {w.get('source')}", "backtest_score_percent": math.nan})
-    rows.append({"quantity": "schedule", "value": rec.schedule, "lo": math.nan, "hi": math.nan, "extrapolation": None,
-                 "method": "as in the proxies", "backtest_score_percent": math.nan})
-    rows.append({"quantity": "parameterisation", "value": rec.param, "lo": math.nan, "hi": math.nan, "extrapolation": None,
-                 "method": "as in the proxies", "backtest_score_percent": math.nan})
+    rows.append(
+        {
+            "quantity": "warm-up (steps)",
+            "value": w.get("steps"),
+            "lo": lo,
+            "hi": hi,
+            "extrapolation": None,
+            "method": f"{w.get('fraction', 0):.1%} of {rec.steps} steps; {w.get('source')}",
+            "backtest_score_percent": math.nan,
+        }
+    )
+    rows.append(
+        {
+            "quantity": "schedule",
+            "value": rec.schedule,
+            "lo": math.nan,
+            "hi": math.nan,
+            "extrapolation": None,
+            "method": "as in the proxies",
+            "backtest_score_percent": math.nan,
+        }
+    )
+    rows.append(
+        {
+            "quantity": "parameterisation",
+            "value": rec.param,
+            "lo": math.nan,
+            "hi": math.nan,
+            "extrapolation": None,
+            "method": "as in the proxies",
+            "backtest_score_percent": math.nan,
+        }
+    )
     if rec.loss is not None:
         pred("final loss (nats/token)", rec.loss)
     return rows
@@ -130,9 +170,17 @@ def law_rows(laws, interval: Callable[[Sequence[float]], str], point: Callable[[
     rows = []
     for name, law in laws.laws.items():
         k, kiv = law.coefficient
-        rows.append({"law": name, "formula": law.formula, "k": k, "k_interval": kiv, "scales": law.scales,
-                     "exponents": ", ".join(f"{v}: {e:+.3f} {interval(iv)}" for v, (e, iv) in law.exponents.items()),
-                     "check": _holdout_check(law, point)})
+        rows.append(
+            {
+                "law": name,
+                "formula": law.formula,
+                "k": k,
+                "k_interval": kiv,
+                "scales": law.scales,
+                "exponents": ", ".join(f"{v}: {e:+.3f} {interval(iv)}" for v, (e, iv) in law.exponents.items()),
+                "check": _holdout_check(law, point),
+            }
+        )
     return rows
 
 
@@ -181,8 +229,7 @@ def _sweeps(data: ReportData, s: Section) -> None:
 
     s.figures.append(sweeps_figure(data.runs, data.optima))
     bad = [o for o in data.optima if not o.bracketed]
-    s.notes += [f"{', '.join(f'{k}={v:.3g}' for k, v in o.scale.items())}: not bracketed ({o.message}); not used by the laws"
-                for o in bad]
+    s.notes += [f"{', '.join(f'{k}={v:.3g}' for k, v in o.scale.items())}: not bracketed ({o.message}); not used by the laws" for o in bad]
 
 
 def _laws(data: ReportData, s: Section) -> None:
@@ -193,39 +240,73 @@ def _laws(data: ReportData, s: Section) -> None:
         fig = make(list(data.optima), data.laws, rec)
         if fig is not None:
             s.figures.append(fig)
-    laws = law_rows(data.laws, lambda iv: f"[{iv[0]:+.3f}, {iv[1]:+.3f}]",
-                    lambda p: f"predicted {p['predicted']:.4g} vs observed {p['observed']:.4g} "
-                              f"({'covered' if p['covered'] else 'NOT covered'})")
-    rows = [[r["law"], r["formula"], r["k"], f"[{fmt(r['k_interval'][0])}, {fmt(r['k_interval'][1])}]", r["exponents"],
-             r["scales"], r["check"]] for r in laws]
+    laws = law_rows(
+        data.laws,
+        lambda iv: f"[{iv[0]:+.3f}, {iv[1]:+.3f}]",
+        lambda p: f"predicted {p['predicted']:.4g} vs observed {p['observed']:.4g} ({'covered' if p['covered'] else 'NOT covered'})",
+    )
+    rows = [
+        [r["law"], r["formula"], r["k"], f"[{fmt(r['k_interval'][0])}, {fmt(r['k_interval'][1])}]", r["exponents"], r["scales"], r["check"]]
+        for r in laws
+    ]
     if data.laws.loss is not None:
         f = data.laws.loss
-        params = ", ".join(f"{p}: {v:.4g}" + (f" [{f.intervals[p][0]:.4g}, {f.intervals[p][1]:.4g}]" if p in f.intervals else "")
-                           for p, v in f.params_.items())
+        params = ", ".join(
+            f"{p}: {v:.4g}" + (f" [{f.intervals[p][0]:.4g}, {f.intervals[p][1]:.4g}]" if p in f.intervals else "")
+            for p, v in f.params_.items()
+        )
         rows.append(["loss", f"{f.law}: {f.law_.formula}", math.nan, "", params, f.diagnostics.get("n_points", "-"), "-"])
     if rows:
-        s.tables.append(table_html(["law", "formula", "k", "k 95%", "exponents / parameters [95%]", "scales", "largest scale held out"],
-                                   rows, "Laws fitted on the optima of the sweep (95% two-level bootstrap intervals)"))
+        s.tables.append(
+            table_html(
+                ["law", "formula", "k", "k 95%", "exponents / parameters [95%]", "scales", "largest scale held out"],
+                rows,
+                "Laws fitted on the optima of the sweep (95% two-level bootstrap intervals)",
+            )
+        )
     s.notes += list(data.laws.notes)
 
 
 def _recommendation(data: ReportData, s: Section) -> None:
     rec = data.recommendation
     head = ", ".join(f"{k}={fmt(v)}" for k, v in rec.target.items())
-    s.tables.append(table_html(
-        ["quantity", "value", "95% lo", "95% hi", "extrapolation x", "backtest score %", "method"],
-        [[r["quantity"], r["value"], r["lo"], r["hi"], r["extrapolation"], r["backtest_score_percent"], r["method"]]
-         for r in recommendation_rows(rec)],
-        f"Recommended at {head} (extrapolation x: the largest factor beyond the fitted range, 1 = inside)"))
-    s.tables.append(table_html(
-        ["law", "lr", "lr / recommended", "inside our interval", "batch (tokens)", "batch / recommended", "formula", "inputs"],
-        [[name, p["lr"], p["lr_ratio_to_recommended"], "yes" if p["lr_inside_interval"] else "no", p["batch_size"],
-          p["batch_ratio_to_recommended"], p["formula"], p["inputs"]] for name, p in rec.published.items()],
-        "What the published laws would set at the same target (fitted on standard-parameterised models)"))
+    s.tables.append(
+        table_html(
+            ["quantity", "value", "95% lo", "95% hi", "extrapolation x", "backtest score %", "method"],
+            [
+                [r["quantity"], r["value"], r["lo"], r["hi"], r["extrapolation"], r["backtest_score_percent"], r["method"]]
+                for r in recommendation_rows(rec)
+            ],
+            f"Recommended at {head} (extrapolation x: the largest factor beyond the fitted range, 1 = inside)",
+        )
+    )
+    s.tables.append(
+        table_html(
+            ["law", "lr", "lr / recommended", "inside our interval", "batch (tokens)", "batch / recommended", "formula", "inputs"],
+            [
+                [
+                    name,
+                    p["lr"],
+                    p["lr_ratio_to_recommended"],
+                    "yes" if p["lr_inside_interval"] else "no",
+                    p["batch_size"],
+                    p["batch_ratio_to_recommended"],
+                    p["formula"],
+                    p["inputs"],
+                ]
+                for name, p in rec.published.items()
+            ],
+            "What the published laws would set at the same target (fitted on standard-parameterised models)",
+        )
+    )
     candidates = getattr(getattr(rec, "analysis", None), "candidates", None)
     if candidates:
-        s.tables.append(_records_table(candidates, "Candidate rules scored by backtest (score: mean held-out loss penalty, "
-                                                   "% of the optimum loss; chosen: used above)"))
+        s.tables.append(
+            _records_table(
+                candidates,
+                "Candidate rules scored by backtest (score: mean held-out loss penalty, % of the optimum loss; chosen: used above)",
+            )
+        )
     s.notes += [n for n in rec.notes if n not in rec.laws.notes]  # the laws' own notes are under Laws
 
 
@@ -233,17 +314,25 @@ def _curves(data: ReportData, s: Section) -> None:
     from scaletune.report.plotly_figures import curves_figure
 
     rec = data.recommendation
-    s.figures.append(curves_figure(data.curves, data.curve_fit, data.curve_prediction,
-                                   None if rec is None else rec.loss, None if rec is None else rec.steps))
+    s.figures.append(
+        curves_figure(
+            data.curves, data.curve_fit, data.curve_prediction, None if rec is None else rec.loss, None if rec is None else rec.steps
+        )
+    )
     if data.curve_fit is not None:
         f = data.curve_fit
-        s.notes.append(f"{f.law} law fitted on the {len(data.curves)} curves of {data.curve_scale} ("
-                       + ", ".join(f"{p} = {v:.4g}" for p, v in f.params_.items()) + ")")
+        s.notes.append(
+            f"{f.law} law fitted on the {len(data.curves)} curves of {data.curve_scale} ("
+            + ", ".join(f"{p} = {v:.4g}" for p, v in f.params_.items())
+            + ")"
+        )
     if data.curve_prediction is not None:
         p = data.curve_prediction
-        s.notes.append(f"under the target's schedule {p.schedule}: final loss {p.final_loss:.4f} "
-                       f"[{p.final_interval[0]:.4f}, {p.final_interval[1]:.4f}] at this scale's parameters "
-                       f"({p.ratios['steps_ratio']:.2f}x the fitted steps; interval: {p.describe_interval()})")
+        s.notes.append(
+            f"under the target's schedule {p.schedule}: final loss {p.final_loss:.4f} "
+            f"[{p.final_interval[0]:.4f}, {p.final_interval[1]:.4f}] at this scale's parameters "
+            f"({p.ratios['steps_ratio']:.2f}x the fitted steps; interval: {p.describe_interval()})"
+        )
     if "curves" in data.missing:
         s.notes.append(data.missing["curves"])
 
@@ -255,9 +344,13 @@ def _isoflop(data: ReportData, s: Section) -> None:
     s.figures.append(isoflop_figure(res, data.isoflop_data))
     lo, hi = res.n_fit.intervals.get("c_C", (math.nan, math.nan))
     dlo, dhi = res.d_fit.intervals.get("c_C", (math.nan, math.nan))
-    s.tables.append(table_html(["quantity", "value", "95% lo", "95% hi"],
-                               [["a in N* = k C^a", res.a, lo, hi], ["b in D* = k' C^b", res.b, dlo, dhi]],
-                               f"{len(res.optima)} budgets used, {len(res.dropped)} dropped"))
+    s.tables.append(
+        table_html(
+            ["quantity", "value", "95% lo", "95% hi"],
+            [["a in N* = k C^a", res.a, lo, hi], ["b in D* = k' C^b", res.b, dlo, dhi]],
+            f"{len(res.optima)} budgets used, {len(res.dropped)} dropped",
+        )
+    )
     s.notes += list(res.warnings)
 
 
@@ -270,22 +363,46 @@ def _stability(data: ReportData, s: Section) -> None:
     for arm in rep.arms:
         tag = ", ".join(f"{k}={v}" for k, v in arm.values.items()) or "sweep"
         for sc in arm.scales:
-            rows.append([tag, ", ".join(f"{k}={v:.4g}" for k, v in sc.scale.items()), sc.sensitivity, sc.sensitivity_interval[0],
-                         sc.sensitivity_interval[1], sc.edge, "yes" if sc.edge_bracketed else "no (a bound)", sc.n_failed])
+            rows.append(
+                [
+                    tag,
+                    ", ".join(f"{k}={v:.4g}" for k, v in sc.scale.items()),
+                    sc.sensitivity,
+                    sc.sensitivity_interval[0],
+                    sc.sensitivity_interval[1],
+                    sc.edge,
+                    "yes" if sc.edge_bracketed else "no (a bound)",
+                    sc.n_failed,
+                ]
+            )
         for trend in (arm.sensitivity_trend, arm.edge_trend):
             p = None if trend is None else trend.prediction
             if p is not None:
-                rows.append([tag, f"target ({trend.quantity}, x{p.extrapolation:.1f} in N)", p.value if trend.quantity == "sensitivity" else math.nan,
-                             p.interval[0] if trend.quantity == "sensitivity" else math.nan,
-                             p.interval[1] if trend.quantity == "sensitivity" else math.nan,
-                             p.value if trend.quantity == "edge" else math.nan, p.method, ""])
-    s.tables.append(table_html(["arm", "scale", "LR sensitivity (nats)", "95% lo", "95% hi", "stable-range edge lr",
-                                "edge bracketed / method", "failed runs"], rows,
-                               f"LR sensitivity (Wortsman et al. 2023; losses capped at L_ref = {rep.l_ref:.4g}, {rep.l_ref_source}) "
-                               f"and the stable range (within {rep.tolerance:.0%} of the best loss)"))
+                rows.append(
+                    [
+                        tag,
+                        f"target ({trend.quantity}, x{p.extrapolation:.1f} in N)",
+                        p.value if trend.quantity == "sensitivity" else math.nan,
+                        p.interval[0] if trend.quantity == "sensitivity" else math.nan,
+                        p.interval[1] if trend.quantity == "sensitivity" else math.nan,
+                        p.value if trend.quantity == "edge" else math.nan,
+                        p.method,
+                        "",
+                    ]
+                )
+    s.tables.append(
+        table_html(
+            ["arm", "scale", "LR sensitivity (nats)", "95% lo", "95% hi", "stable-range edge lr", "edge bracketed / method", "failed runs"],
+            rows,
+            f"LR sensitivity (Wortsman et al. 2023; losses capped at L_ref = {rep.l_ref:.4g}, {rep.l_ref_source}) "
+            f"and the stable range (within {rep.tolerance:.0%} of the best loss)",
+        )
+    )
     n_flagged = sum(f.flagged for f in rep.flags)
-    s.notes.append(f"{n_flagged} of {len(rep.flags)} runs flagged by the attention-logit / output-logit detectors; signals "
-                   f"present: {', '.join(rep.signals_present) or 'none'}; missing: {', '.join(rep.signals_missing) or 'none'}")
+    s.notes.append(
+        f"{n_flagged} of {len(rep.flags)} runs flagged by the attention-logit / output-logit detectors; signals "
+        f"present: {', '.join(rep.signals_present) or 'none'}; missing: {', '.join(rep.signals_missing) or 'none'}"
+    )
     s.notes += list(rep.skipped) + list(rep.notes)
 
 
@@ -296,8 +413,15 @@ def _provenance(data: ReportData, s: Section) -> None:
 def build_sections(data: ReportData) -> list[Section]:
     """The report's sections, in page order, with their plotly figures (tests read the numbers from these)."""
     sections = []
-    for key, fill in (("sweeps", _sweeps), ("laws", _laws), ("recommendation", _recommendation), ("curves", _curves),
-                      ("isoflop", _isoflop), ("stability", _stability), ("provenance", _provenance)):
+    for key, fill in (
+        ("sweeps", _sweeps),
+        ("laws", _laws),
+        ("recommendation", _recommendation),
+        ("curves", _curves),
+        ("isoflop", _isoflop),
+        ("stability", _stability),
+        ("provenance", _provenance),
+    ):
         s = Section(key, SECTIONS[key])
         present, missing = _NEEDS.get(key, (lambda d: True, ""))
         if present(data):
@@ -333,8 +457,9 @@ def render_html(data: ReportData, sections: list[Section] | None = None) -> str:
         if s.missing is not None:
             body.append(f'<p class="missing" data-missing="{s.key}">{escape(s.missing)}</p>')
         for i, fig in enumerate(s.figures):
-            div = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=f"fig-{s.key}-{i}",
-                              config={"displaylogo": False, "responsive": True})
+            div = pio.to_html(
+                fig, full_html=False, include_plotlyjs=False, div_id=f"fig-{s.key}-{i}", config={"displaylogo": False, "responsive": True}
+            )
             body.append(f'<div class="figure">{div}</div>')
         body += s.tables
         if s.notes:
@@ -342,9 +467,11 @@ def render_html(data: ReportData, sections: list[Section] | None = None) -> str:
         parts.append("\n".join(body) + "</section>")
     nav = " ".join(f'<a href="#{s.key}">{escape(s.title.split(":")[0])}</a>' for s in sections)
     title = f"scaletune report: {data.source}"
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f"<style>{_CSS}</style><script type=\"text/javascript\">{get_plotlyjs()}</script></head>"
-            f"<body><h1>{escape(title)}</h1><nav>{nav}</nav>\n" + "\n".join(parts) + "\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f'<style>{_CSS}</style><script type="text/javascript">{get_plotlyjs()}</script></head>'
+        f"<body><h1>{escape(title)}</h1><nav>{nav}</nav>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
 
 
 def check_writable(path: str | Path) -> Path:

@@ -74,8 +74,13 @@ def plot_fit(fit: FitResult, data: pd.DataFrame, path: str | Path) -> Path:
     lims = [min(pred.min(), obs.min()), max(pred.max(), obs.max())]
     ax2.plot(lims, lims, color="gray", lw=1)
     wide = lims[1] / lims[0] > 10  # log axes only when the values span more than a decade
-    ax2.set(xscale="log" if wide else "linear", yscale="log" if wide else "linear",
-            xlabel=f"predicted {fit.y}", ylabel=f"observed {fit.y}", title="observed vs predicted")
+    ax2.set(
+        xscale="log" if wide else "linear",
+        yscale="log" if wide else "linear",
+        xlabel=f"predicted {fit.y}",
+        ylabel=f"observed {fit.y}",
+        title="observed vs predicted",
+    )
     ax2.legend(fontsize=8)
     return save_figure(fig, path, dpi=120)
 
@@ -94,8 +99,15 @@ def plot_isoflop(res: IsoflopResult, data: pd.DataFrame, path: str | Path, C: st
         row = res.optima[res.optima["C"] == budget]
         if len(row):
             r = row.iloc[0]
-            ax.errorbar([r.N_star], [r.loss_star], xerr=[[r.N_star - r.N_star_lo], [r.N_star_hi - r.N_star]],
-                        fmt="*", ms=11, color=color, mec="black")
+            ax.errorbar(
+                [r.N_star],
+                [r.loss_star],
+                xerr=[[r.N_star - r.N_star_lo], [r.N_star_hi - r.N_star]],
+                fmt="*",
+                ms=11,
+                color=color,
+                mec="black",
+            )
     ax.set(xscale="log", xlabel="N (parameters)", ylabel=y, title="isoFLOP curves (stars: optimum, bars: 95% bootstrap)")
     cs = np.logspace(np.log10(min(budgets)), np.log10(max(budgets)) + 1, 100)
     for col, fit, color in (("N_star", res.n_fit, "C0"), ("D_star", res.d_fit, "C1")):

@@ -48,17 +48,29 @@ def _error(value: float, iv: Sequence[float] | None) -> dict | None:
 
 
 def _scale_label(scale: Mapping[str, float]) -> str:
-    return ", ".join(f"{k}={v:.3g}" for k, v in scale.items() if k in ("N", "D")) or \
-        ", ".join(f"{k}={v:.3g}" for k, v in scale.items())
+    return ", ".join(f"{k}={v:.3g}" for k, v in scale.items() if k in ("N", "D")) or ", ".join(f"{k}={v:.3g}" for k, v in scale.items())
 
 
-def _band_traces(go, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, color: str, name: str, meta: dict,
-                 showlegend: bool = True) -> list:
+def _band_traces(go, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, color: str, name: str, meta: dict, showlegend: bool = True) -> list:
     """A filled band between lo and hi (two traces: the upper edge, then the lower filled up to it)."""
-    return [go.Scatter(x=x, y=hi, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip",
-                       legendgroup=name, meta={**meta, "edge": "hi"}),
-            go.Scatter(x=x, y=lo, mode="lines", line={"width": 0}, fill="tonexty", fillcolor=_rgba(color, BAND_ALPHA),
-                       name=name, legendgroup=name, hoverinfo="skip", showlegend=showlegend, meta={**meta, "edge": "lo"})]
+    return [
+        go.Scatter(
+            x=x, y=hi, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip", legendgroup=name, meta={**meta, "edge": "hi"}
+        ),
+        go.Scatter(
+            x=x,
+            y=lo,
+            mode="lines",
+            line={"width": 0},
+            fill="tonexty",
+            fillcolor=_rgba(color, BAND_ALPHA),
+            name=name,
+            legendgroup=name,
+            hoverinfo="skip",
+            showlegend=showlegend,
+            meta={**meta, "edge": "lo"},
+        ),
+    ]
 
 
 def _law_band(fit, point: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -83,8 +95,7 @@ def sweep_panels(optima: Sequence) -> list[tuple[str, list]]:
     """Small multiples: one panel per token budget D (a line per N), else one panel per scale."""
     if optima and all("D" in o.scale for o in optima):
         Ds = sorted({o.scale["D"] for o in optima})
-        return [(f"D = {D:.4g} tokens", sorted([o for o in optima if o.scale["D"] == D], key=lambda o: o.scale.get("N", 0)))
-                for D in Ds]
+        return [(f"D = {D:.4g} tokens", sorted([o for o in optima if o.scale["D"] == D], key=lambda o: o.scale.get("N", 0))) for D in Ds]
     return [(_scale_label(o.scale), [o]) for o in optima]
 
 
@@ -99,8 +110,9 @@ def sweeps_figure(runs: pd.DataFrame, optima: Sequence):
     panels = sweep_panels(optima)
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _ in panels], horizontal_spacing=0.06,
-                        vertical_spacing=0.12 if rows > 1 else 0.1)
+    fig = make_subplots(
+        rows=rows, cols=cols, subplot_titles=[t for t, _ in panels], horizontal_spacing=0.06, vertical_spacing=0.12 if rows > 1 else 0.1
+    )
     status = runs["status"].astype(str).str.lower() if "status" in runs.columns else pd.Series("ok", index=runs.index)
     n_colors = max(len(group) for _, group in panels)
     for i, (_, group) in enumerate(panels):
@@ -119,42 +131,98 @@ def sweeps_figure(runs: pd.DataFrame, optima: Sequence):
                 label += f", batch {o.best_batch_size:g}"
             mean = ok.groupby("lr")["loss"].mean().sort_index()
             meta = {"scale": dict(o.scale)}
-            fig.add_trace(go.Scatter(x=mean.index.to_numpy(float), y=mean.to_numpy(float), mode="lines+markers",
-                                     name=label, legendgroup=label, line={"color": color, "width": 1.5},
-                                     marker={"size": 6}, meta={**meta, "kind": "runs"},
-                                     hovertemplate="lr %{x:.4g}<br>loss %{y:.4f}<extra>" + label + "</extra>"), **where)
+            fig.add_trace(
+                go.Scatter(
+                    x=mean.index.to_numpy(float),
+                    y=mean.to_numpy(float),
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=label,
+                    line={"color": color, "width": 1.5},
+                    marker={"size": 6},
+                    meta={**meta, "kind": "runs"},
+                    hovertemplate="lr %{x:.4g}<br>loss %{y:.4f}<extra>" + label + "</extra>",
+                ),
+                **where,
+            )
             if len(bad):
-                fig.add_trace(go.Scatter(x=bad["lr"].to_numpy(float), y=np.full(len(bad), top), mode="markers",
-                                         name=f"{label}: not ok", legendgroup=label, showlegend=False,
-                                         marker={"symbol": "x", "size": 9, "color": color},
-                                         text=bad["status"].astype(str).tolist() if "status" in bad.columns else None,
-                                         meta={**meta, "kind": "diverged"},
-                                         hovertemplate="lr %{x:.4g}: %{text} (not fitted)<extra></extra>"), **where)
+                fig.add_trace(
+                    go.Scatter(
+                        x=bad["lr"].to_numpy(float),
+                        y=np.full(len(bad), top),
+                        mode="markers",
+                        name=f"{label}: not ok",
+                        legendgroup=label,
+                        showlegend=False,
+                        marker={"symbol": "x", "size": 9, "color": color},
+                        text=bad["status"].astype(str).tolist() if "status" in bad.columns else None,
+                        meta={**meta, "kind": "diverged"},
+                        hovertemplate="lr %{x:.4g}: %{text} (not fitted)<extra></extra>",
+                    ),
+                    **where,
+                )
             if o.lr_bracketed and _finite(o.lr_interval):
-                fig.add_trace(go.Scatter(x=[o.lr_], y=[o.loss_], mode="markers", name=f"{label}: optimum",
-                                         legendgroup=label, showlegend=False, error_x=_error(o.lr_, o.lr_interval),
-                                         marker={"symbol": "star", "size": 14, "color": color, "line": {"width": 1, "color": "black"}},
-                                         meta={**meta, "kind": "optimum"},
-                                         hovertemplate=(f"optimum lr {o.lr_:.4g} [{o.lr_interval[0]:.4g}, {o.lr_interval[1]:.4g}]"
-                                                        f"<br>loss {o.loss_:.4f}<extra>{label}</extra>")), **where)
+                fig.add_trace(
+                    go.Scatter(
+                        x=[o.lr_],
+                        y=[o.loss_],
+                        mode="markers",
+                        name=f"{label}: optimum",
+                        legendgroup=label,
+                        showlegend=False,
+                        error_x=_error(o.lr_, o.lr_interval),
+                        marker={"symbol": "star", "size": 14, "color": color, "line": {"width": 1, "color": "black"}},
+                        meta={**meta, "kind": "optimum"},
+                        hovertemplate=(
+                            f"optimum lr {o.lr_:.4g} [{o.lr_interval[0]:.4g}, {o.lr_interval[1]:.4g}]"
+                            f"<br>loss {o.loss_:.4f}<extra>{label}</extra>"
+                        ),
+                    ),
+                    **where,
+                )
             else:
-                fig.add_trace(go.Scatter(x=[o.best_lr], y=[o.best_loss], mode="markers", name=f"{label}: not bracketed",
-                                         legendgroup=label, showlegend=False,
-                                         marker={"symbol": "circle-open", "size": 14, "color": color, "line": {"width": 2}},
-                                         meta={**meta, "kind": "best-tested", "message": o.message},
-                                         hovertemplate=f"best tested lr %{{x:.4g}} (not bracketed: {o.message})<extra></extra>"),
-                              **where)
+                fig.add_trace(
+                    go.Scatter(
+                        x=[o.best_lr],
+                        y=[o.best_loss],
+                        mode="markers",
+                        name=f"{label}: not bracketed",
+                        legendgroup=label,
+                        showlegend=False,
+                        marker={"symbol": "circle-open", "size": 14, "color": color, "line": {"width": 2}},
+                        meta={**meta, "kind": "best-tested", "message": o.message},
+                        hovertemplate=f"best tested lr %{{x:.4g}} (not bracketed: {o.message})<extra></extra>",
+                    ),
+                    **where,
+                )
             if _finite(o.band_lr):
                 level = o.loss_ * (1 + o.band) if math.isfinite(o.loss_) else o.best_loss
-                fig.add_trace(go.Scatter(x=list(o.band_lr), y=[level, level], mode="lines", name=f"{label}: band",
-                                         legendgroup=label, showlegend=False, line={"color": color, "width": 7},
-                                         opacity=0.35, meta={**meta, "kind": "band", "band": o.band},
-                                         hovertemplate=f"near-optimal band ({o.band:.2%}): lr %{{x:.4g}}<extra></extra>"), **where)
+                fig.add_trace(
+                    go.Scatter(
+                        x=list(o.band_lr),
+                        y=[level, level],
+                        mode="lines",
+                        name=f"{label}: band",
+                        legendgroup=label,
+                        showlegend=False,
+                        line={"color": color, "width": 7},
+                        opacity=0.35,
+                        meta={**meta, "kind": "band", "band": o.band},
+                        hovertemplate=f"near-optimal band ({o.band:.2%}): lr %{{x:.4g}}<extra></extra>",
+                    ),
+                    **where,
+                )
     fig.update_xaxes(type="log", title_text="learning rate")
     fig.update_yaxes(title_text="final loss (nats)", col=1)
-    fig.update_layout(height=330 * rows + 80, margin={"t": 60, "b": 40}, legend={"font": {"size": 10}},
-                      title={"text": "* optimum (vertex, 95% interval) · thick segment: near-optimal band · x: diverged / failed (not fitted)",
-                             "font": {"size": 12}})
+    fig.update_layout(
+        height=330 * rows + 80,
+        margin={"t": 60, "b": 40},
+        legend={"font": {"size": 10}},
+        title={
+            "text": "* optimum (vertex, 95% interval) · thick segment: near-optimal band · x: diverged / failed (not fitted)",
+            "font": {"size": 12},
+        },
+    )
     return fig
 
 
@@ -180,22 +248,39 @@ def _law_lines(go, fig, fit, name: str, xs: np.ndarray, lines: list[tuple[dict, 
         x = {v: point[v] for v in fit.law_.variables}
         label = ", ".join(f"{k} = {v:.3g}" for k, v in held.items()) or "all scales"
         m = {**meta, "kind": "law", "law": name, "at": held}
-        fig.add_trace(go.Scatter(x=xs, y=fit.predict(x), mode="lines", name=f"{name} fit, {label}", legendgroup=name + label,
-                                 line={"color": color, "width": 2}, meta=m))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=fit.predict(x),
+                mode="lines",
+                name=f"{name} fit, {label}",
+                legendgroup=name + label,
+                line={"color": color, "width": 2},
+                meta=m,
+            )
+        )
         band = _law_band(fit, x)
         if band is not None:
-            for t in _band_traces(go, xs, band[0], band[1], color, f"{name} 95% band, {label}", {**m, "kind": "band"},
-                                  showlegend=False):
+            for t in _band_traces(go, xs, band[0], band[1], color, f"{name} 95% band, {label}", {**m, "kind": "band"}, showlegend=False):
                 fig.add_trace(t)
 
 
 def _target_trace(go, x: float, pred, name: str, meta: dict):
     from scaletune.hparams.describe import describe
 
-    return go.Scatter(x=[x], y=[pred.value], mode="markers", name=name, error_y=_error(pred.value, pred.interval),
-                      marker={"symbol": "square", "size": 11, "color": "black"}, meta={**meta, "kind": "target"},
-                      hovertemplate=(f"{pred.value:.4g} [{pred.interval[0]:.4g}, {pred.interval[1]:.4g}], "
-                                     f"x{pred.extrapolation:.1f} extrapolation<br>{describe(pred)}<extra></extra>"))
+    return go.Scatter(
+        x=[x],
+        y=[pred.value],
+        mode="markers",
+        name=name,
+        error_y=_error(pred.value, pred.interval),
+        marker={"symbol": "square", "size": 11, "color": "black"},
+        meta={**meta, "kind": "target"},
+        hovertemplate=(
+            f"{pred.value:.4g} [{pred.interval[0]:.4g}, {pred.interval[1]:.4g}], "
+            f"x{pred.extrapolation:.1f} extrapolation<br>{describe(pred)}<extra></extra>"
+        ),
+    )
 
 
 def lr_law_figure(optima: Sequence, laws, rec=None):
@@ -218,12 +303,23 @@ def lr_law_figure(optima: Sequence, laws, rec=None):
             y = [o.lr_ if used else o.best_lr for o in sel]
             err = None
             if used:
-                err = {"type": "data", "symmetric": False, "array": [o.lr_interval[1] - o.lr_ for o in sel],
-                       "arrayminus": [o.lr_ - o.lr_interval[0] for o in sel]}
-            fig.add_trace(go.Scatter(x=[o.scale["N"] for o in sel], y=y, mode="markers", error_y=err,
-                                     name=f"optimum per scale, D = {D:.3g}" + ("" if used else " (not bracketed: best tested, not fitted)"),
-                                     marker={"symbol": symbol, "size": 9, "color": colors[D]},
-                                     meta={"kind": "optimum" if used else "unbracketed", "D": D}))
+                err = {
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [o.lr_interval[1] - o.lr_ for o in sel],
+                    "arrayminus": [o.lr_ - o.lr_interval[0] for o in sel],
+                }
+            fig.add_trace(
+                go.Scatter(
+                    x=[o.scale["N"] for o in sel],
+                    y=y,
+                    mode="markers",
+                    error_y=err,
+                    name=f"optimum per scale, D = {D:.3g}" + ("" if used else " (not bracketed: best tested, not fitted)"),
+                    marker={"symbol": symbol, "size": 9, "color": colors[D]},
+                    meta={"kind": "optimum" if used else "unbracketed", "D": D},
+                )
+            )
     law = None if laws is None else (laws.laws.get("lr_ND") or laws.laws.get("lr_C"))
     if law is not None:
         lines = [({"D": D}, {"N": grid, "D": np.full_like(grid, D), "C": 6 * grid * D}, colors[D]) for D in Ds]
@@ -232,21 +328,45 @@ def lr_law_figure(optima: Sequence, laws, rec=None):
         _law_lines(go, fig, law.fit_, law.name, grid, lines, {"response": "lr"})
     D_pub = target["D"] if target else (max(Ds) if Ds else None)
     if D_pub is not None:
-        for name, y in (("StepLaw lr*(N, D) (published, SP)", steplaw_lr(grid, D_pub)),
-                        ("DeepSeek LLM lr*(C = 6ND) (published, SP)", deepseek_lr(6 * grid * D_pub))):
-            fig.add_trace(go.Scatter(x=grid, y=y, mode="lines", name=f"{name}, D = {D_pub:.3g}",
-                                     line={"dash": "dash", "width": 1.2}, meta={"kind": "published", "law": name, "D": D_pub}))
+        for name, y in (
+            ("StepLaw lr*(N, D) (published, SP)", steplaw_lr(grid, D_pub)),
+            ("DeepSeek LLM lr*(C = 6ND) (published, SP)", deepseek_lr(6 * grid * D_pub)),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=grid,
+                    y=y,
+                    mode="lines",
+                    name=f"{name}, D = {D_pub:.3g}",
+                    line={"dash": "dash", "width": 1.2},
+                    meta={"kind": "published", "law": name, "D": D_pub},
+                )
+            )
     if rec is not None:
-        fig.add_trace(_target_trace(go, target["N"], rec.lr, f"recommended at the target (x{rec.lr.extrapolation:.1f} extrapolation)",
-                                    {"response": "lr"}))
+        fig.add_trace(
+            _target_trace(
+                go, target["N"], rec.lr, f"recommended at the target (x{rec.lr.extrapolation:.1f} extrapolation)", {"response": "lr"}
+            )
+        )
         for name, p in rec.published.items():
-            fig.add_trace(go.Scatter(x=[target["N"]], y=[p["lr"]], mode="markers", name=f"{name} at the target (published)",
-                                     marker={"symbol": "x", "size": 10}, meta={"kind": "published-target", "law": name},
-                                     hovertemplate=f"{name}: lr %{{y:.4g}}<br>{p['formula']}<br>{p['inputs']}<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=[target["N"]],
+                    y=[p["lr"]],
+                    mode="markers",
+                    name=f"{name} at the target (published)",
+                    marker={"symbol": "x", "size": 10},
+                    meta={"kind": "published-target", "law": name},
+                    hovertemplate=f"{name}: lr %{{y:.4g}}<br>{p['formula']}<br>{p['inputs']}<extra></extra>",
+                )
+            )
     fig.update_xaxes(type="log", title_text="N (parameters, as the run table counts them)")
     fig.update_yaxes(type="log", title_text="optimal learning rate")
-    fig.update_layout(title={"text": "lr*(N, D): optima per scale, fitted law with its 95% band, target, published laws", "font": {"size": 13}},
-                      height=480, legend={"font": {"size": 10}})
+    fig.update_layout(
+        title={"text": "lr*(N, D): optima per scale, fitted law with its 95% band, target, published laws", "font": {"size": 13}},
+        height=480,
+        legend={"font": {"size": 10}},
+    )
     return fig
 
 
@@ -267,13 +387,24 @@ def batch_law_figure(optima: Sequence, laws, rec=None):
             continue
         err = None
         if used:
-            err = {"type": "data", "symmetric": False, "array": [o.batch_size_interval[1] - o.batch_size_ for o in sel],
-                   "arrayminus": [o.batch_size_ - o.batch_size_interval[0] for o in sel]}
-        fig.add_trace(go.Scatter(x=[o.scale["D"] for o in sel], y=[o.batch_size_ if used else o.best_batch_size for o in sel],
-                                 mode="markers", error_y=err, text=[_scale_label(o.scale) for o in sel],
-                                 name="batch-size optimum per swept scale" if used else "swept, not bracketed (best tested size)",
-                                 marker={"symbol": "circle" if used else "triangle-up-open", "size": 9},
-                                 meta={"kind": "optimum" if used else "unbracketed"}))
+            err = {
+                "type": "data",
+                "symmetric": False,
+                "array": [o.batch_size_interval[1] - o.batch_size_ for o in sel],
+                "arrayminus": [o.batch_size_ - o.batch_size_interval[0] for o in sel],
+            }
+        fig.add_trace(
+            go.Scatter(
+                x=[o.scale["D"] for o in sel],
+                y=[o.batch_size_ if used else o.best_batch_size for o in sel],
+                mode="markers",
+                error_y=err,
+                text=[_scale_label(o.scale) for o in sel],
+                name="batch-size optimum per swept scale" if used else "swept, not bracketed (best tested size)",
+                marker={"symbol": "circle" if used else "triangle-up-open", "size": 9},
+                meta={"kind": "optimum" if used else "unbracketed"},
+            )
+        )
     grid = _grid([o.scale["D"] for o in swept] + ([target["D"]] if target else []))
     if law is not None:
         Ns = sorted({o.scale["N"] for o in swept if "N" in o.scale} | ({target["N"]} if target else set()))
@@ -282,19 +413,43 @@ def batch_law_figure(optima: Sequence, laws, rec=None):
         if law.variables == ("D",):
             lines = [({}, {"D": grid}, colors[-1])]
         _law_lines(go, fig, law.fit_, law.name, grid, lines, {"response": "batch_size"})
-    fig.add_trace(go.Scatter(x=grid, y=steplaw_batch(grid), mode="lines", name="StepLaw B*(D) (published)",
-                             line={"dash": "dash", "width": 1.2}, meta={"kind": "published", "law": "steplaw"}))
+    fig.add_trace(
+        go.Scatter(
+            x=grid,
+            y=steplaw_batch(grid),
+            mode="lines",
+            name="StepLaw B*(D) (published)",
+            line={"dash": "dash", "width": 1.2},
+            meta={"kind": "published", "law": "steplaw"},
+        )
+    )
     if target:
-        fig.add_trace(go.Scatter(x=grid, y=deepseek_batch(6 * target["N"] * grid), mode="lines",
-                                 name=f"DeepSeek LLM B*(C = 6ND) at N = {target['N']:.3g} (published)",
-                                 line={"dash": "dot", "width": 1.2}, meta={"kind": "published", "law": "deepseek"}))
-        fig.add_trace(_target_trace(go, target["D"], rec.batch_size,
-                                    f"recommended at the target (x{rec.batch_size.extrapolation:.1f} extrapolation)",
-                                    {"response": "batch_size"}))
+        fig.add_trace(
+            go.Scatter(
+                x=grid,
+                y=deepseek_batch(6 * target["N"] * grid),
+                mode="lines",
+                name=f"DeepSeek LLM B*(C = 6ND) at N = {target['N']:.3g} (published)",
+                line={"dash": "dot", "width": 1.2},
+                meta={"kind": "published", "law": "deepseek"},
+            )
+        )
+        fig.add_trace(
+            _target_trace(
+                go,
+                target["D"],
+                rec.batch_size,
+                f"recommended at the target (x{rec.batch_size.extrapolation:.1f} extrapolation)",
+                {"response": "batch_size"},
+            )
+        )
     fig.update_xaxes(type="log", title_text="D (training tokens)")
     fig.update_yaxes(type="log", title_text="optimal batch size (tokens)")
-    fig.update_layout(title={"text": "B*: optima of the batch sweeps, fitted law with its 95% band, target, published laws",
-                             "font": {"size": 13}}, height=440, legend={"font": {"size": 10}})
+    fig.update_layout(
+        title={"text": "B*: optima of the batch sweeps, fitted law with its 95% band, target, published laws", "font": {"size": 13}},
+        height=440,
+        legend={"font": {"size": 10}},
+    )
     return fig
 
 
@@ -314,11 +469,23 @@ def loss_law_figure(optima: Sequence, laws, rec=None):
     for D in Ds:
         sel = [o for o in pts if o.scale["D"] == D]
         if sel:
-            fig.add_trace(go.Scatter(
-                x=[scale_compute(o) for o in sel], y=[o.loss_ for o in sel], mode="markers", text=[_scale_label(o.scale) for o in sel],
-                error_y={"type": "data", "symmetric": False, "array": [o.loss_interval[1] - o.loss_ for o in sel],
-                         "arrayminus": [o.loss_ - o.loss_interval[0] for o in sel]},
-                name=f"loss at the optimum, D = {D:.3g}", marker={"size": 9, "color": colors[D]}, meta={"kind": "optimum", "D": D}))
+            fig.add_trace(
+                go.Scatter(
+                    x=[scale_compute(o) for o in sel],
+                    y=[o.loss_ for o in sel],
+                    mode="markers",
+                    text=[_scale_label(o.scale) for o in sel],
+                    error_y={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": [o.loss_interval[1] - o.loss_ for o in sel],
+                        "arrayminus": [o.loss_ - o.loss_interval[0] for o in sel],
+                    },
+                    name=f"loss at the optimum, D = {D:.3g}",
+                    marker={"size": 9, "color": colors[D]},
+                    meta={"kind": "optimum", "D": D},
+                )
+            )
     if fit is not None:
         if fit.law_.variables == ("C",):
             cs = _grid([scale_compute(o) for o in pts] + ([6 * target["N"] * target["D"]] if target else []))
@@ -326,21 +493,34 @@ def loss_law_figure(optima: Sequence, laws, rec=None):
         elif set(fit.law_.variables) <= {"N", "D"}:
             Ns = _grid([o.scale["N"] for o in pts] + ([target["N"]] if target else []))
             for D in Ds:
-                _law_lines(go, fig, fit, fit.law, 6 * Ns * D, [({"D": D}, {"N": Ns, "D": np.full_like(Ns, D)}, colors[D])],
-                           {"response": "loss"})
+                _law_lines(
+                    go, fig, fit, fit.law, 6 * Ns * D, [({"D": D}, {"N": Ns, "D": np.full_like(Ns, D)}, colors[D])], {"response": "loss"}
+                )
     if rec is not None and rec.loss is not None:
         c_t = 6 * target["N"] * target["D"]
-        fig.add_trace(_target_trace(go, c_t, rec.loss, f"predicted at the target (x{rec.loss.extrapolation:.1f} extrapolation)",
-                                    {"response": "loss"}))
+        fig.add_trace(
+            _target_trace(go, c_t, rec.loss, f"predicted at the target (x{rec.loss.extrapolation:.1f} extrapolation)", {"response": "loss"})
+        )
         hoffmann = published("hoffmann")
-        fig.add_trace(go.Scatter(x=[c_t], y=hoffmann.predict({"N": target["N"], "D": target["D"]}), mode="markers",
-                                 name="Hoffmann et al. 2022 at the target (MassiveText: other data)", visible="legendonly",
-                                 marker={"symbol": "x", "size": 10}, meta={"kind": "published-target", "law": "hoffmann"}))
+        fig.add_trace(
+            go.Scatter(
+                x=[c_t],
+                y=hoffmann.predict({"N": target["N"], "D": target["D"]}),
+                mode="markers",
+                name="Hoffmann et al. 2022 at the target (MassiveText: other data)",
+                visible="legendonly",
+                marker={"symbol": "x", "size": 10},
+                meta={"kind": "published-target", "law": "hoffmann"},
+            )
+        )
     fig.update_xaxes(type="log", title_text="C (FLOPs, 6ND)")
     fig.update_yaxes(type="log", title_text="final loss at the optimal learning rate (nats)")
     law_name = "" if fit is None else f" ({fit.law})"
-    fig.update_layout(title={"text": f"Loss law{law_name}: loss at each scale's optimum, fitted law with its 95% band, target",
-                             "font": {"size": 13}}, height=460, legend={"font": {"size": 10}})
+    fig.update_layout(
+        title={"text": f"Loss law{law_name}: loss at each scale's optimum, fitted law with its 95% band, target", "font": {"size": 13}},
+        height=460,
+        legend={"font": {"size": 10}},
+    )
     return fig
 
 
@@ -358,31 +538,88 @@ def curves_figure(curves: Sequence, fit=None, prediction=None, target_loss=None,
 
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.05)
     for c, color in zip(curves, _colors(len(curves))):
-        fig.add_trace(go.Scatter(x=c.steps, y=c.loss, mode="markers", marker={"size": 4, "color": color}, name=c.name,
-                                 legendgroup=c.name, meta={"kind": "observed", "curve": c.name}), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=c.steps,
+                y=c.loss,
+                mode="markers",
+                marker={"size": 4, "color": color},
+                name=c.name,
+                legendgroup=c.name,
+                meta={"kind": "observed", "curve": c.name},
+            ),
+            row=1,
+            col=1,
+        )
         if fit is not None:
             with np.errstate(all="ignore"):  # the law's terms at a rate of 0 (warm-up start): no point is lost
                 p = fit.predict_interval(c.lrs, c.steps[c.steps >= 1])
-            fig.add_trace(go.Scatter(x=p.steps, y=p.value, mode="lines", line={"color": color, "dash": "dot", "width": 1.5},
-                                     name=f"{c.name}: {fit.law} law", legendgroup=c.name, showlegend=False,
-                                     meta={"kind": "law", "curve": c.name}), row=1, col=1)
-        fig.add_trace(go.Scatter(x=np.arange(len(c.lrs)), y=c.lrs, mode="lines", line={"color": color, "width": 1},
-                                 legendgroup=c.name, showlegend=False, meta={"kind": "lr", "curve": c.name}), row=2, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=p.steps,
+                    y=p.value,
+                    mode="lines",
+                    line={"color": color, "dash": "dot", "width": 1.5},
+                    name=f"{c.name}: {fit.law} law",
+                    legendgroup=c.name,
+                    showlegend=False,
+                    meta={"kind": "law", "curve": c.name},
+                ),
+                row=1,
+                col=1,
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=np.arange(len(c.lrs)),
+                y=c.lrs,
+                mode="lines",
+                line={"color": color, "width": 1},
+                legendgroup=c.name,
+                showlegend=False,
+                meta={"kind": "lr", "curve": c.name},
+            ),
+            row=2,
+            col=1,
+        )
     if prediction is not None:
         name = f"{fit.law} law under the target's schedule"
-        for t in _band_traces(go, prediction.steps, prediction.lo, prediction.hi, "rgb(0, 0, 0)", f"{name}: 95% interval",
-                              {"kind": "prediction-band"}):
+        for t in _band_traces(
+            go, prediction.steps, prediction.lo, prediction.hi, "rgb(0, 0, 0)", f"{name}: 95% interval", {"kind": "prediction-band"}
+        ):
             fig.add_trace(t, row=1, col=1)
         x = prediction.ratios
-        fig.add_trace(go.Scatter(x=prediction.steps, y=prediction.value, mode="lines", line={"color": "black", "width": 2},
-                                 name=f"{name} (x{x['steps_ratio']:.1f} steps, x{x['area_ratio']:.1f} lr area)",
-                                 meta={"kind": "prediction", "schedule": prediction.schedule}), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=prediction.steps,
+                y=prediction.value,
+                mode="lines",
+                line={"color": "black", "width": 2},
+                name=f"{name} (x{x['steps_ratio']:.1f} steps, x{x['area_ratio']:.1f} lr area)",
+                meta={"kind": "prediction", "schedule": prediction.schedule},
+            ),
+            row=1,
+            col=1,
+        )
         lrs = read_schedule(prediction.schedule).lrs()
-        fig.add_trace(go.Scatter(x=np.arange(len(lrs)), y=lrs, mode="lines", line={"color": "black", "width": 1.5},
-                                 name="target's schedule", showlegend=False, meta={"kind": "lr", "curve": "target"}), row=2, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=np.arange(len(lrs)),
+                y=lrs,
+                mode="lines",
+                line={"color": "black", "width": 1.5},
+                name="target's schedule",
+                showlegend=False,
+                meta={"kind": "lr", "curve": "target"},
+            ),
+            row=2,
+            col=1,
+        )
     if target_loss is not None and target_steps:
-        fig.add_trace(_target_trace(go, target_steps, target_loss, "target: predicted final loss (loss law, its own N)",
-                                    {"response": "loss"}), row=1, col=1)
+        fig.add_trace(
+            _target_trace(go, target_steps, target_loss, "target: predicted final loss (loss law, its own N)", {"response": "loss"}),
+            row=1,
+            col=1,
+        )
     # The first steps after warm-up sit far above the rest: show from the lowest loss to the 90th percentile.
     lows = [np.min(c.loss) for c in curves] + ([np.min(prediction.lo)] if prediction is not None else [])
     highs = [np.quantile(c.loss, 0.9) for c in curves] + ([np.quantile(prediction.hi, 0.9)] if prediction is not None else [])
@@ -417,31 +654,73 @@ def isoflop_figure(res, data: pd.DataFrame):
     for budget, color in zip(budgets, _colors(len(budgets))):
         grp = data[data["C"] == budget].sort_values("N")
         name = f"C = {budget:.3g}"
-        fig.add_trace(go.Scatter(x=grp["N"], y=grp["loss"], mode="lines+markers", marker={"size": 5, "color": color},
-                                 line={"width": 1, "color": color}, name=name, legendgroup=name,
-                                 meta={"kind": "runs", "C": float(budget)}), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=grp["N"],
+                y=grp["loss"],
+                mode="lines+markers",
+                marker={"size": 5, "color": color},
+                line={"width": 1, "color": color},
+                name=name,
+                legendgroup=name,
+                meta={"kind": "runs", "C": float(budget)},
+            ),
+            row=1,
+            col=1,
+        )
         row = res.optima[res.optima["C"] == budget]
         if len(row):
             r = row.iloc[0]
-            fig.add_trace(go.Scatter(x=[r.N_star], y=[r.loss_star], mode="markers", name=f"{name}: optimum", legendgroup=name,
-                                     showlegend=False, error_x=_error(r.N_star, (r.N_star_lo, r.N_star_hi)),
-                                     marker={"symbol": "star", "size": 14, "color": color, "line": {"width": 1, "color": "black"}},
-                                     meta={"kind": "optimum", "C": float(budget)}), row=1, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=[r.N_star],
+                    y=[r.loss_star],
+                    mode="markers",
+                    name=f"{name}: optimum",
+                    legendgroup=name,
+                    showlegend=False,
+                    error_x=_error(r.N_star, (r.N_star_lo, r.N_star_hi)),
+                    marker={"symbol": "star", "size": 14, "color": color, "line": {"width": 1, "color": "black"}},
+                    meta={"kind": "optimum", "C": float(budget)},
+                ),
+                row=1,
+                col=1,
+            )
     cs = np.geomspace(min(budgets), max(budgets) * 10, 80)
     for col, fit, color, what in (("N_star", res.n_fit, "rgb(31, 119, 180)", "N*"), ("D_star", res.d_fit, "rgb(255, 127, 14)", "D*")):
-        fig.add_trace(go.Scatter(x=res.optima["C"], y=res.optima[col], mode="markers", marker={"color": color, "size": 8},
-                                 name=f"{what} per budget", meta={"kind": "allocation", "quantity": col}), row=1, col=2)
-        fig.add_trace(go.Scatter(x=cs, y=fit.predict({"C": cs}), mode="lines", line={"color": color},
-                                 name=f"{what} = k C^{fit.params_['c_C']:.3f}", meta={"kind": "law", "quantity": col}), row=1, col=2)
+        fig.add_trace(
+            go.Scatter(
+                x=res.optima["C"],
+                y=res.optima[col],
+                mode="markers",
+                marker={"color": color, "size": 8},
+                name=f"{what} per budget",
+                meta={"kind": "allocation", "quantity": col},
+            ),
+            row=1,
+            col=2,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=cs,
+                y=fit.predict({"C": cs}),
+                mode="lines",
+                line={"color": color},
+                name=f"{what} = k C^{fit.params_['c_C']:.3f}",
+                meta={"kind": "law", "quantity": col},
+            ),
+            row=1,
+            col=2,
+        )
         band = _law_band(fit, {"C": cs})
         if band is not None:
-            for t in _band_traces(go, cs, band[0], band[1], color, f"{what}: 95% band", {"kind": "band", "quantity": col},
-                                  showlegend=False):
+            for t in _band_traces(
+                go, cs, band[0], band[1], color, f"{what}: 95% band", {"kind": "band", "quantity": col}, showlegend=False
+            ):
                 fig.add_trace(t, row=1, col=2)
     fig.update_yaxes(type="log", row=1, col=2)
     _panel_axes(fig, [("N (parameters)", "loss (nats)"), ("C (FLOPs)", "N* (parameters), D* (tokens)")])
     return fig
-
 
 
 # --------------------------------------------------------------------------- stability
@@ -455,8 +734,16 @@ def stability_figure(report):
     go = _go()
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08, subplot_titles=[
-        f"capped loss vs lr; diamond: stable-range edge ({report.tolerance:.0%})", "LR sensitivity vs N", "stable-range edge vs N"])
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        horizontal_spacing=0.08,
+        subplot_titles=[
+            f"capped loss vs lr; diamond: stable-range edge ({report.tolerance:.0%})",
+            "LR sensitivity vs N",
+            "stable-range edge vs N",
+        ],
+    )
     dashes = ["solid", "dash", "dot", "dashdot"]
     n_scales = max(len(a.scales) for a in report.arms)
     for a, arm in enumerate(report.arms):
@@ -464,13 +751,34 @@ def stability_figure(report):
         for s, color in zip(arm.scales, _colors(n_scales)):
             name = _scale_label(s.scale) + (f" [{tag}]" if tag else "")
             meta = {"scale": dict(s.scale), "arm": dict(arm.values)}
-            fig.add_trace(go.Scatter(x=list(s.lrs), y=list(s.capped), mode="lines+markers", name=name, legendgroup=name,
-                                     line={"color": color, "dash": dashes[a % 4], "width": 1.5}, marker={"size": 5},
-                                     meta={**meta, "kind": "capped"}), row=1, col=1)
-            fig.add_trace(go.Scatter(x=[s.edge], y=[float(np.interp(np.log(s.edge), np.log(s.lrs), s.capped))], mode="markers",
-                                     name=f"{name}: edge", legendgroup=name, showlegend=False,
-                                     marker={"symbol": "diamond-open", "size": 12, "color": color, "line": {"width": 2}},
-                                     meta={**meta, "kind": "edge", "bracketed": s.edge_bracketed}), row=1, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=list(s.lrs),
+                    y=list(s.capped),
+                    mode="lines+markers",
+                    name=name,
+                    legendgroup=name,
+                    line={"color": color, "dash": dashes[a % 4], "width": 1.5},
+                    marker={"size": 5},
+                    meta={**meta, "kind": "capped"},
+                ),
+                row=1,
+                col=1,
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=[s.edge],
+                    y=[float(np.interp(np.log(s.edge), np.log(s.lrs), s.capped))],
+                    mode="markers",
+                    name=f"{name}: edge",
+                    legendgroup=name,
+                    showlegend=False,
+                    marker={"symbol": "diamond-open", "size": 12, "color": color, "line": {"width": 2}},
+                    meta={**meta, "kind": "edge", "bracketed": s.edge_bracketed},
+                ),
+                row=1,
+                col=1,
+            )
         for col, key in ((2, "sensitivity"), (3, "edge")):
             use = [s for s in arm.scales if "N" in s.scale and (key == "sensitivity" or s.edge_bracketed)]
             if not use:
@@ -478,34 +786,80 @@ def stability_figure(report):
             color = f"rgb({60 + 80 * (a % 3)}, {90 + 50 * (a % 2)}, {170 - 60 * (a % 3)})"
             val = [s.sensitivity if key == "sensitivity" else s.edge for s in use]
             iv = [s.sensitivity_interval if key == "sensitivity" else s.edge_interval for s in use]
-            fig.add_trace(go.Scatter(
-                x=[s.scale["N"] for s in use], y=val, mode="markers", name=f"{key} per scale" + (f" [{tag}]" if tag else ""),
-                marker={"size": 9, "color": color}, meta={"kind": f"{key}-vs-N", "arm": dict(arm.values)},
-                error_y={"type": "data", "symmetric": False, "array": [max(i[1] - v, 0) if _finite(i) else 0 for v, i in zip(val, iv)],
-                         "arrayminus": [max(v - i[0], 0) if _finite(i) else 0 for v, i in zip(val, iv)]}), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=[s.scale["N"] for s in use],
+                    y=val,
+                    mode="markers",
+                    name=f"{key} per scale" + (f" [{tag}]" if tag else ""),
+                    marker={"size": 9, "color": color},
+                    meta={"kind": f"{key}-vs-N", "arm": dict(arm.values)},
+                    error_y={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": [max(i[1] - v, 0) if _finite(i) else 0 for v, i in zip(val, iv)],
+                        "arrayminus": [max(v - i[0], 0) if _finite(i) else 0 for v, i in zip(val, iv)],
+                    },
+                ),
+                row=1,
+                col=col,
+            )
             trend = arm.sensitivity_trend if key == "sensitivity" else arm.edge_trend
             if trend is None:
                 continue
             right = report.target["N"] if report.target else max(s.scale["N"] for s in use)
             grid = _grid([s.scale["N"] for s in use] + [right])
             line = trend.intercept + trend.slope * np.log(grid)
-            fig.add_trace(go.Scatter(x=grid, y=line if key == "sensitivity" else np.exp(line), mode="lines",
-                                     name=f"{key} trend: slope {trend.slope:+.3f} per ln N", line={"color": color},
-                                     meta={"kind": f"{key}-trend", "arm": dict(arm.values)}), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=grid,
+                    y=line if key == "sensitivity" else np.exp(line),
+                    mode="lines",
+                    name=f"{key} trend: slope {trend.slope:+.3f} per ln N",
+                    line={"color": color},
+                    meta={"kind": f"{key}-trend", "arm": dict(arm.values)},
+                ),
+                row=1,
+                col=col,
+            )
             p = trend.prediction
             if p is not None:
-                fig.add_trace(go.Scatter(x=[report.target["N"]], y=[p.value], mode="markers", error_y=_error(p.value, p.interval),
-                                         name=f"{key} at the target (x{p.extrapolation:.1f} in N)",
-                                         marker={"symbol": "square-open", "size": 11, "color": color, "line": {"width": 2}},
-                                         meta={"kind": f"{key}-target", "arm": dict(arm.values)}), row=1, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=[report.target["N"]],
+                        y=[p.value],
+                        mode="markers",
+                        error_y=_error(p.value, p.interval),
+                        name=f"{key} at the target (x{p.extrapolation:.1f} in N)",
+                        marker={"symbol": "square-open", "size": 11, "color": color, "line": {"width": 2}},
+                        meta={"kind": f"{key}-target", "arm": dict(arm.values)},
+                    ),
+                    row=1,
+                    col=col,
+                )
     flagged = [f for f in report.flags if f.flagged]
     if flagged:
-        fig.add_trace(go.Scatter(x=[f.lr for f in flagged], y=[f.loss if math.isfinite(f.loss) else report.l_ref for f in flagged],
-                                 mode="markers", name="flagged by a detector (attention / output logits)",
-                                 text=[f.run_id for f in flagged], meta={"kind": "flagged"},
-                                 marker={"symbol": "circle-open", "size": 13, "color": "red", "line": {"width": 2}}), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=[f.lr for f in flagged],
+                y=[f.loss if math.isfinite(f.loss) else report.l_ref for f in flagged],
+                mode="markers",
+                name="flagged by a detector (attention / output logits)",
+                text=[f.run_id for f in flagged],
+                meta={"kind": "flagged"},
+                marker={"symbol": "circle-open", "size": 13, "color": "red", "line": {"width": 2}},
+            ),
+            row=1,
+            col=1,
+        )
     fig.add_hline(y=report.l_ref, line={"dash": "dot", "color": "grey"}, row=1, col=1)
     fig.update_yaxes(type="log", row=1, col=3)
-    _panel_axes(fig, [("learning rate", "min(final loss, L_ref) (nats)"), ("N (parameters)", "LR sensitivity (nats)"),
-                      ("N (parameters)", "edge learning rate")])
+    _panel_axes(
+        fig,
+        [
+            ("learning rate", "min(final loss, L_ref) (nats)"),
+            ("N (parameters)", "LR sensitivity (nats)"),
+            ("N (parameters)", "edge learning rate"),
+        ],
+    )
     return fig

@@ -71,8 +71,16 @@ def plot_stability(report, path: str | Path) -> Path:
             ax.plot(grid, line if key == "sensitivity" else np.exp(line), "-", color=color, lw=1)
             p = trend.prediction
             if p is not None:
-                ax.errorbar([report.target["N"]], [p.value], yerr=[[p.value - p.interval[0]], [p.interval[1] - p.value]],
-                            fmt="s", color=color, capsize=4, mfc="none", label=f"target (x{p.extrapolation:.1f} in N)")
+                ax.errorbar(
+                    [report.target["N"]],
+                    [p.value],
+                    yerr=[[p.value - p.interval[0]], [p.interval[1] - p.value]],
+                    fmt="s",
+                    color=color,
+                    capsize=4,
+                    mfc="none",
+                    label=f"target (x{p.extrapolation:.1f} in N)",
+                )
         ax.set_xscale("log")
         if key == "edge":
             ax.set_yscale("log")

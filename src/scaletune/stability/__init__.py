@@ -7,14 +7,35 @@ numpy/scipy/pandas only (no torch): the signals come from the run table and its 
 """
 
 from scaletune.stability.analysis import (
-    INTERVENTIONS, Arm, StabilityReport, analyse_stability, edge_margin, signal_inventory, stability_edge,
+    INTERVENTIONS,
+    Arm,
+    StabilityReport,
+    analyse_stability,
+    edge_margin,
+    signal_inventory,
+    stability_edge,
     varied_interventions,
 )
 from scaletune.stability.detectors import Flag, RunFlags, attention_logit_growth, detect, output_logit_divergence
 from scaletune.stability.sensitivity import ScaleSensitivity, Trend, TrendMethod, fit_trend, scale_sensitivity
 
 __all__ = [
-    "analyse_stability", "stability_edge", "edge_margin", "StabilityReport", "Arm", "INTERVENTIONS", "signal_inventory",
-    "varied_interventions", "scale_sensitivity", "ScaleSensitivity", "Trend", "TrendMethod", "fit_trend",
-    "detect", "attention_logit_growth", "output_logit_divergence", "Flag", "RunFlags",
+    "analyse_stability",
+    "stability_edge",
+    "edge_margin",
+    "StabilityReport",
+    "Arm",
+    "INTERVENTIONS",
+    "signal_inventory",
+    "varied_interventions",
+    "scale_sensitivity",
+    "ScaleSensitivity",
+    "Trend",
+    "TrendMethod",
+    "fit_trend",
+    "detect",
+    "attention_logit_growth",
+    "output_logit_divergence",
+    "Flag",
+    "RunFlags",
 ]

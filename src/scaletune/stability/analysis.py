@@ -45,10 +45,14 @@ class Arm:
     mean_sensitivity_interval: tuple[float, float]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"values": self.values, "scales": [s.to_dict() for s in self.scales],
-                "sensitivity_trend": None if self.sensitivity_trend is None else self.sensitivity_trend.to_dict(),
-                "edge_trend": None if self.edge_trend is None else self.edge_trend.to_dict(),
-                "mean_sensitivity": self.mean_sensitivity, "mean_sensitivity_interval": list(self.mean_sensitivity_interval)}
+        return {
+            "values": self.values,
+            "scales": [s.to_dict() for s in self.scales],
+            "sensitivity_trend": None if self.sensitivity_trend is None else self.sensitivity_trend.to_dict(),
+            "edge_trend": None if self.edge_trend is None else self.edge_trend.to_dict(),
+            "mean_sensitivity": self.mean_sensitivity,
+            "mean_sensitivity_interval": list(self.mean_sensitivity_interval),
+        }
 
     def __repr__(self) -> str:
         values = ", ".join(f"{k}={v}" for k, v in self.values.items()) or "no intervention"
@@ -76,17 +80,31 @@ class StabilityReport:
     notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"l_ref": self.l_ref, "l_ref_source": self.l_ref_source, "tolerance": self.tolerance, "level": self.level,
-                "target": self.target, "interventions": list(self.interventions), "scale_columns": list(self.scale_columns),
-                "arms": [a.to_dict() for a in self.arms], "flags": [f.to_dict() for f in self.flags],
-                "n_flagged": sum(f.flagged for f in self.flags), "signals_present": list(self.signals_present),
-                "signals_missing": list(self.signals_missing), "skipped": list(self.skipped), "notes": list(self.notes),
-                "lr_units": "as in the run table (muP: base rate)", "loss_units": "nats/token"}
+        return {
+            "l_ref": self.l_ref,
+            "l_ref_source": self.l_ref_source,
+            "tolerance": self.tolerance,
+            "level": self.level,
+            "target": self.target,
+            "interventions": list(self.interventions),
+            "scale_columns": list(self.scale_columns),
+            "arms": [a.to_dict() for a in self.arms],
+            "flags": [f.to_dict() for f in self.flags],
+            "n_flagged": sum(f.flagged for f in self.flags),
+            "signals_present": list(self.signals_present),
+            "signals_missing": list(self.signals_missing),
+            "skipped": list(self.skipped),
+            "notes": list(self.notes),
+            "lr_units": "as in the run table (muP: base rate)",
+            "loss_units": "nats/token",
+        }
 
     def __repr__(self) -> str:
         scales = sum(len(a.scales) for a in self.arms)
-        return (f"<StabilityReport: {len(self.arms)} arm(s), {scales} scale(s), "
-                f"{sum(f.flagged for f in self.flags)}/{len(self.flags)} runs flagged, L_ref {self.l_ref:.4g}>")
+        return (
+            f"<StabilityReport: {len(self.arms)} arm(s), {scales} scale(s), "
+            f"{sum(f.flagged for f in self.flags)}/{len(self.flags)} runs flagged, L_ref {self.l_ref:.4g}>"
+        )
 
     def summary(self) -> str:
         """Per arm and scale: LR sensitivity and the stable range's upper edge with their intervals, then the
@@ -103,10 +121,17 @@ class StabilityReport:
             for trend in (arm.sensitivity_trend, arm.edge_trend):
                 if trend is not None and trend.prediction is not None:
                     p = trend.prediction
-                    lines.append(f"  {trend.quantity} at N={self.target['N'] if self.target else math.nan:.3g}: "
-                                 f"{format_interval(p.value, p.lo, p.hi, digits=3)}, x{p.extrapolation:.1f} beyond the scales")
-        lines.append(textwrap.fill(f"L_ref {self.l_ref:.4g} nats ({self.l_ref_source}); tolerance {self.tolerance:.1%}; "
-                                   f"{sum(f.flagged for f in self.flags)} of {len(self.flags)} runs flagged", 80))
+                    lines.append(
+                        f"  {trend.quantity} at N={self.target['N'] if self.target else math.nan:.3g}: "
+                        f"{format_interval(p.value, p.lo, p.hi, digits=3)}, x{p.extrapolation:.1f} beyond the scales"
+                    )
+        lines.append(
+            textwrap.fill(
+                f"L_ref {self.l_ref:.4g} nats ({self.l_ref_source}); tolerance {self.tolerance:.1%}; "
+                f"{sum(f.flagged for f in self.flags)} of {len(self.flags)} runs flagged",
+                80,
+            )
+        )
         return "\n".join(line.rstrip() for line in lines)
 
 
@@ -134,6 +159,7 @@ def varied_interventions(runs: pd.DataFrame, scale_cols: Sequence[str]) -> list[
 
 def signal_inventory(runs: pd.DataFrame, curves: pd.DataFrame | None) -> tuple[list[str], list[str]]:
     """(present, missing) stability signals: curve signals in ``curves``, run-summary fields in ``runs``."""
+
     def has(df: pd.DataFrame | None, name: str) -> bool:
         if df is None:
             return False
@@ -179,24 +205,35 @@ def _mean_over(scales: Sequence[ScaleSensitivity], keys: set) -> tuple[float, tu
     return value, percentile_interval(draws), draws
 
 
-def analyse_stability(runs: pd.DataFrame, curves: pd.DataFrame | None = None, *,
-                      target: Mapping[str, float] | None = None, by: Sequence[str] | None = None,
-                      l_ref: float | None = None, tolerance: float = DEFAULT_TOLERANCE, bootstrap: int = 500,
-                      seed: int = 0, **thresholds: float) -> StabilityReport:
+def analyse_stability(
+    runs: pd.DataFrame,
+    curves: pd.DataFrame | None = None,
+    *,
+    target: Mapping[str, float] | None = None,
+    by: Sequence[str] | None = None,
+    l_ref: float | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    bootstrap: int = 500,
+    seed: int = 0,
+    **thresholds: float,
+) -> StabilityReport:
     """Analyse a sweep's stability (see the module doc); ``target`` needs N for the predictions."""
     require_columns(runs, ["lr", "loss"])
     scale_cols = _scale_columns(runs, by)
-    if "batch_size" in runs.columns and "batch_size" not in scale_cols and \
-            (runs.groupby(scale_cols)["batch_size"].nunique() > 1).any():
+    if "batch_size" in runs.columns and "batch_size" not in scale_cols and (runs.groupby(scale_cols)["batch_size"].nunique() > 1).any():
         scale_cols.append("batch_size")  # a 2-D sweep: each batch size's lr slice is analysed on its own
     if target is not None and "N" not in target:
-        raise ScaletuneError("target needs N (parameters, as the run table counts them)",
-                             hint="give the target as N=1e9,D=2e10")
+        raise ScaletuneError("target needs N (parameters, as the run table counts them)", hint="give the target as N=1e9,D=2e10")
     ref, ref_source = reference_loss(runs, curves, l_ref)
     interventions = varied_interventions(runs, scale_cols)
-    arm_groups = [({}, runs)] if not interventions else [
-        (dict(zip(interventions, key if isinstance(key, tuple) else (key,))), g)
-        for key, g in runs.groupby(interventions, sort=True, dropna=False)]
+    arm_groups = (
+        [({}, runs)]
+        if not interventions
+        else [
+            (dict(zip(interventions, key if isinstance(key, tuple) else (key,))), g)
+            for key, g in runs.groupby(interventions, sort=True, dropna=False)
+        ]
+    )
 
     per_arm: list[tuple[dict, list[ScaleSensitivity]]] = []
     skipped = []
@@ -215,8 +252,9 @@ def analyse_stability(runs: pd.DataFrame, curves: pd.DataFrame | None = None, *,
                 skipped.append(f"{label}: fewer than 3 tested learning rates")
                 continue
             g.attrs.update(runs.attrs)
-            results.append(scale_sensitivity(g, l_ref=ref, tolerance=tolerance, bootstrap=bootstrap,
-                                             seed=seed + 1000 * a + i, scale=scale, arm=values))
+            results.append(
+                scale_sensitivity(g, l_ref=ref, tolerance=tolerance, bootstrap=bootstrap, seed=seed + 1000 * a + i, scale=scale, arm=values)
+            )
         per_arm.append((values, results))
     if not any(r for _, r in per_arm):
         raise ScaletuneError(f"{runs.attrs.get('source', 'table')}: no scale has 3 or more tested learning rates")
@@ -226,25 +264,45 @@ def analyse_stability(runs: pd.DataFrame, curves: pd.DataFrame | None = None, *,
     arms = []
     for a, (values, results) in enumerate(per_arm):
         mean, iv, _ = _mean_over(results, shared)
-        arms.append(Arm(values, tuple(results), fit_trend(results, "sensitivity", target_N, seed=seed + a),
-                        fit_trend(results, "edge", target_N, seed=seed + a), mean, iv))
+        arms.append(
+            Arm(
+                values,
+                tuple(results),
+                fit_trend(results, "sensitivity", target_N, seed=seed + a),
+                fit_trend(results, "edge", target_N, seed=seed + a),
+                mean,
+                iv,
+            )
+        )
     notes = []
     for arm in arms:
         ranges = {(min(s.lrs), max(s.lrs)) for s in arm.scales}
         if len(ranges) > 1:
-            notes.append("tested learning-rate ranges differ between scales" + (f" ({arm.values})" if arm.values else "")
-                         + ": sensitivities average over different ranges")
+            notes.append(
+                "tested learning-rate ranges differ between scales"
+                + (f" ({arm.values})" if arm.values else "")
+                + ": sensitivities average over different ranges"
+            )
     present, missing = signal_inventory(runs, curves)
     return StabilityReport(
-        arms=tuple(arms), interventions=tuple(interventions), scale_columns=tuple(scale_cols), l_ref=ref,
-        l_ref_source=ref_source, tolerance=tolerance, target=None if target is None else {k: float(v) for k, v in target.items()},
-        flags=tuple(detect(runs, curves, **thresholds)), signals_present=tuple(present), signals_missing=tuple(missing),
-        skipped=tuple(skipped), notes=tuple(notes),
+        arms=tuple(arms),
+        interventions=tuple(interventions),
+        scale_columns=tuple(scale_cols),
+        l_ref=ref,
+        l_ref_source=ref_source,
+        tolerance=tolerance,
+        target=None if target is None else {k: float(v) for k, v in target.items()},
+        flags=tuple(detect(runs, curves, **thresholds)),
+        signals_present=tuple(present),
+        signals_missing=tuple(missing),
+        skipped=tuple(skipped),
+        notes=tuple(notes),
     )
 
 
-def stability_edge(runs: pd.DataFrame, target: Mapping[str, float], *, tolerance: float = DEFAULT_TOLERANCE,
-                   bootstrap: int = 300, seed: int = 0) -> Prediction | None:
+def stability_edge(
+    runs: pd.DataFrame, target: Mapping[str, float], *, tolerance: float = DEFAULT_TOLERANCE, bootstrap: int = 300, seed: int = 0
+) -> Prediction | None:
     """The predicted upper edge of the stable learning-rate range at ``target`` (needs N): the power law
     lr_edge = e^a N^b fitted on the scales whose edge the sweep brackets. None when fewer than two scales
     bracket it. With several intervention arms, the lowest (most cautious) arm's edge."""
@@ -260,5 +318,11 @@ def edge_margin(lr: float, edge: Prediction | None, factor: float = 2.0) -> dict
     if edge is None or not (lr > 0):
         return None
     ratio = edge.value / lr
-    return {"lr": float(lr), "edge": edge.to_dict(), "ratio": float(ratio), "factor": factor, "within": bool(ratio < factor),
-            "ratio_interval": [edge.interval[0] / lr, edge.interval[1] / lr]}
+    return {
+        "lr": float(lr),
+        "edge": edge.to_dict(),
+        "ratio": float(ratio),
+        "factor": factor,
+        "within": bool(ratio < factor),
+        "ratio_interval": [edge.interval[0] / lr, edge.interval[1] / lr],
+    }

@@ -72,9 +72,15 @@ class RunFlags:
         return self.attention.flagged or self.output.flagged
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "lr": self.lr, "status": self.status, "loss": self.loss, "N": self.N,
-                "attention_logit_growth": self.attention.to_dict(),
-                "output_logit_divergence": self.output.to_dict()}
+        return {
+            "run_id": self.run_id,
+            "lr": self.lr,
+            "status": self.status,
+            "loss": self.loss,
+            "N": self.N,
+            "attention_logit_growth": self.attention.to_dict(),
+            "output_logit_divergence": self.output.to_dict(),
+        }
 
 
 def _series(curve: pd.DataFrame | None, col: str) -> tuple[np.ndarray, np.ndarray]:
@@ -101,8 +107,9 @@ def _summary(run: pd.Series | None, col: str) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def attention_logit_growth(curve: pd.DataFrame | None, run: pd.Series | None = None, *,
-                           threshold: float = ATTN_THRESHOLD, growth: float = ATTN_GROWTH) -> Flag:
+def attention_logit_growth(
+    curve: pd.DataFrame | None, run: pd.Series | None = None, *, threshold: float = ATTN_THRESHOLD, growth: float = ATTN_GROWTH
+) -> Flag:
     """Flag attention-logit growth from a run's curve (column attn_logit_max) or its summary field."""
     step, v = _series(curve, "attn_logit_max")
     if len(v):
@@ -122,9 +129,14 @@ def attention_logit_growth(curve: pd.DataFrame | None, run: pd.Series | None = N
     return Flag("attention_logit_growth", hit, ("threshold",) if hit else (), value, None, "summary")
 
 
-def output_logit_divergence(curve: pd.DataFrame | None, run: pd.Series | None = None, *,
-                            z_threshold: float = Z_THRESHOLD, z_drift: float = Z_DRIFT,
-                            out_threshold: float = OUT_THRESHOLD) -> Flag:
+def output_logit_divergence(
+    curve: pd.DataFrame | None,
+    run: pd.Series | None = None,
+    *,
+    z_threshold: float = Z_THRESHOLD,
+    z_drift: float = Z_DRIFT,
+    out_threshold: float = OUT_THRESHOLD,
+) -> Flag:
     """Flag output-logit divergence from a run's curve (z_mean, out_logit_max) or its summary out_logit_max."""
     step, z = _series(curve, "z_mean")
     _, out = _series(curve, "out_logit_max")
@@ -164,7 +176,15 @@ def detect(runs: pd.DataFrame, curves: pd.DataFrame | None = None, **thresholds:
         run_id = str(run["run_id"]) if "run_id" in runs.columns else str(i)
         curve = by_run.get(run_id)
         lr, loss, N = pd.to_numeric(pd.Series([run.get("lr"), run.get("loss"), run.get("N")]), errors="coerce")
-        out.append(RunFlags(run_id, float(lr), str(run.get("status", "ok")),
-                            attention_logit_growth(curve, run, **attn_kw), output_logit_divergence(curve, run, **out_kw),
-                            float(loss), None if not math.isfinite(N) else float(N)))
+        out.append(
+            RunFlags(
+                run_id,
+                float(lr),
+                str(run.get("status", "ok")),
+                attention_logit_growth(curve, run, **attn_kw),
+                output_logit_divergence(curve, run, **out_kw),
+                float(loss),
+                None if not math.isfinite(N) else float(N),
+            )
+        )
     return out

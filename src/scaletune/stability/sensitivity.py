@@ -86,8 +86,10 @@ class ScaleSensitivity:
 
     def __repr__(self) -> str:
         edge = f"{self.edge:.3g}" if self.edge_bracketed else f">={self.edge:.3g}"
-        return (f"<ScaleSensitivity {format_scale(self.scale) or 'one scale'}: sensitivity {self.sensitivity:.4f}, lr edge {edge}, "
-                f"{self.n_failed}/{self.n_runs} failed>")
+        return (
+            f"<ScaleSensitivity {format_scale(self.scale) or 'one scale'}: sensitivity {self.sensitivity:.4f}, lr edge {edge}, "
+            f"{self.n_failed}/{self.n_runs} failed>"
+        )
 
 
 def _capped_runs(runs: pd.DataFrame, l_ref: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -128,9 +130,16 @@ def _per_rate(lr: np.ndarray, capped: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return rates, np.bincount(inv, capped) / np.bincount(inv)
 
 
-def scale_sensitivity(runs: pd.DataFrame, *, l_ref: float, tolerance: float = DEFAULT_TOLERANCE,
-                      bootstrap: int = 500, seed: int = 0, scale: Mapping[str, float] | None = None,
-                      arm: Mapping[str, Any] | None = None) -> ScaleSensitivity:
+def scale_sensitivity(
+    runs: pd.DataFrame,
+    *,
+    l_ref: float,
+    tolerance: float = DEFAULT_TOLERANCE,
+    bootstrap: int = 500,
+    seed: int = 0,
+    scale: Mapping[str, float] | None = None,
+    arm: Mapping[str, Any] | None = None,
+) -> ScaleSensitivity:
     """LR sensitivity and stable range of one scale's sweep (columns ``lr``, ``loss``, optional ``status``).
 
     ``l_ref`` caps every loss (diverged runs count as it); ``tolerance`` is the stable range's fraction of
@@ -177,13 +186,26 @@ def scale_sensitivity(runs: pd.DataFrame, *, l_ref: float, tolerance: float = DE
         return (float(min(lo, centre)), float(max(hi, centre)))
 
     return ScaleSensitivity(
-        scale=dict(scale or {}), arm=dict(arm or {}), lrs=tuple(map(float, rates)), capped=tuple(map(float, mean)),
-        best_lr=best_lr, best_loss=star, l_ref=float(l_ref), sensitivity=sens,
+        scale=dict(scale or {}),
+        arm=dict(arm or {}),
+        lrs=tuple(map(float, rates)),
+        capped=tuple(map(float, mean)),
+        best_lr=best_lr,
+        best_loss=star,
+        l_ref=float(l_ref),
+        sensitivity=sens,
         sensitivity_interval=interval(0, sens) if bootstrap else (math.nan, math.nan),
-        tolerance=tolerance, range_low=low, edge=edge,
+        tolerance=tolerance,
+        range_low=low,
+        edge=edge,
         edge_interval=interval(1, edge, log=True) if bootstrap and bracketed else (math.nan, math.nan),
-        edge_tested=edge_tested, edge_bracketed=bracketed, n_runs=len(runs), n_failed=int((~ok).sum()),
-        bootstrap=bootstrap, bootstrap_method=method if bootstrap else "none", samples=draws if bootstrap else None,
+        edge_tested=edge_tested,
+        edge_bracketed=bracketed,
+        n_runs=len(runs),
+        n_failed=int((~ok).sum()),
+        bootstrap=bootstrap,
+        bootstrap_method=method if bootstrap else "none",
+        samples=draws if bootstrap else None,
     )
 
 
@@ -212,12 +234,13 @@ class Trend:
 
     def __repr__(self) -> str:
         at = "" if self.prediction is None else f"; at the target {self.prediction}"
-        return (f"<Trend {self.quantity}: slope {format_interval(self.slope, *self.slope_interval, digits=3)} per ln N "
-                f"over {self.scales} scales{at}>")
+        return (
+            f"<Trend {self.quantity}: slope {format_interval(self.slope, *self.slope_interval, digits=3)} per ln N "
+            f"over {self.scales} scales{at}>"
+        )
 
 
-def fit_trend(results: Sequence[ScaleSensitivity], quantity: str, target_N: float | None = None,
-              seed: int = 0) -> Trend | None:
+def fit_trend(results: Sequence[ScaleSensitivity], quantity: str, target_N: float | None = None, seed: int = 0) -> Trend | None:
     """Fit ``quantity`` (sensitivity: linear in ln N; edge: ln edge linear in ln N, a power law) across the
     scales of ``results`` (each needs ``scale['N']``); None when fewer than two distinct N are usable."""
     col = 0 if quantity == "sensitivity" else 1
@@ -234,8 +257,7 @@ def fit_trend(results: Sequence[ScaleSensitivity], quantity: str, target_N: floa
     rng = np.random.default_rng(seed)
     draws = [r.samples[:, col] if r.samples is not None else np.array([y[i]]) for i, r in enumerate(use)]
     K = max(len(d) for d in draws)
-    Y = np.column_stack([rng.choice(d[np.isfinite(d)] if np.isfinite(d).any() else np.array([y[i]]), K)
-                         for i, d in enumerate(draws)])
+    Y = np.column_stack([rng.choice(d[np.isfinite(d)] if np.isfinite(d).any() else np.array([y[i]]), K) for i, d in enumerate(draws)])
     B = np.linalg.lstsq(A, Y.T, rcond=None)[0]  # (2, K)
     slope_iv = percentile_interval(B[1])
     pred = None
@@ -252,8 +274,22 @@ def fit_trend(results: Sequence[ScaleSensitivity], quantity: str, target_N: floa
             value, lo, hi = math.exp(value), math.exp(lo), math.exp(hi)
         else:  # a sensitivity is a mean excess loss: never negative
             value, lo, hi = max(value, 0.0), max(lo, 0.0), max(hi, 0.0)
-        pred = Prediction(value, float(min(lo, value)), float(max(hi, value)), extrapolation=extra,
-                          method=TrendMethod.SENSITIVITY if col == 0 else TrendMethod.EDGE, details={"scales": len(use)})
-    return Trend(quantity=quantity, form="sensitivity = a + b ln N" if col == 0 else "ln lr_edge = a + b ln N (power law)",
-                 intercept=float(coef[0]), slope=float(coef[1]), slope_interval=slope_iv, scales=len(use),
-                 excluded=len(results) - len(use), N_range=(float(np.exp(x.min())), float(np.exp(x.max()))), prediction=pred)
+        pred = Prediction(
+            value,
+            float(min(lo, value)),
+            float(max(hi, value)),
+            extrapolation=extra,
+            method=TrendMethod.SENSITIVITY if col == 0 else TrendMethod.EDGE,
+            details={"scales": len(use)},
+        )
+    return Trend(
+        quantity=quantity,
+        form="sensitivity = a + b ln N" if col == 0 else "ln lr_edge = a + b ln N (power law)",
+        intercept=float(coef[0]),
+        slope=float(coef[1]),
+        slope_interval=slope_iv,
+        scales=len(use),
+        excluded=len(results) - len(use),
+        N_range=(float(np.exp(x.min())), float(np.exp(x.max()))),
+        prediction=pred,
+    )

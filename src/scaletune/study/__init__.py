@@ -19,5 +19,4 @@ from scaletune.study.config import StudyConfig, load_study_config
 from scaletune.study.results import export_curves, export_runs, study_status
 from scaletune.study.runner import SweepResult, run_study
 
-__all__ = ["StudyConfig", "SweepResult", "export_curves", "export_runs", "load_study_config", "run_study",
-           "study_status"]
+__all__ = ["StudyConfig", "SweepResult", "export_curves", "export_runs", "load_study_config", "run_study", "study_status"]

@@ -13,10 +13,25 @@ from typing import Callable, Mapping
 
 from scaletune.errors import ScaletuneError
 
-_FUNCTIONS: dict[str, Callable[..., float]] = {"log": math.log, "log10": math.log10, "log2": math.log2, "exp": math.exp, "sqrt": math.sqrt,
-              "min": min, "max": max, "round": round, "abs": abs}
-_BINARY = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-           ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a ** b, ast.FloorDiv: lambda a, b: a // b}
+_FUNCTIONS: dict[str, Callable[..., float]] = {
+    "log": math.log,
+    "log10": math.log10,
+    "log2": math.log2,
+    "exp": math.exp,
+    "sqrt": math.sqrt,
+    "min": min,
+    "max": max,
+    "round": round,
+    "abs": abs,
+}
+_BINARY = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.Pow: lambda a, b: a**b,
+    ast.FloorDiv: lambda a, b: a // b,
+}
 
 
 def parse_formula(text: str, where: str) -> ast.Expression:
@@ -26,14 +41,13 @@ def parse_formula(text: str, where: str) -> ast.Expression:
     except SyntaxError:
         raise ScaletuneError(f"{where}: cannot parse formula {text!r}") from None
     for node in ast.walk(tree):
-        ok = isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.USub, ast.UAdd, ast.Name, ast.Load,
-                               ast.Call, ast.Constant) + tuple(_BINARY))
+        ok = isinstance(
+            node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.USub, ast.UAdd, ast.Name, ast.Load, ast.Call, ast.Constant) + tuple(_BINARY)
+        )
         if not ok or (isinstance(node, ast.Constant) and not isinstance(node.value, (int, float))):
-            raise ScaletuneError(f"{where}: formula {text!r} may use only numbers, scale variables, "
-                                 f"+ - * / ** and {', '.join(_FUNCTIONS)}")
+            raise ScaletuneError(f"{where}: formula {text!r} may use only numbers, scale variables, + - * / ** and {', '.join(_FUNCTIONS)}")
         if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS):
-            raise ScaletuneError(f"{where}: formula {text!r} calls an unknown function "
-                                 f"(known: {', '.join(_FUNCTIONS)})")
+            raise ScaletuneError(f"{where}: formula {text!r} calls an unknown function (known: {', '.join(_FUNCTIONS)})")
     return tree
 
 
@@ -53,8 +67,9 @@ def evaluate(tree: ast.Expression, variables: Mapping[str, float], where: str) -
             return node.value  # type: ignore[no-any-return,return-value]  # parse_formula admits numbers only
         if isinstance(node, ast.Name):
             if node.id not in variables:
-                raise ScaletuneError(f"{where}: unknown variable {node.id!r} in formula "
-                                     f"(scale variables here: {', '.join(sorted(variables)) or 'none'})")
+                raise ScaletuneError(
+                    f"{where}: unknown variable {node.id!r} in formula (scale variables here: {', '.join(sorted(variables)) or 'none'})"
+                )
             return variables[node.id]
         if isinstance(node, ast.UnaryOp):
             return -ev(node.operand) if isinstance(node.op, ast.USub) else ev(node.operand)

@@ -87,8 +87,12 @@ class Worker:
             if self.parallel:  # every worker holds the same seeded copy: without this they draw alike
                 sampler.reseed_rng()
             try:
-                study = optuna.load_study(study_name=rung_study_name(self.config.name, rung.index),
-                                          storage=self.storage, sampler=sampler, pruner=self.config.make_pruner())
+                study = optuna.load_study(
+                    study_name=rung_study_name(self.config.name, rung.index),
+                    storage=self.storage,
+                    sampler=sampler,
+                    pruner=self.config.make_pruner(),
+                )
             except KeyError:
                 return None  # not planned yet (a scale-aware rung waits for the smaller ones)
             self.studies[rung.index] = study
@@ -136,8 +140,7 @@ class Worker:
             if rung.index not in self.ranges:
                 self.ranges[rung.index] = study.user_attrs.get("ranges", {})
             ranges = self.ranges[rung.index]
-            params = {d.name: _suggest(trial, d, *ranges.get(d.name, (None, None)))
-                      for d in self.config.space if d.kind != "fixed"}
+            params = {d.name: _suggest(trial, d, *ranges.get(d.name, (None, None))) for d in self.config.space if d.kind != "fixed"}
             config = self.config.trial_config(rung, params, trial.user_attrs.get("seed", 0))
 
             def report(step: int, value: float, /, **metrics: Any) -> bool:
@@ -175,7 +178,7 @@ class Worker:
 
         curve = _compact_curve(result.pop("curve", None))
         stderr_tail = result.pop("stderr_tail", None)  # a failed command's last lines of stderr
-        error = error or result.pop("error", None)     # a workload may return a failure with its reason
+        error = error or result.pop("error", None)  # a workload may return a failure with its reason
         status = "failed" if error else str(result.pop("status", "pruned" if pruned else "ok"))
         if status not in STATUSES:
             status, error = "failed", f"workload returned unknown status {status!r} (expected {', '.join(STATUSES)})"
@@ -186,9 +189,15 @@ class Worker:
         storage = self.storage
         number = storage.get_trial_number_from_id(trial_id)
         try:
-            storage.set_trial_user_attr(trial_id, "result", {k: finite_or_none(v) for k, v in result.items()
-                                                             if isinstance(v, (int, float, str, bool)) or v is None
-                                                             or hasattr(v, "item")})
+            storage.set_trial_user_attr(
+                trial_id,
+                "result",
+                {
+                    k: finite_or_none(v)
+                    for k, v in result.items()
+                    if isinstance(v, (int, float, str, bool)) or v is None or hasattr(v, "item")
+                },
+            )
             if curve:
                 storage.set_trial_user_attr(trial_id, "curve", curve)
             if error:
@@ -202,8 +211,7 @@ class Worker:
             else:
                 study.tell(number, state=TrialState.PRUNED if status == "pruned" else TrialState.FAIL)
         except Exception as exc:  # marked stale by another sweep meanwhile: its re-queued copy will run
-            logging.getLogger("scaletune").warning("trial %s of %s: result not recorded (%s)", number, study.study_name,
-                                                   _one_line(exc))
+            logging.getLogger("scaletune").warning("trial %s of %s: result not recorded (%s)", number, study.study_name, _one_line(exc))
         return status
 
     def loop(self, should_stop: Callable[[], bool], poll: float = 0.2) -> int:
@@ -230,8 +238,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def local_worker_main(config: StudyConfig, suffix: str, stop: Any, parent_pid: int,
-                      devices: tuple[str, ...] | None = None, parallel: bool = False) -> None:
+def local_worker_main(
+    config: StudyConfig, suffix: str, stop: Any, parent_pid: int, devices: tuple[str, ...] | None = None, parallel: bool = False
+) -> None:
     """Entry point of a local worker process (multiprocessing, spawn); ``devices``: the GPUs its trials
     get (CUDA_VISIBLE_DEVICES, set before anything can initialise CUDA), None to leave it as it is;
     ``parallel``: other workers run beside it (see `Worker`)."""

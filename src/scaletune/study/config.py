@@ -33,8 +33,7 @@ import numpy as np
 
 from scaletune.errors import ScaletuneError
 from scaletune.study._expr import evaluate, parse_formula
-from scaletune.workloads import (CommandWorkload, FunctionWorkload, LMWorkload, Resources, Workload,
-                                 import_function)
+from scaletune.workloads import CommandWorkload, FunctionWorkload, LMWorkload, Resources, Workload, import_function
 
 STRATEGIES = ("grid", "random", "qmc", "tpe", "gp", "scale-aware")
 ADAPTIVE = ("tpe", "gp")  # sample each trial from the results so far, so their values cannot be planned ahead
@@ -43,8 +42,21 @@ PRUNERS = ("none", "median", "sha", "hyperband", "curve")
 KINDS = ("log", "uniform", "int", "choices", "fixed")
 DEFAULT_NARROW = "scaletune.hparams.search:narrow_space"
 
-_TOP_KEYS = ("name", "workload", "seeds", "threads", "storage", "fixed", "ladder", "space", "strategy",
-             "pruner", "budget", "resources", "slurm")
+_TOP_KEYS = (
+    "name",
+    "workload",
+    "seeds",
+    "threads",
+    "storage",
+    "fixed",
+    "ladder",
+    "space",
+    "strategy",
+    "pruner",
+    "budget",
+    "resources",
+    "slurm",
+)
 _COMMAND_KEYS = ("command", "metrics", "timeout", "kill_grace", "workdir")
 # May change between sweep calls of one study: they do not change which trials are planned.
 _RUNTIME_KEYS = ("threads", "budget", "storage", "resources", "slurm")
@@ -99,8 +111,7 @@ class Dimension:
         """The range at a rung, evaluated and checked (non-empty, positive for log scales)."""
         scale_dependent = not all(isinstance(b, (int, float)) for b in (self.low, self.high))
         where = f"space.{self.name}" + (f" at {rung_label}" if rung_label and scale_dependent else "")
-        lo, hi = (evaluate(b, scale, where) if not isinstance(b, (int, float)) else float(b)
-                  for b in (self.low, self.high))
+        lo, hi = (evaluate(b, scale, where) if not isinstance(b, (int, float)) else float(b) for b in (self.low, self.high))
         if not lo < hi:
             raise ScaletuneError(f"{where}: empty or inverted range [{lo:g}, {hi:g}]")
         if (self.kind == "log" or self.log) and lo <= 0:
@@ -193,7 +204,7 @@ class Strategy:
     name: str = "random"
     trials: int = 8
     seed: int = 0
-    sampler: str = "qmc"          # scale-aware: how to sample inside the narrowed ranges (random | qmc)
+    sampler: str = "qmc"  # scale-aware: how to sample inside the narrowed ranges (random | qmc)
     narrow: str = DEFAULT_NARROW  # scale-aware: "module:function" narrowing a rung's ranges
 
 
@@ -231,7 +242,7 @@ class StudyConfig:
     storage: StorageSpec
     pruner: Any = "none"  # a name of PRUNERS, or an Optuna pruner object (given in Python)
     pruner_options: dict = field(default_factory=dict)
-    sampler: Any = None   # an Optuna sampler object (given in Python) that draws each trial when it starts
+    sampler: Any = None  # an Optuna sampler object (given in Python) that draws each trial when it starts
     seeds: tuple[int, ...] = (0,)
     threads: int = 1
     fixed: dict = field(default_factory=dict)
@@ -268,31 +279,36 @@ class StudyConfig:
             strat = dict({"name": strat} if isinstance(strat, str) else strat)
             if isinstance(sampler, str):
                 if sampler not in SAMPLERS:
-                    raise ScaletuneError(f"sampler: unknown sampler {sampler!r} (known: {', '.join(SAMPLERS)}, "
-                                         f"or an Optuna sampler object)")
+                    raise ScaletuneError(
+                        f"sampler: unknown sampler {sampler!r} (known: {', '.join(SAMPLERS)}, or an Optuna sampler object)"
+                    )
                 key = "sampler" if self.strategy.name == "scale-aware" else "name"
                 if key == "sampler" and sampler not in ("random", "qmc"):
-                    raise ScaletuneError(f"sampler: the scale-aware strategy plans each rung ahead with "
-                                         f"'random' or 'qmc', got {sampler!r}",
-                                         hint="pass an Optuna sampler object to sample inside the narrowed ranges "
-                                              "as trials start")
+                    raise ScaletuneError(
+                        f"sampler: the scale-aware strategy plans each rung ahead with 'random' or 'qmc', got {sampler!r}",
+                        hint="pass an Optuna sampler object to sample inside the narrowed ranges as trials start",
+                    )
                 strat[key] = sampler
-                strategy = (dataclasses.replace(self.strategy, sampler=sampler) if key == "sampler"
-                            else dataclasses.replace(self.strategy, name=sampler))
+                strategy = (
+                    dataclasses.replace(self.strategy, sampler=sampler)
+                    if key == "sampler"
+                    else dataclasses.replace(self.strategy, name=sampler)
+                )
                 config = dataclasses.replace(config, sampler=None, strategy=strategy)
             else:
                 _require_optuna_object(sampler, "sampler")
                 if self.strategy.name == "grid":
-                    raise ScaletuneError("sampler: the grid strategy runs every grid point, it samples nothing",
-                                         hint="use strategy random, tpe or scale-aware with a sampler object")
+                    raise ScaletuneError(
+                        "sampler: the grid strategy runs every grid point, it samples nothing",
+                        hint="use strategy random, tpe or scale-aware with a sampler object",
+                    )
                 strat["sampler_object"] = type(sampler).__name__
                 config = dataclasses.replace(config, sampler=sampler)
             raw["strategy"] = strat
         if pruner is not None:
             if isinstance(pruner, str):
                 if pruner not in PRUNERS:
-                    raise ScaletuneError(f"pruner: unknown pruner {pruner!r} (known: {', '.join(PRUNERS)}, "
-                                         f"or an Optuna pruner object)")
+                    raise ScaletuneError(f"pruner: unknown pruner {pruner!r} (known: {', '.join(PRUNERS)}, or an Optuna pruner object)")
                 raw["pruner"] = {"name": pruner}
             else:
                 _require_optuna_object(pruner, "pruner")
@@ -309,8 +325,14 @@ class StudyConfig:
     def trial_config(self, rung: Rung, params: Mapping[str, Any], seed: int) -> dict:
         """The config a trial's workload receives: the [fixed] values, the rung's scale variables, the
         space's fixed values, the trial's hyperparameters, ``seed`` and ``threads``."""
-        return {**self.fixed, **rung.scale, **{d.name: d.value for d in self.space if d.kind == "fixed"},
-                **params, "seed": seed, "threads": self.threads}
+        return {
+            **self.fixed,
+            **rung.scale,
+            **{d.name: d.value for d in self.space if d.kind == "fixed"},
+            **params,
+            "seed": seed,
+            "threads": self.threads,
+        }
 
     def make_pruner(self):
         """The Optuna pruner named in the file (``curve`` is scaletune.curves.pruner.CurvePruner)."""
@@ -327,12 +349,17 @@ class StudyConfig:
                 raise ScaletuneError(f"pruner 'curve' is not available: {exc}", hint=getattr(exc, "hint", None)) from None
             cls = CurvePruner
         else:
-            cls = {"median": optuna.pruners.MedianPruner, "sha": optuna.pruners.SuccessiveHalvingPruner,
-                   "hyperband": optuna.pruners.HyperbandPruner}[self.pruner]
+            cls = {
+                "median": optuna.pruners.MedianPruner,
+                "sha": optuna.pruners.SuccessiveHalvingPruner,
+                "hyperband": optuna.pruners.HyperbandPruner,
+            }[self.pruner]
         try:
             return cls(**self.pruner_options)
         except (TypeError, ValueError, ScaletuneError) as exc:
-            raise ScaletuneError(f"pruner {self.pruner!r}: bad options {self.pruner_options}: {exc}", hint=getattr(exc, "hint", None)) from None
+            raise ScaletuneError(
+                f"pruner {self.pruner!r}: bad options {self.pruner_options}: {exc}", hint=getattr(exc, "hint", None)
+            ) from None
 
     def make_sampler(self, rung: Rung):
         """The Optuna sampler that samples trials at run time (TPE, GP, a sampler object) or plans them
@@ -351,8 +378,7 @@ class StudyConfig:
         if name == "qmc":
             with warnings.catch_warnings():  # "experimental" since Optuna 3.0; the interface we use is stable
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
-                                                  warn_independent_sampling=False)
+                return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False)
         if name == "tpe":
             return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, self.strategy.trials // 3)))
         with warnings.catch_warnings():
@@ -370,8 +396,7 @@ def _parse_resources(value: Any, threads: int) -> Resources:
         raise ScaletuneError(f"resources.gpus_per_trial: must be 0 or more, got {gpus}")
     devices = value.get("devices")
     if devices is not None:
-        if not isinstance(devices, list) or not all(isinstance(d, (int, str)) and not isinstance(d, bool)
-                                                    for d in devices):
+        if not isinstance(devices, list) or not all(isinstance(d, (int, str)) and not isinstance(d, bool) for d in devices):
             raise ScaletuneError(f"resources.devices: expected a list of GPU ids, e.g. [0, 1], got {devices!r}")
         devices = tuple(str(d) for d in devices)
         if len(set(devices)) != len(devices):
@@ -385,13 +410,11 @@ def _parse_workload(value: Any, base: Path, name: str, resources: Resources) -> 
     if isinstance(value, str):
         return FunctionWorkload(value, resources)
     if not isinstance(value, dict):
-        raise ScaletuneError(f"workload: expected 'lm', 'package.module:function' or a table with "
-                             f"command = \"...\", got {value!r}")
+        raise ScaletuneError(f"workload: expected 'lm', 'package.module:function' or a table with command = \"...\", got {value!r}")
     _check_keys(value, _COMMAND_KEYS, "workload")
     command = value.get("command")
     if not isinstance(command, str):
-        raise ScaletuneError(f"workload.command: expected a command template string, e.g. "
-                             f"\"python train.py --lr={{lr}}\", got {command!r}")
+        raise ScaletuneError(f'workload.command: expected a command template string, e.g. "python train.py --lr={{lr}}", got {command!r}')
     metrics = value.get("metrics", "jsonl")
     if isinstance(metrics, dict):
         _check_keys(metrics, ("regex",), "workload.metrics")
@@ -453,8 +476,10 @@ def _parse_ladder(ladder: Any, count: Callable[[dict], float | None] | None = No
         elif count is not None and (n := count(scale)) is not None:
             scale["N"] = float(n)
         if ratio is not None and "N" not in scale:
-            raise ScaletuneError("ladder.tokens_per_param needs ladder.params, a formula for N in the scale "
-                                 "variables (e.g. params = \"12 * depth * width**2\")")
+            raise ScaletuneError(
+                "ladder.tokens_per_param needs ladder.params, a formula for N in the scale "
+                'variables (e.g. params = "12 * depth * width**2")'
+            )
         if ratio is not None:
             if "D" in scale:
                 raise ScaletuneError("ladder: give either tokens (D) or tokens_per_param, not both")
@@ -508,8 +533,7 @@ def resolve_storage_url(url: str, base_dir: Path | None = None) -> str:
         return f"{scheme}:///{(path if path.is_absolute() else base_dir / path).resolve()}"
     if scheme.split("+")[0] in ("postgresql", "postgres", "mysql"):
         return url
-    raise ScaletuneError(f"storage: unsupported URL {url!r} (use sqlite:///FILE, postgresql://USER@HOST/DB "
-                         f"or journal:///FILE)")
+    raise ScaletuneError(f"storage: unsupported URL {url!r} (use sqlite:///FILE, postgresql://USER@HOST/DB or journal:///FILE)")
 
 
 def study_location(path: str | Path) -> tuple[str, str]:
@@ -619,8 +643,9 @@ def _validate(raw: dict, base: Path, where: str) -> StudyConfig:
         raise ScaletuneError(f"space.{sorted(clash)[0]}: is also a scale variable of the ladder")
     clash = set(fixed) & ({d.name for d in space} | set().union(*(r.scale for r in rungs)) | {"seed", "threads"})
     if clash:
-        raise ScaletuneError(f"fixed.{sorted(clash)[0]}: is also set by the space, the ladder or the study "
-                             f"(seed, threads); give each value in one place")
+        raise ScaletuneError(
+            f"fixed.{sorted(clash)[0]}: is also set by the space, the ladder or the study (seed, threads); give each value in one place"
+        )
 
     seeds = raw.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
@@ -650,10 +675,21 @@ def _validate(raw: dict, base: Path, where: str) -> StudyConfig:
         seconds=_number(bud["seconds"], "budget.seconds", positive=True) if "seconds" in bud else None,
     )
     config = StudyConfig(
-        name=name, workload=workload, rungs=rungs, space=space, strategy=strategy,
-        storage=_parse_storage(raw.get("storage"), base, name), pruner=pname,
-        pruner_options={k: v for k, v in pr.items() if k != "name"}, seeds=seeds, threads=threads,
-        fixed=dict(fixed), budget=budget, slurm=parse_slurm(raw.get("slurm"), base, name), source=where, raw=raw,
+        name=name,
+        workload=workload,
+        rungs=rungs,
+        space=space,
+        strategy=strategy,
+        storage=_parse_storage(raw.get("storage"), base, name),
+        pruner=pname,
+        pruner_options={k: v for k, v in pr.items() if k != "name"},
+        seeds=seeds,
+        threads=threads,
+        fixed=dict(fixed),
+        budget=budget,
+        slurm=parse_slurm(raw.get("slurm"), base, name),
+        source=where,
+        raw=raw,
     )
     for rung in rungs:  # every range at every rung, before anything runs
         config.ranges(rung)
@@ -671,8 +707,9 @@ def _require_optuna_object(value: Any, what: str) -> None:
 
     base = optuna.samplers.BaseSampler if what == "sampler" else optuna.pruners.BasePruner
     if not isinstance(value, base):
-        raise ScaletuneError(f"{what}: expected a name or an Optuna {what} object "
-                             f"(optuna.{what}s.{base.__name__}), got {type(value).__name__}")
+        raise ScaletuneError(
+            f"{what}: expected a name or an Optuna {what} object (optuna.{what}s.{base.__name__}), got {type(value).__name__}"
+        )
 
 
 def _check_plan(config: StudyConfig) -> None:
@@ -680,9 +717,10 @@ def _check_plan(config: StudyConfig) -> None:
     config.make_pruner()
     planned = sum(n_planned(config, r) for r in config.rungs)
     if config.budget.trials is not None and planned > config.budget.trials:
-        raise ScaletuneError(f"budget.trials: the plan has {planned} trials ({len(config.rungs)} rungs), more "
-                             f"than the cap of {config.budget.trials}",
-                             hint="lower strategy.trials, the grid points or the seeds")
+        raise ScaletuneError(
+            f"budget.trials: the plan has {planned} trials ({len(config.rungs)} rungs), more than the cap of {config.budget.trials}",
+            hint="lower strategy.trials, the grid points or the seeds",
+        )
 
 
 def _counter(workload: Workload, fixed: dict) -> Callable[[dict], float | None]:
@@ -702,10 +740,10 @@ def _check_workload(config: StudyConfig) -> None:
     one it accepts: for the built-in LM a valid run config, for a command a template it can fill."""
     for rung in config.rungs:
         ranges = config.ranges(rung)
-        base = {d.name: d.choices[0] if d.kind == "choices" else ranges[d.name][0]
-                for d in config.space if d.kind != "fixed"}
-        variants = [base] + [{**base, d.name: v} for d in config.space
-                             for v in (d.choices if d.kind == "choices" else ranges.get(d.name, ()))]
+        base = {d.name: d.choices[0] if d.kind == "choices" else ranges[d.name][0] for d in config.space if d.kind != "fixed"}
+        variants = [base] + [
+            {**base, d.name: v} for d in config.space for v in (d.choices if d.kind == "choices" else ranges.get(d.name, ()))
+        ]
         try:
             config.workload.validate(config.trial_config(rung, v, config.seeds[0]) for v in variants)
         except ScaletuneError as exc:

@@ -61,8 +61,7 @@ def plan_rung(config: StudyConfig, rung: Rung, ranges: dict[str, tuple[float, fl
             configs.append(dict(trial.params))
             scratch.tell(trial, 0.0)
     # Seeds vary fastest so that an interrupted rung has whole configurations rather than whole seeds.
-    return [Slot(i * len(config.seeds) + j, seed, params)
-            for i, params in enumerate(configs) for j, seed in enumerate(config.seeds)]
+    return [Slot(i * len(config.seeds) + j, seed, params) for i, params in enumerate(configs) for j, seed in enumerate(config.seeds)]
 
 
 def narrowed_ranges(config: StudyConfig, rung: Rung, smaller_runs: pd.DataFrame) -> dict[str, tuple[float, float]]:
@@ -78,8 +77,9 @@ def narrowed_ranges(config: StudyConfig, rung: Rung, smaller_runs: pd.DataFrame)
     result = dict(ranges)
     for key, value in out.items():
         if key not in ranges:
-            raise ScaletuneError(f"strategy.narrow returned a range for {key!r}, which is not a numeric "
-                                 f"hyperparameter of the space ({', '.join(ranges)})")
+            raise ScaletuneError(
+                f"strategy.narrow returned a range for {key!r}, which is not a numeric hyperparameter of the space ({', '.join(ranges)})"
+            )
         lo, hi = (float(v) for v in value)
         dim = next(d for d in config.space if d.name == key)
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi) or ((dim.kind == "log" or dim.log) and lo <= 0):

@@ -21,9 +21,9 @@ from scaletune.study.config import StudyConfig, resolve_storage_url
 from scaletune.study.plan import rung_study_name
 from scaletune.study.storage import mask_url, open_storage
 
-META_KEY = "scaletune"            # user attribute of the study NAME: the study file and the ladder
+META_KEY = "scaletune"  # user attribute of the study NAME: the study file and the ladder
 HEARTBEAT = "scaletune:heartbeat"  # system attribute of a running trial: time.time() of its last heartbeat
-WORKER = "scaletune:worker"        # system attribute of a running trial: token of the worker running it
+WORKER = "scaletune:worker"  # system attribute of a running trial: token of the worker running it
 DONE_FAIL = ("failed", "diverged")
 
 
@@ -33,8 +33,7 @@ def _state(trial) -> str:
 
 def is_done(trial) -> bool:
     """Whether a trial finished with a recorded outcome (see the module docstring)."""
-    return _state(trial) in ("COMPLETE", "PRUNED") or (
-        _state(trial) == "FAIL" and trial.user_attrs.get("status") in DONE_FAIL)
+    return _state(trial) in ("COMPLETE", "PRUNED") or (_state(trial) == "FAIL" and trial.user_attrs.get("status") in DONE_FAIL)
 
 
 def trial_status(trial) -> str:
@@ -107,16 +106,16 @@ def open_stored_study(study: str | StudyConfig, storage: str | None = None) -> S
     else:
         name = study
         if storage is None:
-            raise ScaletuneError(f"study {name!r}: no storage to look for it in",
-                                 hint="pass its storage URL (storage=...) or its StudyConfig")
+            raise ScaletuneError(
+                f"study {name!r}: no storage to look for it in", hint="pass its storage URL (storage=...) or its StudyConfig"
+            )
         url = resolve_storage_url(storage)
     st = open_storage(url, must_exist=True)
     try:
         study_id = st.get_study_id_from_name(name)
     except KeyError:
         names = sorted(s.study_name for s in st.get_all_studies() if "/" not in s.study_name)
-        raise ScaletuneError(f"no study {name!r} in storage {mask_url(url)} "
-                             f"(studies there: {', '.join(names) or 'none'})") from None
+        raise ScaletuneError(f"no study {name!r} in storage {mask_url(url)} (studies there: {', '.join(names) or 'none'})") from None
     meta = st.get_study_user_attrs(study_id).get(META_KEY)
     if meta is None:
         raise ScaletuneError(f"study {name!r} in {mask_url(url)} was not created by scaletune sweep")
@@ -125,8 +124,13 @@ def open_stored_study(study: str | StudyConfig, storage: str | None = None) -> S
 
 def _row(stored: StoredStudy, rung: int, trial) -> dict:
     result = dict(trial.user_attrs.get("result") or {})
-    row: dict[str, Any] = {"run_id": f"{stored.name}/r{rung}/s{trial.user_attrs['slot']}", "study": stored.name,
-                           "rung": rung, "slot": trial.user_attrs["slot"], "trial": trial.number}
+    row: dict[str, Any] = {
+        "run_id": f"{stored.name}/r{rung}/s{trial.user_attrs['slot']}",
+        "study": stored.name,
+        "rung": rung,
+        "slot": trial.user_attrs["slot"],
+        "trial": trial.number,
+    }
     row.update(stored.rungs[rung])
     row.update(stored.meta.get("fixed", {}))  # the study's [fixed] values, then the space's fixed ones
     row.update(stored.meta.get("fixed_params", {}))
@@ -235,8 +239,9 @@ def rung_status(stored: StoredStudy, rung: int) -> RungStatus:
         else:
             status = "pending"
         counts[status] = counts.get(status, 0) + 1
-    return RungStatus(rung, stored.rungs[rung], planned, counts,
-                      best.value if best else None, dict(best.params) if best else None, dup, flops, seconds)
+    return RungStatus(
+        rung, stored.rungs[rung], planned, counts, best.value if best else None, dict(best.params) if best else None, dup, flops, seconds
+    )
 
 
 def study_status(study: str | StudyConfig, storage: str | None = None) -> list[RungStatus]:

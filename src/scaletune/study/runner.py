@@ -22,8 +22,7 @@ from scaletune.errors import ScaletuneError
 from scaletune.runtable import ok_runs
 from scaletune.study.config import Rung, StudyConfig, resolve_storage_url
 from scaletune.study.plan import narrowed_ranges, plan_rung, rung_study_name
-from scaletune.study.results import (HEARTBEAT, META_KEY, WORKER, RungStatus, StoredStudy, _row, rung_status,
-                                     slot_records)
+from scaletune.study.results import HEARTBEAT, META_KEY, WORKER, RungStatus, StoredStudy, _row, rung_status, slot_records
 from scaletune.study.storage import mask_url, open_storage, require_shared
 
 
@@ -43,10 +42,15 @@ class SweepResult:
 
 
 def _meta(config: StudyConfig) -> dict:
-    return {"fingerprint": config.fingerprint, "config": config.raw, "source": config.source,
-            "workload": config.workload.name, "rungs": [dict(r.scale) for r in config.rungs],
-            "fixed_params": {d.name: d.value for d in config.space if d.kind == "fixed"},
-            "fixed": {k: v for k, v in config.fixed.items() if isinstance(v, (int, float, str, bool))}}
+    return {
+        "fingerprint": config.fingerprint,
+        "config": config.raw,
+        "source": config.source,
+        "workload": config.workload.name,
+        "rungs": [dict(r.scale) for r in config.rungs],
+        "fixed_params": {d.name: d.value for d in config.space if d.kind == "fixed"},
+        "fixed": {k: v for k, v in config.fixed.items() if isinstance(v, (int, float, str, bool))},
+    }
 
 
 def _init_study(config: StudyConfig, storage: Any) -> StoredStudy:
@@ -61,7 +65,8 @@ def _init_study(config: StudyConfig, storage: Any) -> StoredStudy:
         raise ScaletuneError(
             f"study {config.name!r} in {mask_url(config.storage.url)} was planned from a different study file "
             f"({meta.get('source')}): its ladder, space, strategy, seeds or workload changed; use a new name "
-            f"or another storage")
+            f"or another storage"
+        )
     return StoredStudy(config.name, config.storage.url, storage, meta)
 
 
@@ -97,16 +102,14 @@ def _plan(config: StudyConfig, stored: StoredStudy, rung: Rung) -> None:
         return
     ranges = attrs.get("ranges")
     if ranges is None:  # computed once and stored, so a resumed sweep plans the very same trials
-        ranges = {k: [float(v[0]), float(v[1])]
-                  for k, v in narrowed_ranges(config, rung, _smaller_runs(stored, rung.index)).items()}
+        ranges = {k: [float(v[0]), float(v[1])] for k, v in narrowed_ranges(config, rung, _smaller_runs(stored, rung.index)).items()}
         study.set_user_attr("rung", dict(rung.scale))
         study.set_user_attr("ranges", ranges)
     slots = plan_rung(config, rung, {k: tuple(v) for k, v in ranges.items()})
     existing = {t.user_attrs.get("slot") for t in study.get_trials(deepcopy=False)}
     for s in slots:
         if s.slot not in existing:
-            study.enqueue_trial(s.params or {}, user_attrs={"slot": s.slot, "rung": rung.index, "seed": s.seed},
-                                skip_if_exists=False)
+            study.enqueue_trial(s.params or {}, user_attrs={"slot": s.slot, "rung": rung.index, "seed": s.seed}, skip_if_exists=False)
     study.set_user_attr("planned", len(slots))
 
 
@@ -203,8 +206,7 @@ class _LocalPool:
         if self.groups is not None:  # a dead worker's set is free again: dead() forgot it
             devices = next(g for g in self.groups if g not in self.devices.values())
             self.devices[suffix] = devices
-        p = self.ctx.Process(target=self.target, args=(self.config, suffix, self.stop, os.getpid(), devices,
-                                                       self.parallel), daemon=True)
+        p = self.ctx.Process(target=self.target, args=(self.config, suffix, self.stop, os.getpid(), devices, self.parallel), daemon=True)
         p.start()
         self.procs[suffix] = p
         self.suffixes.add(suffix)
@@ -316,8 +318,7 @@ def _local_capacity(config: StudyConfig) -> tuple[int, list[tuple[str, ...]] | N
 
     resources, cores = config.workload.resources, os.cpu_count() or 1
     if resources.cpus > cores:
-        raise ScaletuneError(f"{config.source}: resources.cpus_per_trial = {resources.cpus} but this machine "
-                             f"has {cores} cores")
+        raise ScaletuneError(f"{config.source}: resources.cpus_per_trial = {resources.cpus} but this machine has {cores} cores")
     try:
         groups = device_groups(resources)
     except ScaletuneError as exc:
@@ -340,17 +341,20 @@ def _ray_capacity(config: StudyConfig, address: str | None) -> int:
         try:
             ray.init(address=address, log_to_driver=False, include_dashboard=False)
         except Exception as exc:
-            raise ScaletuneError(f"cannot connect to Ray at {address or 'a new local instance'}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            raise ScaletuneError(
+                f"cannot connect to Ray at {address or 'a new local instance'}: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from None
     res = config.workload.resources
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    fits = [min(int(r.get("CPU", 0) // res.cpus), int(r.get("GPU", 0) // res.gpus) if res.gpus else math.inf)
-            for r in nodes]
+    fits = [min(int(r.get("CPU", 0) // res.cpus), int(r.get("GPU", 0) // res.gpus) if res.gpus else math.inf) for r in nodes]
     if max(fits, default=0) < 1:
         largest: dict[str, float] = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
-        raise ScaletuneError(f"{config.source}: resources: a trial needs {res.cpus} CPUs and {res.gpus} GPUs "
-                             f"(cpus_per_trial, gpus_per_trial) but the largest Ray node has "
-                             f"{largest.get('CPU', 0):g} CPUs and {largest.get('GPU', 0):g} GPUs")
+        raise ScaletuneError(
+            f"{config.source}: resources: a trial needs {res.cpus} CPUs and {res.gpus} GPUs "
+            f"(cpus_per_trial, gpus_per_trial) but the largest Ray node has "
+            f"{largest.get('CPU', 0):g} CPUs and {largest.get('GPU', 0):g} GPUs"
+        )
     return int(sum(fits))
 
 
@@ -373,16 +377,25 @@ def _check_pickles(config: StudyConfig, backend: str) -> None:
         try:
             dumps(obj)
         except Exception as exc:  # pickle raises PicklingError, TypeError or AttributeError
-            raise ScaletuneError(f"{what} {type(obj).__name__} cannot be pickled ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); every worker needs a copy",
-                                 hint=f"build the {what} from module-level functions and plain values "
-                                      f"(no lambdas, open files or locks)") from None
+            raise ScaletuneError(
+                f"{what} {type(obj).__name__} cannot be pickled ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); every worker needs a copy",
+                hint=f"build the {what} from module-level functions and plain values (no lambdas, open files or locks)",
+            ) from None
 
 
-def run_study(config: StudyConfig, storage: str | None = None, workers: int | None = None,
-              backend: str = "local", address: str | None = None,
-              progress: Callable[[list[RungStatus], str], None] | None = None,
-              retry_failed: bool = False, poll: float = 1.0, sampler: Any = None, pruner: Any = None) -> SweepResult:
+def run_study(
+    config: StudyConfig,
+    storage: str | None = None,
+    workers: int | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    progress: Callable[[list[RungStatus], str], None] | None = None,
+    retry_failed: bool = False,
+    poll: float = 1.0,
+    sampler: Any = None,
+    pruner: Any = None,
+) -> SweepResult:
     """Run (or resume) a study until every planned trial has finished, or a budget cap stops it.
 
     ``storage`` overrides the study file's storage URL; ``workers`` defaults to CPU cores // threads per
@@ -407,8 +420,7 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
         config = config.with_optuna(sampler, pruner)
     _check_pickles(config, backend)
     if storage:
-        config = dataclasses.replace(config, storage=dataclasses.replace(config.storage,
-                                                                          url=resolve_storage_url(storage)))
+        config = dataclasses.replace(config, storage=dataclasses.replace(config.storage, url=resolve_storage_url(storage)))
     if workers is not None and workers < 1:
         raise ScaletuneError(f"workers: expected a positive number, got {workers}")
     require_shared(config.storage.url, backend, address)
@@ -455,8 +467,10 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
             now = time.time()
             for suffix, reason in pool.dead():
                 error = None if getattr(pool, "requeue_dead", False) else reason  # Slurm: cancelled, pre-empted
-                blamed = sum(_fail_running(study, st, lambda t: str(t.system_attrs.get(WORKER, "")).endswith(suffix),
-                                           error) for study in studies.values())
+                blamed = sum(
+                    _fail_running(study, st, lambda t: str(t.system_attrs.get(WORKER, "")).endswith(suffix), error)
+                    for study in studies.values()
+                )
                 deaths += blamed == 0
                 if deaths > 3:
                     raise ScaletuneError(f"worker processes keep dying outside any trial (last: {reason})")
@@ -467,8 +481,7 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
             statuses = [rung_status(stored, r.index) for r in config.rungs]
             if scale_aware:
                 for r in config.rungs[1:]:
-                    if r.index not in studies and all(s.planned is not None and s.done == s.planned
-                                                      for s in statuses[:r.index]):
+                    if r.index not in studies and all(s.planned is not None and s.done == s.planned for s in statuses[: r.index]):
                         plan(r)
                         statuses[r.index] = rung_status(stored, r.index)
             if progress:
@@ -492,7 +505,6 @@ def run_study(config: StudyConfig, storage: str | None = None, workers: int | No
         pool.shutdown(wait=0.0 if stopped == "interrupted" else 30.0)
         if stopped == "interrupted":  # re-queue our workers' trials now rather than at the next start
             for study in studies.values():
-                _fail_running(study, st, lambda t: str(t.system_attrs.get(WORKER, "")).rpartition(":")[2]
-                              in pool.suffixes, None)
+                _fail_running(study, st, lambda t: str(t.system_attrs.get(WORKER, "")).rpartition(":")[2] in pool.suffixes, None)
     statuses = [rung_status(stored, r.index) for r in config.rungs]
     return SweepResult(config.name, config.storage.url, statuses, stopped, time.monotonic() - start)

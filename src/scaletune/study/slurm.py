@@ -35,12 +35,11 @@ from scaletune.errors import ScaletuneError
 from scaletune.study.config import StudyConfig, _check_keys, _number
 from scaletune.study.plan import rung_study_name
 
-SLURM_KEYS = ("partition", "time", "gpus_per_node", "cpus_per_task", "mem", "account", "qos", "constraint",
-              "setup", "jobs", "folder")
+SLURM_KEYS = ("partition", "time", "gpus_per_node", "cpus_per_task", "mem", "account", "qos", "constraint", "setup", "jobs", "folder")
 JOB_PREFIX = "scaletune:slurm:"  # user attribute of the study NAME, one per submitted job: {folder, submitted}
-STOP_KEY = "scaletune:stop"      # user attribute of the study NAME: True while a budget cap stops the jobs
-IDLE_SECONDS = 120.0             # a job with nothing to claim waits this long for the next rung, then exits
-CHECK_SECONDS = 5.0              # the driver asks squeue at most this often
+STOP_KEY = "scaletune:stop"  # user attribute of the study NAME: True while a budget cap stops the jobs
+IDLE_SECONDS = 120.0  # a job with nothing to claim waits this long for the next rung, then exits
+CHECK_SECONDS = 5.0  # the driver asks squeue at most this often
 
 
 @dataclass(frozen=True)
@@ -69,9 +68,14 @@ class SlurmSpec:
     def parameters(self, config: StudyConfig) -> dict[str, Any]:
         """submitit.SlurmExecutor parameters of one worker job of ``config``."""
         need = config.workload.resources  # one trial's CPUs and GPUs: a job runs one trial at a time
-        params: dict[str, Any] = {"job_name": job_name(config.name), "time": self.time, "nodes": 1,
-                                  "ntasks_per_node": 1, "cpus_per_task": self.cpus_per_task or need.cpus,
-                                  "setup": list(self.setup)}
+        params: dict[str, Any] = {
+            "job_name": job_name(config.name),
+            "time": self.time,
+            "nodes": 1,
+            "ntasks_per_node": 1,
+            "cpus_per_task": self.cpus_per_task or need.cpus,
+            "setup": list(self.setup),
+        }
         gpus = self.gpus_per_node if self.gpus_per_node is not None else need.gpus or None
         if gpus is not None:
             params["gpus_per_node"] = gpus
@@ -88,7 +92,7 @@ def _minutes(value: Any) -> int:
     if isinstance(value, str):
         m = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d\d):(\d\d)", value.strip())
         if not m:
-            raise ScaletuneError(f"slurm.time: expected minutes or \"HH:MM:SS\", got {value!r}")
+            raise ScaletuneError(f'slurm.time: expected minutes or "HH:MM:SS", got {value!r}')
         days, hours, mins, secs = (int(g or 0) for g in m.groups())
         total = ((days * 24 + hours) * 60 + mins) * 60 + secs
         if total <= 0:
@@ -102,7 +106,7 @@ def _megabytes(value: Any) -> int:
     if isinstance(value, str):
         m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)B?", value.strip().upper())
         if not m or float(m.group(1)) <= 0:
-            raise ScaletuneError(f"slurm.mem: expected a size such as \"16G\" or a number of GB, got {value!r}")
+            raise ScaletuneError(f'slurm.mem: expected a size such as "16G" or a number of GB, got {value!r}')
         return math.ceil(float(m.group(1)) * {"K": 2.0**-10, "M": 1.0, "G": 1024.0, "T": 2.0**20, "": 1.0}[m.group(2)])
     return math.ceil(_number(value, "slurm.mem", positive=True) * 1024)
 
@@ -140,8 +144,7 @@ def parse_slurm(value: Any, base_dir: Path, name: str) -> SlurmSpec:
     if not isinstance(folder, str) or not folder:
         raise ScaletuneError(f"slurm.folder: expected a folder path, got {folder!r}")
     path = Path(folder).expanduser()
-    return SlurmSpec(folder=str((path if path.is_absolute() else base_dir / path).resolve()),
-                     setup=tuple(setup), **out)
+    return SlurmSpec(folder=str((path if path.is_absolute() else base_dir / path).resolve()), setup=tuple(setup), **out)
 
 
 def job_name(study: str) -> str:
@@ -246,8 +249,9 @@ def _sacct(ids: list[str]) -> dict[str, str]:
     if not ids or shutil.which("sacct") is None:
         return {}
     try:
-        out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(ids)],
-                             capture_output=True, text=True, timeout=60, check=False)
+        out = subprocess.run(
+            ["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(ids)], capture_output=True, text=True, timeout=60, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return {}
     if out.returncode:
@@ -279,8 +283,9 @@ class SlurmPool:
         except ImportError:
             raise ScaletuneError("backend 'slurm' needs submitit: pip install 'scaletune[slurm]'") from None
         if shutil.which("sbatch") is None or shutil.which("squeue") is None:
-            raise ScaletuneError("backend 'slurm': sbatch / squeue not found on PATH (run the sweep where "
-                                 "Slurm's commands are installed, e.g. a login node)")
+            raise ScaletuneError(
+                "backend 'slurm': sbatch / squeue not found on PATH (run the sweep where Slurm's commands are installed, e.g. a login node)"
+            )
         self.config, self.spec, self.storage = config, config.slurm, storage
         self.n = n or self.spec.jobs
         self.name = job_name(config.name)
@@ -301,7 +306,7 @@ class SlurmPool:
         attrs = storage.get_study_user_attrs(self.root)
         if attrs.get(STOP_KEY):  # a budget cap stopped the last sweep call; this one continues the plan
             storage.set_study_user_attr(self.root, STOP_KEY, False)
-        recorded = {k[len(JOB_PREFIX):]: v for k, v in attrs.items() if k.startswith(JOB_PREFIX) and "ended" not in v}
+        recorded = {k[len(JOB_PREFIX) :]: v for k, v in attrs.items() if k.startswith(JOB_PREFIX) and "ended" not in v}
         if recorded:  # a driver killed earlier: adopt its jobs that are still queued or running
             live = _squeue(self.name)
             if live is None:
@@ -348,8 +353,7 @@ class SlurmPool:
     def _ended(self, job_id: str, record: dict) -> str | None:
         """Record that a job has left the queue; returns why, when it did not end normally."""
         outcome = _result(record["folder"], job_id)
-        self.storage.set_study_user_attr(self.root, JOB_PREFIX + job_id,
-                                         {**record, "ended": outcome[0] if outcome else "killed"})
+        self.storage.set_study_user_attr(self.root, JOB_PREFIX + job_id, {**record, "ended": outcome[0] if outcome else "killed"})
         if outcome and outcome[0] == "success":
             return None
         log = Path(record["folder"]) / f"{job_id}_0_log.err"
@@ -412,7 +416,7 @@ def slurm_jobs(stored: Any) -> list[SlurmJobStatus]:
     from scaletune.study.results import WORKER, is_done
 
     attrs = stored.storage.get_study_user_attrs(stored.storage.get_study_id_from_name(stored.name))
-    records = {k[len(JOB_PREFIX):]: v for k, v in attrs.items() if k.startswith(JOB_PREFIX)}
+    records = {k[len(JOB_PREFIX) :]: v for k, v in attrs.items() if k.startswith(JOB_PREFIX)}
     if not records:
         return []
     done: dict[str, int] = {}
@@ -422,7 +426,7 @@ def slurm_jobs(stored: Any) -> list[SlurmJobStatus]:
             suffix = str(t.system_attrs.get(WORKER, "")).rpartition(":")[2]
             if not suffix.startswith("slurm"):
                 continue
-            job_id = suffix[len("slurm"):]
+            job_id = suffix[len("slurm") :]
             if is_done(t):
                 done[job_id] = done.get(job_id, 0) + 1
             elif t.state.name == "RUNNING":
@@ -435,7 +439,14 @@ def slurm_jobs(stored: Any) -> list[SlurmJobStatus]:
         if state is None:
             outcome = _result(record["folder"], job_id)
             state = {"success": "COMPLETED", "error": "FAILED"}.get(outcome[0] if outcome else "", "ENDED")
-        out.append(SlurmJobStatus(job_id, state, float(record.get("submitted", 0.0)), done.get(job_id, 0),
-                                  running.get(job_id, []), str(Path(record["folder"]) / f"{job_id}_0_log.err")))
+        out.append(
+            SlurmJobStatus(
+                job_id,
+                state,
+                float(record.get("submitted", 0.0)),
+                done.get(job_id, 0),
+                running.get(job_id, []),
+                str(Path(record["folder"]) / f"{job_id}_0_log.err"),
+            )
+        )
     return out
-

@@ -85,13 +85,14 @@ def require_shared(url: str, backend: str, address: str | None = None) -> None:
     if not url.startswith("sqlite"):
         return
     host = re.sub(r"^\w+://", "", address or "").rpartition(":")[0] or (address or "")
-    remote = backend == "slurm" or (backend == "ray" and address not in (None, "", "local")
-                                    and host not in ("localhost", "127.0.0.1"))
+    remote = backend == "slurm" or (backend == "ray" and address not in (None, "", "local") and host not in ("localhost", "127.0.0.1"))
     if remote:
         where = f"backend {backend}" + (f" at {address}" if address else "")
-        raise ScaletuneError(f"storage {mask_url(url)}: SQLite works only with workers on this machine, and {where} "
-                             f"can run them on other nodes; use postgresql://USER@HOST/DB or journal:///PATH.log "
-                             f"on a file system the nodes share")
+        raise ScaletuneError(
+            f"storage {mask_url(url)}: SQLite works only with workers on this machine, and {where} "
+            f"can run them on other nodes; use postgresql://USER@HOST/DB or journal:///PATH.log "
+            f"on a file system the nodes share"
+        )
 
 
 def check_storage(url: str) -> None:

@@ -13,7 +13,19 @@ from scaletune.train.scheduler import torch_scheduler
 from scaletune.train.trainer import RunConfig, build_lm, run_lm
 
 __all__ = [
-    "PRESETS", "LMConfig", "TransformerLM", "count_params", "flops_per_token",
-    "ParamInfo", "ParamPlan", "canonical_name", "infer_roles", "make_plan", "parameterize",
-    "torch_scheduler", "RunConfig", "build_lm", "run_lm",
+    "PRESETS",
+    "LMConfig",
+    "TransformerLM",
+    "count_params",
+    "flops_per_token",
+    "ParamInfo",
+    "ParamPlan",
+    "canonical_name",
+    "infer_roles",
+    "make_plan",
+    "parameterize",
+    "torch_scheduler",
+    "RunConfig",
+    "build_lm",
+    "run_lm",
 ]

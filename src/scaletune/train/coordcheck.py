@@ -86,31 +86,47 @@ def coord_check(
     """
     if axis not in ("width", "depth"):
         raise ScaletuneError(f"coord check axis must be width or depth (got {axis!r})")
-    base = {"depth": 2, "width": 64, "lr": 1e-2, "seq_len": 64, "batch_size": 1024, "schedule": "constant",
-            "warmup": 0, "base_width": min(widths) if axis == "width" else 64,
-            "base_depth": min(widths) if axis == "depth" else 2, "precision": "fp32", "heads": 1, **(config or {})}
+    base = {
+        "depth": 2,
+        "width": 64,
+        "lr": 1e-2,
+        "seq_len": 64,
+        "batch_size": 1024,
+        "schedule": "constant",
+        "warmup": 0,
+        "base_width": min(widths) if axis == "width" else 64,
+        "base_depth": min(widths) if axis == "depth" else 2,
+        "precision": "fp32",
+        "heads": 1,
+        **(config or {}),
+    }
     rows = []
     for seed in seeds:
         for value in widths:
-            cfg = RunConfig.from_dict({**base, axis: value, "param": param, "seed": seed,
-                                       "tokens": (steps + 1) * base["batch_size"]})
+            cfg = RunConfig.from_dict({**base, axis: value, "param": param, "seed": seed, "tokens": (steps + 1) * base["batch_size"]})
             torch.set_num_threads(cfg.threads)  # as run_lm: one thread unless the config says otherwise
             model, plan = build_lm(cfg)
             optimizer = make_optimizer(cfg, model, plan)
             batches = data.Batches(cfg.batch_size // cfg.seq_len, cfg.seq_len, seed)
             kinds = _kinds(model, plan)
             record: dict[str, float] = {}
-            hooks = [m.register_forward_hook(
-                lambda mod, inp, out, name=name: record.__setitem__(name, out.detach().float().pow(2).mean().sqrt().item()))
-                for name, m in model.named_modules() if name in kinds]
+            hooks = [
+                m.register_forward_hook(
+                    lambda mod, inp, out, name=name: record.__setitem__(name, out.detach().float().pow(2).mean().sqrt().item())
+                )
+                for name, m in model.named_modules()
+                if name in kinds
+            ]
             for step in range(steps + 1):
                 x, y = batches()
                 record.clear()
                 _, loss = model(x, y)
                 last = f"blocks.{cfg.depth - 1}"
-                rows += [{"seed": seed, "width": cfg.width, "depth": cfg.depth, "step": step, "layer": layer,
-                          "kind": kinds[n], "rms": r}
-                         for n, r in record.items() for layer in ([n, "blocks.-1"] if n == last and axis == "depth" else [n])]
+                rows += [
+                    {"seed": seed, "width": cfg.width, "depth": cfg.depth, "step": step, "layer": layer, "kind": kinds[n], "rms": r}
+                    for n, r in record.items()
+                    for layer in ([n, "blocks.-1"] if n == last and axis == "depth" else [n])
+                ]
                 if step == steps:
                     break
                 loss.backward()

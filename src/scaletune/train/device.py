@@ -36,8 +36,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if name.startswith("cuda"):
         if not cuda:
-            raise ScaletuneError(f"device {name!r} requested but torch sees no CUDA GPU (torch {torch.__version__}); "
-                                 f"use device=auto or cpu")
+            raise ScaletuneError(
+                f"device {name!r} requested but torch sees no CUDA GPU (torch {torch.__version__}); use device=auto or cpu"
+            )
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
             raise ScaletuneError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) visible")

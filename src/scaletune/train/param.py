@@ -71,7 +71,7 @@ def canonical_name(name: str) -> str:
     for prefix in _WRAPPER_PREFIXES:
         name = name.replace("." + prefix, ".")
         while name.startswith(prefix):
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
     return name
 
 
@@ -154,10 +154,18 @@ class ParamPlan:
         groups: dict[tuple[float, float, float], dict] = {}
         for name, info in self.params.items():
             key = (info.lr_mult, info.wd_mult, info.eps_mult)
-            group = groups.setdefault(key, {
-                "params": [], "names": [], "lr": lr * info.lr_mult, "initial_lr": lr * info.lr_mult,
-                "lr_mult": info.lr_mult, "weight_decay": weight_decay * info.wd_mult, "eps": eps * info.eps_mult,
-            })
+            group = groups.setdefault(
+                key,
+                {
+                    "params": [],
+                    "names": [],
+                    "lr": lr * info.lr_mult,
+                    "initial_lr": lr * info.lr_mult,
+                    "lr_mult": info.lr_mult,
+                    "weight_decay": weight_decay * info.wd_mult,
+                    "eps": eps * info.eps_mult,
+                },
+            )
             group["params"].append(named[name])
             group["names"].append(name)
         return list(groups.values())
@@ -167,13 +175,19 @@ class ParamPlan:
         rows = []
         for name, info in self.params.items():
             module = name.rsplit(".", 1)[0] if "." in name else ""
-            rows.append({
-                "name": name, "role": info.role + (" (tied)" if info.tied else ""),
-                "shape": "x".join(map(str, info.shape)), "in_block": info.in_block,
-                "init_std": info.init_std, "lr": lr * info.lr_mult, "weight_decay": weight_decay * info.wd_mult,
-                "eps": eps * info.eps_mult,
-                "out_mult": self.multipliers.get(self.readout if info.tied else module, 1.0),
-            })
+            rows.append(
+                {
+                    "name": name,
+                    "role": info.role + (" (tied)" if info.tied else ""),
+                    "shape": "x".join(map(str, info.shape)),
+                    "in_block": info.in_block,
+                    "init_std": info.init_std,
+                    "lr": lr * info.lr_mult,
+                    "weight_decay": weight_decay * info.wd_mult,
+                    "eps": eps * info.eps_mult,
+                    "out_mult": self.multipliers.get(self.readout if info.tied else module, 1.0),
+                }
+            )
         return rows
 
     # ------------------------------------------------------------------ persistence
@@ -289,8 +303,7 @@ def make_plan(
         raise ScaletuneError(f"unknown optimizer {optimizer!r} (adamw | sgd)")
     base_width = width if base_width is None else base_width
     base_depth = depth if base_depth is None else base_depth
-    for key, value in (("width", width), ("base_width", base_width), ("depth", depth), ("base_depth", base_depth),
-                       ("init_std", init_std)):
+    for key, value in (("width", width), ("base_width", base_width), ("depth", depth), ("base_depth", base_depth), ("init_std", init_std)):
         if not value > 0:
             raise ScaletuneError(f"{key} must be positive (got {value})")
     if param == "completep" and not 0.5 <= alpha <= 1.0:
@@ -314,10 +327,14 @@ def make_plan(
     if cp:
         # default: Linear layers named like out/proj/down/...; a user pattern may name any module with a
         # weight (e.g. HF GPT-2's Conv1D c_proj)
-        outs = [n for n, mod in modules.items()
-                if (isinstance(mod, nn.Linear) or branch_out is not None)
-                and isinstance(getattr(mod, "weight", None), torch.Tensor)
-                and re.search(branch_out or BRANCH_OUT_PATTERN, n) and in_block.get(f"{n}.weight", False)]
+        outs = [
+            n
+            for n, mod in modules.items()
+            if (isinstance(mod, nn.Linear) or branch_out is not None)
+            and isinstance(getattr(mod, "weight", None), torch.Tensor)
+            and re.search(branch_out or BRANCH_OUT_PATTERN, n)
+            and in_block.get(f"{n}.weight", False)
+        ]
         if any(in_block.values()) and not outs:
             raise ScaletuneError("completep: no residual-branch output layer found; name them with branch_out=REGEX")
         for n in outs:
@@ -344,11 +361,21 @@ def make_plan(
             std = 0.0
             lr_m = (m if optimizer == "sgd" and mu else 1.0) * depth_lr
             wd_m, eps_m = 0.0, depth_eps
-        plans[name] = ParamInfo(role=role, shape=tuple(p.shape), in_block=blk, init_std=std, lr_mult=lr_m,
-                                wd_mult=wd_m, eps_mult=eps_m, tied=is_tied)
-    return ParamPlan(param=param, width=width, base_width=base_width, depth=depth, base_depth=base_depth,
-                     alpha=alpha if cp else 0.0, params=plans, multipliers=multipliers, optimizer=optimizer,
-                     readout=readout_mod)
+        plans[name] = ParamInfo(
+            role=role, shape=tuple(p.shape), in_block=blk, init_std=std, lr_mult=lr_m, wd_mult=wd_m, eps_mult=eps_m, tied=is_tied
+        )
+    return ParamPlan(
+        param=param,
+        width=width,
+        base_width=base_width,
+        depth=depth,
+        base_depth=base_depth,
+        alpha=alpha if cp else 0.0,
+        params=plans,
+        multipliers=multipliers,
+        optimizer=optimizer,
+        readout=readout_mod,
+    )
 
 
 def _canon_modules(model: nn.Module) -> dict[str, nn.Module]:

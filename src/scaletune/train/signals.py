@@ -43,8 +43,11 @@ def attention_logit_max(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
     """Per-layer largest pre-softmax attention logit (a 1-D tensor, one value per `Attention` module, in
     module order) of a forward pass of ``idx``, computed by hooks that redo q k^T on each layer's input."""
     found: list[torch.Tensor] = []
-    hooks = [m.register_forward_hook(lambda mod, args, out: found.append(mod.logit_max(args[0])))
-             for m in model.modules() if isinstance(m, Attention)]
+    hooks = [
+        m.register_forward_hook(lambda mod, args, out: found.append(mod.logit_max(args[0])))
+        for m in model.modules()
+        if isinstance(m, Attention)
+    ]
     try:
         model(idx)
     finally:
@@ -57,8 +60,7 @@ def attention_logit_max(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
 def output_stats(logits: torch.Tensor) -> dict[str, torch.Tensor]:
     """out_logit_rms, out_logit_max (absolute) and z_mean of output logits (..., vocab), as 0-d tensors."""
     z = logits.detach().float()
-    return {"out_logit_rms": z.pow(2).mean().sqrt(), "out_logit_max": z.abs().amax(),
-            "z_mean": torch.logsumexp(z, dim=-1).mean()}
+    return {"out_logit_rms": z.pow(2).mean().sqrt(), "out_logit_max": z.abs().amax(), "z_mean": torch.logsumexp(z, dim=-1).mean()}
 
 
 @torch.no_grad()
@@ -108,15 +110,14 @@ class StepSignals:
     def measure(self, x: torch.Tensor, logits: torch.Tensor) -> None:
         with torch.autocast(**self.autocast):  # the logits as the training step computes them
             self.attn = attention_logit_max(self.model, x[:PROBE_SEQUENCES])
-        self.measured = {"attn_logit_max": self.attn.max(), **output_stats(logits),
-                         "grad_norm": grad_norm(self.model.parameters())}
+        self.measured = {"attn_logit_max": self.attn.max(), **output_stats(logits), "grad_norm": grad_norm(self.model.parameters())}
         self.updates.snapshot()
 
     def finish(self) -> dict[str, float]:
         self.measured.update(self.updates.ratios())
         values = torch.stack([*self.attn, *self.measured.values()]).tolist()
-        out = {f"attn_logit_max_l{i}": v for i, v in enumerate(values[:len(self.attn)])}
-        out.update(zip(self.measured, values[len(self.attn):]))
+        out = {f"attn_logit_max_l{i}": v for i, v in enumerate(values[: len(self.attn)])}
+        out.update(zip(self.measured, values[len(self.attn) :]))
         return out
 
 
@@ -142,8 +143,7 @@ class SpikeCounter:
         self.recent.append(loss)
 
 
-def loss_spikes(losses: Iterable[float], threshold: float = SPIKE_THRESHOLD,
-                window: int = SPIKE_WINDOW) -> tuple[int, float | None]:
+def loss_spikes(losses: Iterable[float], threshold: float = SPIKE_THRESHOLD, window: int = SPIKE_WINDOW) -> tuple[int, float | None]:
     """(spike count, largest relative jump) of a training-loss sequence, one value per step."""
     counter = SpikeCounter(threshold, window)
     for loss in losses:

@@ -112,8 +112,7 @@ class RunConfig:
         return cfg
 
     def validate(self) -> None:
-        for key in ("width", "depth", "tokens", "batch_size", "seq_len", "base_width", "base_depth", "threads",
-                    "eval_tokens"):
+        for key in ("width", "depth", "tokens", "batch_size", "seq_len", "base_width", "base_depth", "threads", "eval_tokens"):
             if getattr(self, key) <= 0:
                 raise ScaletuneError(f"run config {key} must be positive (got {getattr(self, key)})")
         if not self.lr > 0 or not math.isfinite(self.lr):
@@ -148,8 +147,10 @@ class RunConfig:
         spec = self.schedule if ":" in self.schedule else self.schedule + ":"
         sched = Schedule.parse(spec, steps=self.steps, lr=self.lr, warmup=self.warmup_steps())
         if (sched.steps, sched.lr) != (self.steps, self.lr):
-            raise ScaletuneError(f"schedule {self.schedule!r}: steps/lr come from the run (steps = tokens // "
-                                 f"batch_size = {self.steps}, lr = {self.lr}); leave them out of the spec")
+            raise ScaletuneError(
+                f"schedule {self.schedule!r}: steps/lr come from the run (steps = tokens // "
+                f"batch_size = {self.steps}, lr = {self.lr}); leave them out of the spec"
+            )
         return sched
 
     def lm_config(self) -> LMConfig:
@@ -159,8 +160,17 @@ class RunConfig:
         # muP's 1/d attention, normalised so that it equals 1/sqrt(d) at base width (heads held fixed).
         base_head_dim = self.base_width / heads if self.heads else min(32, head_dim)
         scale = math.sqrt(base_head_dim) / head_dim if mu else None
-        return LMConfig(width=self.width, depth=self.depth, heads=heads, seq_len=self.seq_len, mlp=self.mlp,
-                        tied=self.tied, qk_norm=self.qk_norm, z_loss=self.z_loss, attn_scale=scale)
+        return LMConfig(
+            width=self.width,
+            depth=self.depth,
+            heads=heads,
+            seq_len=self.seq_len,
+            mlp=self.mlp,
+            tied=self.tied,
+            qk_norm=self.qk_norm,
+            z_loss=self.z_loss,
+            attn_scale=scale,
+        )
 
     def autocast(self, device_type: str = "cpu") -> dict[str, Any]:
         """Keyword arguments of ``torch.autocast`` for this run on ``device_type``."""
@@ -172,8 +182,17 @@ def build_lm(cfg: RunConfig) -> tuple[TransformerLM, ParamPlan]:
     """The seeded, parameterised model of a run (init depends only on ``seed`` and the shape)."""
     torch.manual_seed(cfg.seed)
     model = TransformerLM(cfg.lm_config())
-    plan = parameterize(model, cfg.param, width=cfg.width, base_width=cfg.base_width, depth=cfg.depth,
-                        base_depth=cfg.base_depth, alpha=cfg.alpha, init_std=cfg.init_std, optimizer=cfg.optimizer)
+    plan = parameterize(
+        model,
+        cfg.param,
+        width=cfg.width,
+        base_width=cfg.base_width,
+        depth=cfg.depth,
+        base_depth=cfg.base_depth,
+        alpha=cfg.alpha,
+        init_std=cfg.init_std,
+        optimizer=cfg.optimizer,
+    )
     return model, plan
 
 
@@ -187,15 +206,14 @@ def make_optimizer(cfg: RunConfig, model: torch.nn.Module, plan: ParamPlan) -> t
 
 
 @torch.no_grad()
-def evaluate(model: TransformerLM, inputs: torch.Tensor, targets: torch.Tensor, autocast: Mapping[str, Any],
-             chunk: int = 64) -> float:
+def evaluate(model: TransformerLM, inputs: torch.Tensor, targets: torch.Tensor, autocast: Mapping[str, Any], chunk: int = 64) -> float:
     """Mean validation loss in nats/token over the fixed windows (``autocast``: `RunConfig.autocast`)."""
     model.eval()
     total = torch.zeros((), device=inputs.device)
     for i in range(0, len(inputs), chunk):
         with torch.autocast(**autocast):
-            _, loss = model(inputs[i:i + chunk], targets[i:i + chunk])
-        total += loss * len(inputs[i:i + chunk])
+            _, loss = model(inputs[i : i + chunk], targets[i : i + chunk])
+        total += loss * len(inputs[i : i + chunk])
     model.train()
     return total.item() / len(inputs)
 
@@ -208,8 +226,9 @@ def signal_steps(cfg: RunConfig, eval_every: int) -> set[int]:
     return {1, cfg.steps, *range(every, cfg.steps + 1, every)}
 
 
-def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | None = None,
-           progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def run_lm(
+    config: Mapping[str, Any], report: Callable[[int, float], bool] | None = None, progress: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
     """Train the built-in LM per ``config`` (see `RunConfig`) and return a run-table row with its curve.
 
     ``report(step, val_loss)`` is called after every intermediate evaluation; returning True stops the run
@@ -283,15 +302,30 @@ def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | Non
             if not math.isfinite(val_loss):
                 status = "diverged"
         if evaluated or probe or status != "ok" or step % log_every == 0:
-            curve.append({"step": step + 1, "tokens": (step + 1) * cfg.batch_size, "lr": float(lrs[step]),
-                          "train_loss": train_loss, "val_loss": val_loss if evaluated and status == "ok" else None,
-                          **point_signals})
+            curve.append(
+                {
+                    "step": step + 1,
+                    "tokens": (step + 1) * cfg.batch_size,
+                    "lr": float(lrs[step]),
+                    "train_loss": train_loss,
+                    "val_loss": val_loss if evaluated and status == "ok" else None,
+                    **point_signals,
+                }
+            )
         if status != "ok":
             val_loss = float("nan")
             break
         if evaluated and progress is not None:
-            progress({"step": step + 1, "steps": steps, "tokens": (step + 1) * cfg.batch_size, "train_loss": train_loss,
-                      "val_loss": val_loss, "tokens_per_s": (step + 1) * cfg.batch_size / train_time})
+            progress(
+                {
+                    "step": step + 1,
+                    "steps": steps,
+                    "tokens": (step + 1) * cfg.batch_size,
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "tokens_per_s": (step + 1) * cfg.batch_size / train_time,
+                }
+            )
         if evaluated and not last and report is not None and report(step + 1, val_loss):
             status = "pruned"
             break
@@ -299,22 +333,44 @@ def run_lm(config: Mapping[str, Any], report: Callable[[int, float], bool] | Non
     counts = count_params(lm)
     tokens = done * cfg.batch_size
     return {
-        **counts, "D": tokens, "C": 6.0 * counts["N"] * tokens, "C_exact": flops_per_token(lm) * tokens,
-        "width": cfg.width, "depth": cfg.depth, "heads": lm.n_heads, "lr": cfg.lr, "batch_size": cfg.batch_size,
-        "seq_len": cfg.seq_len, "schedule": schedule.spec(), "warmup": schedule.warmup, "param": cfg.param,
-        "base_width": cfg.base_width, "base_depth": cfg.base_depth, "seed": cfg.seed,
-        "loss": val_loss, "bits_per_byte": val_loss / math.log(2), "status": status,
-        "seconds": time.perf_counter() - start, "tokens_per_s": tokens / train_time if train_time else 0.0,
-        "device": device.type, **signal_summary(curve, spikes, bool(probe_steps)), "curve": curve,
+        **counts,
+        "D": tokens,
+        "C": 6.0 * counts["N"] * tokens,
+        "C_exact": flops_per_token(lm) * tokens,
+        "width": cfg.width,
+        "depth": cfg.depth,
+        "heads": lm.n_heads,
+        "lr": cfg.lr,
+        "batch_size": cfg.batch_size,
+        "seq_len": cfg.seq_len,
+        "schedule": schedule.spec(),
+        "warmup": schedule.warmup,
+        "param": cfg.param,
+        "base_width": cfg.base_width,
+        "base_depth": cfg.base_depth,
+        "seed": cfg.seed,
+        "loss": val_loss,
+        "bits_per_byte": val_loss / math.log(2),
+        "status": status,
+        "seconds": time.perf_counter() - start,
+        "tokens_per_s": tokens / train_time if train_time else 0.0,
+        "device": device.type,
+        **signal_summary(curve, spikes, bool(probe_steps)),
+        "curve": curve,
     }
 
 
 def signal_summary(curve: list[dict[str, Any]], spikes: signals.SpikeCounter, probed: bool) -> dict[str, Any]:
     """The run's stability summary: spike count and largest jump (from every step's training loss), and the
     largest attention and output logits over the signal steps (None when signals were off or NaN throughout)."""
+
     def peak(key: str) -> float | None:
         seen = [p[key] for p in curve if key in p and not math.isnan(p[key])]
         return max(seen) if probed and seen else None
 
-    return {"spikes": spikes.count if probed else None, "max_spike": spikes.max_jump if probed else None,
-            "attn_logit_max": peak("attn_logit_max"), "out_logit_max": peak("out_logit_max")}
+    return {
+        "spikes": spikes.count if probed else None,
+        "max_spike": spikes.max_jump if probed else None,
+        "attn_logit_max": peak("attn_logit_max"),
+        "out_logit_max": peak("out_logit_max"),
+    }

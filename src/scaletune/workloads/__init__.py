@@ -20,5 +20,14 @@ from scaletune.workloads._devices import detect_devices, device_groups
 from scaletune.workloads._function import FunctionWorkload
 from scaletune.workloads._lm import LMWorkload
 
-__all__ = ["CommandWorkload", "FunctionWorkload", "LMWorkload", "Report", "Resources", "Workload",
-           "detect_devices", "device_groups", "import_function"]
+__all__ = [
+    "CommandWorkload",
+    "FunctionWorkload",
+    "LMWorkload",
+    "Report",
+    "Resources",
+    "Workload",
+    "detect_devices",
+    "device_groups",
+    "import_function",
+]

@@ -36,8 +36,8 @@ from scaletune.workloads._base import Report, Resources, Workload
 
 SUPERVISOR = Path(__file__).with_name("_supervise.py")
 EXTRA_NAMES = ("gpus", "python")  # template names that are not trial values: GPUs per trial, this Python
-MAX_CURVE = 2000                  # stored points per trial (evenly thinned beyond that)
-POLL = 0.1                        # seconds between reads of the metrics while the command runs
+MAX_CURVE = 2000  # stored points per trial (evenly thinned beyond that)
+POLL = 0.1  # seconds between reads of the metrics while the command runs
 
 
 RESERVED = ("status", "error", "curve", "stderr_tail")  # result keys the sweep sets, not the script
@@ -88,9 +88,16 @@ class CommandWorkload(Workload):
     trial. ``cwd``: where the command runs (the study file's folder).
     """
 
-    def __init__(self, template: str, metrics: str | re.Pattern = "jsonl", timeout: float | None = None,
-                 kill_grace: float = 10.0, workdir: str | Path = "runs", cwd: str | Path = ".",
-                 resources: Resources | None = None) -> None:
+    def __init__(
+        self,
+        template: str,
+        metrics: str | re.Pattern = "jsonl",
+        timeout: float | None = None,
+        kill_grace: float = 10.0,
+        workdir: str | Path = "runs",
+        cwd: str | Path = ".",
+        resources: Resources | None = None,
+    ) -> None:
         self.template, self.metrics, self.timeout, self.kill_grace = template, metrics, timeout, kill_grace
         self.workdir, self.cwd, self.resources = Path(workdir), Path(cwd), resources or Resources()
         self.fields: list[str] = []
@@ -99,8 +106,9 @@ class CommandWorkload(Workload):
                 if name is not None:
                     self.fields.append(name)
         except ValueError as exc:
-            raise ScaletuneError(f"workload.command: cannot parse template {template!r} ({exc}; write a literal "
-                                 f"brace as {{{{ or }}}})") from None
+            raise ScaletuneError(
+                f"workload.command: cannot parse template {template!r} ({exc}; write a literal brace as {{{{ or }}}})"
+            ) from None
         if not template.strip():
             raise ScaletuneError("workload.command: empty command")
 
@@ -140,8 +148,11 @@ class CommandWorkload(Workload):
         env = dict(os.environ)
         for key, value in self.values(config).items():
             env["SCALETUNE_" + re.sub(r"\W", "_", str(key)).upper()] = _text(value)
-        env.update(SCALETUNE_CONFIG=str(trial_dir / "config.json"), SCALETUNE_METRICS=str(trial_dir / "metrics.jsonl"),
-                   SCALETUNE_TRIAL_DIR=str(trial_dir))
+        env.update(
+            SCALETUNE_CONFIG=str(trial_dir / "config.json"),
+            SCALETUNE_METRICS=str(trial_dir / "metrics.jsonl"),
+            SCALETUNE_TRIAL_DIR=str(trial_dir),
+        )
         return env
 
     def validate(self, configs: Iterable[Mapping[str, Any]]) -> None:
@@ -189,15 +200,20 @@ class CommandWorkload(Workload):
     def run(self, config: dict, report: Report, label: str = "trial") -> dict:
         trial_dir = (self.workdir / label).resolve()
         trial_dir.mkdir(parents=True, exist_ok=True)
-        (trial_dir / "config.json").write_text(json.dumps({k: _plain(v) for k, v in self.values(config).items()},
-                                                          indent=1, default=str))
+        (trial_dir / "config.json").write_text(json.dumps({k: _plain(v) for k, v in self.values(config).items()}, indent=1, default=str))
         (trial_dir / "metrics.jsonl").write_text("")  # a retried trial starts from an empty file
         command = self.render(config)
         stdout, stderr = trial_dir / "stdout.log", trial_dir / "stderr.log"
         with open(stdout, "wb") as out, open(stderr, "wb") as err:
-            proc = subprocess.Popen([sys.executable, "-I", "-S", str(SUPERVISOR), str(os.getpid()), "/bin/sh", "-c",
-                                     command], cwd=self.cwd, env=self.environment(config, trial_dir),
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(SUPERVISOR), str(os.getpid()), "/bin/sh", "-c", command],
+                cwd=self.cwd,
+                env=self.environment(config, trial_dir),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
         tail = _Tail(stdout if isinstance(self.metrics, re.Pattern) else trial_dir / "metrics.jsonl")
         curve: list[dict] = []
         final: dict = {}
@@ -235,8 +251,7 @@ class CommandWorkload(Workload):
             _stop_group(proc, self.kill_grace if outcome or proc.returncode is None else 0.0)
         return self._result(proc.returncode, outcome, curve, final, bad, trial_dir, stderr)
 
-    def _result(self, code: int, outcome: str | None, curve: list[dict], final: dict, bad: int, trial_dir: Path,
-                stderr: Path) -> dict:
+    def _result(self, code: int, outcome: str | None, curve: list[dict], final: dict, bad: int, trial_dir: Path, stderr: Path) -> dict:
         result: dict[str, Any] = {k: v for k, v in final.items() if isinstance(v, (int, float, str, bool))}
         result.update(workdir=str(trial_dir), bad_metric_lines=bad, curve=_thin(curve))
         last = curve[-1]["val_loss"] if curve else None
@@ -252,13 +267,18 @@ class CommandWorkload(Workload):
         if code != 0:
             tail = _last_lines(stderr, 20)
             last_line = tail.strip().splitlines()[-1] if tail.strip() else ""
-            return {**result, "status": "failed", "error": f"exit code {code}: {last_line}".strip().rstrip(":"),
-                    "stderr_tail": tail}
+            return {**result, "status": "failed", "error": f"exit code {code}: {last_line}".strip().rstrip(":"), "stderr_tail": tail}
         if loss is None:
-            return {**result, "status": "failed",
-                    "error": "no loss reported" + (" (no stdout line matched the metrics regex)"
-                                                   if isinstance(self.metrics, re.Pattern)
-                                                   else " (append JSON lines to $SCALETUNE_METRICS: scaletune.reporting)")}
+            return {
+                **result,
+                "status": "failed",
+                "error": "no loss reported"
+                + (
+                    " (no stdout line matched the metrics regex)"
+                    if isinstance(self.metrics, re.Pattern)
+                    else " (append JSON lines to $SCALETUNE_METRICS: scaletune.reporting)"
+                ),
+            }
         return {**result, "status": "ok", "loss": float(loss)}
 
 

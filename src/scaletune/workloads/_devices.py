@@ -29,8 +29,7 @@ def detect_devices(explicit: Sequence[str] | None = None) -> list[str]:
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
-            listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30,
-                                     check=False).stdout
+            listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30, check=False).stdout
             return [str(i) for i, _ in enumerate(x for x in listing.splitlines() if x.startswith("GPU "))]
         except (OSError, subprocess.SubprocessError):
             pass
@@ -49,7 +48,9 @@ def device_groups(resources: Resources) -> list[tuple[str, ...]] | None:
     devices = detect_devices(resources.devices)
     if resources.gpus > len(devices):
         found = f"{len(devices)} (ids {', '.join(devices)})" if devices else "none"
-        raise ScaletuneError(f"resources.gpus_per_trial = {resources.gpus} but the GPUs on this machine are "
-                             f"{found}: from [resources] devices, else CUDA_VISIBLE_DEVICES, else nvidia-smi")
+        raise ScaletuneError(
+            f"resources.gpus_per_trial = {resources.gpus} but the GPUs on this machine are "
+            f"{found}: from [resources] devices, else CUDA_VISIBLE_DEVICES, else nvidia-smi"
+        )
     k = resources.gpus
-    return [tuple(devices[i * k:(i + 1) * k]) for i in range(len(devices) // k)]
+    return [tuple(devices[i * k : (i + 1) * k]) for i in range(len(devices) // k)]
