@@ -16,37 +16,28 @@ only numpy/scipy/pandas; `scaletune.train` and the built-in LM workload need the
 """
 
 import importlib
+from types import ModuleType
+from typing import Any
 
-from scaletune.errors import ScaletuneError
+from scaletune.errors import ScaletuneError as ScaletuneError  # re-exported (see __getattr__ for __all__)
 
 __version__ = "0.1.0"
 
-_VERBS = (
-    "allocate",
-    "analyse_stability",
-    "backtest",
-    "example",
-    "fit",
-    "fit_curves",
-    "import_runs",
-    "isoflop",
-    "load_curves",
-    "load_runs",
-    "optimum",
-    "predict",
-    "recommend",
-    "run_study",
-)
-__all__ = ["ScaletuneError", "__version__", *_VERBS]
+
+def _api() -> ModuleType:
+    # by name, not `from scaletune import api`: modules that import the package for __version__ must not appear
+    # to depend on every layer the verbs reach (the import contract in pyproject.toml); scaletune.api itself is
+    # light (its verbs import their packages), and its __all__ is the one list of the verbs
+    return importlib.import_module("scaletune.api")
 
 
-def __getattr__(name: str):
-    if name in _VERBS:
-        # by name, not `from scaletune import api`: modules that import the package for __version__ must not
-        # appear to depend on every layer the verbs reach (the import contract in pyproject.toml)
-        return getattr(importlib.import_module("scaletune.api"), name)
+def __getattr__(name: str) -> Any:
+    if name == "__all__":
+        return ["ScaletuneError", "__version__", *_api().__all__]
+    if name in _api().__all__:
+        return getattr(_api(), name)
     raise AttributeError(f"module 'scaletune' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_VERBS})
+    return sorted({*globals(), *_api().__all__})
