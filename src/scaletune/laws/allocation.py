@@ -254,17 +254,7 @@ def allocate(fit: FitResult | str, compute: float) -> Allocation:
     if samples is not None:
         n, d, l = _frontier(_form(fit, samples), compute)
         intervals = _intervals({"N_star": n, "D_star": d, "tokens_per_param": d / n, "loss": l}, fit.level)
-    return Allocation(
-        float(compute),
-        float(N),
-        float(D),
-        float(D / N),
-        float(L),
-        intervals,
-        float(_extrapolation(fit, N, D)[0]),
-        source=fit.citation or fit.law,
-        fit=fit,
-    )
+    return _on_frontier(fit, compute, N, D, L, intervals)
 
 
 def compute_for_loss(fit: FitResult | str, loss: float) -> Allocation:
@@ -294,15 +284,22 @@ def compute_for_loss(fit: FitResult | str, loss: float) -> Allocation:
                 f"{unreachable} of {len(c)} bootstrap samples have E >= {plain(loss)}: counted as needing "
                 "infinite compute (the target may be unreachable)"
             )
+    return _on_frontier(fit, C, N, D, loss, intervals, notes)
+
+
+def _on_frontier(
+    fit: FitResult, C: float, N: float, D: float, L: float, intervals: dict[str, tuple[float, float]], notes: list[str] | None = None
+) -> Allocation:
+    """The point (C, N*, D*, loss) of ``fit``'s frontier as an `Allocation`, with how far it extrapolates."""
     return Allocation(
         float(C),
         float(N),
         float(D),
         float(D / N),
-        float(loss),
+        float(L),
         intervals,
         float(_extrapolation(fit, N, D)[0]),
         source=fit.citation or fit.law,
-        notes=notes,
+        notes=notes or [],
         fit=fit,
     )
