@@ -52,3 +52,8 @@ def load_document(text: str, what: str, keys: Iterable[str], writer: str) -> dic
     if not isinstance(d, dict) or not set(keys) <= set(d):
         raise ScaletuneError(f"not {what}: expected the JSON written by {writer}")
     return d
+
+
+def fields_of(obj: Any, *names: str) -> dict[str, Any]:
+    """``{name: obj.name}`` for ``names``, in order: the fields a ``to_dict`` passes through unchanged."""
+    return {name: getattr(obj, name) for name in names}

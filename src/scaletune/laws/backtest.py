@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from scaletune._json import fields_of
 from scaletune.errors import ScaletuneError
 from scaletune.laws._calibration import MIN_FOLDS, Calibration, estimate_error_model, scale_bins, scale_values
 from scaletune.laws.catalogue import Law, get_law
@@ -211,17 +212,10 @@ class BacktestResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "law": self.law,
-            "y": self.y,
-            "by": self.by,
-            "bins": self.bins,
-            "horizon": self.horizon,
-            "intervals": self.intervals,
-            "level": self.level,
+            **fields_of(self, "law", "y", "by", "bins", "horizon", "intervals", "level"),
             "coverage": self.coverage(),
             "summary": self.summary(),
-            "records": self.records,
-            "notes": self.notes,
+            **fields_of(self, "records", "notes"),
         }
 
 

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from scaletune._json import fields_of
 from scaletune.errors import ScaletuneError
 from scaletune.results import LEVEL, Prediction, format_interval, percentile_interval
 from scaletune.runtable import ok_runs, require_columns
@@ -81,11 +82,7 @@ class StabilityReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "l_ref": self.l_ref,
-            "l_ref_source": self.l_ref_source,
-            "tolerance": self.tolerance,
-            "level": self.level,
-            "target": self.target,
+            **fields_of(self, "l_ref", "l_ref_source", "tolerance", "level", "target"),
             "interventions": list(self.interventions),
             "scale_columns": list(self.scale_columns),
             "arms": [a.to_dict() for a in self.arms],

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scaletune._json import fields_of
+
 ATTN_THRESHOLD = 1e4
 ATTN_GROWTH = 10.0
 Z_THRESHOLD = -20.0
@@ -73,11 +75,7 @@ class RunFlags:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id,
-            "lr": self.lr,
-            "status": self.status,
-            "loss": self.loss,
-            "N": self.N,
+            **fields_of(self, "run_id", "lr", "status", "loss", "N"),
             "attention_logit_growth": self.attention.to_dict(),
             "output_logit_divergence": self.output.to_dict(),
         }
