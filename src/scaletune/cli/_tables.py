@@ -189,3 +189,9 @@ def print_result(result, as_json: bool, render, footer: str | None = None) -> No
     render(result, console)
     if footer:
         console.print(footer)
+
+
+def choice_option(name: str, choices: Sequence[str], help: str | None = None, *, dest: str | None = None) -> Any:
+    """A click option taking one of ``choices``; the first choice is the default, shown in --help."""
+    decls = (name, dest) if dest else (name,)
+    return click.option(*decls, type=click.Choice(list(choices)), default=choices[0], show_default=True, help=help)

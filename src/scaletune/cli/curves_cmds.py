@@ -9,6 +9,7 @@ import click
 import numpy as np
 
 from scaletune._json import dumps
+from scaletune.cli._tables import choice_option
 from scaletune.errors import ScaletuneError
 
 
@@ -70,11 +71,9 @@ def curves_group() -> None:
 @click.option("--runs", type=click.Path(), help="Run table whose run_id/schedule columns give each curve's schedule spec.")
 @click.option("--map", "mapping", help="Column mapping canonical=source, e.g. loss=train_loss,step=iter.")
 @click.option("--max-step", type=int, help="Drop points at steps >= this (e.g. a log's final-step entry).")
-@click.option(
+@choice_option(
     "--method",
-    type=click.Choice(["auto", "luo2025", "lbfgs"]),
-    default="auto",
-    show_default=True,
+    ["auto", "luo2025", "lbfgs"],
     help="luo2025: the published early-stopped AdamW protocol (multipower's default under auto); lbfgs: converged multi-start L-BFGS-B.",
 )
 @click.option(
@@ -86,12 +85,8 @@ def curves_group() -> None:
     show_default=True,
     help="Bootstrap draws of whole curves for the intervals (each distinct draw is fitted once).",
 )
-@click.option(
-    "--resample",
-    type=click.Choice(["curves", "blocks"]),
-    default="curves",
-    show_default=True,
-    help="Bootstrap unit: whole curves, or blocks of points within each curve (the earlier default).",
+@choice_option(
+    "--resample", ["curves", "blocks"], help="Bootstrap unit: whole curves, or blocks of points within each curve (the earlier default)."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -362,7 +357,7 @@ def _write_outputs(cands, out, plot, title) -> None:
 @schedule_group.command("optimise")
 @click.argument("fit_file", type=click.Path())
 @click.option("--steps", type=int, required=True, help="Budget in optimizer steps.")
-@click.option("--family", type=click.Choice(["wsd", "cosine", "free"]), default="wsd", show_default=True)
+@choice_option("--family", ["wsd", "cosine", "free"])
 @click.option("--final", type=float, default=0.0, show_default=True, help="WSD: last rate / peak.")
 @click.option("--top", type=int, default=8, show_default=True, help="Rows of the table to print.")
 @click.option("--json", "as_json", is_flag=True)

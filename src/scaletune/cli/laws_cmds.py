@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from scaletune._json import dumps
-from scaletune.cli._tables import WIDE_OPTION, Col, FitTable, show
+from scaletune.cli._tables import WIDE_OPTION, Col, FitTable, choice_option, show
 from scaletune.errors import ScaletuneError
 from scaletune.runtable import parse_assignments, parse_point, read_table
 
@@ -233,11 +233,9 @@ def _data_options(command):
     "groups",
     help="Column whose values are resampled together (default: budgets of --by for calibrated intervals, rows for --intervals bootstrap).",
 )
-@click.option(
+@choice_option(
     "--intervals",
-    type=click.Choice(["calibrated", "bootstrap"]),
-    default="calibrated",
-    show_default=True,
+    ["calibrated", "bootstrap"],
     help="calibrated: budget bootstrap + backtest error model; bootstrap: row bootstrap, percentile intervals.",
 )
 @click.option("--by", help="Scale axis of budgets and backtest: C (6ND, default), N, D or a column.")
@@ -325,19 +323,9 @@ def fit_cmd(
 @click.command("backtest")
 @_data_options
 @click.option("--by", help="Scale axis of the rolling origin: C (6ND, default for laws of N and D), N, D or a column.")
-@click.option(
-    "--horizon",
-    type=click.Choice(["all", "next"]),
-    default="all",
-    show_default=True,
-    help="Predict every bin beyond the origin, or only the next one.",
-)
-@click.option(
-    "--intervals",
-    type=click.Choice(["calibrated", "bootstrap", "none"]),
-    default="calibrated",
-    show_default=True,
-    help="Intervals of each fold's fit (calibrated: with its own nested backtest).",
+@choice_option("--horizon", ["all", "next"], help="Predict every bin beyond the origin, or only the next one.")
+@choice_option(
+    "--intervals", ["calibrated", "bootstrap", "none"], help="Intervals of each fold's fit (calibrated: with its own nested backtest)."
 )
 @click.option("--bootstrap", default=100, show_default=True, type=click.IntRange(min=0), help="Bootstrap resamples per fold.")
 @click.option("--groups", "--group", "groups", help="Column whose values are resampled together.")
@@ -577,7 +565,7 @@ def allocate_cmd(fit_spec, computes, losses, as_json):
 @click.option("--example", type=click.Choice(["porian"]), help="Use the bundled Porian et al. isoFLOP sweep.")
 @click.option("--map", "mapping", help="Rename columns: C=flops,N=params,D=tokens,loss=val_loss.")
 @click.option("--where", help="Keep rows where COL=VALUE[,COL=VALUE...].")
-@click.option("--interpolation", type=click.Choice(["akima", "cubic"]), default="akima", show_default=True)
+@choice_option("--interpolation", ["akima", "cubic"])
 @click.option("--bootstrap", default=200, show_default=True, type=click.IntRange(min=0))
 @click.option("--unweighted", is_flag=True, help="Fit N*(C) without weighting budgets by 1/var(ln N*).")
 @click.option("--no-cross-check", "no_cross_check", is_flag=True, help="Skip the Approach 3 (Chinchilla fit) cross-check.")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from scaletune.cli._tables import WIDE_OPTION
+from scaletune.cli._tables import WIDE_OPTION, choice_option
 from scaletune.errors import ScaletuneError
 
 
@@ -32,12 +32,8 @@ def _resolve(study: str, storage: str | None) -> tuple[str, str | None]:
 @click.command()
 @click.argument("study_file", metavar="STUDY.toml")
 @click.option("--workers", type=int, default=None, help="Parallel trials (default: cores // threads per trial; slurm: [slurm] jobs).")
-@click.option(
-    "--backend",
-    type=click.Choice(["local", "ray", "slurm"]),
-    default="local",
-    show_default=True,
-    help="local worker processes, tasks on a Ray cluster, or Slurm jobs (the [slurm] table).",
+@choice_option(
+    "--backend", ["local", "ray", "slurm"], help="local worker processes, tasks on a Ray cluster, or Slurm jobs (the [slurm] table)."
 )
 @click.option("--address", default=None, help="Ray cluster address (default: start a local Ray instance).")
 @click.option("--storage", default=None, help="Optuna storage URL overriding the study file's.")
@@ -129,7 +125,7 @@ def status(study: str, storage: str | None, as_json: bool) -> None:
 
 @click.command("export")
 @click.argument("study")
-@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+@choice_option("--format", ["csv", "parquet"], dest="fmt")
 @click.option("--out", default=None, help="Run table path (default: STUDY_NAME.csv / .parquet).")
 @click.option("--curves", default=None, help="Also write the loss curves (run_id, step, tokens, lr, loss) here.")
 @click.option("--storage", default=None, help="Optuna storage URL (needed when STUDY is a name).")

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from scaletune.cli._tables import WIDE_OPTION
+from scaletune.cli._tables import WIDE_OPTION, choice_option
 from scaletune.errors import ScaletuneError
 from scaletune.runtable import parse_assignments
 
@@ -120,7 +120,7 @@ def train_cmd(width: int, depth: int, tokens: float, lr: float, param: str, sche
 @click.option("--lr", type=float, default=1e-2, show_default=True)
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
 @click.option("--eps", type=float, default=1e-8, show_default=True)
-@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
+@choice_option("--optimizer", ["adamw", "sgd"])
 @click.option("--tied/--untied", default=False, help="Built-in LM: tie embedding and readout.")
 @click.option("--role", "role_specs", multiple=True, help="REGEX=ROLE override (roles: input, hidden, readout, vector).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON lines instead of a table.")
@@ -183,13 +183,7 @@ def param_table_cmd(
 
 @click.command("coord-check")
 @click.option("--param", "params", multiple=True, type=click.Choice(["sp", "mup", "completep"]), default=("sp", "mup"), show_default=True)
-@click.option(
-    "--axis",
-    type=click.Choice(["width", "depth"]),
-    default="width",
-    show_default=True,
-    help="Sweep width (muP check) or depth (CompleteP check).",
-)
+@choice_option("--axis", ["width", "depth"], help="Sweep width (muP check) or depth (CompleteP check).")
 @click.option("--widths", default="32,64,128,256", show_default=True, help="Comma-separated widths (axis width).")
 @click.option("--depths", default="2,4,8,16", show_default=True, help="Comma-separated depths (axis depth).")
 @click.option("--steps", type=int, default=5, show_default=True, help="Adam steps after initialisation.")
