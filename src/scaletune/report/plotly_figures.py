@@ -47,6 +47,13 @@ def _error(value: float, iv: Sequence[float] | None) -> dict | None:
     return {"type": "data", "symmetric": False, "array": [iv[1] - value], "arrayminus": [value - iv[0]]}
 
 
+def _error_bars(values: Sequence[float], intervals: Sequence[Sequence[float] | None]) -> dict:
+    """Asymmetric error bars of many points from their intervals (no bar where an interval is missing)."""
+    up = [max(iv[1] - v, 0) if _finite(iv) else 0 for v, iv in zip(values, intervals)]
+    down = [max(v - iv[0], 0) if _finite(iv) else 0 for v, iv in zip(values, intervals)]
+    return {"type": "data", "symmetric": False, "array": up, "arrayminus": down}
+
+
 def _scale_label(scale: Mapping[str, float]) -> str:
     return ", ".join(f"{k}={v:.3g}" for k, v in scale.items() if k in ("N", "D")) or ", ".join(f"{k}={v:.3g}" for k, v in scale.items())
 
@@ -265,6 +272,38 @@ def _law_lines(go, fig, fit, name: str, xs: np.ndarray, lines: list[tuple[dict, 
                 fig.add_trace(t)
 
 
+def _optima_traces(
+    go, optima: Sequence, response: str, x: str, names: tuple[str, str], meta: dict, color: str | None = None, labels: bool = False
+) -> list:
+    """Markers of the per-scale optima of ``response`` (lr | batch_size) against the scale variable ``x``:
+    those a law may use at their optimum with its 95% bar (circles, kind "optimum"), the others at their
+    best tested value (open triangles, kind "unbracketed": not fitted). ``names``: the two legend entries;
+    ``labels``: each point's scale as its hover text."""
+    traces = []
+    for used in (True, False):
+        sel = [o for o in optima if o.usable(response) == used]
+        if not sel:
+            continue
+        if used:
+            y = [getattr(o, response + "_") for o in sel]
+            err = _error_bars(y, [getattr(o, response + "_interval") for o in sel])
+        else:
+            y, err = [getattr(o, "best_" + response) for o in sel], None
+        traces.append(
+            go.Scatter(
+                x=[o.scale[x] for o in sel],
+                y=y,
+                mode="markers",
+                error_y=err,
+                text=[_scale_label(o.scale) for o in sel] if labels else None,
+                name=names[0] if used else names[1],
+                marker={"symbol": "circle" if used else "triangle-up-open", "size": 9, "color": color},
+                meta={"kind": "optimum" if used else "unbracketed", **meta},
+            )
+        )
+    return traces
+
+
 def _target_trace(go, x: float, pred, name: str, meta: dict):
     from scaletune.hparams.describe import describe
 
@@ -295,31 +334,10 @@ def lr_law_figure(optima: Sequence, laws, rec=None):
     colors = dict(zip(Ds, _colors(len(Ds))))
     grid = _grid([o.scale["N"] for o in pts] + ([target["N"]] if target else []))
     for D in Ds:
+        name = f"optimum per scale, D = {D:.3g}"
         group = [o for o in pts if o.scale["D"] == D]
-        for used, symbol in ((True, "circle"), (False, "triangle-up-open")):
-            sel = [o for o in group if o.lr_bracketed == used]
-            if not sel:
-                continue
-            y = [o.lr_ if used else o.best_lr for o in sel]
-            err = None
-            if used:
-                err = {
-                    "type": "data",
-                    "symmetric": False,
-                    "array": [o.lr_interval[1] - o.lr_ for o in sel],
-                    "arrayminus": [o.lr_ - o.lr_interval[0] for o in sel],
-                }
-            fig.add_trace(
-                go.Scatter(
-                    x=[o.scale["N"] for o in sel],
-                    y=y,
-                    mode="markers",
-                    error_y=err,
-                    name=f"optimum per scale, D = {D:.3g}" + ("" if used else " (not bracketed: best tested, not fitted)"),
-                    marker={"symbol": symbol, "size": 9, "color": colors[D]},
-                    meta={"kind": "optimum" if used else "unbracketed", "D": D},
-                )
-            )
+        for t in _optima_traces(go, group, "lr", "N", (name, name + " (not bracketed: best tested, not fitted)"), {"D": D}, colors[D]):
+            fig.add_trace(t)
     law = None if laws is None else (laws.laws.get("lr_ND") or laws.laws.get("lr_C"))
     if law is not None:
         lines = [({"D": D}, {"N": grid, "D": np.full_like(grid, D), "C": 6 * grid * D}, colors[D]) for D in Ds]
@@ -381,30 +399,9 @@ def batch_law_figure(optima: Sequence, laws, rec=None):
         return None
     fig = go.Figure()
     target = rec.target if rec is not None else None
-    for used in (True, False):
-        sel = [o for o in swept if o.usable("batch_size") == used]
-        if not sel:
-            continue
-        err = None
-        if used:
-            err = {
-                "type": "data",
-                "symmetric": False,
-                "array": [o.batch_size_interval[1] - o.batch_size_ for o in sel],
-                "arrayminus": [o.batch_size_ - o.batch_size_interval[0] for o in sel],
-            }
-        fig.add_trace(
-            go.Scatter(
-                x=[o.scale["D"] for o in sel],
-                y=[o.batch_size_ if used else o.best_batch_size for o in sel],
-                mode="markers",
-                error_y=err,
-                text=[_scale_label(o.scale) for o in sel],
-                name="batch-size optimum per swept scale" if used else "swept, not bracketed (best tested size)",
-                marker={"symbol": "circle" if used else "triangle-up-open", "size": 9},
-                meta={"kind": "optimum" if used else "unbracketed"},
-            )
-        )
+    names = ("batch-size optimum per swept scale", "swept, not bracketed (best tested size)")
+    for t in _optima_traces(go, swept, "batch_size", "D", names, {}, labels=True):
+        fig.add_trace(t)
     grid = _grid([o.scale["D"] for o in swept] + ([target["D"]] if target else []))
     if law is not None:
         Ns = sorted({o.scale["N"] for o in swept if "N" in o.scale} | ({target["N"]} if target else set()))
@@ -475,12 +472,7 @@ def loss_law_figure(optima: Sequence, laws, rec=None):
                     y=[o.loss_ for o in sel],
                     mode="markers",
                     text=[_scale_label(o.scale) for o in sel],
-                    error_y={
-                        "type": "data",
-                        "symmetric": False,
-                        "array": [o.loss_interval[1] - o.loss_ for o in sel],
-                        "arrayminus": [o.loss_ - o.loss_interval[0] for o in sel],
-                    },
+                    error_y=_error_bars([o.loss_ for o in sel], [o.loss_interval for o in sel]),
                     name=f"loss at the optimum, D = {D:.3g}",
                     marker={"size": 9, "color": colors[D]},
                     meta={"kind": "optimum", "D": D},
@@ -794,12 +786,7 @@ def stability_figure(report):
                     name=f"{key} per scale" + (f" [{tag}]" if tag else ""),
                     marker={"size": 9, "color": color},
                     meta={"kind": f"{key}-vs-N", "arm": dict(arm.values)},
-                    error_y={
-                        "type": "data",
-                        "symmetric": False,
-                        "array": [max(i[1] - v, 0) if _finite(i) else 0 for v, i in zip(val, iv)],
-                        "arrayminus": [max(v - i[0], 0) if _finite(i) else 0 for v, i in zip(val, iv)],
-                    },
+                    error_y=_error_bars(val, iv),
                 ),
                 row=1,
                 col=col,
