@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -53,6 +53,21 @@ def _folds(
             continue
         folds.append((k, train, test))
     return axis, f"{m} bins of {axis}: {how}", folds
+
+
+def _fold_fits(
+    law: Law, df: pd.DataFrame, y: str, folds: list[tuple[int, np.ndarray, np.ndarray]], per_row: Mapping[str, Any], **options: Any
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, FitResult | ScaletuneError]]:
+    """Each fold (k, train, test) with the `fit` of its training rows, or the ScaletuneError that stopped it:
+    ``options`` go to `fit` as they are, the arrays in ``per_row`` (a value a row: weights, groups) cut to the
+    training rows."""
+    for k, train, test in folds:
+        cut = {name: v[train] if isinstance(v, np.ndarray) else v for name, v in per_row.items()}
+        try:
+            r: FitResult | ScaletuneError = fit(law, df[train], y=y, **cut, **options)
+        except ScaletuneError as exc:
+            r = exc
+        yield k, train, test, r
 
 
 @dataclass
@@ -124,20 +139,11 @@ def rolling_errors(
     n_free = len(law.params) - len(fixed)
     axis, how, folds = _folds(law, data, y, by, horizon, n_free)
     fold_id, err, dist, noise, skipped, last = [], [], [], [], 0, None
-    for k, train, test in folds:
-        try:
-            r = fit(
-                law,
-                data[train],
-                y=y,
-                objective=objective,
-                fixed=fixed,
-                n_starts=n_starts,
-                intervals="bootstrap",
-                bootstrap=0,
-                weights=None if weights is None else weights[train],
-            )
-        except ScaletuneError:
+    fits = _fold_fits(
+        law, data, y, folds, {"weights": weights}, objective=objective, fixed=fixed, n_starts=n_starts, intervals="bootstrap", bootstrap=0
+    )
+    for k, train, test, r in fits:
+        if isinstance(r, ScaletuneError):
             skipped += 1
             continue
         xs = _design(law, data[test])
@@ -260,24 +266,24 @@ def backtest(
         )
     _, s = scale_values(df, law.variables, by)
     fold_rows, records, notes = [], [], []
-    for k, train, test in folds:
-        try:
-            r = fit(
-                law,
-                df[train],
-                y=y,
-                objective=objective,
-                fixed=fixed,
-                n_starts=n_starts,
-                seed=seed,
-                bootstrap=0 if intervals == "none" else bootstrap,
-                intervals="bootstrap" if intervals == "none" else intervals,
-                by=by,
-                groups=None if groups is None else (groups if isinstance(groups, str) else np.asarray(groups)[train]),
-                workers=workers,
-            )
-        except ScaletuneError as exc:
-            notes.append(f"fold {k} skipped: {exc}")
+    fits = _fold_fits(
+        law,
+        df,
+        y,
+        folds,
+        {"groups": groups if groups is None or isinstance(groups, str) else np.asarray(groups)},
+        objective=objective,
+        fixed=fixed,
+        n_starts=n_starts,
+        seed=seed,
+        bootstrap=0 if intervals == "none" else bootstrap,
+        intervals="bootstrap" if intervals == "none" else intervals,
+        by=by,
+        workers=workers,
+    )
+    for k, train, test, r in fits:
+        if isinstance(r, ScaletuneError):
+            notes.append(f"fold {k} skipped: {r}")
             continue
         fold_rows.append(
             {
