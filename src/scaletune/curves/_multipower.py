@@ -26,7 +26,7 @@ benchmark schedule; a rate that rises again after decaying is the hardest case, 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 import numpy as np
 
@@ -423,7 +423,7 @@ def _dense_drop(prep: Prepared, plan: dict[str, Any], C: float, beta: float, gam
     for (k0, k1), part, P0, blocks in plan["parts"]:
         sums = _moment_sums(prep, w, part, k0, k1, grad=False)
         _row_sums(blocks, sums, plan["row_s"], C, beta, nodes, grad=False)
-        _near_drop(prep, w, (k0, k1), part, P0, sums, C, beta, near, ta, tb)
+        _near_drop(_NearPart(prep, w, (k0, k1), part, P0, sums, C, beta), near, ta, tb)
     # downward pass: each level's node values plus its parent's far field at those nodes
     far = np.zeros((0, NODES))
     for lev in reversed(plan["levels"]):  # coarsest first: a level with a parent follows it
@@ -444,27 +444,29 @@ def _dense_drop(prep: Prepared, plan: dict[str, Any], C: float, beta: float, gam
     return out if plan["inverse"] is None else out[plan["inverse"]]
 
 
-def _near_drop(
-    prep: Prepared,
-    w: Array,
-    span: tuple[int, int],
-    part: Array,
-    P0: Array,
-    sums: Array,
-    C: float,
-    beta: float,
-    out: Array,
-    ta: int,
-    tb: int,
-) -> None:
+class _NearPart(NamedTuple):
+    """One part of a run's drops as its near groups read them: the weights ``w`` (w[k-1] = eta_k^-gamma), the
+    part's drop steps ``span`` = (k0, k1) and drops ``part``, its prefix sums ``P0``, ``sums`` (mass,
+    `_moment_sums`), and the law's C and beta."""
+
+    prep: Prepared
+    w: Array
+    span: tuple[int, int]
+    part: Array
+    P0: Array
+    sums: Array
+    C: float
+    beta: float
+
+
+def _near_drop(p: _NearPart, out: Array, ta: int, tb: int) -> None:
     """Add one part's near drops to ``out`` (steps ta .. tb): for step t the drops k in (cut, t], cut = the
     far-field cut of t's leaf block (LEAF to 2 LEAF - 1 steps back), in second-order groups at the same distances
-    back from every t (a drop alone where a group would be one step wide). ``P0``, ``sums``: the part's prefix
-    sums (mass, `_moment_sums`).
+    back from every t (a drop alone where a group would be one step wide).
 
     At fixed distances a group's edges move with t, so its sums are differences of two slices of the prefix
     sums; the groups that reach past LEAF steps end at the leaf's cut, read once per step."""
-    k0, k1 = span
+    prep, w, (k0, k1), C = p.prep, p.w, p.span, p.C
     first_t, last_t = max(ta, k0 + 1), min(tb, k1 + 2 * LEAF - 1)  # steps with a drop of this part among their near ones
     if first_t > last_t:
         return
@@ -479,25 +481,12 @@ def _near_drop(
     buffers = np.empty((6, size + 2 * LEAF)), np.empty((16, size))  # reused: fresh ones would cost page faults
     for lo_t in range(first_t, last_t + 1, NEAR_CHUNK):  # the chunk's sums and temporaries stay in cache
         hi_t = min(lo_t + NEAR_CHUNK - 1, last_t)
-        out[lo_t - ta : hi_t - ta + 1] += _near_chunk(prep, w, span, part, P0, sums, C, beta, d, lo_t, hi_t, buffers)
+        out[lo_t - ta : hi_t - ta + 1] += _near_chunk(p, d, lo_t, hi_t, buffers)
 
 
-def _near_chunk(
-    prep: Prepared,
-    w: Array,
-    span: tuple[int, int],
-    part: Array,
-    P0: Array,
-    sums: Array,
-    C: float,
-    beta: float,
-    d: list[int],
-    lo_t: int,
-    hi_t: int,
-    buffers: tuple[Array, Array],
-) -> Array:
+def _near_chunk(p: _NearPart, d: list[int], lo_t: int, hi_t: int, buffers: tuple[Array, Array]) -> Array:
     """`_near_drop` at the steps lo_t .. hi_t (in place into a few buffers: these loops are the dense path's cost)."""
-    k0, k1 = span
+    prep, w, (k0, k1), part, P0, sums, C, beta = p
     rises = part[0] < 0
     partial = prep.cache["partial"]
     t = np.arange(lo_t, hi_t + 1)
