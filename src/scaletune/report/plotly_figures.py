@@ -54,6 +54,20 @@ def _error_bars(values: Sequence[float], intervals: Sequence[Sequence[float] | N
     return {"type": "data", "symmetric": False, "array": up, "arrayminus": down}
 
 
+def _curve_marker(go, x: float, y: float, curve: str, what: str, marker: dict, meta: dict, **kw: Any):
+    """One marked point of a curve (its optimum, best tested point, edge): named "curve: what", in the
+    curve's legend group (it shows and hides with the curve) and not listed in the legend again."""
+    return go.Scatter(
+        x=[x], y=[y], mode="markers", name=f"{curve}: {what}", legendgroup=curve, showlegend=False, marker=marker, meta=meta, **kw
+    )
+
+
+def _optimum_star(go, x: float, y: float, interval: Sequence[float] | None, curve: str, color: str, meta: dict, **kw: Any):
+    """A curve's optimum: a star with its 95% interval in x as a bar."""
+    star = {"symbol": "star", "size": 14, "color": color, "line": {"width": 1, "color": "black"}}
+    return _curve_marker(go, x, y, curve, "optimum", star, {**meta, "kind": "optimum"}, error_x=_error(x, interval), **kw)
+
+
 def _scale_label(scale: Mapping[str, float]) -> str:
     return ", ".join(f"{k}={v:.3g}" for k, v in scale.items() if k in ("N", "D")) or ", ".join(f"{k}={v:.3g}" for k, v in scale.items())
 
@@ -169,39 +183,15 @@ def sweeps_figure(runs: pd.DataFrame, optima: Sequence):
                     **where,
                 )
             if o.lr_bracketed and _finite(o.lr_interval):
-                fig.add_trace(
-                    go.Scatter(
-                        x=[o.lr_],
-                        y=[o.loss_],
-                        mode="markers",
-                        name=f"{label}: optimum",
-                        legendgroup=label,
-                        showlegend=False,
-                        error_x=_error(o.lr_, o.lr_interval),
-                        marker={"symbol": "star", "size": 14, "color": color, "line": {"width": 1, "color": "black"}},
-                        meta={**meta, "kind": "optimum"},
-                        hovertemplate=(
-                            f"optimum lr {o.lr_:.4g} [{o.lr_interval[0]:.4g}, {o.lr_interval[1]:.4g}]"
-                            f"<br>loss {o.loss_:.4f}<extra>{label}</extra>"
-                        ),
-                    ),
-                    **where,
+                hover = (
+                    f"optimum lr {o.lr_:.4g} [{o.lr_interval[0]:.4g}, {o.lr_interval[1]:.4g}]<br>loss {o.loss_:.4f}<extra>{label}</extra>"
                 )
+                fig.add_trace(_optimum_star(go, o.lr_, o.loss_, o.lr_interval, label, color, meta, hovertemplate=hover), **where)
             else:
-                fig.add_trace(
-                    go.Scatter(
-                        x=[o.best_lr],
-                        y=[o.best_loss],
-                        mode="markers",
-                        name=f"{label}: not bracketed",
-                        legendgroup=label,
-                        showlegend=False,
-                        marker={"symbol": "circle-open", "size": 14, "color": color, "line": {"width": 2}},
-                        meta={**meta, "kind": "best-tested", "message": o.message},
-                        hovertemplate=f"best tested lr %{{x:.4g}} (not bracketed: {o.message})<extra></extra>",
-                    ),
-                    **where,
-                )
+                circle = {"symbol": "circle-open", "size": 14, "color": color, "line": {"width": 2}}
+                best = {**meta, "kind": "best-tested", "message": o.message}
+                hover = f"best tested lr %{{x:.4g}} (not bracketed: {o.message})<extra></extra>"
+                fig.add_trace(_curve_marker(go, o.best_lr, o.best_loss, label, "not bracketed", circle, best, hovertemplate=hover), **where)
             if _finite(o.band_lr):
                 level = o.loss_ * (1 + o.band) if math.isfinite(o.loss_) else o.best_loss
                 fig.add_trace(
@@ -322,6 +312,14 @@ def _target_trace(go, x: float, pred, name: str, meta: dict):
     )
 
 
+def _law_axes(fig: Any, x: str, y: str, title: str, height: int) -> Any:
+    """A law figure's log-log axes (titled ``x``, ``y``), its title and size."""
+    fig.update_xaxes(type="log", title_text=x)
+    fig.update_yaxes(type="log", title_text=y)
+    fig.update_layout(title={"text": title, "font": {"size": 13}}, height=height, legend={"font": {"size": 10}})
+    return fig
+
+
 def lr_law_figure(optima: Sequence, laws, rec=None):
     """lr* vs N, one colour per token budget: the per-scale optima (95% bars; open triangles: not bracketed,
     not used), the fitted lr*(N, D) (or lr*(C)) with its 95% band, the recommendation at the target with its
@@ -378,14 +376,13 @@ def lr_law_figure(optima: Sequence, laws, rec=None):
                     hovertemplate=f"{name}: lr %{{y:.4g}}<br>{p['formula']}<br>{p['inputs']}<extra></extra>",
                 )
             )
-    fig.update_xaxes(type="log", title_text="N (parameters, as the run table counts them)")
-    fig.update_yaxes(type="log", title_text="optimal learning rate")
-    fig.update_layout(
-        title={"text": "lr*(N, D): optima per scale, fitted law with its 95% band, target, published laws", "font": {"size": 13}},
-        height=480,
-        legend={"font": {"size": 10}},
+    return _law_axes(
+        fig,
+        "N (parameters, as the run table counts them)",
+        "optimal learning rate",
+        "lr*(N, D): optima per scale, fitted law with its 95% band, target, published laws",
+        480,
     )
-    return fig
 
 
 def batch_law_figure(optima: Sequence, laws, rec=None):
@@ -440,14 +437,13 @@ def batch_law_figure(optima: Sequence, laws, rec=None):
                 {"response": "batch_size"},
             )
         )
-    fig.update_xaxes(type="log", title_text="D (training tokens)")
-    fig.update_yaxes(type="log", title_text="optimal batch size (tokens)")
-    fig.update_layout(
-        title={"text": "B*: optima of the batch sweeps, fitted law with its 95% band, target, published laws", "font": {"size": 13}},
-        height=440,
-        legend={"font": {"size": 10}},
+    return _law_axes(
+        fig,
+        "D (training tokens)",
+        "optimal batch size (tokens)",
+        "B*: optima of the batch sweeps, fitted law with its 95% band, target, published laws",
+        440,
     )
-    return fig
 
 
 def loss_law_figure(optima: Sequence, laws, rec=None):
@@ -505,15 +501,14 @@ def loss_law_figure(optima: Sequence, laws, rec=None):
                 meta={"kind": "published-target", "law": "hoffmann"},
             )
         )
-    fig.update_xaxes(type="log", title_text="C (FLOPs, 6ND)")
-    fig.update_yaxes(type="log", title_text="final loss at the optimal learning rate (nats)")
     law_name = "" if fit is None else f" ({fit.law})"
-    fig.update_layout(
-        title={"text": f"Loss law{law_name}: loss at each scale's optimum, fitted law with its 95% band, target", "font": {"size": 13}},
-        height=460,
-        legend={"font": {"size": 10}},
+    return _law_axes(
+        fig,
+        "C (FLOPs, 6ND)",
+        "final loss at the optimal learning rate (nats)",
+        f"Loss law{law_name}: loss at each scale's optimum, fitted law with its 95% band, target",
+        460,
     )
-    return fig
 
 
 # --------------------------------------------------------------------------- loss curves, isoFLOP
@@ -663,21 +658,8 @@ def isoflop_figure(res, data: pd.DataFrame):
         row = res.optima[res.optima["C"] == budget]
         if len(row):
             r = row.iloc[0]
-            fig.add_trace(
-                go.Scatter(
-                    x=[r.N_star],
-                    y=[r.loss_star],
-                    mode="markers",
-                    name=f"{name}: optimum",
-                    legendgroup=name,
-                    showlegend=False,
-                    error_x=_error(r.N_star, (r.N_star_lo, r.N_star_hi)),
-                    marker={"symbol": "star", "size": 14, "color": color, "line": {"width": 1, "color": "black"}},
-                    meta={"kind": "optimum", "C": float(budget)},
-                ),
-                row=1,
-                col=1,
-            )
+            star = _optimum_star(go, r.N_star, r.loss_star, (r.N_star_lo, r.N_star_hi), name, color, {"C": float(budget)})
+            fig.add_trace(star, row=1, col=1)
     cs = np.geomspace(min(budgets), max(budgets) * 10, 80)
     for col, fit, color, what in (("N_star", res.n_fit, "rgb(31, 119, 180)", "N*"), ("D_star", res.d_fit, "rgb(255, 127, 14)", "D*")):
         fig.add_trace(
@@ -757,20 +739,10 @@ def stability_figure(report):
                 row=1,
                 col=1,
             )
-            fig.add_trace(
-                go.Scatter(
-                    x=[s.edge],
-                    y=[float(np.interp(np.log(s.edge), np.log(s.lrs), s.capped))],
-                    mode="markers",
-                    name=f"{name}: edge",
-                    legendgroup=name,
-                    showlegend=False,
-                    marker={"symbol": "diamond-open", "size": 12, "color": color, "line": {"width": 2}},
-                    meta={**meta, "kind": "edge", "bracketed": s.edge_bracketed},
-                ),
-                row=1,
-                col=1,
-            )
+            y = float(np.interp(np.log(s.edge), np.log(s.lrs), s.capped))
+            diamond = {"symbol": "diamond-open", "size": 12, "color": color, "line": {"width": 2}}
+            edge = _curve_marker(go, s.edge, y, name, "edge", diamond, {**meta, "kind": "edge", "bracketed": s.edge_bracketed})
+            fig.add_trace(edge, row=1, col=1)
         for col, key in ((2, "sensitivity"), (3, "edge")):
             use = [s for s in arm.scales if "N" in s.scale and (key == "sensitivity" or s.edge_bracketed)]
             if not use:
