@@ -432,15 +432,22 @@ def _ln_lr_draws(group: Sequence[Optimum]) -> np.ndarray | None:
     return np.column_stack([c[:n] for c in cols]) if n >= 10 else None
 
 
-def _shift_row(lo_o: Optimum, hi_o: Optimum, draws: np.ndarray | None) -> tuple[float, tuple[float, float], bool]:
-    """lr*(hi) / lr*(lo), its interval (from paired draws: column 0 = lo, -1 = hi) and whether it held."""
+def _transfer_row(
+    D: float, lo_o: Optimum, hi_o: Optimum, draws: np.ndarray | None, columns: dict[str, Any], fixed: str, value: float | None
+) -> dict[str, Any]:
+    """A transfer row at token budget ``D``: the ``columns`` it compares, lr*(hi) / lr*(lo) with its interval
+    (from paired draws: column 0 = lo, -1 = hi) and whether it held, and the axis held ``fixed`` at ``value``
+    (where the table names it)."""
     shift = hi_o.lr_ / lo_o.lr_
     interval = (math.nan, math.nan)
     if draws is not None:
         lo, hi = percentile_interval(draws[:, -1] - draws[:, 0])
         interval = (math.exp(lo), math.exp(hi))
     held = abs(math.log(shift)) <= _HALF_STEP or (interval[0] <= 1 <= interval[1])
-    return shift, interval, bool(held)
+    row = {"D": D, **columns, "shift": shift, "shift_interval": list(interval), "held": bool(held)}
+    if value is not None:
+        row[fixed] = value
+    return row
 
 
 def _width_rows(optima: Sequence[Optimum]) -> list[dict[str, Any]]:
@@ -454,21 +461,9 @@ def _width_rows(optima: Sequence[Optimum]) -> list[dict[str, Any]]:
         if len({o.scale["N"] for o in group}) < 2:
             continue
         lo_o, hi_o = min(group, key=lambda o: o.scale["N"]), max(group, key=lambda o: o.scale["N"])
-        shift, interval, held = _shift_row(lo_o, hi_o, _ln_lr_draws([lo_o, hi_o]))
-        row = {
-            "D": D,
-            "N_small": lo_o.scale["N"],
-            "N_large": hi_o.scale["N"],
-            "N_ratio": hi_o.scale["N"] / lo_o.scale["N"],
-            "lr_small": lo_o.lr_,
-            "lr_large": hi_o.lr_,
-            "shift": shift,
-            "shift_interval": list(interval),
-            "held": held,
-        }
-        if depth is not None:
-            row["depth"] = depth
-        rows.append(row)
+        N_lo, N_hi = lo_o.scale["N"], hi_o.scale["N"]
+        columns = {"N_small": N_lo, "N_large": N_hi, "N_ratio": N_hi / N_lo, "lr_small": lo_o.lr_, "lr_large": hi_o.lr_}
+        rows.append(_transfer_row(D, lo_o, hi_o, _ln_lr_draws([lo_o, hi_o]), columns, "depth", depth))
     return rows
 
 
@@ -492,9 +487,7 @@ def _depth_rows(optima: Sequence[Optimum]) -> list[dict[str, Any]]:
         exponent = float(np.log([o.lr_ for o in group]) @ xc)
         draws = _ln_lr_draws(group)
         exp_iv = percentile_interval(draws @ xc) if draws is not None else (math.nan, math.nan)
-        shift, interval, held = _shift_row(group[0], group[-1], draws)
-        row = {
-            "D": D,
+        columns = {
             "depth_shallow": float(depths[0]),
             "depth_deep": float(depths[-1]),
             "depth_ratio": float(depths[-1] / depths[0]),
@@ -502,15 +495,10 @@ def _depth_rows(optima: Sequence[Optimum]) -> list[dict[str, Any]]:
             "lr": [o.lr_ for o in group],
             "lr_shallow": group[0].lr_,
             "lr_deep": group[-1].lr_,
-            "shift": shift,
-            "shift_interval": list(interval),
             "exponent": exponent,
             "exponent_interval": list(exp_iv),
-            "held": held,
         }
-        if width is not None:
-            row["width"] = width
-        rows.append(row)
+        rows.append(_transfer_row(D, group[0], group[-1], draws, columns, "width", width))
     return rows
 
 
