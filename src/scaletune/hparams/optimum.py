@@ -478,26 +478,15 @@ def optima_frame(optima: Sequence[Optimum]) -> pd.DataFrame:
     """A table of optima, one row per scale (intervals as ``*_lo``/``*_hi``), for printing and law fits."""
     rows = []
     for o in optima:
-        row: dict[str, Any] = dict(o.scale)
-        row.update(o.extra)
-        row.update(
-            lr=o.lr_,
-            lr_lo=o.lr_interval[0],
-            lr_hi=o.lr_interval[1],
-            batch_size=o.batch_size_,
-            batch_size_lo=o.batch_size_interval[0] if o.batch_size_interval else math.nan,
-            batch_size_hi=o.batch_size_interval[1] if o.batch_size_interval else math.nan,
-            loss=o.loss_,
-            loss_lo=o.loss_interval[0],
-            loss_hi=o.loss_interval[1],
-            band_lr_lo=o.band_lr[0],
-            band_lr_hi=o.band_lr[1],
-            best_lr=o.best_lr,
-            best_loss=o.best_loss,
-            bracketed=o.bracketed,
-            message=o.message,
-            n_ok=o.n_ok,
-            n_excluded=o.n_excluded,
-        )
+        row: dict[str, Any] = {**o.scale, **o.extra}
+        for name, value, iv in (
+            ("lr", o.lr_, o.lr_interval),
+            ("batch_size", o.batch_size_, o.batch_size_interval),
+            ("loss", o.loss_, o.loss_interval),
+        ):
+            lo, hi = iv or (math.nan, math.nan)  # no interval: a batch size that was not swept
+            row.update({name: value, f"{name}_lo": lo, f"{name}_hi": hi})
+        row.update(band_lr_lo=o.band_lr[0], band_lr_hi=o.band_lr[1])
+        row.update({k: getattr(o, k) for k in ("best_lr", "best_loss", "bracketed", "message", "n_ok", "n_excluded")})
         rows.append(row)
     return pd.DataFrame(rows)
