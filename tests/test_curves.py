@@ -350,29 +350,16 @@ def _write_published(tmp_path) -> str:
     return str(published_fit("25").save(tmp_path / "pub.json"))
 
 
+def _annealing_fit_25(*options: str) -> list[str]:
+    """`scaletune curves fit` of the annealing law on the three 25M training curves (cut at 24,000 steps)."""
+    files = [str(DATA / "csv_25" / f"{n}.csv") for n in TRAIN]
+    return ["curves", "fit", *files, "--law", "annealing", "--schedules", str(DATA / "schedules.csv"), "--max-step", "24000", *options]
+
+
 @pytest.mark.slow  # > 10 s
 def test_cli_fit_predict_compare_optimise(tmp_path, capsys):
-    files = [str(DATA / "csv_25" / f"{n}.csv") for n in TRAIN]
     out = tmp_path / "fit.json"
-    rc = main(
-        [
-            "curves",
-            "fit",
-            *files,
-            "--law",
-            "annealing",
-            "--schedules",
-            str(DATA / "schedules.csv"),
-            "--max-step",
-            "24000",
-            "--boot",
-            "2",
-            "--out",
-            str(out),
-            "--plot",
-            str(tmp_path / "fit.png"),
-        ]
-    )
+    rc = main(_annealing_fit_25("--boot", "2", "--out", str(out), "--plot", str(tmp_path / "fit.png")))
     assert rc == 0 and out.exists() and (tmp_path / "fit.png").stat().st_size > 10000
     capsys.readouterr()
     fit = CurveFit.load(out)  # what --out wrote: the chosen lam, the held-out law error, 2 bootstrap draws (the old --boot)
@@ -533,24 +520,7 @@ def test_cosine_family_and_free_form_needs_multipower(tmp_path, capsys):
 
 
 def test_leave_one_curve_out_reports_the_law_error(capsys):
-    files = [str(DATA / "csv_25" / f"{n}.csv") for n in TRAIN]
-    rc = main(
-        [
-            "curves",
-            "fit",
-            *files,
-            "--law",
-            "annealing",
-            "--schedules",
-            str(DATA / "schedules.csv"),
-            "--max-step",
-            "24000",
-            "--boot",
-            "0",
-            "--cv",
-            "--json",
-        ]
-    )
+    rc = main(_annealing_fit_25("--boot", "0", "--cv", "--json"))
     fit = CurveFit.from_json(capsys.readouterr().out)
     held = {h["curve"]: h for h in fit.diagnostics["cv"]}
     assert rc == 0 and set(held) == set(TRAIN)

@@ -14,30 +14,20 @@ ROOT = Path(__file__).resolve().parents[1]
 RUFF = Path(sys.executable).with_name("ruff")
 
 
+def _passes(*command: str, timeout: int = 300) -> None:
+    """Run a checker in the repository root; its own report is the failure message."""
+    proc = subprocess.run(list(command), cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
 @pytest.mark.skipif(not RUFF.exists(), reason="ruff is not installed (the dev extra)")
 def test_ruff_check():
-    proc = subprocess.run(
-        [str(RUFF), "check", "--no-cache", "--output-format", "concise", "src", "tests"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    _passes(str(RUFF), "check", "--no-cache", "--output-format", "concise", "src", "tests")
 
 
 @pytest.mark.skipif(not RUFF.exists(), reason="ruff is not installed (the dev extra)")
 def test_ruff_format():
-    proc = subprocess.run(
-        [str(RUFF), "format", "--check", "--no-cache", "src", "tests", "benchmarks", "examples"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    _passes(str(RUFF), "format", "--check", "--no-cache", "src", "tests", "benchmarks", "examples")
 
 
 MYPY = Path(sys.executable).with_name("mypy")
@@ -46,5 +36,4 @@ MYPY = Path(sys.executable).with_name("mypy")
 @pytest.mark.slow  # about 40 s of CPU without mypy's cache
 @pytest.mark.skipif(not MYPY.exists(), reason="mypy is not installed (the dev extra)")
 def test_mypy():
-    proc = subprocess.run([str(MYPY)], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)  # files: [tool.mypy]
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    _passes(str(MYPY), timeout=600)  # files: [tool.mypy]
