@@ -12,6 +12,7 @@ import pytest
 
 from scaletune.cli import main
 from scaletune.curves import CurveFit, curve_from_arrays, evaluate_fit, fit_curves, read_curves
+from scaletune.curves.fit import describe_curve
 from scaletune.curves._multipower import loss_drop, loss_drop_exact
 from scaletune.curves.laws import get_curve_law, prepare
 from scaletune.curves.search import compare_schedules, optimise_schedule
@@ -43,19 +44,7 @@ def load(size: str, names: list[str]):
 
 def published_fit(size: str) -> CurveFit:
     params = dict(zip(get_curve_law("multipower").params, PUBLISHED[size][0]))
-    curves = tuple(
-        {
-            "name": c.name,
-            "schedule": c.schedule,
-            "warmup": c.warmup,
-            "first_step": int(c.steps[0]),
-            "last_step": int(c.steps[-1]),
-            "area": c.area,
-            "peak_lr": float(c.lrs.max()),
-            "n_points": len(c.steps),
-        }
-        for c in load(size, TRAIN)
-    )
+    curves = tuple(describe_curve(c) for c in load(size, TRAIN))
     return CurveFit("multipower", params, {k: (v, v) for k, v in params.items()}, {}, "huber", {}, curves)
 
 

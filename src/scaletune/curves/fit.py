@@ -707,6 +707,21 @@ def _option_sets(law: CurveLaw) -> list[dict[str, float]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*law.option_grid.values())]
 
 
+def describe_curve(c: Curve) -> dict[str, Any]:
+    """What a fit records of one fitted curve: its schedule, step range, learning-rate area and peak (the
+    reference of a prediction's extrapolation ratios) and how many points a law can use."""
+    return {
+        "name": c.name,
+        "schedule": c.schedule,
+        "warmup": c.warmup,
+        "first_step": int(c.steps[0]),
+        "last_step": int(c.steps[-1]),
+        "area": c.area,
+        "peak_lr": float(c.lrs.max()),
+        "n_points": int(len(c.fitted_points()[0])),
+    }
+
+
 def fit_curves(
     curves: Sequence[Curve],
     law: str = "multipower",
@@ -814,19 +829,7 @@ def fit_curves(
     lo, hi = percentile_interval(boot_arr, LEVEL, axis=0)
     params = {p: float(v) for p, v in zip(spec.params, theta)}
     intervals = {p: (float(min(lo_, v)), float(max(hi_, v))) for p, lo_, hi_, v in zip(spec.params, lo, hi, theta)}
-    described = tuple(
-        {
-            "name": c.name,
-            "schedule": c.schedule,
-            "warmup": c.warmup,
-            "first_step": int(c.steps[0]),
-            "last_step": int(c.steps[-1]),
-            "area": c.area,
-            "peak_lr": float(c.lrs.max()),
-            "n_points": int(len(c.fitted_points()[0])),
-        }
-        for c in curves
-    )
+    described = tuple(describe_curve(c) for c in curves)
     cooldown = sharp_decays(curves)
     warnings = []
     if not cooldown and spec.cooldown_params:
