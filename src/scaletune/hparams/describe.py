@@ -16,11 +16,11 @@ import enum
 from typing import Any, Mapping
 
 from scaletune.hparams.laws import Method
-from scaletune.results import Prediction
+from scaletune.results import Prediction, format_scale
 
 
 def _scale(details: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.3g}" for k, v in dict(details.get("scale") or {}).items())
+    return format_scale(dict(details.get("scale") or {}))
 
 
 def _loss(method: Method, d: Mapping[str, Any]) -> str:

@@ -34,7 +34,7 @@ from scaletune._json import dumps
 from scaletune.errors import ScaletuneError
 from scaletune.hparams.optimum import Optimum
 from scaletune.laws import FitResult, fit
-from scaletune.results import LEVEL, Prediction, format_interval, percentile_interval
+from scaletune.results import LEVEL, Prediction, format_interval, format_scale, percentile_interval
 from scaletune.runtable import training_flops
 
 FORMS = {
@@ -216,7 +216,7 @@ _LAW_METHOD = {
 
 
 def _label(o: Optimum) -> str:
-    return ", ".join(f"{k}={v:.3g}" for k, v in o.scale.items())
+    return format_scale(o.scale)
 
 
 def _value(o: Optimum, var: str) -> float:

@@ -29,7 +29,7 @@ from scaletune.hparams.optimum import DEFAULT_BAND, Optimum, find_optima
 from scaletune.hparams.select import Fold, SweepAnalysis, _joint_rows, analyse_sweep, fit_batch, fit_lr, loss_interval
 from scaletune.laws import FitResult
 from scaletune.laws.published import deepseek_batch, deepseek_lr, steplaw_batch, steplaw_lr
-from scaletune.results import Prediction, format_interval, percentile_interval
+from scaletune.results import Prediction, format_interval, format_scale, percentile_interval
 from scaletune.runtable import ok_runs, require_columns, training_flops
 from scaletune.schedules import Schedule
 
@@ -62,7 +62,7 @@ class Recommendation:
         return self.laws.transfer
 
     def __repr__(self) -> str:
-        at = ", ".join(f"{k}={v:.3g}" for k, v in self.target.items() if k in ("N", "D"))
+        at = format_scale(self.target, ("N", "D"))
         loss = "" if self.loss is None else f", loss {self.loss.value:.4g}"
         return (
             f"<Recommendation at {at}: lr {self.lr.value:.3g}, batch {self.batch_size.value:.4g} tokens{loss}, "
@@ -110,7 +110,7 @@ class Recommendation:
 
 
 def _label(o: Optimum) -> str:
-    return ", ".join(f"{k}={v:.3g}" for k, v in o.scale.items() if k in ("N", "D"))
+    return format_scale(o.scale, ("N", "D"))
 
 
 def _mode(series: pd.Series) -> Any:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from scaletune.laws.published import deepseek_batch, deepseek_lr, published, steplaw_batch, steplaw_lr
+from scaletune.results import format_scale
 
 BAND_ALPHA = 0.18
 
@@ -69,7 +70,7 @@ def _optimum_star(go, x: float, y: float, interval: Sequence[float] | None, curv
 
 
 def _scale_label(scale: Mapping[str, float]) -> str:
-    return ", ".join(f"{k}={v:.3g}" for k, v in scale.items() if k in ("N", "D")) or ", ".join(f"{k}={v:.3g}" for k, v in scale.items())
+    return format_scale(scale, ("N", "D")) or format_scale(scale)
 
 
 def _band_traces(go, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, color: str, name: str, meta: dict, showlegend: bool = True) -> list:

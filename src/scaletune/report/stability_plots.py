@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from scaletune.report import save_figure
+from scaletune.results import format_scale
 
 FLAG_MARKERS = {"attention": ("s", "attention-logit growth"), "output": ("^", "output-logit divergence")}
 
@@ -39,7 +40,7 @@ def plot_stability(report, path: str | Path) -> Path:
     for a, arm in enumerate(report.arms):
         tag = ", ".join(f"{k}={v}" for k, v in arm.values.items())
         for s, color in zip(arm.scales, colors):
-            label = ", ".join(f"{k}={v:.3g}" for k, v in s.scale.items() if k == "N") + (f" [{tag}]" if tag else "")
+            label = format_scale(s.scale, ("N",)) + (f" [{tag}]" if tag else "")
             ax.plot(s.lrs, s.capped, styles[a % 4], marker="o", ms=3, color=color, label=label)
             ax.axvline(s.edge, color=color, ls=styles[a % 4], lw=0.6, alpha=0.6)
     ax.axhline(report.l_ref, color="grey", ls=":", lw=1, label="L_ref (cap)")
