@@ -150,7 +150,7 @@ def run_demo(
     from scaletune.cli.hparams_cmds import optima_table, print_recommendation
     from scaletune.hparams.optimum import find_optima, find_optimum
     from scaletune.hparams.recommend import recommend
-    from scaletune.runtable import write_table
+    from scaletune.runtable import ok_runs, write_table
     from scaletune.study import export_runs, load_study_config, run_study
 
     demo = demo or (TINY if tiny else DemoConfig())
@@ -223,7 +223,7 @@ def run_demo(
     truns = export_runs(tconfig)
     write_table(truns, out / "target_runs.csv")
 
-    ok = truns[truns["status"] == "ok"]
+    ok = ok_runs(truns)
     at_rec = ok[np.isclose(ok["lr"], lr_rec)]
     measured = float(at_rec["loss"].mean()) if len(at_rec) else math.nan
     best = ok.loc[ok["loss"].idxmin()] if len(ok) else None

@@ -108,13 +108,12 @@ def curves_of_largest_scale(runs: pd.DataFrame, curve_table: pd.DataFrame) -> tu
     """The loss curves of the ok runs at the largest scale (N, then D) that has curves, at its most common
     batch size: (curves, the scale's label, problems with individual curves)."""
     from scaletune.curves import curve_from_arrays
-    from scaletune.runtable import require_columns
+    from scaletune.runtable import ok_runs, require_columns
 
     require_columns(curve_table, ["run_id", "step", "loss"])
     require_columns(runs, ["run_id"])
     have = runs[runs["run_id"].astype(str).isin(set(curve_table["run_id"].astype(str)))]
-    if "status" in have.columns:
-        have = have[have["status"].astype(str).str.lower() == "ok"]
+    have = ok_runs(have)
     keys = [k for k in ("N", "D") if k in have.columns]
     if have.empty or not keys:
         raise ScaletuneError("no ok run has a loss curve" + ("" if keys else " and an N or D column"))
@@ -162,11 +161,11 @@ def _isoflop_input(runs: pd.DataFrame, optima: Sequence) -> pd.DataFrame:
                 "loss": [o.loss_ for o in use],
             }
         )
-    from scaletune.runtable import require_columns
+    from scaletune.runtable import ok_runs, require_columns, training_flops
 
     require_columns(runs, ["N", "D", "loss"])
-    ok = runs[runs["status"].astype(str).str.lower() == "ok"] if "status" in runs.columns else runs
-    C = ok["C"] if "C" in ok.columns else 6 * ok["N"].astype(float) * ok["D"].astype(float)
+    ok = ok_runs(runs)
+    C = ok["C"] if "C" in ok.columns else training_flops(ok["N"].astype(float), ok["D"].astype(float))
     return pd.DataFrame({"C": C, "N": ok["N"], "D": ok["D"], "loss": ok["loss"]})
 
 

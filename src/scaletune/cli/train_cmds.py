@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
+from scaletune._json import dumps
 from scaletune.cli._tables import WIDE_OPTION, choice_option
 from scaletune.errors import ScaletuneError
 from scaletune.runtable import parse_assignments
@@ -99,7 +99,7 @@ def train_cmd(width: int, depth: int, tokens: float, lr: float, param: str, sche
         "run-table row (loss: validation nats/byte; C = 6*N*D FLOPs)",
     )
     if out:
-        Path(out).write_text(json.dumps({**row, "curve": curve}, indent=1))
+        Path(out).write_text(dumps({**row, "curve": curve}))
         click.echo(f"wrote {out}")
 
 
@@ -172,7 +172,7 @@ def param_table_cmd(
     rows = plan.table(lr, weight_decay, eps)
     if as_json:
         for row in rows:
-            click.echo(json.dumps(row))
+            click.echo(dumps(row, indent=None))
         return
     title = (
         f"{param} ({optimizer}): width {plan.width:g} / base {plan.base_width:g} (m={plan.width_mult:g}), "

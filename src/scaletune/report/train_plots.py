@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from scaletune.report import save_figure
+from scaletune.runtable import ok_runs
 
 
 def _plt():
@@ -70,7 +71,7 @@ def plot_lr_transfer(runs: pd.DataFrame, path: str | Path) -> Path:
     plt = _plt()
     params = list(dict.fromkeys(runs["param"]))
     fig, axes = plt.subplots(1, len(params), figsize=(5 * len(params), 4), squeeze=False, sharey=True)
-    ok = runs[runs["status"] == "ok"]
+    ok = ok_runs(runs)
     widths = sorted(runs["width"].unique())
     colors = plt.cm.plasma(np.linspace(0, 0.85, len(widths)))
     for ax, param in zip(axes[0], params):
